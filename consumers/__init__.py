@@ -1,0 +1,1 @@
+"""Kafka consumers: the fold-in worker, the refitter, snapshot loading, state changelog."""

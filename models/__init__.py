@@ -1,0 +1,1 @@
+"""Pure recommender math: fold-in, ranking, popularity, cold start, snapshots, drift (no Kafka)."""

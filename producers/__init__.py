@@ -1,0 +1,1 @@
+"""Event producers: the SDK, dataset loaders and replay, the synthetic world."""
