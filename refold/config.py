@@ -2,8 +2,8 @@
 
 Every field of `Settings` can be set in three ways, later ones winning:
 
-1. a TOML config file (`--config PATH` or `REFOLD_CONFIG`), keys named like the fields, either at top
-   level or grouped in tables (`[kafka]`, `[model]`, ...) whose names are only for the reader;
+1. a TOML config file (`--config PATH` or `REFOLD_CONFIG`), keys named like the fields, either at
+   top level or grouped in tables (`[kafka]`, `[model]`, ...) whose names are only for the reader;
 2. an environment variable `REFOLD_<FIELD>` in upper case (`REFOLD_BOOTSTRAP_SERVERS`);
 3. a command-line flag (`--bootstrap-servers`).
 
@@ -124,7 +124,7 @@ def _coerce(name: str, raw: Any, hint: Any) -> Any:
 
 
 def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
-    """Lift keys out of TOML tables: `[kafka] bootstrap_servers = ...` becomes `bootstrap_servers`."""
+    """Lift keys out of TOML tables: `[kafka] bootstrap_servers = 1` is `bootstrap_servers = 1`."""
     flat: dict[str, Any] = {}
     for key, value in table.items():
         if isinstance(value, Mapping):

@@ -30,9 +30,11 @@ EventType = Literal["view", "click", "add_to_cart", "purchase", "bookmark", "rat
 
 Id = Annotated[
     str,
-    msgspec.Meta(min_length=1, max_length=256, pattern=r"\S", description="non-blank id, <= 256 chars"),
+    msgspec.Meta(
+        min_length=1, max_length=256, pattern=r"\S", description="non-blank id, <= 256 chars"
+    ),
 ]
-Seconds = Annotated[float, msgspec.Meta(ge=0, description="Unix time in seconds (fractions allowed)")]
+Seconds = Annotated[float, msgspec.Meta(ge=0, description="Unix time in seconds")]
 Version = Annotated[int, msgspec.Meta(ge=1, le=1, description="schema version")]
 
 

@@ -1,0 +1,127 @@
+"""`EventProducer`: the SDK services use to publish interaction events and catalog items.
+
+It validates before sending (a bad event raises `SchemaError` and never reaches Kafka), keys
+events by user id (so one user's events stay in order on one partition), uses an idempotent
+producer, surfaces delivery reports, and flushes on close. Use it as a context manager::
+
+    with EventProducer(settings) as producer:
+        producer.send(Event(event_id="e1", user_id="u1", item_id="i1",
+                            event_type="click", event_time=time.time()))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from refold.config import Settings
+from refold.kafka import make_producer
+from refold.schemas import Event, Item, encode, validate_event
+
+log = logging.getLogger(__name__)
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class DeliveryError(RuntimeError):
+    """Some messages were not acknowledged by the broker."""
+
+    def __init__(self, failures: list[tuple[str, str]]) -> None:
+        self.failures = failures
+        head = "; ".join(f"key {k}: {e}" for k, e in failures[:3])
+        super().__init__(f"{len(failures)} message(s) not delivered: {head}")
+
+
+class EventProducer:
+    """Publish validated events (key = user id) and catalog items (key = item id).
+
+    `on_delivery(err, msg)` is called for every message once the broker answers; failures are
+    also collected and raised by `flush()` / `close()` as `DeliveryError`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        on_delivery: DeliveryCallback | None = None,
+        validate: bool = True,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.on_delivery = on_delivery
+        self.validate = validate
+        self.extra = dict(extra or {})
+        self.events_topic = self.settings.topic("events")
+        self.items_topic = self.settings.topic("items")
+        self.delivered = 0
+        self.failures: list[tuple[str, str]] = []
+        self._producer: Producer | None = None
+
+    @property
+    def producer(self) -> Producer:
+        """The underlying confluent-kafka producer, created on first use."""
+        if self._producer is None:
+            self._producer = make_producer(self.settings, self.extra)
+        return self._producer
+
+    def _report(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            key = (msg.key() or b"").decode("utf-8", "replace")
+            self.failures.append((key, str(err)))
+            log.error("delivery failed for key %s on %s: %s", key, msg.topic(), err)
+        if self.on_delivery is not None:
+            self.on_delivery(err, msg)
+
+    def _produce(self, topic: str, key: str, value: bytes | None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key.encode(), on_delivery=self._report)
+                break
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                self.producer.poll(0.05)
+        self.producer.poll(0)
+
+    def send(self, event: Event) -> None:
+        """Validate and publish one event, keyed by its user id."""
+        if self.validate:
+            validate_event(event)
+        self._produce(self.events_topic, event.user_id, encode(event))
+
+    def send_many(self, events: Iterable[Event]) -> int:
+        """Publish a batch of events in order; returns how many were queued."""
+        n = 0
+        for n, event in enumerate(events, 1):  # noqa: B007
+            self.send(event)
+        return n
+
+    def send_raw(self, key: str, value: bytes | None) -> None:
+        """Publish bytes as they are (for tests and tools that must bypass validation)."""
+        self._produce(self.events_topic, key, value)
+
+    def send_item(self, item: Item) -> None:
+        """Publish a catalog entry (compacted topic, key = item id)."""
+        self._produce(self.items_topic, item.item_id, encode(item))
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait for every queued message; raise `DeliveryError` if any failed or timed out."""
+        if self._producer is not None:
+            left = self._producer.flush(timeout)
+            if left:
+                self.failures.append(("*", f"{left} message(s) still queued after {timeout}s"))
+        if self.failures:
+            failures, self.failures = self.failures, []
+            raise DeliveryError(failures)
+
+    def close(self, timeout: float = 60.0) -> None:
+        self.flush(timeout)
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,130 @@
+"""Infrastructure commands: the local broker, topics, effective config, JSON Schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from refold.cli import cli, settings_from
+from refold.config import describe
+
+
+@cli.group()
+def broker() -> None:
+    """Run a local single-node Kafka (KRaft) from Maven jars, without Docker.
+
+    Not used when REFOLD_BOOTSTRAP_SERVERS (or --bootstrap-servers) names a cluster.
+    """
+
+
+def _local_broker(ctx: click.Context):
+    from refold.broker import LocalBroker
+
+    settings = settings_from(ctx)
+    if not settings.uses_local_broker:
+        click.echo(f"a cluster is configured ({settings.bootstrap}): nothing to do locally")
+        ctx.exit(0)
+    return LocalBroker(settings)
+
+
+@broker.command("start")
+@click.pass_context
+def broker_start(ctx: click.Context) -> None:
+    """Start the broker (idempotent); returns once it answers a metadata request."""
+    from refold.broker import BrokerError
+
+    try:
+        info = _local_broker(ctx).start()
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(info)
+
+
+@broker.command("stop")
+@click.pass_context
+def broker_stop(ctx: click.Context) -> None:
+    """Stop the broker and wait until its port is free."""
+    click.echo(_local_broker(ctx).stop())
+
+
+@broker.command("status")
+@click.pass_context
+def broker_status(ctx: click.Context) -> None:
+    """Say whether the local broker runs, where, and where its log is."""
+    click.echo(_local_broker(ctx).status())
+
+
+@cli.group()
+def topics() -> None:
+    """Create and inspect refold's topics."""
+
+
+@topics.command("create")
+@click.option("--partitions", "events_partitions", type=int,
+              help="Partitions of the events, recommendations and changelog topics [6].")
+@click.pass_context
+def topics_create(ctx: click.Context, events_partitions: int | None) -> None:
+    """Create the topics that do not exist yet (idempotent), with the documented configs."""
+    from refold.broker import ensure_bootstrap
+    from refold.kafka import make_admin
+    from refold.topics import create_topics
+
+    settings = settings_from(ctx, events_partitions=events_partitions)
+    ensure_bootstrap(settings)
+    for name, state in create_topics(make_admin(settings), settings).items():
+        click.echo(f"{name}: {state}")
+
+
+@topics.command("list")
+@click.pass_context
+def topics_list(ctx: click.Context) -> None:
+    """List the deployment's topics with their partition counts and configs."""
+    from refold.kafka import make_admin
+    from refold.topics import describe_topic_configs, topic_specs
+
+    settings = settings_from(ctx)
+    admin = make_admin(settings)
+    existing = admin.list_topics(timeout=10).topics
+    names = [s.name for s in topic_specs(settings) if s.name in existing]
+    configs = describe_topic_configs(admin, names) if names else {}
+    for spec in topic_specs(settings):
+        if spec.name not in existing:
+            click.echo(f"{spec.name}: missing")
+            continue
+        conf = configs[spec.name]
+        shown = {k: conf[k] for k in spec.config if k in conf}
+        click.echo(f"{spec.name}: {len(existing[spec.name].partitions)} partition(s) {shown}")
+
+
+@cli.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print the effective settings as JSON.")
+@click.pass_context
+def config_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Print every setting: its effective value, environment variable and default."""
+    import dataclasses
+
+    settings = dataclasses.asdict(settings_from(ctx))
+    if as_json:
+        click.echo(json.dumps(settings, indent=2))
+        return
+    for name, env, _type, default in describe():
+        click.echo(f"{name:28} {settings[name]!r:32} {env:34} default {default}")
+
+
+@cli.command("schemas")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write the JSON Schema files into this directory (default: print them).")
+def schemas_cmd(out: str | None) -> None:
+    """The JSON Schemas of the messages, for producers in other languages."""
+    from refold.schemas import json_schemas
+
+    for name, schema in json_schemas().items():
+        text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        if out:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / name).write_text(text)
+            click.echo(f"wrote {Path(out) / name}")
+        else:
+            click.echo(f"# {name}\n{text}")
