@@ -1,0 +1,1 @@
+"""Benchmarks that compare refold side by side with the obvious alternative, in one run."""

@@ -1,0 +1,29 @@
+"""`refold bench ...`: side-by-side benchmarks that print a table (or `--json`)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from refold.cli import cli
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks: refold next to the obvious alternative, in the same run."""
+
+
+def emit(result: dict, as_json: bool, table: str) -> None:
+    click.echo(json.dumps(result, indent=2) if as_json else table)
+
+
+@bench.command("serde")
+@click.option("--messages", type=int, default=100_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def bench_serde(messages: int, as_json: bool) -> None:
+    """Event encode and decode+validate per second: msgspec vs json vs orjson."""
+    from refold.bench import serde
+
+    result = serde.run(messages)
+    emit(result, as_json, serde.table(result))
