@@ -77,6 +77,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     batch_size: int = 500
+    instance_id: str = "0"
     log_level: str = "INFO"
 
     def topic(self, name: str) -> str:
