@@ -1,0 +1,136 @@
+"""The local broker of refold.broker: start, stop, and what refold needs of Kafka (transactions,
+compacted topics). The shared broker (`bootstrap`) is never stopped here: the stop/start test
+runs a second broker of its own, in a temporary home on other ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from refold.broker import BrokerError, LocalBroker, answers_metadata
+from refold.config import Settings, load_settings
+
+local_only = pytest.mark.skipif(
+    bool(os.environ.get("REFOLD_BOOTSTRAP_SERVERS")),
+    reason="REFOLD_BOOTSTRAP_SERVERS names a cluster: the local broker is not used")
+
+
+def create_topic(bootstrap: str, name: str, **config: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, 1, 1, config=config)])[name].result(timeout=30)
+
+
+def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[bytes]:
+    """The committed values of `topic`, once `expected` of them arrived (or at the timeout)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(values) < expected and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            values.append(msg.value())
+    consumer.close()
+    return values
+
+
+def free_to_bind(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture
+def private_settings(tmp_path: Path) -> Settings:
+    """A broker of its own (ports 19192/19193) that shares the jars of the default home."""
+    libs = LocalBroker(load_settings()).ensure_libs()
+    (tmp_path / libs.parent.name).symlink_to(libs.parent)
+    return Settings(home=str(tmp_path), broker_port=19192, controller_port=19193)
+
+
+def test_broker_answers_metadata(bootstrap: str) -> None:
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    assert metadata.brokers
+    assert metadata.cluster_id
+
+
+@local_only
+def test_start_is_idempotent(bootstrap: str) -> None:
+    broker = LocalBroker(load_settings())
+    first, second = broker.start(), broker.start()
+    assert first.running and second.running
+    assert first.pid == second.pid == broker.status().pid
+    assert second.seconds is not None and second.seconds < 5.0
+
+
+def test_transactional_producer_commits_and_aborts(bootstrap: str, unique_prefix: str) -> None:
+    topic = unique_prefix + "tx"
+    create_topic(bootstrap, topic)
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": topic})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"aborted")
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"committed")
+    producer.commit_transaction(30)
+    assert read_all(bootstrap, topic, expected=1) == [b"committed"]
+
+
+def test_compacted_topic_needs_keys(bootstrap: str, unique_prefix: str) -> None:
+    """The broker really compacts this topic: it accepts keyed records and refuses keyless."""
+    topic = unique_prefix + "compact"
+    create_topic(bootstrap, topic, **{"cleanup.policy": "compact"})
+    producer = Producer({"bootstrap.servers": bootstrap})
+    errors: list[KafkaError | None] = []
+    for key in (b"user-1", None):
+        producer.produce(topic, key=key, value=b"v", on_delivery=lambda err, _m: errors.append(err))
+        producer.flush(30)
+    keyed, keyless = errors
+    assert keyed is None
+    assert keyless is not None and keyless.code() == KafkaError.INVALID_RECORD
+
+
+@local_only
+def test_stop_frees_the_port_and_start_works_again(private_settings: Settings) -> None:
+    broker = LocalBroker(private_settings)
+    try:
+        started = broker.start()
+        assert started.running and answers_metadata(broker.bootstrap)
+        create_topic(broker.bootstrap, "kept")
+
+        stopped = broker.stop()
+        assert not stopped.running and stopped.pid is None
+        assert free_to_bind(19192)
+        assert broker.status().pid is None
+
+        again = broker.start()
+        assert again.running and again.pid != started.pid
+        topics = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10)
+        assert "kept" in topics.topics  # the storage was formatted once and kept
+    finally:
+        broker.stop()
+    assert free_to_bind(19192)
+
+
+@local_only
+def test_start_refuses_a_port_held_by_something_else(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        broker = LocalBroker(Settings(home=str(tmp_path), broker_port=port, controller_port=19195))
+        with pytest.raises(BrokerError, match="not this broker"):
+            broker.start()
