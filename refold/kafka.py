@@ -7,10 +7,18 @@ Clients are created by these functions only when called: no network in module im
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from refold.config import Settings
@@ -83,3 +91,20 @@ def make_admin(settings: Settings, extra: Mapping[str, Any] | None = None) -> Ad
 def where(msg: Message) -> str:
     """`topic[partition]@offset`, the form every log line uses to point at a message."""
     return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+
+
+def watermarks(consumer: Consumer, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+    """`{partition: (low, high)}` offsets of a topic, retrying while new leaders settle."""
+    deadline = time.monotonic() + timeout
+    parts = sorted(consumer.list_topics(topic, timeout=timeout).topics[topic].partitions)
+    out: dict[int, tuple[int, int]] = {}
+    for p in parts:
+        while True:
+            try:
+                out[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                break
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    return out

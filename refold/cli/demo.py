@@ -42,18 +42,11 @@ def demo(ctx: click.Context, path: str | None, limit: int | None, synth_events: 
 
 def _count(settings) -> int:
     """Messages on the events topic (end minus start offsets over its partitions)."""
-    from confluent_kafka import TopicPartition
-
-    from refold.kafka import make_consumer
+    from refold.kafka import make_consumer, watermarks
 
     consumer = make_consumer(settings, "refold-demo-count")
     try:
-        topic = settings.topic("events")
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        total = 0
-        for p in parts:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += high - low
-        return total
+        marks = watermarks(consumer, settings.topic("events"))
+        return sum(high - low for low, high in marks.values())
     finally:
         consumer.close()

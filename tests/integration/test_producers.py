@@ -12,7 +12,7 @@ from confluent_kafka import TopicPartition
 from producers.replay import replay
 from producers.sdk import EventProducer
 from refold.config import Settings
-from refold.kafka import make_admin, make_consumer
+from refold.kafka import make_admin, make_consumer, watermarks
 from refold.schemas import Event, SchemaError, decode_event, encode
 from refold.topics import create_topics
 
@@ -31,10 +31,8 @@ def read_all(settings: Settings, topic: str) -> list:
     """Every message of a topic, from the beginning to the end offsets seen at the start."""
     consumer = make_consumer(settings, "test-reader")
     try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in parts}
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        ends = {p: high for p, (_low, high) in watermarks(consumer, topic).items()}
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         out, left = [], {p for p, end in ends.items() if end > 0}
         while left:
             for msg in consumer.consume(1000, timeout=5):
@@ -77,11 +75,10 @@ def test_invalid_events_are_rejected_before_kafka(settings):
             producer.send(Event(event_id="y", user_id="u", item_id="i", event_type="rating",
                                 event_time=1.0))
     consumer = make_consumer(settings, "test-empty")
-    topic = settings.topic("events")
-    highs = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-             for p in range(settings.events_partitions)]
+    marks = watermarks(consumer, settings.topic("events"))
     consumer.close()
-    assert sum(highs) == 0
+    assert len(marks) == settings.events_partitions
+    assert sum(high for _low, high in marks.values()) == 0
 
 
 @pytest.mark.slow
