@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from refold.config import Settings
 from refold.kafka import make_producer
-from refold.schemas import Event, Item, encode, validate_event
+from refold.schemas import Event, Item, decode_event, encode
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,10 @@ class EventProducer:
 
     def send(self, event: Event) -> None:
         """Validate and publish one event, keyed by its user id."""
+        data = encode(event)
         if self.validate:
-            validate_event(event)
-        self._produce(self.events_topic, event.user_id, encode(event))
+            decode_event(data)  # constructors do not check constraints; decoding does
+        self._produce(self.events_topic, event.user_id, data)
 
     def send_many(self, events: Iterable[Event]) -> int:
         """Publish a batch of events in order; returns how many were queued."""

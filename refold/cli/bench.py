@@ -27,3 +27,19 @@ def bench_serde(messages: int, as_json: bool) -> None:
 
     result = serde.run(messages)
     emit(result, as_json, serde.table(result))
+
+
+@bench.command("produce")
+@click.option("--events", type=int, default=100_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def bench_produce(ctx: click.Context, events: int, as_json: bool) -> None:
+    """Events/s acknowledged by the broker: the SDK next to a bare confluent-kafka producer."""
+    from refold.bench import produce
+    from refold.broker import ensure_bootstrap
+    from refold.cli import settings_from
+
+    settings = settings_from(ctx)
+    ensure_bootstrap(settings)
+    result = produce.run(settings, events)
+    emit(result, as_json, produce.table(result))
