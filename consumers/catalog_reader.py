@@ -1,0 +1,72 @@
+"""The catalog as a worker sees it: the compacted items topic applied to its recommender.
+
+Every worker reads the whole items topic (all partitions, from the beginning, no group): at start
+to its end, then with a short poll between batches. An item's latest message wins; a null value
+(a deleted item) makes it inactive. Inactive items are never recommended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from confluent_kafka import Message
+
+from consumers.tail import TopicTail
+from refold.config import Settings
+from refold.kafka import where
+from refold.schemas import Item, SchemaError, decode_item
+
+log = logging.getLogger(__name__)
+
+ApplyItem = Callable[[Item], None]
+
+
+class CatalogReader:
+    """Apply `Item` messages to `apply` (e.g. the recommender's `set_item`) as they arrive.
+
+    A malformed item is logged with its position and skipped: every worker reads every item, so
+    dead-lettering it here would file one copy per worker.
+    """
+
+    def __init__(self, settings: Settings, apply: ApplyItem) -> None:
+        self.tail = TopicTail(settings, settings.topic("items"))
+        self.apply = apply
+        self.applied = 0
+        self.rejected = 0
+
+    def catch_up(self, timeout: float = 10.0) -> bool:
+        """Apply the catalog up to its current end; False if that took longer than `timeout`."""
+        return self.tail.catch_up(self._handle, timeout)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Apply what arrived since the last call; returns how many messages were read."""
+        messages = self.tail.poll(timeout)
+        self._handle(messages)
+        return len(messages)
+
+    def _handle(self, messages: list[Message]) -> None:
+        for msg in messages:
+            try:
+                item = self._decode(msg)
+            except SchemaError as exc:
+                self.rejected += 1
+                log.warning("bad catalog item %s: %s", where(msg), exc)
+                continue
+            self.apply(item)
+            self.applied += 1
+
+    @staticmethod
+    def _decode(msg: Message) -> Item:
+        key = (msg.key() or b"").decode("utf-8", "replace")
+        if msg.value() is None:  # tombstone: the item was deleted
+            if not key:
+                raise SchemaError("key", "a deleted item needs its item_id as key")
+            return Item(item_id=key, active=False)
+        item = decode_item(msg.value())
+        if key and key != item.item_id:
+            raise SchemaError("key", f"key {key!r} is not the item_id {item.item_id!r}")
+        return item
+
+    def close(self) -> None:
+        self.tail.close()

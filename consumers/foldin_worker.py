@@ -1,0 +1,253 @@
+"""The fold-in worker: events in, one fresh recommendation list per affected user out.
+
+`FoldInWorker` is the `consumers.loop.Processor` of `refold consume`. For a micro-batch it
+
+1. checks every message (`consumers.deadletter`): a bad one becomes a dead letter, in the same
+   transaction, and processing goes on;
+2. skips an event whose id is among its user's recent event ids (a re-sent event counts once);
+3. saves the state of the batch's users (the undo log) and popularity, then runs the batch
+   through `OnlineRecommender.process_batch` (per-event semantics, one batched solve);
+4. produces one `Recommendation` per affected user, keyed by user id, naming its cause: the
+   user's last event of the batch and where it was read.
+
+After the commit the loop calls `promote` (forget the undo log, count); after an abort,
+`rollback` puts the saved states back, so the re-read batch is applied to the state it first saw.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Message, TopicPartition
+
+from consumers.catalog_reader import CatalogReader
+from consumers.deadletter import DeadLetters, Limits, Rejected, check_event_message
+from consumers.loop import Output, TransactionalLoop
+from models.foldin import ItemFactors
+from models.recommender import OnlineRecommender, Recs
+from models.weights import ModelError
+from refold.config import Settings
+from refold.kafka import where
+from refold.schemas import Cause, Event, Recommendation, RecommendedItem, encode
+
+log = logging.getLogger(__name__)
+
+_NEW = object()
+"""Undo-log marker: the user had no state before the batch (roll back = forget the user)."""
+
+
+class RecentIds:
+    """Each user's last `size` event ids, oldest first, to apply a re-sent event only once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.by_user: dict[str, dict[str, None]] = {}
+
+    def seen(self, user_id: str, event_id: str) -> bool:
+        """Whether `event_id` is recent for the user; if not, remember it."""
+        ids = self.by_user.setdefault(user_id, {})
+        if event_id in ids:
+            return True
+        ids[event_id] = None
+        if len(ids) > self.size:
+            del ids[next(iter(ids))]
+        return False
+
+
+class FoldInWorker:
+    """Fold a micro-batch of events into `recommender` and publish the affected users' lists."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        recommender: OnlineRecommender,
+        *,
+        catalog: CatalogReader | None = None,
+        clock: Callable[[], float] = time.time,
+        dedup_window: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.recommender = recommender
+        self.catalog = catalog
+        self.clock = clock
+        self.limits = Limits.of(settings)
+        self.recs_topic = settings.topic("recommendations")
+        self.dead_letters = DeadLetters(settings)
+        self.recent = RecentIds(dedup_window or 2 * settings.history_size)
+        self.partition_of: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()
+        """Committed totals: events, duplicates, recommendations, dead_letters."""
+        self._undo: dict[str, tuple[Any, dict[str, None] | None, int | None]] = {}
+        self._undo_trending: Any = None
+        self._staged: Counter[str] = Counter()
+        self._staged_dead: Counter[str] = Counter()
+        self._next_model: ItemFactors | None = None
+
+    # -- the loop's Processor protocol
+
+    def handle(self, messages: list[Message], out: Output) -> None:
+        now = self.clock()
+        batch: list[tuple[Event, Message]] = []
+        for msg in messages:
+            try:
+                event = self._check(msg, now)
+            except Rejected as err:
+                self.dead_letters.send(out, msg, err, now)
+                self._staged_dead[err.error_class] += 1
+                continue
+            self._save(event.user_id, msg.partition())
+            if self.recent.seen(event.user_id, event.event_id):
+                log.info("duplicate event %s at %s: skipped", event.event_id, where(msg))
+                self._staged["duplicates"] += 1
+                continue
+            batch.append((event, msg))
+        if not batch:
+            return
+        read_at = {id(ev): msg for ev, msg in batch}
+        self._undo_trending = copy.deepcopy(self.recommender.trending)
+        for ev, recs in self.recommender.process_batch([ev for ev, _ in batch]):
+            msg = read_at[id(ev)]
+            out.produce(self.recs_topic, encode(self._recommendation(ev, msg, recs, now)),
+                        ev.user_id)
+        self._staged["events"] += len(batch)
+        self._staged["recommendations"] += len({ev.user_id for ev, _ in batch})
+
+    def promote(self) -> None:
+        """The batch committed: its state is the state; count what it did."""
+        self._undo.clear()
+        self._undo_trending = None
+        self.counts.update(self._staged)
+        self.counts["dead_letters"] += sum(self._staged_dead.values())
+        self.dead_letters.count(self._staged_dead)
+        self._staged.clear()
+        self._staged_dead.clear()
+
+    def rollback(self) -> None:
+        """The batch aborted: put back every touched user's state and the popularity."""
+        rec = self.recommender
+        for user, (state, ids, partition) in self._undo.items():
+            if state is _NEW:
+                rec.drop_user(user)
+            else:
+                rec.restore_user(user, state)
+            if ids is None:
+                self.recent.by_user.pop(user, None)
+            else:
+                self.recent.by_user[user] = ids
+            if partition is None:
+                self.partition_of.pop(user, None)
+            else:
+                self.partition_of[user] = partition
+        if self._undo_trending is not None:
+            rec.trending = self._undo_trending
+        log.warning("rolled back the state of %d user(s)", len(self._undo))
+        self._undo.clear()
+        self._undo_trending = None
+        self._staged.clear()
+        self._staged_dead.clear()
+
+    def between_batches(self) -> None:
+        """Apply catalog changes and a pending model version: never in the middle of a batch."""
+        if self.catalog is not None:
+            self.catalog.poll(0.0)
+        factors, self._next_model = self._next_model, None
+        if factors is not None:
+            self.recommender.swap_factors(factors)
+            log.info("serving model version %s", factors.version)
+
+    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
+        """Hook: restore the assigned partitions' users here (from the state changelog)."""
+
+    def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
+        """Forget the users of partitions that moved away (their new owner has them)."""
+        gone = {tp.partition for tp in partitions}
+        users = [u for u, p in self.partition_of.items() if p in gone]
+        for user in users:
+            self.recommender.drop_user(user)
+            self.recent.by_user.pop(user, None)
+            del self.partition_of[user]
+        if users:
+            log.info("dropped the state of %d user(s) of revoked partitions", len(users))
+
+    # -- start, stop and hooks for other processes
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Read the catalog to its end before the first batch (then between batches)."""
+        if self.catalog is not None and not self.catalog.catch_up(timeout):
+            log.warning("catalog not read to its end in %.0f s: going on", timeout)
+
+    def close(self) -> None:
+        if self.catalog is not None:
+            self.catalog.close()
+
+    def swap_model(self, factors: ItemFactors) -> None:
+        """Serve `factors` from the next batch on (safe to call from another thread)."""
+        self._next_model = factors
+
+    # -- internals
+
+    def _check(self, msg: Message, now: float) -> Event:
+        event = check_event_message(msg.key(), msg.value(), self.limits, now)
+        try:  # the model's own rules (e.g. event weights) are part of "usable"
+            self.recommender.config.weights.weight(event.event_type, event.value, event.weight)
+        except ModelError as exc:
+            raise Rejected("", str(exc), "model") from None
+        return event
+
+    def _save(self, user_id: str, partition: int) -> None:
+        """Undo log: the user's state before the batch first touched it."""
+        if user_id in self._undo:
+            return
+        state = self.recommender.user_state(user_id)
+        ids = self.recent.by_user.get(user_id)
+        self._undo[user_id] = (
+            _NEW if state is None else state,
+            None if ids is None else dict(ids),
+            self.partition_of.get(user_id),
+        )
+        self.partition_of[user_id] = partition
+
+    def _recommendation(self, ev: Event, msg: Message, recs: Recs, now: float) -> Recommendation:
+        return Recommendation(
+            user_id=recs.user_id,
+            items=[RecommendedItem(i, s) for i, s in zip(recs.items, recs.scores, strict=True)],
+            model_version=recs.model_version,
+            source=recs.source,
+            generated_at=now,
+            cause=Cause(event_id=ev.event_id, event_time=ev.event_time, topic=msg.topic(),
+                        partition=msg.partition(), offset=msg.offset()),
+        )
+
+    def summary(self, seconds: float) -> str:
+        """One line: what was done, how fast."""
+        c = self.counts
+        rate = c["events"] / seconds if seconds > 0 else 0.0
+        dead = ", ".join(f"{k} {v}" for k, v in sorted(self.dead_letters.counts.items()))
+        return (f"{c['events']:,} events, {c['recommendations']:,} recommendations, "
+                f"{c['dead_letters']:,} dead letters{f' ({dead})' if dead else ''}, "
+                f"{c['duplicates']:,} duplicates in {seconds:.1f} s ({rate:,.0f} events/s)")
+
+
+def transactional_id(settings: Settings) -> str:
+    """Stable per worker slot: a restarted instance fences its predecessor."""
+    return f"{settings.topic_prefix}{settings.consumer_group}-{settings.instance_id}"
+
+
+def build_worker(
+    settings: Settings, recommender: OnlineRecommender, **loop_options: Any
+) -> tuple[FoldInWorker, TransactionalLoop]:
+    """A worker that follows the catalog, and the transactional loop that drives it."""
+
+    def apply(item: Any) -> None:
+        recommender.set_item_active(item.item_id, item.active, item.categories)
+
+    worker = FoldInWorker(settings, recommender, catalog=CatalogReader(settings, apply))
+    loop = TransactionalLoop(
+        settings, worker, topics=[settings.topic("events")], group_id=settings.consumer_group,
+        transactional_id=transactional_id(settings), **loop_options)
+    return worker, loop

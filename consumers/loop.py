@@ -1,0 +1,322 @@
+"""The exactly-once poll → handle → produce → commit loop that refold's Kafka processes share.
+
+A `Processor` says what a batch means; `TransactionalLoop` owns the clients and the guarantee.
+Every batch is one Kafka transaction, in numbered steps:
+
+1. consume up to `batch_size` messages of the assigned partitions (read_committed);
+2. `begin_transaction`;
+3. `processor.handle(messages, out)`: stage state changes in memory, produce outputs via `out`;
+4. `send_offsets_to_transaction(next offsets, group metadata)`: the input offsets join the txn;
+5. `commit_transaction` (flushes the outputs): offsets and outputs become visible together;
+6. `processor.promote()`: the staged state becomes the state.
+
+Errors are handled by class: a *retriable* one retries the call; one that *requires abort* aborts
+the transaction, seeks the batch's partitions back to their committed offsets and calls
+`processor.rollback()`, so the batch is read and handled again; a *fatal* one (fenced by a newer
+instance with the same transactional.id, among others) raises `KafkaFatalError`.
+
+Rebalances run inside `consume()` only, and no transaction spans a `consume()` call, so when
+partitions are revoked every handled batch is already committed: the processor only drops state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from refold.config import Settings
+from refold.kafka import KafkaFatalError, make_consumer, make_producer, where
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRIES = 10
+TXN_TIMEOUT_S = 30.0
+
+
+class Output:
+    """The transactional producer as processors see it: produce, with back-pressure handled."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.produced = 0
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | str | None = None,
+                headers: list[tuple[str, bytes]] | None = None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers)
+                break
+            except BufferError:  # local queue full: let librdkafka send, then retry
+                self.producer.poll(0.05)
+        self.produced += 1
+        self.producer.poll(0)
+
+
+class Processor(Protocol):
+    """What a batch means. `handle` stages; `promote` or `rollback` settles the staged state."""
+
+    def handle(self, messages: list[Message], out: Output) -> None: ...
+    def promote(self) -> None: ...
+    def rollback(self) -> None: ...
+    def between_batches(self) -> None: ...
+    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None: ...
+    def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None: ...
+
+
+@dataclass
+class LoopStats:
+    """What a run did. `messages` counts committed input messages only."""
+
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    batches: int = 0
+    messages: int = 0
+    aborts: int = 0
+    first_batch: float | None = None
+    last_commit: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def busy_seconds(self) -> float:
+        """From the first batch read to the last commit: the time spent on input."""
+        if self.first_batch is None or self.last_commit is None:
+            return 0.0
+        return self.last_commit - self.first_batch
+
+
+def next_offsets(messages: list[Message]) -> list[TopicPartition]:
+    """Per partition, the offset after the last message: what a commit must record."""
+    last: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        last[(msg.topic(), msg.partition())] = msg.offset()
+    return [TopicPartition(t, p, off + 1) for (t, p), off in last.items()]
+
+
+def first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
+    """Per partition, the offset of the first message of a batch."""
+    first: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        first.setdefault((msg.topic(), msg.partition()), msg.offset())
+    return first
+
+
+def _error(exc: KafkaException) -> KafkaError:
+    return exc.args[0]
+
+
+class TransactionalLoop:
+    """Run a `Processor` over topics exactly once: `run()` until `stop()`, a limit, or idleness.
+
+    `transactional_id` must be stable for one worker slot and unique among live workers: a
+    restarted worker with the same id fences its predecessor's zombie and aborts its open txn.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        processor: Processor,
+        *,
+        topics: list[str],
+        group_id: str,
+        transactional_id: str,
+        batch_size: int | None = None,
+        poll_timeout: float = 0.5,
+        max_messages: int | None = None,
+        idle_exit: float | None = None,
+        consumer_extra: dict[str, Any] | None = None,
+        producer_extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.topics = topics
+        self.group_id = group_id
+        self.transactional_id = transactional_id
+        self.batch_size = batch_size or settings.batch_size
+        self.poll_timeout = poll_timeout
+        self.max_messages = max_messages
+        self.idle_exit = idle_exit
+        self.consumer_extra = consumer_extra or {}
+        self.producer_extra = producer_extra or {}
+        self.stats = LoopStats()
+        self.assigned: set[tuple[str, int]] = set()
+        self._stopping = False
+        self._last_activity = time.monotonic()
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+
+    # -- lifecycle
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch and exit (safe from a signal handler)."""
+        self._stopping = True
+
+    def run(self) -> LoopStats:
+        """Consume until stopped; commits every handled batch, then leaves the group cleanly."""
+        self._producer = make_producer(self.settings, {
+            "transactional.id": self.transactional_id,
+            "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000),
+            **self.producer_extra})
+        self._call("init_transactions", self._producer.init_transactions, TXN_TIMEOUT_S)
+        self._consumer = make_consumer(self.settings, self.group_id, self.consumer_extra)
+        self._consumer.subscribe(self.topics, on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.stats = LoopStats()
+        self._last_activity = time.monotonic()
+        try:
+            while not self._done():
+                self.processor.between_batches()
+                messages = self._consume()
+                if messages:
+                    self._last_activity = time.monotonic()
+                    if self.stats.first_batch is None:
+                        self.stats.first_batch = self._last_activity
+                    self._batch(messages)
+        finally:
+            self.stats.finished = time.monotonic()
+            self._close()
+        return self.stats
+
+    def _done(self) -> bool:
+        if self._stopping:
+            return True
+        if self.max_messages is not None and self.stats.messages >= self.max_messages:
+            return True
+        idle = time.monotonic() - self._last_activity
+        return self.idle_exit is not None and idle >= self.idle_exit
+
+    def _consume(self) -> list[Message]:
+        """Step 1: wait for a first message, then take what is already fetched, up to a batch.
+
+        (`consume(n, timeout)` would wait for n messages: at low traffic, every event would wait
+        the whole timeout.) Messages of partitions revoked meanwhile are left out.
+        """
+        n = self.batch_size
+        if self.max_messages is not None:
+            n = min(n, self.max_messages - self.stats.messages)
+        assert self._consumer is not None
+        first = self._consumer.poll(self.poll_timeout)
+        if first is None:
+            return []
+        out = []
+        for msg in [first, *self._consumer.consume(n - 1, 0)] if n > 1 else [first]:
+            if msg.error() is not None:
+                if msg.error().fatal():
+                    raise KafkaFatalError(f"consumer: {msg.error()}")
+                log.warning("consumer: %s", msg.error())
+            elif (msg.topic(), msg.partition()) in self.assigned:
+                out.append(msg)
+        return out
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()  # leaves the group: revokes (committed) partitions now
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("closing the consumer: %s", exc)
+        if self._producer is not None:
+            self._producer.flush(5)
+
+    # -- one batch, one transaction
+
+    def _batch(self, messages: list[Message]) -> None:
+        assert self._consumer is not None and self._producer is not None
+        producer, out = self._producer, Output(self._producer)
+        try:
+            self._call("begin_transaction", producer.begin_transaction)  # 2
+            self.processor.handle(messages, out)  # 3
+            self._call("send_offsets_to_transaction", producer.send_offsets_to_transaction,
+                       next_offsets(messages), self._consumer.consumer_group_metadata())  # 4
+            self._call("commit_transaction", producer.commit_transaction)  # 5
+        except KafkaFatalError:
+            raise
+        except KafkaException as exc:
+            if not _error(exc).txn_requires_abort():
+                raise KafkaFatalError(f"transaction: {_error(exc)}") from exc
+            log.warning("aborting the batch %s..%s: %s",
+                        where(messages[0]), where(messages[-1]), _error(exc))
+            self._abort(messages)
+            return
+        except BaseException:
+            self._abort(messages)  # a bug in handle(): leave Kafka and memory clean, then crash
+            raise
+        self.processor.promote()  # 6
+        self.stats.batches += 1
+        self.stats.messages += len(messages)
+        self.stats.last_commit = time.monotonic()
+
+    def _abort(self, messages: list[Message]) -> None:
+        """Abort the txn, rewind the batch's partitions to their committed offsets, roll back."""
+        assert self._consumer is not None and self._producer is not None
+        self.stats.aborts += 1
+        try:
+            self._call("abort_transaction", self._producer.abort_transaction, TXN_TIMEOUT_S)
+        except KafkaException as exc:
+            if _error(exc).code() != KafkaError._STATE:  # no transaction was open
+                raise KafkaFatalError(f"abort_transaction: {_error(exc)}") from exc
+        self.processor.rollback()
+        self._rewind(messages)
+
+    def _rewind(self, messages: list[Message]) -> None:
+        assert self._consumer is not None
+        first = {tp: off for tp, off in first_offsets(messages).items() if tp in self.assigned}
+        tps = [TopicPartition(t, p) for t, p in first]
+        try:
+            committed = self._consumer.committed(tps, timeout=10)
+        except KafkaException as exc:
+            log.warning("committed offsets unavailable (%s): rewinding to the batch start", exc)
+            committed = tps
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else first[(tp.topic, tp.partition)]
+            self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            log.info("rewound %s[%d] to %d", tp.topic, tp.partition, offset)
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """Call a transactional API: retry what is retriable, escalate what is fatal."""
+        for attempt in range(1, RETRIES + 1):
+            try:
+                return fn(*args)
+            except KafkaException as exc:
+                err = _error(exc)
+                if err.fatal():
+                    fenced = err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                            KafkaError.INVALID_PRODUCER_EPOCH)
+                    why = (f"fenced: another worker runs with transactional.id "
+                           f"{self.transactional_id!r}" if fenced else "fatal error")
+                    raise KafkaFatalError(f"{what}: {why} ({err})") from exc
+                if not err.retriable() or attempt == RETRIES:
+                    raise
+                log.warning("%s: %s (retry %d)", what, err, attempt)
+                time.sleep(min(0.1 * 2**attempt, 2.0))
+        raise AssertionError("unreachable")
+
+    # -- rebalance callbacks (run inside consume(), between transactions)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._last_activity = time.monotonic()
+        log.info("assigned %s", _names(partitions))
+        self.processor.on_partitions_assigned(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Every handled batch was committed before consume() was called, so nothing is in flight.
+        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+        self._last_activity = time.monotonic()
+        log.info("revoked %s", _names(partitions))
+        self.processor.on_partitions_revoked(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("lost %s (session timed out): dropping their state", _names(partitions))
+        self._on_revoke(consumer, partitions)
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

@@ -1,0 +1,109 @@
+"""`RecommendationsView`: the latest recommendation list of every user, for services to read.
+
+It materialises the compacted recommendations topic into memory (read_committed: only lists whose
+transaction committed, together with the offsets they cover). Use it as a context manager::
+
+    with RecommendationsView(settings) as view:
+        view.catch_up()
+        rec = view.get("u1")          # a refold.schemas.Recommendation, or None
+
+`start()` keeps it up to date in a background thread until `stop()` (or the end of the `with`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+from confluent_kafka import Message
+
+from consumers.tail import TopicTail
+from refold.config import Settings
+from refold.kafka import where
+from refold.schemas import Recommendation, SchemaError, decode_recommendation
+
+log = logging.getLogger(__name__)
+
+
+class RecommendationsView:
+    """`user_id -> Recommendation`, read from the beginning of every partition, no group."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.tail = TopicTail(settings, settings.topic("recommendations"))
+        self.latest: dict[str, Recommendation] = {}
+        self.read = 0
+        self._lock = threading.Lock()  # one reader of the consumer at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def get(self, user_id: str) -> Recommendation | None:
+        return self.latest.get(user_id)
+
+    def __len__(self) -> int:
+        return len(self.latest)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.latest))
+
+    def catch_up(self, timeout: float = 10.0) -> bool:
+        """Read up to the current end offsets; False if that took longer than `timeout`."""
+        with self._lock:
+            return self.tail.catch_up(self._apply, timeout)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Apply what arrived since the last read; returns how many messages."""
+        with self._lock:
+            messages = self.tail.poll(timeout)
+            self._apply(messages)
+        return len(messages)
+
+    def _apply(self, messages: list[Message]) -> None:
+        for msg in messages:
+            self.read += 1
+            user = (msg.key() or b"").decode("utf-8", "replace")
+            if msg.value() is None:  # tombstone: the user's list was deleted
+                self.latest.pop(user, None)
+                continue
+            try:
+                rec = decode_recommendation(msg.value())
+            except SchemaError as exc:
+                log.warning("bad recommendation %s: %s", where(msg), exc)
+                continue
+            self.latest[rec.user_id] = rec
+
+    # -- background following
+
+    def start(self, poll_interval: float = 0.2) -> RecommendationsView:
+        """Follow new messages in a daemon thread until `stop()`."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._follow, args=(poll_interval,), name="recs-view", daemon=True)
+            self._thread.start()
+        return self
+
+    def _follow(self, poll_interval: float) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll(poll_interval)
+            except Exception:  # keep following: a reader must not die on one bad poll
+                log.exception("recommendations view: poll failed")
+                self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    def close(self) -> None:
+        self.stop()
+        with self._lock:
+            self.tail.close()
+
+    def __enter__(self) -> RecommendationsView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,94 @@
+"""Follow a whole topic without a consumer group: the reader behind catalogs and views.
+
+`TopicTail` assigns every partition from the beginning (read_committed: aborted transactions are
+never seen), so each process holds the full contents of a compacted topic. `catch_up` reads to
+the end offsets of the moment it was called; `poll` reads what has arrived since.
+
+End offsets are asked through a second, idle client: a broker answers one connection's requests
+in order, so behind the reader's parked fetch they would wait for `fetch.wait.max.ms`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from refold.config import Settings
+from refold.kafka import make_consumer, watermarks
+
+log = logging.getLogger(__name__)
+
+
+class TopicTail:
+    """Every partition of `topic`, from the beginning, read_committed; no group, no commits."""
+
+    def __init__(self, settings: Settings, topic: str, batch: int = 1000) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.batch = batch
+        self._consumer: Consumer | None = None
+        self._offsets: Consumer | None = None
+        self._partitions: list[int] = []
+
+    @property
+    def consumer(self) -> Consumer:
+        """The consumer, created and assigned on first use (a group id is required, not used)."""
+        if self._consumer is None:
+            consumer = make_consumer(self.settings, f"{self.topic}.tail",
+                                     {"fetch.wait.max.ms": 100})
+            md = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
+            if md.error is not None:
+                consumer.close()
+                raise RuntimeError(f"topic {self.topic}: {md.error}")
+            self._partitions = sorted(md.partitions)
+            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING)
+                             for p in self._partitions])
+            self._consumer = consumer
+        return self._consumer
+
+    def poll(self, timeout: float = 0.0) -> list[Message]:
+        """The messages that arrived (up to `batch`), waiting at most `timeout` for the first."""
+        out = []
+        for msg in self.consumer.consume(self.batch, timeout):
+            if msg.error() is not None:
+                log.warning("%s: %s", self.topic, msg.error())
+            else:
+                out.append(msg)
+        return out
+
+    def end_offsets(self, timeout: float = 10.0) -> dict[int, int]:
+        """Per partition, the offset after the last committed message (the LSO)."""
+        self.consumer  # noqa: B018  (assigns, and learns the partitions)
+        if self._offsets is None:
+            self._offsets = make_consumer(self.settings, f"{self.topic}.tail")
+        marks = watermarks(self._offsets, self.topic, timeout)
+        return {p: marks[p][1] for p in self._partitions}
+
+    def reached(self, ends: dict[int, int]) -> bool:
+        """Whether the read position of every partition is at or past `ends`."""
+        positions = self.consumer.position([TopicPartition(self.topic, p) for p in ends])
+        return all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0
+                   for tp in positions)
+
+    def catch_up(self, handle: Callable[[list[Message]], None], timeout: float = 10.0) -> bool:
+        """Read and `handle` everything up to the current end offsets; False on timeout."""
+        deadline = time.monotonic() + timeout
+        ends = self.end_offsets(timeout)
+        while not self.reached(ends):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("%s: not caught up after %.1f s", self.topic, timeout)
+                return False
+            messages = self.poll(min(left, 0.2))
+            if messages:
+                handle(messages)
+        return True
+
+    def close(self) -> None:
+        for client in (self._consumer, self._offsets):
+            if client is not None:
+                client.close()
+        self._consumer = self._offsets = None

@@ -1,0 +1,107 @@
+"""`refold consume` runs a fold-in worker; `refold recs` prints the latest lists."""
+
+from __future__ import annotations
+
+import signal
+
+import click
+
+from refold.cli import cli, settings_from
+
+
+@cli.command("consume")
+@click.option("--instance-id", help="This worker's slot in the group; two live workers must "
+              "differ (it names the transactional producer). [0] (env REFOLD_INSTANCE_ID)")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+              help="Item factors to serve: a snapshot file or an .npz (item_factors, item_ids, "
+                   "version).")
+@click.option("--fit-from", metavar="DATASET:PATH",
+              help="Fit implicit ALS at start instead, e.g. ml-100k:../shared/datasets/ml-100k.")
+@click.option("--batch-size", type=int, help="Events per micro-batch and transaction [500].")
+@click.option("--k", type=int, help="Items per recommendation list [20].")
+@click.option("--max-events", type=int, help="Stop after N events (committed).")
+@click.option("--idle-exit", type=float, metavar="SECONDS",
+              help="Stop after SECONDS without input (tests, benchmarks).")
+@click.pass_context
+def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
+            fit_from: str | None, batch_size: int | None, k: int | None,
+            max_events: int | None, idle_exit: float | None) -> None:
+    """Fold events into per-user models and publish fresh recommendations, exactly once.
+
+    Reads the events topic in the consumer group, writes one list per affected user to the
+    recommendations topic and bad messages to the dead-letter topic, in one transaction per
+    batch with the input offsets. Without --model or --fit-from it serves popularity only.
+    SIGTERM or Ctrl-C finishes and commits the current batch, then exits 0.
+    """
+    from consumers import model_source
+    from consumers.foldin_worker import build_worker
+    from models.recommender import OnlineRecommender
+    from refold.broker import ensure_bootstrap
+    from refold.kafka import KafkaFatalError
+
+    if model_path and fit_from:
+        raise click.UsageError("give --model or --fit-from, not both")
+    settings = settings_from(ctx, instance_id=instance_id, batch_size=batch_size, k=k)
+    try:
+        factors = (model_source.load_item_factors(model_path) if model_path
+                   else model_source.fit_from(fit_from, settings) if fit_from else None)
+    except model_source.ModelSourceError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    ensure_bootstrap(settings)
+    recommender = OnlineRecommender(model_source.foldin_config(settings), factors)
+    worker, loop = build_worker(settings, recommender, max_messages=max_events,
+                                idle_exit=idle_exit)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: loop.stop())
+    try:
+        worker.start()
+        stats = loop.run()
+    except KafkaFatalError as exc:
+        raise click.ClickException(f"stopped: {exc}") from exc
+    finally:
+        worker.close()
+    click.echo(f"consume: {worker.summary(stats.busy_seconds)}; "
+               f"{stats.batches:,} transactions, {stats.aborts} aborted")
+
+
+@cli.command("recs")
+@click.argument("user", required=False)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the Recommendation message(s) as JSON.")
+@click.option("--all", "all_users", is_flag=True, help="Every user's latest list.")
+@click.option("--timeout", type=float, default=10.0, show_default=True,
+              help="Seconds to read the recommendations topic to its end.")
+@click.pass_context
+def recs(ctx: click.Context, user: str | None, as_json: bool, all_users: bool,
+         timeout: float) -> None:
+    """Print USER's latest recommendation list (read_committed, from the compacted topic)."""
+    from consumers.recs_view import RecommendationsView
+    from refold.schemas import encode
+
+    if bool(user) == all_users:
+        raise click.UsageError("give a USER or --all")
+    settings = settings_from(ctx)
+    with RecommendationsView(settings) as view:
+        if not view.catch_up(timeout):
+            click.echo(f"warning: not caught up after {timeout:g} s", err=True)
+        users = sorted(view) if all_users else [user]
+        if not all_users and view.get(user) is None:
+            raise click.ClickException(f"no recommendations for user {user!r}")
+        for u in users:
+            rec = view.get(u)
+            if as_json:
+                click.echo(encode(rec).decode())
+            else:
+                click.echo(_describe(rec))
+
+
+def _describe(rec) -> str:
+    head = (f"{rec.user_id}: {len(rec.items)} item(s), {rec.source}, "
+            f"model v{rec.model_version}" if rec.model_version is not None
+            else f"{rec.user_id}: {len(rec.items)} item(s), {rec.source}, no model")
+    if rec.cause is not None:
+        c = rec.cause
+        head += f", after {c.event_id} ({c.topic}[{c.partition}]@{c.offset})"
+    items = "  ".join(f"{it.item_id} {it.score:.4g}" for it in rec.items)
+    return f"{head}\n  {items}" if items else head
+

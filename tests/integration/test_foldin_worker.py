@@ -1,0 +1,279 @@
+"""The fold-in worker against the real broker: exact lists, one or two workers, aborts, SIGTERM.
+
+Lists are compared with an offline recompute: the same `OnlineRecommender` fed the same events.
+A pure collaborative list depends only on its user's own events, so the comparison is exact
+whatever the batches were; the recommender here is configured so that every user with an event
+is served collaboratively (ratings count as positive, CF from the first event on). Popular and
+blended lists also read popularity, whose state depends on how partitions interleaved.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from consumers.foldin_worker import FoldInWorker, build_worker
+from consumers.model_source import fit_log
+from consumers.recs_view import RecommendationsView
+from models.recommender import FoldInConfig, OnlineRecommender
+from models.weights import EventWeights
+from producers.datasets import load_movielens
+from producers.replay import replay
+from producers.sdk import EventProducer
+from refold.config import Settings
+from refold.kafka import make_admin, make_consumer
+from refold.topics import create_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+ML100K = Path(os.environ.get("REFOLD_ML100K", ROOT.parent / "shared" / "datasets" / "ml-100k"))
+N_EVENTS = 5000
+CONFIG = FoldInConfig(k=10, full_events=1, weights=EventWeights(ratings_as_positive=True))
+
+needs_data = pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
+
+
+@pytest.fixture(scope="module")
+def data():
+    """The first N_EVENTS of ml-100k as events, the catalog, and ALS fitted on that slice."""
+    log, catalog = load_movielens(ML100K)
+    log = log[:N_EVENTS]
+    factors = fit_log(log, Settings(factors=16, iterations=5), CONFIG)
+    return list(log.iter_events("ml")), list(catalog), factors
+
+
+@pytest.fixture
+def settings(bootstrap: str, unique_prefix: str) -> Settings:
+    s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=3,
+                 consumer_group=f"{unique_prefix}foldin", batch_size=250)
+    create_topics(make_admin(s), s)
+    return s
+
+
+def recommender(factors) -> OnlineRecommender:
+    return OnlineRecommender(CONFIG, factors)
+
+
+def offline(events, catalog, factors) -> dict:
+    """What every user's last list must be: the events learned in order, recommended once."""
+    rec = recommender(factors)
+    for item in catalog:
+        rec.set_item_active(item.item_id, item.active, item.categories)
+    return {recs.user_id: (ev, recs) for ev, recs in rec.process_batch(events)}
+
+
+def publish(settings, events, catalog=()) -> None:
+    with EventProducer(settings) as producer:
+        replay(events, producer, catalog=catalog, progress=False)
+
+
+def committed(settings: Settings) -> dict[int, int]:
+    """The group's committed offset per events partition (-1001: none)."""
+    topic = settings.topic("events")
+    consumer = make_consumer(settings, settings.consumer_group)
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+class Worker:
+    """A worker in a thread, stopped once the group has committed `total` events."""
+
+    def __init__(self, settings: Settings, factors, **options) -> None:
+        self.settings = settings
+        self.worker, self.loop = build_worker(settings, recommender(factors), **options)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.worker.start()
+            self.loop.run()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.worker.close()
+
+    def start(self) -> Worker:
+        self.thread.start()
+        return self
+
+    def join(self) -> None:
+        self.loop.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+
+def wait_committed(settings: Settings, total: int, timeout: float = 60.0) -> None:
+    wait_until(lambda: sum(max(o, 0) for o in committed(settings).values()) >= total,
+               timeout, f"{total} committed events")
+
+
+def assert_matches_offline(settings, events, catalog, factors) -> dict:
+    expected = offline(events, catalog, factors)
+    with RecommendationsView(settings) as view:
+        assert view.catch_up(20)
+        got = dict(view.latest)
+    assert set(got) == {ev.user_id for ev in events}
+    for user, (ev, want) in expected.items():
+        rec = got[user]
+        assert [it.item_id for it in rec.items] == want.items, user
+        assert [it.score for it in rec.items] == pytest.approx(want.scores, abs=1e-4), user
+        assert (rec.source, rec.model_version) == (want.source, want.model_version) == (
+            "collaborative", factors.version)
+        assert (rec.cause.event_id, rec.cause.event_time) == (ev.event_id, ev.event_time)
+        assert rec.cause.topic == settings.topic("events")
+    return got
+
+
+@needs_data
+def test_every_user_gets_the_list_an_offline_recompute_gives(settings, data):
+    events, catalog, factors = data
+    publish(settings, events, catalog)
+    w = Worker(settings, factors, max_messages=len(events), idle_exit=30)
+    t0 = time.perf_counter()
+    w.start()
+    w.thread.join(60)
+    w.join()
+    stats = w.loop.stats
+    print(f"\n{len(events)} events in {stats.busy_seconds:.2f} s busy, "
+          f"{time.perf_counter() - t0:.2f} s with start: "
+          f"{len(events) / stats.busy_seconds:,.0f} events/s")
+    assert stats.messages == len(events) and stats.aborts == 0
+    assert w.worker.counts["events"] == len(events)
+    got = assert_matches_offline(settings, events, catalog, factors)
+    # the cause points at the user's last event where it was read
+    offsets = committed(settings)
+    for rec in got.values():
+        assert rec.cause.offset < offsets[rec.cause.partition]
+    assert sum(offsets.values()) == len(events)
+
+
+@needs_data
+def test_two_workers_split_the_partitions_and_agree_with_one(settings, data):
+    events, catalog, factors = data
+    events = events[:2000]
+    publish(settings, [], catalog)
+    a = Worker(settings.replace(instance_id="a"), factors, idle_exit=60).start()
+    b = Worker(settings.replace(instance_id="b"), factors, idle_exit=60).start()
+    everything = {0, 1, 2}
+    wait_until(lambda: a.loop.assigned and b.loop.assigned
+               and {p for _, p in a.loop.assigned | b.loop.assigned} == everything,
+               30, "both workers to own partitions")
+    publish(settings, events)
+    wait_committed(settings, len(events))
+    assert not ({p for _, p in a.loop.assigned} & {p for _, p in b.loop.assigned})
+    a.join()
+    b.join()
+    assert a.worker.counts["events"] > 0 and b.worker.counts["events"] > 0
+    assert a.worker.counts["events"] + b.worker.counts["events"] == len(events)
+    assert_matches_offline(settings, events, catalog, factors)
+
+
+class FailOnce(FoldInWorker):
+    """Fails the third batch after producing its lists, as a lost coordinator would."""
+
+    batches = 0
+
+    def handle(self, messages, out) -> None:
+        super().handle(messages, out)
+        self.batches += 1
+        if self.batches == 3:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected",
+                                            txn_requires_abort=True))
+
+
+@needs_data
+def test_an_aborted_batch_is_rolled_back_and_read_again(settings, data, monkeypatch):
+    events, catalog, factors = data
+    events = events[:1500]
+    dup = events[-10:]  # re-sent events: the same ids again, applied once
+    publish(settings, events + dup, catalog)
+    monkeypatch.setattr("consumers.foldin_worker.FoldInWorker", FailOnce)
+    w = Worker(settings.replace(batch_size=200), factors, max_messages=len(events) + len(dup),
+               idle_exit=30).start()
+    w.thread.join(60)
+    w.join()
+    assert isinstance(w.worker, FailOnce)
+    assert w.loop.stats.aborts == 1
+    assert w.worker.counts["events"] == len(events)
+    assert w.worker.counts["duplicates"] == len(dup)
+    assert_matches_offline(settings, events, catalog, factors)
+
+
+def read_events(settings: Settings) -> dict[int, list]:
+    """The events topic as committed, per partition in offset order: (offset, user, event id)."""
+    from consumers.tail import TopicTail
+    from refold.schemas import decode_event
+
+    tail, out = TopicTail(settings, settings.topic("events")), defaultdict(list)
+
+    def keep(messages) -> None:
+        for m in messages:
+            ev = decode_event(m.value())
+            out[m.partition()].append((m.offset(), ev.user_id, ev.event_id))
+
+    try:
+        assert tail.catch_up(keep, 20)
+    finally:
+        tail.close()
+    return out
+
+
+def test_sigterm_commits_the_batch_and_offsets_match_the_lists(settings):
+    from refold.schemas import Event
+
+    n_users, n = 60, 6000
+    events = [Event(event_id=f"e{i}", user_id=f"u{i % n_users}", item_id=f"i{(i * 7) % 97}",
+                    event_type="click", event_time=1.7e9 + i) for i in range(n)]
+    publish(settings, events)
+    env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": settings.bootstrap,
+           "REFOLD_TOPIC_PREFIX": settings.topic_prefix,
+           "REFOLD_CONSUMER_GROUP": settings.consumer_group}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from refold.cli import main; main()", "consume",
+         "--batch-size", "20", "--idle-exit", "20"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: sum(max(o, 0) for o in committed(settings).values()) > 0, 30,
+                   "a first commit")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert "consume:" in out
+    offsets = {p: max(o, 0) for p, o in committed(settings).items()}
+    assert 0 < sum(offsets.values()) < n, "SIGTERM should land mid-stream"
+    # Exactly the committed events have lists: each user's list is caused by its last event
+    # before the committed offset of its partition, and no user beyond it has one.
+    expected = {}
+    for p, rows in read_events(settings).items():
+        for offset, user, event_id in rows:
+            if offset < offsets[p]:
+                expected[user] = (p, offset, event_id)
+    with RecommendationsView(settings) as view:
+        assert view.catch_up(20)
+        got = {u: (r.cause.partition, r.cause.offset, r.cause.event_id)
+               for u, r in view.latest.items()}
+    assert got == expected
