@@ -1,0 +1,213 @@
+"""A user's bounded recent history, blocks and consumed items, and its decayed confidences.
+
+Memory per user is bounded: the events live in one packed numpy ring of `max_events` records of
+28 bytes (item int32, weight float32, time float64, sequence int64, session int32), so 1.4 KB at the
+default 50, plus about 70 bytes per blocked or consumed item, at most `max_excluded` (default 1000)
+of each; the oldest are forgotten first.
+
+Sessions are numbered per user: an event whose session id differs from the previous event's opens
+a new session, and the "current session" (the one boosted) is the latest event's.
+
+>>> h = UserHistory(max_events=3)
+>>> for i, item in enumerate([7, 8, 7, 9]):
+...     h.add(item, 1.0, t=100.0 + i, session_id="s1")
+>>> items, conf = h.confidences(now=104.0, decay=Decay("events", half_life=1.0))
+>>> items.tolist(), conf.tolist()      # item 7's first event fell out of the ring of 3
+([7, 8, 9], [0.5, 0.25, 1.0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+EVENT_DTYPE = np.dtype(
+    [("item", "<i4"), ("weight", "<f4"), ("time", "<f8"), ("seq", "<i8"), ("session", "<i4")]
+)
+STATE_VERSION = 1
+_NONE = np.zeros(0, dtype=EVENT_DTYPE)
+_ITEM_KEYS = ("items", "blocked", "consumed")
+
+
+@dataclass(frozen=True)
+class Decay:
+    """How old events fade: by the user's own event count, by time, or not at all.
+
+    `half_life` is in events (mode "events") or seconds (mode "time"); events of the current
+    session are multiplied by `session_boost`.
+    """
+
+    mode: Literal["events", "time", "none"] = "events"
+    half_life: float = 5.0
+    session_boost: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("events", "time", "none"):
+            raise ValueError(f"unknown decay mode {self.mode!r}")
+        if self.mode != "none" and not self.half_life > 0:
+            raise ValueError("half_life must be positive")
+
+
+class UserHistory:
+    """Recent events of one user (a ring of `max_events`), plus blocked and consumed items."""
+
+    __slots__ = (
+        "_buf", "_n_sessions", "_session_id", "_session_no", "blocked", "consumed",
+        "max_age", "max_events", "max_excluded", "seq",
+    )
+
+    def __init__(
+        self, max_events: int = 50, max_age: float | None = None, max_excluded: int = 1000
+    ) -> None:
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        self.max_events = max_events
+        self.max_age = max_age
+        self.max_excluded = max_excluded
+        self._buf = np.zeros(max_events, dtype=EVENT_DTYPE)
+        self.seq = 0
+        """How many events this user has had in total (the next event's sequence number)."""
+        self._session_id: str | None = None
+        self._session_no = -1
+        self._n_sessions = 0
+        self.blocked: dict[int, None] = {}
+        self.consumed: dict[int, None] = {}
+
+    def __len__(self) -> int:
+        return min(self.seq, self.max_events)
+
+    @property
+    def last_time(self) -> float | None:
+        return float(self._buf["time"][(self.seq - 1) % self.max_events]) if self.seq else None
+
+    def add(
+        self,
+        item: int,
+        weight: float,
+        t: float,
+        session_id: str | None = None,
+        consume: bool = False,
+        block: bool = False,
+    ) -> None:
+        """Record one event; `consume` and `block` exclude the item from recommendations."""
+        if session_id is None:
+            session_no = -1
+        elif session_id == self._session_id:
+            session_no = self._session_no
+        else:
+            session_no, self._n_sessions = self._n_sessions, self._n_sessions + 1
+        self._session_id, self._session_no = session_id, session_no
+        self._buf[self.seq % self.max_events] = (item, weight, t, self.seq, session_no)
+        self.seq += 1
+        if consume:
+            _bounded_add(self.consumed, item, self.max_excluded)
+        if block:
+            _bounded_add(self.blocked, item, self.max_excluded)
+
+    def unblock(self, item: int) -> None:
+        self.blocked.pop(item, None)
+
+    def excluded(self) -> np.ndarray:
+        """Items never to recommend to this user: blocked or consumed (int64, unsorted)."""
+        return np.fromiter([*self.blocked, *self.consumed], dtype=np.int64)
+
+    def events(self) -> np.ndarray:
+        """The events in the ring, oldest first (a structured array of `EVENT_DTYPE`)."""
+        n = len(self)
+        return np.roll(self._buf, -(self.seq % self.max_events))[-n:] if n else self._buf[:0]
+
+    def confidences(
+        self, now: float, decay: Decay = Decay()
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decayed weight summed per item: (items int32, weights float32), zero sums left out.
+
+        A positive sum means preference 1 with that confidence, a negative one preference 0 with
+        confidence |sum|; the fold-in multiplies both by `alpha`.
+        """
+        _, items, weights = confidences_many([self], [now], decay)
+        return items, weights
+
+    def to_state(self, item_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """Plain lists and numbers (JSON/msgspec friendly), oldest event first.
+
+        Indices are local to a process: pass `item_ids` (index → id) to save ids instead.
+        """
+        ev = self.events()
+        state = {
+            "v": STATE_VERSION,
+            "max_events": self.max_events,
+            "max_age": self.max_age,
+            "max_excluded": self.max_excluded,
+            "seq": self.seq,
+            "session_id": self._session_id,
+            "session_no": self._session_no,
+            "n_sessions": self._n_sessions,
+            **{f"{name}s": ev[name].tolist() for name in EVENT_DTYPE.names or ()},
+            "blocked": list(self.blocked),
+            "consumed": list(self.consumed),
+        }
+        if item_ids is not None:
+            for key in _ITEM_KEYS:
+                state[key] = [item_ids[i] for i in state[key]]
+        return state
+
+    @classmethod
+    def from_state(
+        cls, state: Mapping[str, Any], index: Callable[[str], int] | None = None
+    ) -> UserHistory:
+        """Rebuild a history saved by `to_state`; `index` maps saved item ids back to indices."""
+        if state.get("v") != STATE_VERSION:
+            raise ValueError(f"unknown user state version {state.get('v')!r}")
+        if index is not None:
+            state = {**state, **{key: [index(i) for i in state[key]] for key in _ITEM_KEYS}}
+        h = cls(state["max_events"], state["max_age"], state["max_excluded"])
+        h.seq, h._session_id = state["seq"], state["session_id"]
+        h._session_no, h._n_sessions = state["session_no"], state["n_sessions"]
+        rows = list(zip(*(state[f"{name}s"] for name in EVENT_DTYPE.names or ()), strict=True))
+        for row in rows[-h.max_events :]:
+            h._buf[row[3] % h.max_events] = row
+        h.blocked = dict.fromkeys(state["blocked"])
+        h.consumed = dict.fromkeys(state["consumed"])
+        return h
+
+
+def confidences_many(
+    histories: Sequence[UserHistory], nows: Sequence[float], decay: Decay = Decay()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`UserHistory.confidences` of many users in one pass: (offsets, items int32, weights
+    float32), user b's items (ascending) at `offsets[b]:offsets[b + 1]`."""
+    n = len(histories)
+    lens = [len(h) for h in histories]
+    ev = np.concatenate([h._buf[:m] for h, m in zip(histories, lens, strict=True)] or [_NONE])
+    user = np.repeat(np.arange(n), lens)
+    now = np.asarray(nows, dtype=np.float64)[user]
+    w = ev["weight"].astype(np.float64)
+    if decay.mode == "events":
+        last = np.array([h.seq - 1 for h in histories], dtype=np.int64)[user]
+        w *= np.exp2((ev["seq"] - last) / decay.half_life)
+    elif decay.mode == "time":
+        w *= np.exp2(-np.maximum(now - ev["time"], 0.0) / decay.half_life)
+    if decay.session_boost != 1.0:
+        current = np.array([h._session_no for h in histories], dtype=np.int64)[user]
+        w[(ev["session"] == current) & (current >= 0)] *= decay.session_boost
+    max_age = np.array([np.inf if h.max_age is None else h.max_age for h in histories])[user]
+    recent = ev["time"] >= now - max_age
+    # One sort over (user, item) keys aggregates every user's items at once.
+    keys, inverse = np.unique(
+        (user[recent] << 32) | ev["item"][recent].astype(np.int64), return_inverse=True
+    )
+    sums = np.bincount(inverse, weights=w[recent], minlength=len(keys))
+    keys, sums = keys[sums != 0.0], sums[sums != 0.0]
+    offsets = np.searchsorted(keys >> 32, np.arange(n + 1))
+    return offsets, (keys & 0xFFFFFFFF).astype(np.int32), sums.astype(np.float32)
+
+
+def _bounded_add(ordered: dict[int, None], item: int, cap: int) -> None:
+    """Insert or refresh `item` as newest; drop the oldest beyond `cap`."""
+    ordered.pop(item, None)
+    ordered[item] = None
+    if len(ordered) > cap:
+        del ordered[next(iter(ordered))]

