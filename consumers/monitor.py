@@ -1,0 +1,310 @@
+"""The worker's eyes: feeds drift detectors and online quality from each batch, sets the metrics.
+
+The fold-in worker calls `Monitor.on_batch` once per committed micro-batch with what it already
+has (the decoded events in order, the lists it published, per-event latencies, the model
+version) and the other `on_*` hooks on snapshots, rebalances and errors. Each positive event is
+judged against its user's list from an earlier batch (test, then train), the hit feeds ADWIN, and
+a drop in the hit rate (or another detector named in `refit_on`) calls `request_refit(reason)`,
+at most once per `refit_cooldown` seconds.
+
+>>> from refold.schemas import Event
+>>> m = Monitor(k=2, clock=lambda: 0.0)
+>>> ev = Event(event_id="e1", user_id="u1", item_id="a", event_type="purchase", event_time=1.0)
+>>> m.on_batch([ev], [Published("u1", ["b", "c"], "collaborative", 1)]).judged
+0
+>>> ev2 = Event(event_id="e2", user_id="u1", item_id="b", event_type="click", event_time=2.0)
+>>> r = m.on_batch([ev2], [Published("u1", ["c", "d"], "collaborative", 1)])
+>>> r.judged, r.hits, m.quality.recall
+(1, 1, 1.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from models.drift import DistributionDrift, HitRateDrift, MeanShiftDrift, SnapshotChurn
+from models.online_quality import CategoriesOf, OnlineQuality
+from models.weights import EventWeights, ModelError
+from refold import metrics as M
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REFIT_ON = frozenset({"hit_rate", "foldin_residual", "item_popularity"})
+_OFFSET_INVALID = -1001  # librdkafka's OFFSET_INVALID: no position or watermark known yet
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A recommendation list as the monitor needs it (`models.recommender.Recs` also fits)."""
+
+    user_id: str
+    items: Sequence[Any]
+    source: str = "collaborative"
+    model_version: int | None = None
+
+
+@dataclass
+class BatchReport:
+    """What one batch changed: judged events, hits, and detections by detector name."""
+
+    judged: int = 0
+    hits: int = 0
+    detections: list[str] = field(default_factory=list)
+    refit_requested: str | None = None
+
+
+def item_ids(items: Iterable[Any]) -> list[str]:
+    """Ids of a list's items, whether given as ids or as objects with `item_id`."""
+    return [getattr(it, "item_id", it) for it in items]
+
+
+class Monitor:
+    """Drift detectors and online quality of one worker, mirrored into `refold.metrics`."""
+
+    def __init__(
+        self,
+        k: int = 20,
+        *,
+        weights: EventWeights | None = None,
+        categories: CategoriesOf | None = None,
+        catalog_size: Callable[[], int] | int | None = None,
+        request_refit: Callable[[str], Any] | None = None,
+        refit_on: Iterable[str] = DEFAULT_REFIT_ON,
+        refit_cooldown: float = 600.0,
+        window: int = 5000,
+        adwin_delta: float = 0.002,
+        input_window: int = 5000,
+        psi_threshold: float = 0.25,
+        ph_threshold: float = 50.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.weights = weights or EventWeights()
+        self.catalog_size = catalog_size
+        self.request_refit = request_refit
+        self.refit_on = frozenset(refit_on)
+        self.refit_cooldown = refit_cooldown
+        self.clock = clock
+        self.quality = OnlineQuality(k=k, window=window, categories=categories)
+        self.hit_rate = HitRateDrift(delta=adwin_delta)
+        self.shifts = {name: MeanShiftDrift(threshold=ph_threshold)
+                       for name in ("foldin_residual", "user_vector_norm")}
+        self.inputs = {
+            "item_popularity": DistributionDrift(input_window, bins=50, threshold=psi_threshold),
+            "event_type": DistributionDrift(input_window, bins=8, threshold=psi_threshold),
+        }
+        self.churn = SnapshotChurn()
+        self.model_version: int | None = None
+        self.refit_requests = 0
+        self._last_request: float | None = None
+
+    # -- the batch hook ----------------------------------------------------------------------
+    def on_batch(
+        self,
+        events: Sequence[Any],
+        published: Sequence[Any],
+        *,
+        model_version: int | None = None,
+        latencies: Sequence[float] = (),
+        freshness: Sequence[float] = (),
+        dead_letters: Sequence[str] = (),
+        batch_seconds: float | None = None,
+        foldin_residual: float | None = None,
+        user_vector_norm: float | None = None,
+        users_in_state: int | None = None,
+    ) -> BatchReport:
+        """Account for one committed batch.
+
+        `events` are the batch's valid events in order (`refold.schemas.Event` or alike);
+        `published` the lists produced (`Published`, `Recs` or `refold.schemas.Recommendation`);
+        `latencies` per event, read to list produced; `freshness` per event, Kafka timestamp to
+        list published; `dead_letters` the short error class of each rejected message.
+        """
+        report = BatchReport()
+        if model_version is not None:
+            self.on_model_version(model_version)
+        self._events(events, report)
+        self._lists(published, report)
+        for reason in dead_letters:
+            M.DEAD_LETTERS.labels(reason=M.reason_label(reason, "dead_letter")).inc()
+        for seconds in latencies:
+            M.FOLDIN_LATENCY.observe(seconds)
+        for seconds in freshness:
+            M.FRESHNESS.observe(max(0.0, seconds))
+        for name, value in (("foldin_residual", foldin_residual),
+                            ("user_vector_norm", user_vector_norm)):
+            if value is not None:
+                (M.FOLDIN_RESIDUAL if name == "foldin_residual" else M.USER_VECTOR_NORM).set(value)
+                if self.shifts[name].update(value):
+                    self._detected(name, "change", report)
+        for name, detector in self.inputs.items():
+            if detector.evaluate():
+                self._detected(name, "change", report)
+        M.BATCHES.inc()
+        M.BATCH_EVENTS.observe(len(events) + len(dead_letters))
+        if batch_seconds is not None:
+            M.BATCH_DURATION.observe(batch_seconds)
+        if users_in_state is not None:
+            M.USERS_IN_STATE.set(users_in_state)
+        self._export()
+        self._maybe_request_refit(report)
+        return report
+
+    def _events(self, events: Sequence[Any], report: BatchReport) -> None:
+        """Count, feed the input distributions, judge positives against the lists in force."""
+        for ev in events:
+            M.EVENTS_CONSUMED.labels(event_type=ev.event_type).inc()
+            self.inputs["event_type"].update(ev.event_type)
+            self.inputs["item_popularity"].update(ev.item_id)
+            if not self._positive(ev):
+                continue
+            rank = self.quality.judge(ev.user_id, ev.item_id)
+            if rank is None:
+                continue
+            hit = rank >= 0
+            report.judged += 1
+            report.hits += hit
+            M.ONLINE_EVALUATED.inc()
+            if hit:
+                M.ONLINE_HITS.inc()
+            if self.hit_rate.update(hit):
+                self._detected("hit_rate", "down" if self.hit_rate.direction < 0 else "up",
+                               report)
+
+    def _positive(self, ev: Any) -> bool:
+        try:
+            w = self.weights.weight(ev.event_type, getattr(ev, "value", None),
+                                    getattr(ev, "weight", None))
+        except ModelError:
+            return False
+        return w > 0
+
+    def _lists(self, published: Sequence[Any], report: BatchReport) -> None:
+        for rec in published:
+            items = item_ids(rec.items)
+            self.quality.record(rec.user_id, items, rec.source)
+            M.RECOMMENDATIONS.labels(source=rec.source).inc()
+            version = rec.model_version
+            if version is not None and self.churn.observe(rec.user_id, version, items):
+                self._detected("snapshot_churn", "change", report)
+
+    def _detected(self, detector: str, direction: str, report: BatchReport) -> None:
+        M.DRIFT_DETECTIONS.labels(detector=detector, direction=direction).inc()
+        report.detections.append(detector if direction != "up" else f"{detector}_up")
+        log.info("drift detected by %s (%s)", detector, direction)
+
+    def _maybe_request_refit(self, report: BatchReport) -> None:
+        reasons = [d for d in report.detections if d in self.refit_on]
+        if not reasons or self.request_refit is None:
+            return
+        now = self.clock()
+        if self._last_request is not None and now - self._last_request < self.refit_cooldown:
+            return
+        self._last_request = now
+        self.refit_requests += 1
+        report.refit_requested = reasons[0]
+        M.REFIT_REQUESTS.labels(reason=reasons[0]).inc()
+        self.request_refit(reasons[0])
+
+    def _export(self) -> None:
+        """Copy the detectors' and the quality's current values into the gauges."""
+        q = self.quality
+        if self.catalog_size is not None:
+            q.catalog_size = self.catalog_size() if callable(self.catalog_size) else \
+                self.catalog_size
+        for gauge, value in ((M.ONLINE_HIT_RATE, q.hit_rate), (M.ONLINE_RECALL, q.recall),
+                             (M.ONLINE_NDCG, q.ndcg), (M.CATALOG_COVERAGE, q.coverage),
+                             (M.DIVERSITY, q.diversity), (M.GINI, q.gini),
+                             (M.COLD_START, q.cold_start_share)):
+            gauge.set(value)
+        stat = M.DRIFT_STATISTIC
+        stat.labels(detector="hit_rate").set(self.hit_rate.statistic)
+        M.ADWIN_WIDTH.set(self.hit_rate.width)
+        for name, detector in self.shifts.items():
+            stat.labels(detector=name).set(detector.statistic)
+        for name, detector in self.inputs.items():
+            stat.labels(detector=f"{name}_psi").set(detector.psi)
+            stat.labels(detector=f"{name}_js").set(detector.js)
+        stat.labels(detector="snapshot_churn").set(self.churn.statistic)
+
+    # -- other hooks -------------------------------------------------------------------------
+    def on_model_version(self, version: int) -> None:
+        """A new model version serves from now on: input drift is measured against it afresh."""
+        if version == self.model_version:
+            return
+        self.model_version = version
+        M.MODEL_VERSION.set(version)
+        for detector in self.inputs.values():
+            detector.rebase()
+
+    def on_snapshot(self, version: int, created_at: float | None, items: int | None = None
+                    ) -> None:
+        """A snapshot was loaded and swapped in."""
+        M.SNAPSHOT_LOADS.labels(outcome="loaded").inc()
+        M.SNAPSHOT_LOADED.set(self.clock())
+        if created_at is not None:
+            M.SNAPSHOT_CREATED.set(created_at)
+        if items is not None:
+            M.MODEL_ITEMS.set(items)
+        self.on_model_version(version)
+
+    def on_snapshot_rejected(self, reason: str = "rejected") -> None:
+        M.SNAPSHOT_LOADS.labels(outcome=M.reason_label(reason, "snapshot")).inc()
+
+    def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        M.REBALANCES.labels(kind="assign").inc()
+        for tp in partitions:
+            M.ASSIGNED_PARTITIONS.labels(topic=tp.topic).inc()
+
+    def on_revoked(self, partitions: Sequence[TopicPartition], lost: bool = False) -> None:
+        M.REBALANCES.labels(kind="lost" if lost else "revoke").inc()
+        for tp in partitions:
+            M.ASSIGNED_PARTITIONS.labels(topic=tp.topic).dec()
+            with contextlib.suppress(KeyError):  # no lag was recorded for it yet
+                M.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+
+    def on_error(self, kind: str) -> None:
+        M.ERRORS.labels(kind=M.reason_label(kind, "error")).inc()
+
+
+def record_lag(consumer: Consumer, timeout: float = 1.0) -> dict[tuple[str, int], int]:
+    """Set `refold_consumer_lag_messages` for every assigned partition with a known position.
+
+    The high watermark comes from the consumer's cache (refreshed by every fetch) and from the
+    broker only when the cache has none; partitions not fetched from yet are left out.
+    """
+    lags: dict[tuple[str, int], int] = {}
+    assigned = consumer.assignment()
+    if not assigned:
+        return lags
+    for tp in consumer.position(assigned):
+        if tp.offset < 0:
+            continue
+        high = consumer.get_watermark_offsets(tp, cached=True)[1]
+        if high == _OFFSET_INVALID:
+            high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)[1]
+        lag = max(0, high - tp.offset)
+        lags[(tp.topic, tp.partition)] = lag
+        M.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+    return lags
+
+
+def record_refit(seconds: float, outcome: str, *, training_events: int | None = None,
+                 scores: dict[str, tuple[float, float | None]] | None = None) -> None:
+    """The refitter's account of one refit: duration, outcome (accepted, refused, failed) and
+    hold-out scores as `{metric: (candidate, live)}`."""
+    M.REFIT_DURATION.observe(seconds)
+    M.REFITS.labels(outcome=outcome).inc()
+    M.LAST_REFIT.set(time.time())
+    if training_events is not None:
+        M.REFIT_EVENTS.set(training_events)
+    for metric, (candidate, live) in (scores or {}).items():
+        M.REFIT_SCORE.labels(metric=metric, model="candidate").set(candidate)
+        if live is not None:
+            M.REFIT_SCORE.labels(metric=metric, model="live").set(live)

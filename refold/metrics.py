@@ -1,0 +1,214 @@
+"""Every Prometheus metric of refold, declared once, and the /metrics endpoint.
+
+Names carry the `refold_` prefix and base units (`_seconds`, `_bytes`, `_ratio`); counters end in
+`_total`. Labels take a small, fixed set of values (event type, topic partition, detector,
+outcome): never a user or an item id. Prometheus adds `job` and `instance`, which tell the
+processes apart, so no label here names a process.
+
+Tests read values through a fresh registry: `register(CollectorRegistry())` adds the module's
+collectors to it, leaving out the process and platform collectors of the default one.
+
+>>> from prometheus_client import CollectorRegistry
+>>> reg = register(CollectorRegistry())
+>>> before = reg.get_sample_value("refold_events_consumed_total", {"event_type": "click"}) or 0
+>>> EVENTS_CONSUMED.labels(event_type="click").inc()
+>>> reg.get_sample_value("refold_events_consumed_total", {"event_type": "click"}) - before
+1.0
+"""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    start_http_server,
+)
+
+from refold import __version__
+from refold.config import Settings
+
+_NO_REGISTRY = {"registry": None}  # declared unregistered; `register` adds them (below)
+
+# -- pipeline: what came in, what went out, how fast -------------------------------------------
+EVENTS_CONSUMED = Counter(
+    "refold_events_consumed", "Events decoded and handled by a fold-in worker.",
+    ["event_type"], **_NO_REGISTRY)
+DEAD_LETTERS = Counter(
+    "refold_dead_letters", "Messages sent to the dead-letter topic, by short reason code.",
+    ["reason"], **_NO_REGISTRY)
+RECOMMENDATIONS = Counter(
+    "refold_recommendations_published", "Recommendation lists published, by source.",
+    ["source"], **_NO_REGISTRY)
+BATCHES = Counter("refold_batches", "Micro-batches handled.", **_NO_REGISTRY)
+BATCH_EVENTS = Histogram(
+    "refold_batch_events", "Events per micro-batch.",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000), **_NO_REGISTRY)
+BATCH_DURATION = Histogram(
+    "refold_batch_duration_seconds", "Wall time to handle one micro-batch, poll to commit.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    **_NO_REGISTRY)
+FOLDIN_LATENCY = Histogram(
+    "refold_foldin_latency_seconds",
+    "Per event: from the worker reading it to its user's new list being produced.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    **_NO_REGISTRY)
+FRESHNESS = Histogram(
+    "refold_event_to_recommendation_seconds",
+    "Per event: from its Kafka timestamp (when it was produced) to its list being published.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+    **_NO_REGISTRY)
+CONSUMER_LAG = Gauge(
+    "refold_consumer_lag_messages", "High watermark minus the consumer's position.",
+    ["topic", "partition"], **_NO_REGISTRY)
+ASSIGNED_PARTITIONS = Gauge(
+    "refold_assigned_partitions", "Partitions currently assigned to this consumer.",
+    ["topic"], **_NO_REGISTRY)
+REBALANCES = Counter(
+    "refold_rebalances", "Partition assignment changes (assign, revoke, lost).",
+    ["kind"], **_NO_REGISTRY)
+ERRORS = Counter(
+    "refold_errors", "Errors handled without stopping the process, by kind.",
+    ["kind"], **_NO_REGISTRY)
+USERS_IN_STATE = Gauge(
+    "refold_users_in_state", "Users whose state this worker holds.", **_NO_REGISTRY)
+
+# -- the model and its snapshots ---------------------------------------------------------------
+MODEL_VERSION = Gauge(
+    "refold_model_version", "Version of the item-factor snapshot in use (0: none yet).",
+    **_NO_REGISTRY)
+MODEL_ITEMS = Gauge(
+    "refold_model_items", "Items with a vector in the snapshot in use.", **_NO_REGISTRY)
+SNAPSHOT_CREATED = Gauge(
+    "refold_snapshot_created_timestamp_seconds",
+    "Unix time at which the snapshot in use was created by the refitter.", **_NO_REGISTRY)
+SNAPSHOT_LOADED = Gauge(
+    "refold_snapshot_loaded_timestamp_seconds",
+    "Unix time at which the snapshot in use was loaded by this process.", **_NO_REGISTRY)
+SNAPSHOT_LOADS = Counter(
+    "refold_snapshot_loads", "Snapshots read from the snapshots topic, by outcome.",
+    ["outcome"], **_NO_REGISTRY)
+USER_VECTOR_NORM = Gauge(
+    "refold_user_vector_norm", "Mean L2 norm of the user vectors folded in, last batch.",
+    **_NO_REGISTRY)
+FOLDIN_RESIDUAL = Gauge(
+    "refold_foldin_residual", "Mean fold-in residual of the last batch (as the worker defines it).",
+    **_NO_REGISTRY)
+
+# -- the refitter ------------------------------------------------------------------------------
+REFIT_DURATION = Histogram(
+    "refold_refit_duration_seconds", "Wall time of one refit, read to decision.",
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600), **_NO_REGISTRY)
+REFITS = Counter(
+    "refold_refits", "Refits finished, by outcome: accepted (published), refused, failed.",
+    ["outcome"], **_NO_REGISTRY)
+REFIT_REQUESTS = Counter(
+    "refold_refit_requests", "Refits requested, by reason (a drift detector, schedule, manual).",
+    ["reason"], **_NO_REGISTRY)
+REFIT_EVENTS = Gauge(
+    "refold_refit_training_events", "Interactions in the last refit's training set.",
+    **_NO_REGISTRY)
+REFIT_SCORE = Gauge(
+    "refold_refit_holdout_score", "Hold-out quality of the last refit, candidate next to live.",
+    ["metric", "model"], **_NO_REGISTRY)
+SNAPSHOTS_PUBLISHED = Counter(
+    "refold_snapshots_published", "Snapshots written to the snapshots topic.", **_NO_REGISTRY)
+SNAPSHOT_BYTES = Gauge(
+    "refold_snapshot_bytes", "Size of the last snapshot written, before chunking.",
+    **_NO_REGISTRY)
+LAST_REFIT = Gauge(
+    "refold_last_refit_timestamp_seconds", "Unix time at which the last refit finished.",
+    **_NO_REGISTRY)
+
+# -- prequential quality, computed from the stream ---------------------------------------------
+ONLINE_EVALUATED = Counter(
+    "refold_online_evaluated_events", "Positive events judged against their user's list in force.",
+    **_NO_REGISTRY)
+ONLINE_HITS = Counter(
+    "refold_online_hits", "Judged positive events whose item was in the user's top-K.",
+    **_NO_REGISTRY)
+ONLINE_HIT_RATE = Gauge(
+    "refold_online_hit_ratio", "Hit rate@K over the last window of judged events.",
+    **_NO_REGISTRY)
+ONLINE_RECALL = Gauge(
+    "refold_online_recall_ratio", "Recall@K over distinct user-item pairs of the window.",
+    **_NO_REGISTRY)
+ONLINE_NDCG = Gauge(
+    "refold_online_ndcg_ratio", "NDCG@K (one relevant item per event) over the window.",
+    **_NO_REGISTRY)
+CATALOG_COVERAGE = Gauge(
+    "refold_catalog_coverage_ratio", "Share of the catalog appearing in recent lists.",
+    **_NO_REGISTRY)
+DIVERSITY = Gauge(
+    "refold_recommendation_categories", "Mean distinct categories in the top 10 of recent lists.",
+    **_NO_REGISTRY)
+GINI = Gauge(
+    "refold_recommendation_gini_ratio",
+    "Gini coefficient of item exposure in recent lists (0 even, 1 one item).", **_NO_REGISTRY)
+COLD_START = Gauge(
+    "refold_cold_start_ratio", "Share of recent lists not from the collaborative model.",
+    **_NO_REGISTRY)
+
+# -- drift -------------------------------------------------------------------------------------
+DRIFT_STATISTIC = Gauge(
+    "refold_drift_statistic",
+    "Current statistic of each drift detector (ADWIN: windowed hit rate; Page-Hinkley: "
+    "cumulative deviation; psi/js: divergence; churn: 1 - top-K overlap).",
+    ["detector"], **_NO_REGISTRY)
+DRIFT_DETECTIONS = Counter(
+    "refold_drift_detections",
+    "Drift detections, by detector and direction (down, up, or change when it has none).",
+    ["detector", "direction"], **_NO_REGISTRY)
+ADWIN_WIDTH = Gauge(
+    "refold_drift_adwin_width_events", "Events in ADWIN's current hit-rate window.",
+    **_NO_REGISTRY)
+
+BUILD = Info("refold_build", "Version and role of this refold process.", **_NO_REGISTRY)
+
+ALL = tuple(v for v in list(globals().values())
+            if isinstance(v, Counter | Gauge | Histogram | Info))
+
+_LABEL_RE = re.compile(r"[^a-z0-9_]+")
+_seen_values: dict[str, dict[str, None]] = {}
+_MAX_VALUES = 32
+
+
+def reason_label(text: str, family: str = "reason") -> str:
+    """A bounded label value from free text: lower snake case, at most 40 characters, and at
+    most 32 distinct values per `family` (then "other"), so that no input grows a series set.
+
+    >>> reason_label("event_time: Expected `float`"), reason_label("")
+    ('event_time', 'unknown')
+    """
+    value = _LABEL_RE.sub("_", text.split(":")[0].strip().lower()).strip("_")[:40] or "unknown"
+    seen = _seen_values.setdefault(family, {})
+    if value not in seen and len(seen) >= _MAX_VALUES:
+        return "other"
+    seen[value] = None
+    return value
+
+
+def register(registry: CollectorRegistry) -> CollectorRegistry:
+    """Add every refold metric to `registry` (a collector may live in several registries)."""
+    for collector in ALL:
+        registry.register(collector)
+    return registry
+
+
+register(REGISTRY)
+
+
+def serve(settings: Settings, role: str = "refold", registry: CollectorRegistry = REGISTRY) -> int:
+    """Start the /metrics HTTP endpoint in a daemon thread; returns the port it listens on.
+
+    It listens on `settings.metrics_host:settings.metrics_port`; port 0 picks a free port.
+    """
+    BUILD.info({"version": __version__, "role": role})
+    server, _thread = start_http_server(
+        settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    return int(server.server_port)

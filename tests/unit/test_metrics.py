@@ -1,0 +1,170 @@
+"""Metric declarations, the /metrics endpoint, and the monitor that sets them.
+
+Values are read through a fresh `CollectorRegistry` holding only refold's collectors; metrics are
+process-wide, so counters are compared before and after.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+from confluent_kafka import TopicPartition
+from prometheus_client import CollectorRegistry, Histogram
+
+from consumers.monitor import Monitor, Published, record_lag, record_refit
+from refold import metrics as M
+from refold.config import Settings
+from refold.schemas import Event
+
+
+@pytest.fixture
+def reg() -> CollectorRegistry:
+    return M.register(CollectorRegistry())
+
+
+def value(reg: CollectorRegistry, name: str, **labels: str) -> float:
+    return reg.get_sample_value(name, labels) or 0.0
+
+
+def ev(i: int, user: str, item: str, kind: str = "click") -> Event:
+    return Event(event_id=f"e{i}", user_id=user, item_id=item, event_type=kind,
+                 event_time=1000.0 + i)
+
+
+def test_every_metric_is_named_documented_and_free_of_id_labels(reg):
+    names = set()
+    for collector in M.ALL:
+        for family in collector.describe():
+            assert family.name.startswith("refold_"), family.name
+            assert family.documentation, family.name
+            names.add(family.name)
+        labels = getattr(collector, "_labelnames", ())
+        assert not {"user", "user_id", "item", "item_id"} & set(labels), collector
+        if isinstance(collector, Histogram):
+            assert collector._upper_bounds[-2] > 1, "buckets should reach the workload's tail"
+    assert len(names) == len(M.ALL)
+    text = "\n".join(f"{m.name} {m.type}" for m in reg.collect())
+    assert "refold_events_consumed counter" in text  # exposed as refold_events_consumed_total
+
+
+def test_reason_labels_are_bounded():
+    assert M.reason_label("Not JSON: at byte 3") == "not_json"
+    values = {M.reason_label(f"reason {i}", family="test") for i in range(100)}
+    assert "other" in values and len(values) <= 33
+
+
+def test_serve_picks_a_free_port_and_exposes_refold_metrics():
+    port = M.serve(Settings(metrics_port=0), role="test")
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert port > 0
+    assert 'refold_build_info{role="test"' in body
+    assert "# HELP refold_consumer_lag_messages" in body
+
+
+def test_monitor_counts_judges_and_exports(reg):
+    before = {n: value(reg, n) for n in ("refold_online_evaluated_events_total",
+                                          "refold_online_hits_total", "refold_batches_total")}
+    clicks = value(reg, "refold_events_consumed_total", event_type="click")
+    dead = value(reg, "refold_dead_letters_total", reason="not_json")
+    lat = value(reg, "refold_foldin_latency_seconds_count")
+    m = Monitor(k=2, catalog_size=4, categories={"a": ["x"], "b": ["y"]}, clock=lambda: 0.0)
+    m.on_batch([ev(0, "u1", "a"), ev(1, "u2", "b", "dismiss")],
+               [Published("u1", ["a", "b"], "collaborative", 3),
+                Published("u2", ["c"], "popular", 3)],
+               model_version=3, latencies=[0.01, 0.02], dead_letters=["not_json"],
+               batch_seconds=0.05, users_in_state=2)
+    r = m.on_batch([ev(2, "u1", "b"), ev(3, "u1", "b", "add_to_cart"), ev(4, "u2", "z")], [])
+    assert (r.judged, r.hits) == (2, 1)  # u1's second b is the same item against the same list
+    assert value(reg, "refold_online_evaluated_events_total") - before[
+        "refold_online_evaluated_events_total"] == 2
+    assert value(reg, "refold_online_hits_total") - before["refold_online_hits_total"] == 1
+    assert value(reg, "refold_batches_total") - before["refold_batches_total"] == 2
+    assert value(reg, "refold_events_consumed_total", event_type="click") - clicks == 3
+    assert value(reg, "refold_dead_letters_total", reason="not_json") - dead == 1
+    assert value(reg, "refold_foldin_latency_seconds_count") - lat == 2
+    assert value(reg, "refold_model_version") == 3
+    assert value(reg, "refold_users_in_state") == 2
+    assert value(reg, "refold_online_recall_ratio") == pytest.approx(0.5)
+    assert value(reg, "refold_catalog_coverage_ratio") == pytest.approx(3 / 4)
+    assert value(reg, "refold_cold_start_ratio") == pytest.approx(0.5)
+    assert value(reg, "refold_recommendation_categories") == pytest.approx((2 + 0) / 2)
+    assert value(reg, "refold_drift_statistic", detector="hit_rate") == pytest.approx(0.5)
+    assert reg.get_sample_value("refold_drift_statistic", {"detector": "event_type_psi"}) == 0
+
+
+def test_a_hit_rate_drop_requests_one_refit_per_cooldown(reg):
+    now = [0.0]
+    asked: list[str] = []
+    m = Monitor(k=1, request_refit=asked.append, refit_cooldown=60.0, clock=lambda: now[0])
+    drops = value(reg, "refold_drift_detections_total", detector="hit_rate", direction="down")
+    requests = value(reg, "refold_refit_requests_total", reason="hit_rate")
+    i = 0
+    for phase_hits in (True, False, True, False):
+        for _ in range(40):
+            events, lists = [], []
+            for u in range(20):
+                item = "good" if phase_hits or u % 10 == 0 else f"other{i}"
+                events.append(ev(i, f"u{u}", item))
+                lists.append(Published(f"u{u}", ["good"], "collaborative", 1))
+                i += 1
+            m.on_batch(events, lists)
+        now[0] += 30.0
+    assert value(reg, "refold_drift_detections_total", detector="hit_rate",
+                 direction="down") - drops >= 2
+    assert asked and set(asked) == {"hit_rate"}
+    assert len(asked) == m.refit_requests
+    assert value(reg, "refold_refit_requests_total", reason="hit_rate") - requests == len(asked)
+    assert len(asked) <= 2  # 120 s of drops with a 60 s cooldown
+
+
+def test_snapshots_rebalances_and_errors(reg):
+    m = Monitor(clock=lambda: 1234.0)
+    loads = value(reg, "refold_snapshot_loads_total", outcome="loaded")
+    m.on_snapshot(7, created_at=1000.0, items=50)
+    assert value(reg, "refold_snapshot_loads_total", outcome="loaded") - loads == 1
+    assert value(reg, "refold_snapshot_created_timestamp_seconds") == 1000.0
+    assert value(reg, "refold_snapshot_loaded_timestamp_seconds") == 1234.0
+    assert value(reg, "refold_model_version") == 7 and value(reg, "refold_model_items") == 50
+    parts = [TopicPartition("t", 0), TopicPartition("t", 1)]
+    assigned = value(reg, "refold_assigned_partitions", topic="t")
+    m.on_assigned(parts)
+    M.CONSUMER_LAG.labels(topic="t", partition="1").set(5)
+    m.on_revoked(parts[1:])
+    assert value(reg, "refold_assigned_partitions", topic="t") - assigned == 1
+    assert reg.get_sample_value("refold_consumer_lag_messages", {"topic": "t", "partition": "1"}) \
+        is None
+    errors = value(reg, "refold_errors_total", kind="kafka")
+    m.on_error("kafka")
+    assert value(reg, "refold_errors_total", kind="kafka") - errors == 1
+
+
+class FakeConsumer:
+    def __init__(self, positions: dict[int, int], highs: dict[int, int]) -> None:
+        self.positions, self.highs = positions, highs
+
+    def assignment(self):
+        return [TopicPartition("ev", p) for p in self.positions]
+
+    def position(self, tps):
+        return [TopicPartition(tp.topic, tp.partition, self.positions[tp.partition]) for tp in tps]
+
+    def get_watermark_offsets(self, tp, timeout=None, cached=False):
+        high = self.highs[tp.partition]
+        return (0, -1001) if cached and high > 100 else (0, high)
+
+
+def test_record_lag_uses_positions_and_watermarks(reg):
+    lags = record_lag(FakeConsumer({0: 10, 1: 5, 2: -1001}, {0: 15, 1: 500, 2: 9}))
+    assert lags == {("ev", 0): 5, ("ev", 1): 495}  # partition 2 has no position yet
+    assert value(reg, "refold_consumer_lag_messages", topic="ev", partition="1") == 495
+
+
+def test_record_refit(reg):
+    accepted = value(reg, "refold_refits_total", outcome="accepted")
+    n = value(reg, "refold_refit_duration_seconds_count")
+    record_refit(12.5, "accepted", training_events=1000, scores={"recall_at_20": (0.3, 0.25)})
+    assert value(reg, "refold_refits_total", outcome="accepted") - accepted == 1
+    assert value(reg, "refold_refit_duration_seconds_count") - n == 1
+    assert value(reg, "refold_refit_holdout_score", metric="recall_at_20", model="live") == 0.25
+    assert value(reg, "refold_refit_training_events") == 1000
