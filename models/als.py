@@ -1,0 +1,143 @@
+"""Batch training of the item factors with implicit (ALS, or BPR for comparison), warm-startable.
+
+The refitter and the evaluation both train here, so a snapshot and an evaluated model are the
+same thing. The `user_items` CSR holds event weights summed per (user, item), exactly what the
+fold-in sums from a user's history; implicit multiplies them by `alpha` into confidences.
+
+A warm start seeds the item factors with the previous version's vectors (new items get small
+random ones) and first solves every user exactly against them, so a few iterations continue the
+previous fit instead of starting over.
+
+>>> X = csr_from(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 0, 2]), np.ones(5), (3, 3))
+>>> f = fit_als(X, factors=2, regularization=0.1, alpha=2.0, iterations=3, random_state=0,
+...             item_ids=["a", "b", "c"])
+>>> f.item_ids, f.Y.shape, f.XtX.shape
+(('a', 'b', 'c'), (3, 2), (2, 2))
+>>> g = fit_als(X, 2, 0.1, 2.0, 1, random_state=0, warm_start=f, item_ids=["a", "b", "c"])
+>>> g.version
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from implicit.cpu import _als
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.bpr import BayesianPersonalizedRanking
+from scipy.sparse import csr_matrix
+from threadpoolctl import threadpool_limits
+
+from models.foldin import ItemFactors
+from models.weights import ModelError
+
+
+def csr_from(
+    users: np.ndarray, items: np.ndarray, weights: np.ndarray, shape: tuple[int, int]
+) -> csr_matrix:
+    """A users × items float32 CSR of `weights` summed per (user, item); zero sums dropped."""
+    m = csr_matrix(
+        (np.asarray(weights, dtype=np.float32), (np.asarray(users), np.asarray(items))),
+        shape=shape,
+    )
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    return m
+
+
+def train_als(
+    user_items: csr_matrix,
+    factors: int,
+    regularization: float,
+    alpha: float,
+    iterations: int,
+    random_state: int | None,
+    warm_items: np.ndarray | None = None,
+    progress: bool = False,
+    callback: Callable[[int, float, float | None], None] | None = None,
+) -> AlternatingLeastSquares:
+    """A fitted implicit CPU ALS model (user and item factors); `warm_items` seeds Y.
+
+    `callback(iteration, seconds, loss)` runs after each iteration (implicit's own hook).
+    """
+    n_users, n_items = user_items.shape
+    # implicit parallelises over users itself: a multi-threaded BLAS underneath only contends.
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
+            random_state=random_state, num_threads=0,
+        )
+        if warm_items is not None:
+            if warm_items.shape != (n_items, factors):
+                raise ModelError(f"warm item factors {warm_items.shape} != {(n_items, factors)}")
+            model.item_factors = np.ascontiguousarray(warm_items, dtype=np.float32)
+            model.user_factors = np.zeros((n_users, factors), dtype=np.float32)
+            Cui = (user_items * alpha).astype(np.float32).tocsr()
+            _als.least_squares(Cui, model.user_factors, model.item_factors, regularization, 0)
+        if iterations > 0:
+            model.fit(user_items.astype(np.float32), show_progress=progress, callback=callback)
+    if not (np.isfinite(model.item_factors).all() and np.isfinite(model.user_factors).all()):
+        raise ModelError("ALS gave NaN or infinite factors: lower alpha or raise regularization")
+    return model
+
+
+def fit_als(
+    user_items: csr_matrix,
+    factors: int,
+    regularization: float,
+    alpha: float,
+    iterations: int,
+    random_state: int | None,
+    warm_start: ItemFactors | None = None,
+    progress: bool = False,
+    *,
+    item_ids: Sequence[str] | None = None,
+    version: int | None = None,
+) -> ItemFactors:
+    """Item factors fitted on `user_items` (columns are `item_ids`, default "0", "1", ...).
+
+    With `warm_start`, items it knows start from its vectors and the version is its version + 1
+    (unless `version` is given); its factor count must equal `factors`.
+    """
+    n_items = user_items.shape[1]
+    ids = [str(i) for i in range(n_items)] if item_ids is None else list(item_ids)
+    if len(ids) != n_items:
+        raise ModelError(f"{len(ids)} item ids for {n_items} columns")
+    warm = None
+    if warm_start is not None:
+        if warm_start.factors != factors:
+            raise ModelError(f"warm start has {warm_start.factors} factors, not {factors}")
+        rng = np.random.default_rng(random_state)
+        warm = rng.random((n_items, factors), dtype=np.float32) * 0.01
+        rows = np.array([warm_start.row.get(i, -1) for i in ids], dtype=np.int64)
+        known = rows >= 0
+        warm[known] = warm_start.Y[rows[known]]
+    model = train_als(user_items, factors, regularization, alpha, iterations, random_state, warm,
+                      progress)
+    if version is None:
+        version = 0 if warm_start is None else warm_start.version + 1
+    return ItemFactors.from_implicit(model, ids, version)
+
+
+def train_bpr(
+    user_items: csr_matrix,
+    factors: int,
+    learning_rate: float,
+    regularization: float,
+    iterations: int,
+    random_state: int | None,
+    progress: bool = False,
+) -> BayesianPersonalizedRanking:
+    """A fitted implicit CPU BPR model (for the offline comparison; binarises `user_items`).
+
+    Single-threaded: implicit's BPR samples with per-thread generators, so only one thread gives
+    the same factors for the same `random_state`.
+    """
+    with threadpool_limits(1, "blas"):
+        model = BayesianPersonalizedRanking(
+            factors=factors, learning_rate=learning_rate, regularization=regularization,
+            iterations=iterations, random_state=random_state, num_threads=1,
+        )
+        model.fit(user_items.astype(np.float32), show_progress=progress)
+    return model
