@@ -1,0 +1,322 @@
+"""Model snapshots on the snapshots topic: publish them in chunks, follow and load the latest.
+
+A version is published as chunks keyed `<version>/<index>` and then a manifest keyed
+`<version>/manifest` naming the chunks' first offset (`models.snapshot` has the format). The
+manifest is produced only after every chunk is acknowledged, so a publisher killed mid-way leaves
+chunks without a manifest, which no reader ever uses.
+
+Finding the latest complete version does not scan the topic: from the end, a manifest points at
+its first chunk, and a chunk `<v>/<i>` at offset o says its attempt started at o - i (a single
+idempotent publisher writes contiguous offsets), so each probe jumps over a whole version.
+
+The worker's side (`SnapshotFollower`)::
+
+    follower = SnapshotFollower(settings)
+    if (snap := follower.load_latest(timeout=60)) is not None:
+        worker.swap_model(snap.item_factors())
+    follower.start(lambda snap: worker.swap_model(snap.item_factors()))  # background thread
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+from confluent_kafka import KafkaError, Message, TopicPartition
+
+from models.snapshot import (
+    CHUNK_BYTES,
+    Assembler,
+    Snapshot,
+    SnapshotError,
+    encode_chunks,
+    extend_manifest,
+    parse_key,
+)
+from refold.config import Settings
+from refold.kafka import make_admin, make_consumer, make_producer, watermarks, where
+
+log = logging.getLogger(__name__)
+MB = 1e6
+
+
+class SnapshotPublishError(RuntimeError):
+    """A chunk or the manifest was not acknowledged: the version is not live."""
+
+
+@dataclass(frozen=True)
+class Published:
+    version: int
+    first_offset: int
+    manifest_offset: int
+    chunks: int
+    bytes: int
+    seconds: float
+
+
+class SnapshotPublisher:
+    """Publishes snapshots with an idempotent producer, then prunes versions beyond `keep`."""
+
+    def __init__(self, settings: Settings, keep: int = 3, chunk_bytes: int = CHUNK_BYTES,
+                 flush_every: int = 64) -> None:
+        self.settings = settings
+        self.topic = settings.topic("snapshots")
+        self.keep = keep
+        self.chunk_bytes = chunk_bytes
+        self.flush_every = flush_every
+        self.published: deque[Published] = deque()
+        self._producer = None
+        self._admin = None
+
+    def publish(self, snap: Snapshot, timeout: float = 120.0) -> Published:
+        """Chunks, flush, then the manifest; raises `SnapshotPublishError` if any is lost."""
+        t0 = time.perf_counter()
+        payload = snap.to_bytes()
+        size = len(payload)
+        chunks, manifest = encode_chunks(payload, snap.version, self.chunk_bytes)
+        del payload  # the chunks hold a copy
+        if self._producer is None:  # factors do not compress: spare the CPU
+            self._producer = make_producer(self.settings, {"compression.type": "none",
+                                                           "linger.ms": 20})
+        offsets: list[int] = []
+        log.info("publishing snapshot v%d: %d chunks, %.1f MB to %s", snap.version, len(chunks),
+                 size / MB, self.topic)
+        for i, chunk in enumerate(chunks, 1):
+            self._produce(chunk.key, chunk.value, chunk.headers, offsets)
+            if i % self.flush_every == 0 and i < len(chunks):
+                self._flush(timeout, offsets, i)
+                log.info("snapshot v%d: %d/%d chunks delivered, %s[0]@%d", snap.version, i,
+                         len(chunks), self.topic, offsets[-1])
+        self._flush(timeout, offsets, len(chunks))
+        first = min(offsets)
+        manifest = extend_manifest(manifest, {
+            "first_offset": first, "created_at": snap.created_at, "items": len(snap.item_ids),
+            "factors": snap.factors, "watermark": snap.watermark.to_json()})
+        done: list[int] = []
+        self._produce(manifest.key, manifest.value, manifest.headers, done)
+        self._flush(timeout, done, 1)
+        result = Published(snap.version, first, done[0], len(chunks), size,
+                           time.perf_counter() - t0)
+        log.info("snapshot v%d live: %s[0]@%d..%d, %.1f MB in %.2f s", snap.version, self.topic,
+                 first, done[0], size / MB, result.seconds)
+        self.published.append(result)
+        self.prune()
+        return result
+
+    def _produce(self, key: str, value: bytes, headers: dict[str, bytes], acks: list) -> None:
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            acks.append(err if err is not None else msg.offset())
+
+        while True:
+            try:
+                self._producer.produce(self.topic, value, key, headers=list(headers.items()),
+                                       on_delivery=delivered)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def _flush(self, timeout: float, acks: list, expected: int) -> None:
+        left = self._producer.flush(timeout)
+        errors = [a for a in acks if isinstance(a, KafkaError)]
+        if left or errors or len(acks) < expected:
+            raise SnapshotPublishError(f"{len(acks)}/{expected} acknowledged, {left} in flight, "
+                                       f"errors: {errors[:3]}")
+
+    def prune(self) -> None:
+        """Delete the records before the oldest of the last `keep` versions this process wrote."""
+        if self.keep <= 0 or len(self.published) <= self.keep:
+            return
+        while len(self.published) > self.keep:
+            self.published.popleft()
+        before = self.published[0].first_offset
+        if self._admin is None:  # kept: futures of a collected client never complete
+            self._admin = make_admin(self.settings)
+        futures = self._admin.delete_records([TopicPartition(self.topic, 0, before)])
+        for fut in futures.values():
+            try:
+                fut.result(30)
+                log.info("pruned %s[0] before @%d (keeping %d versions)", self.topic, before,
+                         self.keep)
+            except Exception as exc:  # retention by size still bounds the topic
+                log.warning("could not prune %s before @%d: %s", self.topic, before, exc)
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(30)
+
+    def __enter__(self) -> SnapshotPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SnapshotFollower:
+    """Reads the snapshots topic (assigned, no group) and hands over new verified versions.
+
+    Refused versions (a corrupted chunk, a missing chunk, a bad checksum) are logged with their
+    reason and counted in `refused`; the live version stays. Not thread-safe, except `poll` while
+    the background thread of `start` runs.
+    """
+
+    def __init__(self, settings: Settings, live_version: int = 0) -> None:
+        self.settings = settings
+        self.topic = settings.topic("snapshots")
+        self.assembler = Assembler(live_version)
+        self.received = 0
+        self.refused = 0
+        self.last_refusal = ""
+        self.max_version_seen = 0
+        """The highest version of any message seen (complete or not): a publisher goes above."""
+        self._consumer = None
+        self._ready: Snapshot | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def live_version(self) -> int:
+        return self.assembler.live_version
+
+    def _client(self):
+        if self._consumer is None:
+            self._consumer = make_consumer(self.settings, f"{self.settings.topic_prefix}snapshots",
+                                           {"max.partition.fetch.bytes": 16 << 20,
+                                            "fetch.max.bytes": 64 << 20})
+        return self._consumer
+
+    def load_latest(self, timeout: float = 60.0) -> Snapshot | None:
+        """The newest complete, verified version (None if there is none); `poll` goes on after
+        it. Walks back from the end of the topic, one probe per version."""
+        consumer, deadline = self._client(), time.monotonic() + timeout
+        low, high = watermarks(consumer, self.topic, timeout)[0]
+        snap, end, start = None, high, high
+        while end > low:
+            if time.monotonic() > deadline:
+                start = low  # not sure what is there: read it all
+                break
+            msg = self._read_one(end - 1, deadline)
+            if msg is None or msg.offset() >= end:
+                end -= 1
+                continue
+            try:
+                version, index = parse_key(msg.key())
+            except SnapshotError:
+                end = msg.offset()
+                continue
+            self.max_version_seen = max(self.max_version_seen, version)
+            if index is not None:  # an unfinished attempt: jump to its start
+                end = max(low, msg.offset() - index)
+                continue
+            try:
+                first = int(msgspec.json.decode(msg.value())["first_offset"])
+            except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+                log.warning("refused snapshot at %s: manifest does not decode", where(msg))
+                self.refused += 1
+                end = msg.offset()
+                continue
+            snap = self._assemble(max(low, first), msg.offset(), version, deadline)
+            if snap is not None:
+                start = msg.offset() + 1
+                break
+            end = min(first, msg.offset())
+        consumer.assign([TopicPartition(self.topic, 0, start)])
+        return snap
+
+    def _read_one(self, offset: int, deadline: float) -> Message | None:
+        consumer = self._client()
+        consumer.assign([TopicPartition(self.topic, 0, offset)])
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(1, timeout=0.5):
+                if msg.error() is None:
+                    return msg
+        return None
+
+    def _assemble(self, first: int, last: int, version: int, deadline: float) -> Snapshot | None:
+        asm = Assembler(version - 1)
+        self._client().assign([TopicPartition(self.topic, 0, first)])
+        while time.monotonic() < deadline:
+            for msg in self._client().consume(64, timeout=0.5):
+                if msg.error() is not None or msg.offset() > last:
+                    continue
+                snap = self._take(asm, msg)
+                if snap is not None or msg.offset() == last:
+                    if snap is not None:
+                        self.assembler = Assembler(snap.version)
+                    return snap
+        return None
+
+    def _take(self, asm: Assembler, msg: Message) -> Snapshot | None:
+        try:
+            version, _ = parse_key(msg.key())
+            self.max_version_seen = max(self.max_version_seen, version)
+            snap = asm.add(msg.key(), msg.value(), msg.headers())
+        except SnapshotError as exc:
+            self.refused += 1
+            self.last_refusal = str(exc)
+            log.warning("refused snapshot at %s: %s", where(msg), exc)
+            return None
+        if snap is not None:
+            self.received += 1
+            log.info("snapshot v%d verified at %s: %d items x %d factors", snap.version,
+                     where(msg), len(snap.item_ids), snap.factors)
+        return snap
+
+    def poll(self, timeout: float = 0.0, max_messages: int = 256) -> Snapshot | None:
+        """The newest verified version that arrived since the last call, or None."""
+        if self._thread is not None:
+            with self._lock:
+                snap, self._ready = self._ready, None
+            return snap
+        return self._step(timeout, max_messages)
+
+    def _step(self, timeout: float, max_messages: int) -> Snapshot | None:
+        newest = None
+        for msg in self._client().consume(max_messages, timeout=timeout):
+            if msg.error() is None:
+                newest = self._take(self.assembler, msg) or newest
+        return newest
+
+    def start(self, on_snapshot: Callable[[Snapshot], None] | None = None) -> None:
+        """Follow in a background thread: each new version gets its `ItemFactors` built there,
+        then goes to `on_snapshot` (or waits for `poll`)."""
+        def run() -> None:
+            while not self._stop.is_set():
+                snap = self._step(0.5, 256)
+                if snap is None:
+                    continue
+                snap.item_factors()
+                if on_snapshot is not None:
+                    on_snapshot(snap)
+                else:
+                    with self._lock:
+                        self._ready = snap
+
+        self._thread = threading.Thread(target=run, name="snapshot-follower", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def __enter__(self) -> SnapshotFollower:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_latest(settings: Settings, timeout: float = 60.0) -> Snapshot | None:
+    """The newest complete, verified snapshot on the topic, or None."""
+    with SnapshotFollower(settings) as follower:
+        return follower.load_latest(timeout)
