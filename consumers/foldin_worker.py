@@ -21,6 +21,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
@@ -39,6 +40,23 @@ log = logging.getLogger(__name__)
 
 _NEW = object()
 """Undo-log marker: the user had no state before the batch (roll back = forget the user)."""
+
+
+@dataclass
+class CommittedBatch:
+    """What a committed batch did, for `FoldInWorker.on_commit` (metrics, drift, quality)."""
+
+    events: list[Event] = field(default_factory=list)
+    """The events applied, in order (not the dead letters or duplicates)."""
+    published: list[Recs] = field(default_factory=list)
+    dead_letters: list[str] = field(default_factory=list)
+    """The error class of each rejected message."""
+    timestamps: list[float] = field(default_factory=list)
+    """Each applied event's Kafka timestamp (s): commit time minus it is its freshness."""
+    started: float = 0.0
+    committed: float = 0.0
+    model_version: int | None = None
+    users_in_state: int = 0
 
 
 class RecentIds:
@@ -70,6 +88,7 @@ class FoldInWorker:
         catalog: CatalogReader | None = None,
         clock: Callable[[], float] = time.time,
         dedup_window: int | None = None,
+        on_commit: Callable[[CommittedBatch], None] | None = None,
     ) -> None:
         self.settings = settings
         self.recommender = recommender
@@ -87,11 +106,14 @@ class FoldInWorker:
         self._staged: Counter[str] = Counter()
         self._staged_dead: Counter[str] = Counter()
         self._next_model: ItemFactors | None = None
+        self.on_commit = on_commit
+        self._batch = CommittedBatch()
 
     # -- the loop's Processor protocol
 
     def handle(self, messages: list[Message], out: Output) -> None:
         now = self.clock()
+        self._batch = done = CommittedBatch(started=now)
         batch: list[tuple[Event, Message]] = []
         for msg in messages:
             try:
@@ -99,6 +121,7 @@ class FoldInWorker:
             except Rejected as err:
                 self.dead_letters.send(out, msg, err, now)
                 self._staged_dead[err.error_class] += 1
+                done.dead_letters.append(err.error_class)
                 continue
             self._save(event.user_id, msg.partition())
             if self.recent.seen(event.user_id, event.event_id):
@@ -114,8 +137,11 @@ class FoldInWorker:
             msg = read_at[id(ev)]
             out.produce(self.recs_topic, encode(self._recommendation(ev, msg, recs, now)),
                         ev.user_id)
+            done.published.append(recs)
+        done.events = [ev for ev, _ in batch]
+        done.timestamps = [msg.timestamp()[1] / 1000 for _, msg in batch]
         self._staged["events"] += len(batch)
-        self._staged["recommendations"] += len({ev.user_id for ev, _ in batch})
+        self._staged["recommendations"] += len(done.published)
 
     def promote(self) -> None:
         """The batch committed: its state is the state; count what it did."""
@@ -126,6 +152,15 @@ class FoldInWorker:
         self.dead_letters.count(self._staged_dead)
         self._staged.clear()
         self._staged_dead.clear()
+        if self.on_commit is not None:
+            done, self._batch = self._batch, CommittedBatch()
+            done.committed = self.clock()
+            done.model_version = self.recommender.model_version
+            done.users_in_state = len(self.partition_of)
+            try:
+                self.on_commit(done)
+            except Exception:  # watching must not stop the work: the batch is committed
+                log.exception("on_commit failed")
 
     def rollback(self) -> None:
         """The batch aborted: put back every touched user's state and the popularity."""
@@ -150,6 +185,7 @@ class FoldInWorker:
         self._undo_trending = None
         self._staged.clear()
         self._staged_dead.clear()
+        self._batch = CommittedBatch()
 
     def between_batches(self) -> None:
         """Apply catalog changes and a pending model version: never in the middle of a batch."""

@@ -38,6 +38,8 @@ ML100K = Path(os.environ.get("REFOLD_ML100K", ROOT.parent / "shared" / "datasets
 N_EVENTS = 5000
 CONFIG = FoldInConfig(k=10, full_events=1, weights=EventWeights(ratings_as_positive=True))
 
+FAST_REBALANCE = {"heartbeat.interval.ms": 250}
+"""Members learn of a rebalance at their next heartbeat; cooperative rebalancing takes two."""
 needs_data = pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
 
 
@@ -87,10 +89,11 @@ def committed(settings: Settings) -> dict[int, int]:
         consumer.close()
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
+def wait_until(predicate, timeout: float, what: str, *workers: Worker) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        states = [(w.loop.assigned, w.loop.stats, w.error, w.thread.is_alive()) for w in workers]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {states}"
         time.sleep(0.2)
 
 
@@ -99,6 +102,7 @@ class Worker:
 
     def __init__(self, settings: Settings, factors, **options) -> None:
         self.settings = settings
+        options.setdefault("consumer_extra", FAST_REBALANCE)
         self.worker, self.loop = build_worker(settings, recommender(factors), **options)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -124,9 +128,10 @@ class Worker:
             raise self.error
 
 
-def wait_committed(settings: Settings, total: int, timeout: float = 60.0) -> None:
+def wait_committed(settings: Settings, total: int, *workers: Worker, timeout: float = 60.0
+                   ) -> None:
     wait_until(lambda: sum(max(o, 0) for o in committed(settings).values()) >= total,
-               timeout, f"{total} committed events")
+               timeout, f"{total} committed events", *workers)
 
 
 def assert_matches_offline(settings, events, catalog, factors) -> dict:
@@ -151,6 +156,8 @@ def test_every_user_gets_the_list_an_offline_recompute_gives(settings, data):
     events, catalog, factors = data
     publish(settings, events, catalog)
     w = Worker(settings, factors, max_messages=len(events), idle_exit=30)
+    batches = []
+    w.worker.on_commit = batches.append
     t0 = time.perf_counter()
     w.start()
     w.thread.join(60)
@@ -161,6 +168,10 @@ def test_every_user_gets_the_list_an_offline_recompute_gives(settings, data):
           f"{len(events) / stats.busy_seconds:,.0f} events/s")
     assert stats.messages == len(events) and stats.aborts == 0
     assert w.worker.counts["events"] == len(events)
+    applied = [ev.event_id for b in batches for ev in b.events]
+    assert sorted(applied) == sorted(ev.event_id for ev in events)
+    assert sum(len(b.published) for b in batches) == w.worker.counts["recommendations"]
+    assert all(b.model_version == factors.version and b.committed >= b.started for b in batches)
     got = assert_matches_offline(settings, events, catalog, factors)
     # the cause points at the user's last event where it was read
     offsets = committed(settings)
@@ -219,6 +230,26 @@ def test_an_aborted_batch_is_rolled_back_and_read_again(settings, data, monkeypa
     assert w.worker.counts["events"] == len(events)
     assert w.worker.counts["duplicates"] == len(dup)
     assert_matches_offline(settings, events, catalog, factors)
+
+
+def test_a_restarted_instance_fences_its_zombie(settings, data):
+    from refold.kafka import KafkaFatalError
+
+    events, _, factors = data
+    events = events[:400]
+    zombie = Worker(settings.replace(batch_size=20), factors, idle_exit=60).start()
+    wait_until(lambda: zombie.loop.assigned, 30, "the first worker's assignment", zombie)
+    heir = Worker(settings.replace(batch_size=20), factors, idle_exit=60).start()  # same id
+    wait_until(lambda: heir.loop.assigned, 30, "the second worker's assignment", zombie, heir)
+    publish(settings, events)
+    wait_committed(settings, len(events), zombie, heir)
+    zombie.thread.join(30)
+    with pytest.raises(KafkaFatalError, match="fenced: another worker runs with"):
+        zombie.join()
+    heir.join()
+    # the zombie's last transaction was aborted: every event counted once, by whoever committed
+    assert zombie.worker.counts["events"] + heir.worker.counts["events"] == len(events)
+    assert sum(committed(settings).values()) == len(events)
 
 
 def read_events(settings: Settings) -> dict[int, list]:
