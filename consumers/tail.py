@@ -17,7 +17,7 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from refold.config import Settings
-from refold.kafka import make_consumer, watermarks
+from refold.kafka import KafkaFatalError, make_consumer, watermarks
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ class TopicTail:
             md = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
             if md.error is not None:
                 consumer.close()
-                raise RuntimeError(f"topic {self.topic}: {md.error}")
+                raise KafkaFatalError(f"topic {self.topic}: {md.error.str()} "
+                                      "(`refold topics create` makes the topics)")
             self._partitions = sorted(md.partitions)
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING)
                              for p in self._partitions])

@@ -76,13 +76,18 @@ def recs(ctx: click.Context, user: str | None, as_json: bool, all_users: bool,
          timeout: float) -> None:
     """Print USER's latest recommendation list (read_committed, from the compacted topic)."""
     from consumers.recs_view import RecommendationsView
+    from refold.kafka import KafkaFatalError
     from refold.schemas import encode
 
     if bool(user) == all_users:
         raise click.UsageError("give a USER or --all")
     settings = settings_from(ctx)
     with RecommendationsView(settings) as view:
-        if not view.catch_up(timeout):
+        try:
+            caught_up = view.catch_up(timeout)
+        except KafkaFatalError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if not caught_up:
             click.echo(f"warning: not caught up after {timeout:g} s", err=True)
         users = sorted(view) if all_users else [user]
         if not all_users and view.get(user) is None:

@@ -187,12 +187,14 @@ def test_two_workers_split_the_partitions_and_agree_with_one(settings, data):
     publish(settings, [], catalog)
     a = Worker(settings.replace(instance_id="a"), factors, idle_exit=60).start()
     b = Worker(settings.replace(instance_id="b"), factors, idle_exit=60).start()
+    # Events go out once both own partitions: a partition that moves after its users' first
+    # events would need their state restored on assignment (the changelog, not built yet).
     everything = {0, 1, 2}
     wait_until(lambda: a.loop.assigned and b.loop.assigned
                and {p for _, p in a.loop.assigned | b.loop.assigned} == everything,
-               30, "both workers to own partitions")
+               30, "both workers to own partitions", a, b)
     publish(settings, events)
-    wait_committed(settings, len(events))
+    wait_committed(settings, len(events), a, b)
     assert not ({p for _, p in a.loop.assigned} & {p for _, p in b.loop.assigned})
     a.join()
     b.join()
