@@ -85,6 +85,15 @@ class Trending:
         idx, _ = topk(self._acc[: self._n], k, exclude)
         return idx, self.scores(self.t_ref if now is None else now)[idx]
 
+    def load(self, t_ref: float | None, items: np.ndarray, values: np.ndarray) -> None:
+        """Set raw accumulators saved from `ranking_scores()` with the `t_ref` they refer to
+        (restoring a saved state exactly: no rescaling, so no rounding)."""
+        items = np.asarray(items, dtype=np.intp)
+        if len(items):
+            self._grow(int(items.max()) + 1)
+        self._acc[items] = values
+        self.t_ref = t_ref
+
     def _grow(self, n: int) -> None:
         if n > len(self._acc):
             acc = np.zeros(max(n, 2 * len(self._acc)), dtype=np.float64)
