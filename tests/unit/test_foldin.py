@@ -136,7 +136,7 @@ def test_from_implicit_carries_the_user_gramian(als: AlternatingLeastSquares) ->
 def test_vector_cache_reuses_a_vector_until_its_key_changes() -> None:
     f = ItemFactors(["a", "b", "c"], np.eye(3, dtype=np.float32), version=1)
     cache = VectorCache()
-    req = ("u", (1, 5), np.array([0, -1]), np.array([1.0, 1.0], dtype=np.float32))
+    req = ("u", (1, 5), np.array([0, 2]), np.array([1.0, -1.0], dtype=np.float32))
     (x1,) = cache.vectors(f, [req], ALPHA, REG)
     (x2,) = cache.vectors(f, [req], ALPHA, REG)
     assert x1 is x2 and cache.key_of("u") == (1, 5)
@@ -145,3 +145,15 @@ def test_vector_cache_reuses_a_vector_until_its_key_changes() -> None:
     assert x3 is not None and int(np.argmax(x3)) == 1
     cache.drop("u")
     assert cache.key_of("u") is None
+
+
+def test_large_batches_are_solved_in_chunks_with_the_same_result() -> None:
+    rng = np.random.default_rng(4)
+    Y = rng.normal(size=(40, 3)).astype(np.float32)
+    f = ItemFactors([str(i) for i in range(40)], Y, version=1)
+    users = [rng.choice(40, int(rng.integers(1, 6)), replace=False) for _ in range(300)]
+    weights = [rng.uniform(0.1, 2.0, len(u)).astype(np.float32) for u in users]
+    X, ok = fold_in_batch(Y, f.YtY, users, weights, ALPHA, REG, f.inverse(REG))
+    assert X.shape == (300, 3) and ok.all()
+    for u in (0, 127, 128, 299):
+        assert rel_err(X[u], dense_solution(Y, users[u], weights[u], ALPHA, REG)) < 1e-5

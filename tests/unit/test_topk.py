@@ -91,3 +91,9 @@ def test_topk_batch_common_exclusions() -> None:
     idx, _ = topk_batch(S, 3, exclude=[np.array([8]), np.array([], dtype=int)],
                         exclude_all=np.array([9]))
     assert idx.tolist() == [[7, 6, 5], [8, 7, 6]]
+
+
+def test_topk_batch_single_row_pads_like_the_rest() -> None:
+    S = np.array([[3.0, 1.0, 2.0]], dtype=np.float32)
+    idx, val = topk_batch(S, 5, [np.array([1])])
+    assert idx.tolist() == [[0, 2, -1]] and val[0, 2] == -np.inf
