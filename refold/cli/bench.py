@@ -43,3 +43,25 @@ def bench_produce(ctx: click.Context, events: int, as_json: bool) -> None:
     ensure_bootstrap(settings)
     result = produce.run(settings, events)
     emit(result, as_json, produce.table(result))
+
+
+@bench.command("foldin")
+@click.option("--items", "items", type=int, multiple=True,
+              help="Catalog size(s); repeatable [10000, 100000, 1000000].")
+@click.option("--factors", type=int, default=64, show_default=True)
+@click.option("--events", type=int, default=2000, show_default=True,
+              help="Events for refold and implicit (river gets fewer: it is slow).")
+@click.option("--k", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def bench_foldin(items: tuple[int, ...], factors: int, events: int, k: int,
+                 as_json: bool) -> None:
+    """Fold-in + top-K events/s on one thread: refold vs implicit recalculate_user vs river."""
+    from refold.bench import foldin
+
+    results = []
+    for n in items or (10_000, 100_000, 1_000_000):
+        results.append(foldin.run(items=n, factors=factors, events=events, k=k))
+        if not as_json:
+            click.echo(f"  {n:,} items done", err=True)
+    out = results[0] if len(results) == 1 else {"runs": results}
+    emit(out, as_json, foldin.table(results))
