@@ -5,8 +5,9 @@ Names carry the `refold_` prefix and base units (`_seconds`, `_bytes`, `_ratio`)
 outcome): never a user or an item id. Prometheus adds `job` and `instance`, which tell the
 processes apart, so no label here names a process.
 
-Tests read values through a fresh registry: `register(CollectorRegistry())` adds the module's
-collectors to it, leaving out the process and platform collectors of the default one.
+Metrics are declared unregistered; `serve(settings, role)` adds those of the process's role to the
+default registry. Tests read values through a fresh registry: `register(CollectorRegistry())`
+adds the module's collectors to it, without the process and platform collectors.
 
 >>> from prometheus_client import CollectorRegistry
 >>> reg = register(CollectorRegistry())
@@ -18,6 +19,7 @@ collectors to it, leaving out the process and platform collectors of the default
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from prometheus_client import (
@@ -32,6 +34,7 @@ from prometheus_client import (
 
 from refold import __version__
 from refold.config import Settings
+from refold.schemas import EVENT_TYPES
 
 _NO_REGISTRY = {"registry": None}  # declared unregistered; `register` adds them (below)
 
@@ -173,6 +176,41 @@ BUILD = Info("refold_build", "Version and role of this refold process.", **_NO_R
 ALL = tuple(v for v in list(globals().values())
             if isinstance(v, Counter | Gauge | Histogram | Info))
 
+_REFIT_ONLY = (REFIT_DURATION, REFITS, REFIT_EVENTS, REFIT_SCORE, SNAPSHOTS_PUBLISHED,
+               SNAPSHOT_BYTES, LAST_REFIT)
+REFITTER = (*_REFIT_ONLY, REFIT_REQUESTS, MODEL_VERSION, SNAPSHOT_CREATED, ERRORS, BUILD)
+CONSUMER = tuple(c for c in ALL if c not in _REFIT_ONLY)
+ROLES = {"consumer": CONSUMER, "refitter": REFITTER}
+"""What each process exposes: a refitter has no hit rate, so it exports none (not a zero)."""
+
+# Label values known in advance start at zero, so a dashboard shows 0 rather than "No data" and
+# `increase()` sees the first event (see `init_labels`).
+KNOWN_LABELS: dict[Counter, list[dict[str, str]]] = {
+    EVENTS_CONSUMED: [{"event_type": t} for t in EVENT_TYPES],
+    RECOMMENDATIONS: [{"source": s} for s in ("collaborative", "content", "popular")],
+    DEAD_LETTERS: [{"reason": r} for r in (
+        "not_json", "not_utf8", "null_value", "unknown_type", "empty_id", "schema", "oversize",
+        "future_time", "key_mismatch", "model")],
+    REBALANCES: [{"kind": k} for k in ("assign", "revoke", "lost")],
+    ERRORS: [{"kind": k} for k in ("kafka", "abort", "snapshot")],
+    SNAPSHOT_LOADS: [{"outcome": o} for o in ("loaded", "rejected")],
+    DRIFT_DETECTIONS: [{"detector": "hit_rate", "direction": "down"},
+                       {"detector": "hit_rate", "direction": "up"}]
+    + [{"detector": d, "direction": "change"} for d in (
+        "foldin_residual", "user_vector_norm", "item_popularity", "event_type", "snapshot_churn")],
+    REFIT_REQUESTS: [{"reason": r} for r in ("hit_rate", "foldin_residual", "item_popularity")],
+    REFITS: [{"outcome": o} for o in ("accepted", "refused", "failed")],
+}
+
+
+def init_labels(collectors: tuple = ALL) -> None:
+    """Create the known label children of `collectors` (at zero) so that their series exist."""
+    for metric, label_sets in KNOWN_LABELS.items():
+        if metric in collectors:
+            for labels in label_sets:
+                metric.labels(**labels)
+
+
 _LABEL_RE = re.compile(r"[^a-z0-9_]+")
 _seen_values: dict[str, dict[str, None]] = {}
 _MAX_VALUES = 32
@@ -193,22 +231,27 @@ def reason_label(text: str, family: str = "reason") -> str:
     return value
 
 
-def register(registry: CollectorRegistry) -> CollectorRegistry:
-    """Add every refold metric to `registry` (a collector may live in several registries)."""
-    for collector in ALL:
-        registry.register(collector)
+def register(registry: CollectorRegistry, collectors: tuple = ALL) -> CollectorRegistry:
+    """Add `collectors` to `registry` (a collector may live in several registries); those it
+    holds already are left alone."""
+    for collector in collectors:
+        with contextlib.suppress(ValueError):  # already registered here
+            registry.register(collector)
     return registry
 
 
-register(REGISTRY)
-
-
-def serve(settings: Settings, role: str = "refold", registry: CollectorRegistry = REGISTRY) -> int:
+def serve(settings: Settings, role: str = "consumer", registry: CollectorRegistry = REGISTRY
+          ) -> int:
     """Start the /metrics HTTP endpoint in a daemon thread; returns the port it listens on.
 
-    It listens on `settings.metrics_host:settings.metrics_port`; port 0 picks a free port.
+    It listens on `settings.metrics_host:settings.metrics_port` (port 0 picks a free port) and
+    exposes the metrics of `role` ("consumer", "refitter"; another name: all of them) next to the
+    client's process and platform metrics.
     """
-    BUILD.info({"version": __version__, "role": role})
+    collectors = ROLES.get(role, ALL)
+    register(registry, collectors)
+    init_labels(collectors)
+    BUILD.info({"version": __version__, "component": role})
     server, _thread = start_http_server(
         settings.metrics_port, addr=settings.metrics_host, registry=registry)
     return int(server.server_port)

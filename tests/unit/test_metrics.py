@@ -58,8 +58,18 @@ def test_serve_picks_a_free_port_and_exposes_refold_metrics():
     port = M.serve(Settings(metrics_port=0), role="test")
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert port > 0
-    assert 'refold_build_info{role="test"' in body
+    assert 'refold_build_info{component="test"' in body
     assert "# HELP refold_consumer_lag_messages" in body
+
+
+def test_each_role_exposes_its_own_metrics_with_known_labels_at_zero():
+    registry = CollectorRegistry()
+    port = M.serve(Settings(metrics_port=0), role="refitter", registry=registry)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'refold_refits_total{outcome="refused"} 0.0' in body
+    assert "refold_online_hit_ratio" not in body and "refold_consumer_lag" not in body
+    assert registry.get_sample_value("refold_refit_requests_total", {"reason": "hit_rate"}) \
+        is not None
 
 
 def test_monitor_counts_judges_and_exports(reg):

@@ -1,0 +1,157 @@
+"""The Prometheus config and rules pass promtool, and the alerts fire on the series they watch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .prometheus import (
+    DASHBOARDS,
+    ROOT,
+    RULES,
+    Prometheus,
+    PrometheusError,
+    binaries,
+    promql_expressions,
+)
+
+CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    return binaries()[1]
+
+
+def run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_config_is_valid_and_keeps_the_compose_targets(promtool):
+    result = run(promtool, "check", "config", str(CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 rule files found" in result.stdout
+    job = yaml.safe_load(CONFIG.read_text())["scrape_configs"][0]
+    targets = {t: sc["labels"]["role"] for sc in job["static_configs"] for t in sc["targets"]}
+    assert targets == {"consumer:9400": "consumer", "refitter:9400": "refitter"}
+    assert job["file_sd_configs"][0]["files"]
+
+
+def test_rules_are_valid(promtool):
+    result = run(promtool, "check", "rules", str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def alert(name: str, at: str, summary: str = "", **labels: str) -> dict:
+    """Expect alert `name` at `at` with these labels and summary; no labels: expect none."""
+    firing = [{"exp_labels": labels, "exp_annotations": {"summary": summary}}]
+    return {"eval_time": at, "alertname": name, "exp_alerts": firing if labels else []}
+
+
+UNIT_TESTS = [
+    {   # events flow, no lists come out; then a healthy series for the dead-letter ratio
+        "interval": "1m",
+        "input_series": [
+            {"series": 'refold_events_consumed_total{event_type="click",job="refold"}',
+             "values": "0+600x30"},
+            {"series": 'refold_recommendations_published_total{source="popular",job="refold"}',
+             "values": "0x30"},
+            {"series": 'refold_dead_letters_total{reason="not_json",job="refold"}',
+             "values": "0+60x30"},
+        ],
+        "alert_rule_test": [
+            alert("RefoldNoRecommendationsPublished", "4m"),
+            alert("RefoldNoRecommendationsPublished", "10m", "events are consumed but no "
+                  "recommendations have been published for 5 minutes", severity="critical"),
+            alert("RefoldDeadLetterRate", "12m",
+                  "9.091% of incoming messages go to the dead-letter topic", severity="warning"),
+        ],
+    },
+    {   # lag that keeps growing past the floor
+        "interval": "1m",
+        "input_series": [
+            {"series": 'refold_consumer_lag_messages{topic="ev",partition="0",job="refold"}',
+             "values": "0+200x40"},
+            {"series": 'refold_consumer_lag_messages{topic="ev",partition="1",job="refold"}',
+             "values": "500x40"},
+        ],
+        "alert_rule_test": [
+            alert("RefoldConsumerLagGrowing", "30m", "lag on ev is above 1000 messages and growing",
+                  severity="warning", topic="ev"),
+        ],
+    },
+    {   # a hit-rate drop, a drift detection, an old snapshot, a failed refit, a target down
+        "interval": "1m",
+        "input_series": [
+            {"series": 'refold_online_evaluated_events_total{job="refold"}',
+             "values": "0+100x420"},
+            {"series": 'refold_online_hits_total{job="refold"}',
+             "values": "0+30x360 10800+10x60"},
+            {"series": 'refold_drift_detections_total{detector="hit_rate",direction="down",'
+                       'job="refold"}', "values": "0x400 1x20"},
+            {"series": 'refold_drift_detections_total{detector="hit_rate",direction="up",'
+                       'job="refold"}', "values": "0x400 1x20"},
+            {"series": 'refold_snapshot_created_timestamp_seconds{job="refold",instance="w",'
+                       'role="consumer"}', "values": "1x420"},
+            {"series": 'refold_refits_total{outcome="failed",job="refold"}',
+             "values": "0x400 1x20"},
+            {"series": 'up{job="refold",instance="r",role="refitter"}', "values": "1x400 0x20"},
+        ],
+        "alert_rule_test": [
+            alert("RefoldHitRateDrop", "350m"),
+            alert("RefoldHitRateDrop", "415m", "online hit rate 10% is 20% below its 6-hour level",
+                  severity="warning"),
+            alert("RefoldDriftDetected", "405m",
+                  "drift detected by hit_rate in the last 15 minutes",
+                  severity="info", detector="hit_rate", direction="down"),
+            alert("RefoldRefitFailing", "405m", "a refit failed in the last hour",
+                  severity="warning"),
+            alert("RefoldTargetDown", "405m", "refold refitter at r cannot be scraped",
+                  severity="warning", instance="r", job="refold", role="refitter"),
+            alert("RefoldSnapshotStale", "415m", "w serves a snapshot more than 6 hours old",
+                  severity="warning", instance="w", job="refold", role="consumer"),
+        ],
+    },
+]
+
+
+def test_alerts_fire_on_the_series_they_watch(promtool, tmp_path: Path):
+    spec = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": UNIT_TESTS}
+    path = tmp_path / "rules_test.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = run(promtool, "test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboards_are_provisionable():
+    provider = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/dashboards/refold.yml").read_text())["providers"][0]
+    datasource = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    uid = datasource["datasources"][0]["uid"]
+    boards = [json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert len(boards) == 3 and len({b["uid"] for b in boards}) == 3
+    for board in boards:
+        for panel in board["panels"]:
+            grid = panel["gridPos"]
+            assert grid["x"] + grid["w"] <= 24, (board["uid"], panel["title"])
+            for target in panel.get("targets", []):
+                assert target["datasource"]["uid"] == uid
+                assert "$" not in target["expr"], "Grafana variables do not reach Prometheus"
+
+
+def test_every_dashboard_and_rule_expression_parses():
+    """A Prometheus without targets still parses every query: a syntax error is `bad_data`."""
+    errors = []
+    with Prometheus({}) as prom:
+        for where, expr in promql_expressions():
+            try:
+                prom.query(expr)
+            except PrometheusError as exc:
+                errors.append(f"{where}: {exc}")
+    assert not errors, "\n".join(errors)
