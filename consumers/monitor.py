@@ -123,8 +123,9 @@ class Monitor:
 
         `events` are the batch's valid events in order (`refold.schemas.Event` or alike);
         `published` the lists produced (`Published`, `Recs` or `refold.schemas.Recommendation`);
-        `latencies` per event, read to list produced; `freshness` per event, Kafka timestamp to
-        list published; `dead_letters` the short error class of each rejected message.
+        `latencies` per event, from its batch's start to the commit that made its list visible;
+        `freshness` per event, from its Kafka timestamp to that commit; `dead_letters` the short
+        error class of each rejected message.
         """
         report = BatchReport()
         if model_version is not None:
@@ -155,6 +156,16 @@ class Monitor:
         self._export()
         self._maybe_request_refit(report)
         return report
+
+    def on_commit(self, batch: Any) -> BatchReport:
+        """`FoldInWorker`'s on_commit hook: account for a `CommittedBatch`."""
+        spent = max(0.0, batch.committed - batch.started)
+        return self.on_batch(
+            batch.events, batch.published, model_version=batch.model_version,
+            latencies=[spent] * len(batch.events),
+            freshness=[batch.committed - ts for ts in batch.timestamps if ts > 0],
+            dead_letters=batch.dead_letters, batch_seconds=spent,
+            users_in_state=batch.users_in_state)
 
     def _events(self, events: Sequence[Any], report: BatchReport) -> None:
         """Count, feed the input distributions, judge positives against the lists in force."""

@@ -58,12 +58,12 @@ BATCH_DURATION = Histogram(
     **_NO_REGISTRY)
 FOLDIN_LATENCY = Histogram(
     "refold_foldin_latency_seconds",
-    "Per event: from the worker reading it to its user's new list being produced.",
+    "Per event: from the start of its micro-batch to the commit that publishes its list.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     **_NO_REGISTRY)
 FRESHNESS = Histogram(
     "refold_event_to_recommendation_seconds",
-    "Per event: from its Kafka timestamp (when it was produced) to its list being published.",
+    "Per event: from its Kafka timestamp (when it was produced) to the commit of its list.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
     **_NO_REGISTRY)
 CONSUMER_LAG = Gauge(

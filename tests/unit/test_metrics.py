@@ -178,3 +178,19 @@ def test_record_refit(reg):
     assert value(reg, "refold_refit_duration_seconds_count") - n == 1
     assert value(reg, "refold_refit_holdout_score", metric="recall_at_20", model="live") == 0.25
     assert value(reg, "refold_refit_training_events") == 1000
+
+
+def test_monitor_takes_the_workers_committed_batch(reg):
+    from consumers.foldin_worker import CommittedBatch
+    from models.recommender import Recs
+
+    fresh = value(reg, "refold_event_to_recommendation_seconds_count")
+    dead = value(reg, "refold_dead_letters_total", reason="oversize")
+    batch = CommittedBatch(events=[ev(0, "u1", "a")],
+                           published=[Recs("u1", ["b"], [1.0], "collaborative", 4)],
+                           dead_letters=["oversize"], timestamps=[99.0], started=100.0,
+                           committed=100.25, model_version=4, users_in_state=1)
+    Monitor(clock=lambda: 0.0).on_commit(batch)
+    assert value(reg, "refold_event_to_recommendation_seconds_count") - fresh == 1
+    assert value(reg, "refold_dead_letters_total", reason="oversize") - dead == 1
+    assert value(reg, "refold_model_version") == 4
