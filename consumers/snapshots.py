@@ -63,12 +63,14 @@ class SnapshotPublisher:
     """Publishes snapshots with an idempotent producer, then prunes versions beyond `keep`."""
 
     def __init__(self, settings: Settings, keep: int = 3, chunk_bytes: int = CHUNK_BYTES,
-                 flush_every: int = 64) -> None:
+                 flush_every: int = 64, pause_seconds: float = 0.0) -> None:
         self.settings = settings
         self.topic = settings.topic("snapshots")
         self.keep = keep
         self.chunk_bytes = chunk_bytes
         self.flush_every = flush_every
+        self.pause_seconds = pause_seconds
+        """A throttle: sleep after each `flush_every` chunks, to spare the brokers' bandwidth."""
         self.published: deque[Published] = deque()
         self._producer = None
         self._admin = None
@@ -92,6 +94,7 @@ class SnapshotPublisher:
                 self._flush(timeout, offsets, i)
                 log.info("snapshot v%d: %d/%d chunks delivered, %s[0]@%d", snap.version, i,
                          len(chunks), self.topic, offsets[-1])
+                time.sleep(self.pause_seconds)
         self._flush(timeout, offsets, len(chunks))
         first = min(offsets)
         manifest = extend_manifest(manifest, {
@@ -188,7 +191,10 @@ class SnapshotFollower:
         if self._consumer is None:
             self._consumer = make_consumer(self.settings, f"{self.settings.topic_prefix}snapshots",
                                            {"max.partition.fetch.bytes": 16 << 20,
-                                            "fetch.max.bytes": 64 << 20})
+                                            "fetch.max.bytes": 64 << 20,
+                                            # a long-poll at the end of the log would delay
+                                            # the next probe's fetch by its full wait
+                                            "fetch.wait.max.ms": 20})
         return self._consumer
 
     def load_latest(self, timeout: float = 60.0) -> Snapshot | None:
@@ -239,12 +245,14 @@ class SnapshotFollower:
         return None
 
     def _assemble(self, first: int, last: int, version: int, deadline: float) -> Snapshot | None:
-        asm = Assembler(version - 1)
+        asm, position = Assembler(version - 1), first
         self._client().assign([TopicPartition(self.topic, 0, first)])
         while time.monotonic() < deadline:
-            for msg in self._client().consume(64, timeout=0.5):
+            # consume(n) waits for n messages: never ask for more than the range holds
+            for msg in self._client().consume(min(64, last + 1 - position), timeout=0.5):
                 if msg.error() is not None or msg.offset() > last:
                     continue
+                position = msg.offset() + 1
                 snap = self._take(asm, msg)
                 if snap is not None or msg.offset() == last:
                     if snap is not None:

@@ -7,7 +7,7 @@ cover every event at the cost of a fraction of one iteration.
 
 `Gate.check` refuses a candidate with NaN/inf factors, wrong dimensions, or a holdout recall@K below
 the live snapshot's by more than `max_recall_drop`. Both are scored the way the worker serves: users
-folded in against the item factors (`models.foldin`), the training items excluded.
+folded in against the item factors (the fold-in's exact solve), the training items excluded.
 
 >>> import scipy.sparse as sp
 >>> from models.store import TrainingData
@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 from implicit.cpu import _als
+from threadpoolctl import threadpool_limits
 
 from models import als
-from models.foldin import fold_in_batch
 from models.snapshot import Snapshot
 from models.store import TrainingData
 
@@ -55,7 +56,7 @@ class RefitParams:
     k: int = 20
     max_recall_drop: float = 0.02
     """Refuse a candidate whose recall@K is below the live one's by more than this (absolute)."""
-    eval_users: int = 2000
+    eval_users: int = 1000
 
     @property
     def dims(self) -> int:
@@ -100,14 +101,16 @@ def train(data: TrainingData, params: RefitParams, warm: Snapshot | None = None,
             "fit_seconds": time.perf_counter() - t0, "iterations": params.iterations,
             "users": data.matrix.shape[0], "nnz": data.full.nnz})
     init = warm_rows(warm, data.item_ids, params.dims, params.random_state)
-    extra = {"callback": callback} if callback else {}
     model = als.train_als(data.matrix, params.factors, params.regularization, params.alpha,
-                          params.iterations, params.random_state, init, **extra)
+                          params.iterations, params.random_state, init, callback=callback)
     Y = np.array(model.item_factors, dtype=np.float32)
     touched = np.unique((data.full - data.matrix).tocoo().col)
-    if len(touched):
-        item_users = data.full.T.tocsr()[touched]
-        Y[touched] = model.recalculate_item(touched, item_users)
+    if len(touched):  # the model's own solver (CG from the current vectors): cheap and close
+        Ciu = (data.full.T.tocsr()[touched] * params.alpha).astype(np.float32).tocsr()
+        Yt = np.ascontiguousarray(Y[touched])
+        with threadpool_limits(1, "blas"):
+            model.solver(Ciu, Yt, model.user_factors, params.regularization, num_threads=0)
+        Y[touched] = Yt
     X = np.asarray(model.user_factors, dtype=np.float64)
     Cui = (data.matrix * params.alpha).astype(np.float32).tocsr()
     loss = float(_als.calculate_loss(Cui, model.user_factors, model.item_factors,
@@ -121,36 +124,45 @@ def recall_at_k(item_ids: Sequence[str], Y: np.ndarray, data: TrainingData, para
                 rows: np.ndarray | None = None) -> float:
     """Mean recall@K on `data.holdout` of users folded in from their `data.matrix` rows.
 
-    `rows` (user rows to evaluate) defaults to a deterministic sample of `eval_users` users with a
-    held-out positive; a held-out item unknown to `item_ids` counts as a miss.
+    Users are solved exactly against `Y` (the fold-in's closed form, with implicit's own solver)
+    and their training items excluded. `rows` (user rows to evaluate) defaults to a seeded sample
+    of `eval_users` users with a held-out positive; a held-out item unknown to `item_ids` counts
+    as a miss.
     """
     rows = eval_rows(data, params) if rows is None else rows
     if len(rows) == 0:
         return float("nan")
     pos = {x: i for i, x in enumerate(item_ids)}
     col = np.fromiter((pos.get(x, -1) for x in data.item_ids), np.int64, len(data.item_ids))
-    Y = np.asarray(Y, dtype=np.float32)
-    Y64 = Y.astype(np.float64)
-    gram, k, hits = Y64.T @ Y64, params.k, 0.0
+    Y = np.ascontiguousarray(Y, dtype=np.float32)
+    if not Y.flags.writeable:  # a loaded snapshot's view; implicit's solver wants writable
+        Y = Y.copy()
+    train, held = _in_model(data.matrix[rows], col, len(Y)), _in_model(data.holdout[rows], col,
+                                                                       len(Y))
+    X = np.zeros((len(rows), Y.shape[1]), dtype=np.float32)
+    with threadpool_limits(1, "blas"):
+        _als.least_squares((train * params.alpha).tocsr(), X, Y, params.regularization, 0)
+    # Like the fold-in, a user without a positive known item has no vector: no hits.
+    solved = np.diff((train > 0).tocsr().indptr) > 0
+    denom = np.maximum(1, np.minimum(params.k, np.diff(data.holdout[rows].indptr)))
+    k, hits = min(params.k, len(Y) - 1), 0.0
     step = max(1, (1 << 22) // max(1, len(Y)))
     for s in range(0, len(rows), step):
-        items, weights, held = [], [], []
-        for r in rows[s: s + step].tolist():
-            lo, hi = data.matrix.indptr[r], data.matrix.indptr[r + 1]
-            c = col[data.matrix.indices[lo:hi]]
-            items.append(c[c >= 0])
-            weights.append(data.matrix.data[lo:hi][c >= 0])
-            h = col[data.holdout.indices[data.holdout.indptr[r]:data.holdout.indptr[r + 1]]]
-            held.append((h[h >= 0], max(1, min(k, len(h)))))
-        X, ok = fold_in_batch(Y, gram, items, weights, params.alpha, params.regularization)
-        scores = X @ Y.T
-        for b, (h, denom) in enumerate(held):
-            if not ok[b]:
-                continue
-            scores[b, items[b]] = -np.inf
-            top = np.argpartition(-scores[b], min(k, len(Y) - 1))[:k]
-            hits += np.isin(h, top).sum() / denom
+        scores = X[s: s + step] @ Y.T
+        scores[train[s: s + step].toarray() != 0] = -np.inf
+        top = np.argpartition(scores, len(Y) - k - 1, axis=1)[:, len(Y) - k:]
+        got = np.take_along_axis(held[s: s + step].toarray() != 0, top, 1).sum(1)
+        hits += (got * solved[s: s + step] / denom[s: s + step]).sum()
     return float(hits / len(rows))
+
+
+def _in_model(m: sp.csr_matrix, col: np.ndarray, n: int) -> sp.csr_matrix:
+    """`m` with its columns mapped to model rows (`col`), columns unknown to the model dropped."""
+    m = m.tocoo()
+    c = col[m.col]
+    keep = c >= 0
+    return sp.csr_matrix((m.data[keep].astype(np.float32), (m.row[keep], c[keep])),
+                         shape=(m.shape[0], n))
 
 
 def eval_rows(data: TrainingData, params: RefitParams) -> np.ndarray:

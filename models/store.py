@@ -7,7 +7,7 @@ weight w at time t weighs w · 2^(-(T - t) / half_life) at a later time T and me
 
 Bounds, applied at each compaction: entries whose latest event is older than `window_seconds` before
 the newest event time go; then the users, items and entries with the oldest latest events are
-evicted beyond `max_users`, `max_items` and `max_nnz`. An entry costs 24 bytes, a buffered event 24,
+evicted beyond `max_users`, `max_items` and `max_nnz`. An entry costs 32 bytes, a buffered event 24,
 an id about `ID_BYTES` + its length; `memory_bytes()` adds them up and `memory_bound()` is what it
 can reach (the buffer holds at most max(`buffer_size`, nnz / 2) events, which keeps compaction
 amortised O(log nnz) per event).
@@ -38,7 +38,8 @@ from models.weights import EventWeights, ModelError
 MAGIC = b"RFLDSTO1"
 ID_BYTES = 160
 """Estimated bytes per id held (str object, list slot, dict entry), on top of its characters."""
-ENTRY_BYTES = 24
+ENTRY_BYTES = 32
+BUFFERED_BYTES = 24
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class InteractionStore:
         self._i = np.zeros(0, np.int32)
         self._w = np.zeros(0, np.float32)
         self._t = np.zeros(0, np.float64)
+        self._t0 = np.zeros(0, np.float64)
+        """Time of each entry's first event (a holdout must be new to the live model)."""
         self._buf = (array("i"), array("i"), array("f"), array("d"))
         self.max_event_time = 0.0
         self.events = 0
@@ -149,13 +152,15 @@ class InteractionStore:
         i = np.concatenate([self._i, np.frombuffer(bi, np.int32)])
         w = np.concatenate([self._w, np.frombuffer(bw, np.float32)]).astype(np.float64)
         t = np.concatenate([self._t, np.frombuffer(bt, np.float64)])
+        t0 = np.concatenate([self._t0, np.frombuffer(bt, np.float64)])
         self._buf = (array("i"), array("i"), array("f"), array("d"))
         key = (u.astype(np.int64) << 32) | i
         order = np.argsort(key)
-        key, u, i, w, t = key[order], u[order], i[order], w[order], t[order]
+        key, u, i, w, t, t0 = key[order], u[order], i[order], w[order], t[order], t0[order]
         starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else key[:0]
         # One entry per (user, item): its latest time, the weights decayed to that time.
         t_last = np.maximum.reduceat(t, starts) if len(key) else t
+        self._t0 = np.minimum.reduceat(t0, starts) if len(key) else t0
         group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(key)]))
         w = np.add.reduceat(w * self._decay(t_last[group] - t), starts) if len(key) else w
         self._u, self._i, self._w, self._t = u[starts], i[starts], w.astype(np.float32), t_last
@@ -180,8 +185,8 @@ class InteractionStore:
 
     def _filter(self, keep: np.ndarray) -> None:
         if not keep.all():
-            self._u, self._i, self._w, self._t = (a[keep] for a in (self._u, self._i, self._w,
-                                                                    self._t))
+            self._u, self._i, self._w, self._t, self._t0 = (
+                a[keep] for a in (self._u, self._i, self._w, self._t, self._t0))
 
     def _drop_unused_ids(self) -> None:
         """Forget ids without entries once they are a tenth of the table."""
@@ -198,15 +203,15 @@ class InteractionStore:
     def memory_bytes(self) -> int:
         """What the store holds now: entries, buffer and ids (ids estimated, see `ID_BYTES`)."""
         ids = (len(self.users.ids) + len(self.items.ids)) * ID_BYTES
-        return (len(self._u) + len(self._buf[0])) * ENTRY_BYTES + ids + self.users.chars + \
-            self.items.chars
+        return len(self._u) * ENTRY_BYTES + len(self._buf[0]) * BUFFERED_BYTES + ids + \
+            self.users.chars + self.items.chars
 
     def memory_bound(self, max_id_chars: int = 64) -> int:
         """The most `memory_bytes()` can reach with ids of up to `max_id_chars` characters."""
         c = self.config
         buffered = max(c.buffer_size, c.max_nnz // 2)
         ids = (1.1 * (c.max_users + c.max_items) + 2000 + 2 * buffered) * (ID_BYTES + max_id_chars)
-        return int((c.max_nnz + buffered) * ENTRY_BYTES + ids)
+        return int(c.max_nnz * ENTRY_BYTES + buffered * BUFFERED_BYTES + ids)
 
     def stats(self) -> dict[str, int]:
         return {"users": len(self.users.ids), "items": len(self.items.ids), "nnz": self.nnz,
@@ -217,7 +222,7 @@ class InteractionStore:
                       holdout_after: float | None = None) -> TrainingData:
         """The CSR to train on (weights decayed to `reference_time`, default the newest event)
         and, with `holdout_fraction`, the most recent entries held out (positive ones kept as
-        the holdout matrix, for recall@K). `holdout_after` holds out only entries whose latest
+        the holdout matrix, for recall@K). `holdout_after` holds out only entries whose first
         event is newer (pass the live model's watermark, so that it has not seen them either)."""
         self.compact()
         T = self.max_event_time if reference_time is None else reference_time
@@ -227,7 +232,7 @@ class InteractionStore:
         if n_hold:
             hold[np.argpartition(self._t, len(w) - n_hold)[len(w) - n_hold:]] = True
             if holdout_after is not None:
-                hold &= self._t > holdout_after
+                hold &= self._t0 > holdout_after
                 n_hold = int(hold.sum())
         used = np.abs(w) >= self.config.min_weight
         users, u = np.unique(self._u[used], return_inverse=True)
@@ -253,7 +258,7 @@ class InteractionStore:
         header = {"config": dataclasses.asdict(self.config), "meta": self.meta,
                   "max_event_time": self.max_event_time, "events": self.events,
                   "evicted": self.evicted}
-        arrays = {"u": self._u, "i": self._i, "w": self._w, "t": self._t,
+        arrays = {"u": self._u, "i": self._i, "w": self._w, "t": self._t, "t0": self._t0,
                   "users": np.frombuffer(msgspec.json.encode(self.users.ids), np.uint8),
                   "items": np.frombuffer(msgspec.json.encode(self.items.ids), np.uint8)}
         return pack(MAGIC, header, arrays)
@@ -269,6 +274,7 @@ class InteractionStore:
             store.items = _Ids(msgspec.json.decode(a["items"].tobytes(), type=list[str]))
             store._u, store._i = a["u"].astype(np.int32), a["i"].astype(np.int32)
             store._w, store._t = a["w"].astype(np.float32), a["t"].astype(np.float64)
+            store._t0 = a["t0"].astype(np.float64)
             store.max_event_time = float(header["max_event_time"])
             store.events, store.evicted = int(header["events"]), int(header["evicted"])
             store.meta = dict(header.get("meta", {}))

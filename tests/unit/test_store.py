@@ -107,6 +107,10 @@ def test_holdout_is_the_most_recent_entries_and_disjoint_from_training():
     assert not held_items & {d.item_ids[i] for i in train.col}
     assert d.full.nnz == 100 and train.nnz == 90
     assert (abs(d.full - d.matrix).tocsr()[held.row, held.col] == 1).all()
+    # Only pairs wholly after `holdout_after` are held out: the live model saw none of them.
+    s.add("u1", "i1", "purchase", 99.5)
+    d = s.training_data(holdout_fraction=0.1, holdout_after=94.0)
+    assert {d.item_ids[i] for i in d.holdout.tocoo().col} == {"i95", "i97", "i98"}
 
 
 def test_checkpoint_round_trip_without_pickle():

@@ -1,0 +1,285 @@
+"""`refold refit`: read events into the interaction store, refit on triggers, gate, publish.
+
+The refitter is a singleton in its own consumer group (`settings.refit_group`, read_committed).
+Its store is authoritative for what it has read: partitions start at the offsets of its checkpoint
+(an atomic file under `settings.home`), or at the beginning of the topic (the store is rebuilt
+from what retention keeps). The group's committed offsets follow each checkpoint, for lag only.
+
+A refit runs when the live model is `every_events` events behind, every `every_seconds`, on
+`request_refit(reason)` (e.g. a drift alarm, from any thread) or once with `run(once=True)`, and
+never while the refitter is still catching up with the topic. One refit, in steps:
+
+1. `store.training_data`: the CSR (decayed weights) and a holdout the live model has not seen;
+2. `models.refit.train`: implicit ALS warm-started from the live snapshot, a log line per iteration;
+3. `Gate.check`: NaN/inf, dimensions, holdout recall@K against the live snapshot;
+4. `SnapshotPublisher.publish`: chunks, then the manifest; the version is live once it is written.
+
+SIGTERM (`stop`) aborts a training in progress at its next iteration, lets a publish finish,
+writes the checkpoint, commits and returns 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from consumers.snapshots import SnapshotFollower, SnapshotPublisher
+from models.refit import Gate, RefitParams, train
+from models.snapshot import CHUNK_BYTES, Snapshot, Watermark
+from models.store import InteractionStore, StoreConfig
+from models.weights import EventWeights, ModelError
+from refold.config import Settings
+from refold.kafka import make_consumer, watermarks, where
+from refold.schemas import SchemaError, decode_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Triggers:
+    """When to refit (0 turns a trigger off) and how often to checkpoint the store."""
+
+    every_events: int = 100_000
+    every_seconds: float = 3600.0
+    checkpoint_seconds: float = 300.0
+
+
+class RefitAborted(Exception):
+    """Shutdown was requested during a training."""
+
+
+class Refitter:
+    """The refit process; counters are plain attributes (`refits`, `published`, `refused`...)."""
+
+    def __init__(self, settings: Settings, params: RefitParams | None = None,
+                 store_config: StoreConfig | None = None, triggers: Triggers | None = None,
+                 weights: EventWeights | None = None, keep_versions: int = 3,
+                 chunk_bytes: int = CHUNK_BYTES, flush_every: int = 64,
+                 publish_pause: float = 0.0) -> None:
+        self.settings = settings
+        self.topic = settings.topic("events")
+        self.params = params or RefitParams(
+            factors=settings.factors, regularization=settings.regularization,
+            alpha=settings.alpha, iterations=settings.iterations, k=settings.k)
+        self.triggers = triggers or Triggers()
+        if weights is None:  # the fold-in's weights: trained and served users must agree
+            from consumers.model_source import foldin_config
+
+            weights = foldin_config(settings).weights
+        self.store = InteractionStore(store_config, weights)
+        self.gate = Gate(self.params)
+        self.publisher = SnapshotPublisher(settings, keep_versions, chunk_bytes, flush_every,
+                                           publish_pause)
+        self.checkpoint_path = (Path(settings.home) / "refit"
+                                / f"{self.topic}.{settings.refit_group}.store")
+        self.live: Snapshot | None = None
+        self.next_version = 1
+        self.offsets: dict[int, int] = {}
+        """Next offset to read per events partition: what the store covers."""
+        self.refits = self.published = self.refused = self.failed = self.aborted = 0
+        self.bad_events = 0
+        self.last_refit: dict[str, float] = {}
+        self._requested: list[str] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._consumer: Consumer | None = None
+        self._baseline = 0
+        self._last_attempt = time.monotonic()
+
+    # -- control, from any thread
+    def request_refit(self, reason: str) -> None:
+        """Refit at the next batch boundary (the drift alarm's hook)."""
+        with self._lock:
+            self._requested.append(reason)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # -- start
+    def restore(self, timeout: float = 60.0) -> None:
+        """Load the checkpoint and the live snapshot; pick the next version number."""
+        if self.checkpoint_path.exists():
+            blob = self.checkpoint_path.read_bytes()
+            self.store = InteractionStore.from_bytes(blob, self.store.config, self.store.weights)
+            self.offsets = {int(p): int(o) for p, o in self.store.meta.get("offsets", {}).items()}
+            log.info("restored the store from %s: %s, %s", self.checkpoint_path,
+                     self.store.stats(), self._where())
+        with SnapshotFollower(self.settings) as follower:
+            self.live = follower.load_latest(timeout)
+            seen = max(follower.max_version_seen, self.live.version if self.live else 0,
+                       int(self.store.meta.get("version", 0)))
+        self.next_version = seen + 1
+        if self.live is not None:
+            log.info("live snapshot v%d covers %s", self.live.version,
+                     self._where(self.live.watermark.offsets))
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            tp.offset = self.offsets.get(tp.partition, OFFSET_BEGINNING)
+        consumer.assign(partitions)
+        log.info("assigned %s", ", ".join(f"{self.topic}[{tp.partition}]@{tp.offset}"
+                                          for tp in partitions))
+
+    # -- the loop
+    def run(self, once: bool = False, restore_timeout: float = 60.0) -> int:
+        """Consume and refit until `stop()` (or, with `once`, until one refit at the end)."""
+        self.restore(restore_timeout)
+        # A short session: a refitter restarted after a crash gets its partitions back within
+        # 10 s (heartbeats run in the background, so a long training does not miss them).
+        consumer = self._consumer = make_consumer(self.settings, self.settings.refit_group, {
+            "partition.assignment.strategy": "range", "max.poll.interval.ms": 3_600_000,
+            "session.timeout.ms": 10_000})
+        consumer.subscribe([self.topic], on_assign=self._on_assign)
+        ends = watermarks(consumer, self.topic)
+        caught_up = False
+        last_checkpoint = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                self._consume(consumer, self.settings.batch_size * 10)
+                if not caught_up and all(max(self.offsets.get(p, lo), lo) >= hi
+                                         for p, (lo, hi) in ends.items()):
+                    caught_up = True
+                    log.info("caught up: %s; store %s", self._where(), self.store.stats())
+                    if once:
+                        self.refit("once")
+                        break
+                    self._baseline = sum((self.live.watermark.offsets if self.live else
+                                          {}).values())
+                if caught_up and (reason := self._due()):
+                    self.refit(reason)
+                if time.monotonic() - last_checkpoint >= self.triggers.checkpoint_seconds:
+                    self.checkpoint()
+                    last_checkpoint = time.monotonic()
+        finally:
+            self.checkpoint()
+            consumer.close()
+            self._consumer = None
+            self.publisher.close()
+        log.info("refitter stopped: %d refits, %d published, %d refused, %d failed",
+                 self.refits, self.published, self.refused, self.failed)
+        return 0
+
+    def _consume(self, consumer: Consumer, max_messages: int) -> None:
+        for msg in consumer.consume(max_messages, timeout=0.5):
+            if msg.error() is not None or msg.topic() != self.topic:
+                log.warning("ignored %s: %s", where(msg), msg.error() or "not the events topic")
+                continue
+            self.offsets[msg.partition()] = msg.offset() + 1
+            self._add(msg)
+
+    def _add(self, msg: Message) -> None:
+        try:
+            ev = decode_event(msg.value())
+            self.store.add(ev.user_id, ev.item_id, ev.event_type, ev.event_time, ev.value,
+                           ev.weight)
+        except (SchemaError, ModelError) as exc:  # the worker dead-letters it; here, skip
+            self.bad_events += 1
+            log.debug("skipped a bad event at %s: %s", where(msg), exc)
+
+    def _due(self) -> str | None:
+        with self._lock:
+            if self._requested:
+                reason = "; ".join(self._requested)
+                self._requested.clear()
+                return reason
+        behind = sum(self.offsets.values()) - self._baseline
+        t = self.triggers
+        if t.every_events and behind >= t.every_events:
+            return f"{behind} events since the last refit"
+        if t.every_seconds and behind > 0 and \
+                time.monotonic() - self._last_attempt >= t.every_seconds:
+            return f"{t.every_seconds:g} s since the last refit"
+        return None
+
+    # -- one refit
+    def refit(self, reason: str) -> Snapshot | None:
+        """Train, gate and publish one version; None when skipped, refused or failed."""
+        self.refits += 1
+        self._baseline, self._last_attempt = sum(self.offsets.values()), time.monotonic()
+        t0 = time.perf_counter()
+        after = self.live.watermark.max_event_time if self.live is not None else None
+        data = self.store.training_data(self.params.holdout_fraction, holdout_after=after)
+        t_data = time.perf_counter() - t0
+        if data.matrix.nnz == 0:
+            log.info("refit skipped (%s): no interactions yet", reason)
+            return None
+        version = self.next_version
+        log.info("refit v%d (%s): %d users x %d items, nnz %d, data to %s", version, reason,
+                 *data.matrix.shape, data.full.nnz, self._where())
+        try:
+            cand = train(data, self.params, self.live, self._iteration(version))
+        except RefitAborted:
+            self.aborted += 1
+            log.warning("refit v%d aborted: shutting down", version)
+            return None
+        except ModelError as exc:
+            self.failed += 1
+            log.error("refit v%d failed: %s", version, exc)
+            return None
+        t_fit = time.perf_counter() - t0 - t_data
+        verdict = self.gate.check(cand, self.live, data)
+        t_gate = time.perf_counter() - t0 - t_data - t_fit
+        if not verdict.passed:
+            self.refused += 1
+            log.warning("refit v%d refused by the gate: %s", version, verdict.reason)
+            return None
+        snap = Snapshot.build(
+            version, time.time(), cand.item_ids, cand.Y, XtX=cand.XtX,
+            watermark=Watermark(dict(self.offsets), data.max_event_time),
+            params={**asdict(self.params), "reason": reason},
+            metrics={**cand.metrics, **verdict.metrics, "store_seconds": t_data,
+                     "gate_seconds": t_gate})
+        published = self.publisher.publish(snap)
+        self.live, self.next_version = snap, version + 1
+        self.published += 1
+        self.store.meta["version"] = version
+        self.last_refit = {"store_seconds": t_data, "fit_seconds": t_fit, "gate_seconds": t_gate,
+                           "publish_seconds": published.seconds,
+                           "refit_seconds": time.perf_counter() - t0, "bytes": published.bytes}
+        log.info("refit v%d published in %.2f s: recall@%d %.4f (live was %.4f), loss %.5f",
+                 version, self.last_refit["refit_seconds"], self.params.k,
+                 verdict.metrics.get("recall_at_k", float("nan")),
+                 verdict.metrics.get("live_recall_at_k", float("nan")),
+                 cand.metrics.get("train_loss", float("nan")))
+        return snap
+
+    def _iteration(self, version: int):
+        def callback(iteration: int, seconds: float, loss: float | None) -> None:
+            log.info("refit v%d: iteration %d/%d in %.2f s", version, iteration + 1,
+                     self.params.iterations, seconds)
+            if self._stopping.is_set():
+                raise RefitAborted
+
+        return callback
+
+    # -- checkpoint
+    def checkpoint(self) -> Path:
+        """Write the store atomically (temp file, fsync, rename), then commit its offsets."""
+        self.store.meta["offsets"] = {str(p): o for p, o in self.offsets.items()}
+        self.store.meta.setdefault("version", self.next_version - 1)
+        path = self.checkpoint_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            fh.write(self.store.to_bytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        if self._consumer is not None and self.offsets:
+            tps = [TopicPartition(self.topic, p, o) for p, o in self.offsets.items()]
+            try:
+                self._consumer.commit(offsets=tps, asynchronous=False)
+            except Exception as exc:  # informational only: the checkpoint is what counts
+                log.warning("could not commit offsets: %s", exc)
+        log.info("checkpoint %s: %s", path, self._where())
+        return path
+
+    def _where(self, offsets: dict[int, int] | None = None) -> str:
+        offsets = self.offsets if offsets is None else offsets
+        return ", ".join(f"{self.topic}[{p}]@{o}" for p, o in sorted(offsets.items())) or "nothing"

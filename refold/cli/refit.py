@@ -1,0 +1,127 @@
+"""`refold refit` runs the background refitter; `refold bench refit` measures one refit cycle."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import click
+
+from refold.cli import cli, settings_from
+from refold.cli.bench import bench, emit
+
+ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ml-100k"
+
+
+def _params(settings, model: str, holdout: float, max_recall_drop: float):
+    from models.refit import RefitParams
+
+    return RefitParams(model=model, factors=settings.factors,  # type: ignore[arg-type]
+                       regularization=settings.regularization, alpha=settings.alpha,
+                       iterations=settings.iterations, k=settings.k,
+                       holdout_fraction=holdout, max_recall_drop=max_recall_drop)
+
+
+@cli.command("refit")
+@click.option("--once", is_flag=True,
+              help="Read the events topic to its end, refit, publish, exit.")
+@click.option("--every-events", type=int, default=100_000, show_default=True,
+              help="Refit when the live model is this many events behind (0: off).")
+@click.option("--every-seconds", type=float, default=3600.0, show_default=True,
+              help="Refit this often when there are new events (0: off).")
+@click.option("--checkpoint-seconds", type=float, default=300.0, show_default=True,
+              help="Write the store's checkpoint this often (and on exit).")
+@click.option("--window-days", type=float, default=0.0, show_default=True,
+              help="Train on the last N days of event time (0: all).")
+@click.option("--half-life-days", type=float, default=0.0, show_default=True,
+              help="Exponential decay of interactions in event time (0: none).")
+@click.option("--max-users", type=int, default=1_000_000, show_default=True)
+@click.option("--max-items", type=int, default=1_000_000, show_default=True)
+@click.option("--max-nnz", type=int, default=20_000_000, show_default=True,
+              help="Bounds of the store; the oldest are evicted beyond them.")
+@click.option("--model", type=click.Choice(["als", "bpr"]), default="als", show_default=True)
+@click.option("--factors", type=int, help="Latent factors [64].")
+@click.option("--iterations", type=int, help="Training iterations [15].")
+@click.option("--regularization", type=float, help="[0.05]")
+@click.option("--alpha", type=float, help="Confidence per unit of event weight [2.0].")
+@click.option("--holdout", type=float, default=0.02, show_default=True,
+              help="Share of the most recent interactions held out for the gate's recall@K.")
+@click.option("--max-recall-drop", type=float, default=0.02, show_default=True,
+              help="Refuse a model whose recall@K is this much below the live one's.")
+@click.option("--keep-versions", type=int, default=3, show_default=True,
+              help="Versions kept on the snapshots topic (older records are deleted).")
+@click.option("--chunk-bytes", type=int, default=900_000, show_default=True)
+@click.option("--flush-every", type=int, default=64, show_default=True,
+              help="Chunks between delivery waits (and progress log lines).")
+@click.option("--publish-pause", type=float, default=0.0, show_default=True,
+              help="Throttle: seconds to wait after each --flush-every chunks.")
+@click.pass_context
+def refit(ctx: click.Context, once: bool, every_events: int, every_seconds: float,
+          checkpoint_seconds: float, window_days: float, half_life_days: float, max_users: int,
+          max_items: int, max_nnz: int, model: str, factors: int | None, iterations: int | None,
+          regularization: float | None, alpha: float | None, holdout: float,
+          max_recall_drop: float, keep_versions: int, chunk_bytes: int, flush_every: int,
+          publish_pause: float) -> None:
+    """Retrain the item factors from the events topic and publish versioned snapshots.
+
+    Consumes the events topic in its own group (read_committed) into a bounded interaction
+    store, refits implicit ALS on triggers (warm-started from the live snapshot), refuses models
+    that fail the validation gate, and publishes the others to the snapshots topic in chunks.
+    SIGTERM or Ctrl-C stops a training in progress, checkpoints the store and exits 0.
+    """
+    from consumers.refitter import Refitter, Triggers
+    from models.store import StoreConfig
+    from refold.broker import ensure_bootstrap
+    from refold.kafka import KafkaFatalError
+
+    settings = settings_from(ctx, factors=factors, iterations=iterations,
+                             regularization=regularization, alpha=alpha)
+    ensure_bootstrap(settings)
+    store = StoreConfig(window_seconds=window_days * 86400, half_life_seconds=half_life_days
+                        * 86400, max_users=max_users, max_items=max_items, max_nnz=max_nnz)
+    refitter = Refitter(settings, _params(settings, model, holdout, max_recall_drop), store,
+                        Triggers(every_events, every_seconds, checkpoint_seconds),
+                        keep_versions=keep_versions, chunk_bytes=chunk_bytes,
+                        flush_every=flush_every, publish_pause=publish_pause)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: refitter.stop())
+    try:
+        code = refitter.run(once=once)
+    except KafkaFatalError as exc:
+        raise click.ClickException(f"stopped: {exc}") from exc
+    live = f"v{refitter.live.version}" if refitter.live is not None else "none"
+    click.echo(f"refit: {refitter.refits} refit(s), {refitter.published} published, "
+               f"{refitter.refused} refused, {refitter.failed} failed; live snapshot {live}")
+    ctx.exit(code)
+
+
+@bench.command("refit")
+@click.option("--path", type=click.Path(file_okay=False), default=str(ML100K),
+              show_default=True, help="A MovieLens directory (unless --synth-events).")
+@click.option("--synth-events", type=int, help="Use the synthetic world with N events instead.")
+@click.option("--factors", type=int, default=64, show_default=True)
+@click.option("--iterations", type=int, default=15, show_default=True)
+@click.option("--publish-items", type=int, default=200_000, show_default=True,
+              help="Items of the snapshot used for publish/load throughput.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def bench_refit(ctx: click.Context, path: str, synth_events: int | None, factors: int,
+                iterations: int, publish_items: int, as_json: bool) -> None:
+    """One refit cycle next to a bare implicit fit; snapshot publish/load MB/s; swap pause."""
+    from refold.bench import refit as bench_refit_mod
+    from refold.broker import ensure_bootstrap
+
+    settings = settings_from(ctx, factors=factors, iterations=iterations)
+    ensure_bootstrap(settings)
+    if synth_events:
+        from producers.synth import SynthConfig, generate
+
+        log = generate(SynthConfig(n_events=synth_events, n_users=max(2000, synth_events // 50),
+                                   n_items=max(1000, synth_events // 100)))[0]
+    else:
+        from producers.datasets import load_movielens
+
+        log = load_movielens(path)[0]
+    params = _params(settings, "als", 0.02, 0.02)
+    result = bench_refit_mod.run(settings, log, params, publish_items)
+    emit(result, as_json, bench_refit_mod.table(result))

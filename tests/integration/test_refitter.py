@@ -1,0 +1,184 @@
+"""The refitter against a real broker: once, restart from its checkpoint, the drift hook, the gate,
+SIGTERM, and a kill -9 in the middle of a publish."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from confluent_kafka import TopicPartition
+
+import consumers.refitter as refitter_mod
+from consumers.refitter import Refitter, Triggers
+from consumers.snapshots import SnapshotFollower, load_latest
+from models.refit import Candidate, RefitParams
+from producers.sdk import EventProducer
+from refold.config import Settings
+from refold.kafka import make_admin, make_consumer, watermarks
+from refold.schemas import Event
+from refold.topics import create_topics
+
+PARAMS = RefitParams(factors=8, iterations=5, holdout_fraction=0.1, k=10)
+CLI = [sys.executable, "-c", "from refold.cli import main; main()"]
+
+
+@pytest.fixture
+def settings(bootstrap: str, unique_prefix: str, tmp_path: Path) -> Settings:
+    s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=2,
+                 home=str(tmp_path), factors=8, iterations=5, refit_group=f"{unique_prefix}refit")
+    create_topics(make_admin(s), s)
+    return s
+
+
+def send_events(settings: Settings, n: int, start: int = 0, items: int = 300) -> None:
+    """Users who like one of 6 item clusters; one event per second of event time."""
+    rng = np.random.default_rng(start)
+    with EventProducer(settings) as producer:
+        for t in range(start, start + n):
+            u = int(rng.integers(0, 200))
+            item = (u % 6) * (items // 6) + int(rng.integers(0, items // 6))
+            producer.send(Event(event_id=f"e{t}", user_id=f"u{u}", item_id=f"i{item}",
+                                event_type="purchase", event_time=1.7e9 + t))
+
+
+def run_once(settings: Settings, **kw) -> Refitter:
+    refitter = Refitter(settings, PARAMS, triggers=Triggers(0, 0, 3600), **kw)
+    assert refitter.run(once=True, restore_timeout=20) == 0
+    return refitter
+
+
+def test_once_publishes_then_a_restart_resumes_from_its_checkpoint(settings):
+    send_events(settings, 3000)
+    first = run_once(settings)
+    snap = load_latest(settings, timeout=20)
+    assert first.published == 1 and snap.version == 1 and snap.factors == 8
+    assert sum(snap.watermark.offsets.values()) == 3000
+    assert snap.watermark.max_event_time == 1.7e9 + 2999
+    assert snap.params["factors"] == 8 and snap.metrics["train_loss"] > 0
+    assert first.checkpoint_path.exists()
+    consumer = make_consumer(settings, settings.refit_group)  # offsets follow the checkpoint
+    topic = settings.topic("events")
+    committed = consumer.committed([TopicPartition(topic, p) for p in range(2)], timeout=10)
+    consumer.close()
+    assert sum(tp.offset for tp in committed) == 3000
+
+    send_events(settings, 1000, start=3000)
+    second = run_once(settings)
+    assert second.store.events == 4000  # 3000 restored, only the 1000 new ones read
+    snap2 = load_latest(settings, timeout=20)
+    assert snap2.version == 2 and sum(snap2.watermark.offsets.values()) == 4000
+    assert snap2.metrics["recall_at_k"] >= snap2.metrics["live_recall_at_k"] - PARAMS.\
+        max_recall_drop
+
+
+def test_request_refit_hook_and_stop_from_another_thread(settings):
+    send_events(settings, 2000)
+    refitter = Refitter(settings, PARAMS, triggers=Triggers(0, 0, 3600))
+    worker = threading.Thread(target=refitter.run, kwargs={"restore_timeout": 20})
+    worker.start()
+    deadline = time.monotonic() + 30
+    while refitter.store.events < 2000 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert refitter.published == 0  # triggers are off
+    refitter.request_refit("drift alarm: hit rate fell")
+    while refitter.published == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    refitter.stop()
+    worker.join(30)
+    assert not worker.is_alive() and refitter.published == 1
+    assert load_latest(settings, timeout=20).params["reason"] == "drift alarm: hit rate fell"
+
+
+def test_gate_refuses_a_sabotaged_model_and_nothing_is_published(settings, monkeypatch):
+    send_events(settings, 2000)
+    run_once(settings)
+
+    def sabotaged(data, params, warm=None, callback=None):
+        Y = np.full((len(data.item_ids), params.factors), np.nan, np.float32)
+        return Candidate(data.item_ids, Y, np.eye(params.factors))
+
+    monkeypatch.setattr(refitter_mod, "train", sabotaged)
+    send_events(settings, 500, start=2000)
+    refitter = run_once(settings)
+    assert refitter.refused == 1 and refitter.gate.refused_nonfinite == 1
+    assert refitter.published == 0 and load_latest(settings, timeout=20).version == 1
+
+
+def spawn(settings: Settings, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": settings.bootstrap,
+           "REFOLD_TOPIC_PREFIX": settings.topic_prefix, "REFOLD_HOME": settings.home,
+           "REFOLD_EVENTS_PARTITIONS": "2", "REFOLD_REFIT_GROUP": settings.refit_group,
+           "REFOLD_FACTORS": "8", "REFOLD_ITERATIONS": "5"}
+    return subprocess.Popen([*CLI, "refit", *args], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60.0) -> list[str]:
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"no line with {text!r} in:\n{''.join(lines)}")
+
+
+def test_kill_9_mid_publish_leaves_the_old_version_live(settings):
+    send_events(settings, 3000)
+    assert spawn(settings, "--once", "--chunk-bytes", "4096").wait(90) == 0
+    follower = SnapshotFollower(settings)
+    assert follower.load_latest(timeout=20).version == 1
+
+    send_events(settings, 1000, start=3000)
+    proc = spawn(settings, "--once", "--chunk-bytes", "2048", "--flush-every", "2",
+                 "--publish-pause", "5")  # slow enough that the kill lands mid-publish
+    lines = wait_for_line(proc, "chunks delivered")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert "publishing snapshot v2" in "".join(lines)
+    keys = topic_keys(settings)
+    assert "2/0" in keys and "2/manifest" not in keys  # killed in the middle
+
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert follower.poll(0.5) is None
+    assert follower.live_version == 1
+    assert load_latest(settings, timeout=20).version == 1
+
+    assert spawn(settings, "--once", "--chunk-bytes", "4096").wait(90) == 0
+    got, deadline = None, time.monotonic() + 20
+    while got is None and time.monotonic() < deadline:
+        got = follower.poll(0.5)
+    follower.close()
+    assert got is not None and got.version == 3  # a fresh number: never mixed with the dead v2
+
+
+def test_sigterm_drains_checkpoints_and_exits_0(settings):
+    send_events(settings, 1000)
+    proc = spawn(settings, "--every-events", "0", "--every-seconds", "0")
+    wait_for_line(proc, "caught up")
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0, out
+    assert "checkpoint" in out
+    assert list(Path(settings.home, "refit").glob("*.store"))
+
+
+def topic_keys(settings: Settings) -> list[str]:
+    topic = settings.topic("snapshots")
+    consumer = make_consumer(settings, "test-keys")
+    low, high = watermarks(consumer, topic)[0]
+    consumer.assign([TopicPartition(topic, 0, low)])
+    keys: list[str] = []
+    while len(keys) < high - low:
+        keys += [m.key().decode() for m in consumer.consume(100, timeout=1) if m.error() is None]
+    consumer.close()
+    return keys
