@@ -1,7 +1,9 @@
 """OnlineRecommender: learn an event, recommend top-K; the worker and the evaluation both run it.
 
 `learn` records an event in the user's history (blocking on dismiss, marking consumed types), adds
-it to trending popularity and, for an item outside the model, to that item's interactions.
+it to its partition's popularity and, for an item outside the model, to that item's interactions
+in the partition (`models.partition`: state other than a user's is kept per events partition, so
+it depends only on that partition's event sequence; without partitions everything is in 0).
 `recommend_many` folds users in against the current item factors (one batched solve, vectors cached
 per model version and history state), picks each user's cold-start regime and ranks:
 
@@ -13,8 +15,8 @@ per model version and history state), picks each user's cold-start regime and ra
   matrix product (the hot path).
 
 `process_batch` learns a micro-batch in order and then recommends once per affected user; each
-user's result equals learning the whole batch sequentially and then calling `recommend`. Shared
-state (popularity, new items' vectors) is the batch's final state.
+user's result equals learning the events one by one and calling `recommend` right after the user's
+last one: popularity and new items' vectors as of that event, whatever the batch boundaries.
 
 >>> Y = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
 >>> rec = OnlineRecommender(FoldInConfig(k=2, full_events=1),
@@ -38,6 +40,7 @@ from models import coldstart
 from models.catalog import ItemIndex
 from models.foldin import ItemFactors, VectorCache
 from models.history import Decay, UserHistory, confidences_many
+from models.partition import PartitionState, PartitionUndo, stacked
 from models.topk import topk, topk_batch
 from models.trending import Trending
 from models.weights import EventWeights, ModelError
@@ -46,6 +49,7 @@ Source = Literal["collaborative", "content", "popular"]
 SCORE_CHUNK = 128
 """Users scored per matrix product: big enough for BLAS, small enough to stay in cache."""
 _NO_HISTORY = UserHistory(1)
+_NO_INTERACTIONS = coldstart.ItemInteractions(0)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ class FoldInConfig:
     """Event types whose item is consumed: never recommended to that user again."""
     trending_half_life_seconds: float = 86400.0
     max_item_users: int = 1000
+    cold_refresh_events: int = 1
+    """Events of a partition between refreshes of its new items' vectors (counted, not timed:
+    results do not depend on batch boundaries)."""
     weights: EventWeights = field(default_factory=EventWeights)
 
     def decay_spec(self) -> Decay:
@@ -125,11 +132,13 @@ class OnlineRecommender:
     ) -> None:
         self.config = config or FoldInConfig()
         self.catalog = catalog if catalog is not None else ItemIndex()
-        self.trending = Trending(self.config.trending_half_life_seconds)
         self._decay = self.config.decay_spec()
         self._users: dict[str, UserHistory] = {}
+        self._home: dict[str, int] = {}
+        self._parts: dict[int, PartitionState] = {}
+        self._dirty: set[int] = set()
+        """Items outside the model whose category vector needs recomputing."""
         self._vectors = VectorCache()
-        self._cold = coldstart.ItemInteractions(self.config.max_item_users)
         self._model: coldstart.ServedFactors | None = None
         self._never: tuple[Any, np.ndarray] = (None, np.zeros(0, np.intp))
         if factors is not None:
@@ -138,6 +147,19 @@ class OnlineRecommender:
     @property
     def model_version(self) -> int | None:
         return self._model.factors.version if self._model else None
+
+    @property
+    def trending(self) -> Trending:
+        """Partition 0's popularity: everything's, when partitions are not used."""
+        return self.partition(0).trending
+
+    def partition(self, partition: int) -> PartitionState:
+        part = self._parts.get(partition)
+        if part is None:
+            cfg = self.config
+            part = self._parts[partition] = PartitionState(cfg.trending_half_life_seconds,
+                                                           cfg.max_item_users)
+        return part
 
     def learn(
         self,
@@ -149,41 +171,45 @@ class OnlineRecommender:
         value: float | None = None,
         weight: float | None = None,
         session_id: str | None = None,
+        partition: int = 0,
     ) -> float:
-        """Record one event; returns the weight it got (`weight` overrides the type's)."""
-        cfg = self.config
-        w = cfg.weights.weight(event_type, value, weight)
-        i = self.catalog.index(item_id)
-        h = self._users.get(user_id)
-        if h is None:
-            h = UserHistory(cfg.history_size, cfg.max_age_seconds, cfg.max_excluded)
-            self._users[user_id] = h
-        consume, block = event_type in cfg.exclude_types, EventWeights.blocks(event_type)
-        h.add(i, w, t, session_id, consume, block)
-        # Negative signals are personal: they do not lower an item's popularity.
-        if w > 0:
-            self.trending.update(i, w, t)
-        if self._model is None or not self._model.in_model(i):
-            self._cold.add(i, user_id, w)
-        return w
+        """Record one event of `partition`; returns the weight it got (`weight` overrides the
+        type's)."""
+        return self._learn(user_id, item_id, event_type, t, value, weight, session_id,
+                           partition, popularity=True)[0]
 
-    def learn_event(self, ev: Any) -> float:
+    def learn_event(self, ev: Any, partition: int = 0) -> float:
         """`learn` from an event object (`refold.schemas.Event` or anything with its fields)."""
-        return self.learn(
-            ev.user_id, ev.item_id, ev.event_type, ev.event_time,
-            value=getattr(ev, "value", None), weight=getattr(ev, "weight", None),
-            session_id=getattr(ev, "session_id", None),
-        )
+        return self._learn_event(ev, partition, popularity=True)[0]
 
-    def process_batch(self, events: Iterable[Any]) -> list[tuple[Any, Recs]]:
-        """Learn `events` in order, then one `Recs` per affected user with its last event."""
-        last: dict[str, Any] = {}
-        for ev in events:
-            self.learn_event(ev)
-            last.pop(ev.user_id, None)
-            last[ev.user_id] = ev
-        recs = self.recommend_many(list(last), [ev.event_time for ev in last.values()])
-        return list(zip(last.values(), recs, strict=True))
+    def process_batch(
+        self, events: Iterable[Any], partitions: Iterable[int] | None = None
+    ) -> list[tuple[Any, Recs]]:
+        """Learn `events` in order (event j of partition `partitions[j]`, default 0), then one
+        `Recs` per affected user with its last event, as of that event."""
+        events = list(events)
+        parts = [0] * len(events) if partitions is None else list(partitions)
+        last = {ev.user_id: j for j, ev in enumerate(events)}
+        learned, overlays = [], {}
+        for j, (ev, p) in enumerate(zip(events, parts, strict=True)):
+            learned.append(self._learn_event(ev, p, popularity=False))  # popularity: below
+            if last[ev.user_id] == j:
+                overlays[j] = self._parts[p].vectors
+        at = sorted(last.values())
+        self._sync()
+        plans = self._plans([events[j].user_id for j in at], [events[j].event_time for j in at])
+        vecs = self._user_vectors(plans)
+        out = self._rank_pure_cf(plans, vecs, [overlays[j] for j in at])
+        # Popularity as of each other user's last event: apply the batch's updates in order.
+        blend = {at[q]: q for q, r in enumerate(out) if r is None}
+        for j, ((w, i), ev, p) in enumerate(zip(learned, events, parts, strict=True)):
+            part = self._parts[p]
+            if w > 0:
+                part.add_popularity(i, w, ev.event_time)
+            q = blend.get(j)
+            if q is not None:
+                out[q] = self._rank_blend(plans[q], vecs[q], self.config.k, part, overlays[j])
+        return [(events[j], r) for j, r in zip(at, out, strict=True)]  # type: ignore[misc]
 
     def recommend(self, user_id: str, now: float, k: int | None = None) -> Recs:
         return self.recommend_many([user_id], [now], k)[0]
@@ -196,26 +222,25 @@ class OnlineRecommender:
         self._sync()
         plans = self._plans(user_ids, nows)
         vecs = self._user_vectors(plans)
-        out: list[Recs | None] = [None] * len(plans)
-        pure = [j for j, p in enumerate(plans) if p.w_cf == 1.0 and vecs[j] is not None]
-        if pure:
-            ranked = self._rank_cf([plans[j] for j in pure], vecs, pure, k)
-            for j, recs in zip(pure, ranked, strict=True):
-                out[j] = recs
+        parts = [self.partition(self._home.get(u, 0)) for u in user_ids]
+        out = self._rank_pure_cf(plans, vecs, [part.vectors for part in parts], k)
         for j, p in enumerate(plans):
             if out[j] is None:
-                out[j] = self._rank_blend(p, vecs[j], k)
+                out[j] = self._rank_blend(p, vecs[j], k, parts[j], parts[j].vectors)
         return out  # type: ignore[return-value]
 
     def swap_factors(self, factors: ItemFactors) -> None:
         """Serve a new model version; users' vectors are recomputed lazily on next use."""
         idx = self.catalog.index_many(factors.item_ids)
         m = coldstart.ServedFactors(factors, idx, len(self.catalog))
-        self._cold.forget([i for i in self._cold.items() if m.in_model(i)])
-        outside = [i for i in self.catalog.with_categories() if not m.in_model(i)]
-        self._cold.dirty = set(self._cold.items()).union(outside)
-        self.trending.resize(len(self.catalog))
+        self._dirty = {i for i in self.catalog.with_categories() if not m.in_model(i)}
         self._model, self._never = m, (None, self._never[1])  # readers see old or new
+        for part in self._parts.values():  # new items' vectors, in the new model's space
+            joined = [i for i in part.cold.items() if m.in_model(i)]
+            part.cold.forget(joined)
+            part.changed.update(joined)
+            part.vectors, part.cold.dirty = {}, set()
+            self._refresh_partition(part, part.cold.items())
 
     def set_item_active(
         self, item_id: str, active: bool, categories: Iterable[str] | None = None
@@ -223,24 +248,102 @@ class OnlineRecommender:
         """Apply a catalog message: inactive items are never recommended."""
         i = self.catalog.set_item(item_id, active, categories)
         if categories is not None and not (self._model and self._model.in_model(i)):
-            self._cold.dirty.add(i)
+            self._dirty.add(i)
 
     def user_state(self, user_id: str) -> dict[str, Any] | None:
         """The user's history as plain data with item ids (not indices), for a changelog."""
         h = self._users.get(user_id)
         return None if h is None else h.to_state(self.catalog.ids)
 
-    def restore_user(self, user_id: str, state: Mapping[str, Any]) -> None:
+    def restore_user(self, user_id: str, state: Mapping[str, Any], partition: int = 0) -> None:
         """Install a state from `user_state` (possibly saved by another process)."""
         self._users[user_id] = UserHistory.from_state(state, self.catalog.index)
+        self._home[user_id] = partition
         self._vectors.drop(user_id)
 
     def drop_user(self, user_id: str) -> None:
         """Forget a user (e.g. when its partition moves to another worker)."""
         self._users.pop(user_id, None)
+        self._home.pop(user_id, None)
         self._vectors.drop(user_id)
 
+    def save_partition(self, partition: int, item_ids: Iterable[str]) -> PartitionUndo:
+        """The undo record of a batch whose events of `partition` touch `item_ids`."""
+        return self.partition(partition).save(map(self.catalog.index, item_ids))
+
+    def revert_partition(self, partition: int, undo: PartitionUndo) -> None:
+        self.partition(partition).revert(undo)
+
+    def partition_changes(self, partition: int) -> dict[str, Any]:
+        """Plain data (item ids) of the partition's counters and its items changed since the
+        last call (`PartitionState.to_plain`), for a changelog."""
+        part = self.partition(partition)
+        return part.to_plain(self.catalog.ids, self.model_version, part.take_changed())
+
+    def restore_partition(self, partition: int, plain: Mapping[str, Any]) -> None:
+        """Install `partition_changes` data accumulated over time (after the partition's users:
+        new items' vectors saved for another model version are folded in again from them)."""
+        part = PartitionState(self.config.trending_half_life_seconds, self.config.max_item_users)
+        m = self._model
+        stale = part.load_plain(plain, self.catalog.index, self.model_version,
+                                lambda i: m is not None and m.in_model(i))
+        self._parts[partition] = part
+        if stale:
+            self._refresh_partition(part, stale)
+
+    def drop_partition(self, partition: int) -> None:
+        """Forget a partition's state (not its users': `drop_user`)."""
+        self._parts.pop(partition, None)
+
     # -- internals
+
+    def _learn_event(self, ev: Any, partition: int, popularity: bool) -> tuple[float, int]:
+        return self._learn(
+            ev.user_id, ev.item_id, ev.event_type, ev.event_time, getattr(ev, "value", None),
+            getattr(ev, "weight", None), getattr(ev, "session_id", None), partition, popularity)
+
+    def _learn(
+        self, user_id: str, item_id: str, event_type: str, t: float, value: float | None,
+        weight: float | None, session_id: str | None, partition: int, popularity: bool,
+    ) -> tuple[float, int]:
+        """`learn`; returns the weight and the item's index. `popularity=False` leaves the
+        popularity update to the caller (`process_batch`)."""
+        cfg, m = self.config, self._model
+        w = cfg.weights.weight(event_type, value, weight)
+        i = self.catalog.index(item_id)
+        h = self._users.get(user_id)
+        if h is None:
+            h = UserHistory(cfg.history_size, cfg.max_age_seconds, cfg.max_excluded)
+            self._users[user_id] = h
+        consume, block = event_type in cfg.exclude_types, EventWeights.blocks(event_type)
+        h.add(i, w, t, session_id, consume, block)
+        self._home[user_id] = partition
+        part = self.partition(partition)
+        # Negative signals are personal: they do not lower an item's popularity.
+        if w > 0 and popularity:
+            part.add_popularity(i, w, t)
+        if m is None or not m.in_model(i):
+            part.cold.add(i, user_id, w)
+            part.changed.add(i)
+        part.events += 1
+        if m is not None and part.cold.dirty and part.events % cfg.cold_refresh_events == 0:
+            dirty, part.cold.dirty = part.cold.dirty, set()
+            self._refresh_partition(part, dirty)
+        return w, i
+
+    def _refresh_partition(self, part: PartitionState, items: Iterable[int]) -> None:
+        """Fold in the vectors of `items` (outside the model) from the current vectors of the
+        partition's users who touched them; an item no user with a vector touched has none in
+        the partition (its category vector, if any, serves)."""
+        m, cfg = self._model, self.config
+        items = sorted(items)
+        if m is None or not items:
+            return
+        m.grow(len(self.catalog))
+        users = sorted({u for i in items for u in part.cold.users_of(i)} & self._users.keys())
+        plans = self._plans(users, [self._users[u].last_time or 0.0 for u in users])
+        vecs = dict(zip(users, self._user_vectors(plans), strict=True))
+        part.refresh(items, vecs, m.factors.XtX, cfg.alpha, cfg.regularization)
 
     def _plans(self, user_ids: Sequence[str], nows: Sequence[float]) -> list[_Plan]:
         """Each user's aggregated history, model rows and CF weight (one pass for all users)."""
@@ -275,21 +378,51 @@ class OnlineRecommender:
             self.config.alpha, self.config.regularization))
         return [next(got) if p.w_cf > 0 else None for p in plans]
 
+    def _rank_pure_cf(
+        self, plans: list[_Plan], vecs: list[np.ndarray | None],
+        overlays: list[dict[int, np.ndarray]], k: int | None = None,
+    ) -> list[Recs | None]:
+        """The lists of the pure-CF plans, None for the others. Plans are grouped by the new
+        items' vectors they see (`overlays`, usually one or a few per batch)."""
+        k = self.config.k if k is None else k
+        out: list[Recs | None] = [None] * len(plans)
+        groups: dict[int, list[int]] = {}
+        for j, p in enumerate(plans):
+            if p.w_cf == 1.0 and vecs[j] is not None:
+                groups.setdefault(id(overlays[j]) if overlays[j] else 0, []).append(j)
+        for at in groups.values():
+            ranked = self._rank_cf([plans[j] for j in at], vecs, at, k, overlays[at[0]])
+            for j, recs in zip(at, ranked, strict=True):
+                out[j] = recs
+        return out
+
     def _rank_cf(
-        self, plans: list[_Plan], vecs: list[np.ndarray | None], at: list[int], k: int
+        self, plans: list[_Plan], vecs: list[np.ndarray | None], at: list[int], k: int,
+        overlay: dict[int, np.ndarray],
     ) -> list[Recs]:
-        """Pure-CF users: one scoring product, one batched top-K."""
+        """Pure-CF users: one scoring product, one batched top-K; `overlay` are the vectors of
+        new items in these users' partition."""
         m, n = self._model, len(self.catalog)
         assert m is not None
         Y, never = m.Y[:n], self._never_recommended()
+        new, V = stacked(overlay)
+        if len(new):  # new items with a vector in the partition can be recommended
+            never = np.setdiff1d(never, new[self.catalog.active[new]], assume_unique=True)
         if len(plans) == 1:  # the per-event path: a plain matrix-vector product
+            x = vecs[at[0]]
+            scores = Y @ x  # type: ignore[operator]
+            if len(new):
+                scores[new] = V @ x
             exclude = np.concatenate([never, plans[0].history.excluded()])
-            idx, val = topk(Y @ vecs[at[0]], k, exclude)  # type: ignore[operator]
+            idx, val = topk(scores, k, exclude)
             return [self._recs(plans[0], idx, val, "collaborative")]
         out = []
         for lo in range(0, len(plans), SCORE_CHUNK):
             chunk = plans[lo : lo + SCORE_CHUNK]
-            S = np.stack([vecs[j] for j in at[lo : lo + SCORE_CHUNK]]) @ Y.T  # type: ignore
+            X = np.stack([vecs[j] for j in at[lo : lo + SCORE_CHUNK]])  # type: ignore[misc]
+            S = X @ Y.T
+            if len(new):
+                S[:, new] = X @ V.T
             idx, val = topk_batch(S, k, [p.history.excluded() for p in chunk], never)
             ranked = zip(chunk, idx, val, strict=True)
             out += [self._recs(p, i, v, "collaborative") for p, i, v in ranked]
@@ -304,22 +437,31 @@ class OnlineRecommender:
             self._never = (key, np.flatnonzero(~(self.catalog.active & m.has_vec[:n])))
         return self._never[1]
 
-    def _rank_blend(self, p: _Plan, x: np.ndarray | None, k: int) -> Recs:
-        """Popular, content and partial-CF users: truncated-rank blend of their lists."""
+    def _rank_blend(
+        self, p: _Plan, x: np.ndarray | None, k: int, part: PartitionState,
+        overlay: dict[int, np.ndarray],
+    ) -> Recs:
+        """Popular, content and partial-CF users: truncated-rank blend of their lists, with the
+        popularity and new items' vectors of their partition."""
         cfg, m, n = self.config, self._model, len(self.catalog)
         exclude = ~self.catalog.active
         exclude[p.history.excluded()] = True
-        pop = self.trending.ranking_scores()[:n]
+        trending = part.trending
+        trending.resize(n)
+        pop = trending.ranking_scores()[:n]
         aff = coldstart.category_affinity(p.items, p.weights, self.catalog)
         weights, source = coldstart.list_weights(
             p.w_cf if x is not None else 0.0, aff is not None, cfg.content_weight)
         if weights[2] == 1.0:
             idx, _ = topk(pop, k, exclude)
-            return self._recs(p, idx, self.trending.scores(p.now)[idx], "popular")
+            return self._recs(p, idx, trending.scores(p.now)[idx], "popular")
         cf = None
         if x is not None and m is not None:
             cf = m.Y[:n] @ x
             cf[~m.has_vec[:n]] = -np.inf
+            new, V = stacked(overlay)
+            if len(new):
+                cf[new] = V @ x
         lists = [s if s is not None else pop for s in (cf, aff, pop)]
         idx, val = coldstart.rank_blend(lists, weights, k, max(cfg.blend_depth, k), exclude)
         return self._recs(p, idx, val, source)
@@ -332,25 +474,14 @@ class OnlineRecommender:
         )
 
     def _sync(self) -> None:
-        """Size the arrays to the catalog; give dirty items outside the model their vectors."""
-        n = len(self.catalog)
-        self.trending.resize(n)
+        """Size the arrays to the catalog; give changed items outside the model the vector of
+        their categories (partitions give their own vectors to the items their users touched)."""
         m = self._model
         if m is None:
             return
-        m.grow(n)
-        dirty, self._cold.dirty = sorted(self._cold.dirty), set()
-        users = {u for i in dirty for u in self._cold.users_of(i)}
-        users = sorted(users & self._users.keys())
-        vecs = self._user_vectors([self._plan_any_vector(u) for u in users])
-        m.refresh(dirty, self._cold, dict(zip(users, vecs, strict=True)), self.catalog,
-                  self.config.alpha, self.config.regularization)
+        m.grow(len(self.catalog))
+        if self._dirty:
+            dirty, self._dirty = sorted(self._dirty), set()
+            m.refresh(dirty, _NO_INTERACTIONS, {}, self.catalog, self.config.alpha,
+                      self.config.regularization)
 
-    def _plan_any_vector(self, user_id: str) -> _Plan:
-        """A plan at the user's last event that accepts any cached vector of this version."""
-        h = self._users[user_id]
-        p = self._plans([user_id], [h.last_time or 0.0])[0]
-        key = self._vectors.key_of(user_id)
-        if key is not None and key[0] == self.model_version:
-            p.key = key
-        return p

@@ -53,19 +53,24 @@ def same(a: Recs, b: Recs) -> None:
 
 @pytest.mark.parametrize("decay", ["events", "time"])
 def test_process_batch_equals_sequential_learn_then_recommend(decay: str) -> None:
+    """Each user's list is the one recommended right after its last event of the batch."""
     batched, sequential = (OnlineRecommender(config(decay=decay, half_life_seconds=30.0),
                                              factors()) for _ in range(2))
     sources = set()
     for lo in range(0, 400, 100):
         batch = events(100, 25, seed=lo)
         out = batched.process_batch(batch)
+        last = {ev.user_id: ev for ev in batch}
+        expected = {}
         for ev in batch:
             sequential.learn_event(ev)
+            if last[ev.user_id] is ev:
+                expected[ev.user_id] = sequential.recommend(ev.user_id, now=ev.event_time)
         users = [ev.user_id for ev, _ in out]
         assert len(set(users)) == len(users) == len({ev.user_id for ev in batch})
         for ev, recs in out:
-            assert ev is [e for e in batch if e.user_id == ev.user_id][-1]  # the last event
-            same(recs, sequential.recommend(ev.user_id, now=ev.event_time))
+            assert ev is last[ev.user_id]  # the last event
+            same(recs, expected[ev.user_id])
             sources.add(recs.source)
     assert sources == {"collaborative", "popular"}  # cold users and warm ones were both seen
 

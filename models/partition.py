@@ -1,0 +1,181 @@
+"""What one partition's events build besides its users' histories, kept per partition.
+
+Popularity, who touched each item outside the model, and those items' vectors (folded in from
+their users) depend on the order of the events that built them. Events are partitioned by user,
+so within a partition that order is fixed, while across partitions it depends on how batches
+interleave them. Keeping this state per partition makes it a deterministic function of the
+partition's own event sequence: a worker that restores it, or another worker that takes the
+partition over, continues exactly where the last commit left it. Users are hash-partitioned, so
+each partition's popularity is an unbiased sample of the global one.
+
+`to_plain` / `PartitionState.from_plain`-style restoring (in `OnlineRecommender`) speak item ids,
+never the process-local indices; `save` / `revert` are the undo log of one micro-batch.
+
+>>> part = PartitionState(half_life_seconds=10.0, max_item_users=2)
+>>> part.trending.update(0, 1.0, t=0.0)
+>>> part.cold.add(1, "u1", 2.0)
+>>> part.changed.update({0, 1})
+>>> plain = part.to_plain(["a", "b"], version=None)
+>>> plain["items"]["a"], plain["items"]["b"]["users"]
+({'pop': 1.0}, [['u1', 2.0]])
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.coldstart import ItemInteractions, item_vector_from_users
+from models.trending import Trending
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionUndo:
+    """A partition's state before a batch touched it (see `PartitionState.save`)."""
+
+    trending: Trending
+    cold: dict[int, list[tuple[str, float]] | None]
+    vectors: dict[int, np.ndarray]
+    events: int
+    dirty: frozenset[int]
+    changed: frozenset[int]
+
+
+class PartitionState:
+    """Popularity, interactions with items outside the model and those items' vectors."""
+
+    __slots__ = ("changed", "cold", "events", "trending", "vectors")
+
+    def __init__(self, half_life_seconds: float, max_item_users: int) -> None:
+        self.trending = Trending(half_life_seconds)
+        self.cold = ItemInteractions(max_item_users)
+        self.vectors: dict[int, np.ndarray] = {}
+        """Vectors of items outside the model, from their users in this partition. Replaced,
+        never changed in place: holding a reference is holding a snapshot."""
+        self.events = 0
+        """Events learned: refreshes of `vectors` happen at fixed counts, not at batch ends."""
+        self.changed: set[int] = set()
+        """Items whose plain state changed since the caller last took it (`take_changed`)."""
+
+    def add_popularity(self, item: int, weight: float, t: float) -> None:
+        """`Trending.update`, noting the changed items: all of them when it rescales."""
+        t_ref = self.trending.t_ref
+        self.trending.update(item, weight, t)
+        self.changed.add(item)
+        if t_ref is not None and self.trending.t_ref != t_ref:
+            self.changed.update(np.flatnonzero(self.trending.ranking_scores()).tolist())
+
+    def set_vectors(self, updates: dict[int, np.ndarray | None]) -> None:
+        """Copy-on-write update of `vectors` (None removes an item's vector)."""
+        vectors = dict(self.vectors)
+        for i, v in updates.items():
+            if v is None:
+                vectors.pop(i, None)
+            else:
+                vectors[i] = v
+        self.vectors = vectors
+        self.changed.update(updates)
+
+    def refresh(
+        self, items: Iterable[int], user_vectors: Mapping[str, np.ndarray | None],
+        XtX: np.ndarray | None, alpha: float, regularization: float,
+    ) -> None:
+        """Fold in the vectors of `items` (outside the model) from the vectors of this
+        partition's users who touched them; an item that no user with a vector touched has none
+        here (its category vector, if any, serves)."""
+        updates: dict[int, np.ndarray | None] = {}
+        for i in items:
+            touched = [(user_vectors[u], w) for u, w in self.cold.users_of(i).items()
+                       if user_vectors.get(u) is not None]
+            updates[i] = None if not touched else item_vector_from_users(
+                np.stack([x for x, _ in touched]), np.array([w for _, w in touched]),  # type: ignore
+                XtX, alpha, regularization)
+        self.set_vectors(updates)
+
+    def take_changed(self) -> list[int]:
+        """The items changed since the last call (sorted), forgetting them."""
+        items, self.changed = sorted(self.changed), set()
+        return items
+
+    # -- undo log of one batch
+
+    def save(self, items: Iterable[int]) -> PartitionUndo:
+        """What `revert` needs to undo a batch whose events touch `items` (indices)."""
+        cold = {i: list(self.cold.users_of(i).items()) or None for i in set(items)}
+        return PartitionUndo(copy.deepcopy(self.trending), cold, self.vectors, self.events,
+                             frozenset(self.cold.dirty), frozenset(self.changed))
+
+    def revert(self, undo: PartitionUndo) -> None:
+        """Put back the state `save` saw."""
+        self.trending = undo.trending
+        for i, users in undo.cold.items():
+            self.cold.forget([i])
+            for u, w in users or ():
+                self.cold.add(i, u, w)  # 0.0 + w == w: the saved sums come back exactly
+        self.vectors = undo.vectors
+        self.events = undo.events
+        self.cold.dirty = set(undo.dirty)
+        self.changed = set(undo.changed)
+
+    # -- plain data with item ids
+
+    def to_plain(
+        self, ids: Sequence[str], version: int | None, items: Iterable[int] | None = None
+    ) -> dict[str, Any]:
+        """Plain data (JSON friendly) of the partition: its counters, and each of `items` (all
+        items with state when None): raw popularity accumulator, users and weights if outside
+        the model, and its vector with the model `version` it was folded in for."""
+        pop = self.trending.ranking_scores()
+        if items is None:
+            items = set(np.flatnonzero(pop).tolist()) | set(self.cold.items())
+        out: dict[str, dict[str, Any]] = {}
+        for i in sorted(items):
+            entry: dict[str, Any] = {"pop": float(pop[i]) if i < len(pop) else 0.0}
+            users = self.cold.users_of(i)
+            if users:
+                v = self.vectors.get(i)
+                entry.update(users=[[u, w] for u, w in users.items()], version=version,
+                             vec=None if v is None else v.tolist())
+            out[ids[i]] = entry
+        return {"events": self.events, "t_ref": self.trending.t_ref,
+                "dirty": [ids[i] for i in sorted(self.cold.dirty)], "items": out}
+
+    def load_plain(
+        self,
+        plain: Mapping[str, Any],
+        index: Callable[[str], int],
+        version: int | None,
+        in_model: Callable[[int], bool],
+    ) -> set[int]:
+        """Install `to_plain` data into this (fresh) state. Items now in the model lose their
+        interactions (as a model swap does); returns the items whose vectors were folded in for
+        another model version, for the caller to fold in again."""
+        entries = plain["items"]
+        idx = [index(item_id) for item_id in entries]
+        self.trending.load(plain["t_ref"], np.array(idx, dtype=np.intp),
+                           np.array([e["pop"] for e in entries.values()], dtype=np.float64))
+        stale, vectors = set(), {}
+        for i, e in zip(idx, entries.values(), strict=True):
+            if "users" not in e or in_model(i):
+                continue
+            for u, w in e["users"]:
+                self.cold.add(i, u, w)
+            if e["version"] != version:
+                stale.add(i)
+            elif e["vec"] is not None:
+                vectors[i] = np.asarray(e["vec"], dtype=np.float32)
+        self.vectors = vectors
+        self.events = plain["events"]
+        self.cold.dirty = {i for i in map(index, plain["dirty"]) if not in_model(i)}
+        return stale
+
+
+def stacked(vectors: Mapping[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The items (indices) of `PartitionState.vectors` and their vectors stacked in rows."""
+    if not vectors:
+        return np.zeros(0, np.intp), np.zeros((0, 0), np.float32)
+    return np.fromiter(vectors, np.intp, len(vectors)), np.stack(list(vectors.values()))
