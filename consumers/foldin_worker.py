@@ -5,18 +5,22 @@
 1. checks every message (`consumers.deadletter`): a bad one becomes a dead letter, in the same
    transaction, and processing goes on;
 2. skips an event whose id is among its user's recent event ids (a re-sent event counts once);
-3. saves the state of the batch's users (the undo log) and popularity, then runs the batch
-   through `OnlineRecommender.process_batch` (per-event semantics, one batched solve);
+3. saves the state of the batch's users and partitions (the undo log), then runs the batch
+   through `OnlineRecommender.process_batch` (per-event semantics, one batched solve; state
+   other than users' is kept per partition, see `models.partition`);
 4. produces one `Recommendation` per affected user, keyed by user id, naming its cause: the
-   user's last event of the batch and where it was read.
+   user's last event of the batch and where it was read;
+5. writes the new state of the batch's users and partitions to the changelog
+   (`consumers.changelog`), in the same transaction.
 
 After the commit the loop calls `promote` (forget the undo log, count); after an abort,
 `rollback` puts the saved states back, so the re-read batch is applied to the state it first saw.
+When partitions are assigned, their state is read back from the changelog before any of their
+events (`on_partitions_assigned`); when they go, it is dropped.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections import Counter
@@ -26,10 +30,12 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
+from consumers import changelog
 from consumers.catalog_reader import CatalogReader
 from consumers.deadletter import DeadLetters, Limits, Rejected, check_event_message
-from consumers.loop import Output, TransactionalLoop
+from consumers.loop import Output, TransactionalLoop, next_offsets
 from models.foldin import ItemFactors
+from models.partition import PartitionUndo
 from models.recommender import OnlineRecommender, Recs
 from models.weights import ModelError
 from refold.config import Settings
@@ -89,6 +95,7 @@ class FoldInWorker:
         clock: Callable[[], float] = time.time,
         dedup_window: int | None = None,
         on_commit: Callable[[CommittedBatch], None] | None = None,
+        exact_restore: bool = True,
     ) -> None:
         self.settings = settings
         self.recommender = recommender
@@ -96,13 +103,17 @@ class FoldInWorker:
         self.clock = clock
         self.limits = Limits.of(settings)
         self.recs_topic = settings.topic("recommendations")
+        self.events_topic = settings.topic("events")
+        self.changelog_topic = settings.topic("changelog")
+        self.changelog = changelog.ChangelogReader(settings, exact=exact_restore)
+        self.restores: list[changelog.RestoreReport] = []
         self.dead_letters = DeadLetters(settings)
         self.recent = RecentIds(dedup_window or 2 * settings.history_size)
         self.partition_of: dict[str, int] = {}
         self.counts: Counter[str] = Counter()
         """Committed totals: events, duplicates, recommendations, dead_letters."""
         self._undo: dict[str, tuple[Any, dict[str, None] | None, int | None]] = {}
-        self._undo_trending: Any = None
+        self._undo_parts: dict[int, PartitionUndo] = {}
         self._staged: Counter[str] = Counter()
         self._staged_dead: Counter[str] = Counter()
         self._next_model: ItemFactors | None = None
@@ -129,24 +140,26 @@ class FoldInWorker:
                 self._staged["duplicates"] += 1
                 continue
             batch.append((event, msg))
-        if not batch:
-            return
-        read_at = {id(ev): msg for ev, msg in batch}
-        self._undo_trending = copy.deepcopy(self.recommender.trending)
-        for ev, recs in self.recommender.process_batch([ev for ev, _ in batch]):
-            msg = read_at[id(ev)]
-            out.produce(self.recs_topic, encode(self._recommendation(ev, msg, recs, now)),
-                        ev.user_id)
-            done.published.append(recs)
-        done.events = [ev for ev, _ in batch]
-        done.timestamps = [msg.timestamp()[1] / 1000 for _, msg in batch]
-        self._staged["events"] += len(batch)
-        self._staged["recommendations"] += len(done.published)
+        self._save_partitions(messages, batch)
+        if batch:
+            read_at = {id(ev): msg for ev, msg in batch}
+            results = self.recommender.process_batch(
+                [ev for ev, _ in batch], [msg.partition() for _, msg in batch])
+            for ev, recs in results:
+                msg = read_at[id(ev)]
+                out.produce(self.recs_topic, encode(self._recommendation(ev, msg, recs, now)),
+                            ev.user_id)
+                done.published.append(recs)
+            done.events = [ev for ev, _ in batch]
+            done.timestamps = [msg.timestamp()[1] / 1000 for _, msg in batch]
+            self._staged["events"] += len(batch)
+            self._staged["recommendations"] += len(done.published)
+        self._write_changelog(out, messages, {ev.user_id: None for ev in done.events})
 
     def promote(self) -> None:
         """The batch committed: its state is the state; count what it did."""
         self._undo.clear()
-        self._undo_trending = None
+        self._undo_parts.clear()
         self.counts.update(self._staged)
         self.counts["dead_letters"] += sum(self._staged_dead.values())
         self.dead_letters.count(self._staged_dead)
@@ -178,11 +191,12 @@ class FoldInWorker:
                 self.partition_of.pop(user, None)
             else:
                 self.partition_of[user] = partition
-        if self._undo_trending is not None:
-            rec.trending = self._undo_trending
-        log.warning("rolled back the state of %d user(s)", len(self._undo))
+        for p, undo in self._undo_parts.items():
+            rec.revert_partition(p, undo)
+        log.warning("rolled back the state of %d user(s) and %d partition(s)", len(self._undo),
+                    len(self._undo_parts))
         self._undo.clear()
-        self._undo_trending = None
+        self._undo_parts.clear()
         self._staged.clear()
         self._staged_dead.clear()
         self._batch = CommittedBatch()
@@ -197,16 +211,34 @@ class FoldInWorker:
             log.info("serving model version %s", factors.version)
 
     def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
-        """Hook: restore the assigned partitions' users here (from the state changelog)."""
+        """Restore the partitions' state from the changelog, as of their committed offsets,
+        before any of their events is read (this runs inside the consumer's poll)."""
+        mine = sorted(tp.partition for tp in partitions if tp.topic == self.events_topic)
+        if not mine:
+            return
+        restored, report = self.changelog.restore(mine)
+        rec = self.recommender
+        for p, part in restored.items():
+            for user, (history, ids) in part.users.items():
+                rec.restore_user(user, history, partition=p)
+                self.recent.by_user[user] = dict.fromkeys(ids)
+                self.partition_of[user] = p
+            plain = part.plain()
+            if plain is not None:
+                rec.restore_partition(p, plain)
+        self.restores.append(report)
+        log.info("%s", report)
 
     def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
-        """Forget the users of partitions that moved away (their new owner has them)."""
-        gone = {tp.partition for tp in partitions}
+        """Forget the state of partitions that moved away (their new owner restores it)."""
+        gone = {tp.partition for tp in partitions if tp.topic == self.events_topic}
         users = [u for u, p in self.partition_of.items() if p in gone]
         for user in users:
             self.recommender.drop_user(user)
             self.recent.by_user.pop(user, None)
             del self.partition_of[user]
+        for p in gone:
+            self.recommender.drop_partition(p)
         if users:
             log.info("dropped the state of %d user(s) of revoked partitions", len(users))
 
@@ -220,6 +252,7 @@ class FoldInWorker:
     def close(self) -> None:
         if self.catalog is not None:
             self.catalog.close()
+        self.changelog.close()
 
     def swap_model(self, factors: ItemFactors) -> None:
         """Serve `factors` from the next batch on (safe to call from another thread)."""
@@ -248,6 +281,30 @@ class FoldInWorker:
         )
         self.partition_of[user_id] = partition
 
+    def _save_partitions(self, messages: list[Message], batch: list[tuple[Event, Message]]
+                         ) -> None:
+        """Undo log: the state of every partition of the batch before the batch."""
+        items: dict[int, list[str]] = {msg.partition(): [] for msg in messages}
+        for ev, msg in batch:
+            items[msg.partition()].append(ev.item_id)
+        for p, ids in items.items():
+            self._undo_parts[p] = self.recommender.save_partition(p, ids)
+
+    def _write_changelog(self, out: Output, messages: list[Message],
+                         users: dict[str, None]) -> None:
+        """The new state of the batch's users and partitions, each partition's records last
+        with the events offset they cover, into the changelog partition of the events'."""
+        rec, topic = self.recommender, self.changelog_topic
+        for user in users:
+            state = rec.user_state(user)
+            assert state is not None
+            out.produce(topic, changelog.user_value(state, self.recent.by_user[user]),
+                        changelog.user_key(user), partition=self.partition_of[user])
+        for tp in next_offsets(messages):
+            plain = rec.partition_changes(tp.partition)
+            for key, value in changelog.partition_records(tp.partition, plain, tp.offset):
+                out.produce(topic, value, key, partition=tp.partition)
+
     def _recommendation(self, ev: Event, msg: Message, recs: Recs, now: float) -> Recommendation:
         return Recommendation(
             user_id=recs.user_id,
@@ -275,15 +332,17 @@ def transactional_id(settings: Settings) -> str:
 
 
 def build_worker(
-    settings: Settings, recommender: OnlineRecommender, **loop_options: Any
+    settings: Settings, recommender: OnlineRecommender, guarantee: str = "exactly-once",
+    **loop_options: Any,
 ) -> tuple[FoldInWorker, TransactionalLoop]:
-    """A worker that follows the catalog, and the transactional loop that drives it."""
+    """A worker that follows the catalog, and the loop that drives it with `guarantee`."""
 
     def apply(item: Any) -> None:
         recommender.set_item_active(item.item_id, item.active, item.categories)
 
-    worker = FoldInWorker(settings, recommender, catalog=CatalogReader(settings, apply))
+    worker = FoldInWorker(settings, recommender, catalog=CatalogReader(settings, apply),
+                          exact_restore=guarantee == "exactly-once")
     loop = TransactionalLoop(
         settings, worker, topics=[settings.topic("events")], group_id=settings.consumer_group,
-        transactional_id=transactional_id(settings), **loop_options)
+        transactional_id=transactional_id(settings), guarantee=guarantee, **loop_options)
     return worker, loop

@@ -16,6 +16,15 @@ the transaction, seeks the batch's partitions back to their committed offsets an
 `MAX_ABORTS_IN_A_ROW` it gives up); a *fatal* one (fenced by a newer instance with the same
 transactional.id, among others) raises `KafkaFatalError`.
 
+`guarantee="at-least-once"` is the comparison path for what the guarantee costs: no transaction;
+outputs are produced and flushed, then the offsets are committed, so a crash in between delivers
+the batch's outputs again (the worker's event-id de-dup keeps its state exact).
+
+Test hook: `REFOLD_TEST_CRASH_AT=<point>:<n>` kills the process with SIGKILL at `point` of its
+n-th batch, where `point` is `after_produce` (outputs flushed into the open transaction, offsets
+not sent), `after_offsets` (offsets sent, not committed) or `after_commit` (before `promote`).
+Only the fault tests set it.
+
 Rebalance callbacks run inside `poll()`/`consume()` only, and no transaction spans those calls,
 so when partitions are revoked every handled batch is already committed: the processor only
 drops state. Stopping (`stop()`, e.g. from SIGTERM) lets the current batch commit first.
@@ -24,6 +33,8 @@ drops state. Stopping (`stop()`, e.g. from SIGTERM) lets the current batch commi
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +51,9 @@ T = TypeVar("T")
 RETRIES = 10
 TXN_TIMEOUT_S = 30.0
 MAX_ABORTS_IN_A_ROW = 8
+GUARANTEES = ("exactly-once", "at-least-once")
+CRASH_ENV = "REFOLD_TEST_CRASH_AT"
+CRASH_POINTS = ("after_produce", "after_offsets", "after_commit")
 TXN_PRODUCER = {"retry.backoff.ms": 10, "retry.backoff.max.ms": 100}
 """Right after a commit the coordinator answers the next transaction's first request with
 CONCURRENT_TRANSACTIONS until its markers are written (a few ms); at the default 100 ms backoff
@@ -49,20 +63,30 @@ every back-to-back transaction would wait 100 ms (measured: 100 ms -> 12 ms per 
 class Output:
     """The transactional producer as processors see it: produce, with back-pressure handled."""
 
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, track_delivery: bool = False) -> None:
         self.producer = producer
         self.produced = 0
+        self.failed: list[KafkaError] = []
+        """Delivery errors (tracked only without a transaction, whose commit reports them)."""
+        self._on_delivery = self._delivered if track_delivery else None
 
     def produce(self, topic: str, value: bytes | None, key: bytes | str | None = None,
-                headers: list[tuple[str, bytes]] | None = None) -> None:
+                headers: list[tuple[str, bytes]] | None = None,
+                partition: int | None = None) -> None:
+        """Produce to `partition`, or to the one the key hashes to when None."""
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=headers)
+                self.producer.produce(topic, value, key, -1 if partition is None else partition,
+                                      headers=headers, on_delivery=self._on_delivery)
                 break
             except BufferError:  # local queue full: let librdkafka send, then retry
                 self.producer.poll(0.05)
         self.produced += 1
         self.producer.poll(0)
+
+    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self.failed.append(err)
 
 
 class Processor(Protocol):
@@ -141,7 +165,10 @@ class TransactionalLoop:
         idle_exit: float | None = None,
         consumer_extra: dict[str, Any] | None = None,
         producer_extra: dict[str, Any] | None = None,
+        guarantee: str = "exactly-once",
     ) -> None:
+        if guarantee not in GUARANTEES:
+            raise ValueError(f"guarantee must be one of {GUARANTEES}, not {guarantee!r}")
         self.settings = settings
         self.processor = processor
         self.topics = topics
@@ -153,6 +180,7 @@ class TransactionalLoop:
         self.idle_exit = idle_exit
         self.consumer_extra = consumer_extra or {}
         self.producer_extra = producer_extra or {}
+        self.guarantee = guarantee
         self.stats = LoopStats()
         self.assigned: set[tuple[str, int]] = set()
         self._stopping = False
@@ -160,6 +188,8 @@ class TransactionalLoop:
         self._last_activity = time.monotonic()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._crash = _crash_point(os.environ.get(CRASH_ENV))
+        self._handled = 0
 
     # -- lifecycle
 
@@ -169,11 +199,14 @@ class TransactionalLoop:
 
     def run(self) -> LoopStats:
         """Consume until stopped; commits every handled batch, then leaves the group cleanly."""
+        exactly_once = self.guarantee == "exactly-once"
+        txn = {"transactional.id": self.transactional_id,
+               "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000), **TXN_PRODUCER}
         self._producer = make_producer(self.settings, {
-            "transactional.id": self.transactional_id,
-            "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000), "error_cb": self._producer_error,
-            **TXN_PRODUCER, **self.producer_extra})
-        self._call("init_transactions", self._producer.init_transactions, TXN_TIMEOUT_S)
+            **(txn if exactly_once else {}), "error_cb": self._producer_error,
+            **self.producer_extra})
+        if exactly_once:
+            self._call("init_transactions", self._producer.init_transactions, TXN_TIMEOUT_S)
         self._consumer = make_consumer(self.settings, self.group_id, self.consumer_extra)
         self._consumer.subscribe(self.topics, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -187,7 +220,10 @@ class TransactionalLoop:
                     self._last_activity = time.monotonic()
                     if self.stats.first_batch is None:
                         self.stats.first_batch = self._last_activity
-                    self._batch(messages)
+                    if exactly_once:
+                        self._batch(messages)
+                    else:
+                        self._batch_at_least_once(messages)
         finally:
             self.stats.finished = time.monotonic()
             self._close()
@@ -244,10 +280,13 @@ class TransactionalLoop:
         try:
             self._call("begin_transaction", producer.begin_transaction)  # 2
             self.processor.handle(messages, out)  # 3
+            self._crash_if("after_produce")
             self._call("send_offsets_to_transaction", producer.send_offsets_to_transaction,
                        next_offsets(messages), self._consumer.consumer_group_metadata(),
                        TXN_TIMEOUT_S)  # 4
+            self._crash_if("after_offsets")
             self._call("commit_transaction", producer.commit_transaction, TXN_TIMEOUT_S)  # 5
+            self._crash_if("after_commit")
         except KafkaFatalError:
             raise
         except KafkaException as exc:
@@ -265,11 +304,46 @@ class TransactionalLoop:
         except BaseException:
             self._abort(messages)  # a bug in handle(): leave Kafka and memory clean, then crash
             raise
+        self._committed(messages)
+
+    def _committed(self, messages: list[Message]) -> None:
         self.processor.promote()  # 6
         self._aborts_in_a_row = 0
         self.stats.batches += 1
         self.stats.messages += len(messages)
         self.stats.last_commit = time.monotonic()
+
+    def _batch_at_least_once(self, messages: list[Message]) -> None:
+        """handle → flush every output → commit the offsets: a crash in between repeats them."""
+        assert self._consumer is not None and self._producer is not None
+        out = Output(self._producer, track_delivery=True)
+        try:
+            self.processor.handle(messages, out)
+            self._crash_if("after_produce")
+            left = self._producer.flush(TXN_TIMEOUT_S)
+            if left or out.failed:
+                raise KafkaFatalError(f"{left} output(s) not delivered, "
+                                      f"{len(out.failed)} failed: {out.failed[:3]}")
+            self._call("commit", self._consumer.commit, offsets=next_offsets(messages),
+                       asynchronous=False)
+            self._crash_if("after_commit")
+        except BaseException:
+            self.processor.rollback()  # the offsets stay where they were: the batch is redone
+            self._rewind(messages)
+            raise
+        self._committed(messages)
+
+    def _crash_if(self, point: str) -> None:
+        """The test hook (see the module docstring): SIGKILL at `point` of the n-th batch."""
+        if self._crash is None or self._crash[0] != point:
+            return
+        if point == "after_produce":
+            self._handled += 1
+        if self._handled == self._crash[1]:
+            assert self._producer is not None
+            self._producer.flush(TXN_TIMEOUT_S)  # the outputs reach the broker, uncommitted
+            log.warning("%s=%s:%d: killing this process", CRASH_ENV, point, self._crash[1])
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _abort(self, messages: list[Message]) -> None:
         """Abort the txn, rewind the batch's partitions to their committed offsets, roll back."""
@@ -297,11 +371,11 @@ class TransactionalLoop:
             self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
             log.info("rewound %s[%d] to %d", tp.topic, tp.partition, offset)
 
-    def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call a transactional API: retry what is retriable, escalate what is fatal."""
         for attempt in range(1, RETRIES + 1):
             try:
-                return fn(*args)
+                return fn(*args, **kwargs)
             except KafkaException as exc:
                 err = _error(exc)
                 if err.fatal():
@@ -342,6 +416,16 @@ class TransactionalLoop:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s (session timed out): dropping their state", _names(partitions))
         self._on_revoke(consumer, partitions)
+
+
+def _crash_point(spec: str | None) -> tuple[str, int] | None:
+    """Parse `REFOLD_TEST_CRASH_AT` (`after_produce:3`)."""
+    if not spec:
+        return None
+    point, _, n = spec.partition(":")
+    if point not in CRASH_POINTS or not n.isdigit() or int(n) < 1:
+        raise ValueError(f"{CRASH_ENV}={spec!r}: expected <{'|'.join(CRASH_POINTS)}>:<n >= 1>")
+    return point, int(n)
 
 
 def _names(partitions: list[TopicPartition]) -> str:

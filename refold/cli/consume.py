@@ -22,16 +22,27 @@ from refold.cli import cli, settings_from
 @click.option("--max-events", type=int, help="Stop after N events (committed).")
 @click.option("--idle-exit", type=float, metavar="SECONDS",
               help="Stop after SECONDS without input (tests, benchmarks).")
+@click.option("--guarantee", type=click.Choice(["exactly-once", "at-least-once"]),
+              default="exactly-once", show_default=True,
+              help="at-least-once: no transactions (outputs flushed, then offsets committed); "
+                   "only to measure what exactly-once costs.")
+@click.option("--consumer-config", "consumer_conf", multiple=True, metavar="KEY=VALUE",
+              help="A librdkafka setting for the consumer (repeatable).")
+@click.option("--producer-config", "producer_conf", multiple=True, metavar="KEY=VALUE",
+              help="A librdkafka setting for the producer (repeatable).")
 @click.pass_context
 def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
             fit_from: str | None, batch_size: int | None, k: int | None,
-            max_events: int | None, idle_exit: float | None) -> None:
+            max_events: int | None, idle_exit: float | None, guarantee: str,
+            consumer_conf: tuple[str, ...], producer_conf: tuple[str, ...]) -> None:
     """Fold events into per-user models and publish fresh recommendations, exactly once.
 
     Reads the events topic in the consumer group, writes one list per affected user to the
-    recommendations topic and bad messages to the dead-letter topic, in one transaction per
-    batch with the input offsets. Without --model or --fit-from it serves popularity only.
-    SIGTERM or Ctrl-C finishes and commits the current batch, then exits 0.
+    recommendations topic, bad messages to the dead-letter topic and the new state of the batch's
+    users and partitions to the state changelog, in one transaction per batch with the input
+    offsets; assigned partitions get their state back from the changelog first. Without --model
+    or --fit-from it serves popularity only. SIGTERM or Ctrl-C finishes and commits the current
+    batch, then exits 0.
     """
     from consumers import model_source
     from consumers.foldin_worker import build_worker
@@ -49,8 +60,9 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
         raise click.BadParameter(str(exc)) from exc
     ensure_bootstrap(settings)
     recommender = OnlineRecommender(model_source.foldin_config(settings), factors)
-    worker, loop = build_worker(settings, recommender, max_messages=max_events,
-                                idle_exit=idle_exit)
+    worker, loop = build_worker(
+        settings, recommender, guarantee, max_messages=max_events, idle_exit=idle_exit,
+        consumer_extra=_key_values(consumer_conf), producer_extra=_key_values(producer_conf))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: loop.stop())
     try:
@@ -98,6 +110,16 @@ def recs(ctx: click.Context, user: str | None, as_json: bool, all_users: bool,
                 click.echo(encode(rec).decode())
             else:
                 click.echo(_describe(rec))
+
+
+def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _describe(rec) -> str:

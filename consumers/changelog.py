@@ -1,0 +1,273 @@
+"""The state changelog: what a worker needs to carry on a partition, written in the same Kafka
+transaction as the batch's outputs and input offsets, and read back when a partition is assigned.
+
+Records go to the compacted changelog partition numbered like the events partition (a worker that
+owns events partition p owns changelog partition p); values are JSON:
+
+- key `<user_id>`: `{"v", "history": UserHistory state, "ids": recent event ids}`, written by
+  every batch that applies an event of the user;
+- key `~p<p>/item/<item_id>`: `{"pop", "users", "vec", "version"}` (see `models.partition`),
+  written by every batch that changes the item in partition p;
+- key `~p<p>/meta`: `{"v", "offset": next events offset, "events", "t_ref", "dirty"}`, written
+  by every batch that reads partition p.
+
+A user id that starts with `~` is keyed with one more `~`, so every key `~p...` is a partition's.
+Partition state is one record per item, not one per partition: a batch changes few of a
+partition's items, so it writes (and compaction keeps) one small record per changed item, where a
+per-partition record would rewrite every item the partition has ever seen, in every batch. A
+renormalisation of the popularity (once per 50 half-lives of event time) changes every item's raw
+accumulator: the batch where it happens writes them all.
+
+The meta record carries the events offset its state covers. A restore reads the changelog
+partition to its end (read_committed) and checks that offset against the group's committed offset
+(fetched stable, so no transaction of the previous owner is pending): equal under exactly-once
+(the commit markers of both may land a moment apart: it reads on until they agree), at least the
+committed one under at-least-once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from refold.config import Settings
+from refold.kafka import make_consumer, watermarks
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+RESTORE_TIMEOUT_S = 60.0
+"""How long a restore waits for the changelog to reach the committed offsets (transactions of
+a dead worker stay open until `transaction.timeout.ms`)."""
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+class ChangelogError(RuntimeError):
+    """The changelog cannot give the state at the committed offsets."""
+
+
+# -- keys and values
+
+
+def user_key(user_id: str) -> bytes:
+    """The changelog key of a user: the user id, with one more `~` if it starts with `~`."""
+    return (("~" + user_id) if user_id.startswith("~") else user_id).encode()
+
+
+def item_key(partition: int, item_id: str) -> bytes:
+    return f"~p{partition}/item/{item_id}".encode()
+
+
+def meta_key(partition: int) -> bytes:
+    return f"~p{partition}/meta".encode()
+
+
+def parse_key(key: bytes) -> tuple[str, str]:
+    """`("user", user_id)`, `("item", item_id)` or `("meta", "")`.
+
+    >>> parse_key(b"u1"), parse_key(b"~~p1"), parse_key(b"~p3/item/i9"), parse_key(b"~p3/meta")
+    (('user', 'u1'), ('user', '~p1'), ('item', 'i9'), ('meta', ''))
+    """
+    text = key.decode()
+    if text.startswith("~~"):
+        return "user", text[1:]
+    if text.startswith("~p"):
+        _, _, rest = text.partition("/")
+        kind, _, item = rest.partition("/")
+        return ("item", item) if kind == "item" else ("meta", "")
+    return "user", text
+
+
+def user_value(history: Mapping[str, Any], ids: Iterable[str]) -> bytes:
+    return _encode({"v": VERSION, "history": history, "ids": list(ids)})
+
+
+def partition_records(
+    partition: int, plain: Mapping[str, Any], offset: int
+) -> Iterator[tuple[bytes, bytes]]:
+    """The records of a partition's changed items (`PartitionState.to_plain`), then its meta."""
+    for item_id, entry in plain["items"].items():
+        yield item_key(partition, item_id), _encode(entry)
+    meta = {"v": VERSION, "offset": offset, "events": plain["events"], "t_ref": plain["t_ref"],
+            "dirty": plain["dirty"]}
+    yield meta_key(partition), _encode(meta)
+
+
+# -- restoring
+
+
+@dataclass
+class RestoredPartition:
+    """One changelog partition read to its end: the latest value of every key, decoded."""
+
+    partition: int
+    users: dict[str, tuple[dict[str, Any], list[str]]] = field(default_factory=dict)
+    """`user -> (history state, recent event ids)`."""
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    meta: dict[str, Any] | None = None
+    records: int = 0
+    bytes: int = 0
+
+    @property
+    def offset(self) -> int | None:
+        """The events offset the state covers (None: nothing was ever committed here)."""
+        return None if self.meta is None else self.meta["offset"]
+
+    def plain(self) -> dict[str, Any] | None:
+        """The partition state as `models.partition.PartitionState.load_plain` takes it."""
+        if self.meta is None:
+            return None
+        return {"events": self.meta["events"], "t_ref": self.meta["t_ref"],
+                "dirty": self.meta["dirty"], "items": self.items}
+
+
+@dataclass
+class RestoreReport:
+    partitions: list[int]
+    users: int
+    items: int
+    records: int
+    bytes: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (f"restored partition(s) {self.partitions}: {self.users:,} users, {self.items:,} "
+                f"items from {self.records:,} records ({self.bytes / 1e6:.1f} MB) "
+                f"in {self.seconds:.2f} s")
+
+
+class ChangelogReader:
+    """Reads changelog partitions to the committed position; one client, kept between restores.
+
+    Its consumer carries the worker's group id only to fetch the group's committed offsets
+    (it never joins the group, never commits).
+    """
+
+    def __init__(self, settings: Settings, *, exact: bool = True,
+                 timeout: float = RESTORE_TIMEOUT_S) -> None:
+        self.settings = settings
+        self.topic = settings.topic("changelog")
+        self.events_topic = settings.topic("events")
+        self.exact = exact
+        self.timeout = timeout
+        self._consumer: Consumer | None = None
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = make_consumer(self.settings, self.settings.consumer_group, {
+                "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 8 << 20,
+                "fetch.wait.max.ms": 50})
+        return self._consumer
+
+    def committed(self, partitions: list[int]) -> dict[int, int | None]:
+        """The group's committed events offset per partition, once no transaction is pending."""
+        tps = [TopicPartition(self.events_topic, p) for p in partitions]
+        got = self.consumer.committed(tps, timeout=self.timeout)
+        return {tp.partition: tp.offset if tp.offset >= 0 else None for tp in got}
+
+    def restore(self, partitions: list[int]) -> tuple[dict[int, RestoredPartition], RestoreReport]:
+        """Every key's latest committed value in `partitions`, checked against the offsets."""
+        t0 = time.perf_counter()
+        targets = self.committed(partitions)
+        raw: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
+        out = {p: RestoredPartition(p) for p in partitions}
+        consumer, deadline = self.consumer, time.monotonic() + self.timeout
+        consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+        try:
+            while True:
+                self._read_to_end(raw, out, deadline)
+                behind = self._behind(raw, targets)
+                if not behind:
+                    break
+                if time.monotonic() > deadline:
+                    raise ChangelogError(
+                        f"{self.topic}: state of partition(s) {behind} does not reach the "
+                        f"committed offsets {targets} after {self.timeout:.0f} s")
+                time.sleep(0.05)  # a commit marker not written yet: read on
+        finally:
+            consumer.unassign()
+        for p in partitions:
+            _decode_partition(raw.pop(p), out[p])
+        report = RestoreReport(
+            partitions, sum(len(r.users) for r in out.values()),
+            sum(len(r.items) for r in out.values()), sum(r.records for r in out.values()),
+            sum(r.bytes for r in out.values()), time.perf_counter() - t0)
+        return out, report
+
+    def _read_to_end(self, raw: dict[int, dict[bytes, bytes]],
+                     out: dict[int, RestoredPartition], deadline: float) -> None:
+        consumer = self.consumer
+        marks = watermarks(consumer, self.topic)  # read_committed: the last stable offsets
+        ends = {p: marks[p][1] for p in raw}
+        while True:
+            positions = consumer.position([TopicPartition(self.topic, p) for p in raw])
+            if all(ends[tp.partition] == 0 or tp.offset >= ends[tp.partition]
+                   for tp in positions):
+                return
+            if time.monotonic() > deadline:
+                raise ChangelogError(f"{self.topic}: not read to its end {ends} in time")
+            for msg in consumer.consume(10_000, 0.2):
+                if msg.error() is not None:
+                    if msg.error().fatal():
+                        raise ChangelogError(f"{self.topic}: {msg.error()}")
+                    log.warning("%s: %s", self.topic, msg.error())
+                    continue
+                p, value = msg.partition(), msg.value()
+                out[p].records += 1
+                out[p].bytes += len(value or b"")
+                if value is None:
+                    raw[p].pop(msg.key(), None)
+                else:
+                    raw[p][msg.key()] = value
+
+    def _behind(self, raw: dict[int, dict[bytes, bytes]],
+                targets: dict[int, int | None]) -> list[int]:
+        """The partitions whose state does not (yet) stand at the committed offset."""
+        behind = []
+        for p, target in targets.items():
+            value = raw[p].get(meta_key(p))
+            offset = None if value is None else _decode(value)["offset"]
+            if target is None and offset is not None and self.exact:
+                raise ChangelogError(
+                    f"{self.topic}[{p}] holds state up to events offset {offset} but the group "
+                    f"{self.settings.consumer_group!r} has no committed offset there (expired or "
+                    "reset?): reset the group to that offset, or delete the changelog to start "
+                    "over")
+            if target is not None and (offset is None or offset < target):
+                behind.append(p)
+            elif offset is not None and (target is None or offset > target):
+                if self.exact:
+                    raise ChangelogError(
+                        f"{self.topic}[{p}] holds state up to events offset {offset}, beyond "
+                        f"the committed {target}: the group's offsets were moved back")
+                log.info("%s[%d]: state at offset %d, committed %s: the events in between "
+                         "are read again and skipped as duplicates", self.topic, p, offset,
+                         target)
+        return behind
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+def _decode_partition(raw: dict[bytes, bytes], out: RestoredPartition) -> None:
+    for key, value in raw.items():
+        kind, name = parse_key(key)
+        data = _decode(value)
+        if kind != "item" and data.get("v") != VERSION:
+            raise ChangelogError(f"changelog record {key!r}: unknown version {data.get('v')!r}")
+        if kind == "user":
+            out.users[name] = (data["history"], data["ids"])
+        elif kind == "item":
+            out.items[name] = data
+        else:
+            out.meta = data
