@@ -194,7 +194,10 @@ class SnapshotFollower:
                                             "fetch.max.bytes": 64 << 20,
                                             # a long-poll at the end of the log would delay
                                             # the next probe's fetch by its full wait
-                                            "fetch.wait.max.ms": 20})
+                                            "fetch.wait.max.ms": 20,
+                                            # with a full prefetch queue, retry in 10 ms
+                                            # rather than the default second
+                                            "fetch.queue.backoff.ms": 10})
         return self._consumer
 
     def load_latest(self, timeout: float = 60.0) -> Snapshot | None:
