@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from models.drift import DistributionDrift, HitRateDrift, MeanShiftDrift, SnapshotChurn
 from models.online_quality import CategoriesOf, OnlineQuality
@@ -37,7 +37,6 @@ from refold import metrics as M
 log = logging.getLogger(__name__)
 
 DEFAULT_REFIT_ON = frozenset({"hit_rate", "foldin_residual", "item_popularity"})
-_OFFSET_INVALID = -1001  # librdkafka's OFFSET_INVALID: no position or watermark known yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +255,7 @@ class Monitor:
 
     def on_snapshot(self, version: int, created_at: float | None, items: int | None = None
                     ) -> None:
-        """A snapshot was loaded and swapped in."""
+        """A snapshot was swapped in; `created_at` is when the refitter built it (if known)."""
         M.SNAPSHOT_LOADS.labels(outcome="loaded").inc()
         M.SNAPSHOT_LOADED.set(self.clock())
         if created_at is not None:
@@ -273,49 +272,14 @@ class Monitor:
         for tp in partitions:
             M.ASSIGNED_PARTITIONS.labels(topic=tp.topic).inc()
 
-    def on_revoked(self, partitions: Sequence[TopicPartition], lost: bool = False) -> None:
+    def on_revoked(self, partitions: Sequence[TopicPartition], group: str = "",
+                   lost: bool = False) -> None:
+        """Partitions went away: count it, and drop their lag series (another worker has them)."""
         M.REBALANCES.labels(kind="lost" if lost else "revoke").inc()
         for tp in partitions:
             M.ASSIGNED_PARTITIONS.labels(topic=tp.topic).dec()
             with contextlib.suppress(KeyError):  # no lag was recorded for it yet
-                M.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+                M.CONSUMER_LAG.remove(group, tp.topic, str(tp.partition))
 
     def on_error(self, kind: str) -> None:
         M.ERRORS.labels(kind=M.reason_label(kind, "error")).inc()
-
-
-def record_lag(consumer: Consumer, timeout: float = 1.0) -> dict[tuple[str, int], int]:
-    """Set `refold_consumer_lag_messages` for every assigned partition with a known position.
-
-    The high watermark comes from the consumer's cache (refreshed by every fetch) and from the
-    broker only when the cache has none; partitions not fetched from yet are left out.
-    """
-    lags: dict[tuple[str, int], int] = {}
-    assigned = consumer.assignment()
-    if not assigned:
-        return lags
-    for tp in consumer.position(assigned):
-        if tp.offset < 0:
-            continue
-        high = consumer.get_watermark_offsets(tp, cached=True)[1]
-        if high == _OFFSET_INVALID:
-            high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)[1]
-        lag = max(0, high - tp.offset)
-        lags[(tp.topic, tp.partition)] = lag
-        M.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
-    return lags
-
-
-def record_refit(seconds: float, outcome: str, *, training_events: int | None = None,
-                 scores: dict[str, tuple[float, float | None]] | None = None) -> None:
-    """The refitter's account of one refit: duration, outcome (accepted, refused, failed) and
-    hold-out scores as `{metric: (candidate, live)}`."""
-    M.REFIT_DURATION.observe(seconds)
-    M.REFITS.labels(outcome=outcome).inc()
-    M.LAST_REFIT.set(time.time())
-    if training_events is not None:
-        M.REFIT_EVENTS.set(training_events)
-    for metric, (candidate, live) in (scores or {}).items():
-        M.REFIT_SCORE.labels(metric=metric, model="candidate").set(candidate)
-        if live is not None:
-            M.REFIT_SCORE.labels(metric=metric, model="live").set(live)

@@ -67,8 +67,8 @@ FRESHNESS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
     **_NO_REGISTRY)
 CONSUMER_LAG = Gauge(
-    "refold_consumer_lag_messages", "High watermark minus the consumer's position.",
-    ["topic", "partition"], **_NO_REGISTRY)
+    "refold_consumer_lag_messages", "High watermark minus the consumer's position, by group.",
+    ["group", "topic", "partition"], **_NO_REGISTRY)
 ASSIGNED_PARTITIONS = Gauge(
     "refold_assigned_partitions", "Partitions currently assigned to this consumer.",
     ["topic"], **_NO_REGISTRY)
@@ -178,7 +178,8 @@ ALL = tuple(v for v in list(globals().values())
 
 _REFIT_ONLY = (REFIT_DURATION, REFITS, REFIT_EVENTS, REFIT_SCORE, SNAPSHOTS_PUBLISHED,
                SNAPSHOT_BYTES, LAST_REFIT)
-REFITTER = (*_REFIT_ONLY, REFIT_REQUESTS, MODEL_VERSION, SNAPSHOT_CREATED, ERRORS, BUILD)
+REFITTER = (*_REFIT_ONLY, REFIT_REQUESTS, MODEL_VERSION, SNAPSHOT_CREATED, CONSUMER_LAG, ERRORS,
+            BUILD)
 CONSUMER = tuple(c for c in ALL if c not in _REFIT_ONLY)
 ROLES = {"consumer": CONSUMER, "refitter": REFITTER}
 """What each process exposes: a refitter has no hit rate, so it exports none (not a zero)."""

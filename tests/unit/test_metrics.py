@@ -12,7 +12,8 @@ import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry, Histogram
 
-from consumers.monitor import Monitor, Published, record_lag, record_refit
+from consumers.instrument import Monitored, record_lag, record_published, record_refit
+from consumers.monitor import Monitor, Published
 from refold import metrics as M
 from refold.config import Settings
 from refold.schemas import Event
@@ -67,7 +68,7 @@ def test_each_role_exposes_its_own_metrics_with_known_labels_at_zero():
     port = M.serve(Settings(metrics_port=0), role="refitter", registry=registry)
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert 'refold_refits_total{outcome="refused"} 0.0' in body
-    assert "refold_online_hit_ratio" not in body and "refold_consumer_lag" not in body
+    assert "refold_online_hit_ratio" not in body and "refold_events_consumed" not in body
     assert registry.get_sample_value("refold_refit_requests_total", {"reason": "hit_rate"}) \
         is not None
 
@@ -139,11 +140,11 @@ def test_snapshots_rebalances_and_errors(reg):
     parts = [TopicPartition("t", 0), TopicPartition("t", 1)]
     assigned = value(reg, "refold_assigned_partitions", topic="t")
     m.on_assigned(parts)
-    M.CONSUMER_LAG.labels(topic="t", partition="1").set(5)
-    m.on_revoked(parts[1:])
+    M.CONSUMER_LAG.labels(group="g", topic="t", partition="1").set(5)
+    m.on_revoked(parts[1:], "g")
     assert value(reg, "refold_assigned_partitions", topic="t") - assigned == 1
-    assert reg.get_sample_value("refold_consumer_lag_messages", {"topic": "t", "partition": "1"}) \
-        is None
+    assert reg.get_sample_value("refold_consumer_lag_messages",
+                                {"group": "g", "topic": "t", "partition": "1"}) is None
     errors = value(reg, "refold_errors_total", kind="kafka")
     m.on_error("kafka")
     assert value(reg, "refold_errors_total", kind="kafka") - errors == 1
@@ -165,9 +166,9 @@ class FakeConsumer:
 
 
 def test_record_lag_uses_positions_and_watermarks(reg):
-    lags = record_lag(FakeConsumer({0: 10, 1: 5, 2: -1001}, {0: 15, 1: 500, 2: 9}))
+    lags = record_lag(FakeConsumer({0: 10, 1: 5, 2: -1001}, {0: 15, 1: 500, 2: 9}), "g")
     assert lags == {("ev", 0): 5, ("ev", 1): 495}  # partition 2 has no position yet
-    assert value(reg, "refold_consumer_lag_messages", topic="ev", partition="1") == 495
+    assert value(reg, "refold_consumer_lag_messages", group="g", topic="ev", partition="1") == 495
 
 
 def test_record_refit(reg):
@@ -178,6 +179,77 @@ def test_record_refit(reg):
     assert value(reg, "refold_refit_duration_seconds_count") - n == 1
     assert value(reg, "refold_refit_holdout_score", metric="recall_at_20", model="live") == 0.25
     assert value(reg, "refold_refit_training_events") == 1000
+    record_published(5, 1234.0, 2048)
+    assert value(reg, "refold_snapshot_bytes") == 2048 and value(reg, "refold_model_version") == 5
+
+
+class FakeRecommender:
+    model_version: int | None = None
+
+
+class FakeWorker:
+    def __init__(self) -> None:
+        self.recommender = FakeRecommender()
+        self.calls: list[str] = []
+        self.on_commit = None
+        self.pending = None
+
+    def handle(self, messages, out):
+        self.calls.append("handle")
+
+    def promote(self):
+        self.calls.append("promote")
+
+    def rollback(self):
+        self.calls.append("rollback")
+
+    def between_batches(self):
+        if self.pending is not None:
+            self.recommender.model_version, self.pending = self.pending, None
+
+    def on_partitions_assigned(self, partitions):
+        self.calls.append("assigned")
+
+    def on_partitions_revoked(self, partitions):
+        self.calls.append("revoked")
+
+    def swap_model(self, factors):
+        self.pending = factors
+
+    def summary(self, seconds):
+        return "summary"
+
+
+class FakeSnapshot:
+    version, created_at, item_ids = 9, 4321.0, ("a", "b", "c")
+
+    def item_factors(self):
+        return 9
+
+
+def test_monitored_worker_reports_swaps_aborts_rebalances_and_lag(reg):
+    worker, now = FakeWorker(), [0.0]
+    monitored = Monitored(worker, Monitor(clock=lambda: 5000.0), "grp", lag_interval=5.0,
+                          clock=lambda: now[0])
+    assert worker.on_commit == monitored.monitor.on_commit
+    consumer = FakeConsumer({0: 1}, {0: 4})
+    monitored.consumer = lambda: consumer
+    aborts = value(reg, "refold_errors_total", kind="abort")
+    monitored.handle([], None)
+    monitored.rollback()
+    monitored.on_partitions_assigned([TopicPartition("ev", 0)])
+    monitored.swap_snapshot(FakeSnapshot())
+    monitored.between_batches()
+    assert worker.calls == ["handle", "rollback", "assigned"]
+    assert value(reg, "refold_errors_total", kind="abort") - aborts == 1
+    assert value(reg, "refold_model_version") == 9 and value(reg, "refold_model_items") == 3
+    assert value(reg, "refold_snapshot_created_timestamp_seconds") == 4321.0
+    assert value(reg, "refold_consumer_lag_messages", group="grp", topic="ev", partition="0") == 3
+    consumer.positions[0] = 4
+    now[0] = 1.0
+    monitored.between_batches()  # within lag_interval: not re-read
+    assert value(reg, "refold_consumer_lag_messages", group="grp", topic="ev", partition="0") == 3
+    assert monitored.summary(1.0) == "summary"
 
 
 def test_monitor_takes_the_workers_committed_batch(reg):
