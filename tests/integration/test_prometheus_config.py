@@ -74,14 +74,17 @@ UNIT_TESTS = [
     {   # lag that keeps growing past the floor
         "interval": "1m",
         "input_series": [
-            {"series": 'refold_consumer_lag_messages{topic="ev",partition="0",job="refold"}',
+            {"series": 'refold_consumer_lag_messages{group="g",topic="ev",partition="0",'
+                       'job="refold"}',
              "values": "0+200x40"},
-            {"series": 'refold_consumer_lag_messages{topic="ev",partition="1",job="refold"}',
+            {"series": 'refold_consumer_lag_messages{group="g",topic="ev",partition="1",'
+                       'job="refold"}',
              "values": "500x40"},
         ],
         "alert_rule_test": [
-            alert("RefoldConsumerLagGrowing", "30m", "lag on ev is above 1000 messages and growing",
-                  severity="warning", topic="ev"),
+            alert("RefoldConsumerLagGrowing", "30m",
+                  "lag of g on ev is above 1000 messages and growing",
+                  severity="warning", group="g", topic="ev"),
         ],
     },
     {   # a hit-rate drop, a drift detection, an old snapshot, a failed refit, a target down
