@@ -333,16 +333,26 @@ def transactional_id(settings: Settings) -> str:
 
 def build_worker(
     settings: Settings, recommender: OnlineRecommender, guarantee: str = "exactly-once",
-    **loop_options: Any,
+    monitor: Any = None, **loop_options: Any,
 ) -> tuple[FoldInWorker, TransactionalLoop]:
-    """A worker that follows the catalog, and the loop that drives it with `guarantee`."""
+    """A worker that follows the catalog, and the loop that drives it with `guarantee`.
+
+    With a `consumers.monitor.Monitor`, the worker is returned wrapped in
+    `consumers.instrument.Monitored` (same interface, plus `swap_snapshot`), which feeds it.
+    """
 
     def apply(item: Any) -> None:
         recommender.set_item_active(item.item_id, item.active, item.categories)
 
     worker = FoldInWorker(settings, recommender, catalog=CatalogReader(settings, apply),
                           exact_restore=guarantee == "exactly-once")
+    if monitor is not None:
+        from consumers.instrument import Monitored
+
+        worker = Monitored(worker, monitor, settings.consumer_group)  # type: ignore[assignment]
     loop = TransactionalLoop(
         settings, worker, topics=[settings.topic("events")], group_id=settings.consumer_group,
         transactional_id=transactional_id(settings), guarantee=guarantee, **loop_options)
+    if monitor is not None:
+        worker.attach(loop)  # type: ignore[attr-defined]
     return worker, loop

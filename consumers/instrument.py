@@ -63,8 +63,9 @@ class Monitored:
         self._last_lag = float("-inf")
 
     def attach(self, loop: Any) -> None:
-        """Read lag through `loop.consumer` (a `TransactionalLoop`)."""
-        self.consumer = lambda: loop.consumer
+        """Read lag through the consumer of `loop` (a `TransactionalLoop`), between batches, when
+        the loop is not using it."""
+        self.consumer = lambda: loop._consumer
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.worker, name)
@@ -124,9 +125,14 @@ def record_refit(seconds: float, outcome: str, *, training_events: int | None = 
             M.REFIT_SCORE.labels(metric=metric, model="live").set(live)
 
 
+def record_live(version: int, created_at: float) -> None:
+    """The refitter's live snapshot (loaded at start, or just published)."""
+    M.MODEL_VERSION.set(version)
+    M.SNAPSHOT_CREATED.set(created_at)
+
+
 def record_published(version: int, created_at: float, size_bytes: int) -> None:
     """A snapshot the refitter has published: now the live version."""
     M.SNAPSHOTS_PUBLISHED.inc()
     M.SNAPSHOT_BYTES.set(size_bytes)
-    M.MODEL_VERSION.set(version)
-    M.SNAPSHOT_CREATED.set(created_at)
+    record_live(version, created_at)

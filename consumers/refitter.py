@@ -29,6 +29,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from consumers import instrument
 from consumers.snapshots import SnapshotFollower, SnapshotPublisher
 from models.refit import Gate, RefitParams, train
 from models.snapshot import CHUNK_BYTES, Snapshot, Watermark
@@ -116,6 +117,7 @@ class Refitter:
                        int(self.store.meta.get("version", 0)))
         self.next_version = seen + 1
         if self.live is not None:
+            instrument.record_live(self.live.version, self.live.created_at)
             log.info("live snapshot v%d covers %s", self.live.version,
                      self._where(self.live.watermark.offsets))
 
@@ -138,10 +140,13 @@ class Refitter:
         consumer.subscribe([self.topic], on_assign=self._on_assign)
         ends = watermarks(consumer, self.topic)
         caught_up = False
-        last_checkpoint = time.monotonic()
+        last_checkpoint = last_lag = time.monotonic()
         try:
             while not self._stopping.is_set():
                 self._consume(consumer, self.settings.batch_size * 10)
+                if time.monotonic() - last_lag >= 5.0:
+                    instrument.record_lag(consumer, self.settings.refit_group)
+                    last_lag = time.monotonic()
                 if not caught_up and all(max(self.offsets.get(p, lo), lo) >= hi
                                          for p, (lo, hi) in ends.items()):
                     caught_up = True
@@ -220,13 +225,18 @@ class Refitter:
             return None
         except ModelError as exc:
             self.failed += 1
+            instrument.record_refit(time.perf_counter() - t0, "failed")
             log.error("refit v%d failed: %s", version, exc)
             return None
         t_fit = time.perf_counter() - t0 - t_data
         verdict = self.gate.check(cand, self.live, data)
         t_gate = time.perf_counter() - t0 - t_data - t_fit
+        scores = {"recall_at_k": (verdict.metrics.get("recall_at_k", float("nan")),
+                                  verdict.metrics.get("live_recall_at_k"))}
         if not verdict.passed:
             self.refused += 1
+            instrument.record_refit(time.perf_counter() - t0, "refused",
+                                    training_events=data.full.nnz, scores=scores)
             log.warning("refit v%d refused by the gate: %s", version, verdict.reason)
             return None
         snap = Snapshot.build(
@@ -236,6 +246,9 @@ class Refitter:
             metrics={**cand.metrics, **verdict.metrics, "store_seconds": t_data,
                      "gate_seconds": t_gate})
         published = self.publisher.publish(snap)
+        instrument.record_refit(time.perf_counter() - t0, "accepted",
+                                training_events=data.full.nnz, scores=scores)
+        instrument.record_published(version, snap.created_at, published.bytes)
         self.live, self.next_version = snap, version + 1
         self.published += 1
         self.store.meta["version"] = version

@@ -1,3 +1,13 @@
 """Imports every command module so that each registers its commands on the `refold` group."""
 
-from refold.cli import bench, bench_drift, consume, demo, evaluate, infra, produce, refit  # noqa: F401
+from refold.cli import (  # noqa: F401
+    bench,
+    bench_drift,
+    consume,
+    demo,
+    evaluate,
+    infra,
+    produce,
+    refit,
+    report,
+)

@@ -26,6 +26,10 @@ from refold.cli import cli, settings_from
               default="exactly-once", show_default=True,
               help="at-least-once: no transactions (outputs flushed, then offsets committed); "
                    "only to measure what exactly-once costs.")
+@click.option("--metrics-port", type=int, help="Serve /metrics on this port; 0: a free one [0] "
+              "(env REFOLD_METRICS_PORT).")
+@click.option("--follow-snapshots", is_flag=True,
+              help="Serve the latest snapshot of the snapshots topic, and each new one.")
 @click.option("--consumer-config", "consumer_conf", multiple=True, metavar="KEY=VALUE",
               help="A librdkafka setting for the consumer (repeatable).")
 @click.option("--producer-config", "producer_conf", multiple=True, metavar="KEY=VALUE",
@@ -34,6 +38,7 @@ from refold.cli import cli, settings_from
 def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
             fit_from: str | None, batch_size: int | None, k: int | None,
             max_events: int | None, idle_exit: float | None, guarantee: str,
+            metrics_port: int | None, follow_snapshots: bool,
             consumer_conf: tuple[str, ...], producer_conf: tuple[str, ...]) -> None:
     """Fold events into per-user models and publish fresh recommendations, exactly once.
 
@@ -52,7 +57,8 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
 
     if model_path and fit_from:
         raise click.UsageError("give --model or --fit-from, not both")
-    settings = settings_from(ctx, instance_id=instance_id, batch_size=batch_size, k=k)
+    settings = settings_from(ctx, instance_id=instance_id, batch_size=batch_size, k=k,
+                             metrics_port=metrics_port)
     try:
         factors = (model_source.load_item_factors(model_path) if model_path
                    else model_source.fit_from(fit_from, settings) if fit_from else None)
@@ -60,9 +66,12 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
         raise click.BadParameter(str(exc)) from exc
     ensure_bootstrap(settings)
     recommender = OnlineRecommender(model_source.foldin_config(settings), factors)
+    monitor = _monitor(settings, recommender)
     worker, loop = build_worker(
-        settings, recommender, guarantee, max_messages=max_events, idle_exit=idle_exit,
-        consumer_extra=_key_values(consumer_conf), producer_extra=_key_values(producer_conf))
+        settings, recommender, guarantee, monitor=monitor, max_messages=max_events,
+        idle_exit=idle_exit, consumer_extra=_key_values(consumer_conf),
+        producer_extra=_key_values(producer_conf))
+    follower = _follow(settings, worker, recommender.model_version) if follow_snapshots else None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: loop.stop())
     try:
@@ -72,8 +81,39 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
         raise click.ClickException(f"stopped: {exc}") from exc
     finally:
         worker.close()
+        if follower is not None:
+            follower.close()
     click.echo(f"consume: {worker.summary(stats.busy_seconds)}; "
                f"{stats.batches:,} transactions, {stats.aborts} aborted")
+
+
+def _monitor(settings, recommender):
+    """Serve /metrics; a `Monitor` of drift and online quality that the worker will feed."""
+    from consumers.monitor import Monitor
+    from refold.metrics import serve
+
+    port = serve(settings, role="consumer")
+    click.echo(f"metrics: http://{settings.metrics_host}:{port}/metrics", err=True)
+    catalog = recommender.catalog
+
+    def categories(item_id: str) -> tuple[str, ...]:
+        i = catalog.get(item_id)
+        return catalog.categories_of(i) if i >= 0 else ()
+
+    return Monitor(settings.k, weights=recommender.config.weights, categories=categories,
+                   catalog_size=lambda: int(catalog.active.sum()))
+
+
+def _follow(settings, worker, served: int | None):
+    """Swap in the latest snapshot now if it is newer, then each new one as it arrives."""
+    from consumers.snapshots import SnapshotFollower
+
+    follower = SnapshotFollower(settings, live_version=served or 0)
+    snap = follower.load_latest(timeout=30)
+    if snap is not None and snap.version > (served or 0):
+        worker.swap_snapshot(snap)
+    follower.start(worker.swap_snapshot)
+    return follower
 
 
 @cli.command("recs")

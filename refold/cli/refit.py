@@ -51,6 +51,8 @@ def _params(settings, model: str, holdout: float, max_recall_drop: float):
 @click.option("--keep-versions", type=int, default=3, show_default=True,
               help="Versions kept on the snapshots topic (older records are deleted).")
 @click.option("--chunk-bytes", type=int, default=900_000, show_default=True)
+@click.option("--metrics-port", type=int, help="Serve /metrics on this port; 0: a free one [0] "
+              "(env REFOLD_METRICS_PORT).")
 @click.option("--flush-every", type=int, default=64, show_default=True,
               help="Chunks between delivery waits (and progress log lines).")
 @click.option("--publish-pause", type=float, default=0.0, show_default=True,
@@ -60,8 +62,8 @@ def refit(ctx: click.Context, once: bool, every_events: int, every_seconds: floa
           checkpoint_seconds: float, window_days: float, half_life_days: float, max_users: int,
           max_items: int, max_nnz: int, model: str, factors: int | None, iterations: int | None,
           regularization: float | None, alpha: float | None, holdout: float,
-          max_recall_drop: float, keep_versions: int, chunk_bytes: int, flush_every: int,
-          publish_pause: float) -> None:
+          max_recall_drop: float, keep_versions: int, chunk_bytes: int, metrics_port: int | None,
+          flush_every: int, publish_pause: float) -> None:
     """Retrain the item factors from the events topic and publish versioned snapshots.
 
     Consumes the events topic in its own group (read_committed) into a bounded interaction
@@ -73,10 +75,13 @@ def refit(ctx: click.Context, once: bool, every_events: int, every_seconds: floa
     from models.store import StoreConfig
     from refold.broker import ensure_bootstrap
     from refold.kafka import KafkaFatalError
+    from refold.metrics import serve
 
     settings = settings_from(ctx, factors=factors, iterations=iterations,
-                             regularization=regularization, alpha=alpha)
+                             regularization=regularization, alpha=alpha, metrics_port=metrics_port)
     ensure_bootstrap(settings)
+    port = serve(settings, role="refitter")
+    click.echo(f"metrics: http://{settings.metrics_host}:{port}/metrics", err=True)
     store = StoreConfig(window_seconds=window_days * 86400, half_life_seconds=half_life_days
                         * 86400, max_users=max_users, max_items=max_items, max_nnz=max_nnz)
     refitter = Refitter(settings, _params(settings, model, holdout, max_recall_drop), store,

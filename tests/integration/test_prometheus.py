@@ -1,0 +1,158 @@
+"""A real Prometheus scrapes a running pipeline; every dashboard and rule expression has data.
+
+A worker (`refold consume --follow-snapshots`) and a refitter (`refold refit`) run as processes on
+a replay of a synthetic world through the real broker, with a few bad messages for the
+dead-letter path. The refitter publishes a snapshot mid-replay, which the worker then serves.
+Prometheus scrapes both every second with the repository's rules; then each PromQL expression of
+the dashboards and the rule file is evaluated through the HTTP API. A condition (an alert, or an
+annotation that keeps only non-zero samples) is empty while the pipeline is healthy, so for those
+each operand must have data instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from producers.replay import replay
+from producers.sdk import EventProducer
+from producers.synth import SynthConfig, generate
+from refold.config import Settings
+from refold.kafka import make_admin
+from refold.topics import create_topics
+
+from .prometheus import Prometheus, free_port, promql_expressions
+
+pytestmark = pytest.mark.slow
+
+_SPLIT = re.compile(r"\s*(==|!=|>=|<=|>|<)\s*(bool\s+)?|\s+(and|or|unless)\s+")
+
+
+def operands(expr: str) -> list[str]:
+    """The parts of `expr` joined at top level by comparisons or set operators (else [expr]).
+
+    >>> operands('a{x!="1"} > 0 unless sum(rate(b[1m])) > bool 2')
+    ['a{x!="1"}', '0', 'sum(rate(b[1m]))', '2']
+    """
+    parts, depth, quote, start, i = [], 0, "", 0, 0
+    text = " ".join(expr.split())
+    while i < len(text):
+        c = text[i]
+        if quote:
+            quote = "" if c == quote and text[i - 1] != "\\" else quote
+        elif c in "\"'":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif depth == 0 and (m := _SPLIT.match(text, i)):
+            parts.append(text[start:i].strip())
+            start = i = m.end()
+            continue
+        i += 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def spawn(settings: Settings, log: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": settings.bootstrap,
+           "REFOLD_TOPIC_PREFIX": settings.topic_prefix, "REFOLD_HOME": settings.home,
+           "REFOLD_CONSUMER_GROUP": settings.consumer_group,
+           "REFOLD_REFIT_GROUP": settings.refit_group}
+    return subprocess.Popen([sys.executable, "-c", "from refold.cli import main; main()", *args],
+                            env=env, stdout=subprocess.DEVNULL, stderr=log.open("a"))
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def send_bad_messages(settings: Settings, n: int = 5) -> None:
+    producer = Producer({"bootstrap.servers": settings.bootstrap})
+    for i in range(n):
+        producer.produce(settings.topic("events"), b"not json", key=f"bad{i}".encode())
+    producer.flush(10)
+
+
+def value(prom: Prometheus, expr: str) -> float:
+    result = prom.query(expr)
+    return float(result[0]["value"][1]) if result else float("nan")
+
+
+def wait_for(prom: Prometheus, expr: str, ok, timeout: float, logs: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not ok(value(prom, expr)):
+        if time.monotonic() > deadline:
+            tails = {p.name: p.read_text()[-1500:] for p in logs.glob("*.log")}
+            pytest.fail(f"{expr} = {value(prom, expr)} after {timeout:.0f} s; logs: {tails}")
+        time.sleep(0.5)
+
+
+def without_data(prom: Prometheus) -> list[str]:
+    """The expressions that have no data (conditions: that have an operand without data)."""
+    missing = []
+    for where, expr in promql_expressions():
+        if prom.query(expr):
+            continue
+        parts = operands(expr)
+        empty = [part for part in parts if not prom.query(part)]
+        if len(parts) == 1 or empty:
+            missing.append(f"{where}: {expr} (empty: {empty})")
+    return missing
+
+
+def test_every_dashboard_and_rule_expression_has_data(bootstrap, unique_prefix, tmp_path):
+    settings = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix,
+                        events_partitions=2, consumer_group=f"{unique_prefix}foldin",
+                        refit_group=f"{unique_prefix}refit", home=str(tmp_path / "home"))
+    create_topics(make_admin(settings), settings)
+    log, catalog, _ = generate(SynthConfig(n_users=300, n_items=200, n_events=6000, seed=3))
+    events = list(log.iter_events("synth"))
+    ports = {"consumer": free_port(), "refitter": free_port()}
+    targets = {f"127.0.0.1:{port}": {"role": role} for role, port in ports.items()}
+    procs = []
+    with Prometheus(targets) as prom:
+        try:
+            procs.append(spawn(settings, tmp_path / "refitter.log", "refit", "--every-events",
+                               "3000", "--every-seconds", "0", "--factors", "8", "--iterations",
+                               "3", "--metrics-port", str(ports["refitter"])))
+            procs.append(spawn(settings, tmp_path / "consumer.log", "consume", "--batch-size",
+                               "100", "--follow-snapshots", "--metrics-port",
+                               str(ports["consumer"])))
+            wait_for(prom, 'count(up{job="refold"} == 1)', lambda v: v == 2, 60, tmp_path)
+            with EventProducer(settings) as producer:
+                replay(events[:3000], producer, catalog=catalog, progress=False)
+            send_bad_messages(settings)
+            # the refitter publishes v1 at 3000 events; the worker swaps it in
+            wait_for(prom, 'max(refold_model_version{role="consumer"})', lambda v: v >= 1, 120,
+                     tmp_path)
+            with EventProducer(settings) as producer:
+                replay(events[3000:], producer, progress=False)
+            wait_for(prom, "sum(refold_events_consumed_total)", lambda v: v >= len(events), 120,
+                     tmp_path)
+            wait_for(prom, "sum(refold_online_evaluated_events_total)", lambda v: v > 0, 30,
+                     tmp_path)
+            # Rates and derivatives need a few scrapes and rule evaluations: retry a while.
+            deadline = time.monotonic() + 30
+            while (missing := without_data(prom)) and time.monotonic() < deadline:
+                time.sleep(2)
+        finally:
+            for proc in procs:
+                stop(proc)
+    assert not missing, "no data for:\n" + "\n".join(missing)
+    assert all(p.returncode == 0 for p in procs), [p.returncode for p in procs]
