@@ -254,10 +254,11 @@ def render(source: PrometheusSource | ScrapeSource, out: str | Path,
                              squeeze=False)
     last: dict[str, float] = {}
     for ax, panel, lines in zip(axes[:, 0], panels, data, strict=True):
-        for line, t, v in lines:
+        for j, (line, t, v) in enumerate(lines):
             if len(t):
                 style = "steps-post" if panel.unit == "version" else "default"
-                ax.plot((t - t0) / 60.0, v, label=line.label, drawstyle=style)
+                ax.plot((t - t0) / 60.0, v, label=line.label, drawstyle=style,
+                        linestyle=("-", "--", ":", "-.")[j % 4])  # overlapping lines stay visible
                 last[f"{panel.title}: {line.label}"] = float(v[-1])
         ax.set_title(panel.title, loc="left", fontsize=10)
         ax.set_ylabel(panel.unit)

@@ -3,6 +3,7 @@
 A worker (`refold consume --follow-snapshots`) and a refitter (`refold refit`) run as processes on
 a replay of a synthetic world through the real broker, with a few bad messages for the
 dead-letter path. The refitter publishes a snapshot mid-replay, which the worker then serves.
+`refold report` then draws the run from the same Prometheus.
 Prometheus scrapes both every second with the repository's rules; then each PromQL expression of
 the dashboards and the rule file is evaluated through the HTTP API. A condition (an alert, or an
 annotation that keeps only non-zero samples) is empty while the pipeline is healthy, so for those
@@ -27,6 +28,7 @@ from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
 from refold.config import Settings
 from refold.kafka import make_admin
+from refold.report import PrometheusSource, render
 from refold.topics import create_topics
 
 from .prometheus import Prometheus, free_port, promql_expressions
@@ -151,8 +153,12 @@ def test_every_dashboard_and_rule_expression_has_data(bootstrap, unique_prefix, 
             deadline = time.monotonic() + 30
             while (missing := without_data(prom)) and time.monotonic() < deadline:
                 time.sleep(2)
+            now = time.time()
+            last = render(PrometheusSource(prom.url, now - 120, now, step=1), tmp_path / "r.png")
         finally:
             for proc in procs:
                 stop(proc)
     assert not missing, "no data for:\n" + "\n".join(missing)
     assert all(p.returncode == 0 for p in procs), [p.returncode for p in procs]
+    assert last["model versions: serving"] >= 1 and last["model versions: published"] >= 1
+    assert (tmp_path / "r.png").stat().st_size > 10_000
