@@ -29,9 +29,11 @@ from producers.synth import SynthConfig, generate
 
 @dataclass(frozen=True)
 class Scenario:
-    """The world and the replay. The shift is strong on purpose: all users' tastes are redrawn
-    and pulled toward one category, with choices led by taste (see the README for why the
-    synthetic world's default shift barely moves the hit rate: fold-in absorbs it)."""
+    """The world and the replay. The shift is strong on purpose: every user's taste is redrawn,
+    and choices follow taste more than in the world's defaults. The world's default shift (30 %
+    of users redrawn, a pull toward one category) costs the hit rate only 0.02 to 0.05: fold-in
+    follows each user's recent events, and ADWIN mostly does not call it (4 seeds: one detection
+    after 2,500 events, no false alarm)."""
 
     n_users: int = 1000
     n_items: int = 500
