@@ -53,7 +53,8 @@ BATCH_EVENTS = Histogram(
     "refold_batch_events", "Events per micro-batch.",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000), **_NO_REGISTRY)
 BATCH_DURATION = Histogram(
-    "refold_batch_duration_seconds", "Wall time to handle one micro-batch, poll to commit.",
+    "refold_batch_duration_seconds",
+    "Wall time of one micro-batch, from its handling to its commit.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     **_NO_REGISTRY)
 FOLDIN_LATENCY = Histogram(
@@ -136,10 +137,12 @@ ONLINE_HITS = Counter(
     "refold_online_hits", "Judged positive events whose item was in the user's top-K.",
     **_NO_REGISTRY)
 ONLINE_HIT_RATE = Gauge(
-    "refold_online_hit_ratio", "Hit rate@K over the last window of judged events.",
+    "refold_online_hit_ratio",
+    "Hit rate@K over the window of judged events: each user's hit share, averaged.",
     **_NO_REGISTRY)
 ONLINE_RECALL = Gauge(
-    "refold_online_recall_ratio", "Recall@K over distinct user-item pairs of the window.",
+    "refold_online_recall_ratio",
+    "Recall@K over the window: share of judged events whose item was listed.",
     **_NO_REGISTRY)
 ONLINE_NDCG = Gauge(
     "refold_online_ndcg_ratio", "NDCG@K (one relevant item per event) over the window.",
@@ -171,7 +174,8 @@ ADWIN_WIDTH = Gauge(
     "refold_drift_adwin_width_events", "Events in ADWIN's current hit-rate window.",
     **_NO_REGISTRY)
 
-BUILD = Info("refold_build", "Version and role of this refold process.", **_NO_REGISTRY)
+BUILD = Info("refold_build", "Version and component (consumer, refitter) of this process.",
+             **_NO_REGISTRY)
 
 ALL = tuple(v for v in list(globals().values())
             if isinstance(v, Counter | Gauge | Histogram | Info))
