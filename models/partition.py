@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from models.coldstart import ItemInteractions, item_vector_from_users
+from models.covisit import CoVisits, Undo
 from models.trending import Trending
 
 
@@ -43,15 +44,20 @@ class PartitionUndo:
     events: int
     dirty: frozenset[int]
     changed: frozenset[int]
+    covisits: Undo
 
 
 class PartitionState:
-    """Popularity, interactions with items outside the model and those items' vectors."""
+    """Popularity, interactions with items outside the model and those items' vectors, and
+    co-visitation counts (`models.covisit`)."""
 
-    __slots__ = ("changed", "cold", "events", "trending", "vectors")
+    __slots__ = ("changed", "cold", "covisits", "events", "trending", "vectors")
 
-    def __init__(self, half_life_seconds: float, max_item_users: int) -> None:
+    def __init__(
+        self, half_life_seconds: float, max_item_users: int, covisits: CoVisits | None = None
+    ) -> None:
         self.trending = Trending(half_life_seconds)
+        self.covisits = covisits if covisits is not None else CoVisits()
         self.cold = ItemInteractions(max_item_users)
         self.vectors: dict[int, np.ndarray] = {}
         """Vectors of items outside the model, from their users in this partition. Replaced,
@@ -68,6 +74,10 @@ class PartitionState:
         self.changed.add(item)
         if t_ref is not None and self.trending.t_ref != t_ref:
             self.changed.update(np.flatnonzero(self.trending.ranking_scores()).tolist())
+
+    def add_covisit(self, item: int, previous: np.ndarray) -> None:
+        """`CoVisits.add`, noting the changed items."""
+        self.changed.update(self.covisits.add(item, previous))
 
     def set_vectors(self, updates: dict[int, np.ndarray | None]) -> None:
         """Copy-on-write update of `vectors` (None removes an item's vector)."""
@@ -107,7 +117,8 @@ class PartitionState:
         """What `revert` needs to undo a batch whose events touch `items` (indices)."""
         cold = {i: list(self.cold.users_of(i).items()) or None for i in set(items)}
         return PartitionUndo(copy.deepcopy(self.trending), cold, self.vectors, self.events,
-                             frozenset(self.cold.dirty), frozenset(self.changed))
+                             frozenset(self.cold.dirty), frozenset(self.changed),
+                             self.covisits.journal())
 
     def revert(self, undo: PartitionUndo) -> None:
         """Put back the state `save` saw."""
@@ -120,6 +131,7 @@ class PartitionState:
         self.events = undo.events
         self.cold.dirty = set(undo.dirty)
         self.changed = set(undo.changed)
+        self.covisits.revert(undo.covisits)
 
     # -- plain data with item ids
 
@@ -132,9 +144,13 @@ class PartitionState:
         pop = self.trending.ranking_scores()
         if items is None:
             items = set(np.flatnonzero(pop).tolist()) | set(self.cold.items())
+            items |= set(np.flatnonzero(self.covisits.count).tolist())
         out: dict[str, dict[str, Any]] = {}
         for i in sorted(items):
             entry: dict[str, Any] = {"pop": float(pop[i]) if i < len(pop) else 0.0}
+            co = self.covisits.entry(i, ids)
+            if co is not None:
+                entry["co"] = co
             users = self.cold.users_of(i)
             if users:
                 v = self.vectors.get(i)
@@ -160,6 +176,8 @@ class PartitionState:
                            np.array([e["pop"] for e in entries.values()], dtype=np.float64))
         stale, vectors = set(), {}
         for i, e in zip(idx, entries.values(), strict=True):
+            if "co" in e:
+                self.covisits.load_entry(i, e["co"], index)
             if "users" not in e or in_model(i):
                 continue
             for u, w in e["users"]:

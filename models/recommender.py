@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models import coldstart
+from models import coldstart, covisit
 from models.catalog import ItemIndex
 from models.foldin import ItemFactors, VectorCache
 from models.history import Decay, UserHistory, confidences_many
@@ -75,6 +75,18 @@ class FoldInConfig:
     """Event types whose item is consumed: never recommended to that user again."""
     trending_half_life_seconds: float = 86400.0
     max_item_users: int = 1000
+    session_weight: float = 0.0
+    """Weight of the session co-visitation blend (`models.covisit`); 0 turns it off."""
+    session_window: int = 10
+    """Previous positive events of the user that an event is co-visited with."""
+    session_decay: float = 0.8
+    """Co-visit count of a pair g events apart: decay^g (g = 0 for adjacent events)."""
+    session_items: int = 10
+    session_half_life: float = 2.0
+    """The user's last `session_items` positive items make the session, weighted by a recency
+    half-life in events."""
+    max_neighbors: int = 256
+    """Co-visited neighbours kept per item (and partition)."""
     cold_refresh_events: int = 1
     """Events of a partition between refreshes of its new items' vectors (counted, not timed:
     results do not depend on batch boundaries)."""
@@ -119,6 +131,8 @@ class _Plan:
     row_weights: np.ndarray
     w_cf: float
     key: tuple[Any, ...]
+    session: tuple[np.ndarray, np.ndarray] | None = None
+    """Sparse session scores (`models.covisit`), None without."""
 
 
 class OnlineRecommender:
@@ -157,8 +171,8 @@ class OnlineRecommender:
         part = self._parts.get(partition)
         if part is None:
             cfg = self.config
-            part = self._parts[partition] = PartitionState(cfg.trending_half_life_seconds,
-                                                           cfg.max_item_users)
+            part = self._parts[partition] = PartitionState(
+                cfg.trending_half_life_seconds, cfg.max_item_users, covisit.for_config(cfg))
         return part
 
     def learn(
@@ -190,14 +204,18 @@ class OnlineRecommender:
         events = list(events)
         parts = [0] * len(events) if partitions is None else list(partitions)
         last = {ev.user_id: j for j, ev in enumerate(events)}
-        learned, overlays = [], {}
+        learned, overlays, sessions = [], {}, {}
         for j, (ev, p) in enumerate(zip(events, parts, strict=True)):
             learned.append(self._learn_event(ev, p, popularity=False))  # popularity: below
             if last[ev.user_id] == j:
                 overlays[j] = self._parts[p].vectors
+                sessions[j] = covisit.session_of(self._parts[p].covisits,
+                                                 self._users[ev.user_id], self.config)
         at = sorted(last.values())
         self._sync()
         plans = self._plans([events[j].user_id for j in at], [events[j].event_time for j in at])
+        for q, j in enumerate(at):
+            plans[q].session = sessions[j]
         vecs = self._user_vectors(plans)
         out = self._rank_pure_cf(plans, vecs, [overlays[j] for j in at])
         # Popularity as of each other user's last event: apply the batch's updates in order.
@@ -223,6 +241,8 @@ class OnlineRecommender:
         plans = self._plans(user_ids, nows)
         vecs = self._user_vectors(plans)
         parts = [self.partition(self._home.get(u, 0)) for u in user_ids]
+        for p, part in zip(plans, parts, strict=True):
+            p.session = covisit.session_of(part.covisits, p.history, self.config)
         out = self._rank_pure_cf(plans, vecs, [part.vectors for part in parts], k)
         for j, p in enumerate(plans):
             if out[j] is None:
@@ -283,7 +303,9 @@ class OnlineRecommender:
     def restore_partition(self, partition: int, plain: Mapping[str, Any]) -> None:
         """Install `partition_changes` data accumulated over time (after the partition's users:
         new items' vectors saved for another model version are folded in again from them)."""
-        part = PartitionState(self.config.trending_half_life_seconds, self.config.max_item_users)
+        cfg = self.config
+        part = PartitionState(cfg.trending_half_life_seconds, cfg.max_item_users,
+                              covisit.for_config(cfg))
         m = self._model
         stale = part.load_plain(plain, self.catalog.index, self.model_version,
                                 lambda i: m is not None and m.in_model(i))
@@ -316,9 +338,13 @@ class OnlineRecommender:
             h = UserHistory(cfg.history_size, cfg.max_age_seconds, cfg.max_excluded)
             self._users[user_id] = h
         consume, block = event_type in cfg.exclude_types, EventWeights.blocks(event_type)
+        covisited = w > 0 and cfg.session_weight != 0
+        previous = covisit.recent_items(h, cfg.session_window) if covisited else None
         h.add(i, w, t, session_id, consume, block)
         self._home[user_id] = partition
         part = self.partition(partition)
+        if previous is not None:
+            part.add_covisit(i, previous)
         # Negative signals are personal: they do not lower an item's popularity.
         if w > 0 and popularity:
             part.add_popularity(i, w, t)
@@ -414,6 +440,7 @@ class OnlineRecommender:
             if len(new):
                 scores[new] = V @ x
             exclude = np.concatenate([never, plans[0].history.excluded()])
+            scores = self._with_session(scores, plans[0], exclude)
             idx, val = topk(scores, k, exclude)
             return [self._recs(plans[0], idx, val, "collaborative")]
         out = []
@@ -423,10 +450,26 @@ class OnlineRecommender:
             S = X @ Y.T
             if len(new):
                 S[:, new] = X @ V.T
+            S = self._with_sessions(S, chunk, never)
             idx, val = topk_batch(S, k, [p.history.excluded() for p in chunk], never)
             ranked = zip(chunk, idx, val, strict=True)
             out += [self._recs(p, i, v, "collaborative") for p, i, v in ranked]
         return out
+
+    def _with_session(self, scores: np.ndarray, p: _Plan, exclude: np.ndarray) -> np.ndarray:
+        if p.session is None:
+            return scores
+        return covisit.blend(scores, *p.session, self.config.session_weight, exclude)
+
+    def _with_sessions(self, S: np.ndarray, plans: list[_Plan], never: np.ndarray) -> np.ndarray:
+        """`_with_session` of each row of a scoring product."""
+        if any(p.session is not None for p in plans):
+            S = S.astype(np.float64)
+            for r, p in enumerate(plans):
+                if p.session is not None:
+                    exclude = np.concatenate([never, p.history.excluded()])
+                    S[r] = self._with_session(S[r], p, exclude)
+        return S
 
     def _never_recommended(self) -> np.ndarray:
         """Inactive items and items without a vector (cached until either changes)."""
@@ -462,6 +505,7 @@ class OnlineRecommender:
             new, V = stacked(overlay)
             if len(new):
                 cf[new] = V @ x
+            cf = self._with_session(cf, p, exclude)
         lists = [s if s is not None else pop for s in (cf, aff, pop)]
         idx, val = coldstart.rank_blend(lists, weights, k, max(cfg.blend_depth, k), exclude)
         return self._recs(p, idx, val, source)
