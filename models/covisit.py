@@ -108,6 +108,8 @@ class CoVisits:
         nbr, wt = self._nbr[items], self._wt[items]
         ok = nbr >= 0
         cols = nbr[ok]
+        if not len(cols):
+            return np.zeros(0, dtype=np.intp), np.zeros(0)
         idx, at = np.unique(cols, return_inverse=True)
         val = np.bincount(at, weights=(wt * q[:, None])[ok], minlength=len(idx))
         val /= np.sqrt(np.maximum(self.count[idx], 1.0))
@@ -129,17 +131,21 @@ class CoVisits:
     # -- plain data with item ids
 
     def entry(self, item: int, ids: Sequence[str]) -> dict[str, Any] | None:
-        """The item's count and neighbours as plain data (None when it has neither)."""
+        """The item's count and neighbours as plain data, in slot order (which decides ties
+        when a full row replaces its weakest); None when it has neither."""
         if item >= len(self) or (self.count[item] == 0 and self._deg[item] == 0):
             return None
-        nbr, wt = self.neighbours(item)
-        pairs = [[ids[j], w] for j, w in zip(nbr, wt, strict=True)]
+        d = self._deg[item]
+        pairs = [[ids[j], w] for j, w in zip(self._nbr[item, :d].tolist(),
+                                              self._wt[item, :d].tolist(), strict=True)]
         return {"n": float(self.count[item]), "nbrs": pairs}
 
     def load_entry(self, item: int, entry: dict[str, Any], index: Callable[[str], int]) -> None:
-        """Install an `entry` (neighbours beyond `max_neighbors` keep the strongest)."""
-        pairs = sorted(((index(j), float(w)) for j, w in entry["nbrs"]), key=lambda p: -p[1])
-        pairs = pairs[: self.max_neighbors]
+        """Install an `entry` (beyond `max_neighbors`, the strongest neighbours are kept)."""
+        pairs = [(index(j), float(w)) for j, w in entry["nbrs"]]
+        if len(pairs) > self.max_neighbors:
+            strongest = sorted(range(len(pairs)), key=lambda s: -pairs[s][1])
+            pairs = [pairs[s] for s in sorted(strongest[: self.max_neighbors])]
         self._grow(max([item, *(j for j, _ in pairs)]) + 1)
         self.count[item] = entry["n"]
         d = self._deg[item] = len(pairs)

@@ -1,0 +1,218 @@
+"""Session co-visitation: exact counts and scores, the blend, and the recommender with it on."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from models.covisit import CoVisits, blend
+from models.foldin import ItemFactors
+from models.recommender import FoldInConfig, OnlineRecommender
+
+N_ITEMS, K, PARTS, USERS = 30, 4, 3, 40
+IDS = [f"i{n}" for n in range(N_ITEMS)]
+
+
+def factors() -> ItemFactors:
+    Y = np.random.default_rng(0).normal(size=(N_ITEMS, K)).astype(np.float32)
+    return ItemFactors(IDS, Y, version=1)
+
+
+def config(**kw: object) -> FoldInConfig:
+    base = dict(alpha=5.0, regularization=0.1, k=6, full_events=3, shrink=3.0,
+                session_weight=1.0, session_window=4, session_items=5, max_neighbors=8)
+    return FoldInConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def sequences(seed: int = 0, n: int = 400) -> list[tuple[int, int]]:
+    """(user, item) positive events."""
+    rng = np.random.default_rng(seed)
+    return [(int(rng.integers(USERS)), int(rng.integers(N_ITEMS))) for _ in range(n)]
+
+
+def dense_reference(events: list[tuple[int, int]], window: int, decay: float):
+    C, n, seen = np.zeros((N_ITEMS, N_ITEMS)), np.zeros(N_ITEMS), {}
+    for u, i in events:
+        prev = seen.setdefault(u, [])
+        for g, j in enumerate(reversed(prev[-window:])):
+            if j != i:
+                C[i, j] += decay**g
+                C[j, i] += decay**g
+        n[i] += 1
+        prev.append(i)
+    return C, n, seen
+
+
+def fill(cv: CoVisits, events: list[tuple[int, int]]) -> None:
+    seen: dict[int, list[int]] = {}
+    for u, i in events:
+        prev = seen.setdefault(u, [])
+        cv.add(i, np.array(prev, dtype=np.intp))
+        prev.append(i)
+
+
+def test_counts_and_scores_equal_a_dense_reference_below_the_cap() -> None:
+    events = sequences()
+    cv = CoVisits(window=3, decay=0.7, max_neighbors=N_ITEMS)
+    fill(cv, events)
+    C, n, seen = dense_reference(events, 3, 0.7)
+    for i in range(N_ITEMS):
+        nbr, wt = cv.neighbours(i)
+        assert nbr == np.flatnonzero(C[i]).tolist()
+        assert wt == pytest.approx(C[i, nbr], rel=1e-12)
+    assert cv.count[:N_ITEMS].tolist() == n.tolist()
+    recent = np.array(seen[0][-5:])
+    idx, val = cv.scores(recent, half_life=2.0)
+    q = 2.0 ** (-np.arange(len(recent) - 1, -1, -1) / 2.0) / np.sqrt(np.maximum(n[recent], 1))
+    want = (q @ C[recent]) / np.sqrt(np.maximum(n, 1))
+    assert idx.tolist() == np.flatnonzero(want > 0).tolist()
+    assert val == pytest.approx(want[idx], rel=1e-12)
+
+
+def test_a_full_row_keeps_its_cap_and_its_heavy_neighbour() -> None:
+    cv = CoVisits(window=1, decay=1.0, max_neighbors=3)
+    for j in range(1, 20):  # item 0 is co-visited with 1 often, with 2..19 once each
+        cv.add(0, np.array([1]))
+        cv.add(0, np.array([j]))
+    nbr, wt = cv.neighbours(0)
+    assert len(nbr) == 3 and 1 in nbr
+    assert wt[nbr.index(1)] >= 20.0
+
+
+def test_blend_with_weight_zero_or_no_session_returns_the_cf_scores_themselves() -> None:
+    cf = np.array([0.3, -1.0, 2.0], dtype=np.float32)
+    assert blend(cf, np.array([0]), np.array([1.0]), weight=0.0) is cf
+    assert blend(cf, np.zeros(0, np.intp), np.zeros(0), weight=1.0) is cf
+    # the maxima skip excluded items: item 2's score does not scale the others
+    got = blend(cf, np.array([0, 2]), np.array([1.0, 5.0]), weight=1.0, exclude=np.array([2]))
+    assert got[:2].tolist() == pytest.approx([0.3 / 1.0 + 1.0, -1.0])
+
+
+def test_session_weight_zero_is_the_old_path_and_keeps_no_counts() -> None:
+    events = sequences(1, 200)
+    lists = []
+    for cfg in (config(session_weight=0.0), config(session_weight=0.0, session_window=1)):
+        rec = OnlineRecommender(cfg, factors())
+        for t, (u, i) in enumerate(events):
+            rec.learn(f"u{u}", IDS[i], "click", t=float(t))
+        lists.append([rec.recommend(f"u{u}", now=1e6).items for u in range(USERS)])
+        assert len(rec.partition(0).covisits) == 0
+    assert lists[0] == lists[1]
+
+
+def test_a_strong_blend_ranks_the_co_visited_item_first() -> None:
+    rec = OnlineRecommender(config(session_weight=100.0, full_events=1), factors())
+    for u in range(5):  # everyone goes from i3 to i7
+        rec.learn(f"u{u}", "i3", "click", t=float(u))
+        rec.learn(f"u{u}", "i7", "click", t=float(u) + 0.5)
+    rec.learn("me", "i3", "click", t=10.0)
+    assert rec.recommend("me", now=10.0).items[0] == "i7"
+
+
+@pytest.mark.parametrize("how", ["purchase", "dismiss", "inactive"])
+def test_the_blend_never_recommends_consumed_blocked_or_inactive_items(how: str) -> None:
+    rec = OnlineRecommender(config(session_weight=100.0), factors())
+    for u in range(5):
+        rec.learn(f"u{u}", "i3", "click", t=float(u))
+        rec.learn(f"u{u}", "i7", "click", t=float(u) + 0.5)
+    rec.learn("me", "i3", "click", t=10.0)
+    if how == "inactive":
+        rec.set_item_active("i7", False)
+    else:
+        rec.learn("me", "i7", how, t=11.0)
+        rec.learn("me", "i3", "click", t=12.0)
+    for batch in (False, True):
+        got = (rec.process_batch([SimpleNamespace(
+            user_id="me", item_id="i3", event_type="view", event_time=13.0)])[0][1]
+            if batch else rec.recommend("me", now=13.0))
+        assert "i7" not in got.items
+        assert got.items
+
+
+# -- per partition: batching, undo and restoring, as for the rest of a partition's state
+
+
+def stream(n: int, seed: int = 0) -> list[tuple[SimpleNamespace, int]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for j in range(n):
+        user = int(rng.integers(USERS))
+        ev = SimpleNamespace(user_id=f"u{user}", item_id=IDS[int(rng.integers(N_ITEMS))],
+                             event_type=["click", "view", "purchase"][int(rng.integers(3))],
+                             event_time=1000.0 + j, value=None, weight=None, session_id=None)
+        out.append((ev, user % PARTS))
+    return out
+
+
+def run(rec: OnlineRecommender, events: list, batch_size: int) -> dict:
+    latest = {}
+    for lo in range(0, len(events), batch_size):
+        chunk = events[lo : lo + batch_size]
+        for ev, recs in rec.process_batch([e for e, _ in chunk], [p for _, p in chunk]):
+            latest[ev.user_id] = recs
+    return latest
+
+
+def plain(rec: OnlineRecommender) -> dict:
+    return json.loads(json.dumps(
+        {p: rec.partition(p).to_plain(rec.catalog.ids, rec.model_version) for p in range(PARTS)}))
+
+
+def same_lists(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for user in a:
+        assert a[user].items == b[user].items, user
+        assert a[user].scores == pytest.approx(b[user].scores, rel=1e-6, abs=1e-9)
+
+
+def test_lists_and_counts_do_not_depend_on_batches() -> None:
+    events = stream(500)
+    one = OnlineRecommender(config(), factors())
+    want = run(one, events, 1)
+    assert any("co" in e for p in plain(one).values() for e in p["items"].values())
+    for batch_size in (9, 500):
+        rec = OnlineRecommender(config(), factors())
+        same_lists(run(rec, events, batch_size), want)
+        assert plain(rec) == plain(one)
+
+
+def test_revert_undoes_a_batch_of_co_visits() -> None:
+    events = stream(300, seed=2)
+    rec = OnlineRecommender(config(), factors())
+    run(rec, events[:200], 50)
+    before = plain(rec)
+    batch = events[200:]
+    undo = {p: rec.save_partition(p, [e.item_id for e, q in batch if q == p])
+            for p in range(PARTS)}
+    users = {e.user_id: rec.user_state(e.user_id) for e, _ in batch}
+    first = run(rec, batch, 100)
+    for p, u in undo.items():
+        rec.revert_partition(p, u)
+    for user, s in users.items():
+        if s is None:
+            rec.drop_user(user)
+        else:
+            rec.restore_user(user, s, partition=int(user[1:]) % PARTS)
+    assert plain(rec) == before
+    same_lists(run(rec, batch, 100), first)
+
+
+def test_a_partition_restored_elsewhere_goes_on_identically() -> None:
+    events = stream(400, seed=3)
+    head, tail = events[:250], events[250:]
+    rec = OnlineRecommender(config(), factors())
+    run(rec, head, 25)
+    saved = plain(rec)
+    users = {u: json.loads(json.dumps(rec.user_state(u))) for u in {e.user_id for e, _ in head}}
+    other = OnlineRecommender(config(), factors())
+    for item in rec.catalog.ids:
+        other.catalog.index(item)
+    for user, s in users.items():
+        other.restore_user(user, s, partition=int(user[1:]) % PARTS)
+    for p, state in saved.items():
+        other.restore_partition(int(p), state)
+    same_lists(run(rec, tail, 30), run(other, tail, 30))
+    assert plain(other) == plain(rec)
