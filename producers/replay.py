@@ -33,18 +33,22 @@ class ReplayReport:
         )
 
 
-def paced(events: Iterable[Event], speedup: float | None) -> Iterator[Event]:
-    """Yield events no faster than their event-time gaps divided by `speedup` (None: unpaced)."""
+def paced(
+    events: Iterable[Event], speedup: float | None, rate: float | None = None
+) -> Iterator[Event]:
+    """Yield events no faster than their event-time gaps divided by `speedup`, and no more than
+    `rate` events per wall-clock second (None: no limit)."""
     start_wall = time.monotonic()
     start_event: float | None = None
-    for ev in events:
+    for n, ev in enumerate(events):
+        due = start_wall + n / rate if rate else 0.0
         if speedup:
             if start_event is None:
                 start_event = ev.event_time
-            due = start_wall + (ev.event_time - start_event) / speedup
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(min(delay, 5.0))
+            due = max(due, start_wall + (ev.event_time - start_event) / speedup)
+        delay = due - time.monotonic()
+        if delay > 0.001:
+            time.sleep(min(delay, 5.0))
         yield ev
 
 
@@ -55,6 +59,7 @@ def replay(
     catalog: Iterable[Item] = (),
     total: int | None = None,
     speedup: float | None = None,
+    rate: float | None = None,
     limit: int | None = None,
     progress: bool = True,
 ) -> ReplayReport:
@@ -68,7 +73,7 @@ def replay(
     total = min(total, limit) if (total is not None and limit is not None) else (limit or total)
     bar = tqdm(total=total, unit="ev", disable=not progress, desc="replay", mininterval=0.5)
     with bar:
-        for ev in paced(events, speedup):
+        for ev in paced(events, speedup, rate):
             if limit is not None and n >= limit:
                 break
             producer.send(ev)
