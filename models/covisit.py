@@ -72,19 +72,19 @@ class CoVisits:
     def add(self, item: int, previous: np.ndarray) -> list[int]:
         """Count a positive event on `item` after the user's `previous` positive items (oldest
         first); returns the items whose row changed."""
-        prev = np.asarray(previous, dtype=np.intp)[-self.window :]
-        gain = self.decay ** np.arange(len(prev) - 1, -1, -1, dtype=np.float64)
-        keep = prev != item
-        prev, gain = prev[keep], gain[keep]
-        js, at = np.unique(prev, return_inverse=True)
-        gains = np.bincount(at, weights=gain, minlength=len(js)) if len(js) else gain
-        changed = [item, *js.tolist()]
+        gains: dict[int, float] = {}
+        for g, j in enumerate(reversed(np.asarray(previous)[-self.window :].tolist())):
+            if j != item:
+                gains[j] = gains.get(j, 0.0) + self.decay**g
+        changed = [item, *gains]
         self._grow(max(changed) + 1)
         self._remember(changed)
         self.count[item] += 1.0
-        if len(js):
-            self._bump(item, js, gains)
-            self._bump_rows(js, item, gains)
+        if gains:
+            js = np.fromiter(gains, dtype=np.intp, count=len(gains))
+            gain = np.fromiter(gains.values(), dtype=np.float64, count=len(gains))
+            self._bump(item, js, gain)
+            self._bump_rows(js, item, gain)
         return changed
 
     def neighbours(self, item: int) -> tuple[list[int], list[float]]:
@@ -99,22 +99,26 @@ class CoVisits:
     def scores(self, items: np.ndarray, half_life: float) -> tuple[np.ndarray, np.ndarray]:
         """Session scores of a user whose last positive items are `items` (oldest first), as
         (item indices ascending, scores > 0): the items co-visited with none are left out."""
+        cols, w = self.contributions(items, half_life)
+        idx, at = np.unique(cols, return_inverse=True)
+        val = np.bincount(at, weights=w, minlength=len(idx)) if len(idx) else w
+        return idx[val > 0], val[val > 0]
+
+    def contributions(
+        self, items: np.ndarray, half_life: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`scores` before summing per item: (item indices, terms), an item once per recent item
+        it was co-visited with; `np.bincount(*contributions)` is the dense score vector (the
+        per-event path: no sorting)."""
         items = np.asarray(items, dtype=np.intp)
         items = items[items < len(self)]
-        if not len(items):
-            return np.zeros(0, dtype=np.intp), np.zeros(0)
         q = np.exp2(-np.arange(len(items) - 1, -1, -1) / half_life)
         q /= np.sqrt(np.maximum(self.count[items], 1.0))
-        nbr, wt = self._nbr[items], self._wt[items]
+        nbr = self._nbr[items]
         ok = nbr >= 0
-        cols = nbr[ok]
-        if not len(cols):
-            return np.zeros(0, dtype=np.intp), np.zeros(0)
-        idx, at = np.unique(cols, return_inverse=True)
-        val = np.bincount(at, weights=(wt * q[:, None])[ok], minlength=len(idx))
-        val /= np.sqrt(np.maximum(self.count[idx], 1.0))
-        keep = val > 0
-        return idx[keep], val[keep]
+        cols = nbr[ok].astype(np.intp)
+        w = (self._wt[items] * q[:, None])[ok] / np.sqrt(np.maximum(self.count[cols], 1.0))
+        return cols, w
 
     # -- undo log of one batch
 
@@ -207,23 +211,22 @@ class CoVisits:
 
 
 def blend(
-    cf: np.ndarray, idx: np.ndarray, val: np.ndarray, weight: float,
+    cf: np.ndarray, cols: np.ndarray, terms: np.ndarray, weight: float,
     exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """f / max|f| + weight · s / max s (see the module docstring), with the sparse session scores
-    (`idx`, `val`); the maxima skip `exclude` (indices or a mask). Returns `cf` itself when
-    there is nothing to blend."""
-    if weight == 0 or not len(idx):
+    """f / max|f| + weight · s / max s (see the module docstring), with the session scores s
+    given as `CoVisits.contributions` or `scores` (`cols`, `terms`); the maxima skip `exclude`
+    (indices or a mask). Returns `cf` itself when there is nothing to blend."""
+    if weight == 0 or not len(cols):
         return cf
-    s = np.zeros(len(cf))
-    s[idx] = val
+    s = np.bincount(cols, weights=terms, minlength=len(cf))
     shown = np.isfinite(cf)
     if exclude is not None and len(exclude):
         shown[exclude] = False
-    s_max = s[shown].max(initial=0.0)
+    s_max = s.max(where=shown, initial=0.0)
     if s_max <= 0:
         return cf
-    f_max = np.abs(cf[shown]).max(initial=0.0)
+    f_max = np.abs(cf).max(where=shown, initial=0.0)
     out = cf / f_max if f_max > 0 else cf.astype(np.float64)
     return out + (weight / s_max) * s
 
@@ -242,10 +245,10 @@ def for_config(config: Any) -> CoVisits:
 def session_of(
     covisits: CoVisits, history: Any, config: Any
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """A user's sparse session scores under a `FoldInConfig` (None: the blend is off, or the
-    user's recent items have no co-visits)."""
+    """A user's session scores under a `FoldInConfig`, as `CoVisits.contributions` (None: the
+    blend is off, or the user's recent items have no co-visits)."""
     if config.session_weight == 0:
         return None
-    idx, val = covisits.scores(recent_items(history, config.session_items),
-                               config.session_half_life)
-    return (idx, val) if len(idx) else None
+    cols, terms = covisits.contributions(recent_items(history, config.session_items),
+                                         config.session_half_life)
+    return (cols, terms) if len(cols) else None
