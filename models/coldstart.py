@@ -161,15 +161,27 @@ class ServedFactors:
 
     __slots__ = ("Y", "changes", "factors", "has_vec", "row_of")
 
-    def __init__(self, factors: ItemFactors, idx: np.ndarray, n: int) -> None:
+    def __init__(self, factors: ItemFactors, idx: np.ndarray, n: int,
+                 rows: np.ndarray | None = None) -> None:
+        """Model rows `rows` (default: all, in order) go to catalog indices `idx`."""
+        rows = np.arange(len(idx)) if rows is None else rows
         self.factors = factors
         self.Y = np.zeros((max(n, 16), factors.factors), dtype=np.float32)
-        self.Y[idx] = factors.Y
+        self.Y[idx] = factors.Y[rows] if len(rows) < len(factors.Y) else factors.Y
         self.row_of = np.full(len(self.Y), -1, dtype=np.intp)
-        self.row_of[idx] = np.arange(len(idx))
+        self.row_of[idx] = rows
         self.has_vec = self.row_of >= 0
         self.changes = 0
         """Bumped whenever `has_vec` changes (callers cache what they derive from it)."""
+
+    def place(self, idx: np.ndarray, rows: np.ndarray) -> None:
+        """Put model rows `rows` at catalog indices `idx` (items indexed after the layout)."""
+        if len(idx):
+            self.grow(int(idx.max()) + 1)
+            self.Y[idx] = self.factors.Y[rows]
+            self.row_of[idx] = rows
+            self.has_vec[idx] = True
+            self.changes += 1
 
     def grow(self, n: int) -> None:
         """Make room for catalog indices 0..n-1 (doubling, so amortised O(1) per new item)."""

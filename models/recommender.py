@@ -119,6 +119,19 @@ class Recs:
     model_version: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedFactors:
+    """A model version laid out for `OnlineRecommender.swap_factors` (`prepare_factors`)."""
+
+    served: coldstart.ServedFactors
+    missing: np.ndarray
+    """Model rows of the items the catalog did not know yet: the swap indexes them."""
+
+    @property
+    def version(self) -> int:
+        return self.served.factors.version
+
+
 @dataclass(slots=True)
 class _Plan:
     user_id: str
@@ -155,6 +168,8 @@ class OnlineRecommender:
         self._vectors = VectorCache()
         self._model: coldstart.ServedFactors | None = None
         self._never: tuple[Any, np.ndarray] = (None, np.zeros(0, np.intp))
+        self.batch_vector_norm: float | None = None
+        """Mean L2 norm of the user vectors of the last `process_batch` (None: no vector)."""
         if factors is not None:
             self.swap_factors(factors)
 
@@ -217,6 +232,8 @@ class OnlineRecommender:
         for q, j in enumerate(at):
             plans[q].session = sessions[j]
         vecs = self._user_vectors(plans)
+        norms = [float(np.linalg.norm(v)) for v in vecs if v is not None]
+        self.batch_vector_norm = sum(norms) / len(norms) if norms else None
         out = self._rank_pure_cf(plans, vecs, [overlays[j] for j in at])
         # Popularity as of each other user's last event: apply the batch's updates in order.
         blend = {at[q]: q for q, r in enumerate(out) if r is None}
@@ -249,11 +266,27 @@ class OnlineRecommender:
                 out[j] = self._rank_blend(p, vecs[j], k, parts[j], parts[j].vectors)
         return out  # type: ignore[return-value]
 
-    def swap_factors(self, factors: ItemFactors) -> None:
+    def prepare_factors(self, factors: ItemFactors) -> PreparedFactors:
+        """The costly part of `swap_factors` (its layout by catalog index), safe to run on
+        another thread while this recommender serves: it only reads the catalog, and the swap
+        places the items the catalog learns meanwhile (it is append-only)."""
+        ids = factors.item_ids
+        idx = np.fromiter(map(self.catalog.get, ids), dtype=np.intp, count=len(ids))
+        known = idx >= 0
+        n = max(len(self.catalog), int(idx.max(initial=-1)) + 1)
+        served = coldstart.ServedFactors(factors, idx[known], n, np.flatnonzero(known))
+        return PreparedFactors(served, np.flatnonzero(~known))
+
+    def swap_factors(self, factors: ItemFactors | PreparedFactors) -> None:
         """Serve a new model version; users' vectors are recomputed lazily on next use."""
-        idx = self.catalog.index_many(factors.item_ids)
-        m = coldstart.ServedFactors(factors, idx, len(self.catalog))
-        self._dirty = {i for i in self.catalog.with_categories() if not m.in_model(i)}
+        prepared = factors if isinstance(factors, PreparedFactors) else \
+            self.prepare_factors(factors)
+        m, missing = prepared.served, prepared.missing
+        m.place(self.catalog.index_many([m.factors.item_ids[r] for r in missing.tolist()]),
+                missing)
+        m.grow(len(self.catalog))
+        categorized = np.fromiter(self.catalog.with_categories(), dtype=np.intp)
+        self._dirty = set(categorized[m.row_of[categorized] < 0].tolist())
         self._model, self._never = m, (None, self._never[1])  # readers see old or new
         for part in self._parts.values():  # new items' vectors, in the new model's space
             joined = [i for i in part.cold.items() if m.in_model(i)]

@@ -151,6 +151,34 @@ def test_swap_factors_recomputes_stale_vectors() -> None:
     same(after, fresh.recommend("u3", now=500.0))
 
 
+def test_prepared_swap_equals_inline_swap_with_items_indexed_in_between() -> None:
+    """`prepare_factors` runs on another thread while events index new items; the swap places
+    them, so serving is as if the whole swap ran between batches."""
+    inline, prepared = warmed(), warmed()
+    new = ItemFactors([*IDS, "late0", "late1"], np.random.default_rng(7).normal(
+        size=(N_ITEMS + 2, K)).astype(np.float32), version=2)
+    ready = prepared.prepare_factors(new)
+    assert list(ready.missing) == [N_ITEMS, N_ITEMS + 1] and ready.version == 2
+    for rec in (inline, prepared):
+        rec.set_item_active("late1", True, ["shoes"])  # indexed after the preparation
+        rec.learn("u2", "late1", "purchase", t=400.0)
+    inline.swap_factors(new)
+    prepared.swap_factors(ready)
+    assert prepared.model_version == 2
+    for user in ("u1", "u2", "u3"):
+        same(inline.recommend(user, now=500.0), prepared.recommend(user, now=500.0))
+
+
+def test_process_batch_reports_the_mean_user_vector_norm() -> None:
+    rec = OnlineRecommender(config(full_events=1), factors())
+    assert rec.batch_vector_norm is None
+    rec.process_batch(events(20, 3, seed=1, new_items=False))
+    assert rec.batch_vector_norm is not None and rec.batch_vector_norm > 0
+    popular = OnlineRecommender(config(), None)
+    popular.process_batch(events(5, 2, seed=1))
+    assert popular.batch_vector_norm is None
+
+
 def test_user_state_restores_in_another_process_with_other_indices() -> None:
     rec = warmed()
     rec.learn("u4", IDS[7], "dismiss", t=600.0)
