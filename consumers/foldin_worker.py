@@ -22,6 +22,7 @@ events (`on_partitions_assigned`); when they go, it is dropped.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from consumers.deadletter import DeadLetters, Limits, Rejected, check_event_mess
 from consumers.loop import Output, TransactionalLoop, next_offsets
 from models.foldin import ItemFactors
 from models.partition import PartitionUndo
-from models.recommender import OnlineRecommender, Recs
+from models.recommender import OnlineRecommender, PreparedFactors, Recs
 from models.weights import ModelError
 from refold.config import Settings
 from refold.kafka import where
@@ -63,6 +64,8 @@ class CommittedBatch:
     committed: float = 0.0
     model_version: int | None = None
     users_in_state: int = 0
+    user_vector_norm: float | None = None
+    """Mean norm of the user vectors folded in for the batch's lists (None: none)."""
 
 
 class RecentIds:
@@ -116,7 +119,8 @@ class FoldInWorker:
         self._undo_parts: dict[int, PartitionUndo] = {}
         self._staged: Counter[str] = Counter()
         self._staged_dead: Counter[str] = Counter()
-        self._next_model: ItemFactors | None = None
+        self._next_model: PreparedFactors | None = None
+        self._next_lock = threading.Lock()
         self.on_commit = on_commit
         self._batch = CommittedBatch()
 
@@ -151,6 +155,7 @@ class FoldInWorker:
                             ev.user_id)
                 done.published.append(recs)
             done.events = [ev for ev, _ in batch]
+            done.user_vector_norm = self.recommender.batch_vector_norm
             done.timestamps = [msg.timestamp()[1] / 1000 for _, msg in batch]
             self._staged["events"] += len(batch)
             self._staged["recommendations"] += len(done.published)
@@ -205,10 +210,13 @@ class FoldInWorker:
         """Apply catalog changes and a pending model version: never in the middle of a batch."""
         if self.catalog is not None:
             self.catalog.poll(0.0)
-        factors, self._next_model = self._next_model, None
-        if factors is not None:
-            self.recommender.swap_factors(factors)
-            log.info("serving model version %s", factors.version)
+        with self._next_lock:
+            prepared, self._next_model = self._next_model, None
+        if prepared is not None:
+            t0 = time.perf_counter()
+            self.recommender.swap_factors(prepared)
+            log.info("serving model version %s (swapped in %.1f ms)", prepared.version,
+                     (time.perf_counter() - t0) * 1000)
 
     def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
         """Restore the partitions' state from the changelog, as of their committed offsets,
@@ -255,8 +263,19 @@ class FoldInWorker:
         self.changelog.close()
 
     def swap_model(self, factors: ItemFactors) -> None:
-        """Serve `factors` from the next batch on (safe to call from another thread)."""
-        self._next_model = factors
+        """Serve `factors` from the next batch on; call it from another thread (a snapshot
+        follower's): the layout is built there, and between batches the worker only exchanges
+        references, so the swap is atomic and costs the processing thread well under a ms.
+
+        Users are folded in again lazily, on their next event (the recommender caches vectors
+        per model version), not eagerly at the swap: a pause proportional to the active users
+        would hold every partition back; a user's list only changes when the user acts (the
+        list of someone idle is published on their next event anyway); and re-folding the
+        recently active would publish lists nobody asked for, in a burst of output and CPU.
+        """
+        prepared = self.recommender.prepare_factors(factors)
+        with self._next_lock:
+            self._next_model = prepared
 
     # -- internals
 

@@ -125,6 +125,11 @@ def record_refit(seconds: float, outcome: str, *, training_events: int | None = 
             M.REFIT_SCORE.labels(metric=metric, model="live").set(live)
 
 
+def record_refit_request(detector: str) -> None:
+    """The refitter took a worker's refit request (`consumers.control`)."""
+    M.REFIT_REQUESTS.labels(reason=M.reason_label(detector, "refit_request")).inc()
+
+
 def record_live(version: int, created_at: float) -> None:
     """The refitter's live snapshot (loaded at start, or just published)."""
     M.MODEL_VERSION.set(version)

@@ -92,8 +92,8 @@ class Monitor:
         self.clock = clock
         self.quality = OnlineQuality(k=k, window=window, categories=categories)
         self.hit_rate = HitRateDrift(delta=adwin_delta)
-        self.shifts = {name: MeanShiftDrift(threshold=ph_threshold)
-                       for name in ("foldin_residual", "user_vector_norm")}
+        self.ph_threshold = ph_threshold
+        self.shifts = self._new_shifts()
         self.inputs = {
             "item_popularity": DistributionDrift(input_window, bins=50, threshold=psi_threshold),
             "event_type": DistributionDrift(input_window, bins=8, threshold=psi_threshold),
@@ -164,7 +164,12 @@ class Monitor:
             latencies=[spent] * len(batch.events),
             freshness=[batch.committed - ts for ts in batch.timestamps if ts > 0],
             dead_letters=batch.dead_letters, batch_seconds=spent,
+            user_vector_norm=batch.user_vector_norm,
             users_in_state=batch.users_in_state)
+
+    def _new_shifts(self) -> dict[str, MeanShiftDrift]:
+        return {name: MeanShiftDrift(threshold=self.ph_threshold)
+                for name in ("foldin_residual", "user_vector_norm")}
 
     def _events(self, events: Sequence[Any], report: BatchReport) -> None:
         """Count, feed the input distributions, judge positives against the lists in force."""
@@ -245,9 +250,12 @@ class Monitor:
 
     # -- other hooks -------------------------------------------------------------------------
     def on_model_version(self, version: int) -> None:
-        """A new model version serves from now on: input drift is measured against it afresh."""
+        """A new model version serves from now on: input drift is measured against it afresh,
+        and the series of the model's own space (user-vector norms, residuals) start anew."""
         if version == self.model_version:
             return
+        if self.model_version is not None:
+            self.shifts = self._new_shifts()
         self.model_version = version
         M.MODEL_VERSION.set(version)
         for detector in self.inputs.values():

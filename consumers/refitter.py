@@ -6,8 +6,10 @@ Its store is authoritative for what it has read: partitions start at the offsets
 from what retention keeps). The group's committed offsets follow each checkpoint, for lag only.
 
 A refit runs when the live model is `every_events` events behind, every `every_seconds`, on
-`request_refit(reason)` (e.g. a drift alarm, from any thread) or once with `run(once=True)`, and
-never while the refitter is still catching up with the topic. One refit, in steps:
+`request_refit(reason)` (e.g. a drift alarm, from any thread), on a worker's refit request on the
+control topic newer than the last refit started (`consumers.control`), or once with
+`run(once=True)`, and never while the refitter is still catching up with the topic. One refit, in
+steps:
 
 1. `store.training_data`: the CSR (decayed weights) and a holdout the live model has not seen;
 2. `models.refit.train`: implicit ALS warm-started from the live snapshot, a log line per iteration;
@@ -30,13 +32,14 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from consumers import instrument
+from consumers.control import RefitRequestReader
 from consumers.snapshots import SnapshotFollower, SnapshotPublisher
 from models.refit import Gate, RefitParams, train
 from models.snapshot import CHUNK_BYTES, Snapshot, Watermark
 from models.store import InteractionStore, StoreConfig
 from models.weights import EventWeights, ModelError
 from refold.config import Settings
-from refold.kafka import make_consumer, watermarks, where
+from refold.kafka import KafkaFatalError, make_consumer, watermarks, where
 from refold.schemas import SchemaError, decode_event
 
 log = logging.getLogger(__name__)
@@ -85,11 +88,16 @@ class Refitter:
         """Next offset to read per events partition: what the store covers."""
         self.refits = self.published = self.refused = self.failed = self.aborted = 0
         self.bad_events = 0
+        self.requests_taken = self.requests_answered = 0
+        """Workers' refit requests acted upon, and those a refit had answered already."""
         self.last_refit: dict[str, float] = {}
         self._requested: list[str] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._consumer: Consumer | None = None
+        self._requests: RefitRequestReader | None = None
+        self._answered = 0.0
+        """Unix time at which the last refit started: workers' requests before it are answered."""
         self._baseline = 0
         self._last_attempt = time.monotonic()
 
@@ -116,6 +124,7 @@ class Refitter:
             seen = max(follower.max_version_seen, self.live.version if self.live else 0,
                        int(self.store.meta.get("version", 0)))
         self.next_version = seen + 1
+        self._answered = self.live.created_at if self.live is not None else 0.0
         if self.live is not None:
             instrument.record_live(self.live.version, self.live.created_at)
             log.info("live snapshot v%d covers %s", self.live.version,
@@ -138,12 +147,14 @@ class Refitter:
             "partition.assignment.strategy": "range", "max.poll.interval.ms": 3_600_000,
             "session.timeout.ms": 10_000})
         consumer.subscribe([self.topic], on_assign=self._on_assign)
+        self._requests = RefitRequestReader(self.settings)
         ends = watermarks(consumer, self.topic)
         caught_up = False
         last_checkpoint = last_lag = time.monotonic()
         try:
             while not self._stopping.is_set():
                 self._consume(consumer, self.settings.batch_size * 10)
+                self._read_requests()
                 if time.monotonic() - last_lag >= 5.0:
                     instrument.record_lag(consumer, self.settings.refit_group)
                     last_lag = time.monotonic()
@@ -165,6 +176,8 @@ class Refitter:
             self.checkpoint()
             consumer.close()
             self._consumer = None
+            if self._requests is not None:
+                self._requests.close()
             self.publisher.close()
         log.info("refitter stopped: %d refits, %d published, %d refused, %d failed",
                  self.refits, self.published, self.refused, self.failed)
@@ -187,6 +200,26 @@ class Refitter:
             self.bad_events += 1
             log.debug("skipped a bad event at %s: %s", where(msg), exc)
 
+    def _read_requests(self) -> None:
+        """Ask for a refit on each worker's request newer than the last refit started."""
+        if self._requests is None:
+            return
+        try:
+            requests = self._requests.poll(0)
+        except KafkaFatalError as exc:  # no control topic: `refold topics create` makes it
+            log.warning("refit requests of the workers are not read: %s", exc)
+            self._requests.close()
+            self._requests = None
+            return
+        for req in requests:
+            if req.time <= self._answered:
+                self.requests_answered += 1
+                log.info("refit request answered already: %s", req.reason)
+                continue
+            self.requests_taken += 1
+            instrument.record_refit_request(req.detector)
+            self.request_refit(req.reason)
+
     def _due(self) -> str | None:
         with self._lock:
             if self._requested:
@@ -207,6 +240,7 @@ class Refitter:
         """Train, gate and publish one version; None when skipped, refused or failed."""
         self.refits += 1
         self._baseline, self._last_attempt = sum(self.offsets.values()), time.monotonic()
+        self._answered = time.time()
         t0 = time.perf_counter()
         after = self.live.watermark.max_event_time if self.live is not None else None
         data = self.store.training_data(self.params.holdout_fraction, holdout_after=after)

@@ -9,7 +9,7 @@ Finding the latest complete version does not scan the topic: from the end, a man
 its first chunk, and a chunk `<v>/<i>` at offset o says its attempt started at o - i (a single
 idempotent publisher writes contiguous offsets), so each probe jumps over a whole version.
 
-The worker's side (`SnapshotFollower`)::
+The worker's side (`SnapshotFollower`, wired by `follow`)::
 
     follower = SnapshotFollower(settings)
     if (snap := follower.load_latest(timeout=60)) is not None:
@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from confluent_kafka import KafkaError, Message, TopicPartition
@@ -258,8 +259,8 @@ class SnapshotFollower:
                 position = msg.offset() + 1
                 snap = self._take(asm, msg)
                 if snap is not None or msg.offset() == last:
-                    if snap is not None:
-                        self.assembler = Assembler(snap.version)
+                    if snap is not None:  # never back below a version already served
+                        self.assembler = Assembler(max(snap.version, self.live_version))
                     return snap
         return None
 
@@ -325,6 +326,21 @@ class SnapshotFollower:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def follow(settings: Settings, worker: Any, served: int | None = None, wait: float = 30.0
+           ) -> SnapshotFollower:
+    """Keep `worker` (with `swap_snapshot`, e.g. `consumers.instrument.Monitored`) on the newest
+    version: now the latest complete one if newer than `served` (the version it started with),
+    looked for at most `wait` s (then the worker serves what it has, popularity if nothing,
+    until the follower reads it); then each newer one, verified and laid out on the follower's
+    thread. Call it before the worker's first batch, which then runs on that version."""
+    follower = SnapshotFollower(settings, live_version=served or 0)
+    snap = follower.load_latest(timeout=wait)
+    if snap is not None and snap.version > (served or 0):
+        worker.swap_snapshot(snap)
+    follower.start(worker.swap_snapshot)
+    return follower
 
 
 def load_latest(settings: Settings, timeout: float = 60.0) -> Snapshot | None:

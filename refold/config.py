@@ -47,6 +47,7 @@ class Settings:
     items_topic: str = "items"
     dead_letter_topic: str = "dead-letter"
     changelog_topic: str = "state-changelog"
+    control_topic: str = "control"
     events_partitions: int = 6
     replication_factor: int = 1
     consumer_group: str = "refold-foldin"

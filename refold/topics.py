@@ -47,6 +47,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "original bytes; headers: reason, source topic/partition/offset",
         ),
         TopicSpec("changelog", p, compact, "user_id", "per-user state (JSON)"),
+        TopicSpec("control", 1, compact, "<consumer group>/<instance id>",
+                  "refit request (JSON: reason, detector, time, worker)"),
     ]
     return [
         TopicSpec(settings.topic(s.name), s.partitions, s.config, s.key, s.value) for s in specs

@@ -28,8 +28,16 @@ from refold.cli import cli, settings_from
                    "only to measure what exactly-once costs.")
 @click.option("--metrics-port", type=int, help="Serve /metrics on this port; 0: a free one [0] "
               "(env REFOLD_METRICS_PORT).")
-@click.option("--follow-snapshots", is_flag=True,
-              help="Serve the latest snapshot of the snapshots topic, and each new one.")
+@click.option("--follow-snapshots/--no-follow-snapshots", default=True, show_default=True,
+              help="Serve the latest snapshot of the snapshots topic if newer than --model or "
+                   "--fit-from (a greater version), then each new one, swapped between batches.")
+@click.option("--snapshot-wait", type=float, default=30.0, show_default=True, metavar="SECONDS",
+              help="At start, look this long at most for the latest snapshot; then serve what "
+                   "there is (popularity without a model) until it is read.")
+@click.option("--refit-on-drift/--no-refit-on-drift", default=True, show_default=True,
+              help="When a drift detector fires, ask the refitter for a refit (control topic).")
+@click.option("--refit-request-interval", type=float, default=600.0, show_default=True,
+              metavar="SECONDS", help="At most one refit request per this many seconds.")
 @click.option("--consumer-config", "consumer_conf", multiple=True, metavar="KEY=VALUE",
               help="A librdkafka setting for the consumer (repeatable).")
 @click.option("--producer-config", "producer_conf", multiple=True, metavar="KEY=VALUE",
@@ -38,19 +46,23 @@ from refold.cli import cli, settings_from
 def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
             fit_from: str | None, batch_size: int | None, k: int | None,
             max_events: int | None, idle_exit: float | None, guarantee: str,
-            metrics_port: int | None, follow_snapshots: bool,
+            metrics_port: int | None, follow_snapshots: bool, snapshot_wait: float,
+            refit_on_drift: bool, refit_request_interval: float,
             consumer_conf: tuple[str, ...], producer_conf: tuple[str, ...]) -> None:
     """Fold events into per-user models and publish fresh recommendations, exactly once.
 
     Reads the events topic in the consumer group, writes one list per affected user to the
     recommendations topic, bad messages to the dead-letter topic and the new state of the batch's
     users and partitions to the state changelog, in one transaction per batch with the input
-    offsets; assigned partitions get their state back from the changelog first. Without --model
-    or --fit-from it serves popularity only. SIGTERM or Ctrl-C finishes and commits the current
-    batch, then exits 0.
+    offsets; assigned partitions get their state back from the changelog first. It serves the
+    latest model snapshot and swaps in each new one between batches (--no-follow-snapshots: only
+    --model or --fit-from); with no model at all it serves popularity. A drift alarm asks the
+    refitter for a refit. SIGTERM or Ctrl-C finishes and commits the current batch, then exits 0.
     """
     from consumers import model_source
+    from consumers.control import RefitRequester
     from consumers.foldin_worker import build_worker
+    from consumers.snapshots import follow
     from models.recommender import OnlineRecommender
     from refold.broker import ensure_bootstrap
     from refold.kafka import KafkaFatalError
@@ -66,12 +78,14 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
         raise click.BadParameter(str(exc)) from exc
     ensure_bootstrap(settings)
     recommender = OnlineRecommender(model_source.foldin_config(settings), factors)
-    monitor = _monitor(settings, recommender)
+    requester = RefitRequester(settings) if refit_on_drift else None
+    monitor = _monitor(settings, recommender, requester, refit_request_interval)
     worker, loop = build_worker(
         settings, recommender, guarantee, monitor=monitor, max_messages=max_events,
         idle_exit=idle_exit, consumer_extra=_key_values(consumer_conf),
         producer_extra=_key_values(producer_conf))
-    follower = _follow(settings, worker, recommender.model_version) if follow_snapshots else None
+    follower = (follow(settings, worker, recommender.model_version, snapshot_wait)
+                if follow_snapshots else None)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: loop.stop())
     try:
@@ -83,12 +97,15 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
         worker.close()
         if follower is not None:
             follower.close()
+        if requester is not None:
+            requester.close()
     click.echo(f"consume: {worker.summary(stats.busy_seconds)}; "
                f"{stats.batches:,} transactions, {stats.aborts} aborted")
 
 
-def _monitor(settings, recommender):
-    """Serve /metrics; a `Monitor` of drift and online quality that the worker will feed."""
+def _monitor(settings, recommender, request_refit=None, refit_cooldown: float = 600.0):
+    """Serve /metrics; a `Monitor` of drift and online quality that the worker will feed, and
+    that calls `request_refit(detector)` on a drift alarm (at most once per `refit_cooldown` s)."""
     from consumers.monitor import Monitor
     from refold.metrics import serve
 
@@ -101,19 +118,8 @@ def _monitor(settings, recommender):
         return catalog.categories_of(i) if i >= 0 else ()
 
     return Monitor(settings.k, weights=recommender.config.weights, categories=categories,
-                   catalog_size=lambda: int(catalog.active.sum()))
-
-
-def _follow(settings, worker, served: int | None):
-    """Swap in the latest snapshot now if it is newer, then each new one as it arrives."""
-    from consumers.snapshots import SnapshotFollower
-
-    follower = SnapshotFollower(settings, live_version=served or 0)
-    snap = follower.load_latest(timeout=30)
-    if snap is not None and snap.version > (served or 0):
-        worker.swap_snapshot(snap)
-    follower.start(worker.swap_snapshot)
-    return follower
+                   catalog_size=lambda: int(catalog.active.sum()), request_refit=request_refit,
+                   refit_cooldown=refit_cooldown)
 
 
 @cli.command("recs")

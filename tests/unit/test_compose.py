@@ -19,7 +19,8 @@ REFOLD = {n: s for n, s in SERVICES.items() if s.get("image") == "refold:latest"
 
 
 def test_expected_services_and_images():
-    assert {"kafka", "topics", "consumer", "prometheus", "grafana"} <= set(SERVICES)
+    assert {"kafka", "topics", "consumer", "refitter", "prometheus", "grafana"} <= set(SERVICES)
+    assert SERVICES["refitter"]["command"] == ["refit"]
     assert re.fullmatch(r"apache/kafka:4\.\d+\.\d+", SERVICES["kafka"]["image"])
     assert SERVICES["prometheus"]["image"].startswith("prom/prometheus:")
     assert SERVICES["grafana"]["image"].startswith("grafana/grafana:")

@@ -261,8 +261,22 @@ def test_monitor_takes_the_workers_committed_batch(reg):
     batch = CommittedBatch(events=[ev(0, "u1", "a")],
                            published=[Recs("u1", ["b"], [1.0], "collaborative", 4)],
                            dead_letters=["oversize"], timestamps=[99.0], started=100.0,
-                           committed=100.25, model_version=4, users_in_state=1)
+                           committed=100.25, model_version=4, users_in_state=1,
+                           user_vector_norm=1.5)
     Monitor(clock=lambda: 0.0).on_commit(batch)
+    assert value(reg, "refold_user_vector_norm") == 1.5
     assert value(reg, "refold_event_to_recommendation_seconds_count") - fresh == 1
     assert value(reg, "refold_dead_letters_total", reason="oversize") - dead == 1
     assert value(reg, "refold_model_version") == 4
+
+
+def test_user_vector_norms_feed_page_hinkley_which_starts_anew_with_a_model(reg):
+    asked: list[str] = []
+    m = Monitor(clock=lambda: 0.0, request_refit=asked.append, refit_on={"user_vector_norm"},
+                ph_threshold=5.0)
+    detections = [m.on_batch([], [], model_version=1, user_vector_norm=v).detections
+                  for v in [1.0] * 40 + [3.0] * 20]
+    assert ["user_vector_norm"] in detections and asked == ["user_vector_norm"]
+    assert value(reg, "refold_user_vector_norm") == 3.0
+    m.on_batch([], [], model_version=2, user_vector_norm=3.0)  # another model's scale
+    assert m.shifts["user_vector_norm"].n == 1 and m.shifts["user_vector_norm"].detections == 0
