@@ -75,14 +75,14 @@ class FoldInConfig:
     """Event types whose item is consumed: never recommended to that user again."""
     trending_half_life_seconds: float = 86400.0
     max_item_users: int = 1000
-    session_weight: float = 0.0
+    session_weight: float = 1.0
     """Weight of the session co-visitation blend (`models.covisit`); 0 turns it off."""
     session_window: int = 10
     """Previous positive events of the user that an event is co-visited with."""
     session_decay: float = 0.8
     """Co-visit count of a pair g events apart: decay^g (g = 0 for adjacent events)."""
     session_items: int = 10
-    session_half_life: float = 2.0
+    session_half_life: float = 5.0
     """The user's last `session_items` positive items make the session, weighted by a recency
     half-life in events."""
     max_neighbors: int = 256

@@ -56,7 +56,7 @@ def _refold(stream: Stream, k: int, batch: int | None) -> tuple[float, list[list
     ids = [str(i) for i in range(len(stream.Y))]
     config = FoldInConfig(alpha=ALPHA, regularization=REG, decay="none", k=k,
                           full_events=1, min_events=1, exclude_types=frozenset({"click"}),
-                          history_size=10_000, max_excluded=10_000)
+                          history_size=10_000, max_excluded=10_000, session_weight=0.0)
     rec = OnlineRecommender(config, ItemFactors(ids, stream.Y, version=1))
     out: list[list[str]] = []  # per event, in order
     t0 = time.perf_counter()

@@ -39,7 +39,10 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "static_als": _ALS_GRID,
     "oryx_rank1": {**_ALS_GRID, "strength": [0.5, 1.0, 3.0]},
     "refold": {**_ALS_GRID, "half_life_events": [2.0, 5.0, 10.0, 20.0],
-               "full_events": [1, 5, 20], "trending_half_life_seconds": [86400.0, 7 * 86400.0]},
+               "full_events": [1, 5, 20], "trending_half_life_seconds": [86400.0, 7 * 86400.0],
+               "session_weight": [0.0, 0.5, 1.0, 2.0], "session_window": [5, 10, 20],
+               "session_decay": [0.6, 0.8, 1.0], "session_items": [5, 10, 20],
+               "session_half_life": [1.0, 2.0, 5.0]},
 }
 """The values tried per parameter, in the order the parameters are visited."""
 

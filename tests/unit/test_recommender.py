@@ -188,6 +188,9 @@ def test_user_state_restores_in_another_process_with_other_indices() -> None:
         other.catalog.index(item_id)
     other.swap_factors(factors())
     other.restore_user("u4", state)
+    # the partition's state too (co-visits), as the worker restores both
+    other.restore_partition(0, json.loads(json.dumps(
+        rec.partition(0).to_plain(rec.catalog.ids, rec.model_version))))
     mine, theirs = rec.recommend("u4", now=600.0), other.recommend("u4", now=600.0)
     assert mine.items == theirs.items and IDS[7] not in theirs.items
     assert rec.user_state("nobody") is None
