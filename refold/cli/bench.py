@@ -65,3 +65,71 @@ def bench_foldin(items: tuple[int, ...], factors: int, events: int, k: int,
             click.echo(f"  {n:,} items done", err=True)
     out = results[0] if len(results) == 1 else {"runs": results}
     emit(out, as_json, foldin.table(results))
+
+
+@bench.command("pipeline")
+@click.option("--dataset", type=click.Choice(["ml-100k", "synth"]), default="ml-100k",
+              show_default=True)
+@click.option("--path", type=click.Path(file_okay=False), envvar="REFOLD_ML100K",
+              default="../shared/datasets/ml-100k", show_default=True,
+              help="The ml-100k directory (env REFOLD_ML100K).")
+@click.option("--events", type=int, help="Events to send [ml-100k: all; synth: 100000].")
+@click.option("--partitions", type=int, help="Partitions of the events topic [6].")
+@click.option("--batch-size", type=int, help="Events per micro-batch and transaction [500].")
+@click.option("--factors", type=int, default=64, show_default=True,
+              help="ALS factors, fitted on the events at start.")
+@click.option("--rate", type=float, default=1000.0, show_default=True,
+              help="Events/s sent during the latency measurement.")
+@click.option("--latency-events", type=int, default=10_000, show_default=True,
+              help="Events sent at --rate per consumer (after 100 warm-up events).")
+@click.option("--repeat", type=int, default=3, show_default=True,
+              help="Throughput runs per consumer; the best is reported.")
+@click.option("--fold-in", "fold_in", multiple=True, metavar="KEY=VALUE",
+              help="A FoldInConfig setting for the fit and the worker (repeatable), e.g. "
+                   "--fold-in session_weight=0.")
+@click.option("--profile", "profile_dir", type=click.Path(file_okay=False),
+              help="Write each throughput run's cProfile stats here (slows the runs down).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def bench_pipeline(ctx: click.Context, dataset: str, path: str, events: int | None,
+                   partitions: int | None, batch_size: int | None, factors: int, rate: float,
+                   latency_events: int, repeat: int, fold_in: tuple[str, ...],
+                   profile_dir: str | None, as_json: bool) -> None:
+    """End-to-end events/s and event→recommendation latency through the broker: refold's
+    exactly-once worker next to a pass-through consumer (decode, re-produce) with the same
+    Kafka settings and batch size, the Kafka-bound ceiling. Throwaway topics, deleted after."""
+    from pathlib import Path
+
+    from refold.bench import pipeline
+    from refold.broker import ensure_bootstrap
+    from refold.cli import settings_from
+
+    if dataset == "ml-100k" and not Path(path).is_dir():
+        raise click.UsageError(f"no ml-100k directory at {path}: give --path")
+    if min(repeat, latency_events) < 1 or rate <= 0:
+        raise click.UsageError("--repeat and --latency-events must be >= 1, --rate > 0")
+    settings = settings_from(ctx, events_partitions=partitions, batch_size=batch_size,
+                             factors=factors)
+    ensure_bootstrap(settings)
+    click.echo(f"fitting ALS ({factors} factors) on {dataset}...", err=True)
+    changes = {}
+    for pair in fold_in:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            changes[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            changes[key.strip()] = raw.strip()
+    try:
+        workload = pipeline.load_workload(settings, dataset, path, events, fold_in=changes)
+    except (TypeError, ValueError) as exc:  # an unknown or bad --fold-in setting
+        raise click.BadParameter(str(exc), param_hint="--fold-in") from exc
+    if profile_dir:
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        result = pipeline.run(settings, workload, rate=rate, latency_events=latency_events,
+                              repeat=repeat, profile_dir=Path(profile_dir) if profile_dir else None)
+    except pipeline.BenchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    emit(result, as_json, pipeline.table(result))

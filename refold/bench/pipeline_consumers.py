@@ -1,0 +1,167 @@
+"""The two consumers of `refold bench pipeline`, each run in a process of its own.
+
+`refold` is the fold-in worker as `refold consume --model` builds it (with its monitor and its
+snapshot follower; `fold_in` changes `FoldInConfig` settings); `passthrough` is
+`PassThrough` in the same `TransactionalLoop`: same consumer and transactional-producer settings,
+same batch size, no model. `python -m refold.bench.pipeline_consumers SPEC` runs one (SPEC: the
+JSON `ConsumerProcess` writes) and prints what its loop did (`LoopStats` and its processor's
+counts) as one JSON line; SIGTERM lets it commit its batch and leave, as `refold consume` does.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import dataclasses
+import json
+import logging
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Message, TopicPartition
+
+from consumers.loop import Output, TransactionalLoop
+from refold.config import Settings
+from refold.schemas import decode_event, encode
+
+KINDS = ("refold", "passthrough")
+MODULE = "refold.bench.pipeline_consumers"
+
+
+class BenchError(RuntimeError):
+    """A consumer process failed, or a run did not finish."""
+
+
+class PassThrough:
+    """A `Processor` that decodes every event and re-produces it, keyed by its user."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.counts: Counter[str] = Counter()
+        self._staged = 0
+
+    def handle(self, messages: list[Message], out: Output) -> None:
+        for msg in messages:
+            event = decode_event(msg.value())
+            out.produce(self.topic, encode(event), event.user_id)
+        self._staged = len(messages)
+
+    def promote(self) -> None:
+        self.counts["events"] += self._staged
+        self.counts["outputs"] += self._staged
+        self._staged = 0
+
+    def rollback(self) -> None:
+        self._staged = 0
+
+    def between_batches(self) -> None:
+        pass
+
+    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
+        pass
+
+    def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Closing:
+    """The worker's counts, and a `close` that also closes its snapshot follower."""
+
+    def __init__(self, worker: Any, follower: Any) -> None:
+        self.counts, self._closing = worker.counts, (worker, follower)
+
+    def close(self) -> None:
+        for c in self._closing:
+            c.close()
+
+
+def _build(kind: str, settings: Settings, model: Path, fold_in: dict[str, Any],
+           **loop_options: Any) -> tuple[TransactionalLoop, Any, str]:
+    """The loop, its processor, and the name of the processor's count of outputs."""
+    from consumers.foldin_worker import build_worker, transactional_id
+
+    if kind == "refold":  # as `refold consume --model` runs it: monitored, following snapshots
+        from consumers.model_source import foldin_config, load_item_factors
+        from consumers.snapshots import follow
+        from models.recommender import OnlineRecommender
+        from refold.cli.consume import _monitor
+
+        recommender = OnlineRecommender(foldin_config(settings, **fold_in),
+                                        load_item_factors(model))
+        worker, loop = build_worker(settings, recommender, monitor=_monitor(settings, recommender),
+                                    **loop_options)
+        follower = follow(settings, worker, recommender.model_version, wait=10.0)
+        worker.start()
+        return loop, _Closing(worker, follower), "recommendations"
+    if kind == "passthrough":
+        proc = PassThrough(settings.topic("recommendations"))
+        loop = TransactionalLoop(
+            settings, proc, topics=[settings.topic("events")], group_id=settings.consumer_group,
+            transactional_id=transactional_id(settings), **loop_options)
+        return loop, proc, "outputs"
+    raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+
+
+def serve(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one consumer until it is done (or SIGTERM); what its loop did."""
+    settings = Settings(**spec["settings"])
+    loop, processor, outputs = _build(spec["kind"], settings, Path(spec["model"]),
+                                      spec["fold_in"], max_messages=spec["max_messages"],
+                                      idle_exit=spec["idle_exit"])
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    try:
+        if spec["profile"] is None:
+            stats = loop.run()
+        else:
+            profiler = cProfile.Profile()
+            stats = profiler.runcall(loop.run)
+            profiler.dump_stats(spec["profile"])
+    finally:
+        processor.close()
+    counts = processor.counts
+    return {"seconds": stats.busy_seconds, "messages": stats.messages, "batches": stats.batches,
+            "aborts": stats.aborts, "outputs": counts[outputs], "counts": dict(counts)}
+
+
+class ConsumerProcess:
+    """One consumer in a child process: `stop()` it or let it end, then read its `result()`."""
+
+    def __init__(self, kind: str, settings: Settings, model: Path, *,
+                 fold_in: dict[str, Any] | None = None, max_messages: int | None = None,
+                 idle_exit: float, profile: Path | None = None) -> None:
+        self.kind = kind
+        spec = {"kind": kind, "settings": dataclasses.asdict(settings), "model": str(model),
+                "fold_in": fold_in or {},
+                "max_messages": max_messages, "idle_exit": idle_exit,
+                "profile": None if profile is None else str(profile)}
+        self.proc = subprocess.Popen([sys.executable, "-m", MODULE, json.dumps(spec)],
+                                     stdout=subprocess.PIPE, text=True)
+
+    def stop(self) -> None:
+        """SIGTERM: the loop commits its current batch and leaves the group."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+
+    def result(self, timeout: float) -> dict:
+        """What the process reported; `BenchError` if it failed or took longer than `timeout`."""
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            raise BenchError(f"the {self.kind} consumer took over {timeout:.0f} s") from None
+        if self.proc.returncode != 0 or not out.strip():
+            raise BenchError(f"the {self.kind} consumer exited with code {self.proc.returncode} "
+                             "(its error is above)")
+        return json.loads(out.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    print(json.dumps(serve(json.loads(sys.argv[1]))), flush=True)

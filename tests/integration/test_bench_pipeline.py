@@ -1,0 +1,31 @@
+"""`refold bench pipeline` measures what it says: every event reaches an output, counts add up."""
+
+from __future__ import annotations
+
+from refold.bench import pipeline
+from refold.config import Settings
+from refold.kafka import make_admin
+
+KEYS = ("events", "partitions", "batch_size", "refold_events_per_s", "passthrough_events_per_s",
+        "refold_over_passthrough", "latency_p50_ms", "latency_p99_ms",
+        "passthrough_latency_p50_ms", "passthrough_latency_p99_ms", "rate_events_per_s")
+
+
+def test_a_small_run_covers_every_event_and_cleans_up(bootstrap: str, unique_prefix: str):
+    settings = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix,
+                        events_partitions=3, batch_size=100, factors=8, iterations=3)
+    workload = pipeline.load_workload(settings, "synth", events=1500)
+    r = pipeline.run(settings, workload, rate=500, latency_events=400, repeat=1)
+
+    assert r["checks"] == dict.fromkeys(r["checks"], True), r["checks"]
+    assert set(KEYS) <= set(r)
+    assert (r["events"], r["partitions"], r["batch_size"]) == (1500, 3, 100)
+    assert r["latency_events"] == 400
+    for key in KEYS:
+        assert r[key] > 0, key
+    assert r["latency_p50_ms"] <= r["latency_p99_ms"] <= r["latency_max_ms"]
+    # one list per user and batch: at most one per event; the copy is one per event
+    assert 0 < r["refold_outputs"] <= r["events"] == r["passthrough_outputs"]
+    left = [t for t in make_admin(settings).list_topics(timeout=10).topics
+            if t.startswith(unique_prefix)]
+    assert left == []
