@@ -81,10 +81,13 @@ class CoVisits:
         self._remember(changed)
         self.count[item] += 1.0
         if gains:
-            js = np.fromiter(gains, dtype=np.intp, count=len(gains))
-            gain = np.fromiter(gains.values(), dtype=np.float64, count=len(gains))
-            self._bump(item, js, gain)
-            self._bump_rows(js, item, gain)
+            m = len(gains)
+            js = np.fromiter(gains, dtype=np.intp, count=m)
+            gain = np.fromiter(gains.values(), dtype=np.float64, count=m)
+            # the pairs (item, j) then (j, item), all updated at once
+            mine = np.full(m, item)
+            self._bump(np.concatenate([mine, js]), np.concatenate([js, mine]),
+                       np.concatenate([gain, gain]))
         return changed
 
     def neighbours(self, item: int) -> tuple[list[int], list[float]]:
@@ -170,24 +173,27 @@ class CoVisits:
                 journal[i] = (self._nbr[i].copy(), self._wt[i].copy(), int(self._deg[i]),
                               float(self.count[i]))
 
-    def _bump(self, row: int, cols: np.ndarray, gains: np.ndarray) -> None:
-        """Add `gains` to the counts of (row, cols) (cols unique)."""
-        d = self._deg[row]
-        found = np.zeros(len(cols), dtype=bool)
-        if d:
-            match = self._nbr[row, :d, None] == cols[None, :]
-            found = match.any(axis=0)
-            self._wt[row, match.argmax(axis=0)[found]] += gains[found]
-        for c, g in zip(cols[~found].tolist(), gains[~found].tolist(), strict=True):
-            self._insert(row, c, g)
-
-    def _bump_rows(self, rows: np.ndarray, col: int, gains: np.ndarray) -> None:
-        """Add `gains` to the counts of (rows, col) (rows unique)."""
-        match = self._nbr[rows] == col
+    def _bump(self, rows: np.ndarray, cols: np.ndarray, gains: np.ndarray) -> None:
+        """Add `gains` to the counts of the distinct pairs (rows, cols); a row's new neighbours
+        take its free slots in pair order."""
+        match = self._nbr[rows] == cols[:, None]  # empty slots hold -1: never a match
         found = match.any(axis=1)
         self._wt[rows[found], match.argmax(axis=1)[found]] += gains[found]
-        for r, g in zip(rows[~found].tolist(), gains[~found].tolist(), strict=True):
-            self._insert(r, col, g)
+        new = np.flatnonzero(~found)
+        if not len(new):
+            return
+        r = rows[new]
+        order = np.argsort(r, kind="stable")
+        first = np.searchsorted(r[order], r[order])  # the rank of a pair among its row's
+        rank = np.empty(len(new), dtype=np.intp)
+        rank[order] = np.arange(len(new)) - first
+        slot = self._deg[r] + rank
+        room = slot < self.max_neighbors
+        self._nbr[r[room], slot[room]] = cols[new[room]]
+        self._wt[r[room], slot[room]] = gains[new[room]]
+        np.maximum.at(self._deg, r[room], slot[room] + 1)
+        for p in new[~room].tolist():
+            self._insert(int(rows[p]), int(cols[p]), float(gains[p]))
 
     def _insert(self, row: int, col: int, gain: float) -> None:
         d = self._deg[row]
@@ -233,8 +239,7 @@ def blend(
 
 def recent_items(history: Any, n: int) -> np.ndarray:
     """The items of a `UserHistory`'s last `n` positive events, oldest first."""
-    ev = history.events()
-    return ev["item"][ev["weight"] > 0][-n:].astype(np.intp)
+    return history.positive_items(n)
 
 
 def for_config(config: Any) -> CoVisits:

@@ -114,6 +114,13 @@ class UserHistory:
         """Items never to recommend to this user: blocked or consumed (int64, unsorted)."""
         return np.fromiter([*self.blocked, *self.consumed], dtype=np.int64)
 
+    def positive_items(self, n: int) -> np.ndarray:
+        """The items of the last `n` positive events in the ring, oldest first."""
+        m = len(self)
+        at = np.arange(self.seq - m, self.seq) % self.max_events
+        items, weights = self._buf["item"][at], self._buf["weight"][at]
+        return items[weights > 0][-n:].astype(np.intp)
+
     def events(self) -> np.ndarray:
         """The events in the ring, oldest first (a structured array of `EVENT_DTYPE`)."""
         n = len(self)
