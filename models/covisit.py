@@ -81,13 +81,8 @@ class CoVisits:
         self._remember(changed)
         self.count[item] += 1.0
         if gains:
-            m = len(gains)
-            js = np.fromiter(gains, dtype=np.intp, count=m)
-            gain = np.fromiter(gains.values(), dtype=np.float64, count=m)
-            # the pairs (item, j) then (j, item), all updated at once
-            mine = np.full(m, item)
-            self._bump(np.concatenate([mine, js]), np.concatenate([js, mine]),
-                       np.concatenate([gain, gain]))
+            js, gain = list(gains), list(gains.values())
+            self._bump(item, js, gain)
         return changed
 
     def neighbours(self, item: int) -> tuple[list[int], list[float]]:
@@ -173,25 +168,32 @@ class CoVisits:
                 journal[i] = (self._nbr[i].copy(), self._wt[i].copy(), int(self._deg[i]),
                               float(self.count[i]))
 
-    def _bump(self, rows: np.ndarray, cols: np.ndarray, gains: np.ndarray) -> None:
-        """Add `gains` to the counts of the distinct pairs (rows, cols); a row's new neighbours
-        take its free slots in pair order."""
+    def _bump(self, item: int, js: list[int], gain: list[float]) -> None:
+        """Add `gain` to the counts of the pairs (item, j) and (j, item), j in `js` (distinct,
+        not `item`): the first m pairs are the item's row, the next m the rows of js."""
+        m = len(js)
+        rows = np.array([item] * m + js)
+        cols = np.array(js + [item] * m)
+        gains = np.array(gain + gain)
         match = self._nbr[rows] == cols[:, None]  # empty slots hold -1: never a match
-        found = match.any(axis=1)
-        self._wt[rows[found], match.argmax(axis=1)[found]] += gains[found]
-        new = np.flatnonzero(~found)
-        if not len(new):
+        pos = match.argmax(axis=1)
+        found = match[np.arange(2 * m), pos]
+        self._wt[rows[found], pos[found]] += gains[found]
+        if found.all():
             return
+        new = np.flatnonzero(~found)
         r = rows[new]
-        order = np.argsort(r, kind="stable")
-        first = np.searchsorted(r[order], r[order])  # the rank of a pair among its row's
-        rank = np.empty(len(new), dtype=np.intp)
-        rank[order] = np.arange(len(new)) - first
-        slot = self._deg[r] + rank
+        # A row's new neighbours take its free slots in pair order: only the item's row can get
+        # more than one (its pairs come first).
+        ranks = np.cumsum(new < m) - 1
+        slot = self._deg[r] + np.where(new < m, ranks, 0)
         room = slot < self.max_neighbors
-        self._nbr[r[room], slot[room]] = cols[new[room]]
-        self._wt[r[room], slot[room]] = gains[new[room]]
-        np.maximum.at(self._deg, r[room], slot[room] + 1)
+        at, slot = r[room], slot[room]
+        self._nbr[at, slot] = cols[new[room]]
+        self._wt[at, slot] = gains[new[room]]
+        mine = new[room] < m
+        self._deg[item] += np.count_nonzero(mine)
+        self._deg[at[~mine]] += 1
         for p in new[~room].tolist():
             self._insert(int(rows[p]), int(cols[p]), float(gains[p]))
 

@@ -59,7 +59,7 @@ class FoldInConfig:
     alpha: float = 2.0
     regularization: float = 0.05
     decay: Literal["events", "time", "none"] = "events"
-    half_life_events: float = 5.0
+    half_life_events: float = 10.0
     half_life_seconds: float = 3600.0
     session_boost: float = 1.0
     k: int = 20

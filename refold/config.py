@@ -66,7 +66,7 @@ class Settings:
     regularization: float = 0.05
     alpha: float = 2.0
     iterations: int = 15
-    half_life_events: float = 5.0
+    half_life_events: float = 10.0
     half_life_seconds: float = 0.0
     decay: str = "events"
     history_size: int = 50
