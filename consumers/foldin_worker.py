@@ -265,7 +265,9 @@ class FoldInWorker:
     def swap_model(self, factors: ItemFactors) -> None:
         """Serve `factors` from the next batch on; call it from another thread (a snapshot
         follower's): the layout is built there, and between batches the worker only exchanges
-        references, so the swap is atomic and costs the processing thread well under a ms.
+        references, so the swap is atomic. What the processing thread still pays is freeing the
+        old version where its last reference goes (`refold bench swap`: ~8 ms at 200K x 64,
+        against ~65 ms with the layout built between batches).
 
         Users are folded in again lazily, on their next event (the recommender caches vectors
         per model version), not eagerly at the swap: a pause proportional to the active users

@@ -6,7 +6,9 @@ warm-starts from v1, trains, gates against v1 on a holdout v1 has not seen, and 
 bare fit is implicit's `AlternatingLeastSquares.fit` on the final full matrix, same parameters
 and threads. Both are timed `repeats` times, interleaved, and the best of each is kept.
 Throughput is measured on a random `publish_items` × factors snapshot, and the swap pause is
-`OnlineRecommender.swap_factors` with prebuilt factors, as the worker does between batches.
+`OnlineRecommender.swap_factors` of a layout prepared beforehand, as the worker does between
+batches (the follower's thread prepares it: `swap_prepare_p50_ms`). `refold bench swap` measures
+what a swap costs the events in flight, through the broker.
 """
 
 from __future__ import annotations
@@ -51,18 +53,23 @@ def bare_fit_seconds(matrix, params: RefitParams) -> float:
         return time.perf_counter() - t0
 
 
-def swap_pause_ms(snap: Snapshot, other: Snapshot, repeats: int = 30) -> list[float]:
-    """Durations of `OnlineRecommender.swap_factors` (factors prebuilt, as the follower does)."""
+def swap_pause_ms(snap: Snapshot, other: Snapshot, repeats: int = 30
+                  ) -> tuple[list[float], list[float]]:
+    """Durations of `OnlineRecommender.swap_factors` of a prepared layout (what the worker does
+    between batches), and of `prepare_factors` (what its follower's thread does before)."""
     from models.recommender import OnlineRecommender
 
     rec = OnlineRecommender(factors=snap.item_factors())
-    pauses = []
+    pauses, prepares = [], []
     for n in range(repeats):
         f = (other if n % 2 == 0 else snap).item_factors()
         t0 = time.perf_counter()
-        rec.swap_factors(f)
-        pauses.append((time.perf_counter() - t0) * 1000)
-    return pauses
+        ready = rec.prepare_factors(f)
+        t1 = time.perf_counter()
+        rec.swap_factors(ready)
+        pauses.append((time.perf_counter() - t1) * 1000)
+        prepares.append((t1 - t0) * 1000)
+    return pauses, prepares
 
 
 def run(settings: Settings, log: InteractionLog, params: RefitParams, publish_items: int = 200_000,
@@ -102,7 +109,7 @@ def run(settings: Settings, log: InteractionLog, params: RefitParams, publish_it
         loaded = load_latest(settings, timeout=120)
         load_seconds = time.perf_counter() - t0
         assert loaded is not None and loaded.version == 11
-        pauses = swap_pause_ms(big[0], big[1])
+        pauses, prepares = swap_pause_ms(big[0], big[1])
     finally:
         delete_topics(admin, [s.name for s in topic_specs(settings)])
     return {
@@ -123,6 +130,7 @@ def run(settings: Settings, log: InteractionLog, params: RefitParams, publish_it
         "load_seconds": load_seconds, "load_mb_per_s": published.bytes / MB / load_seconds,
         "swap_pause_p50_ms": float(np.percentile(pauses, 50)),
         "swap_pause_p99_ms": float(np.percentile(pauses, 99)),
+        "swap_prepare_p50_ms": float(np.percentile(prepares, 50)),
     }
 
 
@@ -138,5 +146,6 @@ def table(r: dict) -> str:
         f"snapshot {r['snapshot_items']:,} x {r['factors']} ({r['snapshot_mb']:.1f} MB): publish "
         f"{r['publish_mb_per_s']:.0f} MB/s (first, with the producer's start: "
         f"{r['first_publish_mb_per_s']:.0f}), load {r['load_mb_per_s']:.0f} MB/s",
-        f"swap pause p50 {r['swap_pause_p50_ms']:.1f} ms, p99 {r['swap_pause_p99_ms']:.1f} ms",
+        f"swap pause p50 {r['swap_pause_p50_ms']:.1f} ms, p99 {r['swap_pause_p99_ms']:.1f} ms "
+        f"(after {r['swap_prepare_p50_ms']:.0f} ms of layout on the follower's thread)",
     ])

@@ -130,3 +130,32 @@ def bench_refit(ctx: click.Context, path: str, synth_events: int | None, factors
     params = _params(settings, "als", 0.02, 0.02)
     result = bench_refit_mod.run(settings, log, params, publish_items)
     emit(result, as_json, bench_refit_mod.table(result))
+
+
+@bench.command("swap")
+@click.option("--items", type=int, default=200_000, show_default=True)
+@click.option("--factors", type=int, default=64, show_default=True)
+@click.option("--users", type=int, default=2000, show_default=True)
+@click.option("--rate", type=float, default=100.0, show_default=True, help="Events/s sent.")
+@click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--swaps", type=int, default=6, show_default=True)
+@click.option("--interval", type=float, default=6.0, show_default=True,
+              help="Quiet seconds before each publication.")
+@click.option("--inline", is_flag=True,
+              help="Build the new version's layout between batches (the swap as it was).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def bench_swap(ctx: click.Context, items: int, factors: int, users: int, rate: float,
+               batch_size: int, swaps: int, interval: float, inline: bool, as_json: bool) -> None:
+    """Event latency during model swaps against without, under a steady rate, through the
+    broker: a worker process follows the snapshots topic while new versions are published."""
+    from refold.bench import swap
+    from refold.broker import ensure_bootstrap
+
+    if min(items, factors, users, batch_size, swaps) < 1 or rate <= 0 or interval < 0:
+        raise click.UsageError("sizes and counts must be >= 1, --rate > 0, --interval >= 0")
+    settings = settings_from(ctx)
+    ensure_bootstrap(settings)
+    result = swap.run(settings, items=items, factors=factors, users=users, rate=rate,
+                      batch_size=batch_size, swaps=swaps, interval=interval, inline=inline)
+    emit(result, as_json, swap.table(result))
