@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from refold.config import Settings
 from refold.kafka import make_consumer, watermarks
@@ -180,10 +180,13 @@ class ChangelogReader:
         raw: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
         out = {p: RestoredPartition(p) for p in partitions}
         consumer, deadline = self.consumer, time.monotonic() + self.timeout
-        consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+        # Offsets are asked before the first fetch: behind a parked fetch they would wait for
+        # it. Reading starts at the low watermarks (OFFSET_BEGINNING waits for a query timer).
+        marks = watermarks(consumer, self.topic)  # read_committed: high = last stable offset
+        consumer.assign([TopicPartition(self.topic, p, marks[p][0]) for p in partitions])
         try:
             while True:
-                self._read_to_end(raw, out, deadline)
+                self._read_to_end(raw, out, {p: marks[p][1] for p in partitions}, deadline)
                 behind = self._behind(raw, targets)
                 if not behind:
                     break
@@ -192,6 +195,7 @@ class ChangelogReader:
                         f"{self.topic}: state of partition(s) {behind} does not reach the "
                         f"committed offsets {targets} after {self.timeout:.0f} s")
                 time.sleep(0.05)  # a commit marker not written yet: read on
+                marks = watermarks(consumer, self.topic)
         finally:
             consumer.unassign()
         for p in partitions:
@@ -202,19 +206,19 @@ class ChangelogReader:
             sum(r.bytes for r in out.values()), time.perf_counter() - t0)
         return out, report
 
-    def _read_to_end(self, raw: dict[int, dict[bytes, bytes]],
-                     out: dict[int, RestoredPartition], deadline: float) -> None:
+    def _read_to_end(self, raw: dict[int, dict[bytes, bytes]], out: dict[int, RestoredPartition],
+                     ends: dict[int, int], deadline: float) -> None:
         consumer = self.consumer
-        marks = watermarks(consumer, self.topic)  # read_committed: the last stable offsets
-        ends = {p: marks[p][1] for p in raw}
         while True:
             positions = consumer.position([TopicPartition(self.topic, p) for p in raw])
-            if all(ends[tp.partition] == 0 or tp.offset >= ends[tp.partition]
-                   for tp in positions):
+            left = sum(ends[tp.partition] - max(tp.offset, 0) for tp in positions
+                       if tp.offset < ends[tp.partition])
+            if not left:
                 return
             if time.monotonic() > deadline:
                 raise ChangelogError(f"{self.topic}: not read to its end {ends} in time")
-            for msg in consumer.consume(10_000, 0.2):
+            # At most what is left (markers take offsets too): no waiting for a full batch.
+            for msg in consumer.consume(min(left, 10_000), 0.05):
                 if msg.error() is not None:
                     if msg.error().fatal():
                         raise ChangelogError(f"{self.topic}: {msg.error()}")

@@ -54,10 +54,18 @@ MAX_ABORTS_IN_A_ROW = 8
 GUARANTEES = ("exactly-once", "at-least-once")
 CRASH_ENV = "REFOLD_TEST_CRASH_AT"
 CRASH_POINTS = ("after_produce", "after_offsets", "after_commit")
-TXN_PRODUCER = {"retry.backoff.ms": 10, "retry.backoff.max.ms": 100}
+TXN_PRODUCER = {"retry.backoff.ms": 10, "retry.backoff.max.ms": 100,
+                "metadata.recovery.strategy": "none"}
 """Right after a commit the coordinator answers the next transaction's first request with
 CONCURRENT_TRANSACTIONS until its markers are written (a few ms); at the default 100 ms backoff
-every back-to-back transaction would wait 100 ms (measured: 100 ms -> 12 ms per transaction)."""
+every back-to-back transaction would wait 100 ms (measured: 100 ms -> 12 ms per transaction).
+No re-bootstrap: after all brokers were down (a restart), librdkafka 2.16 can keep the group
+coordinator cached on a broker it re-bootstrapped away, and `send_offsets_to_transaction` then
+hangs past its timeout (librdkafka issues 5456, 5511; the broker restart fault test)."""
+
+
+class Fenced(KafkaFatalError):
+    """A newer producer with this transactional.id exists: this worker is a zombie."""
 
 
 class Output:
@@ -189,7 +197,6 @@ class TransactionalLoop:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._crash = _crash_point(os.environ.get(CRASH_ENV))
-        self._handled = 0
 
     # -- lifecycle
 
@@ -200,13 +207,7 @@ class TransactionalLoop:
     def run(self) -> LoopStats:
         """Consume until stopped; commits every handled batch, then leaves the group cleanly."""
         exactly_once = self.guarantee == "exactly-once"
-        txn = {"transactional.id": self.transactional_id,
-               "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000), **TXN_PRODUCER}
-        self._producer = make_producer(self.settings, {
-            **(txn if exactly_once else {}), "error_cb": self._producer_error,
-            **self.producer_extra})
-        if exactly_once:
-            self._call("init_transactions", self._producer.init_transactions, TXN_TIMEOUT_S)
+        self._producer = self._make_producer()
         self._consumer = make_consumer(self.settings, self.group_id, self.consumer_extra)
         self._consumer.subscribe(self.topics, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -228,6 +229,19 @@ class TransactionalLoop:
             self.stats.finished = time.monotonic()
             self._close()
         return self.stats
+
+    def _make_producer(self) -> Producer:
+        """The output producer: transactional (initialised: any open transaction of this id is
+        aborted) under exactly-once, idempotent under at-least-once."""
+        txn = {"transactional.id": self.transactional_id,
+               "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000), **TXN_PRODUCER}
+        exactly_once = self.guarantee == "exactly-once"
+        producer = make_producer(self.settings, {
+            **(txn if exactly_once else {}), "error_cb": self._producer_error,
+            **self.producer_extra})
+        if exactly_once:
+            self._call("init_transactions", producer.init_transactions, TXN_TIMEOUT_S)
+        return producer
 
     def _done(self) -> bool:
         if self._stopping:
@@ -335,11 +349,7 @@ class TransactionalLoop:
 
     def _crash_if(self, point: str) -> None:
         """The test hook (see the module docstring): SIGKILL at `point` of the n-th batch."""
-        if self._crash is None or self._crash[0] != point:
-            return
-        if point == "after_produce":
-            self._handled += 1
-        if self._handled == self._crash[1]:
+        if self._crash == (point, self.stats.batches + 1):
             assert self._producer is not None
             self._producer.flush(TXN_TIMEOUT_S)  # the outputs reach the broker, uncommitted
             log.warning("%s=%s:%d: killing this process", CRASH_ENV, point, self._crash[1])
@@ -351,6 +361,13 @@ class TransactionalLoop:
         self.stats.aborts += 1
         try:
             self._call("abort_transaction", self._producer.abort_transaction, TXN_TIMEOUT_S)
+        except Fenced:
+            raise
+        except KafkaFatalError as exc:
+            # librdkafka can fail an abort with a fatal INVALID_TXN_STATE (its issue 4849): a
+            # new producer of the same transactional.id aborts the transaction instead.
+            log.warning("%s: starting a new transactional producer", exc)
+            self._producer = self._make_producer()
         except KafkaException as exc:
             if _error(exc).code() != KafkaError._STATE:  # no transaction was open
                 raise KafkaFatalError(f"abort_transaction: {_error(exc)}") from exc
@@ -392,11 +409,16 @@ class TransactionalLoop:
         error_cb(err)
 
     def _fatal(self, what: str, err: KafkaError) -> KafkaFatalError:
-        fenced = err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                                KafkaError.INVALID_PRODUCER_EPOCH)
-        why = (f"fenced: another worker runs with transactional.id {self.transactional_id!r}"
-               if fenced else "fatal error")
-        return KafkaFatalError(f"{what}: {why} ({err})")
+        if err.code() == KafkaError._FATAL and self._producer is not None:
+            try:  # a generic "fatal error": the error callback has the cause (e.g. fenced)
+                self._producer.poll(0)
+            except KafkaFatalError as cause:
+                return cause
+        if err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                          KafkaError.INVALID_PRODUCER_EPOCH):
+            return Fenced(f"{what}: fenced: another worker runs with transactional.id "
+                          f"{self.transactional_id!r} ({err})")
+        return KafkaFatalError(f"{what}: fatal error ({err})")
 
     # -- rebalance callbacks (run inside consume(), between transactions)
 

@@ -104,7 +104,14 @@ def watermarks(consumer: Consumer, topic: str, timeout: float = 10.0) -> dict[in
                 out[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
                 break
             except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                err = exc.args[0]
+                if not (err.retriable() or err.code() in _SETTLING) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
     return out
+
+
+_SETTLING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+             KafkaError.UNKNOWN_TOPIC_OR_PART)
+"""Errors of a topic just created, whose leaders the broker is still settling (not flagged
+retriable by librdkafka here)."""

@@ -1,0 +1,410 @@
+"""Fault tests against the real broker: a worker that dies loses nothing and counts nothing twice.
+
+Every scenario replays the same input: a seeded synthetic world (sessions, funnels, dismissals,
+users and items arriving; the model is fitted on the first half, so later items are outside it),
+with re-sent events (same ids) and one poison message in every partition. Each run's FINAL state
+(the changelog, latest per key: every user's history, blocks and recent ids, every partition's
+popularity, new items' interactions and vectors, and offsets) and FINAL recommendations (latest
+per user, read_committed) must equal those of one uninterrupted run: all state is partition
+scoped, so popular and cold-start lists are reproducible too.
+
+Workers run as `refold consume` subprocesses where they are killed with SIGKILL (at random
+moments, and at the `REFOLD_TEST_CRASH_AT` points between produce and commit), in threads
+otherwise. Short session and transaction timeouts keep the suite to a couple of minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from consumers import model_source
+from consumers.foldin_worker import build_worker
+from consumers.recs_view import RecommendationsView
+from consumers.tail import TopicTail
+from models.foldin import ItemFactors
+from models.recommender import OnlineRecommender
+from producers.sdk import EventProducer
+from producers.synth import SynthConfig, generate
+from refold.config import Settings
+from refold.kafka import make_admin, make_consumer
+from refold.schemas import Event, Item
+from refold.topics import create_topics
+
+PARTITIONS = 3
+N_EVENTS = 3000
+FAST = {"heartbeat.interval.ms": 250, "session.timeout.ms": 6000}
+"""A dead member is noticed within 6 s; members learn of a rebalance within 250 ms."""
+TXN_TIMEOUT_MS = 8000
+"""A dead worker's open transaction is aborted by the broker after 8 s."""
+
+
+@dataclass(frozen=True)
+class Input:
+    """What every scenario publishes, in order: events (some re-sent) and poison messages."""
+
+    messages: list[tuple[Event | None, int | None]]
+    """(event, None) or (None, partition) for a poison message in that partition."""
+    catalog: list[Item]
+    factors: ItemFactors
+    model_path: Path
+
+    @property
+    def total(self) -> int:
+        return len(self.messages)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Input:
+    log, catalog, _ = generate(SynthConfig(n_users=250, n_items=150, n_events=N_EVENTS, seed=3))
+    events = list(log.iter_events("w"))
+    rng = random.Random(5)
+    # re-sent events: the same ids again, a few positions later (inside the de-dup window)
+    for j in sorted(rng.sample(range(100, N_EVENTS - 50), 40), reverse=True):
+        events.insert(j + rng.randrange(1, 30), events[j])
+    messages: list[tuple[Event | None, int | None]] = [(ev, None) for ev in events]
+    for p in range(PARTITIONS):
+        messages.insert(rng.randrange(200, len(messages) - 200), (None, p))
+    path = tmp_path_factory.mktemp("model") / "model.npz"
+    model_source.save_npz(path, model_source.fit_log(log[: N_EVENTS // 2],
+                                                     worker_settings("", "")))
+    # every worker serves the model as `refold consume --model` loads it
+    return Input(messages, list(catalog), model_source.load_item_factors(path), path)
+
+
+def worker_settings(bootstrap: str, prefix: str) -> Settings:
+    return Settings(bootstrap_servers=bootstrap or None, topic_prefix=prefix,
+                    events_partitions=PARTITIONS, consumer_group=f"{prefix}foldin", batch_size=40,
+                    k=10, factors=8, iterations=4, trending_half_life_seconds=3600.0)
+
+
+def make_topics(bootstrap: str, prefix: str, world: Input) -> Settings:
+    """The topics, and the catalog: a side input whose changes apply between batches, at no
+    fixed point of the event stream (like a new model version), so it comes first here."""
+    s = worker_settings(bootstrap, prefix)
+    create_topics(make_admin(s), s)
+    with EventProducer(s) as producer:
+        for item in world.catalog:
+            producer.send_item(item)
+    return s
+
+
+def publish(settings: Settings, world: Input, pause: float = 0.0, lo: int = 0,
+            hi: int | None = None) -> None:
+    """Messages `lo:hi` in order (`pause` s between chunks of 300: a replay)."""
+    with EventProducer(settings) as producer:
+        for j, (ev, poison) in enumerate(world.messages[lo:hi], lo):
+            if ev is not None:
+                producer.send(ev)
+            else:
+                producer.producer.produce(settings.topic("events"), b'{"v":1,"event_id":',
+                                          b"poison", partition=poison)
+            if pause and j % 300 == 299:
+                producer.flush()
+                time.sleep(pause)
+
+
+def replay_in_background(settings: Settings, world: Input, pause: float) -> threading.Thread:
+    thread = threading.Thread(target=publish, args=(settings, world, pause), daemon=True)
+    thread.start()
+    return thread
+
+
+def committed(settings: Settings) -> int:
+    """Input messages committed by the group, over all partitions (not waiting for a pending
+    transaction: a killed worker's stays open until its successor starts or it times out)."""
+    topic = settings.topic("events")
+    consumer = make_consumer(settings, settings.consumer_group,
+                             {"isolation.level": "read_uncommitted"})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], 10)
+        return sum(max(tp.offset, 0) for tp in tps)
+    finally:
+        consumer.close()
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    """Poll `predicate`; a Kafka error in it (a broker coming back) counts as not yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except KafkaException as exc:
+            if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_COORDINATOR:
+                raise
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+class ThreadWorker:
+    """A worker in this process (stopped with `stop`)."""
+
+    def __init__(self, settings: Settings, world: Input, **options) -> None:
+        rec = OnlineRecommender(model_source.foldin_config(settings), world.factors)
+        options.setdefault("consumer_extra", FAST)
+        self.worker, self.loop = build_worker(settings, rec, **options)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worker.start()
+            self.loop.run()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.worker.close()
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self.thread.join(60)
+        assert not self.thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+
+def spawn(settings: Settings, world: Input, log: Path, instance: str = "0",
+          crash: str | None = None, static: bool = False) -> subprocess.Popen:
+    """`refold consume` in a subprocess, its log in `log`. `static`: a static group member,
+    which takes its predecessor's place at once (no wait for its session to time out)."""
+    env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": settings.bootstrap,
+           "REFOLD_TOPIC_PREFIX": settings.topic_prefix,
+           "REFOLD_CONSUMER_GROUP": settings.consumer_group,
+           "REFOLD_EVENTS_PARTITIONS": str(PARTITIONS),
+           "REFOLD_TRENDING_HALF_LIFE_SECONDS": str(settings.trending_half_life_seconds)}
+    env.pop("REFOLD_TEST_CRASH_AT", None)
+    if crash:
+        env["REFOLD_TEST_CRASH_AT"] = crash
+    conf = [*(f"{k}={v}" for k, v in FAST.items())]
+    if static:
+        conf.append(f"group.instance.id={settings.topic_prefix}{instance}")
+    args = [sys.executable, "-c", "from refold.cli import main; main()", "consume",
+            "--model", str(world.model_path), "--instance-id", instance,
+            "--batch-size", str(settings.batch_size), "--k", str(settings.k),
+            "--no-follow-snapshots", "--no-refit-on-drift",
+            "--producer-config", f"transaction.timeout.ms={TXN_TIMEOUT_MS}"]
+    for c in conf:
+        args += ["--consumer-config", c]
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log.open("a"))
+
+
+# -- the final state and lists, and the uninterrupted run they must equal
+
+
+def final_state(settings: Settings) -> dict[bytes, dict]:
+    """The changelog as compaction would leave it: the latest committed value of every key."""
+    tail, latest = TopicTail(settings, settings.topic("changelog"), batch=10_000), {}
+
+    def keep(messages) -> None:
+        for m in messages:
+            latest[m.key()] = m.value()
+
+    try:
+        assert tail.catch_up(keep, 30)
+    finally:
+        tail.close()
+    return {k: msgspec.json.decode(v) for k, v in latest.items() if v is not None}
+
+
+def final_lists(settings: Settings) -> dict[str, tuple]:
+    with RecommendationsView(settings) as view:
+        assert view.catch_up(30)
+        return {u: ([i.item_id for i in r.items], [i.score for i in r.items], r.source,
+                    r.model_version, r.cause.event_id, r.cause.partition, r.cause.offset)
+                for u, r in view.latest.items()}
+
+
+def dead_letters(settings: Settings) -> list:
+    tail, out = TopicTail(settings, settings.topic("dead_letter")), []
+    try:
+        assert tail.catch_up(out.extend, 20)
+    finally:
+        tail.close()
+    return out
+
+
+@dataclass
+class Final:
+    state: dict[bytes, dict]
+    lists: dict[str, tuple]
+
+
+@pytest.fixture(scope="module")
+def reference(bootstrap: str, world: Input) -> Final:
+    """One uninterrupted worker over the whole input."""
+    s = make_topics(bootstrap, f"t-ref{random.randrange(1 << 30):x}.", world)
+    publish(s, world)
+    w = ThreadWorker(s, world)
+    wait_for(lambda: committed(s) == world.total, 60, "the reference run")
+    w.stop()
+    assert w.worker.counts["duplicates"] == 40
+    return Final(final_state(s), final_lists(s))
+
+
+def assert_same_as(reference: Final, settings: Settings) -> None:
+    state, lists = final_state(settings), final_lists(settings)
+    assert state.keys() == reference.state.keys()
+    for key, want in reference.state.items():
+        got = state[key]
+        if key.endswith(b"/meta") or "history" in want:  # users, offsets, counters: exact
+            assert got == want, key
+        else:  # an item of a partition: exact popularity and users; its vector, nearly
+            vec, want_vec = got.pop("vec", None), want.get("vec")
+            assert got == {k: v for k, v in want.items() if k != "vec"}, key
+            assert (vec is None) == (want_vec is None), key
+            if vec is not None:
+                assert vec == pytest.approx(want_vec, rel=1e-4, abs=1e-6), key
+    assert lists.keys() == reference.lists.keys()
+    for user, want in reference.lists.items():
+        got = lists[user]
+        assert (got[0], got[2:]) == (want[0], want[2:]), user
+        assert got[1] == pytest.approx(want[1], rel=1e-5, abs=1e-6), user
+    letters = dead_letters(settings)
+    sources = sorted(int(dict(m.headers())["source_partition"]) for m in letters)
+    assert sources == list(range(PARTITIONS))  # every poison message once, however many crashes
+
+
+def test_the_reference_run_exercises_every_kind_of_state(reference: Final) -> None:
+    sources = {v[2] for v in reference.lists.values()}
+    assert sources >= {"collaborative", "popular"}
+    items = [v for k, v in reference.state.items() if b"/item/" in k]
+    assert any(v.get("users") and v.get("vec") for v in items)  # new items with vectors
+    metas = [v for k, v in reference.state.items() if k.endswith(b"/meta")]
+    assert len(metas) == PARTITIONS
+    assert len({m["t_ref"] for m in metas}) == PARTITIONS  # popularity was renormalised
+
+
+def test_kill_9_at_random_points_and_at_each_crash_point(bootstrap, unique_prefix, world,
+                                                         reference, tmp_path) -> None:
+    """Five workers in turn, each SIGKILLed: at a random moment, or at a crash point between
+    produce and commit. The input is replayed in steps, so every kill lands mid-stream."""
+    s = make_topics(bootstrap, unique_prefix, world)
+    log, rng = tmp_path / "worker.log", random.Random(11)
+    crashes = ["after_produce:3", None, "after_offsets:2", None, "after_commit:4"]
+    steps = [world.total * (k + 1) // (len(crashes) + 1) for k in range(len(crashes))]
+    published = 0
+    for crash, upto in zip(crashes, steps, strict=True):
+        publish(s, world, lo=published, hi=upto)
+        published = upto
+        before = committed(s)
+        proc = spawn(s, world, log, crash=crash, static=True)
+        if crash is None:  # a random moment once it made progress
+            wait_for(lambda: committed(s) > before, 30, "progress")  # noqa: B023
+            time.sleep(rng.uniform(0.0, 0.3))
+            proc.send_signal(signal.SIGKILL)
+        assert proc.wait(60) == -signal.SIGKILL, log.read_text()[-3000:]
+        assert committed(s) < published, "each kill lands mid-stream"
+    publish(s, world, lo=published)
+    last = spawn(s, world, log, static=True)
+    try:
+        wait_for(lambda: committed(s) == world.total, 60, "the last worker")
+    finally:
+        last.terminate()
+        last.wait(30)
+    text = log.read_text()
+    assert text.count("killing this process") == 3
+    assert text.count("restored partition(s)") == 6
+    assert_same_as(reference, s)
+
+
+def test_two_workers_one_killed_the_survivor_restores_its_partitions(
+        bootstrap, unique_prefix, world, reference, tmp_path) -> None:
+    s = make_topics(bootstrap, unique_prefix, world)
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    a, b = spawn(s, world, log_a, "a"), spawn(s, world, log_b, "b")
+    try:
+        wait_for(lambda: all("restored partition(s)" in log.read_text()
+                             for log in (log_a, log_b)), 30, "both workers to own partitions")
+        replay = replay_in_background(s, world, pause=0.3)
+        wait_for(lambda: committed(s) > world.total // 3, 60, "a third of the input")
+        a.send_signal(signal.SIGKILL)
+        assert a.wait(10) == -signal.SIGKILL
+        replay.join(60)
+        wait_for(lambda: committed(s) == world.total, 90, "the survivor to finish")
+    finally:
+        for proc in (a, b):
+            proc.terminate()
+            proc.wait(30)
+    taken_over = [line for line in log_b.read_text().splitlines()
+                  if "restored partition(s)" in line][1:]
+    assert taken_over, log_b.read_text()[-3000:]  # after its own start, A's partitions
+    assert_same_as(reference, s)
+
+
+def test_scale_one_two_one_during_a_replay(bootstrap, unique_prefix, world, reference) -> None:
+    s = make_topics(bootstrap, unique_prefix, world)
+    a = ThreadWorker(s, world)
+    wait_for(lambda: len(a.loop.assigned) == PARTITIONS, 30, "the first worker's assignment")
+    replay = replay_in_background(s, world, pause=0.2)
+    wait_for(lambda: committed(s) > world.total // 4, 60, "a quarter of the input")
+    b = ThreadWorker(s.replace(instance_id="b"), world)
+    wait_for(lambda: b.loop.assigned and len(a.loop.assigned) < PARTITIONS, 30, "a rebalance")
+    wait_for(lambda: committed(s) > world.total // 2, 60, "half of the input")
+    b.stop()
+    wait_for(lambda: len(a.loop.assigned) == PARTITIONS, 30, "the partitions to come back")
+    replay.join(60)
+    wait_for(lambda: committed(s) == world.total, 60, "the end")
+    a.stop()
+    assert b.worker.counts["events"] > 0
+    assert len(a.worker.restores) >= 2 and b.worker.restores  # taken over, handed back
+    assert_same_as(reference, s)
+
+
+def test_a_poison_message_in_every_partition_is_a_dead_letter_and_nothing_else_is_lost(
+        bootstrap, unique_prefix, world, reference) -> None:
+    s = make_topics(bootstrap, unique_prefix, world)
+    publish(s, world)
+    w = ThreadWorker(s, world)
+    wait_for(lambda: committed(s) == world.total, 60, "the input")
+    w.stop()
+    letters = dead_letters(s)
+    assert [m.value() for m in letters] == [b'{"v":1,"event_id":'] * PARTITIONS
+    assert {dict(m.headers())["error_class"] for m in letters} == {b"not_json"}
+    assert w.worker.counts["dead_letters"] == PARTITIONS
+    assert w.worker.counts["events"] + 40 + PARTITIONS == world.total  # 40 duplicates
+    assert_same_as(reference, s)
+
+
+@pytest.mark.skipif(bool(os.environ.get("REFOLD_BOOTSTRAP_SERVERS")),
+                    reason="a cluster is named: no local broker to restart")
+def test_a_broker_restart_stalls_processing_which_then_resumes(tmp_path, world, reference) -> None:
+    """A broker of its own (other ports, a temporary home): the shared one is left alone."""
+    from refold.broker import LocalBroker
+    from refold.config import load_settings
+
+    libs = LocalBroker(load_settings()).ensure_libs()
+    (tmp_path / libs.parent.name).symlink_to(libs.parent)
+    broker = LocalBroker(Settings(home=str(tmp_path), broker_port=19292, controller_port=19293,
+                                  broker_heap="512m"))
+    try:
+        broker.start()
+        s = make_topics(broker.bootstrap, "bounce.", world)
+        half = world.total // 2
+        publish(s, world, hi=half)
+        w = ThreadWorker(s, world)
+        wait_for(lambda: committed(s) > half // 3, 60, "progress before the restart")
+        broker.stop()
+        stalled = w.loop.stats.messages
+        time.sleep(2.0)
+        assert w.loop.stats.messages == stalled and w.thread.is_alive()  # stalled, not dead
+        broker.start()
+        publish(s, world, lo=half)
+        wait_for(lambda: committed(s) == world.total, 60, "processing to resume")
+        w.stop()
+        assert w.loop.stats.messages > stalled
+        assert_same_as(reference, s)
+    finally:
+        broker.stop()
