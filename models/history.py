@@ -173,9 +173,14 @@ class UserHistory:
         h = cls(state["max_events"], state["max_age"], state["max_excluded"])
         h.seq, h._session_id = state["seq"], state["session_id"]
         h._session_no, h._n_sessions = state["session_no"], state["n_sessions"]
-        rows = list(zip(*(state[f"{name}s"] for name in EVENT_DTYPE.names or ()), strict=True))
-        for row in rows[-h.max_events :]:
-            h._buf[row[3] % h.max_events] = row
+        n = len(state["seqs"])
+        keep = slice(max(0, n - h.max_events), n)  # column by column: restores are bulk
+        at = np.asarray(state["seqs"][keep], dtype=np.int64) % h.max_events
+        for name in EVENT_DTYPE.names or ():
+            column = state[f"{name}s"]
+            if len(column) != n:
+                raise ValueError(f"user state: {len(column)} {name}s for {n} events")
+            h._buf[name][at] = column[keep]
         h.blocked = dict.fromkeys(state["blocked"])
         h.consumed = dict.fromkeys(state["consumed"])
         return h
