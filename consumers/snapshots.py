@@ -40,7 +40,14 @@ from models.snapshot import (
     parse_key,
 )
 from refold.config import Settings
-from refold.kafka import make_admin, make_consumer, make_producer, watermarks, where
+from refold.kafka import (
+    KafkaFatalError,
+    make_admin,
+    make_consumer,
+    make_producer,
+    watermarks,
+    where,
+)
 
 log = logging.getLogger(__name__)
 MB = 1e6
@@ -205,7 +212,11 @@ class SnapshotFollower:
         """The newest complete, verified version (None if there is none); `poll` goes on after
         it. Walks back from the end of the topic, one probe per version."""
         consumer, deadline = self._client(), time.monotonic() + timeout
-        low, high = watermarks(consumer, self.topic, timeout)[0]
+        marks = watermarks(consumer, self.topic, timeout)
+        if 0 not in marks:
+            raise KafkaFatalError(f"topic {self.topic} not found "
+                                  "(`refold topics create` makes the topics)")
+        low, high = marks[0]
         snap, end, start = None, high, high
         while end > low:
             if time.monotonic() > deadline:

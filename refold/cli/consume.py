@@ -84,8 +84,12 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
         settings, recommender, guarantee, monitor=monitor, max_messages=max_events,
         idle_exit=idle_exit, consumer_extra=_key_values(consumer_conf),
         producer_extra=_key_values(producer_conf))
-    follower = (follow(settings, worker, recommender.model_version, snapshot_wait)
-                if follow_snapshots else None)
+    try:
+        follower = (follow(settings, worker, recommender.model_version, snapshot_wait)
+                    if follow_snapshots else None)
+    except KafkaFatalError as exc:
+        worker.close()
+        raise click.ClickException(f"stopped: {exc}") from exc
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: loop.stop())
     try:
