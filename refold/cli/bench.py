@@ -133,3 +133,31 @@ def bench_pipeline(ctx: click.Context, dataset: str, path: str, events: int | No
     except pipeline.BenchError as exc:
         raise click.ClickException(str(exc)) from exc
     emit(result, as_json, pipeline.table(result))
+
+
+@bench.command("guarantee")
+@click.option("--events", type=int, default=20_000, show_default=True,
+              help="Synthetic events read once per guarantee per repeat (0: skip).")
+@click.option("--partitions", type=int, help="Partitions of the events topic [6].")
+@click.option("--batch-size", type=int, help="Events per micro-batch [500].")
+@click.option("--repeat", type=int, default=2, show_default=True,
+              help="Runs per guarantee, alternating; the best is reported.")
+@click.option("--restore-users", type=int, default=100_000, show_default=True,
+              help="Users whose state is written to a changelog and restored (0: skip).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def bench_guarantee(ctx: click.Context, events: int, partitions: int | None,
+                    batch_size: int | None, repeat: int, restore_users: int,
+                    as_json: bool) -> None:
+    """The fold-in worker's events/s exactly once next to at least once, in the same run, and
+    the time to restore users' state from the changelog. Throwaway topics, deleted after."""
+    from refold.bench import guarantee
+    from refold.broker import ensure_bootstrap
+    from refold.cli import settings_from
+
+    if repeat < 1 or min(events, restore_users) < 0:
+        raise click.UsageError("--repeat must be >= 1, --events and --restore-users >= 0")
+    settings = settings_from(ctx, events_partitions=partitions, batch_size=batch_size)
+    ensure_bootstrap(settings)
+    result = guarantee.run(settings, events, repeat, restore_users)
+    emit(result, as_json, guarantee.table(result))

@@ -1,0 +1,151 @@
+"""The state changelog against the real broker: a restore is the state, bit for bit; missing
+state is an error; at least once, a crash repeats outputs but not effects; a failed abort."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from consumers.changelog import ChangelogError
+from consumers.foldin_worker import FoldInWorker
+from refold.kafka import make_admin
+from refold.topics import create_topics, delete_topics
+from tests.integration import test_faults as faults
+from tests.integration.test_faults import (
+    ThreadWorker,
+    assert_same_as,
+    committed,
+    make_topics,
+    publish,
+    spawn,
+    wait_for,
+)
+
+world, reference = faults.world, faults.reference  # the fault tests' input and uninterrupted run
+
+
+def memory(worker: FoldInWorker) -> dict:
+    """A worker's state as plain data: users (history, recent ids) and partitions."""
+    rec = worker.recommender
+    users = {u: (rec.user_state(u), list(worker.recent.by_user[u]), p)
+             for u, p in worker.partition_of.items()}
+    parts = {p: rec.partition(p).to_plain(rec.catalog.ids, rec.model_version) for p in range(3)}
+    for plain in parts.values():
+        for entry in plain["items"].values():
+            entry.pop("vec", None)  # folded in by a solver: compared by the fault tests, nearly
+    return {"users": users, "parts": parts}
+
+
+def test_a_new_worker_restores_exactly_the_state_the_last_one_had(bootstrap, unique_prefix,
+                                                                  world) -> None:
+    s = make_topics(bootstrap, unique_prefix, world)
+    half = world.total // 2
+    publish(s, world, hi=half)
+    a = ThreadWorker(s, world)
+    wait_for(lambda: committed(s) == half, 60, "half of the input")
+    before = memory(a.worker)  # idle: nothing left to read
+    a.stop()
+    b = ThreadWorker(s, world)
+    wait_for(lambda: b.worker.restores, 30, "the restore")
+    after = memory(b.worker)
+    b.stop()  # (which drops the state: the partitions are revoked)
+    report = b.worker.restores[0]
+    assert report.partitions == [0, 1, 2] and report.users == len(before["users"]) > 100
+    assert report.seconds < 5.0
+    assert after["users"] == before["users"]
+    assert after["parts"] == before["parts"]
+
+
+def test_missing_state_is_an_error_not_a_silent_fresh_start(bootstrap, unique_prefix,
+                                                            world) -> None:
+    s = make_topics(bootstrap, unique_prefix, world)
+    publish(s, world, hi=300)
+    a = ThreadWorker(s, world)
+    wait_for(lambda: committed(s) == 300, 60, "the input")
+    a.stop()
+    admin = make_admin(s)
+    delete_topics(admin, [s.topic("changelog")])
+    wait_for(lambda: s.topic("changelog") not in admin.list_topics(timeout=10).topics, 30,
+             "the changelog to go")
+    create_topics(admin, s)  # an empty changelog: offsets committed, state gone
+    b = ThreadWorker(s, world)
+    b.worker.changelog.timeout = 2.0
+    b.thread.join(30)
+    assert isinstance(b.error, ChangelogError)
+    assert "does not reach the committed offsets" in str(b.error)
+
+
+def test_at_least_once_a_crash_repeats_outputs_but_the_state_is_exact(
+        bootstrap, unique_prefix, world, reference, tmp_path) -> None:
+    s = make_topics(bootstrap, unique_prefix, world)
+    publish(s, world)
+    log = tmp_path / "worker.log"
+    first = spawn(s, world, log, crash="after_produce:12", guarantee="at-least-once")
+    assert first.wait(60) == -signal.SIGKILL, log.read_text()[-3000:]
+    assert 0 < committed(s) < world.total
+    last = spawn(s, world, log, guarantee="at-least-once")
+    try:
+        wait_for(lambda: committed(s) == world.total, 60, "the second worker")
+    finally:
+        last.terminate()
+        last.wait(30)
+    # the batch of the crash was read again: its events skipped as duplicates, by their ids
+    assert "skipped as duplicates" in log.read_text()
+    assert_same_as(reference, s, dead_letters_at_least_once=True)
+
+
+class FailingAbort:
+    """A transactional producer whose first abort fails as librdkafka's sometimes does."""
+
+    def __init__(self, producer) -> None:
+        self._producer, self.failed = producer, False
+
+    def abort_transaction(self, *args):
+        if not self.failed:
+            self.failed = True
+            raise KafkaException(KafkaError(KafkaError.INVALID_TXN_STATE, "injected",
+                                            fatal=True))
+        return self._producer.abort_transaction(*args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._producer, name)
+
+
+class FailOnce(FoldInWorker):
+    """Fails its fourth batch after producing its outputs, as a lost coordinator would."""
+
+    batches = 0
+
+    def handle(self, messages, out) -> None:
+        super().handle(messages, out)
+        self.batches += 1
+        if self.batches == 4:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected",
+                                            txn_requires_abort=True))
+
+
+def test_a_failed_abort_gets_a_new_producer_and_nothing_is_lost(
+        bootstrap, unique_prefix, world, reference, monkeypatch, caplog) -> None:
+    from consumers.loop import TransactionalLoop
+
+    s = make_topics(bootstrap, unique_prefix, world)
+    publish(s, world)
+    make = TransactionalLoop._make_producer
+    monkeypatch.setattr(TransactionalLoop, "_make_producer",
+                        lambda self: FailingAbort(make(self)))
+    monkeypatch.setattr("consumers.foldin_worker.FoldInWorker", FailOnce)
+    caplog.set_level(logging.WARNING, "consumers.loop")
+    w = ThreadWorker(s, world)
+    wait_for(lambda: committed(s) == world.total, 60, "the input")
+    w.stop()
+    assert w.loop.stats.aborts == 1
+    assert "starting a new transactional producer" in caplog.text
+    assert_same_as(reference, s)
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_crash_hook(monkeypatch) -> None:
+    monkeypatch.delenv("REFOLD_TEST_CRASH_AT", raising=False)
