@@ -1,7 +1,7 @@
 """The exactly-once poll → handle → produce → commit loop that refold's Kafka processes share.
 
-A `Processor` says what a batch means; `TransactionalLoop` owns the clients and the guarantee.
-Every batch is one Kafka transaction, in numbered steps:
+A `Processor` (`consumers.batch`) says what a batch means; `TransactionalLoop` owns the clients
+and the guarantee. Every batch is one Kafka transaction, in numbered steps:
 
 1. poll the assigned partitions (read_committed), then take up to `batch_size` messages;
 2. `begin_transaction`;
@@ -37,11 +37,11 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from consumers.batch import LoopStats, Output, Processor, first_offsets, next_offsets
 from refold.config import Settings
 from refold.kafka import KafkaFatalError, error_cb, make_consumer, make_producer, where
 
@@ -66,86 +66,6 @@ hangs past its timeout (librdkafka issues 5456, 5511; the broker restart fault t
 
 class Fenced(KafkaFatalError):
     """A newer producer with this transactional.id exists: this worker is a zombie."""
-
-
-class Output:
-    """The transactional producer as processors see it: produce, with back-pressure handled."""
-
-    def __init__(self, producer: Producer, track_delivery: bool = False) -> None:
-        self.producer = producer
-        self.produced = 0
-        self.failed: list[KafkaError] = []
-        """Delivery errors (tracked only without a transaction, whose commit reports them)."""
-        self._on_delivery = self._delivered if track_delivery else None
-
-    def produce(self, topic: str, value: bytes | None, key: bytes | str | None = None,
-                headers: list[tuple[str, bytes]] | None = None,
-                partition: int | None = None) -> None:
-        """Produce to `partition`, or to the one the key hashes to when None."""
-        while True:
-            try:
-                self.producer.produce(topic, value, key, -1 if partition is None else partition,
-                                      headers=headers, on_delivery=self._on_delivery)
-                break
-            except BufferError:  # local queue full: let librdkafka send, then retry
-                self.producer.poll(0.05)
-        self.produced += 1
-        self.producer.poll(0)
-
-    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self.failed.append(err)
-
-
-class Processor(Protocol):
-    """What a batch means. `handle` stages; `promote` or `rollback` settles the staged state."""
-
-    def handle(self, messages: list[Message], out: Output) -> None: ...
-    def promote(self) -> None: ...
-    def rollback(self) -> None: ...
-    def between_batches(self) -> None: ...
-    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None: ...
-    def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None: ...
-
-
-@dataclass
-class LoopStats:
-    """What a run did. `messages` counts committed input messages only."""
-
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-    batches: int = 0
-    messages: int = 0
-    aborts: int = 0
-    first_batch: float | None = None
-    last_commit: float | None = None
-
-    @property
-    def seconds(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
-
-    @property
-    def busy_seconds(self) -> float:
-        """From the first batch read to the last commit: the time spent on input."""
-        if self.first_batch is None or self.last_commit is None:
-            return 0.0
-        return self.last_commit - self.first_batch
-
-
-def next_offsets(messages: list[Message]) -> list[TopicPartition]:
-    """Per partition, the offset after the last message: what a commit must record."""
-    last: dict[tuple[str, int], int] = {}
-    for msg in messages:
-        last[(msg.topic(), msg.partition())] = msg.offset()
-    return [TopicPartition(t, p, off + 1) for (t, p), off in last.items()]
-
-
-def first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
-    """Per partition, the offset of the first message of a batch."""
-    first: dict[tuple[str, int], int] = {}
-    for msg in messages:
-        first.setdefault((msg.topic(), msg.partition()), msg.offset())
-    return first
 
 
 def _error(exc: KafkaException) -> KafkaError:
@@ -236,8 +156,9 @@ class TransactionalLoop:
         txn = {"transactional.id": self.transactional_id,
                "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000), **TXN_PRODUCER}
         exactly_once = self.guarantee == "exactly-once"
+        alo = {"delivery.report.only.error": True}  # the failures are what a batch checks
         producer = make_producer(self.settings, {
-            **(txn if exactly_once else {}), "error_cb": self._producer_error,
+            **(txn if exactly_once else alo), "error_cb": self._producer_error,
             **self.producer_extra})
         if exactly_once:
             self._call("init_transactions", producer.init_transactions, TXN_TIMEOUT_S)
@@ -328,7 +249,8 @@ class TransactionalLoop:
         self.stats.last_commit = time.monotonic()
 
     def _batch_at_least_once(self, messages: list[Message]) -> None:
-        """handle → flush every output → commit the offsets: a crash in between repeats them."""
+        """handle → flush every output → commit the offsets: a crash between flush and commit
+        delivers the batch's outputs again."""
         assert self._consumer is not None and self._producer is not None
         out = Output(self._producer, track_delivery=True)
         try:
@@ -338,8 +260,10 @@ class TransactionalLoop:
             if left or out.failed:
                 raise KafkaFatalError(f"{left} output(s) not delivered, "
                                       f"{len(out.failed)} failed: {out.failed[:3]}")
+            # asynchronous: a commit waits behind the consumer's parked fetch, and a lost one
+            # only means more duplicates after a crash, which this mode accepts
             self._call("commit", self._consumer.commit, offsets=next_offsets(messages),
-                       asynchronous=False)
+                       asynchronous=True)
             self._crash_if("after_commit")
         except BaseException:
             self.processor.rollback()  # the offsets stay where they were: the batch is redone

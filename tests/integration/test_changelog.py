@@ -25,6 +25,7 @@ from tests.integration.test_faults import (
 )
 
 world, reference = faults.world, faults.reference  # the fault tests' input and uninterrupted run
+_no_worker_left_behind = faults._no_worker_left_behind
 
 
 def memory(worker: FoldInWorker) -> dict:

@@ -176,6 +176,20 @@ class ThreadWorker:
             raise self.error
 
 
+@pytest.fixture(autouse=True)
+def _no_worker_left_behind():
+    """Whatever a test spawned is killed when it ends, failed or not."""
+    yield
+    while SPAWNED:
+        proc = SPAWNED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+SPAWNED: list[subprocess.Popen] = []
+
+
 def spawn(settings: Settings, world: Input, log: Path, instance: str = "0",
           crash: str | None = None, static: bool = False,
           guarantee: str = "exactly-once") -> subprocess.Popen:
@@ -199,7 +213,9 @@ def spawn(settings: Settings, world: Input, log: Path, instance: str = "0",
             "--producer-config", f"transaction.timeout.ms={TXN_TIMEOUT_MS}"]
     for c in conf:
         args += ["--consumer-config", c]
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log.open("a"))
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log.open("a"))
+    SPAWNED.append(proc)
+    return proc
 
 
 # -- the final state and lists, and the uninterrupted run they must equal

@@ -1,0 +1,95 @@
+"""A micro-batch as `consumers.loop` and its processors see it: the processor contract, the
+output producer, the offsets a commit records, and what a run did.
+
+>>> stats = LoopStats(first_batch=1.0, last_commit=3.5)
+>>> stats.busy_seconds
+2.5
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from confluent_kafka import KafkaError, Message, Producer, TopicPartition
+
+
+class Output:
+    """The transactional producer as processors see it: produce, with back-pressure handled."""
+
+    def __init__(self, producer: Producer, track_delivery: bool = False) -> None:
+        self.producer = producer
+        self.produced = 0
+        self.failed: list[KafkaError] = []
+        """Delivery errors (tracked only without a transaction, whose commit reports them)."""
+        self._on_delivery = self._delivered if track_delivery else None
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | str | None = None,
+                headers: list[tuple[str, bytes]] | None = None,
+                partition: int | None = None) -> None:
+        """Produce to `partition`, or to the one the key hashes to when None."""
+        while True:
+            try:
+                self.producer.produce(topic, value, key, -1 if partition is None else partition,
+                                      headers=headers, on_delivery=self._on_delivery)
+                break
+            except BufferError:  # local queue full: let librdkafka send, then retry
+                self.producer.poll(0.05)
+        self.produced += 1
+        self.producer.poll(0)
+
+    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self.failed.append(err)
+
+
+class Processor(Protocol):
+    """What a batch means. `handle` stages; `promote` or `rollback` settles the staged state."""
+
+    def handle(self, messages: list[Message], out: Output) -> None: ...
+    def promote(self) -> None: ...
+    def rollback(self) -> None: ...
+    def between_batches(self) -> None: ...
+    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None: ...
+    def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None: ...
+
+
+@dataclass
+class LoopStats:
+    """What a run did. `messages` counts committed input messages only."""
+
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    batches: int = 0
+    messages: int = 0
+    aborts: int = 0
+    first_batch: float | None = None
+    last_commit: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def busy_seconds(self) -> float:
+        """From the first batch read to the last commit: the time spent on input."""
+        if self.first_batch is None or self.last_commit is None:
+            return 0.0
+        return self.last_commit - self.first_batch
+
+
+def next_offsets(messages: list[Message]) -> list[TopicPartition]:
+    """Per partition, the offset after the last message: what a commit must record."""
+    last: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        last[(msg.topic(), msg.partition())] = msg.offset()
+    return [TopicPartition(t, p, off + 1) for (t, p), off in last.items()]
+
+
+def first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
+    """Per partition, the offset of the first message of a batch."""
+    first: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        first.setdefault((msg.topic(), msg.partition()), msg.offset())
+    return first
