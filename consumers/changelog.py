@@ -205,6 +205,9 @@ class ChangelogReader:
         # Offsets are asked before the first fetch: behind a parked fetch they would wait for
         # it. Reading starts at the low watermarks (OFFSET_BEGINNING waits for a query timer).
         marks = watermarks(consumer, self.topic)  # read_committed: high = last stable offset
+        if missing := [p for p in partitions if p not in marks]:
+            raise ChangelogError(f"{self.topic} has {len(marks)} partitions, none numbered "
+                                 f"{missing}: it needs as many as {self.events_topic}")
         consumer.assign([TopicPartition(self.topic, p, marks[p][0]) for p in partitions])
         try:
             while True:
