@@ -8,7 +8,11 @@ directly, from the order of everyone's events.
 **Counts.** When a user has a positive event on item i, each of the user's previous `window`
 positive items j adds decay^g to C[i, j] and to C[j, i] (g = 0 for the latest j), and n_i counts
 item i's positive events. The counts are symmetric: events that share a timestamp arrive in no
-meaningful order.
+meaningful order. Events are buffered and applied together by `refresh`, which the recommender
+calls every `session_refresh_events` events of the partition (counted, so the state does not
+depend on batch boundaries): scores use the counts as of the last refresh. One vectorised pass
+per few hundred events costs a fraction of per-event updates, and a lag of 500 events did not
+change validation recall on ml-100k.
 
 **Scores.** A user's session score of item i is the cosine-normalised co-visitation with the
 user's last `items` positive items j, weighted by recency (r_j = 0 for the latest):
@@ -20,14 +24,16 @@ taken over the items the user may be shown: both signals then have a top score o
 products scale with the user's vector, counts with traffic). β = 0, or a user without
 co-visits, leaves f as it was.
 
-**Memory.** An item keeps at most `max_neighbors` neighbours, in fixed numpy rows: a new
-neighbour of a full row takes the slot of the weakest one and inherits its count (space-saving,
-so a neighbour holding more than 1/max_neighbors of the row's weight is never lost). Below the
-cap the counts are exact.
+**Memory.** An item keeps at most `max_neighbors` neighbours, in fixed numpy rows (12 bytes
+a neighbour: 3 KB an item at 256); when a refresh overflows a row, the row keeps its strongest
+`max_neighbors` (ties: lower index). Below the cap the counts are exact.
 
 >>> cv = CoVisits(window=2, decay=0.5)
 >>> for item, previous in [(0, []), (1, [0]), (2, [0, 1])]:
 ...     _ = cv.add(item, np.array(previous))
+>>> cv.neighbours(2), cv.pending()        # buffered until the next refresh
+(([], []), 9)
+>>> _ = cv.refresh()
 >>> cv.neighbours(2)                      # 1 came just before 2, 0 one step earlier
 ([0, 1], [0.5, 1.0])
 >>> idx, val = cv.scores(np.array([2]), half_life=1.0)
@@ -40,18 +46,28 @@ cap the counts are exact.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-Undo = dict[int, tuple[np.ndarray, np.ndarray, int, float]]
-"""Rows as they were before a batch: item -> (neighbours, counts, degree, n)."""
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    """What `CoVisits.revert` needs to undo a batch: rows as they were before it changed them,
+    and the buffer (its length, or its contents when a refresh emptied it)."""
+
+    rows: dict[int, tuple[np.ndarray, np.ndarray, int, float]]
+    buffered: int
+    buffer: list[tuple[list[int], list[int], list[float]]]
 
 
 class CoVisits:
-    """Co-visitation counts of one partition's users, per item a bounded row of neighbours."""
+    """Co-visitation counts of one partition's users, per item a bounded row of neighbours, and
+    the buffer of updates not applied yet."""
 
-    __slots__ = ("_deg", "_journal", "_nbr", "_wt", "count", "decay", "max_neighbors", "window")
+    __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_by_row", "_deg", "_inv", "_journal", "_nbr",
+                 "_wt", "count", "decay", "max_neighbors", "window")
 
     def __init__(self, window: int = 10, decay: float = 0.8, max_neighbors: int = 256) -> None:
         if window < 1 or max_neighbors < 1 or not 0 < decay <= 1:
@@ -63,30 +79,67 @@ class CoVisits:
         self._wt = np.zeros((0, max_neighbors))
         self._deg = np.zeros(0, dtype=np.int32)
         self.count = np.zeros(0)
-        """Positive events per item (n_i)."""
+        """Positive events per item (n_i), as of the last refresh."""
+        self._inv = np.ones(0)
+        """1 / sqrt(max(n_i, 1)), kept with `count`."""
+        # The buffer: (row, neighbour, gain) in arrival order; neighbour -1 is one event of row.
+        self._buf_r: list[int] = []
+        self._buf_c: list[int] = []
+        self._buf_g: list[float] = []
+        self._by_row: dict[int, list[tuple[int, float]]] | None = None
         self._journal: Undo | None = None
 
     def __len__(self) -> int:
         return len(self._deg)
 
     def add(self, item: int, previous: np.ndarray) -> list[int]:
-        """Count a positive event on `item` after the user's `previous` positive items (oldest
-        first); returns the items whose row changed."""
+        """Buffer a positive event on `item` after the user's `previous` positive items (oldest
+        first); returns the items whose state changed."""
         gains: dict[int, float] = {}
         for g, j in enumerate(reversed(np.asarray(previous)[-self.window :].tolist())):
             if j != item:
                 gains[j] = gains.get(j, 0.0) + self.decay**g
-        changed = [item, *gains]
-        self._grow(max(changed) + 1)
-        self._remember(changed)
-        self.count[item] += 1.0
-        if gains:
-            js, gain = list(gains), list(gains.values())
-            self._bump(item, js, gain)
-        return changed
+        js, gs = list(gains), list(gains.values())
+        self._buf_r += [item] * (len(js) + 1) + js
+        self._buf_c += [-1, *js] + [item] * len(js)
+        self._buf_g += [1.0, *gs, *gs]
+        self._by_row = None
+        return [item, *js]
+
+    def pending(self) -> int:
+        """Buffered updates, not yet in the counts."""
+        return len(self._buf_r)
+
+    def refresh(self) -> list[int]:
+        """Apply the buffered updates in one pass; returns the items whose row changed."""
+        if not self._buf_r:
+            return []
+        rows, cols = np.array(self._buf_r, dtype=np.int64), np.array(self._buf_c, dtype=np.int64)
+        gains = np.array(self._buf_g)
+        journal = self._journal
+        if journal is not None and not journal.buffer:
+            journal.buffer.append((self._buf_r, self._buf_c, self._buf_g))
+        self._buf_r, self._buf_c, self._buf_g, self._by_row = [], [], [], None
+        self._grow(int(max(rows.max(), cols.max())) + 1)
+        changed = np.unique(rows)
+        self._remember(changed.tolist())
+        event = cols < 0
+        counted = np.unique(rows[event])
+        self.count += np.bincount(rows[event], minlength=len(self))
+        self._inv[counted] = 1.0 / np.sqrt(np.maximum(self.count[counted], 1.0))
+        rows, cols, gains = rows[~event], cols[~event], gains[~event]
+        if len(rows):
+            # one sum per (row, neighbour), in arrival order (a stable sort keeps it)
+            key = rows * len(self) + cols
+            order = np.argsort(key, kind="stable")
+            key, gains = key[order], gains[order]
+            first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+            self._apply(key[first] // len(self), key[first] % len(self),
+                        np.add.reduceat(gains, first))
+        return changed.tolist()
 
     def neighbours(self, item: int) -> tuple[list[int], list[float]]:
-        """The item's neighbours (ascending) and their counts."""
+        """The item's neighbours (ascending) and their counts, as of the last refresh."""
         if item >= len(self):
             return [], []
         d = self._deg[item]
@@ -107,55 +160,78 @@ class CoVisits:
     ) -> tuple[np.ndarray, np.ndarray]:
         """`scores` before summing per item: (item indices, terms), an item once per recent item
         it was co-visited with; `np.bincount(*contributions)` is the dense score vector (the
-        per-event path: no sorting)."""
+        per-event path: no sorting). Empty rows give terms of 0 on item 0."""
         items = np.asarray(items, dtype=np.intp)
         items = items[items < len(self)]
-        q = np.exp2(-np.arange(len(items) - 1, -1, -1) / half_life)
-        q /= np.sqrt(np.maximum(self.count[items], 1.0))
-        nbr = self._nbr[items]
-        ok = nbr >= 0
-        cols = nbr[ok].astype(np.intp)
-        w = (self._wt[items] * q[:, None])[ok] / np.sqrt(np.maximum(self.count[cols], 1.0))
-        return cols, w
+        if not self._deg[items].any():
+            return np.zeros(0, dtype=np.intp), np.zeros(0)
+        q = np.exp2(np.arange(1 - len(items), 1) / half_life) * self._inv[items]
+        cols = np.maximum(self._nbr[items], 0).ravel()
+        return cols, (self._wt[items] * q[:, None]).ravel() * self._inv[cols]
 
     # -- undo log of one batch
 
     def journal(self) -> Undo:
-        """Start recording rows before they change; `revert` with the result undoes the batch."""
-        self._journal = {}
+        """Start recording state before it changes; `revert` with the result undoes the batch."""
+        self._journal = Undo({}, len(self._buf_r), [])
         return self._journal
 
     def revert(self, undo: Undo) -> None:
-        for i, (nbr, wt, deg, n) in undo.items():
+        for i, (nbr, wt, deg, n) in undo.rows.items():
             self._nbr[i], self._wt[i], self._deg[i], self.count[i] = nbr, wt, deg, n
-        self._journal = None
+            self._inv[i] = 1.0 / np.sqrt(max(n, 1.0))
+        if undo.buffer:
+            self._buf_r, self._buf_c, self._buf_g = (list(b) for b in undo.buffer[0])
+        for buf in (self._buf_r, self._buf_c, self._buf_g):
+            del buf[undo.buffered :]
+        self._by_row, self._journal = None, None
 
     # -- plain data with item ids
 
+    def items(self) -> list[int]:
+        """The items with a count, neighbours or buffered updates."""
+        return sorted(set(np.flatnonzero(self.count + self._deg).tolist()) | set(self._buf_r))
+
     def entry(self, item: int, ids: Sequence[str]) -> dict[str, Any] | None:
-        """The item's count and neighbours as plain data, in slot order (which decides ties
-        when a full row replaces its weakest); None when it has neither."""
-        if item >= len(self) or (self.count[item] == 0 and self._deg[item] == 0):
+        """The item's count, neighbours (in slot order) and buffered updates as plain data; None
+        when it has none."""
+        if self._by_row is None:
+            self._by_row = {}
+            for r, c, g in zip(self._buf_r, self._buf_c, self._buf_g, strict=True):
+                self._by_row.setdefault(r, []).append((c, g))
+        pending = self._by_row.get(item, [])
+        d = int(self._deg[item]) if item < len(self) else 0
+        n = float(self.count[item]) if item < len(self) else 0.0
+        if not (n or d or pending):
             return None
-        d = self._deg[item]
-        pairs = [[ids[j], w] for j, w in zip(self._nbr[item, :d].tolist(),
-                                              self._wt[item, :d].tolist(), strict=True)]
-        return {"n": float(self.count[item]), "nbrs": pairs}
+        pairs = [] if not d else [
+            [ids[j], w] for j, w in zip(self._nbr[item, :d].tolist(),
+                                        self._wt[item, :d].tolist(), strict=True)]
+        return {"n": n, "nbrs": pairs,
+                "pend": [[None if j < 0 else ids[j], g] for j, g in pending]}
 
     def load_entry(self, item: int, entry: dict[str, Any], index: Callable[[str], int]) -> None:
-        """Install an `entry` (beyond `max_neighbors`, the strongest neighbours are kept)."""
+        """Install an `entry` (beyond `max_neighbors`, the strongest neighbours are kept). The
+        buffered updates of different items may come in any order: a refresh sums each pair's
+        in the order of its row's."""
         pairs = [(index(j), float(w)) for j, w in entry["nbrs"]]
         if len(pairs) > self.max_neighbors:
-            strongest = sorted(range(len(pairs)), key=lambda s: -pairs[s][1])
+            strongest = sorted(range(len(pairs)), key=lambda s: (-pairs[s][1], pairs[s][0]))
             pairs = [pairs[s] for s in sorted(strongest[: self.max_neighbors])]
         self._grow(max([item, *(j for j, _ in pairs)]) + 1)
         self.count[item] = entry["n"]
+        self._inv[item] = 1.0 / np.sqrt(max(entry["n"], 1.0))
         d = self._deg[item] = len(pairs)
         self._nbr[item] = -1
         self._wt[item] = 0.0
         if d:
             self._nbr[item, :d] = [j for j, _ in pairs]
             self._wt[item, :d] = [w for _, w in pairs]
+        for j, g in entry.get("pend", []):
+            self._buf_r.append(item)
+            self._buf_c.append(-1 if j is None else index(j))
+            self._buf_g.append(float(g))
+        self._by_row = None
 
     # -- internals
 
@@ -164,47 +240,42 @@ class CoVisits:
         if journal is None:
             return
         for i in items:
-            if i not in journal:
-                journal[i] = (self._nbr[i].copy(), self._wt[i].copy(), int(self._deg[i]),
-                              float(self.count[i]))
+            if i not in journal.rows:
+                journal.rows[i] = (self._nbr[i].copy(), self._wt[i].copy(), int(self._deg[i]),
+                                   float(self.count[i]))
 
-    def _bump(self, item: int, js: list[int], gain: list[float]) -> None:
-        """Add `gain` to the counts of the pairs (item, j) and (j, item), j in `js` (distinct,
-        not `item`): the first m pairs are the item's row, the next m the rows of js."""
-        m = len(js)
-        rows = np.array([item] * m + js)
-        cols = np.array(js + [item] * m)
-        gains = np.array(gain + gain)
+    def _apply(self, rows: np.ndarray, cols: np.ndarray, gains: np.ndarray) -> None:
+        """Add `gains` to the distinct pairs (rows, cols), sorted by row then column: known
+        neighbours first, then new ones into free slots (by column), then overflowing rows keep
+        their strongest."""
         match = self._nbr[rows] == cols[:, None]  # empty slots hold -1: never a match
         pos = match.argmax(axis=1)
-        found = match[np.arange(2 * m), pos]
+        found = match[np.arange(len(rows)), pos]
         self._wt[rows[found], pos[found]] += gains[found]
-        if found.all():
+        rows, cols, gains = rows[~found], cols[~found], gains[~found]
+        if not len(rows):
             return
-        new = np.flatnonzero(~found)
-        r = rows[new]
-        # A row's new neighbours take its free slots in pair order: only the item's row can get
-        # more than one (its pairs come first).
-        ranks = np.cumsum(new < m) - 1
-        slot = self._deg[r] + np.where(new < m, ranks, 0)
+        slot = self._deg[rows] + np.arange(len(rows)) - np.searchsorted(rows, rows)
         room = slot < self.max_neighbors
-        at, slot = r[room], slot[room]
-        self._nbr[at, slot] = cols[new[room]]
-        self._wt[at, slot] = gains[new[room]]
-        mine = new[room] < m
-        self._deg[item] += np.count_nonzero(mine)
-        self._deg[at[~mine]] += 1
-        for p in new[~room].tolist():
-            self._insert(int(rows[p]), int(cols[p]), float(gains[p]))
+        self._nbr[rows[room], slot[room]] = cols[room]
+        self._wt[rows[room], slot[room]] = gains[room]
+        filled, n = np.unique(rows[room], return_counts=True)
+        self._deg[filled] += n.astype(np.int32)
+        if not room.all():
+            self._keep_strongest(rows[~room], cols[~room], gains[~room])
 
-    def _insert(self, row: int, col: int, gain: float) -> None:
-        d = self._deg[row]
-        if d < self.max_neighbors:
-            slot, self._deg[row] = d, d + 1
-        else:  # space-saving: the weakest neighbour's slot, and its count
-            slot = int(np.argmin(self._wt[row]))
-        self._nbr[row, slot] = col
-        self._wt[row, slot] += gain
+    def _keep_strongest(self, rows: np.ndarray, cols: np.ndarray, gains: np.ndarray) -> None:
+        """Full rows (`rows` sorted) with more neighbours `cols`: each keeps its strongest."""
+        full, at, n = np.unique(rows, return_inverse=True, return_counts=True)
+        extra = np.arange(len(rows)) - np.searchsorted(rows, rows)
+        nbr = np.full((len(full), int(n.max())), -1, dtype=np.int32)
+        wt = np.full(nbr.shape, -np.inf)
+        nbr[at, extra], wt[at, extra] = cols, gains
+        nbr = np.concatenate([self._nbr[full], nbr], axis=1)
+        wt = np.concatenate([self._wt[full], wt], axis=1)
+        keep = np.lexsort((nbr, -wt), axis=1)[:, : self.max_neighbors]
+        self._nbr[full] = np.take_along_axis(nbr, keep, axis=1)
+        self._wt[full] = np.take_along_axis(wt, keep, axis=1)
 
     def _grow(self, n: int) -> None:
         old = len(self._deg)
@@ -216,6 +287,7 @@ class CoVisits:
         self._wt = np.concatenate([self._wt, np.zeros((extra, m))])
         self._deg = np.concatenate([self._deg, np.zeros(extra, dtype=np.int32)])
         self.count = np.concatenate([self.count, np.zeros(extra)])
+        self._inv = np.concatenate([self._inv, np.ones(extra)])
 
 
 def blend(

@@ -79,6 +79,10 @@ class PartitionState:
         """`CoVisits.add`, noting the changed items."""
         self.changed.update(self.covisits.add(item, previous))
 
+    def refresh_covisits(self) -> None:
+        """`CoVisits.refresh`, noting the changed items."""
+        self.changed.update(self.covisits.refresh())
+
     def set_vectors(self, updates: dict[int, np.ndarray | None]) -> None:
         """Copy-on-write update of `vectors` (None removes an item's vector)."""
         vectors = dict(self.vectors)
@@ -144,7 +148,7 @@ class PartitionState:
         pop = self.trending.ranking_scores()
         if items is None:
             items = set(np.flatnonzero(pop).tolist()) | set(self.cold.items())
-            items |= set(np.flatnonzero(self.covisits.count).tolist())
+            items |= set(self.covisits.items())
         out: dict[str, dict[str, Any]] = {}
         for i in sorted(items):
             entry: dict[str, Any] = {"pop": float(pop[i]) if i < len(pop) else 0.0}

@@ -87,6 +87,8 @@ class FoldInConfig:
     half-life in events."""
     max_neighbors: int = 256
     """Co-visited neighbours kept per item (and partition)."""
+    session_refresh_events: int = 500
+    """Events of a partition between applications of its buffered co-visits."""
     cold_refresh_events: int = 1
     """Events of a partition between refreshes of its new items' vectors (counted, not timed:
     results do not depend on batch boundaries)."""
@@ -385,6 +387,8 @@ class OnlineRecommender:
             part.cold.add(i, user_id, w)
             part.changed.add(i)
         part.events += 1
+        if cfg.session_weight != 0 and part.events % cfg.session_refresh_events == 0:
+            part.refresh_covisits()
         if m is not None and part.cold.dirty and part.events % cfg.cold_refresh_events == 0:
             dirty, part.cold.dirty = part.cold.dirty, set()
             self._refresh_partition(part, dirty)

@@ -23,7 +23,8 @@ def factors() -> ItemFactors:
 
 def config(**kw: object) -> FoldInConfig:
     base = dict(alpha=5.0, regularization=0.1, k=6, full_events=3, shrink=3.0,
-                session_weight=1.0, session_window=4, session_items=5, max_neighbors=8)
+                session_weight=1.0, session_window=4, session_items=5, max_neighbors=8,
+                session_refresh_events=7)
     return FoldInConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -46,8 +47,10 @@ def dense_reference(events: list[tuple[int, int]], window: int, decay: float):
     return C, n, seen
 
 
-def fill(cv: CoVisits, events: list[tuple[int, int]]) -> None:
+def fill(cv: CoVisits, events: list[tuple[int, int]], before: list | None = None) -> None:
     seen: dict[int, list[int]] = {}
+    for u, i in before or []:
+        seen.setdefault(u, []).append(i)
     for u, i in events:
         prev = seen.setdefault(u, [])
         cv.add(i, np.array(prev, dtype=np.intp))
@@ -56,13 +59,20 @@ def fill(cv: CoVisits, events: list[tuple[int, int]]) -> None:
 
 def test_counts_and_scores_equal_a_dense_reference_below_the_cap() -> None:
     events = sequences()
-    cv = CoVisits(window=3, decay=0.7, max_neighbors=N_ITEMS)
+    cv, chunked = (CoVisits(window=3, decay=0.7, max_neighbors=N_ITEMS) for _ in range(2))
     fill(cv, events)
+    assert cv.pending() > 0 and cv.neighbours(0) == ([], [])
+    cv.refresh()
+    assert cv.pending() == 0
+    for lo in range(0, len(events), 37):  # refreshing more often sums the same counts
+        fill(chunked, events[lo : lo + 37], events[:lo])
+        chunked.refresh()
     C, n, seen = dense_reference(events, 3, 0.7)
     for i in range(N_ITEMS):
-        nbr, wt = cv.neighbours(i)
-        assert nbr == np.flatnonzero(C[i]).tolist()
-        assert wt == pytest.approx(C[i, nbr], rel=1e-12)
+        for state in (cv, chunked):
+            nbr, wt = state.neighbours(i)
+            assert nbr == np.flatnonzero(C[i]).tolist()
+            assert wt == pytest.approx(C[i, nbr], rel=1e-12)
     assert cv.count[:N_ITEMS].tolist() == n.tolist()
     recent = np.array(seen[0][-5:])
     idx, val = cv.scores(recent, half_life=2.0)
@@ -72,14 +82,18 @@ def test_counts_and_scores_equal_a_dense_reference_below_the_cap() -> None:
     assert val == pytest.approx(want[idx], rel=1e-12)
 
 
-def test_a_full_row_keeps_its_cap_and_its_heavy_neighbour() -> None:
+def test_a_full_row_keeps_its_strongest_neighbours() -> None:
     cv = CoVisits(window=1, decay=1.0, max_neighbors=3)
     for j in range(1, 20):  # item 0 is co-visited with 1 often, with 2..19 once each
         cv.add(0, np.array([1]))
         cv.add(0, np.array([j]))
+        if j % 4 == 0:
+            cv.refresh()
+    cv.refresh()
     nbr, wt = cv.neighbours(0)
     assert len(nbr) == 3 and 1 in nbr
-    assert wt[nbr.index(1)] >= 20.0
+    assert wt[nbr.index(1)] == 20.0  # 19 times, and once as the j = 1 of the loop
+    assert sorted(wt) == [1.0, 1.0, 20.0]
 
 
 def test_blend_with_weight_zero_or_no_session_returns_the_cf_scores_themselves() -> None:
@@ -104,7 +118,8 @@ def test_session_weight_zero_is_the_old_path_and_keeps_no_counts() -> None:
 
 
 def test_a_strong_blend_ranks_the_co_visited_item_first() -> None:
-    rec = OnlineRecommender(config(session_weight=100.0, full_events=1), factors())
+    rec = OnlineRecommender(config(session_weight=100.0, full_events=1,
+                                   session_refresh_events=1), factors())
     for u in range(5):  # everyone goes from i3 to i7
         rec.learn(f"u{u}", "i3", "click", t=float(u))
         rec.learn(f"u{u}", "i7", "click", t=float(u) + 0.5)
@@ -114,7 +129,7 @@ def test_a_strong_blend_ranks_the_co_visited_item_first() -> None:
 
 @pytest.mark.parametrize("how", ["purchase", "dismiss", "inactive"])
 def test_the_blend_never_recommends_consumed_blocked_or_inactive_items(how: str) -> None:
-    rec = OnlineRecommender(config(session_weight=100.0), factors())
+    rec = OnlineRecommender(config(session_weight=100.0, session_refresh_events=1), factors())
     for u in range(5):
         rec.learn(f"u{u}", "i3", "click", t=float(u))
         rec.learn(f"u{u}", "i7", "click", t=float(u) + 0.5)

@@ -54,6 +54,10 @@ def interleave(events: list, seed: int) -> list:
 
 def run(events: list, batch_size: int, cfg: FoldInConfig | None = None) -> tuple[dict, dict]:
     rec = OnlineRecommender(cfg or config(), factors())
+    # Exactly tied scores are ordered by item index, which is per process and follows the order
+    # items are first seen: index the new items up front, as the worker's catalog reader does.
+    for n in range(4):
+        rec.catalog.index(f"new{n}")
     latest = {}
     for lo in range(0, len(events), batch_size):
         chunk = events[lo : lo + batch_size]
