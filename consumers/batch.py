@@ -66,6 +66,9 @@ class LoopStats:
     aborts: int = 0
     first_batch: float | None = None
     last_commit: float | None = None
+    commit_seconds: float = 0.0
+    """Spent making handled batches durable: offsets and commit (exactly once), or flushing
+    the outputs and committing the offsets (at least once)."""
 
     @property
     def seconds(self) -> float:

@@ -215,6 +215,7 @@ class TransactionalLoop:
         try:
             self._call("begin_transaction", producer.begin_transaction)  # 2
             self.processor.handle(messages, out)  # 3
+            handled = time.monotonic()
             self._crash_if("after_produce")
             self._call("send_offsets_to_transaction", producer.send_offsets_to_transaction,
                        next_offsets(messages), self._consumer.consumer_group_metadata(),
@@ -239,14 +240,15 @@ class TransactionalLoop:
         except BaseException:
             self._abort(messages)  # a bug in handle(): leave Kafka and memory clean, then crash
             raise
-        self._committed(messages)
+        self._committed(messages, handled)
 
-    def _committed(self, messages: list[Message]) -> None:
+    def _committed(self, messages: list[Message], handled: float) -> None:
         self.processor.promote()  # 6
         self._aborts_in_a_row = 0
         self.stats.batches += 1
         self.stats.messages += len(messages)
         self.stats.last_commit = time.monotonic()
+        self.stats.commit_seconds += self.stats.last_commit - handled
 
     def _batch_at_least_once(self, messages: list[Message]) -> None:
         """handle → flush every output → commit the offsets: a crash between flush and commit
@@ -255,6 +257,7 @@ class TransactionalLoop:
         out = Output(self._producer, track_delivery=True)
         try:
             self.processor.handle(messages, out)
+            handled = time.monotonic()
             self._crash_if("after_produce")
             left = self._producer.flush(TXN_TIMEOUT_S)
             if left or out.failed:
@@ -269,7 +272,7 @@ class TransactionalLoop:
             self.processor.rollback()  # the offsets stay where they were: the batch is redone
             self._rewind(messages)
             raise
-        self._committed(messages)
+        self._committed(messages, handled)
 
     def _crash_if(self, point: str) -> None:
         """The test hook (see the module docstring): SIGKILL at `point` of the n-th batch."""

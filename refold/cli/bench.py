@@ -140,8 +140,8 @@ def bench_pipeline(ctx: click.Context, dataset: str, path: str, events: int | No
               help="Synthetic events read once per guarantee per repeat (0: skip).")
 @click.option("--partitions", type=int, help="Partitions of the events topic [6].")
 @click.option("--batch-size", type=int, help="Events per micro-batch [500].")
-@click.option("--repeat", type=int, default=2, show_default=True,
-              help="Runs per guarantee, alternating; the best is reported.")
+@click.option("--repeat", type=int, default=3, show_default=True,
+              help="Runs per guarantee, alternating; the medians are reported.")
 @click.option("--restore-users", type=int, default=100_000, show_default=True,
               help="Users whose state is written to a changelog and restored (0: skip).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
