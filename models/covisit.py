@@ -25,8 +25,10 @@ products scale with the user's vector, counts with traffic). β = 0, or a user w
 co-visits, leaves f as it was.
 
 **Memory.** An item keeps at most `max_neighbors` neighbours, in fixed numpy rows (12 bytes
-a neighbour: 3 KB an item at 256); when a refresh overflows a row, the row keeps its strongest
-`max_neighbors` (ties: lower index). Below the cap the counts are exact.
+a neighbour: 3 KB an item at 256). When a refresh overflows a row, the row first forgets its
+neighbours below its median count (lossy counting: the pairs seen once go, the strong ones stay,
+and the row has room again for many refreshes); new neighbours that still do not fit are
+dropped. Below the cap the counts are exact.
 
 >>> cv = CoVisits(window=2, decay=0.5)
 >>> for item, previous in [(0, []), (1, [0]), (2, [0, 1])]:
@@ -67,7 +69,7 @@ class CoVisits:
     the buffer of updates not applied yet."""
 
     __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_by_row", "_deg", "_inv", "_journal", "_nbr",
-                 "_wt", "count", "decay", "max_neighbors", "window")
+                 "_recency", "_wt", "count", "decay", "max_neighbors", "window")
 
     def __init__(self, window: int = 10, decay: float = 0.8, max_neighbors: int = 256) -> None:
         if window < 1 or max_neighbors < 1 or not 0 < decay <= 1:
@@ -88,6 +90,7 @@ class CoVisits:
         self._buf_g: list[float] = []
         self._by_row: dict[int, list[tuple[int, float]]] | None = None
         self._journal: Undo | None = None
+        self._recency: dict[tuple[int, float], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self._deg)
@@ -160,14 +163,21 @@ class CoVisits:
     ) -> tuple[np.ndarray, np.ndarray]:
         """`scores` before summing per item: (item indices, terms), an item once per recent item
         it was co-visited with; `np.bincount(*contributions)` is the dense score vector (the
-        per-event path: no sorting). Empty rows give terms of 0 on item 0."""
+        per-event path: no sorting). Empty slots give terms of 0 on item 0."""
         items = np.asarray(items, dtype=np.intp)
-        items = items[items < len(self)]
-        if not self._deg[items].any():
+        if len(items) and items.max() >= len(self):
+            items = items[items < len(self)]
+        nbr = self._nbr[items]
+        if not len(items) or nbr[:, 0].max() < 0:  # rows are filled from slot 0
             return np.zeros(0, dtype=np.intp), np.zeros(0)
-        q = np.exp2(np.arange(1 - len(items), 1) / half_life) * self._inv[items]
-        cols = np.maximum(self._nbr[items], 0).ravel()
-        return cols, (self._wt[items] * q[:, None]).ravel() * self._inv[cols]
+        recency = self._recency.get((len(items), half_life))
+        if recency is None:
+            recency = np.exp2(np.arange(1 - len(items), 1) / half_life)
+            self._recency[(len(items), half_life)] = recency
+        cols = np.maximum(nbr, 0).ravel()
+        terms = (self._wt[items] * (recency * self._inv[items])[:, None]).ravel()
+        terms *= self._inv[cols]
+        return cols, terms
 
     # -- undo log of one batch
 
@@ -246,8 +256,9 @@ class CoVisits:
 
     def _apply(self, rows: np.ndarray, cols: np.ndarray, gains: np.ndarray) -> None:
         """Add `gains` to the distinct pairs (rows, cols), sorted by row then column: known
-        neighbours first, then new ones into free slots (by column), then overflowing rows keep
-        their strongest."""
+        neighbours first, then new ones into free slots (by column); a row that overflows first
+        drops its neighbours below its median count, once, and then the new ones that still do
+        not fit."""
         match = self._nbr[rows] == cols[:, None]  # empty slots hold -1: never a match
         pos = match.argmax(axis=1)
         found = match[np.arange(len(rows)), pos]
@@ -255,27 +266,30 @@ class CoVisits:
         rows, cols, gains = rows[~found], cols[~found], gains[~found]
         if not len(rows):
             return
-        slot = self._deg[rows] + np.arange(len(rows)) - np.searchsorted(rows, rows)
+        first = np.searchsorted(rows, rows)
+        over = self._deg[rows] + np.arange(len(rows)) - first >= self.max_neighbors
+        if over.any():
+            self._halve(np.unique(rows[over]))
+        slot = self._deg[rows] + np.arange(len(rows)) - first
         room = slot < self.max_neighbors
         self._nbr[rows[room], slot[room]] = cols[room]
         self._wt[rows[room], slot[room]] = gains[room]
         filled, n = np.unique(rows[room], return_counts=True)
         self._deg[filled] += n.astype(np.int32)
-        if not room.all():
-            self._keep_strongest(rows[~room], cols[~room], gains[~room])
 
-    def _keep_strongest(self, rows: np.ndarray, cols: np.ndarray, gains: np.ndarray) -> None:
-        """Full rows (`rows` sorted) with more neighbours `cols`: each keeps its strongest."""
-        full, at, n = np.unique(rows, return_inverse=True, return_counts=True)
-        extra = np.arange(len(rows)) - np.searchsorted(rows, rows)
-        nbr = np.full((len(full), int(n.max())), -1, dtype=np.int32)
-        wt = np.full(nbr.shape, -np.inf)
-        nbr[at, extra], wt[at, extra] = cols, gains
-        nbr = np.concatenate([self._nbr[full], nbr], axis=1)
-        wt = np.concatenate([self._wt[full], wt], axis=1)
-        keep = np.lexsort((nbr, -wt), axis=1)[:, : self.max_neighbors]
-        self._nbr[full] = np.take_along_axis(nbr, keep, axis=1)
-        self._wt[full] = np.take_along_axis(wt, keep, axis=1)
+    def _halve(self, rows: np.ndarray) -> None:
+        """Full rows keep their neighbours with at least the median count, in slot order."""
+        wt, real = self._wt[rows], self._nbr[rows] >= 0
+        counts = np.where(real, wt, -np.inf)
+        median = np.partition(counts, self.max_neighbors // 2, axis=1)[:, self.max_neighbors // 2]
+        keep = real & (wt >= median[:, None])
+        # kept slots first, in their order: a stable sort of "dropped" flags
+        order = np.argsort(~keep, axis=1, kind="stable")
+        self._nbr[rows] = np.where(np.take_along_axis(keep, order, axis=1),
+                                   np.take_along_axis(self._nbr[rows], order, axis=1), -1)
+        self._wt[rows] = np.where(np.take_along_axis(keep, order, axis=1),
+                                  np.take_along_axis(wt, order, axis=1), 0.0)
+        self._deg[rows] = keep.sum(axis=1)
 
     def _grow(self, n: int) -> None:
         old = len(self._deg)
