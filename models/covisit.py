@@ -165,15 +165,16 @@ class CoVisits:
         it was co-visited with; `np.bincount(*contributions)` is the dense score vector (the
         per-event path: no sorting). Empty slots give terms of 0 on item 0."""
         items = np.asarray(items, dtype=np.intp)
-        if len(items) and items.max() >= len(self):
-            items = items[items < len(self)]
-        nbr = self._nbr[items]
-        if not len(items) or nbr[:, 0].max() < 0:  # rows are filled from slot 0
-            return np.zeros(0, dtype=np.intp), np.zeros(0)
         recency = self._recency.get((len(items), half_life))
         if recency is None:
             recency = np.exp2(np.arange(1 - len(items), 1) / half_life)
             self._recency[(len(items), half_life)] = recency
+        if len(items) and items.max() >= len(self):  # no row yet; recency by position still
+            known = items < len(self)  # (else scores would depend on how the arrays grew)
+            items, recency = items[known], recency[known]
+        nbr = self._nbr[items]
+        if not len(items) or nbr[:, 0].max() < 0:  # rows are filled from slot 0
+            return np.zeros(0, dtype=np.intp), np.zeros(0)
         cols = np.maximum(nbr, 0).ravel()
         terms = (self._wt[items] * (recency * self._inv[items])[:, None]).ravel()
         terms *= self._inv[cols]

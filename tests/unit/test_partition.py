@@ -8,7 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from models.covisit import CoVisits
 from models.foldin import ItemFactors
+from models.partition import PartitionState
 from models.recommender import FoldInConfig, OnlineRecommender
 
 N_ITEMS, K, PARTS, USERS = 40, 4, 3, 100
@@ -132,14 +134,15 @@ def test_revert_puts_back_the_partition_and_the_batch_then_replays_the_same() ->
 def test_a_partition_restored_elsewhere_goes_on_identically() -> None:
     events = stream(500, seed=4)
     head, tail = events[:250], events[250:]
-    rec = OnlineRecommender(config(cold_refresh_events=4), factors())
+    cfg = config(cold_refresh_events=4, session_refresh_events=7)
+    rec = OnlineRecommender(cfg, factors())
     rec.process_batch([e for e, _ in head], [p for _, p in head])
     saved = {p: json.loads(json.dumps(rec.partition(p).to_plain(rec.catalog.ids, 1)))
              for p in range(PARTS)}
     users = {u: json.loads(json.dumps(rec.user_state(u))) for u in {e.user_id for e, _ in head}}
     # another process, restored from plain data. Exactly tied scores are ordered by item index,
     # which is per process: like the worker (catalog read first), both index the items alike.
-    other = OnlineRecommender(config(cold_refresh_events=4), factors())
+    other = OnlineRecommender(cfg, factors())
     for item in rec.catalog.ids:
         other.catalog.index(item)
     for user, s in users.items():
@@ -164,3 +167,20 @@ def test_changes_are_the_touched_items_and_a_renormalisation_touches_all() -> No
     rec.learn("u1", "i3", "click", t=200.0)  # 200 half-lives: the accumulators are rescaled
     assert rec.partition(0).trending.t_ref == 200.0
     assert set(rec.partition_changes(0)["items"]) >= {"i1", "i2", "i3"}
+
+
+def test_restored_co_visits_score_like_the_originals_whatever_their_arrays_size() -> None:
+    """A restore grows the arrays differently: an item not counted yet must weigh the same."""
+    ids = [f"i{n}" for n in range(200)]
+    part = PartitionState(3600.0, 10, CoVisits(window=2))
+    part.add_covisit(2, np.array([1]))
+    part.add_covisit(100, np.array([50]))
+    part.refresh_covisits()  # arrays sized for item 100 at once; a restore grows them in steps
+    part.add_covisit(5, np.array([1]))  # buffered
+    restored = PartitionState(3600.0, 10, CoVisits(window=2))
+    plain = json.loads(json.dumps(part.to_plain(ids, None)))
+    restored.load_plain(plain, ids.index, None, lambda i: False)
+    session = np.array([1, 2, 110, 100])  # 110: seen by the user, co-visited with nothing yet
+    for a, b in zip(part.covisits.contributions(session, 2.0),
+                    restored.covisits.contributions(session, 2.0), strict=True):
+        np.testing.assert_array_equal(a, b)
