@@ -181,6 +181,7 @@ def test_restored_co_visits_score_like_the_originals_whatever_their_arrays_size(
     plain = json.loads(json.dumps(part.to_plain(ids, None)))
     restored.load_plain(plain, ids.index, None, lambda i: False)
     session = np.array([1, 2, 110, 100])  # 110: seen by the user, co-visited with nothing yet
-    for a, b in zip(part.covisits.contributions(session, 2.0),
-                    restored.covisits.contributions(session, 2.0), strict=True):
-        np.testing.assert_array_equal(a, b)
+    a, b = (np.bincount(*p.covisits.contributions(session, 2.0), minlength=200)
+            for p in (part, restored))
+    assert a.any()
+    np.testing.assert_array_equal(a, b)  # the dense session scores the blend uses
