@@ -4,10 +4,11 @@ transaction as the batch's outputs and input offsets, and read back when a parti
 Records go to the compacted changelog partition numbered like the events partition (a worker that
 owns events partition p owns changelog partition p); values are JSON:
 
-- key `<user_id>`: `{"v", "history": UserHistory state, "ids": recent event ids}`, written by
-  every batch that applies an event of the user;
-- key `~p<p>/item/<item_id>`: `{"pop", "users", "vec", "version"}` (see `models.partition`),
-  written by every batch that changes the item in partition p;
+- key `<user_id>`: `{"v", "history": UserHistory state (numeric columns packed, `PACKED`),
+  "ids": recent event ids}`, written by every batch that applies an event of the user;
+- key `~p<p>/item/<item_id>`: `{"pop", "users", "vec", "version", "co"}` (popularity, new items'
+  interactions and vector, co-visits: `models.partition`), written by every batch that changes
+  the item in partition p;
 - key `~p<p>/meta`: `{"v", "offset": next events offset, "events", "t_ref", "dirty"}`, written
   by every batch that reads partition p.
 
