@@ -51,7 +51,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "static_als": {"factors": 32, "regularization": 50.0, "alpha": 2.0, "iterations": 15},
     "oryx_rank1": {"factors": 32, "regularization": 20.0, "alpha": 2.0, "iterations": 15,
                    "strength": 1.0},
-    "refold": {"factors": 16, "regularization": 1.0, "alpha": 2.0, "iterations": 15,
+    "refold": {"factors": 32, "regularization": 5.0, "alpha": 2.0, "iterations": 15,
                "warm_iterations": 5, "half_life_events": 10.0, "full_events": 1,
                "trending_half_life_seconds": 7 * 86400.0, "session_weight": 1.0,
                "session_half_life": 5.0},
