@@ -321,9 +321,10 @@ def blend(
     s_max = s.max(where=shown, initial=0.0)
     if s_max <= 0:
         return cf
-    f_max = np.abs(cf).max(where=shown, initial=0.0)
-    out = cf / f_max if f_max > 0 else cf.astype(np.float64)
-    return out + (weight / s_max) * s
+    f_max = max(cf.max(where=shown, initial=-np.inf), -cf.min(where=shown, initial=np.inf))
+    s *= weight / s_max
+    s += cf / f_max if f_max > 0 else cf
+    return s
 
 
 def recent_items(history: Any, n: int) -> np.ndarray:
