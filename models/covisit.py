@@ -28,7 +28,12 @@ co-visits, leaves f as it was.
 a neighbour: 3 KB an item at 256). When a refresh overflows a row, the row first forgets its
 neighbours below its median count (lossy counting: the pairs seen once go, the strong ones stay,
 and the row has room again for many refreshes); new neighbours that still do not fit are
-dropped. Below the cap the counts are exact.
+dropped. Below the cap the counts are exact. The rows are per partition: a worker holds
+items × partitions × 3 KB at 256 neighbours (lower `max_neighbors` for large catalogs).
+
+**Cost.** About 50 µs per event on ml-100k (two short reads of the user's history, the buffered
+update, the gather of ten rows and an O(items) blend), roughly doubling the per-event cost of the
+fold-in path; a partition's changelog records carry the neighbour lists of the items they touch.
 
 >>> cv = CoVisits(window=2, decay=0.5)
 >>> for item, previous in [(0, []), (1, [0]), (2, [0, 1])]:
