@@ -60,17 +60,18 @@ class Settings:
     controller_port: int = 9093
     broker_heap: str = "768m"
 
-    # -- recommendations and the fold-in model
+    # -- recommendations and the fold-in model (factors, regularization, alpha and the half-lives
+    # were chosen by `refold evaluate --search` on the ml-100k warm-up: re-run it on your own log)
     k: int = 20
-    factors: int = 64
-    regularization: float = 0.05
+    factors: int = 32
+    regularization: float = 5.0
     alpha: float = 2.0
     iterations: int = 15
     half_life_events: float = 10.0
     half_life_seconds: float = 0.0
     decay: str = "events"
     history_size: int = 50
-    trending_half_life_seconds: float = 86400.0
+    trending_half_life_seconds: float = 7 * 86400.0
     max_future_seconds: float = 3600.0
     max_message_bytes: int = 65536
 
