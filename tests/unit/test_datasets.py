@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import time
 import zipfile
 from pathlib import Path
@@ -18,7 +19,8 @@ from producers.datasets import (
 )
 from refold.schemas import decode_event, encode
 
-ML_100K = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ml-100k"
+ML_100K = Path(os.environ.get(
+    "REFOLD_ML100K", Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ml-100k"))
 
 # user item rating timestamp; rows 1, 3 and 4 share a time: file order must survive the sort
 U_DATA = "7\t10\t4\t300\n8\t11\t5\t200\n9\t10\t1\t200\n7\t12\t3\t200\n8\t10\t2\t100\n"
