@@ -113,6 +113,7 @@ class Reading:
     lag: float = 0.0
     versions: list[int] = field(default_factory=list)
     published: float = 0.0
+    published_version: int = 0
     hit_rate: float = math.nan
     p50: float = math.nan
     p99: float = math.nan
@@ -133,8 +134,15 @@ class Reading:
             p99=histogram_quantile(ws, "refold_event_to_recommendation_seconds", 0.99),
         )
         if refitter is not None:
-            snap.published = total([refitter.scrape()], "refold_snapshots_published_total")
+            r = refitter.scrape()
+            snap.published = total([r], "refold_snapshots_published_total")
+            snap.published_version = int(max((v for _, v in r.get("refold_model_version", [])),
+                                             default=0))
         return snap
+
+    def serving_latest(self) -> bool:
+        """Every worker serves the refitter's last published version (or none was published)."""
+        return not self.published_version or min(self.versions or [0]) >= self.published_version
 
     def line(self, sent: int, total_events: int) -> str:
         version = max(self.versions) if self.versions else 0

@@ -122,7 +122,10 @@ def _follow(feeder, pool, refitter, children, n: int):
             last_print = time.monotonic()
         if feeder.report is not None:
             done_at = done_at or time.monotonic()
-            if reading.consumed + reading.dead >= feeder.report.events:
+            caught_up = reading.consumed + reading.dead >= feeder.report.events
+            # a snapshot published at the end is given a few seconds to reach the workers
+            settled = reading.serving_latest() or time.monotonic() - done_at > 15
+            if caught_up and settled:
                 click.echo("" if tty else reading.line(sent, n), err=True)
                 return reading
             if time.monotonic() - done_at > 300:
