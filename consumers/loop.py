@@ -341,6 +341,8 @@ class TransactionalLoop:
                 self._producer.poll(0)
             except KafkaFatalError as cause:
                 return cause
+            except KafkaException as exc:  # or poll raises the cause itself
+                err = exc.args[0]
         if err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
                           KafkaError.INVALID_PRODUCER_EPOCH):
             return Fenced(f"{what}: fenced: another worker runs with transactional.id "
