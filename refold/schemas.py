@@ -129,9 +129,18 @@ def _decode(data: bytes, kind: type) -> msgspec.Struct:
     except msgspec.ValidationError as exc:
         raise _schema_error(exc) from None
     except msgspec.DecodeError as exc:
-        raise _schema_error(exc) from None
+        raise _utf8_error(data) or _schema_error(exc) from None
+    except UnicodeDecodeError as exc:  # msgspec before 0.19 let the codec's error through
+        raise _utf8_error(data) or SchemaError("", f"not valid UTF-8 ({exc})") from None
+
+
+def _utf8_error(data: bytes) -> SchemaError | None:
+    """The error for bytes that are not UTF-8 (with the offending byte), None if they are."""
+    try:
+        bytes(data).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SchemaError("", f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        return SchemaError("", f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+    return None
 
 
 def check_event(ev: Event) -> Event:
