@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.linalg.lapack import dposv
 
 from models.weights import ModelError
 
@@ -41,7 +42,7 @@ class ItemFactors:
     item's vector from its interactions is exactly implicit's `recalculate_item`.
     """
 
-    __slots__ = ("XtX", "Y", "YtY", "_inverse", "item_ids", "row", "version")
+    __slots__ = ("XtX", "Y", "YtY", "_inverse", "_regularized", "item_ids", "row", "version")
 
     def __init__(
         self,
@@ -69,6 +70,7 @@ class ItemFactors:
         self.XtX = XtX
         self.version = int(version)
         self._inverse: dict[float, np.ndarray] = {}
+        self._regularized: dict[float, np.ndarray] = {}
 
     @property
     def factors(self) -> int:
@@ -84,6 +86,14 @@ class ItemFactors:
             P = np.linalg.inv(self.YtY + regularization * np.eye(self.factors))
             self._inverse[regularization] = P
         return P
+
+    def regularized(self, regularization: float) -> np.ndarray:
+        """YᵀY + λI, computed once per regularization (the one-user fold-in's system)."""
+        A0 = self._regularized.get(regularization)
+        if A0 is None:
+            A0 = self.YtY + regularization * np.eye(self.factors)
+            self._regularized[regularization] = A0
+        return A0
 
     @classmethod
     def from_implicit(cls, model: Any, item_ids: Sequence[str], version: int) -> ItemFactors:
@@ -101,9 +111,7 @@ def fold_in(
 ) -> np.ndarray | None:
     """One user's vector (float32) from model rows `items` and their weights; None without a
     positive weight (the caller serves popularity)."""
-    X, ok = fold_in_batch(factors.Y, factors.YtY, [items], [weights], alpha, regularization,
-                          factors.inverse(regularization))
-    return X[0] if ok[0] else None
+    return fold_in_one(factors.Y, factors.regularized(regularization), items, weights, alpha)
 
 
 def fold_in_batch(
@@ -134,7 +142,11 @@ def fold_in_batch(
                  for lo in range(0, n, SOLVE_CHUNK)]
         return np.concatenate([x for x, _ in parts]), np.concatenate([ok for _, ok in parts])
     if n == 1:
-        return _fold_in_one(Y, gram, items[0], weights[0], alpha, regularization, gram_inv)
+        A0 = regularization * np.eye(k)
+        x = fold_in_one(Y, A0 if gram is None else A0 + gram, items[0], weights[0], alpha,
+                        counts_unobserved=gram is not None)
+        return (np.zeros((1, k), np.float32), np.zeros(1, bool)) if x is None else \
+            (x[None], np.ones(1, bool))
     X = np.zeros((n, k), dtype=np.float32)
     lens = np.fromiter(map(len, items), dtype=np.intp, count=n)
     if n == 0 or not lens.any():
@@ -156,23 +168,25 @@ def fold_in_batch(
     return X, ok
 
 
-def _fold_in_one(
-    Y: np.ndarray, gram: np.ndarray | None, items: np.ndarray, weights: np.ndarray,
-    alpha: float, regularization: float, gram_inv: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`fold_in_batch` for one user, without the padding machinery (the per-event path)."""
-    X = np.zeros((1, Y.shape[1]), dtype=np.float32)
+def fold_in_one(
+    Y: np.ndarray, A0: np.ndarray, items: np.ndarray, weights: np.ndarray, alpha: float,
+    counts_unobserved: bool = True,
+) -> np.ndarray | None:
+    """One user's vector (the per-event path): `A0` is gram + λI (`ItemFactors.regularized`),
+    or λI alone with `counts_unobserved=False` (see `fold_in_batch`); None without a positive
+    weight. One Cholesky solve of the k×k system, as the system is positive definite."""
     c = alpha * np.asarray(weights, dtype=np.float64)
     if not (c > 0).any():
-        return X, np.zeros(1, dtype=bool)
-    U = Y[np.asarray(items, dtype=np.intp)][None].astype(np.float64)
-    d = (np.abs(c) - 1.0 if gram is not None else np.abs(c))[None]
-    b = np.maximum(c, 0.0)[None]
-    if gram_inv is not None and len(c) <= Y.shape[1]:
-        X[:] = _woodbury(U, d, b, gram_inv)
-    else:
-        X[:] = _direct(U, d, b, gram, regularization)
-    return X, np.ones(1, dtype=bool)
+        return None
+    U = Y[np.asarray(items, dtype=np.intp)].astype(np.float64)
+    d = np.abs(c) - 1.0 if counts_unobserved else np.abs(c)
+    A = (U.T * d) @ U
+    A += A0
+    b = U.T @ np.maximum(c, 0.0)
+    _, x, info = dposv(A, b, overwrite_a=True, overwrite_b=True)
+    if info != 0:  # not positive definite (no regularization, degenerate data)
+        x = _solve((A0 + (U.T * d) @ U)[None], (U.T @ np.maximum(c, 0.0))[None])[0]
+    return x.astype(np.float32)
 
 
 def _direct(
@@ -254,7 +268,13 @@ class VectorCache:
                 out[j] = entry[1]
             else:
                 miss.append(j)
-        if miss:
+        if len(miss) == 1:  # the per-event path
+            j = miss[0]
+            x = fold_in_one(factors.Y, factors.regularized(regularization), requests[j][2],
+                            requests[j][3], alpha)
+            out[j] = x
+            self._cache[requests[j][0]] = (requests[j][1], x)
+        elif miss:
             rows = [requests[j][2] for j in miss]
             weights = [requests[j][3] for j in miss]
             X, ok = fold_in_batch(factors.Y, factors.YtY, rows, weights, alpha, regularization,

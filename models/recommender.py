@@ -170,6 +170,8 @@ class OnlineRecommender:
         self._vectors = VectorCache()
         self._model: coldstart.ServedFactors | None = None
         self._never: tuple[Any, np.ndarray] = (None, np.zeros(0, np.intp))
+        self._overlaid: tuple[Any, ...] = (None,)
+        """`_overlay`'s last result and what it was computed from."""
         self.batch_vector_norm: float | None = None
         """Mean L2 norm of the user vectors of the last `process_batch` (None: no vector)."""
         if factors is not None:
@@ -467,10 +469,8 @@ class OnlineRecommender:
         new items in these users' partition."""
         m, n = self._model, len(self.catalog)
         assert m is not None
-        Y, never = m.Y[:n], self._never_recommended()
-        new, V = stacked(overlay)
-        if len(new):  # new items with a vector in the partition can be recommended
-            never = np.setdiff1d(never, new[self.catalog.active[new]], assume_unique=True)
+        Y = m.Y[:n]
+        new, V, never = self._overlay(overlay)
         if len(plans) == 1:  # the per-event path: a plain matrix-vector product
             x = vecs[at[0]]
             scores = Y @ x  # type: ignore[operator]
@@ -507,6 +507,23 @@ class OnlineRecommender:
                     exclude = np.concatenate([never, p.history.excluded()])
                     S[r] = self._with_session(S[r], p, exclude)
         return S
+
+    def _overlay(
+        self, overlay: dict[int, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The items with a vector in `overlay` (a partition's `vectors`), those vectors stacked,
+        and the items never recommended with them. Cached on the overlay's identity: partitions
+        replace their `vectors` dict, never change it in place."""
+        never = self._never_recommended()
+        last = self._overlaid
+        if last[0] is overlay and last[1] is never:
+            return last[2:]
+        new, V = stacked(overlay)
+        shown = never
+        if len(new):  # new items with a vector in the partition can be recommended
+            shown = np.setdiff1d(never, new[self.catalog.active[new]], assume_unique=True)
+        self._overlaid = (overlay, never, new, V, shown)
+        return new, V, shown
 
     def _never_recommended(self) -> np.ndarray:
         """Inactive items and items without a vector (cached until either changes)."""
