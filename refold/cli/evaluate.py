@@ -140,7 +140,8 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
     path_md = report.write(result, out, search_result)
     if as_json:
         keys = ("recall_at_10", "ndcg_at_10", "hit_rate_at_10", "cold_recall_at_10", "coverage",
-                "diversity", "novelty", "seconds", "refit_seconds", "events", "violations")
+                "diversity", "novelty", "seconds", "wall_seconds", "refit_seconds",
+                "refit_wall_seconds", "events", "violations")
         slim = {"models": {n: {k: m[k] for k in keys} for n, m in result["models"].items()},
                 "protocol": result["protocol"]}
         json.dump(slim, sys.stdout, indent=2, default=str)
