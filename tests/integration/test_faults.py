@@ -30,7 +30,6 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from consumers import model_source
-from consumers.foldin_worker import build_worker
 from consumers.recs_view import RecommendationsView
 from consumers.tail import TopicTail
 from models.foldin import ItemFactors
@@ -41,6 +40,8 @@ from refold.config import Settings
 from refold.kafka import make_admin, make_consumer
 from refold.schemas import Event, Item
 from refold.topics import create_topics
+
+from .workers import WorkerThread
 
 PARTITIONS = 3
 N_EVENTS = 3000
@@ -148,32 +149,14 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-class ThreadWorker:
-    """A worker in this process (stopped with `stop`)."""
+class ThreadWorker(WorkerThread):
+    """A worker in this process, running from its creation (stopped with `stop`)."""
 
     def __init__(self, settings: Settings, world: Input, **options) -> None:
         rec = OnlineRecommender(model_source.foldin_config(settings), world.factors)
         options.setdefault("consumer_extra", FAST)
-        self.worker, self.loop = build_worker(settings, rec, **options)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.worker.start()
-            self.loop.run()
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.worker.close()
-
-    def stop(self) -> None:
-        self.loop.stop()
-        self.thread.join(60)
-        assert not self.thread.is_alive()
-        if self.error is not None:
-            raise self.error
+        super().__init__(settings, rec, join_timeout=60, **options)
+        self.start()
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from consumers.foldin_worker import FoldInWorker, build_worker
+from consumers.foldin_worker import FoldInWorker
 from consumers.model_source import fit_log
 from consumers.recs_view import RecommendationsView
 from models.recommender import FoldInConfig, OnlineRecommender
@@ -32,6 +31,8 @@ from producers.sdk import EventProducer
 from refold.config import Settings
 from refold.kafka import make_admin, make_consumer
 from refold.topics import create_topics
+
+from .workers import WorkerThread
 
 ROOT = Path(__file__).resolve().parents[2]
 ML100K = Path(os.environ.get("REFOLD_ML100K", ROOT.parent / "shared" / "datasets" / "ml-100k"))
@@ -97,35 +98,12 @@ def wait_until(predicate, timeout: float, what: str, *workers: Worker) -> None:
         time.sleep(0.2)
 
 
-class Worker:
-    """A worker in a thread, stopped once the group has committed `total` events."""
+class Worker(WorkerThread):
+    """A worker in a thread (`start`, then `stop`), serving `CONFIG` on `factors`."""
 
     def __init__(self, settings: Settings, factors, **options) -> None:
-        self.settings = settings
         options.setdefault("consumer_extra", FAST_REBALANCE)
-        self.worker, self.loop = build_worker(settings, recommender(factors), **options)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.worker.start()
-            self.loop.run()
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.worker.close()
-
-    def start(self) -> Worker:
-        self.thread.start()
-        return self
-
-    def join(self) -> None:
-        self.loop.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-        if self.error is not None:
-            raise self.error
+        super().__init__(settings, recommender(factors), **options)
 
 
 def wait_committed(settings: Settings, total: int, *workers: Worker, timeout: float = 60.0
@@ -162,7 +140,7 @@ def test_every_user_gets_the_list_an_offline_recompute_gives(settings, data):
     t0 = time.perf_counter()
     w.start()
     w.thread.join(60)
-    w.join()
+    w.stop()
     stats = w.loop.stats
     print(f"\n{len(events)} events in {stats.busy_seconds:.2f} s busy, "
           f"{time.perf_counter() - t0:.2f} s with start: "
@@ -197,8 +175,8 @@ def test_two_workers_split_the_partitions_and_agree_with_one(settings, data):
     publish(settings, events)
     wait_committed(settings, len(events), a, b)
     assert not ({p for _, p in a.loop.assigned} & {p for _, p in b.loop.assigned})
-    a.join()
-    b.join()
+    a.stop()
+    b.stop()
     assert a.worker.counts["events"] > 0 and b.worker.counts["events"] > 0
     assert a.worker.counts["events"] + b.worker.counts["events"] == len(events)
     assert_matches_offline(settings, events, catalog, factors)
@@ -227,7 +205,7 @@ def test_an_aborted_batch_is_rolled_back_and_read_again(settings, data, monkeypa
     w = Worker(settings.replace(batch_size=200), factors, max_messages=len(events) + len(dup),
                idle_exit=30).start()
     w.thread.join(60)
-    w.join()
+    w.stop()
     assert isinstance(w.worker, FailOnce)
     assert w.loop.stats.aborts == 1
     assert w.worker.counts["events"] == len(events)
@@ -248,8 +226,8 @@ def test_a_restarted_instance_fences_its_zombie(settings, data):
     wait_committed(settings, len(events), zombie, heir)
     zombie.thread.join(30)
     with pytest.raises(KafkaFatalError, match="fenced: another worker runs with"):
-        zombie.join()
-    heir.join()
+        zombie.stop()
+    heir.stop()
     # the zombie's last transaction was aborted: every event counted once, by whoever committed
     assert zombie.worker.counts["events"] + heir.worker.counts["events"] == len(events)
     assert sum(committed(settings).values()) == len(events)
