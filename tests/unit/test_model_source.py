@@ -1,0 +1,52 @@
+"""The worker's fold-in settings: what `foldin_config` builds from default `Settings` (no broker).
+
+`FoldInConfig` and `Settings` share field names and each has its own defaults; in the worker,
+`consumers.model_source.foldin_config` gives Settings' values precedence. Whatever either default
+says, the worker must run with the values the README documents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from consumers.model_source import foldin_config
+from models.recommender import FoldInConfig
+from refold.config import Settings
+
+DOCUMENTED: dict[str, object] = {
+    "k": 20,  # Configuration table
+    "decay": "events",  # Configuration table
+    "alpha": 2.0,  # "the searched values (32 factors, λ = 5, alpha 2, half-life 10 events, ...)"
+    "regularization": 5.0,  # λ, ibid.
+    "half_life_events": 10.0,  # ibid.
+    "trending_half_life_seconds": 7 * 86400.0,  # "a week's trending half-life", ibid.
+    "history_size": 50,  # "the user's bounded history ...: the last 50 events"
+}
+"""The worker's fold-in defaults as the README states them."""
+UNUSED_BY_DEFAULT = {"half_life_seconds"}
+"""Shared fields the default decay (`events`) never reads; the README gives them no default."""
+
+
+def shared_fields() -> set[str]:
+    """The `FoldInConfig` fields that `Settings` has too, so that the worker takes from it."""
+    return {f.name for f in dataclasses.fields(FoldInConfig)} & {
+        f.name for f in dataclasses.fields(Settings)}
+
+
+def test_every_shared_field_is_documented_or_unused() -> None:
+    assert shared_fields() == DOCUMENTED.keys() | UNUSED_BY_DEFAULT
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_the_worker_runs_with_the_documented_default(name: str) -> None:
+    assert getattr(foldin_config(Settings()), name) == DOCUMENTED[name]
+
+
+def test_the_default_decay_ignores_half_life_seconds() -> None:
+    config = foldin_config(Settings())
+    assert config.decay == "events"
+    for name in UNUSED_BY_DEFAULT:
+        other = dataclasses.replace(config, **{name: 1.0})
+        assert other.decay_spec() == config.decay_spec()
