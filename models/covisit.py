@@ -320,13 +320,15 @@ def blend(
     if weight == 0 or not len(cols):
         return cf
     s = np.bincount(cols, weights=terms, minlength=len(cf))
-    shown = np.isfinite(cf)
+    hidden = ~np.isfinite(cf)
     if exclude is not None and len(exclude):
-        shown[exclude] = False
-    s_max = s.max(where=shown, initial=0.0)
+        hidden[exclude] = True
+    s[hidden] = 0.0  # hidden items are never shown: their score does not matter
+    s_max = s.max()
     if s_max <= 0:
         return cf
-    f_max = max(cf.max(where=shown, initial=-np.inf), -cf.min(where=shown, initial=np.inf))
+    shown = np.where(hidden, 0.0, cf)
+    f_max = max(shown.max(), -shown.min())
     s *= weight / s_max
     s += cf / f_max if f_max > 0 else cf
     return s

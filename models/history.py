@@ -55,7 +55,7 @@ class UserHistory:
     """Recent events of one user (a ring of `max_events`), plus blocked and consumed items."""
 
     __slots__ = (
-        "_buf", "_n_sessions", "_session_id", "_session_no", "blocked", "consumed",
+        "_buf", "_n_sessions", "_positive", "_session_id", "_session_no", "blocked", "consumed",
         "max_age", "max_events", "max_excluded", "seq",
     )
 
@@ -75,6 +75,8 @@ class UserHistory:
         self._n_sessions = 0
         self.blocked: dict[int, None] = {}
         self.consumed: dict[int, None] = {}
+        self._positive: tuple[int, int, np.ndarray] = (-1, 0, np.zeros(0, np.intp))
+        """The last `positive_items` result, with the `seq` and `n` it was computed for."""
 
     def __len__(self) -> int:
         return min(self.seq, self.max_events)
@@ -115,11 +117,17 @@ class UserHistory:
         return np.fromiter([*self.blocked, *self.consumed], dtype=np.int64)
 
     def positive_items(self, n: int) -> np.ndarray:
-        """The items of the last `n` positive events in the ring, oldest first."""
+        """The items of the last `n` positive events in the ring, oldest first (cached until
+        the next event: learning and then recommending both ask for them)."""
+        seq, last_n, items = self._positive
+        if seq == self.seq and last_n == n:
+            return items
         m = len(self)
         at = np.arange(self.seq - m, self.seq) % self.max_events
         items, weights = self._buf["item"][at], self._buf["weight"][at]
-        return items[weights > 0][-n:].astype(np.intp)
+        items = items[weights > 0][-n:].astype(np.intp)
+        self._positive = (self.seq, n, items)
+        return items
 
     def events(self) -> np.ndarray:
         """The events in the ring, oldest first (a structured array of `EVENT_DTYPE`)."""
