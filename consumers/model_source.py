@@ -68,8 +68,6 @@ def foldin_config(settings: Settings, **changes: object) -> FoldInConfig:
     """The fold-in settings named in `Settings` (k, alpha, decay, ...); the rest as defaulted."""
     values = {f: getattr(settings, f) for f in FoldInConfig.__dataclass_fields__
               if hasattr(settings, f)}
-    if settings.decay != "time":  # Settings leaves it 0 when unused; the model wants > 0
-        values.pop("half_life_seconds", None)
     return FoldInConfig.from_mapping({**values, **changes})
 
 

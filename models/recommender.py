@@ -54,10 +54,11 @@ _NO_INTERACTIONS = coldstart.ItemInteractions(0)
 
 @dataclass(frozen=True)
 class FoldInConfig:
-    """Settings that do not depend on the factors; names match `refold.config.Settings`."""
+    """Settings that do not depend on the factors; names and defaults match
+    `refold.config.Settings` where both have them."""
 
     alpha: float = 2.0
-    regularization: float = 0.05
+    regularization: float = 5.0
     decay: Literal["events", "time", "none"] = "events"
     half_life_events: float = 10.0
     half_life_seconds: float = 3600.0
@@ -73,7 +74,7 @@ class FoldInConfig:
     content_weight: float = 0.5
     exclude_types: frozenset[str] = frozenset({"purchase", "rating"})
     """Event types whose item is consumed: never recommended to that user again."""
-    trending_half_life_seconds: float = 86400.0
+    trending_half_life_seconds: float = 7 * 86400.0
     max_item_users: int = 1000
     session_weight: float = 1.0
     """Weight of the session co-visitation blend (`models.covisit`); 0 turns it off."""

@@ -68,7 +68,7 @@ class Settings:
     alpha: float = 2.0
     iterations: int = 15
     half_life_events: float = 10.0
-    half_life_seconds: float = 0.0
+    half_life_seconds: float = 3600.0
     decay: str = "events"
     history_size: int = 50
     trending_half_life_seconds: float = 7 * 86400.0
