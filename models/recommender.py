@@ -5,7 +5,8 @@ it to its partition's popularity and, for an item outside the model, to that ite
 in the partition (`models.partition`: state other than a user's is kept per events partition, so
 it depends only on that partition's event sequence; without partitions everything is in 0).
 `recommend_many` folds users in against the current item factors (one batched solve, vectors cached
-per model version and history state), picks each user's cold-start regime and ranks:
+per model version and history state), picks each user's cold-start regime and ranks
+(`models.ranking`):
 
 - no model, or w_cf = 0 (`coldstart.cf_weight`): popularity, `source="popular"`, scores are decayed
   popularity at `now`; rank-blended with category affinity when the user's items have categories;
@@ -40,14 +41,11 @@ from models import coldstart, covisit
 from models.catalog import ItemIndex
 from models.foldin import ItemFactors, VectorCache
 from models.history import Decay, UserHistory, confidences_many
-from models.partition import PartitionState, PartitionUndo, stacked
-from models.topk import topk, topk_batch
+from models.partition import PartitionState, PartitionUndo
+from models.ranking import Plan, Ranking, Recs
 from models.trending import Trending
 from models.weights import EventWeights, ModelError
 
-Source = Literal["collaborative", "content", "popular"]
-SCORE_CHUNK = 128
-"""Users scored per matrix product: big enough for BLAS, small enough to stay in cache."""
 _NO_HISTORY = UserHistory(1)
 _NO_INTERACTIONS = coldstart.ItemInteractions(0)
 
@@ -114,15 +112,6 @@ class FoldInConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Recs:
-    user_id: str
-    items: list[str]
-    scores: list[float]
-    source: Source
-    model_version: int | None
-
-
-@dataclass(frozen=True, slots=True)
 class PreparedFactors:
     """A model version laid out for `OnlineRecommender.swap_factors` (`prepare_factors`)."""
 
@@ -135,23 +124,7 @@ class PreparedFactors:
         return self.served.factors.version
 
 
-@dataclass(slots=True)
-class _Plan:
-    user_id: str
-    now: float
-    history: UserHistory
-    items: np.ndarray
-    weights: np.ndarray
-    rows: np.ndarray
-    """Model rows of the items that are in the model, with their `row_weights`."""
-    row_weights: np.ndarray
-    w_cf: float
-    key: tuple[Any, ...]
-    session: tuple[np.ndarray, np.ndarray] | None = None
-    """Sparse session scores (`models.covisit`), None without."""
-
-
-class OnlineRecommender:
+class OnlineRecommender(Ranking):
     """Per-user histories, trending, the catalog and the current item factors (None: popular)."""
 
     def __init__(
@@ -177,10 +150,6 @@ class OnlineRecommender:
         """Mean L2 norm of the user vectors of the last `process_batch` (None: no vector)."""
         if factors is not None:
             self.swap_factors(factors)
-
-    @property
-    def model_version(self) -> int | None:
-        return self._model.factors.version if self._model else None
 
     @property
     def trending(self) -> Trending:
@@ -411,7 +380,7 @@ class OnlineRecommender:
         vecs = dict(zip(users, self._user_vectors(plans), strict=True))
         part.refresh(items, vecs, m.factors.XtX, cfg.alpha, cfg.regularization)
 
-    def _plans(self, user_ids: Sequence[str], nows: Sequence[float]) -> list[_Plan]:
+    def _plans(self, user_ids: Sequence[str], nows: Sequence[float]) -> list[Plan]:
         """Each user's aggregated history, model rows and CF weight (one pass for all users)."""
         cfg, m = self.config, self._model
         hs = [self._users.get(u, _NO_HISTORY) for u in user_ids]
@@ -430,11 +399,11 @@ class OnlineRecommender:
             w_cf = coldstart.cf_weight(int(n_cf[j]), cfg.shrink, cfg.min_events,
                                        cfg.full_events) if m else 0.0
             key = (version, h.seq, now if timed else None)
-            plans.append(_Plan(u, now, h, items[lo:hi], weights[lo:hi], rows[rlo:rhi],
+            plans.append(Plan(u, now, h, items[lo:hi], weights[lo:hi], rows[rlo:rhi],
                                row_weights[rlo:rhi], w_cf, key))
         return plans
 
-    def _user_vectors(self, plans: Sequence[_Plan]) -> list[np.ndarray | None]:
+    def _user_vectors(self, plans: Sequence[Plan]) -> list[np.ndarray | None]:
         """Vectors of the plans with w_cf > 0 (cached, or solved in one batch); None otherwise."""
         need = [p for p in plans if p.w_cf > 0]
         if not need or self._model is None:
@@ -443,134 +412,6 @@ class OnlineRecommender:
             self._model.factors, [(p.user_id, p.key, p.rows, p.row_weights) for p in need],
             self.config.alpha, self.config.regularization))
         return [next(got) if p.w_cf > 0 else None for p in plans]
-
-    def _rank_pure_cf(
-        self, plans: list[_Plan], vecs: list[np.ndarray | None],
-        overlays: list[dict[int, np.ndarray]], k: int | None = None,
-    ) -> list[Recs | None]:
-        """The lists of the pure-CF plans, None for the others. Plans are grouped by the new
-        items' vectors they see (`overlays`, usually one or a few per batch)."""
-        k = self.config.k if k is None else k
-        out: list[Recs | None] = [None] * len(plans)
-        groups: dict[int, list[int]] = {}
-        for j, p in enumerate(plans):
-            if p.w_cf == 1.0 and vecs[j] is not None:
-                groups.setdefault(id(overlays[j]) if overlays[j] else 0, []).append(j)
-        for at in groups.values():
-            ranked = self._rank_cf([plans[j] for j in at], vecs, at, k, overlays[at[0]])
-            for j, recs in zip(at, ranked, strict=True):
-                out[j] = recs
-        return out
-
-    def _rank_cf(
-        self, plans: list[_Plan], vecs: list[np.ndarray | None], at: list[int], k: int,
-        overlay: dict[int, np.ndarray],
-    ) -> list[Recs]:
-        """Pure-CF users: one scoring product, one batched top-K; `overlay` are the vectors of
-        new items in these users' partition."""
-        m, n = self._model, len(self.catalog)
-        assert m is not None
-        Y = m.Y[:n]
-        new, V, never = self._overlay(overlay)
-        if len(plans) == 1:  # the per-event path: a plain matrix-vector product
-            x = vecs[at[0]]
-            scores = Y @ x  # type: ignore[operator]
-            if len(new):
-                scores[new] = V @ x
-            exclude = np.concatenate([never, plans[0].history.excluded()])
-            scores = self._with_session(scores, plans[0], exclude)
-            idx, val = topk(scores, k, exclude)
-            return [self._recs(plans[0], idx, val, "collaborative")]
-        out = []
-        for lo in range(0, len(plans), SCORE_CHUNK):
-            chunk = plans[lo : lo + SCORE_CHUNK]
-            X = np.stack([vecs[j] for j in at[lo : lo + SCORE_CHUNK]])  # type: ignore[misc]
-            S = X @ Y.T
-            if len(new):
-                S[:, new] = X @ V.T
-            S = self._with_sessions(S, chunk, never)
-            idx, val = topk_batch(S, k, [p.history.excluded() for p in chunk], never)
-            ranked = zip(chunk, idx, val, strict=True)
-            out += [self._recs(p, i, v, "collaborative") for p, i, v in ranked]
-        return out
-
-    def _with_session(self, scores: np.ndarray, p: _Plan, exclude: np.ndarray) -> np.ndarray:
-        if p.session is None:
-            return scores
-        return covisit.blend(scores, *p.session, self.config.session_weight, exclude)
-
-    def _with_sessions(self, S: np.ndarray, plans: list[_Plan], never: np.ndarray) -> np.ndarray:
-        """`_with_session` of each row of a scoring product."""
-        if any(p.session is not None for p in plans):
-            S = S.astype(np.float64)
-            for r, p in enumerate(plans):
-                if p.session is not None:
-                    exclude = np.concatenate([never, p.history.excluded()])
-                    S[r] = self._with_session(S[r], p, exclude)
-        return S
-
-    def _overlay(
-        self, overlay: dict[int, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The items with a vector in `overlay` (a partition's `vectors`), those vectors stacked,
-        and the items never recommended with them. Cached on the overlay's identity: partitions
-        replace their `vectors` dict, never change it in place."""
-        never = self._never_recommended()
-        last = self._overlaid
-        if last[0] is overlay and last[1] is never:
-            return last[2:]
-        new, V = stacked(overlay)
-        shown = never
-        if len(new):  # new items with a vector in the partition can be recommended
-            shown = np.setdiff1d(never, new[self.catalog.active[new]], assume_unique=True)
-        self._overlaid = (overlay, never, new, V, shown)
-        return new, V, shown
-
-    def _never_recommended(self) -> np.ndarray:
-        """Inactive items and items without a vector (cached until either changes)."""
-        m, n = self._model, len(self.catalog)
-        assert m is not None
-        key = (m.changes, self.catalog.version, n)
-        if self._never[0] != key:
-            self._never = (key, np.flatnonzero(~(self.catalog.active & m.has_vec[:n])))
-        return self._never[1]
-
-    def _rank_blend(
-        self, p: _Plan, x: np.ndarray | None, k: int, part: PartitionState,
-        overlay: dict[int, np.ndarray],
-    ) -> Recs:
-        """Popular, content and partial-CF users: truncated-rank blend of their lists, with the
-        popularity and new items' vectors of their partition."""
-        cfg, m, n = self.config, self._model, len(self.catalog)
-        exclude = ~self.catalog.active
-        exclude[p.history.excluded()] = True
-        trending = part.trending
-        trending.resize(n)
-        pop = trending.ranking_scores()[:n]
-        aff = coldstart.category_affinity(p.items, p.weights, self.catalog)
-        weights, source = coldstart.list_weights(
-            p.w_cf if x is not None else 0.0, aff is not None, cfg.content_weight)
-        if weights[2] == 1.0:
-            idx, _ = topk(pop, k, exclude)
-            return self._recs(p, idx, trending.scores(p.now)[idx], "popular")
-        cf = None
-        if x is not None and m is not None:
-            cf = m.Y[:n] @ x
-            cf[~m.has_vec[:n]] = -np.inf
-            new, V = stacked(overlay)
-            if len(new):
-                cf[new] = V @ x
-            cf = self._with_session(cf, p, exclude)
-        lists = [s if s is not None else pop for s in (cf, aff, pop)]
-        idx, val = coldstart.rank_blend(lists, weights, k, max(cfg.blend_depth, k), exclude)
-        return self._recs(p, idx, val, source)
-
-    def _recs(self, p: _Plan, idx: np.ndarray, val: np.ndarray, source: str) -> Recs:
-        keep = idx >= 0
-        return Recs(
-            p.user_id, list(map(self.catalog.ids.__getitem__, idx[keep].tolist())),
-            val[keep].tolist(), source, self.model_version,  # type: ignore[arg-type]
-        )
 
     def _sync(self) -> None:
         """Size the arrays to the catalog; give changed items outside the model the vector of

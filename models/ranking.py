@@ -1,0 +1,203 @@
+"""Ranking a user's list: scoring against the item factors, the session blend, exclusions.
+
+`Ranking` is the half of `models.recommender.OnlineRecommender` that turns a user's `Plan` (their
+aggregated history, folded-in vector and cold-start weight) into `Recs`:
+
+- pure collaborative filtering (w_cf = 1): one scoring product for all such users, the session
+  co-visitation blend (`models.covisit`), then an exact top-K (`models.topk`); new items'
+  vectors of the user's partition (the *overlay*) are scored too;
+- everyone else: a truncated-rank blend of CF, category affinity and popularity
+  (`models.coldstart.rank_blend`).
+
+Items never recommended: inactive ones, items without a vector, and each user's blocked and
+consumed items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from models import coldstart, covisit
+from models.catalog import ItemIndex
+from models.history import UserHistory
+from models.partition import PartitionState, stacked
+from models.topk import topk, topk_batch
+
+Source = Literal["collaborative", "content", "popular"]
+SCORE_CHUNK = 128
+"""Users scored per matrix product: big enough for BLAS, small enough to stay in cache."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recs:
+    """A user's list: item ids best first, their scores, which regime made it, the model."""
+
+    user_id: str
+    items: list[str]
+    scores: list[float]
+    source: Source
+    model_version: int | None
+
+
+@dataclass(slots=True)
+class Plan:
+    """What ranking needs of one user at one time: aggregated history, model rows, CF weight."""
+
+    user_id: str
+    now: float
+    history: UserHistory
+    items: np.ndarray
+    weights: np.ndarray
+    rows: np.ndarray
+    """Model rows of the items that are in the model, with their `row_weights`."""
+    row_weights: np.ndarray
+    w_cf: float
+    key: tuple[Any, ...]
+    session: tuple[np.ndarray, np.ndarray] | None = None
+    """Sparse session scores (`models.covisit`), None without."""
+
+
+class Ranking:
+    """Ranking methods of `OnlineRecommender`, which holds the state they read."""
+
+    config: Any
+    """The recommender's `FoldInConfig`."""
+    catalog: ItemIndex
+    _model: coldstart.ServedFactors | None
+    _never: tuple[Any, np.ndarray]
+    _overlaid: tuple[Any, ...]
+
+    @property
+    def model_version(self) -> int | None:
+        return self._model.factors.version if self._model else None
+
+    def _rank_pure_cf(
+        self, plans: list[Plan], vecs: list[np.ndarray | None],
+        overlays: list[dict[int, np.ndarray]], k: int | None = None,
+    ) -> list[Recs | None]:
+        """The lists of the pure-CF plans, None for the others. Plans are grouped by the new
+        items' vectors they see (`overlays`, usually one or a few per batch)."""
+        k = self.config.k if k is None else k
+        out: list[Recs | None] = [None] * len(plans)
+        groups: dict[int, list[int]] = {}
+        for j, p in enumerate(plans):
+            if p.w_cf == 1.0 and vecs[j] is not None:
+                groups.setdefault(id(overlays[j]) if overlays[j] else 0, []).append(j)
+        for at in groups.values():
+            ranked = self._rank_cf([plans[j] for j in at], vecs, at, k, overlays[at[0]])
+            for j, recs in zip(at, ranked, strict=True):
+                out[j] = recs
+        return out
+
+    def _rank_cf(
+        self, plans: list[Plan], vecs: list[np.ndarray | None], at: list[int], k: int,
+        overlay: dict[int, np.ndarray],
+    ) -> list[Recs]:
+        """Pure-CF users: one scoring product, one batched top-K; `overlay` are the vectors of
+        new items in these users' partition."""
+        m, n = self._model, len(self.catalog)
+        assert m is not None
+        Y = m.Y[:n]
+        new, V, never = self._overlay(overlay)
+        if len(plans) == 1:  # the per-event path: a plain matrix-vector product
+            x = vecs[at[0]]
+            scores = Y @ x  # type: ignore[operator]
+            if len(new):
+                scores[new] = V @ x
+            exclude = np.concatenate([never, plans[0].history.excluded()])
+            scores = self._with_session(scores, plans[0], exclude)
+            idx, val = topk(scores, k, exclude)
+            return [self._recs(plans[0], idx, val, "collaborative")]
+        out = []
+        for lo in range(0, len(plans), SCORE_CHUNK):
+            chunk = plans[lo : lo + SCORE_CHUNK]
+            X = np.stack([vecs[j] for j in at[lo : lo + SCORE_CHUNK]])  # type: ignore[misc]
+            S = X @ Y.T
+            if len(new):
+                S[:, new] = X @ V.T
+            S = self._with_sessions(S, chunk, never)
+            idx, val = topk_batch(S, k, [p.history.excluded() for p in chunk], never)
+            ranked = zip(chunk, idx, val, strict=True)
+            out += [self._recs(p, i, v, "collaborative") for p, i, v in ranked]
+        return out
+
+    def _with_session(self, scores: np.ndarray, p: Plan, exclude: np.ndarray) -> np.ndarray:
+        if p.session is None:
+            return scores
+        return covisit.blend(scores, *p.session, self.config.session_weight, exclude)
+
+    def _with_sessions(self, S: np.ndarray, plans: list[Plan], never: np.ndarray) -> np.ndarray:
+        """`_with_session` of each row of a scoring product."""
+        if any(p.session is not None for p in plans):
+            S = S.astype(np.float64)
+            for r, p in enumerate(plans):
+                if p.session is not None:
+                    exclude = np.concatenate([never, p.history.excluded()])
+                    S[r] = self._with_session(S[r], p, exclude)
+        return S
+
+    def _overlay(
+        self, overlay: dict[int, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The items with a vector in `overlay` (a partition's `vectors`), those vectors stacked,
+        and the items never recommended with them. Cached on the overlay's identity: partitions
+        replace their `vectors` dict, never change it in place."""
+        never = self._never_recommended()
+        last = self._overlaid
+        if last[0] is overlay and last[1] is never:
+            return last[2:]
+        new, V = stacked(overlay)
+        shown = never
+        if len(new):  # new items with a vector in the partition can be recommended
+            shown = np.setdiff1d(never, new[self.catalog.active[new]], assume_unique=True)
+        self._overlaid = (overlay, never, new, V, shown)
+        return new, V, shown
+
+    def _never_recommended(self) -> np.ndarray:
+        """Inactive items and items without a vector (cached until either changes)."""
+        m, n = self._model, len(self.catalog)
+        assert m is not None
+        key = (m.changes, self.catalog.version, n)
+        if self._never[0] != key:
+            self._never = (key, np.flatnonzero(~(self.catalog.active & m.has_vec[:n])))
+        return self._never[1]
+
+    def _rank_blend(
+        self, p: Plan, x: np.ndarray | None, k: int, part: PartitionState,
+        overlay: dict[int, np.ndarray],
+    ) -> Recs:
+        """Popular, content and partial-CF users: truncated-rank blend of their lists, with the
+        popularity and new items' vectors of their partition."""
+        cfg, m, n = self.config, self._model, len(self.catalog)
+        exclude = ~self.catalog.active
+        exclude[p.history.excluded()] = True
+        trending = part.trending
+        trending.resize(n)
+        pop = trending.ranking_scores()[:n]
+        aff = coldstart.category_affinity(p.items, p.weights, self.catalog)
+        weights, source = coldstart.list_weights(
+            p.w_cf if x is not None else 0.0, aff is not None, cfg.content_weight)
+        if weights[2] == 1.0:
+            idx, _ = topk(pop, k, exclude)
+            return self._recs(p, idx, trending.scores(p.now)[idx], "popular")
+        cf = None
+        if x is not None and m is not None:
+            cf = m.Y[:n] @ x
+            cf[~m.has_vec[:n]] = -np.inf
+            new, V = stacked(overlay)
+            if len(new):
+                cf[new] = V @ x
+            cf = self._with_session(cf, p, exclude)
+        lists = [s if s is not None else pop for s in (cf, aff, pop)]
+        idx, val = coldstart.rank_blend(lists, weights, k, max(cfg.blend_depth, k), exclude)
+        return self._recs(p, idx, val, source)
+
+    def _recs(self, p: Plan, idx: np.ndarray, val: np.ndarray, source: str) -> Recs:
+        keep = idx >= 0
+        return Recs(
+            p.user_id, list(map(self.catalog.ids.__getitem__, idx[keep].tolist())),
+            val[keep].tolist(), source, self.model_version,  # type: ignore[arg-type]
+        )
