@@ -32,7 +32,7 @@ from models.baselines import Events, StreamModel
 from models.prequential import PrequentialMetrics
 from models.recommender import FoldInConfig
 from models.weights import EventWeights
-from refold.evaluation.contenders import MODELS, Names, build, params_of
+from refold.evaluation.contenders import MODELS, REFOLD_FAMILY, Names, build, params_of
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,8 @@ def evaluate(
         for name in models:
             bar.set_postfix_str(name)
             params = params_of(name, tuned)
+            if name in REFOLD_FAMILY:  # an explicit fold-in setting beats the model's default
+                params.update({k: v for k, v in protocol.fold_in.items() if k in params})
             every = protocol.oracle_every if name == "oracle" else protocol.refit_every
             model = build(name, params, data.names, cfg, every, protocol.seed)
             metrics, clock, violations = replay(model, data, start, protocol,

@@ -54,6 +54,15 @@ def test_deterministic(world, result):
         assert a == b
 
 
+def test_a_fold_in_setting_overrides_the_model_default(world, result):
+    protocol = Protocol(window=200, refit_every=500, oracle_every=250,
+                        fold_in={"session_weight": 0.0})
+    off = evaluate(world, protocol, ["refold"], progress=False)["models"]["refold"]
+    assert off["params"]["session_weight"] == 0.0
+    assert result["models"]["refold"]["params"]["session_weight"] == 1.0
+    assert off["recall_at_10"] != result["models"]["refold"]["recall_at_10"]
+
+
 class Peeker(Popularity):
     """Recommends the last item it learned for the user: perfect if it saw the event first."""
 
