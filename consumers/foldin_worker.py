@@ -66,6 +66,8 @@ class CommittedBatch:
     users_in_state: int = 0
     user_vector_norm: float | None = None
     """Mean norm of the user vectors folded in for the batch's lists (None: none)."""
+    foldin_residual: float | None = None
+    """Mean fold-in residual of those users (`models.foldin.residuals`; None: none)."""
 
 
 class RecentIds:
@@ -156,6 +158,7 @@ class FoldInWorker:
                 done.published.append(recs)
             done.events = [ev for ev, _ in batch]
             done.user_vector_norm = self.recommender.batch_vector_norm
+            done.foldin_residual = self.recommender.batch_residual
             done.timestamps = [msg.timestamp()[1] / 1000 for _, msg in batch]
             self._staged["events"] += len(batch)
             self._staged["recommendations"] += len(done.published)

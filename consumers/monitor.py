@@ -164,7 +164,7 @@ class Monitor:
             latencies=[spent] * len(batch.events),
             freshness=[batch.committed - ts for ts in batch.timestamps if ts > 0],
             dead_letters=batch.dead_letters, batch_seconds=spent,
-            user_vector_norm=batch.user_vector_norm,
+            user_vector_norm=batch.user_vector_norm, foldin_residual=batch.foldin_residual,
             users_in_state=batch.users_in_state)
 
     def _new_shifts(self) -> dict[str, MeanShiftDrift]:

@@ -189,6 +189,31 @@ def fold_in_one(
     return x.astype(np.float32)
 
 
+def residuals(
+    Y: np.ndarray, X: np.ndarray, rows: Sequence[np.ndarray], weights: Sequence[np.ndarray],
+) -> np.ndarray:
+    """Per user b, how badly vector `X[b]` explains their items: the confidence-weighted mean of
+    (p − x·y)² over the items (model rows `rows[b]`, summed weights `weights[b]`; p = 1 where
+    the weight is positive, 0 where negative). Rising residuals under fixed item factors mean
+    the factors no longer fit what users do (a drift signal); NaN for a user without items.
+
+    >>> Y = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    >>> residuals(Y, np.array([[1.0, 0.5]]), [np.array([0, 1])], [np.array([1.0, 3.0])]).tolist()
+    [0.1875]
+    """
+    lens = np.fromiter(map(len, rows), dtype=np.intp, count=len(rows))
+    if not lens.any():
+        return np.full(len(rows), np.nan)
+    user = np.repeat(np.arange(len(rows)), lens)
+    flat = np.concatenate(rows).astype(np.intp)
+    w = np.concatenate(weights).astype(np.float64)
+    pred = np.einsum("ij,ij->i", Y[flat].astype(np.float64), np.asarray(X, np.float64)[user])
+    err = np.abs(w) * ((w > 0) - pred) ** 2
+    total = np.bincount(user, weights=np.abs(w), minlength=len(rows))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(user, weights=err, minlength=len(rows)) / total
+
+
 def _direct(
     U: np.ndarray, d: np.ndarray, b: np.ndarray, gram: np.ndarray | None, regularization: float
 ) -> np.ndarray:

@@ -39,7 +39,7 @@ import numpy as np
 
 from models import coldstart, covisit
 from models.catalog import ItemIndex
-from models.foldin import ItemFactors, VectorCache
+from models.foldin import ItemFactors, VectorCache, residuals
 from models.history import Decay, UserHistory, confidences_many
 from models.partition import PartitionState, PartitionUndo
 from models.ranking import Plan, Ranking, Recs
@@ -148,6 +148,9 @@ class OnlineRecommender(Ranking):
         """`_overlay`'s last result and what it was computed from."""
         self.batch_vector_norm: float | None = None
         """Mean L2 norm of the user vectors of the last `process_batch` (None: no vector)."""
+        self.batch_residual: float | None = None
+        """Mean fold-in residual (`models.foldin.residuals`) of the users of the last
+        `process_batch` who have a vector (None: none has)."""
         if factors is not None:
             self.swap_factors(factors)
 
@@ -206,8 +209,7 @@ class OnlineRecommender(Ranking):
         for q, j in enumerate(at):
             plans[q].session = sessions[j]
         vecs = self._user_vectors(plans)
-        norms = [float(np.linalg.norm(v)) for v in vecs if v is not None]
-        self.batch_vector_norm = sum(norms) / len(norms) if norms else None
+        self._batch_drift(plans, vecs)
         out = self._rank_pure_cf(plans, vecs, [overlays[j] for j in at])
         # Popularity as of each other user's last event: apply the batch's updates in order.
         blend = {at[q]: q for q, r in enumerate(out) if r is None}
@@ -365,6 +367,19 @@ class OnlineRecommender(Ranking):
             dirty, part.cold.dirty = part.cold.dirty, set()
             self._refresh_partition(part, dirty)
         return w, i
+
+    def _batch_drift(self, plans: Sequence[Plan], vecs: Sequence[np.ndarray | None]) -> None:
+        """The batch's drift signals: mean user-vector norm and mean fold-in residual."""
+        have = [j for j, v in enumerate(vecs) if v is not None]
+        if not have or self._model is None:
+            self.batch_vector_norm = self.batch_residual = None
+            return
+        X = np.stack([vecs[j] for j in have])  # type: ignore[misc]
+        self.batch_vector_norm = float(np.linalg.norm(X, axis=1).mean())
+        res = residuals(self._model.factors.Y, X, [plans[j].rows for j in have],
+                        [plans[j].row_weights for j in have])
+        res = res[np.isfinite(res)]
+        self.batch_residual = float(res.mean()) if len(res) else None
 
     def _refresh_partition(self, part: PartitionState, items: Iterable[int]) -> None:
         """Fold in the vectors of `items` (outside the model) from the current vectors of the

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
-from models.foldin import ItemFactors
+from models.foldin import ItemFactors, residuals
 from models.recommender import FoldInConfig, OnlineRecommender, Recs
 from models.weights import ModelError
 
@@ -169,14 +169,29 @@ def test_prepared_swap_equals_inline_swap_with_items_indexed_in_between() -> Non
         same(inline.recommend(user, now=500.0), prepared.recommend(user, now=500.0))
 
 
-def test_process_batch_reports_the_mean_user_vector_norm() -> None:
+def test_process_batch_reports_the_mean_user_vector_norm_and_residual() -> None:
     rec = OnlineRecommender(config(full_events=1), factors())
-    assert rec.batch_vector_norm is None
-    rec.process_batch(events(20, 3, seed=1, new_items=False))
+    assert rec.batch_vector_norm is None and rec.batch_residual is None
+    results = rec.process_batch(events(20, 3, seed=1, new_items=False))
     assert rec.batch_vector_norm is not None and rec.batch_vector_norm > 0
+    # the residual is the mean over the batch's users of their own residuals
+    users = [ev.user_id for ev, _ in results]
+    plans = rec._plans(users, [ev.event_time for ev, _ in results])
+    vecs = rec._user_vectors(plans)
+    each = residuals(rec._model.factors.Y, np.stack(vecs), [p.rows for p in plans],
+                     [p.row_weights for p in plans])
+    assert rec.batch_residual == pytest.approx(float(each.mean()))
+    assert 0 < rec.batch_residual < 10
     popular = OnlineRecommender(config(), None)
     popular.process_batch(events(5, 2, seed=1))
-    assert popular.batch_vector_norm is None
+    assert popular.batch_vector_norm is None and popular.batch_residual is None
+
+
+def test_residuals_are_zero_when_the_vector_explains_the_items() -> None:
+    Y = np.eye(3, dtype=np.float32)
+    rows, weights = [np.array([0, 2])], [np.array([2.0, -1.0])]  # liked 0, disliked 2
+    assert residuals(Y, np.array([[1.0, 0.7, 0.0]]), rows, weights).tolist() == [0.0]
+    assert residuals(Y, np.array([[0.0, 0.0, 1.0]]), rows, weights).tolist() == [1.0]
 
 
 def test_user_state_restores_in_another_process_with_other_indices() -> None:
