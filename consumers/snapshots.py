@@ -172,8 +172,8 @@ class SnapshotFollower:
     """Reads the snapshots topic (assigned, no group) and hands over new verified versions.
 
     Refused versions (a corrupted chunk, a missing chunk, a bad checksum) are logged with their
-    reason and counted in `refused`; the live version stays. Not thread-safe, except `poll` while
-    the background thread of `start` runs.
+    reason, counted in `refused` and passed to `on_refused` (e.g. the monitor's counter); the live
+    version stays. Not thread-safe, except `poll` while the background thread of `start` runs.
     """
 
     def __init__(self, settings: Settings, live_version: int = 0) -> None:
@@ -183,6 +183,8 @@ class SnapshotFollower:
         self.received = 0
         self.refused = 0
         self.last_refusal = ""
+        self.on_refused: Callable[[str], None] | None = None
+        """Called with the reason of each refused version (on the following thread)."""
         self.max_version_seen = 0
         """The highest version of any message seen (complete or not): a publisher goes above."""
         self._consumer = None
@@ -239,7 +241,7 @@ class SnapshotFollower:
                 first = int(msgspec.json.decode(msg.value())["first_offset"])
             except (msgspec.DecodeError, KeyError, TypeError, ValueError):
                 log.warning("refused snapshot at %s: manifest does not decode", where(msg))
-                self.refused += 1
+                self._refuse("manifest does not decode")
                 end = msg.offset()
                 continue
             snap = self._assemble(max(low, first), msg.offset(), version, deadline)
@@ -281,9 +283,8 @@ class SnapshotFollower:
             self.max_version_seen = max(self.max_version_seen, version)
             snap = asm.add(msg.key(), msg.value(), msg.headers())
         except SnapshotError as exc:
-            self.refused += 1
-            self.last_refusal = str(exc)
             log.warning("refused snapshot at %s: %s", where(msg), exc)
+            self._refuse(str(exc))
             return None
         if snap is not None:
             self.received += 1
@@ -298,6 +299,12 @@ class SnapshotFollower:
                 snap, self._ready = self._ready, None
             return snap
         return self._step(timeout, max_messages)
+
+    def _refuse(self, reason: str) -> None:
+        self.refused += 1
+        self.last_refusal = reason
+        if self.on_refused is not None:
+            self.on_refused(reason)
 
     def _step(self, timeout: float, max_messages: int) -> Snapshot | None:
         newest = None
@@ -347,6 +354,9 @@ def follow(settings: Settings, worker: Any, served: int | None = None, wait: flo
     until the follower reads it); then each newer one, verified and laid out on the follower's
     thread. Call it before the worker's first batch, which then runs on that version."""
     follower = SnapshotFollower(settings, live_version=served or 0)
+    monitor = getattr(worker, "monitor", None)
+    if monitor is not None:  # refusals become refold_snapshot_loads_total{outcome="rejected"}
+        follower.on_refused = lambda _reason: monitor.on_snapshot_rejected()
     snap = follower.load_latest(timeout=wait)
     if snap is not None and snap.version > (served or 0):
         worker.swap_snapshot(snap)

@@ -6,9 +6,12 @@ import time
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
-from consumers.snapshots import SnapshotFollower, SnapshotPublisher, load_latest
+from consumers.monitor import Monitor
+from consumers.snapshots import SnapshotFollower, SnapshotPublisher, follow, load_latest
 from models.snapshot import Snapshot, Watermark, encode_chunks
+from refold import metrics as M
 from refold.config import Settings
 from refold.kafka import make_admin, make_consumer, make_producer, watermarks
 from refold.topics import create_topics
@@ -137,3 +140,36 @@ def test_background_follower_hands_over_ready_factors(settings):
     publisher.close()
     assert [s.version for s in got] in ([1, 2], [2])  # one poll hands over the newest only
     assert "_factors" in got[-1].__dict__  # built off the caller's thread
+
+
+class Served:
+    """What `follow` needs of a worker: where verified versions go, and its monitor."""
+
+    def __init__(self) -> None:
+        self.monitor = Monitor()
+        self.versions: list[int] = []
+
+    def swap_snapshot(self, snap: Snapshot) -> None:
+        self.versions.append(snap.version)
+
+
+def test_a_following_worker_counts_refused_versions_in_its_metrics(settings):
+    reg = M.register(CollectorRegistry())
+    labels = {"outcome": "rejected"}
+    before = reg.get_sample_value("refold_snapshot_loads_total", labels) or 0.0
+    publisher = SnapshotPublisher(settings, chunk_bytes=4096)
+    publisher.publish(make(1))
+    worker = Served()
+    follower = follow(settings, worker, wait=30)
+    try:
+        produce_raw(settings, make(2), corrupt=3)
+        publisher.publish(make(3))
+        deadline = time.monotonic() + 30
+        while worker.versions[-1:] != [3] and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        follower.close()
+        publisher.close()
+    assert worker.versions == [1, 3]
+    assert follower.refused == 1
+    assert reg.get_sample_value("refold_snapshot_loads_total", labels) == before + 1
