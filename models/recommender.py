@@ -401,22 +401,36 @@ class OnlineRecommender(Ranking):
         hs = [self._users.get(u, _NO_HISTORY) for u in user_ids]
         offsets, items, weights = confidences_many(hs, nows, self._decay)
         rows = m.row_of[items] if m is not None else np.full(len(items), -1)
+        timed = self._decay.mode == "time" or cfg.max_age_seconds is not None
+        if len(hs) == 1:  # the per-event path: no segment bookkeeping
+            modelled = rows >= 0
+            n_cf = int(np.count_nonzero(modelled & (weights > 0)))
+            return [self._plan(user_ids[0], nows[0], hs[0], items, weights, rows[modelled],
+                               weights[modelled], n_cf, timed)]
         user = np.repeat(np.arange(len(hs)), offsets[1:] - offsets[:-1])
         modelled = rows >= 0
         n_cf = np.bincount(user, weights=modelled & (weights > 0), minlength=len(hs))
         row_offsets = np.zeros(len(hs) + 1, dtype=np.intp)
         np.cumsum(np.bincount(user[modelled], minlength=len(hs)), out=row_offsets[1:])
         rows, row_weights = rows[modelled], weights[modelled]
-        timed = self._decay.mode == "time" or cfg.max_age_seconds is not None
-        version, plans = self.model_version, []
+        plans = []
         for j, (u, now, h) in enumerate(zip(user_ids, nows, hs, strict=True)):
             lo, hi, rlo, rhi = offsets[j], offsets[j + 1], row_offsets[j], row_offsets[j + 1]
-            w_cf = coldstart.cf_weight(int(n_cf[j]), cfg.shrink, cfg.min_events,
-                                       cfg.full_events) if m else 0.0
-            key = (version, h.seq, now if timed else None)
-            plans.append(Plan(u, now, h, items[lo:hi], weights[lo:hi], rows[rlo:rhi],
-                               row_weights[rlo:rhi], w_cf, key))
+            plans.append(self._plan(u, now, h, items[lo:hi], weights[lo:hi], rows[rlo:rhi],
+                                    row_weights[rlo:rhi], int(n_cf[j]), timed))
         return plans
+
+    def _plan(
+        self, user_id: str, now: float, h: UserHistory, items: np.ndarray, weights: np.ndarray,
+        rows: np.ndarray, row_weights: np.ndarray, n_cf: int, timed: bool,
+    ) -> Plan:
+        """One user's `Plan`: the CF weight of `n_cf` positive modelled items, and the key its
+        vector is cached under."""
+        cfg = self.config
+        w_cf = coldstart.cf_weight(n_cf, cfg.shrink, cfg.min_events, cfg.full_events) \
+            if self._model else 0.0
+        key = (self.model_version, h.seq, now if timed else None)
+        return Plan(user_id, now, h, items, weights, rows, row_weights, w_cf, key)
 
     def _user_vectors(self, plans: Sequence[Plan]) -> list[np.ndarray | None]:
         """Vectors of the plans with w_cf > 0 (cached, or solved in one batch); None otherwise."""
