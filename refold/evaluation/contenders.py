@@ -15,7 +15,6 @@ events, never the evaluated part); see `refold.evaluation.search`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,6 +34,7 @@ from models.baselines import (
 )
 from models.foldin import ItemFactors
 from models.recommender import FoldInConfig, OnlineRecommender
+from refold.evaluation.clock import Clock
 
 MODELS = ("popularity", "trending", "river_funkmf", "river_biasedmf", "static_als", "oryx_rank1",
           "foldin_only", "refold", "oracle")
@@ -130,9 +130,8 @@ class RefoldModel:
         self.seed = seed
         self.index = {item_id: i for i, item_id in enumerate(names.item_ids)}
         self.refits = 0
-        self.refit_seconds = 0.0
-        """CPU seconds of the refits (all threads), `refit_wall_seconds` their wall clock."""
-        self.refit_wall_seconds = 0.0
+        self.refit_clock = Clock()
+        """CPU (all threads) and wall-clock seconds of the refits."""
 
     def fit(self, warmup: Events) -> None:
         self.rec = OnlineRecommender(self.config)
@@ -170,8 +169,19 @@ class RefoldModel:
 
     def _refit(self) -> None:
         """Fit on every event so far (items that have one are the model's columns) and swap."""
+        with self.refit_clock:
+            self._fit_and_swap()
+
+    @property
+    def refit_seconds(self) -> float:
+        return self.refit_clock.cpu
+
+    @property
+    def refit_wall_seconds(self) -> float:
+        return self.refit_clock.wall
+
+    def _fit_and_swap(self) -> None:
         self._since = 0
-        t0, c0 = time.perf_counter(), time.process_time()
         users, items = np.asarray(self._users), np.asarray(self._items)
         seen, cols = np.unique(items, return_inverse=True)
         X = csr_from(users, cols, np.asarray(self._weights), (self._shape[0], len(seen)))
@@ -184,5 +194,3 @@ class RefoldModel:
         )
         self.refits += 1
         self.rec.swap_factors(self._live)
-        self.refit_seconds += time.process_time() - c0
-        self.refit_wall_seconds += time.perf_counter() - t0

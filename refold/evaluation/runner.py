@@ -20,7 +20,6 @@ Protocol (`Protocol` holds its knobs):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -32,6 +31,7 @@ from models.baselines import Events, StreamModel
 from models.prequential import PrequentialMetrics
 from models.recommender import FoldInConfig
 from models.weights import EventWeights
+from refold.evaluation.clock import Clock
 from refold.evaluation.contenders import MODELS, REFOLD_FAMILY, Names, build, params_of
 
 
@@ -141,29 +141,6 @@ def replay(
     if progress is not None:
         progress((stop - start) % 1000)
     return metrics, clock, violations
-
-
-class Clock:
-    """CPU and wall-clock seconds spent inside its `with` blocks.
-
-    >>> clock = Clock()
-    >>> with clock:
-    ...     _ = sum(range(1000))
-    >>> clock.cpu >= 0 and clock.wall > 0
-    True
-    """
-
-    __slots__ = ("_cpu0", "_wall0", "cpu", "wall")
-
-    def __init__(self) -> None:
-        self.cpu = self.wall = self._cpu0 = self._wall0 = 0.0
-
-    def __enter__(self) -> None:
-        self._cpu0, self._wall0 = time.process_time(), time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.cpu += time.process_time() - self._cpu0
-        self.wall += time.perf_counter() - self._wall0
 
 
 def _account(e: Any, excluding: bool, excluded: list[dict[int, None]], prior: list[int],
