@@ -52,8 +52,7 @@ def topk(
     if k <= 0:
         return np.zeros(0, dtype=np.int64), s[:0]
     if n >= SAMPLE_STRIDE * 4 * k:  # narrow with a sample first, as `_topk_sampled` does
-        sample = s[::SAMPLE_STRIDE]
-        t0 = np.partition(sample, len(sample) - k)[len(sample) - k]
+        t0 = _sample_bound(s, k)
         if t0 > -np.inf:
             cand = np.flatnonzero(s >= t0)
             if len(cand) <= n // 4:
@@ -108,9 +107,7 @@ def _topk_sampled(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The K-th best of every `SAMPLE_STRIDE`-th score is a lower bound t0 on the K-th best, so
     the scores >= t0 (about K·stride of them) contain the top K: select among those only."""
     B, n = scores.shape
-    sample = scores[:, ::SAMPLE_STRIDE]
-    m = sample.shape[1]
-    t0 = np.partition(sample, m - k, axis=1)[:, m - k : m - k + 1]
+    t0 = _sample_bound(scores, k)[:, None]
     flat = np.flatnonzero(scores >= t0)
     if len(flat) > B * n // 4:  # heavy ties or exclusions: the sample did not narrow it down
         return _topk_rows(scores, k, np.broadcast_to(np.arange(n), (B, n)))
@@ -121,6 +118,14 @@ def _topk_sampled(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     cols = np.full(vals.shape, -1, dtype=np.intp)
     vals[row, slot], cols[row, slot] = scores.ravel()[flat], flat - row * n
     return _topk_rows(vals, k, cols)
+
+
+def _sample_bound(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row (last axis), the K-th best of every `SAMPLE_STRIDE`-th score: a lower bound on the
+    row's K-th best score."""
+    sample = scores[..., ::SAMPLE_STRIDE]
+    m = sample.shape[-1]
+    return np.partition(sample, m - k, axis=-1)[..., m - k]
 
 
 def _topk_rows(
