@@ -1,0 +1,79 @@
+"""`FoldInConfig`: the settings of `models.recommender.OnlineRecommender` that do not depend on the
+item factors (decay, cold start, exclusions, the session blend, ...).
+
+Field names, and defaults where both have the field, are those of `refold.config.Settings`, from
+which `consumers.model_source.foldin_config` builds the worker's configuration.
+
+>>> FoldInConfig.from_mapping({"k": 10, "decay": "none"}).decay_spec().mode
+'none'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from models.history import Decay
+from models.weights import EventWeights, ModelError
+
+
+@dataclass(frozen=True)
+class FoldInConfig:
+    """Settings that do not depend on the factors; names and defaults match
+    `refold.config.Settings` where both have them."""
+
+    alpha: float = 2.0
+    regularization: float = 5.0
+    decay: Literal["events", "time", "none"] = "events"
+    half_life_events: float = 10.0
+    half_life_seconds: float = 3600.0
+    session_boost: float = 1.0
+    k: int = 20
+    history_size: int = 50
+    max_age_seconds: float | None = None
+    max_excluded: int = 1000
+    shrink: float = 5.0
+    min_events: int = 1
+    full_events: int | None = 20
+    blend_depth: int = 200
+    content_weight: float = 0.5
+    exclude_types: frozenset[str] = frozenset({"purchase", "rating"})
+    """Event types whose item is consumed: never recommended to that user again."""
+    trending_half_life_seconds: float = 7 * 86400.0
+    max_item_users: int = 1000
+    session_weight: float = 1.0
+    """Weight of the session co-visitation blend (`models.covisit`); 0 turns it off."""
+    session_window: int = 10
+    """Previous positive events of the user that an event is co-visited with."""
+    session_decay: float = 0.8
+    """Co-visit count of a pair g events apart: decay^g (g = 0 for adjacent events)."""
+    session_items: int = 10
+    session_half_life: float = 5.0
+    """The user's last `session_items` positive items make the session, weighted by a recency
+    half-life in events."""
+    max_neighbors: int = 256
+    """Co-visited neighbours kept per item (and partition)."""
+    session_refresh_events: int = 500
+    """Events of a partition between applications of its buffered co-visits."""
+    cold_refresh_events: int = 1
+    """Events of a partition between refreshes of its new items' vectors (counted, not timed:
+    results do not depend on batch boundaries)."""
+    weights: EventWeights = field(default_factory=EventWeights)
+
+    def decay_spec(self) -> Decay:
+        half_life = {"events": self.half_life_events, "time": self.half_life_seconds}
+        return Decay(self.decay, half_life.get(self.decay, 1.0), self.session_boost)
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any], strict: bool = True) -> FoldInConfig:
+        """From a config table; `strict=False` ignores unknown keys (e.g. a whole Settings)."""
+        names = {f.name for f in fields(cls)}
+        if strict and set(config) - names:
+            raise ModelError(f"unknown fold-in setting(s): {sorted(set(config) - names)}")
+        values = {key: v for key, v in config.items() if key in names}
+        if isinstance(values.get("weights"), Mapping):
+            values["weights"] = EventWeights.from_mapping(values["weights"])
+        if "exclude_types" in values:
+            values["exclude_types"] = frozenset(values["exclude_types"])
+        return cls(**values)
