@@ -187,7 +187,7 @@ class Ranking:
         if x is not None and m is not None:
             cf = m.Y[:n] @ x
             cf[~m.has_vec[:n]] = -np.inf
-            new, V = stacked(overlay)
+            new, V, _ = self._overlay(overlay)
             if len(new):
                 cf[new] = V @ x
             cf = self._with_session(cf, p, exclude)
