@@ -1,0 +1,225 @@
+"""Compiled loops (numba) of the per-event path, where one user's list costs dozens of small numpy
+calls: here it is one pass over the catalog.
+
+The batched paths stay in numpy (`models.covisit.blend`, `models.topk.topk_batch`): over a
+micro-batch their per-call overhead is shared. Each kernel returns exactly what its numpy
+counterpart does, to the last bit (`tests/unit/test_kernels.py` checks it), so a user's list does
+not depend on whether it was ranked alone or in a batch.
+
+The functions compile on first use and cache the machine code next to this file (numba's
+`cache=True`); `warm_up()` compiles them ahead, e.g. before timing.
+
+>>> cf = np.array([0.5, 2.0, 0.5, 2.0, 0.5], dtype=np.float32)
+>>> none = np.zeros(0, np.intp)
+>>> idx, val = blend_topk(cf, np.array([1]), none, np.zeros(0), 1.0, 3)
+>>> idx.tolist(), val.tolist()
+([3, 0, 2], [2.0, 0.5, 0.5])
+>>> idx, val = blend_topk(cf, np.array([1]), np.array([4]), np.array([0.3]), 1.0, 3)
+>>> idx.tolist(), val.tolist()     # item 4's session score lifts it to the top
+([4, 3, 0], [1.25, 1.0, 0.25])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def contributions(
+    items: np.ndarray, recency: np.ndarray, nbr: np.ndarray, wt: np.ndarray, inv: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`CoVisits.contributions` of known `items` (every row of `nbr` < len): per item a (with
+    weight `recency[a]`) and neighbour slot b, the column max(nbr[a, b], 0) and the term
+    wt[a, b] · recency[a] · inv[a] · inv[column]; empty slots give 0 on column 0."""
+    m = nbr.shape[1]
+    cols = np.empty(items.shape[0] * m, np.intp)
+    terms = np.empty(items.shape[0] * m)
+    for a in range(items.shape[0]):
+        it = items[a]
+        ri = recency[a] * inv[it]
+        for b in range(m):
+            c = max(nbr[it, b], 0)
+            cols[a * m + b] = c
+            terms[a * m + b] = wt[it, b] * ri * inv[c]
+    return cols, terms
+
+
+@njit(cache=True, nogil=True)
+def slots_of(nbr: np.ndarray, deg: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """For each pair j, the slot of neighbour `cols[j]` among the `deg` filled slots of row
+    `rows[j]` of `nbr`, or -1: where `CoVisits` adds a co-visit to a known neighbour."""
+    pos = np.full(rows.shape[0], -1, np.intp)
+    for j in range(rows.shape[0]):
+        r, c = rows[j], cols[j]
+        for b in range(deg[r]):
+            if nbr[r, b] == c:
+                pos[j] = b
+                break
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def blend_topk(
+    cf: np.ndarray, exclude: np.ndarray, cols: np.ndarray, terms: np.ndarray, weight: float,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`topk(covisit.blend(cf, cols, terms, weight, exclude), k, exclude)` in one pass over the
+    items.
+
+    (`cols`, `terms`) are session scores as `CoVisits.contributions` gives them (empty: no
+    blend). Returns (indices int64, scores float64), best first, ties by ascending index;
+    excluded and non-finite scores never appear, so a list can be shorter than `k`.
+    """
+    n = cf.shape[0]
+    hidden = np.zeros(n, np.bool_)
+    for j in range(exclude.shape[0]):
+        hidden[exclude[j]] = True
+    s = np.zeros(n)
+    if weight != 0:
+        for j in range(cols.shape[0]):  # in order, as np.bincount sums
+            s[cols[j]] += terms[j]
+    s_max = 0.0
+    f_max = 0.0
+    for i in range(n):
+        if hidden[i] or not np.isfinite(cf[i]):
+            hidden[i] = True
+            continue
+        s_max = max(s_max, s[i])
+        f_max = max(f_max, abs(cf[i]))
+    blended = s_max > 0
+    scale = weight / s_max if blended else 0.0
+    f_top = cf.dtype.type(f_max)
+    top_i = np.full(k, -1, np.int64)
+    top_v = np.full(k, -np.inf)
+    filled = 0
+    for i in range(n):
+        if hidden[i]:
+            continue
+        v = float(cf[i])
+        if blended:
+            v = s[i] * scale + (float(cf[i] / f_top) if f_max > 0 else v)
+        if filled == k and v <= top_v[k - 1]:
+            continue
+        if filled < k:
+            p = filled
+            filled += 1
+        else:
+            p = k - 1
+        while p > 0 and top_v[p - 1] < v:  # insertion: equal scores keep index order
+            top_v[p], top_i[p] = top_v[p - 1], top_i[p - 1]
+            p -= 1
+        top_v[p], top_i[p] = v, i
+    return top_i[:filled], top_v[:filled]
+
+
+@njit(cache=True, nogil=True)
+def confidences(
+    item: np.ndarray, weight: np.ndarray, time: np.ndarray, seq: np.ndarray,
+    session: np.ndarray, decay_mode: int, half_life: float, last_seq: int, now: float,
+    boost: float, current: int, max_age: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One user's `history.confidences_many`: the ring's fields (slot order), `decay_mode` 0
+    none, 1 events, 2 time. Returns (items int32 ascending, summed weights float32), zero sums
+    left out."""
+    n = item.shape[0]
+    w = np.empty(n)
+    keep = np.ones(n, np.bool_)
+    for j in range(n):
+        w[j] = float(weight[j])
+        if decay_mode == 1:
+            w[j] *= np.exp2((seq[j] - last_seq) / half_life)
+        elif decay_mode == 2:
+            w[j] *= np.exp2(-max(now - time[j], 0.0) / half_life)
+        if boost != 1.0 and current >= 0 and session[j] == current:
+            w[j] *= boost
+        keep[j] = time[j] >= now - max_age
+    order = np.argsort(item, kind="mergesort")  # stable: each item's events in slot order
+    out_i = np.empty(n, np.int32)
+    out_w = np.empty(n, np.float32)
+    m = 0
+    j = 0
+    while j < n:
+        it, total, seen = item[order[j]], 0.0, False
+        while j < n and item[order[j]] == it:
+            if keep[order[j]]:
+                total += w[order[j]]
+                seen = True
+            j += 1
+        if seen and total != 0.0:
+            out_i[m], out_w[m] = it, total
+            m += 1
+    return out_i[:m], out_w[:m]
+
+
+@njit(cache=True, nogil=True)
+def fold_in(
+    Y: np.ndarray, A0: np.ndarray, items: np.ndarray, weights: np.ndarray, alpha: float,
+    counts_unobserved: bool,
+) -> tuple[np.ndarray, bool]:
+    """One user's `foldin.fold_in_one`: solve (A0 + Σ d_i y_i y_iᵀ) x = Σ c_i⁺ y_i by Cholesky,
+    with c = alpha·weights and d = |c| − 1 (|c| without `counts_unobserved`). Returns (x float32,
+    ok); not ok without a positive weight, or when the system is not positive definite."""
+    k = Y.shape[1]
+    A = A0.copy()
+    b = np.zeros(k)
+    positive = False
+    for a in range(items.shape[0]):
+        y = Y[items[a]].astype(np.float64)
+        c = alpha * float(weights[a])
+        positive |= c > 0
+        d = abs(c) - 1.0 if counts_unobserved else abs(c)
+        for r in range(k):
+            dy = d * y[r]
+            for s in range(r + 1):
+                A[r, s] += dy * y[s]
+            if c > 0:
+                b[r] += c * y[r]
+    if not positive:
+        return np.zeros(k, np.float32), False
+    for r in range(k):  # A = L Lᵀ, L in the lower triangle
+        for s in range(r + 1):
+            v = A[r, s]
+            for t in range(s):
+                v -= A[r, t] * A[s, t]
+            if r == s:
+                if v <= 0.0:
+                    return np.zeros(k, np.float32), False
+                A[r, r] = np.sqrt(v)
+            else:
+                A[r, s] = v / A[s, s]
+    for r in range(k):  # L z = b
+        v = b[r]
+        for t in range(r):
+            v -= A[r, t] * b[t]
+        b[r] = v / A[r, r]
+    for r in range(k - 1, -1, -1):  # Lᵀ x = z
+        v = b[r]
+        for t in range(r + 1, k):
+            v -= A[t, r] * b[t]
+        b[r] = v / A[r, r]
+    return b.astype(np.float32), True
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel for the dtypes the models pass; once per
+    process."""
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    ring = np.zeros(1, dtype=[("item", "<i4"), ("weight", "<f4"), ("time", "<f8"),
+                              ("seq", "<i8"), ("session", "<i4")])
+    confidences(ring["item"], ring["weight"], ring["time"], ring["seq"], ring["session"], 1,
+                1.0, 0, 0.0, 1.0, -1, np.inf)
+    fold_in(np.ones((2, 2), np.float32), np.eye(2), np.zeros(1, np.intp), np.ones(1, np.float32),
+            1.0, True)
+    nbr = np.full((2, 1), -1, dtype=np.int32)
+    slots_of(nbr, np.zeros(2, np.int32), np.zeros(1, np.int64), np.zeros(1, np.int64))
+    cols, terms = contributions(np.zeros(1, np.intp), np.ones(1), nbr, np.zeros((2, 1)),
+                                np.ones(2))
+    for cf in (np.zeros(2, np.float32), np.zeros(2, np.float64)):
+        blend_topk(cf, np.zeros(0, np.int64), cols, terms, 1.0, 1)

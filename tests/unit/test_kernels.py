@@ -1,0 +1,86 @@
+"""The compiled per-event kernels give what the numpy code of the batched paths gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models import kernels
+from models.covisit import blend
+from models.history import Decay, UserHistory, confidences_many
+from models.topk import topk
+
+rng = np.random.default_rng(7)
+
+
+def numpy_contributions(items, recency, nbr, wt, inv):
+    cols = np.maximum(nbr[items], 0).ravel()
+    terms = (wt[items] * (recency * inv[items])[:, None]).ravel()
+    return cols, terms * inv[cols]
+
+
+@pytest.mark.parametrize("case", range(40))
+def test_blend_topk_is_topk_of_blend(case: int) -> None:
+    n, k = int(rng.integers(5, 300)), int(rng.integers(1, 25))
+    # integer scores make many ties, which must break by ascending index
+    cf = rng.integers(-3, 4, n).astype(np.float32) if case % 2 else \
+        rng.normal(size=n).astype(np.float32)
+    cf[rng.random(n) < 0.05] = -np.inf
+    exclude = rng.choice(n, int(rng.integers(0, n // 2)), replace=False).astype(np.int64)
+    m = int(rng.integers(0, 40)) if case % 5 else 0
+    cols = rng.integers(0, n, m).astype(np.intp)
+    terms = rng.random(m) * (rng.random(m) < 0.8)
+    weight = [0.0, 0.5, 1.0, 2.0][case % 4]
+    want = topk(blend(cf, cols, terms, weight, exclude), k, exclude)
+    got = kernels.blend_topk(cf, exclude, cols, terms, weight, k)
+    assert got[0].tolist() == want[0].tolist()
+    assert got[1].tolist() == np.asarray(want[1], dtype=np.float64).tolist()
+
+
+def test_contributions_match_numpy() -> None:
+    n, m = 50, 16
+    nbr = np.full((n, m), -1, dtype=np.int32)
+    deg = rng.integers(0, m + 1, n)
+    for r in range(n):
+        nbr[r, : deg[r]] = rng.choice(n, deg[r], replace=False)
+    wt, inv = rng.random((n, m)), rng.random(n)
+    items, recency = rng.choice(n, 10, replace=False), rng.random(10)
+    got = kernels.contributions(items, recency, nbr, wt, inv)
+    want = numpy_contributions(items, recency, nbr, wt, inv)
+    assert got[0].tolist() == want[0].tolist()
+    assert got[1].tolist() == want[1].tolist()
+
+
+def test_slots_of_finds_known_neighbours_only() -> None:
+    nbr = np.array([[4, 2, -1], [1, -1, -1]], dtype=np.int32)
+    deg = np.array([2, 1], dtype=np.int32)
+    rows, cols = np.array([0, 0, 0, 1, 1]), np.array([2, 4, 3, 1, -1])
+    assert kernels.slots_of(nbr, deg, rows, cols).tolist() == [1, 0, -1, 0, -1]
+
+
+@pytest.mark.parametrize("decay", [Decay("events", 3.0), Decay("time", 5.0, 2.0),
+                                   Decay("none", 1.0, 3.0)])
+@pytest.mark.parametrize("max_age", [None, 20.0])
+def test_confidences_of_one_user_match_the_batched_path(decay: Decay, max_age) -> None:
+    h = UserHistory(max_events=12, max_age=max_age)
+    for j in range(30):  # wraps the ring; repeats, negatives, sessions and then none
+        h.add(int(rng.integers(8)), float(rng.choice([1.0, 0.5, -1.0])), t=float(j),
+              session_id=f"s{j // 7}" if j < 24 else None)
+    _, items, sums = confidences_many([h], [31.0], decay)
+    offsets, items2, sums2 = confidences_many([h, h], [31.0, 31.0], decay)
+    assert items.tolist() == items2[: offsets[1]].tolist()
+    np.testing.assert_allclose(sums, sums2[: offsets[1]], rtol=1e-6)
+
+
+def test_fold_in_matches_a_dense_solve() -> None:
+    Y = rng.normal(size=(40, 8)).astype(np.float32)
+    A0 = Y.T.astype(np.float64) @ Y + 2.0 * np.eye(8)
+    items, w = rng.choice(40, 9, replace=False), rng.normal(size=9).astype(np.float32)
+    c = 3.0 * w.astype(np.float64)
+    U = Y[items].astype(np.float64)
+    want = np.linalg.solve(A0 + (U.T * (np.abs(c) - 1)) @ U, U.T @ np.maximum(c, 0))
+    x, ok = kernels.fold_in(Y, A0, items, w, 3.0, True)
+    assert ok
+    np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-6)
+    _, ok = kernels.fold_in(Y, A0, items, -np.abs(w), 3.0, True)
+    assert not ok  # no positive weight: nothing to solve
