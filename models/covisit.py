@@ -58,6 +58,8 @@ from typing import Any
 
 import numpy as np
 
+from models import kernels
+
 
 @dataclass(frozen=True, slots=True)
 class Undo:
@@ -177,13 +179,9 @@ class CoVisits:
         if len(items) and items.max() >= len(self):  # no row yet; recency by position still
             known = items < len(self)  # (else scores would depend on how the arrays grew)
             items, recency = items[known], recency[known]
-        nbr = self._nbr[items]
-        if not len(items) or nbr[:, 0].max() < 0:  # rows are filled from slot 0
+        if not len(items) or self._nbr[items, 0].max() < 0:  # rows are filled from slot 0
             return np.zeros(0, dtype=np.intp), np.zeros(0)
-        cols = np.maximum(nbr, 0).ravel()
-        terms = (self._wt[items] * (recency * self._inv[items])[:, None]).ravel()
-        terms *= self._inv[cols]
-        return cols, terms
+        return kernels.contributions(items, recency, self._nbr, self._wt, self._inv)
 
     # -- undo log of one batch
 
@@ -265,9 +263,8 @@ class CoVisits:
         neighbours first, then new ones into free slots (by column); a row that overflows first
         drops its neighbours below its median count, once, and then the new ones that still do
         not fit."""
-        match = self._nbr[rows] == cols[:, None]  # empty slots hold -1: never a match
-        pos = match.argmax(axis=1)
-        found = match[np.arange(len(rows)), pos]
+        pos = kernels.slots_of(self._nbr, self._deg, rows, cols)
+        found = pos >= 0
         self._wt[rows[found], pos[found]] += gains[found]
         rows, cols, gains = rows[~found], cols[~found], gains[~found]
         if not len(rows):

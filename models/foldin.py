@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.linalg.lapack import dposv
 
+from models import kernels
 from models.weights import ModelError
 
 SOLVE_CHUNK = 128
@@ -180,19 +180,21 @@ def fold_in_one(
 ) -> np.ndarray | None:
     """One user's vector (the per-event path): `A0` is gram + λI (`ItemFactors.regularized`),
     or λI alone with `counts_unobserved=False` (see `fold_in_batch`); None without a positive
-    weight. One Cholesky solve of the k×k system, as the system is positive definite."""
+    weight. One compiled Cholesky solve of the k×k system (`models.kernels.fold_in`), as the
+    system is positive definite; a least-squares solve if it is not (no regularization,
+    degenerate data)."""
+    items = np.asarray(items, dtype=np.intp)
+    x, ok = kernels.fold_in(Y, A0, items, np.asarray(weights, dtype=np.float32), alpha,
+                            counts_unobserved)
+    if ok:
+        return x
     c = alpha * np.asarray(weights, dtype=np.float64)
     if not (c > 0).any():
         return None
-    U = Y[np.asarray(items, dtype=np.intp)].astype(np.float64)
+    U = Y[items].astype(np.float64)
     d = np.abs(c) - 1.0 if counts_unobserved else np.abs(c)
-    A = (U.T * d) @ U
-    A += A0
-    b = U.T @ np.maximum(c, 0.0)
-    _, x, info = dposv(A, b, overwrite_a=True, overwrite_b=True)
-    if info != 0:  # not positive definite (no regularization, degenerate data)
-        x = _solve((A0 + (U.T * d) @ U)[None], (U.T @ np.maximum(c, 0.0))[None])[0]
-    return x.astype(np.float32)
+    return _solve((A0 + (U.T * d) @ U)[None], (U.T @ np.maximum(c, 0.0))[None])[0] \
+        .astype(np.float32)
 
 
 def residuals(

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from models import kernels
+
 EVENT_DTYPE = np.dtype(
     [("item", "<i4"), ("weight", "<f4"), ("time", "<f8"), ("seq", "<i8"), ("session", "<i4")]
 )
@@ -55,8 +57,8 @@ class UserHistory:
     """Recent events of one user (a ring of `max_events`), plus blocked and consumed items."""
 
     __slots__ = (
-        "_buf", "_n_sessions", "_positive", "_session_id", "_session_no", "blocked", "consumed",
-        "max_age", "max_events", "max_excluded", "seq",
+        "_buf", "_excluded", "_n_sessions", "_positive", "_session_id", "_session_no", "blocked",
+        "consumed", "max_age", "max_events", "max_excluded", "seq",
     )
 
     def __init__(
@@ -77,6 +79,7 @@ class UserHistory:
         self.consumed: dict[int, None] = {}
         self._positive: tuple[int, int, np.ndarray] = (-1, 0, np.zeros(0, np.intp))
         """The last `positive_items` result, with the `seq` and `n` it was computed for."""
+        self._excluded: tuple[tuple[int, int], np.ndarray] = ((-1, -1), np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return min(self.seq, self.max_events)
@@ -113,8 +116,12 @@ class UserHistory:
         self.blocked.pop(item, None)
 
     def excluded(self) -> np.ndarray:
-        """Items never to recommend to this user: blocked or consumed (int64, unsorted)."""
-        return np.fromiter([*self.blocked, *self.consumed], dtype=np.int64)
+        """Items never to recommend to this user: blocked or consumed (int64, unsorted; cached
+        until the next event or unblock)."""
+        key = (self.seq, len(self.blocked))
+        if self._excluded[0] != key:
+            self._excluded = (key, np.fromiter([*self.blocked, *self.consumed], dtype=np.int64))
+        return self._excluded[1]
 
     def positive_items(self, n: int) -> np.ndarray:
         """The items of the last `n` positive events in the ring, oldest first (cached until
@@ -200,29 +207,29 @@ def confidences_many(
     """`UserHistory.confidences` of many users in one pass: (offsets, items int32, weights
     float32), user b's items (ascending) at `offsets[b]:offsets[b + 1]`."""
     n = len(histories)
+    if n == 1:  # the per-event path: one compiled pass
+        items, sums = _confidences_one(histories[0], nows[0], decay)
+        return np.array([0, len(items)]), items, sums
     lens = [len(h) for h in histories]
-    if n == 1:  # the per-event path: no concatenation, scalars broadcast
-        ev, user = histories[0]._buf[: lens[0]], np.zeros(lens[0], dtype=np.int64)
-    else:
-        # Concatenating raw bytes skips numpy's per-array structured-dtype checks (~5 µs each).
-        size = EVENT_DTYPE.itemsize
-        raw = [h._buf.view(np.uint8)[: m * size] for h, m in zip(histories, lens, strict=True)]
-        ev = np.concatenate(raw or [_NONE.view(np.uint8)]).view(EVENT_DTYPE)
-        user = np.repeat(np.arange(n, dtype=np.int64), lens)
-    now = _each(nows, user, n)
+    # Concatenating raw bytes skips numpy's per-array structured-dtype checks (~5 µs each).
+    size = EVENT_DTYPE.itemsize
+    raw = [h._buf.view(np.uint8)[: m * size] for h, m in zip(histories, lens, strict=True)]
+    ev = np.concatenate(raw or [_NONE.view(np.uint8)]).view(EVENT_DTYPE)
+    user = np.repeat(np.arange(n, dtype=np.int64), lens)
+    now = _each(nows, user)
     w = ev["weight"].astype(np.float64)
     if decay.mode == "events":
-        w *= np.exp2((ev["seq"] - _each([h.seq - 1 for h in histories], user, n))
+        w *= np.exp2((ev["seq"] - _each([h.seq - 1 for h in histories], user))
                      / decay.half_life)
     elif decay.mode == "time":
         w *= np.exp2(-np.maximum(now - ev["time"], 0.0) / decay.half_life)
     if decay.session_boost != 1.0:
-        current = _each([h._session_no for h in histories], user, n)
+        current = _each([h._session_no for h in histories], user)
         w[(ev["session"] == current) & (current >= 0)] *= decay.session_boost
     keys = (user << 32) | ev["item"].astype(np.int64)
     if any(h.max_age is not None for h in histories):
         ages = [np.inf if h.max_age is None else h.max_age for h in histories]
-        recent = ev["time"] >= now - _each(ages, user, n)
+        recent = ev["time"] >= now - _each(ages, user)
         keys, w = keys[recent], w[recent]
     # One stable sort over (user, item) keys aggregates every user's items, in event order.
     order = np.argsort(keys, kind="stable")
@@ -236,9 +243,20 @@ def confidences_many(
     return offsets, (keys & 0xFFFFFFFF).astype(np.int32), sums.astype(np.float32)
 
 
-def _each(values: Sequence[float], user: np.ndarray, n: int) -> Any:
-    """Per-user values spread over the events (a plain scalar for one user)."""
-    return values[0] if n == 1 else np.asarray(values)[user]
+_DECAY_MODES = {"none": 0, "events": 1, "time": 2}
+
+
+def _confidences_one(h: UserHistory, now: float, decay: Decay) -> tuple[np.ndarray, np.ndarray]:
+    ev = h._buf[: len(h)]
+    return kernels.confidences(
+        ev["item"], ev["weight"], ev["time"], ev["seq"], ev["session"],
+        _DECAY_MODES[decay.mode], decay.half_life, h.seq - 1, float(now), decay.session_boost,
+        h._session_no, np.inf if h.max_age is None else float(h.max_age))
+
+
+def _each(values: Sequence[float], user: np.ndarray) -> np.ndarray:
+    """Per-user values spread over the events."""
+    return np.asarray(values)[user]
 
 
 def _bounded_add(ordered: dict[int, None], item: int, cap: int) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models import coldstart, covisit
+from models import coldstart, covisit, kernels
 from models.catalog import ItemIndex
 from models.history import UserHistory
 from models.partition import PartitionState, stacked
@@ -29,6 +29,7 @@ from models.topk import topk, topk_batch
 Source = Literal["collaborative", "content", "popular"]
 SCORE_CHUNK = 128
 """Users scored per matrix product: big enough for BLAS, small enough to stay in cache."""
+_NO_SESSION = (np.zeros(0, dtype=np.intp), np.zeros(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +109,9 @@ class Ranking:
             if len(new):
                 scores[new] = V @ x
             exclude = np.concatenate([never, plans[0].history.excluded()])
-            scores = self._with_session(scores, plans[0], exclude)
-            idx, val = topk(scores, k, exclude)
+            cols, terms = plans[0].session or _NO_SESSION
+            idx, val = kernels.blend_topk(scores, exclude, cols, terms,
+                                          self.config.session_weight, k)
             return [self._recs(plans[0], idx, val, "collaborative")]
         out = []
         for lo in range(0, len(plans), SCORE_CHUNK):

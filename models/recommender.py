@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from models import coldstart, covisit
+from models import coldstart, covisit, kernels
 from models.catalog import ItemIndex
 from models.foldin import ItemFactors, VectorCache, residuals
 from models.foldin_config import FoldInConfig
@@ -73,6 +73,7 @@ class OnlineRecommender(Ranking):
         factors: ItemFactors | None = None,
         catalog: ItemIndex | None = None,
     ) -> None:
+        kernels.warm_up()  # compiled once per process: the first event should not wait for it
         self.config = config or FoldInConfig()
         self.catalog = catalog if catalog is not None else ItemIndex()
         self._decay = self.config.decay_spec()

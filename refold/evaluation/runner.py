@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from models import kernels
 from models.baselines import Events, StreamModel
 from models.prequential import PrequentialMetrics
 from models.recommender import FoldInConfig
@@ -169,6 +170,7 @@ def evaluate(
     if not 0 < start < n:
         raise ValueError(f"a warm-up of {protocol.warmup} leaves nothing to fit or to score")
     cfg = protocol.fold_in_config()
+    kernels.warm_up()  # compiling is not any one model's compute
     out: dict[str, Any] = {}
     bar = tqdm(total=(n - start) * len(models), unit="ev", disable=not progress,
                desc="prequential", dynamic_ncols=True)
