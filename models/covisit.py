@@ -176,11 +176,6 @@ class CoVisits:
         if recency is None:
             recency = np.exp2(np.arange(1 - len(items), 1) / half_life)
             self._recency[(len(items), half_life)] = recency
-        if len(items) and items.max() >= len(self):  # no row yet; recency by position still
-            known = items < len(self)  # (else scores would depend on how the arrays grew)
-            items, recency = items[known], recency[known]
-        if not len(items) or self._nbr[items, 0].max() < 0:  # rows are filled from slot 0
-            return np.zeros(0, dtype=np.intp), np.zeros(0)
         return kernels.contributions(items, recency, self._nbr, self._wt, self._inv)
 
     # -- undo log of one batch

@@ -29,19 +29,32 @@ from numba import njit
 def contributions(
     items: np.ndarray, recency: np.ndarray, nbr: np.ndarray, wt: np.ndarray, inv: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`CoVisits.contributions` of known `items` (every row of `nbr` < len): per item a (with
-    weight `recency[a]`) and neighbour slot b, the column max(nbr[a, b], 0) and the term
-    wt[a, b] · recency[a] · inv[a] · inv[column]; empty slots give 0 on column 0."""
+    """`CoVisits.contributions`: per recent item a (weight `recency[a]`) that has a row, and per
+    slot b of that row, the column max(nbr[a, b], 0) and the term wt[a, b] · recency[a] · inv[a]
+    · inv[column] (empty slots give 0 on column 0). Empty when none of the items has a
+    neighbour."""
     m = nbr.shape[1]
-    cols = np.empty(items.shape[0] * m, np.intp)
-    terms = np.empty(items.shape[0] * m)
+    known = 0
+    co_visited = False
+    for a in range(items.shape[0]):
+        if items[a] < nbr.shape[0]:  # items past the rows have none yet
+            known += 1
+            co_visited |= nbr[items[a], 0] >= 0  # rows fill from slot 0
+    if not co_visited:
+        return np.zeros(0, np.intp), np.zeros(0)
+    cols = np.empty(known * m, np.intp)
+    terms = np.empty(known * m)
+    at = 0
     for a in range(items.shape[0]):
         it = items[a]
+        if it >= nbr.shape[0]:
+            continue
         ri = recency[a] * inv[it]
         for b in range(m):
             c = max(nbr[it, b], 0)
-            cols[a * m + b] = c
-            terms[a * m + b] = wt[it, b] * ri * inv[c]
+            cols[at] = c
+            terms[at] = wt[it, b] * ri * inv[c]
+            at += 1
     return cols, terms
 
 
@@ -153,6 +166,24 @@ def confidences(
 
 
 @njit(cache=True, nogil=True)
+def model_rows(
+    items: np.ndarray, weights: np.ndarray, row_of: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The model rows of the `items` that have one (`row_of[i]` ≥ 0; items past `row_of` have
+    none), their weights, and how many of them have a positive weight."""
+    rows = np.empty(items.shape[0], np.intp)
+    row_weights = np.empty(items.shape[0], weights.dtype)
+    m = positive = 0
+    for a in range(items.shape[0]):
+        r = row_of[items[a]] if items[a] < row_of.shape[0] else -1
+        if r >= 0:
+            rows[m], row_weights[m] = r, weights[a]
+            positive += weights[a] > 0
+            m += 1
+    return rows[:m], row_weights[:m], positive
+
+
+@njit(cache=True, nogil=True)
 def fold_in(
     Y: np.ndarray, A0: np.ndarray, items: np.ndarray, weights: np.ndarray, alpha: float,
     counts_unobserved: bool,
@@ -160,23 +191,23 @@ def fold_in(
     """One user's `foldin.fold_in_one`: solve (A0 + Σ d_i y_i y_iᵀ) x = Σ c_i⁺ y_i by Cholesky,
     with c = alpha·weights and d = |c| − 1 (|c| without `counts_unobserved`). Returns (x float32,
     ok); not ok without a positive weight, or when the system is not positive definite."""
-    k = Y.shape[1]
-    A = A0.copy()
+    k, n = Y.shape[1], items.shape[0]
+    U = np.empty((n, k))
+    Ud = np.empty((k, n))  # (U · d)ᵀ
     b = np.zeros(k)
     positive = False
-    for a in range(items.shape[0]):
-        y = Y[items[a]].astype(np.float64)
+    for a in range(n):
         c = alpha * float(weights[a])
         positive |= c > 0
         d = abs(c) - 1.0 if counts_unobserved else abs(c)
         for r in range(k):
-            dy = d * y[r]
-            for s in range(r + 1):
-                A[r, s] += dy * y[s]
+            y = float(Y[items[a], r])
+            U[a, r], Ud[r, a] = y, d * y
             if c > 0:
-                b[r] += c * y[r]
+                b[r] += c * y
     if not positive:
         return np.zeros(k, np.float32), False
+    A = A0 + Ud @ U  # one BLAS product
     for r in range(k):  # A = L Lᵀ, L in the lower triangle
         for s in range(r + 1):
             v = A[r, s]
@@ -215,6 +246,7 @@ def warm_up() -> None:
                               ("seq", "<i8"), ("session", "<i4")])
     confidences(ring["item"], ring["weight"], ring["time"], ring["seq"], ring["session"], 1,
                 1.0, 0, 0.0, 1.0, -1, np.inf)
+    model_rows(np.zeros(1, np.int32), np.ones(1, np.float32), np.zeros(1, np.intp))
     fold_in(np.ones((2, 2), np.float32), np.eye(2), np.zeros(1, np.intp), np.ones(1, np.float32),
             1.0, True)
     nbr = np.full((2, 1), -1, dtype=np.int32)

@@ -47,6 +47,8 @@ from models.ranking import Plan, Ranking, Recs
 from models.trending import Trending
 from models.weights import EventWeights
 
+_NO_ROWS = np.zeros(0, dtype=np.intp)
+"""`row_of` without a model: no item has a row."""
 _NO_HISTORY = UserHistory(1)
 _NO_INTERACTIONS = coldstart.ItemInteractions(0)
 
@@ -341,13 +343,13 @@ class OnlineRecommender(Ranking):
         cfg, m = self.config, self._model
         hs = [self._users.get(u, _NO_HISTORY) for u in user_ids]
         offsets, items, weights = confidences_many(hs, nows, self._decay)
-        rows = m.row_of[items] if m is not None else np.full(len(items), -1)
+        row_of = m.row_of if m is not None else _NO_ROWS
         timed = self._decay.mode == "time" or cfg.max_age_seconds is not None
         if len(hs) == 1:  # the per-event path: no segment bookkeeping
-            modelled = rows >= 0
-            n_cf = int(np.count_nonzero(modelled & (weights > 0)))
-            return [self._plan(user_ids[0], nows[0], hs[0], items, weights, rows[modelled],
-                               weights[modelled], n_cf, timed)]
+            rows, row_weights, n_cf = kernels.model_rows(items, weights, row_of)
+            return [self._plan(user_ids[0], nows[0], hs[0], items, weights, rows, row_weights,
+                               n_cf, timed)]
+        rows = row_of[items] if m is not None else np.full(len(items), -1)
         user = np.repeat(np.arange(len(hs)), offsets[1:] - offsets[:-1])
         modelled = rows >= 0
         n_cf = np.bincount(user, weights=modelled & (weights > 0), minlength=len(hs))

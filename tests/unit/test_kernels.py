@@ -41,14 +41,17 @@ def test_contributions_match_numpy() -> None:
     n, m = 50, 16
     nbr = np.full((n, m), -1, dtype=np.int32)
     deg = rng.integers(0, m + 1, n)
+    deg[:3] = 0
     for r in range(n):
         nbr[r, : deg[r]] = rng.choice(n, deg[r], replace=False)
     wt, inv = rng.random((n, m)), rng.random(n)
-    items, recency = rng.choice(n, 10, replace=False), rng.random(10)
+    items, recency = rng.choice(n + 5, 10, replace=False), rng.random(10)
     got = kernels.contributions(items, recency, nbr, wt, inv)
-    want = numpy_contributions(items, recency, nbr, wt, inv)
+    known = items < n  # items past the rows have no neighbours yet
+    want = numpy_contributions(items[known], recency[known], nbr, wt, inv)
     assert got[0].tolist() == want[0].tolist()
     assert got[1].tolist() == want[1].tolist()
+    assert len(kernels.contributions(np.arange(3), recency[:3], nbr, wt, inv)[0]) == 0
 
 
 def test_slots_of_finds_known_neighbours_only() -> None:
@@ -84,3 +87,13 @@ def test_fold_in_matches_a_dense_solve() -> None:
     np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-6)
     _, ok = kernels.fold_in(Y, A0, items, -np.abs(w), 3.0, True)
     assert not ok  # no positive weight: nothing to solve
+
+
+def test_model_rows_keep_items_with_a_row() -> None:
+    row_of = np.array([3, -1, 0, 1], dtype=np.intp)
+    items = np.array([0, 1, 2, 5], dtype=np.int32)  # 5 is past row_of: no row yet
+    rows, weights, positive = kernels.model_rows(
+        items, np.array([0.5, 2.0, -1.0, 1.0], np.float32), row_of)
+    assert rows.tolist() == [3, 0]
+    assert weights.tolist() == [0.5, -1.0]
+    assert positive == 1
