@@ -88,8 +88,9 @@ def blend_topk(
     hidden = np.zeros(n, np.bool_)
     for j in range(exclude.shape[0]):
         hidden[exclude[j]] = True
-    s = np.zeros(n)
-    if weight != 0:
+    session = weight != 0 and cols.shape[0] > 0
+    s = np.zeros(n if session else 0)
+    if session:
         for j in range(cols.shape[0]):  # in order, as np.bincount sums
             s[cols[j]] += terms[j]
     s_max = 0.0
@@ -97,9 +98,9 @@ def blend_topk(
     for i in range(n):
         if hidden[i] or not np.isfinite(cf[i]):
             hidden[i] = True
-            continue
-        s_max = max(s_max, s[i])
-        f_max = max(f_max, abs(cf[i]))
+        elif session:
+            s_max = max(s_max, s[i])
+            f_max = max(f_max, abs(cf[i]))
     blended = s_max > 0
     scale = weight / s_max if blended else 0.0
     f_top = cf.dtype.type(f_max)
