@@ -247,11 +247,9 @@ _DECAY_MODES = {"none": 0, "events": 1, "time": 2}
 
 
 def _confidences_one(h: UserHistory, now: float, decay: Decay) -> tuple[np.ndarray, np.ndarray]:
-    ev = h._buf[: len(h)]
     return kernels.confidences(
-        ev["item"], ev["weight"], ev["time"], ev["seq"], ev["session"],
-        _DECAY_MODES[decay.mode], decay.half_life, h.seq - 1, float(now), decay.session_boost,
-        h._session_no, np.inf if h.max_age is None else float(h.max_age))
+        h._buf[: len(h)], _DECAY_MODES[decay.mode], decay.half_life, h.seq - 1, float(now),
+        decay.session_boost, h._session_no, np.inf if h.max_age is None else float(h.max_age))
 
 
 def _each(values: Sequence[float], user: np.ndarray) -> np.ndarray:

@@ -1,10 +1,11 @@
 """Compiled loops (numba) of the per-event path, where one user's list costs dozens of small numpy
 calls: here it is one pass over the catalog.
 
-The batched paths stay in numpy (`models.covisit.blend`, `models.topk.topk_batch`): over a
-micro-batch their per-call overhead is shared. Each kernel returns exactly what its numpy
-counterpart does, to the last bit (`tests/unit/test_kernels.py` checks it), so a user's list does
-not depend on whether it was ranked alone or in a batch.
+The batched paths stay in numpy (`models.covisit.blend`, `models.topk.topk_batch`, ...): over a
+micro-batch their per-call overhead is shared. `tests/unit/test_kernels.py` checks each kernel
+against the numpy code: the blend, top-K, co-visit and row kernels return the same bits; the
+confidences and the fold-in the same numbers up to rounding (exp2 and sums in another order),
+as the batched fold-in already differs from a lone user's by rounding.
 
 The functions compile on first use and cache the machine code next to this file (numba's
 `cache=True`); `warm_up()` compiles them ahead, e.g. before timing.
@@ -129,25 +130,27 @@ def blend_topk(
 
 @njit(cache=True, nogil=True)
 def confidences(
-    item: np.ndarray, weight: np.ndarray, time: np.ndarray, seq: np.ndarray,
-    session: np.ndarray, decay_mode: int, half_life: float, last_seq: int, now: float,
+    ring: np.ndarray, decay_mode: int, half_life: float, last_seq: int, now: float,
     boost: float, current: int, max_age: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One user's `history.confidences_many`: the ring's fields (slot order), `decay_mode` 0
-    none, 1 events, 2 time. Returns (items int32 ascending, summed weights float32), zero sums
-    left out."""
-    n = item.shape[0]
+    """One user's `history.confidences_many`: `ring` holds the user's events in slot order
+    (`history.EVENT_DTYPE` records), `decay_mode` is 0 none, 1 events, 2 time. Returns (items
+    int32 ascending, summed weights float32), zero sums left out."""
+    n = ring.shape[0]
+    item = np.empty(n, np.int32)
     w = np.empty(n)
     keep = np.ones(n, np.bool_)
     for j in range(n):
-        w[j] = float(weight[j])
+        ev = ring[j]
+        item[j] = ev["item"]
+        w[j] = float(ev["weight"])
         if decay_mode == 1:
-            w[j] *= np.exp2((seq[j] - last_seq) / half_life)
+            w[j] *= np.exp2((ev["seq"] - last_seq) / half_life)
         elif decay_mode == 2:
-            w[j] *= np.exp2(-max(now - time[j], 0.0) / half_life)
-        if boost != 1.0 and current >= 0 and session[j] == current:
+            w[j] *= np.exp2(-max(now - ev["time"], 0.0) / half_life)
+        if boost != 1.0 and current >= 0 and ev["session"] == current:
             w[j] *= boost
-        keep[j] = time[j] >= now - max_age
+        keep[j] = ev["time"] >= now - max_age
     order = np.argsort(item, kind="mergesort")  # stable: each item's events in slot order
     out_i = np.empty(n, np.int32)
     out_w = np.empty(n, np.float32)
@@ -243,10 +246,9 @@ def warm_up() -> None:
     if _warm:
         return
     _warm = True
-    ring = np.zeros(1, dtype=[("item", "<i4"), ("weight", "<f4"), ("time", "<f8"),
-                              ("seq", "<i8"), ("session", "<i4")])
-    confidences(ring["item"], ring["weight"], ring["time"], ring["seq"], ring["session"], 1,
-                1.0, 0, 0.0, 1.0, -1, np.inf)
+    from models.history import EVENT_DTYPE  # (history imports this module)
+
+    confidences(np.zeros(2, EVENT_DTYPE), 1, 1.0, 0, 0.0, 1.0, -1, np.inf)
     model_rows(np.zeros(1, np.int32), np.ones(1, np.float32), np.zeros(1, np.intp))
     fold_in(np.ones((2, 2), np.float32), np.eye(2), np.zeros(1, np.intp), np.ones(1, np.float32),
             1.0, True)
