@@ -11,9 +11,9 @@ item i's positive events. The counts are symmetric: events that share a timestam
 meaningful order. Events are buffered and applied together by `refresh`, which the recommender
 calls every `session_refresh_events` events of the partition (counted, so the state does not
 depend on batch boundaries): scores use the counts as of the last refresh. One vectorised pass
-per few hundred events costs a fraction of per-event updates; on ml-100k a lag of 500 events costs
-0.5% of recall@10 on the scored part against applying every event (not measurable on the
-warm-up's validation span).
+per few hundred events costs a fraction of per-event updates, and on ml-100k a lag of 500 events
+does not change recall@10 (0.2164 against 0.2163 refreshing at every event, on the evaluation's
+scored part).
 
 **Scores.** A user's session score of item i is the cosine-normalised co-visitation with the
 user's last `items` positive items j, weighted by recency (r_j = 0 for the latest):
