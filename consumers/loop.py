@@ -10,8 +10,9 @@ and the guarantee. Every batch is one Kafka transaction, in numbered steps:
 5. `commit_transaction` (flushes the outputs): offsets and outputs become visible together;
 6. `processor.promote()`: the staged state becomes the state.
 
-Errors are handled by class: a *retriable* one retries the call; one that *requires abort* aborts
-the transaction, seeks the batch's partitions back to their committed offsets and calls
+Errors are handled by class: a *retriable* one retries the call; one that *requires abort* (or a
+`produce` refused because the transaction already failed, see `_abortable`) aborts the
+transaction, seeks the batch's partitions back to their committed offsets and calls
 `processor.rollback()`, so the batch is read and handled again (with a growing pause; after
 `MAX_ABORTS_IN_A_ROW` it gives up); a *fatal* one (fenced by a newer instance with the same
 transactional.id, among others) raises `KafkaFatalError`.
@@ -70,6 +71,17 @@ class Fenced(KafkaFatalError):
 
 def _error(exc: KafkaException) -> KafkaError:
     return exc.args[0]
+
+
+def _abortable(err: KafkaError) -> bool:
+    """Whether a failed batch's transaction should be aborted (and the batch redone).
+
+    Besides errors flagged `txn_requires_abort`: once a transaction has failed on librdkafka's
+    background thread (a produce request refused, or a sequence gap after a rebalance's abort,
+    "requires epoch bump"), `produce()` itself raises a plain `_STATE` "erroneous state". The
+    abort then settles it: it succeeds for an abortable failure and raises for a fatal one.
+    """
+    return err.txn_requires_abort() or (err.code() == KafkaError._STATE and not err.fatal())
 
 
 class TransactionalLoop:
@@ -226,7 +238,7 @@ class TransactionalLoop:
         except KafkaFatalError:
             raise
         except KafkaException as exc:
-            if not _error(exc).txn_requires_abort():
+            if not _abortable(_error(exc)):
                 raise self._fatal("transaction", _error(exc)) from exc
             log.warning("aborting the batch %s..%s: %s",
                         where(messages[0]), where(messages[-1]), _error(exc))
