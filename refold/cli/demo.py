@@ -36,6 +36,7 @@ def demo(ctx: click.Context, path: str | None, workers: int, rate: float, limit:
     summary: events/s, event-to-recommendation latency, snapshot versions, online hit-rate. The
     metrics endpoints stay up until Ctrl-C (or --exit).
     """
+    from models import kernels
     from refold.broker import ensure_bootstrap
     from refold.demo import Feeder, child_env, spawn, wait_until
     from refold.kafka import make_admin
@@ -56,6 +57,7 @@ def demo(ctx: click.Context, path: str | None, workers: int, rate: float, limit:
     log_dir = Path(settings.home) / "demo" / run
     log_dir.mkdir(parents=True, exist_ok=True)
     env = child_env(settings)
+    kernels.warm_up()  # compiled (and cached) once here, not by every worker as it joins
     refitter = spawn("refitter", ["refit", "--every-events", str(refit_every)], env, log_dir)
     pool = [spawn(f"worker-{i}", ["consume", "--instance-id", f"demo-{run}-{i}",
                                   "--follow-snapshots"], env, log_dir) for i in range(workers)]
