@@ -56,6 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -215,17 +216,20 @@ class CoVisits:
         n = float(self.count[item]) if item < len(self) else 0.0
         if not (n or d or pending):
             return None
-        pairs = [] if not d else [
-            [ids[j], w] for j, w in zip(self._nbr[item, :d].tolist(),
-                                        self._wt[item, :d].tolist(), strict=True)]
-        return {"n": n, "nbrs": pairs,
+        # Two flat lists, not a [id, count] pair per neighbour: a full row written as pairs made
+        # 256 small lists, which was most of a worker's changelog time.
+        nbr = self._nbr[item, :d].tolist() if d else []
+        return {"n": n, "ids": list(itemgetter(*nbr)(ids)) if d > 1 else [ids[j] for j in nbr],
+                "w": self._wt[item, :d].tolist() if d else [],
                 "pend": [[None if j < 0 else ids[j], g] for j, g in pending]}
 
     def load_entry(self, item: int, entry: dict[str, Any], index: Callable[[str], int]) -> None:
         """Install an `entry` (beyond `max_neighbors`, the strongest neighbours are kept). The
         buffered updates of different items may come in any order: a refresh sums each pair's
         in the order of its row's."""
-        pairs = [(index(j), float(w)) for j, w in entry["nbrs"]]
+        # {"ids", "w"}; records written by earlier versions hold [id, count] pairs in "nbrs"
+        named = zip(entry["ids"], entry["w"], strict=True) if "ids" in entry else entry["nbrs"]
+        pairs = [(index(j), float(w)) for j, w in named]
         if len(pairs) > self.max_neighbors:
             strongest = sorted(range(len(pairs)), key=lambda s: (-pairs[s][1], pairs[s][0]))
             pairs = [pairs[s] for s in sorted(strongest[: self.max_neighbors])]

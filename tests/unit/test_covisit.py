@@ -230,3 +230,22 @@ def test_a_partition_restored_elsewhere_goes_on_identically() -> None:
         other.restore_partition(int(p), state)
     same_lists(run(rec, tail, 30), run(other, tail, 30))
     assert plain(other) == plain(rec)
+
+
+def test_entries_written_as_neighbour_pairs_by_earlier_versions_still_load() -> None:
+    cv = CoVisits(window=4, decay=0.8, max_neighbors=8)
+    previous: dict[int, list[int]] = {}
+    for u, i in sequences(n=150):
+        cv.add(i, np.array(previous.setdefault(u, [])[-4:]))
+        previous[u].append(i)
+    cv.refresh()
+    index = {item_id: n for n, item_id in enumerate(IDS)}.__getitem__
+    for item in cv.items():
+        entry = cv.entry(item, IDS)
+        assert entry is not None and len(entry["ids"]) == len(entry["w"])
+        old = {"n": entry["n"], "pend": entry["pend"],
+               "nbrs": [[j, w] for j, w in zip(entry["ids"], entry["w"], strict=True)]}
+        a, b = CoVisits(4, 0.8, 8), CoVisits(4, 0.8, 8)
+        a.load_entry(item, json.loads(json.dumps(entry)), index)
+        b.load_entry(item, json.loads(json.dumps(old)), index)
+        assert a.neighbours(item) == b.neighbours(item) == cv.neighbours(item)
