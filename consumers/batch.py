@@ -55,6 +55,20 @@ class Processor(Protocol):
     def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None: ...
 
 
+class WithoutHooks:
+    """The optional `Processor` hooks as no-ops, for a processor whose state does not depend on
+    its partitions or on anything arriving between batches."""
+
+    def between_batches(self) -> None:
+        pass
+
+    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
+        pass
+
+    def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
+        pass
+
+
 @dataclass
 class LoopStats:
     """What a run did. `messages` counts committed input messages only."""

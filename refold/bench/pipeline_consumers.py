@@ -21,8 +21,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import Message
 
+from consumers.batch import WithoutHooks
 from consumers.loop import Output, TransactionalLoop
 from refold.config import Settings
 from refold.schemas import decode_event, encode
@@ -35,7 +36,7 @@ class BenchError(RuntimeError):
     """A consumer process failed, or a run did not finish."""
 
 
-class PassThrough:
+class PassThrough(WithoutHooks):
     """A `Processor` that decodes every event and re-produces it, keyed by its user."""
 
     def __init__(self, topic: str) -> None:
@@ -56,15 +57,6 @@ class PassThrough:
 
     def rollback(self) -> None:
         self._staged = 0
-
-    def between_batches(self) -> None:
-        pass
-
-    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
-        pass
-
-    def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
-        pass
 
     def close(self) -> None:
         pass

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import time
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message
 from confluent_kafka.admin import NewTopic
 
-from consumers.batch import Output
+from consumers.batch import Output, WithoutHooks
 from consumers.loop import TransactionalLoop
 from refold.config import Settings, load_settings
 from refold.kafka import make_admin, make_consumer, make_producer
@@ -19,7 +19,7 @@ LIMIT = 1024
 """The side topic's max.message.bytes: the broker rejects anything bigger."""
 
 
-class Copier:
+class Copier(WithoutHooks):
     """Copies each input to `out`; in its first batch it first sends `side` a message the broker
     rejects and waits for the rejection, so the transaction is already failed when it goes on
     producing (librdkafka then refuses `produce` itself with an "erroneous state")."""
@@ -41,15 +41,6 @@ class Copier:
 
     def rollback(self) -> None:
         self.rollbacks += 1
-
-    def between_batches(self) -> None:
-        pass
-
-    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
-        pass
-
-    def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
-        pass
 
 
 def settings_for(bootstrap: str, prefix: str) -> Settings:
