@@ -119,6 +119,7 @@ def replay(
     excluded: list[dict[int, None]] = [{} for _ in range(ev.n_users)]
     prior = [0] * ev.n_users
     rows, excl = ev.rows()[:stop], data.excluding[:stop].tolist()
+    kernels.warm_up()  # compiling is not any one model's compute (nor the search's first trial)
     clock = Clock()
     with clock:
         model.fit(ev[:start])
@@ -170,7 +171,6 @@ def evaluate(
     if not 0 < start < n:
         raise ValueError(f"a warm-up of {protocol.warmup} leaves nothing to fit or to score")
     cfg = protocol.fold_in_config()
-    kernels.warm_up()  # compiling is not any one model's compute
     out: dict[str, Any] = {}
     bar = tqdm(total=(n - start) * len(models), unit="ev", disable=not progress,
                desc="prequential", dynamic_ncols=True)
