@@ -4,15 +4,14 @@ aborted and its batch redone, whichever call first reports the failure."""
 from __future__ import annotations
 
 import os
-import time
 
-from confluent_kafka import Consumer, Message
-from confluent_kafka.admin import NewTopic
+from confluent_kafka import Message
 
 from consumers.batch import Output, WithoutHooks
 from consumers.loop import TransactionalLoop
 from refold.config import Settings, load_settings
-from refold.kafka import make_admin, make_consumer, make_producer
+from refold.kafka import make_producer
+from tests.integration.test_broker import create_topic, read_all
 
 N = 40
 LIMIT = 1024
@@ -47,36 +46,14 @@ def settings_for(bootstrap: str, prefix: str) -> Settings:
     return load_settings(env={"REFOLD_BOOTSTRAP_SERVERS": bootstrap, "REFOLD_TOPIC_PREFIX": prefix})
 
 
-def read_committed(settings: Settings, topic: str, n: int, timeout: float = 30.0) -> list[bytes]:
-    consumer: Consumer = make_consumer(settings, f"{topic}-reader", {
-        "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(values) < n and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                values.append(msg.value())
-        extra = consumer.poll(2.0)  # nothing more may come
-        if extra is not None and extra.error() is None:
-            values.append(extra.value())
-    finally:
-        consumer.close()
-    return values
-
-
 def test_a_transaction_failed_by_the_broker_is_aborted_and_the_batch_redone(
     bootstrap: str, unique_prefix: str
 ) -> None:
     settings = settings_for(bootstrap, unique_prefix)
     src, out, side = (f"{unique_prefix}{name}" for name in ("in", "out", "side"))
-    admin = make_admin(settings)
-    futures = admin.create_topics([
-        NewTopic(src, 1, 1), NewTopic(out, 1, 1),
-        NewTopic(side, 1, 1, config={"max.message.bytes": str(LIMIT)})])
-    for f in futures.values():
-        f.result(30)
+    for topic in (src, out):
+        create_topic(bootstrap, topic)
+    create_topic(bootstrap, side, **{"max.message.bytes": str(LIMIT)})
     producer = make_producer(settings)
     for j in range(N):
         producer.produce(src, f"v{j}".encode(), f"k{j}".encode())
@@ -90,5 +67,6 @@ def test_a_transaction_failed_by_the_broker_is_aborted_and_the_batch_redone(
 
     assert stats.messages == N and stats.aborts == 1
     assert copier.batches == 2 and copier.rollbacks == 1
-    assert sorted(read_committed(settings, out, N)) == sorted(f"v{j}".encode() for j in range(N))
-    assert read_committed(settings, side, 1, timeout=3.0) == []
+    assert sorted(read_all(bootstrap, out, N)) == sorted(f"v{j}".encode() for j in range(N))
+    assert len(read_all(bootstrap, out, N + 1, timeout=3.0)) == N  # and nothing more
+    assert read_all(bootstrap, side, 1, timeout=3.0) == []
