@@ -4,8 +4,9 @@
 aggregated history, folded-in vector and cold-start weight) into `Recs`:
 
 - pure collaborative filtering (w_cf = 1): one scoring product for all such users, the session
-  co-visitation blend (`models.covisit`), then an exact top-K (`models.topk`); new items'
-  vectors of the user's partition (the *overlay*) are scored too;
+  co-visitation blend (`models.covisit`), then an exact top-K (`models.topk`; for a lone user,
+  blend and top-K are one compiled pass, `models.kernels.blend_topk`); new items' vectors of the
+  user's partition (the *overlay*) are scored too;
 - everyone else: a truncated-rank blend of CF, category affinity and popularity
   (`models.coldstart.rank_blend`).
 
