@@ -56,7 +56,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -219,7 +218,7 @@ class CoVisits:
         # Two flat lists, not a [id, count] pair per neighbour: a full row written as pairs made
         # 256 small lists, which was most of a worker's changelog time.
         nbr = self._nbr[item, :d].tolist() if d else []
-        return {"n": n, "ids": list(itemgetter(*nbr)(ids)) if d > 1 else [ids[j] for j in nbr],
+        return {"n": n, "ids": [ids[j] for j in nbr],
                 "w": self._wt[item, :d].tolist() if d else [],
                 "pend": [[None if j < 0 else ids[j], g] for j, g in pending]}
 
