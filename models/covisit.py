@@ -54,6 +54,7 @@ the blend off. A partition's changelog records carry the neighbour lists of the 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,8 +78,9 @@ class CoVisits:
     """Co-visitation counts of one partition's users, per item a bounded row of neighbours, and
     the buffer of updates not applied yet."""
 
-    __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_by_row", "_deg", "_inv", "_journal", "_nbr",
-                 "_recency", "_wt", "count", "decay", "max_neighbors", "window")
+    __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_by_row", "_deg", "_ids", "_inv", "_journal",
+                 "_nbr", "_pending", "_recency", "_wt", "count", "decay", "max_neighbors",
+                 "window")
 
     def __init__(self, window: int = 10, decay: float = 0.8, max_neighbors: int = 256) -> None:
         if window < 1 or max_neighbors < 1 or not 0 < decay <= 1:
@@ -97,7 +99,9 @@ class CoVisits:
         self._buf_r: list[int] = []
         self._buf_c: list[int] = []
         self._buf_g: list[float] = []
-        self._by_row: dict[int, list[tuple[int, float]]] | None = None
+        self._by_row: dict[int, tuple[int, int]] | None = None
+        self._pending: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
+        self._ids: np.ndarray | None = None
         self._journal: Undo | None = None
         self._recency: dict[tuple[int, float], np.ndarray] = {}
 
@@ -205,29 +209,52 @@ class CoVisits:
 
     def entry(self, item: int, ids: Sequence[str]) -> dict[str, Any] | None:
         """The item's count, neighbours (in slot order) and buffered updates as plain data; None
-        when it has none."""
-        if self._by_row is None:
-            self._by_row = {}
-            for r, c, g in zip(self._buf_r, self._buf_c, self._buf_g, strict=True):
-                self._by_row.setdefault(r, []).append((c, g))
-        pending = self._by_row.get(item, [])
+        when it has none. `ids` only grows (an index keeps its id), as a catalog's ids do."""
+        names = self._names(ids)
+        start, end = self._pending_slice(item)
         d = int(self._deg[item]) if item < len(self) else 0
         n = float(self.count[item]) if item < len(self) else 0.0
-        if not (n or d or pending):
+        if not (n or d or start < end):
             return None
-        # Two flat lists, not a [id, count] pair per neighbour: a full row written as pairs made
-        # 256 small lists, which was most of a worker's changelog time.
-        nbr = self._nbr[item, :d].tolist() if d else []
-        return {"n": n, "ids": [ids[j] for j in nbr],
-                "w": self._wt[item, :d].tolist() if d else [],
-                "pend": [[None if j < 0 else ids[j], g] for j, g in pending]}
+        # Flat lists, the counts packed (`pack_counts`), the pairs as tuples from zip: writing
+        # each neighbour as its own small list, and its count as a JSON number, was most of a
+        # worker's changelog time.
+        cols, gains = self._pending
+        return {"n": n, "ids": names[self._nbr[item, :d]].tolist() if d else [],
+                "w": pack_counts(self._wt[item, :d] if d else ()),
+                "pend": list(zip(names[cols[start:end]].tolist(), gains[start:end].tolist(),
+                                 strict=True))}
+
+    def _names(self, ids: Sequence[str]) -> np.ndarray:
+        """`ids` as an object array, with None last (so that index -1, an event, names None)."""
+        if self._ids is None or len(self._ids) != len(ids) + 1:
+            self._ids = np.array([*ids, None], dtype=object)
+        return self._ids
+
+    def _pending_slice(self, item: int) -> tuple[int, int]:
+        """Where the item's buffered updates are in `_pending` (the buffer grouped by row, in
+        arrival order within a row)."""
+        if self._by_row is None:
+            rows = np.asarray(self._buf_r, dtype=np.int64)
+            order = np.argsort(rows, kind="stable")
+            rows = rows[order]
+            self._pending = (np.asarray(self._buf_c, dtype=np.int64)[order],
+                             np.asarray(self._buf_g, dtype=np.float64)[order])
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
+            ends = np.r_[starts[1:], len(rows)] if len(rows) else rows
+            self._by_row = dict(zip(rows[starts].tolist(),
+                                    zip(starts.tolist(), ends.tolist(), strict=True),
+                                    strict=True))
+        return self._by_row.get(item, (0, 0))
 
     def load_entry(self, item: int, entry: dict[str, Any], index: Callable[[str], int]) -> None:
         """Install an `entry` (beyond `max_neighbors`, the strongest neighbours are kept). The
         buffered updates of different items may come in any order: a refresh sums each pair's
         in the order of its row's."""
-        # {"ids", "w"}; records written by earlier versions hold [id, count] pairs in "nbrs"
-        named = zip(entry["ids"], entry["w"], strict=True) if "ids" in entry else entry["nbrs"]
+        # {"ids", "w"}; records written by earlier versions hold "w" as a list of numbers, or
+        # [id, count] pairs in "nbrs"
+        named = (zip(entry["ids"], unpack_counts(entry["w"]), strict=True) if "ids" in entry
+                 else entry["nbrs"])
         pairs = [(index(j), float(w)) for j, w in named]
         if len(pairs) > self.max_neighbors:
             strongest = sorted(range(len(pairs)), key=lambda s: (-pairs[s][1], pairs[s][0]))
@@ -305,6 +332,23 @@ class CoVisits:
         self._deg = np.concatenate([self._deg, np.zeros(extra, dtype=np.int32)])
         self.count = np.concatenate([self.count, np.zeros(extra)])
         self._inv = np.concatenate([self._inv, np.ones(extra)])
+
+
+def pack_counts(counts: np.ndarray) -> str:
+    """Co-visit counts as base64 of their little-endian float64 bytes: exact, and far cheaper
+    to write and read than JSON numbers.
+
+    >>> unpack_counts(pack_counts(np.array([0.8, 1.64]))), unpack_counts([0.5])
+    ([0.8, 1.64], [0.5])
+    """
+    return base64.b64encode(np.asarray(counts, dtype="<f8").tobytes()).decode()
+
+
+def unpack_counts(packed: str | Sequence[float]) -> list[float]:
+    """`pack_counts`' counts (a list of numbers, as earlier versions wrote them, passes)."""
+    if isinstance(packed, str):
+        return np.frombuffer(base64.b64decode(packed), dtype="<f8").tolist()
+    return [float(w) for w in packed]
 
 
 def blend(
