@@ -6,9 +6,12 @@ owns events partition p owns changelog partition p); values are JSON:
 
 - key `<user_id>`: `{"v", "history": UserHistory state (numeric columns packed, `PACKED`),
   "ids": recent event ids}`, written by every batch that applies an event of the user;
-- key `~p<p>/item/<item_id>`: `{"pop", "users", "vec", "version", "co"}` (popularity, new items'
-  interactions and vector, co-visits: `models.partition`), written by every batch that changes
-  the item in partition p;
+- key `~p<p>/item/<item_id>`: `{"pop", "users", "vec", "version", "pend"}` (popularity, new
+  items' interactions and vector, buffered co-visit updates: `models.partition`), written by
+  every batch that changes the item in partition p;
+- key `~p<p>/covisit/<item_id>`: `{"n", "ids", "w"}` (the item's co-visit count and neighbours,
+  `models.covisit`), written by the batches whose co-visit refresh changed it: rows are the bulk
+  of the state and change once per refresh, not with every event that touches the item;
 - key `~p<p>/meta`: `{"v", "offset": next events offset, "events", "t_ref", "dirty"}`, written
   by every batch that reads partition p.
 
@@ -68,15 +71,21 @@ def item_key(partition: int, item_id: str) -> bytes:
     return f"~p{partition}/item/{item_id}".encode()
 
 
+def covisit_key(partition: int, item_id: str) -> bytes:
+    return f"~p{partition}/covisit/{item_id}".encode()
+
+
 def meta_key(partition: int) -> bytes:
     return f"~p{partition}/meta".encode()
 
 
 def parse_key(key: bytes) -> tuple[str, str]:
-    """`("user", user_id)`, `("item", item_id)` or `("meta", "")`.
+    """`("user", user_id)`, `("item", item_id)`, `("covisit", item_id)` or `("meta", "")`.
 
     >>> parse_key(b"u1"), parse_key(b"~~p1"), parse_key(b"~p3/item/i9"), parse_key(b"~p3/meta")
     (('user', 'u1'), ('user', '~p1'), ('item', 'i9'), ('meta', ''))
+    >>> parse_key(b"~p3/covisit/a/b")
+    ('covisit', 'a/b')
     """
     text = key.decode()
     if text.startswith("~~"):
@@ -84,7 +93,7 @@ def parse_key(key: bytes) -> tuple[str, str]:
     if text.startswith("~p"):
         _, _, rest = text.partition("/")
         kind, _, item = rest.partition("/")
-        return ("item", item) if kind == "item" else ("meta", "")
+        return (kind, item) if kind in ("item", "covisit") else ("meta", "")
     return "user", text
 
 
@@ -115,9 +124,12 @@ def unpack_history(packed: Mapping[str, Any]) -> dict[str, Any]:
 def partition_records(
     partition: int, plain: Mapping[str, Any], offset: int
 ) -> Iterator[tuple[bytes, bytes]]:
-    """The records of a partition's changed items (`PartitionState.to_plain`), then its meta."""
+    """The records of a partition's changed items and co-visit rows
+    (`PartitionState.to_plain`), then its meta."""
     for item_id, entry in plain["items"].items():
         yield item_key(partition, item_id), _encode(entry)
+    for item_id, row in plain.get("rows", {}).items():
+        yield covisit_key(partition, item_id), _encode(row)
     meta = {"v": VERSION, "offset": offset, "events": plain["events"], "t_ref": plain["t_ref"],
             "dirty": plain["dirty"]}
     yield meta_key(partition), _encode(meta)
@@ -134,6 +146,8 @@ class RestoredPartition:
     users: dict[str, tuple[dict[str, Any], list[str]]] = field(default_factory=dict)
     """`user -> (history state, recent event ids)`."""
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """`item -> co-visit row`."""
     meta: dict[str, Any] | None = None
     records: int = 0
     bytes: int = 0
@@ -148,7 +162,7 @@ class RestoredPartition:
         if self.meta is None:
             return None
         return {"events": self.meta["events"], "t_ref": self.meta["t_ref"],
-                "dirty": self.meta["dirty"], "items": self.items}
+                "dirty": self.meta["dirty"], "items": self.items, "rows": self.rows}
 
 
 @dataclass
@@ -293,11 +307,13 @@ def _decode_partition(raw: dict[bytes, bytes], out: RestoredPartition) -> None:
     for key, value in raw.items():
         kind, name = parse_key(key)
         data = _decode(value)
-        if kind != "item" and data.get("v") != VERSION:
+        if kind in ("user", "meta") and data.get("v") != VERSION:
             raise ChangelogError(f"changelog record {key!r}: unknown version {data.get('v')!r}")
         if kind == "user":
             out.users[name] = (unpack_history(data["history"]), data["ids"])
         elif kind == "item":
             out.items[name] = data
+        elif kind == "covisit":
+            out.rows[name] = data
         else:
             out.meta = data

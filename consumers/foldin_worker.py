@@ -116,7 +116,8 @@ class FoldInWorker:
         self.recent = RecentIds(dedup_window or 2 * settings.history_size)
         self.partition_of: dict[str, int] = {}
         self.counts: Counter[str] = Counter()
-        """Committed totals: events, duplicates, recommendations, dead_letters."""
+        """Committed totals: events, duplicates, recommendations, dead_letters,
+        changelog_records, changelog_bytes."""
         self._undo: dict[str, tuple[Any, dict[str, None] | None, int | None]] = {}
         self._undo_parts: dict[int, PartitionUndo] = {}
         self._staged: Counter[str] = Counter()
@@ -319,15 +320,20 @@ class FoldInWorker:
         """The new state of the batch's users and partitions, each partition's records last
         with the events offset they cover, into the changelog partition of the events'."""
         rec, topic = self.recommender, self.changelog_topic
+        records, size = 0, 0
         for user in users:
             state = rec.user_state(user)
             assert state is not None
-            out.produce(topic, changelog.user_value(state, self.recent.by_user[user]),
-                        changelog.user_key(user), partition=self.partition_of[user])
+            value = changelog.user_value(state, self.recent.by_user[user])
+            out.produce(topic, value, changelog.user_key(user), partition=self.partition_of[user])
+            records, size = records + 1, size + len(value)
         for tp in next_offsets(messages):
             plain = rec.partition_changes(tp.partition)
             for key, value in changelog.partition_records(tp.partition, plain, tp.offset):
                 out.produce(topic, value, key, partition=tp.partition)
+                records, size = records + 1, size + len(value)
+        self._staged["changelog_records"] += records
+        self._staged["changelog_bytes"] += size
 
     def _recommendation(self, ev: Event, msg: Message, recs: Recs, now: float) -> Recommendation:
         return Recommendation(

@@ -35,7 +35,8 @@ items × partitions × 3 KB at 256 neighbours (lower `max_neighbors` for large c
 **Cost.** About 35 µs per event on ml-100k's evaluation (two short reads of the user's history,
 the buffered update, the gather of ten rows and an O(items) blend; a lone user's gather and blend
 are compiled, `models.kernels`): 10.5 against 7.7 CPU s of per-event work over 80,000 events with
-the blend off. A partition's changelog records carry the neighbour lists of the items they touch.
+the blend off. A partition's changelog holds an item's row (count and neighbours) in its own
+record, written when a refresh changed it, and its buffered updates in the item's record.
 
 >>> cv = CoVisits(window=2, decay=0.5)
 >>> for item, previous in [(0, []), (1, [0]), (2, [0, 1])]:
@@ -205,25 +206,65 @@ class CoVisits:
 
     def items(self) -> list[int]:
         """The items with a count, neighbours or buffered updates."""
-        return sorted(set(np.flatnonzero(self.count + self._deg).tolist()) | set(self._buf_r))
+        return sorted(set(self.rows()) | set(self._buf_r))
 
-    def entry(self, item: int, ids: Sequence[str]) -> dict[str, Any] | None:
-        """The item's count, neighbours (in slot order) and buffered updates as plain data; None
-        when it has none. `ids` only grows (an index keeps its id), as a catalog's ids do."""
-        names = self._names(ids)
-        start, end = self._pending_slice(item)
+    def rows(self) -> list[int]:
+        """The items with a count or neighbours."""
+        return np.flatnonzero(self.count + self._deg).tolist()
+
+    def row(self, item: int, ids: Sequence[str]) -> dict[str, Any] | None:
+        """The item's count and neighbours (in slot order) as plain data, None when it has
+        neither: `{"n", "ids", "w"}` with the counts packed (`pack_counts`). It changes only
+        when a refresh does. `ids` only grows (an index keeps its id), as a catalog's ids do."""
         d = int(self._deg[item]) if item < len(self) else 0
         n = float(self.count[item]) if item < len(self) else 0.0
-        if not (n or d or start < end):
+        if not (n or d):
             return None
-        # Flat lists, the counts packed (`pack_counts`), the pairs as tuples from zip: writing
-        # each neighbour as its own small list, and its count as a JSON number, was most of a
-        # worker's changelog time.
+        # Flat lists and packed counts: each neighbour as its own small list, and its count as
+        # a JSON number, was most of a worker's changelog time.
+        return {"n": n, "ids": self._names(ids)[self._nbr[item, :d]].tolist() if d else [],
+                "w": pack_counts(self._wt[item, :d] if d else ())}
+
+    def pending_of(self, item: int, ids: Sequence[str]) -> list[tuple[str | None, float]]:
+        """The item's buffered updates as plain data, in arrival order: (neighbour id, gain)
+        pairs, None for an event of the item."""
+        start, end = self._pending_slice(item)
+        if start == end:
+            return []
         cols, gains = self._pending
-        return {"n": n, "ids": names[self._nbr[item, :d]].tolist() if d else [],
-                "w": pack_counts(self._wt[item, :d] if d else ()),
-                "pend": list(zip(names[cols[start:end]].tolist(), gains[start:end].tolist(),
-                                 strict=True))}
+        names = self._names(ids)[cols[start:end]].tolist()
+        return list(zip(names, gains[start:end].tolist(), strict=True))
+
+    def load_row(self, item: int, row: dict[str, Any], index: Callable[[str], int]) -> None:
+        """Install a `row` (beyond `max_neighbors`, the strongest neighbours are kept)."""
+        # {"ids", "w"}; earlier versions wrote "w" as a list of numbers, or [id, count] pairs
+        # in "nbrs"
+        named = (zip(row["ids"], unpack_counts(row["w"]), strict=True) if "ids" in row
+                 else row["nbrs"])
+        pairs = [(index(j), float(w)) for j, w in named]
+        if len(pairs) > self.max_neighbors:
+            strongest = sorted(range(len(pairs)), key=lambda s: (-pairs[s][1], pairs[s][0]))
+            pairs = [pairs[s] for s in sorted(strongest[: self.max_neighbors])]
+        self._grow(max([item, *(j for j, _ in pairs)]) + 1)
+        self.count[item] = row["n"]
+        self._inv[item] = 1.0 / np.sqrt(max(row["n"], 1.0))
+        d = self._deg[item] = len(pairs)
+        self._nbr[item] = -1
+        self._wt[item] = 0.0
+        if d:
+            self._nbr[item, :d] = [j for j, _ in pairs]
+            self._wt[item, :d] = [w for _, w in pairs]
+
+    def load_pending(
+        self, item: int, pending: Iterable[Sequence[Any]], index: Callable[[str], int]
+    ) -> None:
+        """Buffer `pending_of` updates again. The updates of different items may come in any
+        order: a refresh sums each pair's in the order of its row's."""
+        for j, g in pending:
+            self._buf_r.append(item)
+            self._buf_c.append(-1 if j is None else index(j))
+            self._buf_g.append(float(g))
+        self._by_row = None
 
     def _names(self, ids: Sequence[str]) -> np.ndarray:
         """`ids` as an object array, with None last (so that index -1, an event, names None)."""
@@ -246,33 +287,6 @@ class CoVisits:
                                     zip(starts.tolist(), ends.tolist(), strict=True),
                                     strict=True))
         return self._by_row.get(item, (0, 0))
-
-    def load_entry(self, item: int, entry: dict[str, Any], index: Callable[[str], int]) -> None:
-        """Install an `entry` (beyond `max_neighbors`, the strongest neighbours are kept). The
-        buffered updates of different items may come in any order: a refresh sums each pair's
-        in the order of its row's."""
-        # {"ids", "w"}; records written by earlier versions hold "w" as a list of numbers, or
-        # [id, count] pairs in "nbrs"
-        named = (zip(entry["ids"], unpack_counts(entry["w"]), strict=True) if "ids" in entry
-                 else entry["nbrs"])
-        pairs = [(index(j), float(w)) for j, w in named]
-        if len(pairs) > self.max_neighbors:
-            strongest = sorted(range(len(pairs)), key=lambda s: (-pairs[s][1], pairs[s][0]))
-            pairs = [pairs[s] for s in sorted(strongest[: self.max_neighbors])]
-        self._grow(max([item, *(j for j, _ in pairs)]) + 1)
-        self.count[item] = entry["n"]
-        self._inv[item] = 1.0 / np.sqrt(max(entry["n"], 1.0))
-        d = self._deg[item] = len(pairs)
-        self._nbr[item] = -1
-        self._wt[item] = 0.0
-        if d:
-            self._nbr[item, :d] = [j for j, _ in pairs]
-            self._wt[item, :d] = [w for _, w in pairs]
-        for j, g in entry.get("pend", []):
-            self._buf_r.append(item)
-            self._buf_c.append(-1 if j is None else index(j))
-            self._buf_g.append(float(g))
-        self._by_row = None
 
     # -- internals
 

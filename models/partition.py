@@ -8,8 +8,8 @@ partition's own event sequence: a worker that restores it, or another worker tha
 partition over, continues exactly where the last commit left it. Users are hash-partitioned, so
 each partition's popularity is an unbiased sample of the global one.
 
-`to_plain` / `PartitionState.from_plain`-style restoring (in `OnlineRecommender`) speak item ids,
-never the process-local indices; `save` / `revert` are the undo log of one micro-batch.
+`to_plain` / `load_plain` (restoring, in `OnlineRecommender`) speak item ids, never the
+process-local indices; `save` / `revert` are the undo log of one micro-batch.
 
 >>> part = PartitionState(half_life_seconds=10.0, max_item_users=2)
 >>> part.trending.update(0, 1.0, t=0.0)
@@ -44,6 +44,7 @@ class PartitionUndo:
     events: int
     dirty: frozenset[int]
     changed: frozenset[int]
+    rows_changed: frozenset[int]
     covisits: Undo
 
 
@@ -51,7 +52,7 @@ class PartitionState:
     """Popularity, interactions with items outside the model and those items' vectors, and
     co-visitation counts (`models.covisit`)."""
 
-    __slots__ = ("changed", "cold", "covisits", "events", "trending", "vectors")
+    __slots__ = ("changed", "cold", "covisits", "events", "rows_changed", "trending", "vectors")
 
     def __init__(
         self, half_life_seconds: float, max_item_users: int, covisits: CoVisits | None = None
@@ -66,6 +67,9 @@ class PartitionState:
         """Events learned: refreshes of `vectors` happen at fixed counts, not at batch ends."""
         self.changed: set[int] = set()
         """Items whose plain state changed since the caller last took it (`take_changed`)."""
+        self.rows_changed: set[int] = set()
+        """Items whose co-visit row changed since then: a refresh, or a row restored from a
+        record of an earlier version (which kept it in the item's record)."""
 
     def add_popularity(self, item: int, weight: float, t: float) -> None:
         """`Trending.update`, noting the changed items: all of them when it rescales."""
@@ -80,8 +84,10 @@ class PartitionState:
         self.changed.update(self.covisits.add(item, previous))
 
     def refresh_covisits(self) -> None:
-        """`CoVisits.refresh`, noting the changed items."""
-        self.changed.update(self.covisits.refresh())
+        """`CoVisits.refresh`, noting the changed items and rows."""
+        rows = self.covisits.refresh()
+        self.changed.update(rows)  # their buffered updates went into the rows
+        self.rows_changed.update(rows)
 
     def set_vectors(self, updates: dict[int, np.ndarray | None]) -> None:
         """Copy-on-write update of `vectors` (None removes an item's vector)."""
@@ -110,10 +116,12 @@ class PartitionState:
                 XtX, alpha, regularization)
         self.set_vectors(updates)
 
-    def take_changed(self) -> list[int]:
-        """The items changed since the last call (sorted), forgetting them."""
-        items, self.changed = sorted(self.changed), set()
-        return items
+    def take_changed(self) -> tuple[list[int], list[int]]:
+        """The items and the co-visit rows changed since the last call (sorted), forgetting
+        them."""
+        items, rows = sorted(self.changed), sorted(self.rows_changed)
+        self.changed, self.rows_changed = set(), set()
+        return items, rows
 
     # -- undo log of one batch
 
@@ -122,7 +130,7 @@ class PartitionState:
         cold = {i: list(self.cold.users_of(i).items()) or None for i in set(items)}
         return PartitionUndo(copy.deepcopy(self.trending), cold, self.vectors, self.events,
                              frozenset(self.cold.dirty), frozenset(self.changed),
-                             self.covisits.journal())
+                             frozenset(self.rows_changed), self.covisits.journal())
 
     def revert(self, undo: PartitionUndo) -> None:
         """Put back the state `save` saw."""
@@ -135,34 +143,39 @@ class PartitionState:
         self.events = undo.events
         self.cold.dirty = set(undo.dirty)
         self.changed = set(undo.changed)
+        self.rows_changed = set(undo.rows_changed)
         self.covisits.revert(undo.covisits)
 
     # -- plain data with item ids
 
     def to_plain(
-        self, ids: Sequence[str], version: int | None, items: Iterable[int] | None = None
+        self, ids: Sequence[str], version: int | None, items: Iterable[int] | None = None,
+        rows: Iterable[int] | None = None,
     ) -> dict[str, Any]:
-        """Plain data (JSON friendly) of the partition: its counters, and each of `items` (all
-        items with state when None): raw popularity accumulator, users and weights if outside
-        the model, and its vector with the model `version` it was folded in for."""
+        """Plain data (JSON friendly) of the partition: its counters; each of `items` (all items
+        with state when None): raw popularity accumulator, buffered co-visit updates, users and
+        weights if outside the model, and its vector with the model `version` it was folded in
+        for; and the co-visit row of each of `rows` (all when `items` is None)."""
         pop = self.trending.ranking_scores()
         if items is None:
             items = set(np.flatnonzero(pop).tolist()) | set(self.cold.items())
             items |= set(self.covisits.items())
+            rows = self.covisits.rows()
         out: dict[str, dict[str, Any]] = {}
         for i in sorted(items):
             entry: dict[str, Any] = {"pop": float(pop[i]) if i < len(pop) else 0.0}
-            co = self.covisits.entry(i, ids)
-            if co is not None:
-                entry["co"] = co
+            pending = self.covisits.pending_of(i, ids)
+            if pending:
+                entry["pend"] = pending
             users = self.cold.users_of(i)
             if users:
                 v = self.vectors.get(i)
                 entry.update(users=[[u, w] for u, w in users.items()], version=version,
                              vec=None if v is None else v.tolist())
             out[ids[i]] = entry
+        co = {ids[i]: r for i in sorted(rows or ()) if (r := self.covisits.row(i, ids))}
         return {"events": self.events, "t_ref": self.trending.t_ref,
-                "dirty": [ids[i] for i in sorted(self.cold.dirty)], "items": out}
+                "dirty": [ids[i] for i in sorted(self.cold.dirty)], "items": out, "rows": co}
 
     def load_plain(
         self,
@@ -174,14 +187,19 @@ class PartitionState:
         """Install `to_plain` data into this (fresh) state. Items now in the model lose their
         interactions (as a model swap does); returns the items whose vectors were folded in for
         another model version, for the caller to fold in again."""
+        for item_id, row in plain.get("rows", {}).items():
+            self.covisits.load_row(index(item_id), row, index)
         entries = plain["items"]
         idx = [index(item_id) for item_id in entries]
         self.trending.load(plain["t_ref"], np.array(idx, dtype=np.intp),
                            np.array([e["pop"] for e in entries.values()], dtype=np.float64))
         stale, vectors = set(), {}
         for i, e in zip(idx, entries.values(), strict=True):
-            if "co" in e:
-                self.covisits.load_entry(i, e["co"], index)
+            self.covisits.load_pending(i, e.get("pend", ()), index)
+            if "co" in e:  # an earlier version's record: the row inside, written again soon
+                self.covisits.load_row(i, e["co"], index)
+                self.covisits.load_pending(i, e["co"].get("pend", ()), index)
+                self.rows_changed.add(i)
             if "users" not in e or in_model(i):
                 continue
             for u, w in e["users"]:

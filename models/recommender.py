@@ -247,10 +247,10 @@ class OnlineRecommender(Ranking):
         self.partition(partition).revert(undo)
 
     def partition_changes(self, partition: int) -> dict[str, Any]:
-        """Plain data (item ids) of the partition's counters and its items changed since the
-        last call (`PartitionState.to_plain`), for a changelog."""
+        """Plain data (item ids) of the partition's counters and its items and co-visit rows
+        changed since the last call (`PartitionState.to_plain`), for a changelog."""
         part = self.partition(partition)
-        return part.to_plain(self.catalog.ids, self.model_version, part.take_changed())
+        return part.to_plain(self.catalog.ids, self.model_version, *part.take_changed())
 
     def restore_partition(self, partition: int, plain: Mapping[str, Any]) -> None:
         """Install `partition_changes` data accumulated over time (after the partition's users:

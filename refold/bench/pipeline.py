@@ -314,6 +314,8 @@ def _result(settings: Settings, workload: Workload, runs: dict[str, list[dict]],
                                     / best["passthrough"]["events_per_s"]),
         "rate_events_per_s": rate,
         "latency_events": calm["refold"]["latency_events"],
+        "changelog_bytes_per_event": _changelog_per_event(best["refold"]),
+        "live_changelog_bytes_per_event": _changelog_per_event(calm["refold"]),
     }
     for kind, prefix in (("refold", ""), ("passthrough", "passthrough_")):
         out |= {f"{prefix}{key}": float(calm[kind][key]) for key in LATENCY_KEYS}
@@ -328,6 +330,12 @@ def _result(settings: Settings, workload: Workload, runs: dict[str, list[dict]],
         }
     out["checks"] = _verdict([r for rs in (*runs.values(), *live.values()) for r in rs])
     return out
+
+
+def _changelog_per_event(run: dict) -> float:
+    """State changelog bytes the worker wrote per event it committed."""
+    counts = run["counts"]
+    return counts.get("changelog_bytes", 0) / max(counts.get("events", 0), 1)
 
 
 def _verdict(every: list[dict]) -> dict:
@@ -356,6 +364,8 @@ def table(r: dict) -> str:
                      f"{r[f'{kind}_transactions']:8,}{r[f'{kind}_outputs']:10,}")
     lines += [
         f"{'  refold / pass-through':62}{r['refold_over_passthrough']:10.2f}",
+        f"{'  refold state changelog, bytes per event (preloaded; live)':62}"
+        f"{r['changelog_bytes_per_event']:10,.0f}{r['live_changelog_bytes_per_event']:8,.0f}",
         f"{f'latency, send -> read_committed output (lowest p99 of {n})':62}"
         f"{'p50':>7}{'p95':>7}{'p99':>7}{'max':>7} ms",
         f"  {r['latency_events']:,} events at {r['rate_events_per_s']:,.0f}/s "

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from models.covisit import CoVisits, blend, unpack_counts
+from models.covisit import CoVisits, blend, pack_counts, unpack_counts
 from models.foldin import ItemFactors
 from models.recommender import FoldInConfig, OnlineRecommender
 
@@ -187,7 +187,8 @@ def test_lists_and_counts_do_not_depend_on_batches() -> None:
     events = stream(500)
     one = OnlineRecommender(config(), factors())
     want = run(one, events, 1)
-    assert any("co" in e for p in plain(one).values() for e in p["items"].values())
+    assert any(p["rows"] for p in plain(one).values())
+    assert any("pend" in e for p in plain(one).values() for e in p["items"].values())
     for batch_size in (9, 500):
         rec = OnlineRecommender(config(), factors())
         same_lists(run(rec, events, batch_size), want)
@@ -233,7 +234,7 @@ def test_a_partition_restored_elsewhere_goes_on_identically() -> None:
     assert plain(other) == plain(rec)
 
 
-def test_entries_written_by_earlier_versions_still_load() -> None:
+def test_rows_written_by_earlier_versions_still_load() -> None:
     """Counts packed (now), as a list of numbers, or as [id, count] pairs: the same state."""
     cv = CoVisits(window=4, decay=0.8, max_neighbors=8)
     previous: dict[int, list[int]] = {}
@@ -247,18 +248,19 @@ def test_entries_written_by_earlier_versions_still_load() -> None:
     applied.refresh()
     pending = 0
     for item in cv.items():
-        entry = cv.entry(item, IDS)
-        assert entry is not None and isinstance(entry["w"], str)
-        counts = unpack_counts(entry["w"])
-        assert len(entry["ids"]) == len(counts)
-        pending += len(entry["pend"])
-        numbers = {**entry, "w": counts}
-        pairs = {"n": entry["n"], "pend": entry["pend"],
-                 "nbrs": [[j, w] for j, w in zip(entry["ids"], counts, strict=True)]}
+        row = cv.row(item, IDS) or {"n": 0.0, "ids": [], "w": pack_counts(())}
+        assert isinstance(row["w"], str)
+        counts = unpack_counts(row["w"])
+        assert len(row["ids"]) == len(counts)
+        pend = cv.pending_of(item, IDS)
+        pending += len(pend)
+        numbers = {**row, "w": counts}
+        pairs = {"n": row["n"], "nbrs": [[j, w] for j, w in zip(row["ids"], counts, strict=True)]}
         loaded = []
-        for form in (entry, numbers, pairs):
+        for form in (row, numbers, pairs):
             c = CoVisits(4, 0.8, 8)
-            c.load_entry(item, json.loads(json.dumps(form)), index)
+            c.load_row(item, json.loads(json.dumps(form)), index)
+            c.load_pending(item, json.loads(json.dumps(pend)), index)
             c.refresh()
             loaded.append((c.neighbours(item), c.count[item]))
         assert loaded[0] == loaded[1] == loaded[2] == (applied.neighbours(item),

@@ -185,3 +185,57 @@ def test_restored_co_visits_score_like_the_originals_whatever_their_arrays_size(
             for p in (part, restored))
     assert a.any()
     np.testing.assert_array_equal(a, b)  # the dense session scores the blend uses
+
+
+def changelog_of(rec: OnlineRecommender, batches: list[list], merged: dict) -> dict[str, int]:
+    """Process `batches`, folding each partition's changes into `merged` as a compacted
+    changelog keeps them (the latest record per key); returns how many records of each kind."""
+    written = {"items": 0, "rows": 0}
+    for chunk in batches:
+        rec.process_batch([e for e, _ in chunk], [p for _, p in chunk])
+        for p in {q for _, q in chunk}:
+            changes = json.loads(json.dumps(rec.partition_changes(p)))
+            part = merged.setdefault(p, {"items": {}, "rows": {}})
+            for kind in written:
+                part[kind].update(changes[kind])
+                written[kind] += len(changes[kind])
+            part.update({k: changes[k] for k in ("events", "t_ref", "dirty")})
+    return written
+
+
+@pytest.mark.parametrize("batch_size", [1, 6, 50])
+def test_the_changes_of_every_batch_add_up_to_the_whole_state(batch_size: int) -> None:
+    """The changelog keeps the latest record per key: the records of every batch must add up to
+    the full state. Co-visit rows change only at refreshes, so they are written less often."""
+    events = stream(600, seed=5)
+    rec = OnlineRecommender(config(session_refresh_events=40), factors())
+    merged: dict = {}
+    batches = [events[lo : lo + batch_size] for lo in range(0, len(events), batch_size)]
+    written = changelog_of(rec, batches, merged)
+    whole = json.loads(json.dumps({p: rec.partition(p).to_plain(rec.catalog.ids,
+                                                                rec.model_version)
+                                   for p in range(PARTS)}))
+    assert json.loads(json.dumps(merged)) == whole
+    assert all(whole[str(p)]["rows"] for p in range(PARTS))
+    assert written["rows"] < written["items"]
+
+
+def test_a_row_restored_from_an_earlier_versions_item_record_is_written_again() -> None:
+    """Earlier versions kept an item's co-visit row inside its item record: a restore from
+    those records marks the rows changed, so the next batch writes them under their own key
+    before any item record (which no longer carries them) replaces the old one."""
+    events = stream(300, seed=6)
+    rec = OnlineRecommender(config(session_refresh_events=40), factors())
+    rec.process_batch([e for e, _ in events], [p for _, p in events])
+    old = json.loads(json.dumps(rec.partition(0).to_plain(rec.catalog.ids, rec.model_version)))
+    for item_id, row in old.pop("rows").items():
+        entry = old["items"][item_id]
+        entry["co"] = {**row, "pend": entry.pop("pend", [])}
+    assert any("co" in e for e in old["items"].values())
+    other = OnlineRecommender(config(session_refresh_events=40), factors())
+    for item in rec.catalog.ids:
+        other.catalog.index(item)
+    other.restore_partition(0, old)
+    want = rec.partition(0).to_plain(rec.catalog.ids, rec.model_version)
+    assert other.partition(0).to_plain(other.catalog.ids, other.model_version) == want
+    assert other.partition_changes(0)["rows"] == want["rows"]
