@@ -17,6 +17,14 @@ transaction, seeks the batch's partitions back to their committed offsets and ca
 `MAX_ABORTS_IN_A_ROW` it gives up); a *fatal* one (fenced by a newer instance with the same
 transactional.id, among others) raises `KafkaFatalError`.
 
+A *stalled* producer is replaced: when `send_offsets_to_transaction`, `commit_transaction` or
+`abort_transaction` times out (`CALL_TIMEOUT_S`), retrying on the same producer may never
+succeed (librdkafka can be left without a broker to talk to after a broker restart, see
+`TXN_PRODUCER`). A new producer of the same transactional.id ends the open transaction in its
+`init_transactions` (fencing the old one); whether the batch committed (a commit may time out
+after the broker took it) is then read from the group's committed offsets: if it did, the batch
+is done, if not, it is redone as after an abort.
+
 `guarantee="at-least-once"` is the comparison path for what the guarantee costs: no transaction;
 outputs are produced and flushed, then the offsets are committed, so a crash in between delivers
 the batch's outputs again (the worker's event-id de-dup keeps its state exact).
@@ -36,6 +44,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -51,6 +60,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRIES = 10
 TXN_TIMEOUT_S = 30.0
+"""`transaction.timeout.ms`, and how long `init_transactions` may take."""
+CALL_TIMEOUT_S = 10.0
+"""How long a transaction's own calls may take before the producer counts as stalled (they take
+milliseconds when the broker is well)."""
 MAX_ABORTS_IN_A_ROW = 8
 GUARANTEES = ("exactly-once", "at-least-once")
 CRASH_ENV = "REFOLD_TEST_CRASH_AT"
@@ -62,15 +75,27 @@ CONCURRENT_TRANSACTIONS until its markers are written (a few ms); at the default
 every back-to-back transaction would wait 100 ms (measured: 100 ms -> 12 ms per transaction).
 No re-bootstrap: after all brokers were down (a restart), librdkafka 2.16 can keep the group
 coordinator cached on a broker it re-bootstrapped away, and `send_offsets_to_transaction` then
-hangs past its timeout (librdkafka issues 5456, 5511; the broker restart fault test)."""
+hangs past its timeout (librdkafka issues 5456, 5511; the broker restart fault test). Without
+it, a restart can leave the producer with no broker at all (the broker, absent from the metadata
+of its own controlled shutdown, is decommissioned): every call then times out, and the loop
+replaces the producer (`Stalled`)."""
 
 
 class Fenced(KafkaFatalError):
     """A newer producer with this transactional.id exists: this worker is a zombie."""
 
 
+class Stalled(Exception):
+    """A transaction's call timed out: the producer is replaced rather than asked again."""
+
+
 def _error(exc: KafkaException) -> KafkaError:
     return exc.args[0]
+
+
+def _let_go(producer: Producer | None) -> None:
+    """Nothing: the thread that runs this holds the last reference to `producer`, so the
+    client is destroyed there when the thread ends."""
 
 
 def _abortable(err: KafkaError) -> bool:
@@ -231,28 +256,63 @@ class TransactionalLoop:
             self._crash_if("after_produce")
             self._call("send_offsets_to_transaction", producer.send_offsets_to_transaction,
                        next_offsets(messages), self._consumer.consumer_group_metadata(),
-                       TXN_TIMEOUT_S)  # 4
+                       CALL_TIMEOUT_S, stalls=True)  # 4
             self._crash_if("after_offsets")
-            self._call("commit_transaction", producer.commit_transaction, TXN_TIMEOUT_S)  # 5
+            self._call("commit_transaction", producer.commit_transaction, CALL_TIMEOUT_S,
+                       stalls=True)  # 5
             self._crash_if("after_commit")
         except KafkaFatalError:
             raise
+        except Stalled as exc:
+            log.warning("the batch %s..%s stalled: %s", where(messages[0]), where(messages[-1]),
+                        exc)
+            self._replace_producer(exc)
+            if self._landed(messages):
+                self._committed(messages, handled)
+            else:
+                self._redo(messages, exc)
+            return
         except KafkaException as exc:
             if not _abortable(_error(exc)):
                 raise self._fatal("transaction", _error(exc)) from exc
             log.warning("aborting the batch %s..%s: %s",
                         where(messages[0]), where(messages[-1]), _error(exc))
             self._abort(messages)
-            self._aborts_in_a_row += 1
-            if self._aborts_in_a_row > MAX_ABORTS_IN_A_ROW:  # not transient: do not spin
-                raise KafkaFatalError(f"{self._aborts_in_a_row} aborted transactions in a row, "
-                                      f"the last: {_error(exc)}") from exc
-            time.sleep(min(0.1 * 2**self._aborts_in_a_row, 5.0))
+            self._redo(messages, _error(exc))
             return
         except BaseException:
             self._abort(messages)  # a bug in handle(): leave Kafka and memory clean, then crash
+            self.processor.rollback()
+            self._rewind(messages)
             raise
         self._committed(messages, handled)
+
+    def _redo(self, messages: list[Message], cause: object) -> None:
+        """After a failed transaction: roll the batch back and rewind its partitions, so it is
+        read and handled again, after a pause that grows with the failures in a row."""
+        self.stats.aborts += 1
+        self.processor.rollback()
+        self._rewind(messages)
+        self._aborts_in_a_row += 1
+        if self._aborts_in_a_row > MAX_ABORTS_IN_A_ROW:  # not transient: do not spin
+            raise KafkaFatalError(f"{self._aborts_in_a_row} aborted transactions in a row, "
+                                  f"the last: {cause}")
+        time.sleep(min(0.1 * 2**self._aborts_in_a_row, 5.0))
+
+    def _landed(self, messages: list[Message]) -> bool:
+        """Whether the batch's offsets are the group's committed ones (its transaction
+        committed). Asked after a new producer ended the transaction, so the answer is stable;
+        if it cannot be had, the worker stops rather than guess."""
+        assert self._consumer is not None
+        want = {(tp.topic, tp.partition): tp.offset for tp in next_offsets(messages)
+                if (tp.topic, tp.partition) in self.assigned}
+        tps = [TopicPartition(t, p) for t, p in want]
+        try:
+            got = self._call("committed", self._consumer.committed, tps, timeout=CALL_TIMEOUT_S)
+        except KafkaException as exc:
+            raise KafkaFatalError(f"whether a stalled transaction committed is unknown: "
+                                  f"{_error(exc)}") from exc
+        return all(tp.offset == want[(tp.topic, tp.partition)] for tp in got)
 
     def _committed(self, messages: list[Message], handled: float) -> None:
         self.processor.promote()  # 6
@@ -295,23 +355,31 @@ class TransactionalLoop:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _abort(self, messages: list[Message]) -> None:
-        """Abort the txn, rewind the batch's partitions to their committed offsets, roll back."""
+        """Abort the open transaction (the caller rolls the batch back)."""
         assert self._consumer is not None and self._producer is not None
-        self.stats.aborts += 1
         try:
-            self._call("abort_transaction", self._producer.abort_transaction, TXN_TIMEOUT_S)
+            self._call("abort_transaction", self._producer.abort_transaction, CALL_TIMEOUT_S,
+                       stalls=True)
         except Fenced:
             raise
-        except KafkaFatalError as exc:
-            # librdkafka can fail an abort with a fatal INVALID_TXN_STATE (its issue 4849): a
-            # new producer of the same transactional.id aborts the transaction instead.
-            log.warning("%s: starting a new transactional producer", exc)
-            self._producer = self._make_producer()
+        except (KafkaFatalError, Stalled) as exc:
+            # librdkafka can fail an abort with a fatal INVALID_TXN_STATE (its issue 4849), or
+            # stall: a new producer of the same transactional.id aborts the transaction instead.
+            self._replace_producer(exc)
         except KafkaException as exc:
             if _error(exc).code() != KafkaError._STATE:  # no transaction was open
                 raise KafkaFatalError(f"abort_transaction: {_error(exc)}") from exc
-        self.processor.rollback()
-        self._rewind(messages)
+
+    def _replace_producer(self, cause: object) -> None:
+        """A new producer of the same transactional.id: its `init_transactions` fences the old
+        one and ends its open transaction. The old one is let go on a thread of its own, as
+        destroying a producer that lost its brokers can take a while."""
+        log.warning("%s: starting a new transactional producer", cause)
+        old, self._producer = self._producer, None
+        threading.Thread(target=_let_go, args=(old,), name="refold-old-producer",
+                         daemon=True).start()
+        del old
+        self._producer = self._make_producer()
 
     def _rewind(self, messages: list[Message]) -> None:
         assert self._consumer is not None
@@ -327,8 +395,11 @@ class TransactionalLoop:
             self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
             log.info("rewound %s[%d] to %d", tp.topic, tp.partition, offset)
 
-    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call a transactional API: retry what is retriable, escalate what is fatal."""
+    def _call(
+        self, what: str, fn: Callable[..., T], *args: Any, stalls: bool = False, **kwargs: Any
+    ) -> T:
+        """Call a client API: retry what is retriable, escalate what is fatal; with `stalls`,
+        a timeout raises `Stalled` instead of being retried."""
         for attempt in range(1, RETRIES + 1):
             try:
                 return fn(*args, **kwargs)
@@ -336,6 +407,8 @@ class TransactionalLoop:
                 err = _error(exc)
                 if err.fatal():
                     raise self._fatal(what, err) from exc
+                if stalls and err.code() == KafkaError._TIMED_OUT:
+                    raise Stalled(f"{what}: {err}") from exc
                 if not err.retriable() or attempt == RETRIES:
                     raise
                 log.warning("%s: %s (retry %d)", what, err, attempt)

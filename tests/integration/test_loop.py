@@ -1,11 +1,15 @@
 """The transactional loop against a real broker: a transaction that fails on the broker's side is
-aborted and its batch redone, whichever call first reports the failure."""
+aborted and its batch redone, whichever call first reports the failure; a producer whose calls
+time out is replaced, and its batch counted once."""
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
 
-from confluent_kafka import Message
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumers.batch import Output, WithoutHooks
 from consumers.loop import TransactionalLoop
@@ -70,3 +74,84 @@ def test_a_transaction_failed_by_the_broker_is_aborted_and_the_batch_redone(
     assert sorted(read_all(bootstrap, out, N)) == sorted(f"v{j}".encode() for j in range(N))
     assert len(read_all(bootstrap, out, N + 1, timeout=3.0)) == N  # and nothing more
     assert read_all(bootstrap, side, 1, timeout=3.0) == []
+
+
+class Copy(WithoutHooks):
+    """Copies each input to `out`, counting batches, promotions and rollbacks."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+        self.batches = self.promotions = self.rollbacks = 0
+
+    def handle(self, messages: list[Message], out: Output) -> None:
+        self.batches += 1
+        for msg in messages:
+            out.produce(self.out, msg.value(), msg.key())
+
+    def promote(self) -> None:
+        self.promotions += 1
+
+    def rollback(self) -> None:
+        self.rollbacks += 1
+
+
+class StallsOnce:
+    """A transactional producer whose `call` times out once, as every call does when librdkafka
+    has lost all its brokers; with `through`, the call is made first (a commit the broker took,
+    whose answer never came)."""
+
+    def __init__(self, producer: Producer, call: str, through: bool) -> None:
+        self._producer, self._call, self._through = producer, call, through
+        self.stalled = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name != self._call or self.stalled:
+            return getattr(self._producer, name)
+        return self._stall
+
+    def _stall(self, *args: Any) -> None:
+        self.stalled = True
+        if self._through:
+            getattr(self._producer, self._call)(*args)
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected"))
+
+
+@pytest.mark.parametrize(("call", "through", "committed"), [
+    ("send_offsets_to_transaction", False, False),
+    ("commit_transaction", False, False),
+    ("commit_transaction", True, True),
+])
+def test_a_stalled_producer_is_replaced_and_the_batch_counted_once(
+    bootstrap: str, unique_prefix: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, call: str, through: bool, committed: bool,
+) -> None:
+    """Whether the stalled batch committed is read back: redone if not, promoted if so."""
+    settings = settings_for(bootstrap, unique_prefix)
+    src, out = f"{unique_prefix}in", f"{unique_prefix}out"
+    for topic in (src, out):
+        create_topic(bootstrap, topic)
+    producer = make_producer(settings)
+    for j in range(N):
+        producer.produce(src, f"v{j}".encode(), f"k{j}".encode())
+    producer.flush(10)
+    made: list[Producer] = []
+    make = TransactionalLoop._make_producer
+
+    def first_stalls(self: TransactionalLoop) -> Producer:
+        made.append(make(self) if made else StallsOnce(make(self), call, through))
+        return made[-1]
+
+    monkeypatch.setattr(TransactionalLoop, "_make_producer", first_stalls)
+    caplog.set_level(logging.WARNING, "consumers.loop")
+    copy = Copy(out)
+    loop = TransactionalLoop(settings, copy, topics=[src], group_id=f"{unique_prefix}copy",
+                             transactional_id=f"{unique_prefix}copy-0", batch_size=N,
+                             max_messages=N, idle_exit=30.0)
+    stats = loop.run()
+
+    assert len(made) == 2 and made[0].stalled
+    assert "starting a new transactional producer" in caplog.text
+    assert stats.messages == N and copy.promotions == 1
+    assert (stats.aborts, copy.rollbacks, copy.batches) == ((0, 0, 1) if committed else (1, 1, 2))
+    assert sorted(read_all(bootstrap, out, N)) == sorted(f"v{j}".encode() for j in range(N))
+    assert len(read_all(bootstrap, out, N + 1, timeout=3.0)) == N  # and nothing more
