@@ -116,8 +116,9 @@ def publish(settings: Settings, world: Input, pause: float = 0.0, lo: int = 0,
                 time.sleep(pause)
 
 
-def replay_in_background(settings: Settings, world: Input, pause: float) -> threading.Thread:
-    thread = threading.Thread(target=publish, args=(settings, world, pause), daemon=True)
+def replay_in_background(settings: Settings, world: Input, pause: float, lo: int = 0,
+                         hi: int | None = None) -> threading.Thread:
+    thread = threading.Thread(target=publish, args=(settings, world, pause, lo, hi), daemon=True)
     thread.start()
     return thread
 
@@ -352,11 +353,14 @@ def test_scale_one_two_one_during_a_replay(bootstrap, unique_prefix, world, refe
     s = make_topics(bootstrap, unique_prefix, world)
     a = ThreadWorker(s, world)
     wait_for(lambda: len(a.loop.assigned) == PARTITIONS, 30, "the first worker's assignment")
-    replay = replay_in_background(s, world, pause=0.2)
+    half = world.total // 2
+    replay = replay_in_background(s, world, pause=0.2, hi=half)
     wait_for(lambda: committed(s) > world.total // 4, 60, "a quarter of the input")
     b = ThreadWorker(s.replace(instance_id="b"), world)
     wait_for(lambda: b.loop.assigned and len(a.loop.assigned) < PARTITIONS, 30, "a rebalance")
-    wait_for(lambda: committed(s) > world.total // 2, 60, "half of the input")
+    replay.join(60)
+    replay = replay_in_background(s, world, pause=0.2, lo=half)  # B surely has events to handle
+    wait_for(lambda: b.worker.counts["events"] > 0, 60, "the second worker's first events")
     b.stop()
     wait_for(lambda: len(a.loop.assigned) == PARTITIONS, 30, "the partitions to come back")
     replay.join(60)
