@@ -11,7 +11,7 @@ and the guarantee. Every batch is one Kafka transaction, in numbered steps:
 6. `processor.promote()`: the staged state becomes the state.
 
 Errors are handled by class: a *retriable* one retries the call; one that *requires abort* (or a
-`produce` refused because the transaction already failed, see `_abortable`) aborts the
+`produce` refused because the transaction already failed, see `consumers.txn`) aborts the
 transaction, seeks the batch's partitions back to their committed offsets and calls
 `processor.rollback()`, so the batch is read and handled again (with a growing pause; after
 `MAX_ABORTS_IN_A_ROW` it gives up); a *fatal* one (fenced by a newer instance with the same
@@ -20,10 +20,10 @@ transactional.id, among others) raises `KafkaFatalError`.
 A *stalled* producer is replaced: when `send_offsets_to_transaction`, `commit_transaction` or
 `abort_transaction` times out (`CALL_TIMEOUT_S`), retrying on the same producer may never
 succeed (librdkafka can be left without a broker to talk to after a broker restart, see
-`TXN_PRODUCER`). A new producer of the same transactional.id ends the open transaction in its
-`init_transactions` (fencing the old one); whether the batch committed (a commit may time out
-after the broker took it) is then read from the group's committed offsets: if it did, the batch
-is done, if not, it is redone as after an abort.
+`consumers.txn.TXN_PRODUCER`). A new producer of the same transactional.id ends the open
+transaction in its `init_transactions` (fencing the old one); whether the batch committed (a
+commit may time out after the broker took it) is then read from the group's committed offsets:
+if it did, the batch is done, if not, it is redone as after an abort.
 
 `guarantee="at-least-once"` is the comparison path for what the guarantee costs: no transaction;
 outputs are produced and flushed, then the offsets are committed, so a crash in between delivers
@@ -52,63 +52,28 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumers.batch import LoopStats, Output, Processor, first_offsets, next_offsets
+from consumers.txn import (
+    CALL_TIMEOUT_S,
+    TXN_PRODUCER,
+    TXN_TIMEOUT_S,
+    Fenced,
+    Stalled,
+    abortable,
+    call,
+    error_of,
+    fatal_error,
+    let_go,
+)
 from refold.config import Settings
 from refold.kafka import KafkaFatalError, error_cb, make_consumer, make_producer, where
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-RETRIES = 10
-TXN_TIMEOUT_S = 30.0
-"""`transaction.timeout.ms`, and how long `init_transactions` may take."""
-CALL_TIMEOUT_S = 10.0
-"""How long a transaction's own calls may take before the producer counts as stalled (they take
-milliseconds when the broker is well)."""
 MAX_ABORTS_IN_A_ROW = 8
 GUARANTEES = ("exactly-once", "at-least-once")
 CRASH_ENV = "REFOLD_TEST_CRASH_AT"
 CRASH_POINTS = ("after_produce", "after_offsets", "after_commit")
-TXN_PRODUCER = {"retry.backoff.ms": 10, "retry.backoff.max.ms": 100,
-                "metadata.recovery.strategy": "none"}
-"""Right after a commit the coordinator answers the next transaction's first request with
-CONCURRENT_TRANSACTIONS until its markers are written (a few ms); at the default 100 ms backoff
-every back-to-back transaction would wait 100 ms (measured: 100 ms -> 12 ms per transaction).
-No re-bootstrap: after all brokers were down (a restart), librdkafka 2.16 can keep the group
-coordinator cached on a broker it re-bootstrapped away, and `send_offsets_to_transaction` then
-hangs past its timeout (librdkafka issues 5456, 5511; the broker restart fault test). Without
-it, a restart can leave the producer with no broker at all (the broker, absent from the metadata
-of its own controlled shutdown, is decommissioned): every call then times out, and the loop
-replaces the producer (`Stalled`)."""
-
-
-class Fenced(KafkaFatalError):
-    """A newer producer with this transactional.id exists: this worker is a zombie."""
-
-
-class Stalled(Exception):
-    """A transaction's call timed out: the producer is replaced rather than asked again."""
-
-
-def _error(exc: KafkaException) -> KafkaError:
-    return exc.args[0]
-
-
-def _let_go(producer: Producer | None) -> None:
-    """Nothing: the thread that runs this holds the last reference to `producer`, so the
-    client is destroyed there when the thread ends."""
-
-
-def _abortable(err: KafkaError) -> bool:
-    """Whether a failed batch's transaction should be aborted (and the batch redone).
-
-    Besides errors flagged `txn_requires_abort`: once a transaction has failed on librdkafka's
-    background thread (a produce request refused, or a sequence gap after a rebalance's abort,
-    "requires epoch bump"), `produce()` itself raises a plain `_STATE` "erroneous state". The
-    abort then settles it: it succeeds for an abortable failure and raises for a fatal one.
-    """
-    return err.txn_requires_abort() or (err.code() == KafkaError._STATE and not err.fatal())
-
-
 class TransactionalLoop:
     """Run a `Processor` over topics exactly once: `run()` until `stop()`, a limit, or idleness.
 
@@ -273,12 +238,12 @@ class TransactionalLoop:
                 self._redo(messages, exc)
             return
         except KafkaException as exc:
-            if not _abortable(_error(exc)):
-                raise self._fatal("transaction", _error(exc)) from exc
+            if not abortable(error_of(exc)):
+                raise self._fatal("transaction", error_of(exc)) from exc
             log.warning("aborting the batch %s..%s: %s",
-                        where(messages[0]), where(messages[-1]), _error(exc))
+                        where(messages[0]), where(messages[-1]), error_of(exc))
             self._abort(messages)
-            self._redo(messages, _error(exc))
+            self._redo(messages, error_of(exc))
             return
         except BaseException:
             self._abort(messages)  # a bug in handle(): leave Kafka and memory clean, then crash
@@ -304,14 +269,13 @@ class TransactionalLoop:
         committed). Asked after a new producer ended the transaction, so the answer is stable;
         if it cannot be had, the worker stops rather than guess."""
         assert self._consumer is not None
-        want = {(tp.topic, tp.partition): tp.offset for tp in next_offsets(messages)
-                if (tp.topic, tp.partition) in self.assigned}
+        want = self._held({(tp.topic, tp.partition): tp.offset for tp in next_offsets(messages)})
         tps = [TopicPartition(t, p) for t, p in want]
         try:
             got = self._call("committed", self._consumer.committed, tps, timeout=CALL_TIMEOUT_S)
         except KafkaException as exc:
             raise KafkaFatalError(f"whether a stalled transaction committed is unknown: "
-                                  f"{_error(exc)}") from exc
+                                  f"{error_of(exc)}") from exc
         return all(tp.offset == want[(tp.topic, tp.partition)] for tp in got)
 
     def _committed(self, messages: list[Message], handled: float) -> None:
@@ -367,8 +331,8 @@ class TransactionalLoop:
             # stall: a new producer of the same transactional.id aborts the transaction instead.
             self._replace_producer(exc)
         except KafkaException as exc:
-            if _error(exc).code() != KafkaError._STATE:  # no transaction was open
-                raise KafkaFatalError(f"abort_transaction: {_error(exc)}") from exc
+            if error_of(exc).code() != KafkaError._STATE:  # no transaction was open
+                raise KafkaFatalError(f"abort_transaction: {error_of(exc)}") from exc
 
     def _replace_producer(self, cause: object) -> None:
         """A new producer of the same transactional.id: its `init_transactions` fences the old
@@ -376,14 +340,14 @@ class TransactionalLoop:
         destroying a producer that lost its brokers can take a while."""
         log.warning("%s: starting a new transactional producer", cause)
         old, self._producer = self._producer, None
-        threading.Thread(target=_let_go, args=(old,), name="refold-old-producer",
+        threading.Thread(target=let_go, args=(old,), name="refold-old-producer",
                          daemon=True).start()
         del old
         self._producer = self._make_producer()
 
     def _rewind(self, messages: list[Message]) -> None:
         assert self._consumer is not None
-        first = {tp: off for tp, off in first_offsets(messages).items() if tp in self.assigned}
+        first = self._held(first_offsets(messages))
         tps = [TopicPartition(t, p) for t, p in first]
         try:
             committed = self._consumer.committed(tps, timeout=10)
@@ -395,25 +359,14 @@ class TransactionalLoop:
             self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
             log.info("rewound %s[%d] to %d", tp.topic, tp.partition, offset)
 
+    def _held(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """`offsets` of the partitions still assigned to this loop."""
+        return {tp: off for tp, off in offsets.items() if tp in self.assigned}
+
     def _call(
         self, what: str, fn: Callable[..., T], *args: Any, stalls: bool = False, **kwargs: Any
     ) -> T:
-        """Call a client API: retry what is retriable, escalate what is fatal; with `stalls`,
-        a timeout raises `Stalled` instead of being retried."""
-        for attempt in range(1, RETRIES + 1):
-            try:
-                return fn(*args, **kwargs)
-            except KafkaException as exc:
-                err = _error(exc)
-                if err.fatal():
-                    raise self._fatal(what, err) from exc
-                if stalls and err.code() == KafkaError._TIMED_OUT:
-                    raise Stalled(f"{what}: {err}") from exc
-                if not err.retriable() or attempt == RETRIES:
-                    raise
-                log.warning("%s: %s (retry %d)", what, err, attempt)
-                time.sleep(min(0.1 * 2**attempt, 2.0))
-        raise AssertionError("unreachable")
+        return call(what, fn, *args, fatal=self._fatal, stalls=stalls, **kwargs)
 
     def _producer_error(self, err: KafkaError) -> None:
         if err.fatal():  # e.g. fenced, seen while serving callbacks: say which id
@@ -421,18 +374,7 @@ class TransactionalLoop:
         error_cb(err)
 
     def _fatal(self, what: str, err: KafkaError) -> KafkaFatalError:
-        if err.code() == KafkaError._FATAL and self._producer is not None:
-            try:  # a generic "fatal error": the error callback has the cause (e.g. fenced)
-                self._producer.poll(0)
-            except KafkaFatalError as cause:
-                return cause
-            except KafkaException as exc:  # or poll raises the cause itself
-                err = exc.args[0]
-        if err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                          KafkaError.INVALID_PRODUCER_EPOCH):
-            return Fenced(f"{what}: fenced: another worker runs with transactional.id "
-                          f"{self.transactional_id!r} ({err})")
-        return KafkaFatalError(f"{what}: fatal error ({err})")
+        return fatal_error(what, err, self._producer, self.transactional_id)
 
     # -- rebalance callbacks (run inside consume(), between transactions)
 
