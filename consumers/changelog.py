@@ -31,7 +31,6 @@ committed one under at-least-once.
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
+from models.packing import pack, unpack
 from refold.config import Settings
 from refold.kafka import make_consumer, watermarks
 
@@ -104,8 +103,7 @@ what a restore spent most of its time on (and bytes round-trip exactly)."""
 
 def user_value(history: Mapping[str, Any], ids: Iterable[str]) -> bytes:
     """A user's record: `UserHistory.to_state` (numeric columns packed) and recent event ids."""
-    packed = {**history, **{k: base64.b64encode(np.asarray(history[k], t).tobytes()).decode()
-                            for k, t in PACKED.items()}}
+    packed = {**history, **{k: pack(history[k], t) for k, t in PACKED.items()}}
     return _encode({"v": VERSION, "history": packed, "ids": list(ids)})
 
 
@@ -117,8 +115,7 @@ def unpack_history(packed: Mapping[str, Any]) -> dict[str, Any]:
     >>> unpack_history(msgspec.json.decode(user_value(h, []))["history"])["weights"].tolist()
     [1.0, 0.5]
     """
-    return {**packed, **{k: np.frombuffer(base64.b64decode(packed[k]), t)
-                         for k, t in PACKED.items()}}
+    return {**packed, **{k: unpack(packed[k], t) for k, t in PACKED.items()}}
 
 
 def partition_records(

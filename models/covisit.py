@@ -55,7 +55,6 @@ record, written when a refresh changed it, and its buffered updates in the item'
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from models import kernels
+from models.packing import pack, unpack
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +214,9 @@ class CoVisits:
 
     def row(self, item: int, ids: Sequence[str]) -> dict[str, Any] | None:
         """The item's count and neighbours (in slot order) as plain data, None when it has
-        neither: `{"n", "ids", "w"}` with the counts packed (`pack_counts`). It changes only
-        when a refresh does. `ids` only grows (an index keeps its id), as a catalog's ids do."""
+        neither: `{"n", "ids", "w"}` with the counts packed (`models.packing`, float64). It
+        changes only when a refresh does. `ids` only grows (an index keeps its id), as a
+        catalog's ids do."""
         d = int(self._deg[item]) if item < len(self) else 0
         n = float(self.count[item]) if item < len(self) else 0.0
         if not (n or d):
@@ -223,7 +224,7 @@ class CoVisits:
         # Flat lists and packed counts: each neighbour as its own small list, and its count as
         # a JSON number, was most of a worker's changelog time.
         return {"n": n, "ids": self._names(ids)[self._nbr[item, :d]].tolist() if d else [],
-                "w": pack_counts(self._wt[item, :d] if d else ())}
+                "w": pack(self._wt[item, :d] if d else (), "<f8")}
 
     def pending_of(self, item: int, ids: Sequence[str]) -> list[tuple[str | None, float]]:
         """The item's buffered updates as plain data, in arrival order: (neighbour id, gain)
@@ -239,7 +240,7 @@ class CoVisits:
         """Install a `row` (beyond `max_neighbors`, the strongest neighbours are kept)."""
         # {"ids", "w"}; earlier versions wrote "w" as a list of numbers, or [id, count] pairs
         # in "nbrs"
-        named = (zip(row["ids"], unpack_counts(row["w"]), strict=True) if "ids" in row
+        named = (zip(row["ids"], unpack(row["w"], "<f8").tolist(), strict=True) if "ids" in row
                  else row["nbrs"])
         pairs = [(index(j), float(w)) for j, w in named]
         if len(pairs) > self.max_neighbors:
@@ -346,23 +347,6 @@ class CoVisits:
         self._deg = np.concatenate([self._deg, np.zeros(extra, dtype=np.int32)])
         self.count = np.concatenate([self.count, np.zeros(extra)])
         self._inv = np.concatenate([self._inv, np.ones(extra)])
-
-
-def pack_counts(counts: np.ndarray) -> str:
-    """Co-visit counts as base64 of their little-endian float64 bytes: exact, and far cheaper
-    to write and read than JSON numbers.
-
-    >>> unpack_counts(pack_counts(np.array([0.8, 1.64]))), unpack_counts([0.5])
-    ([0.8, 1.64], [0.5])
-    """
-    return base64.b64encode(np.asarray(counts, dtype="<f8").tobytes()).decode()
-
-
-def unpack_counts(packed: str | Sequence[float]) -> list[float]:
-    """`pack_counts`' counts (a list of numbers, as earlier versions wrote them, passes)."""
-    if isinstance(packed, str):
-        return np.frombuffer(base64.b64decode(packed), dtype="<f8").tolist()
-    return [float(w) for w in packed]
 
 
 def blend(

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from models.covisit import CoVisits, blend, pack_counts, unpack_counts
+from models.covisit import CoVisits, blend
 from models.foldin import ItemFactors
+from models.packing import pack, unpack
 from models.recommender import FoldInConfig, OnlineRecommender
 
 N_ITEMS, K, PARTS, USERS = 30, 4, 3, 40
@@ -248,9 +249,9 @@ def test_rows_written_by_earlier_versions_still_load() -> None:
     applied.refresh()
     pending = 0
     for item in cv.items():
-        row = cv.row(item, IDS) or {"n": 0.0, "ids": [], "w": pack_counts(())}
+        row = cv.row(item, IDS) or {"n": 0.0, "ids": [], "w": pack((), "<f8")}
         assert isinstance(row["w"], str)
-        counts = unpack_counts(row["w"])
+        counts = unpack(row["w"], "<f8").tolist()
         assert len(row["ids"]) == len(counts)
         pend = cv.pending_of(item, IDS)
         pending += len(pend)
