@@ -23,24 +23,25 @@ LIMIT = 1024
 
 
 class Copier(WithoutHooks):
-    """Copies each input to `out`; in its first batch it first sends `side` a message the broker
-    rejects and waits for the rejection, so the transaction is already failed when it goes on
-    producing (librdkafka then refuses `produce` itself with an "erroneous state")."""
+    """Copies each input to `out`, counting batches, promotions and rollbacks. Given a `side`
+    topic, in its first batch it first sends it a message the broker rejects and waits for the
+    rejection, so the transaction is already failed when it goes on producing (librdkafka then
+    refuses `produce` itself with an "erroneous state")."""
 
-    def __init__(self, out: str, side: str) -> None:
+    def __init__(self, out: str, side: str | None = None) -> None:
         self.out, self.side = out, side
-        self.batches = self.rollbacks = 0
+        self.batches = self.promotions = self.rollbacks = 0
 
     def handle(self, messages: list[Message], out: Output) -> None:
         self.batches += 1
-        if self.batches == 1:
+        if self.batches == 1 and self.side is not None:
             out.produce(self.side, os.urandom(4 * LIMIT))  # incompressible
             out.producer.flush(10)  # delivery fails: the transaction needs an abort
         for msg in messages:
             out.produce(self.out, msg.value(), msg.key())
 
     def promote(self) -> None:
-        pass
+        self.promotions += 1
 
     def rollback(self) -> None:
         self.rollbacks += 1
@@ -50,18 +51,23 @@ def settings_for(bootstrap: str, prefix: str) -> Settings:
     return load_settings(env={"REFOLD_BOOTSTRAP_SERVERS": bootstrap, "REFOLD_TOPIC_PREFIX": prefix})
 
 
+def fill(settings: Settings, bootstrap: str, src: str, out: str) -> None:
+    """Create `src` and `out`, and put N keyed inputs in `src`."""
+    for topic in (src, out):
+        create_topic(bootstrap, topic)
+    producer = make_producer(settings)
+    for j in range(N):
+        producer.produce(src, f"v{j}".encode(), f"k{j}".encode())
+    producer.flush(10)
+
+
 def test_a_transaction_failed_by_the_broker_is_aborted_and_the_batch_redone(
     bootstrap: str, unique_prefix: str
 ) -> None:
     settings = settings_for(bootstrap, unique_prefix)
     src, out, side = (f"{unique_prefix}{name}" for name in ("in", "out", "side"))
-    for topic in (src, out):
-        create_topic(bootstrap, topic)
+    fill(settings, bootstrap, src, out)
     create_topic(bootstrap, side, **{"max.message.bytes": str(LIMIT)})
-    producer = make_producer(settings)
-    for j in range(N):
-        producer.produce(src, f"v{j}".encode(), f"k{j}".encode())
-    producer.flush(10)
 
     copier = Copier(out, side)
     loop = TransactionalLoop(settings, copier, topics=[src], group_id=f"{unique_prefix}copier",
@@ -74,25 +80,6 @@ def test_a_transaction_failed_by_the_broker_is_aborted_and_the_batch_redone(
     assert sorted(read_all(bootstrap, out, N)) == sorted(f"v{j}".encode() for j in range(N))
     assert len(read_all(bootstrap, out, N + 1, timeout=3.0)) == N  # and nothing more
     assert read_all(bootstrap, side, 1, timeout=3.0) == []
-
-
-class Copy(WithoutHooks):
-    """Copies each input to `out`, counting batches, promotions and rollbacks."""
-
-    def __init__(self, out: str) -> None:
-        self.out = out
-        self.batches = self.promotions = self.rollbacks = 0
-
-    def handle(self, messages: list[Message], out: Output) -> None:
-        self.batches += 1
-        for msg in messages:
-            out.produce(self.out, msg.value(), msg.key())
-
-    def promote(self) -> None:
-        self.promotions += 1
-
-    def rollback(self) -> None:
-        self.rollbacks += 1
 
 
 class StallsOnce:
@@ -128,12 +115,7 @@ def test_a_stalled_producer_is_replaced_and_the_batch_counted_once(
     """Whether the stalled batch committed is read back: redone if not, promoted if so."""
     settings = settings_for(bootstrap, unique_prefix)
     src, out = f"{unique_prefix}in", f"{unique_prefix}out"
-    for topic in (src, out):
-        create_topic(bootstrap, topic)
-    producer = make_producer(settings)
-    for j in range(N):
-        producer.produce(src, f"v{j}".encode(), f"k{j}".encode())
-    producer.flush(10)
+    fill(settings, bootstrap, src, out)
     made: list[Producer] = []
     make = TransactionalLoop._make_producer
 
@@ -143,7 +125,7 @@ def test_a_stalled_producer_is_replaced_and_the_batch_counted_once(
 
     monkeypatch.setattr(TransactionalLoop, "_make_producer", first_stalls)
     caplog.set_level(logging.WARNING, "consumers.loop")
-    copy = Copy(out)
+    copy = Copier(out)
     loop = TransactionalLoop(settings, copy, topics=[src], group_id=f"{unique_prefix}copy",
                              transactional_id=f"{unique_prefix}copy-0", batch_size=N,
                              max_messages=N, idle_exit=30.0)
