@@ -125,6 +125,11 @@ def record_refit(seconds: float, outcome: str, *, training_events: int | None = 
             M.REFIT_SCORE.labels(metric=metric, model="live").set(live)
 
 
+def record_refitter_read(offsets: dict[int, int]) -> None:
+    """The refitter's position: the events it has read (`offsets`: partition -> next offset)."""
+    M.REFITTER_EVENTS_READ.set(sum(offsets.values()))
+
+
 def record_refit_request(detector: str) -> None:
     """The refitter took a worker's refit request (`consumers.control`)."""
     M.REFIT_REQUESTS.labels(reason=M.reason_label(detector, "refit_request")).inc()

@@ -169,6 +169,7 @@ class Refitter:
                                           {}).values())
                 if caught_up and (reason := self._due()):
                     self.refit(reason)
+                instrument.record_refitter_read(self.offsets)  # after the refit they made due
                 if time.monotonic() - last_checkpoint >= self.triggers.checkpoint_seconds:
                     self.checkpoint()
                     last_checkpoint = time.monotonic()

@@ -114,6 +114,8 @@ class Reading:
     versions: list[int] = field(default_factory=list)
     published: float = 0.0
     published_version: int = 0
+    refitter_read: float = math.inf
+    """Events the refitter has read, and refitted on if a refit was due (inf: no refitter)."""
     hit_rate: float = math.nan
     p50: float = math.nan
     p99: float = math.nan
@@ -136,6 +138,7 @@ class Reading:
         if refitter is not None:
             r = refitter.scrape()
             snap.published = total([r], "refold_snapshots_published_total")
+            snap.refitter_read = total([r], "refold_refitter_events_read")
             snap.published_version = int(max((v for _, v in r.get("refold_model_version", [])),
                                              default=0))
         return snap

@@ -128,6 +128,10 @@ SNAPSHOT_BYTES = Gauge(
 LAST_REFIT = Gauge(
     "refold_last_refit_timestamp_seconds", "Unix time at which the last refit finished.",
     **_NO_REGISTRY)
+REFITTER_EVENTS_READ = Gauge(
+    "refold_refitter_events_read", "Messages the refitter has read from the events topic (the "
+    "sum of its next offsets), moved once any refit they made due has finished.",
+    **_NO_REGISTRY)
 
 # -- prequential quality, computed from the stream ---------------------------------------------
 ONLINE_EVALUATED = Counter(
@@ -181,7 +185,7 @@ ALL = tuple(v for v in list(globals().values())
             if isinstance(v, Counter | Gauge | Histogram | Info))
 
 _REFIT_ONLY = (REFIT_DURATION, REFITS, REFIT_EVENTS, REFIT_SCORE, SNAPSHOTS_PUBLISHED,
-               SNAPSHOT_BYTES, LAST_REFIT)
+               SNAPSHOT_BYTES, LAST_REFIT, REFITTER_EVENTS_READ)
 REFITTER = (*_REFIT_ONLY, REFIT_REQUESTS, MODEL_VERSION, SNAPSHOT_CREATED, CONSUMER_LAG, ERRORS,
             BUILD)
 CONSUMER = tuple(c for c in ALL if c not in _REFIT_ONLY)

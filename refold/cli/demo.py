@@ -125,8 +125,10 @@ def _follow(feeder, pool, refitter, children, n: int):
         if feeder.report is not None:
             done_at = done_at or time.monotonic()
             caught_up = reading.consumed + reading.dead >= feeder.report.events
-            # a snapshot published at the end is given a few seconds to reach the workers
-            settled = reading.serving_latest() or time.monotonic() - done_at > 15
+            # the refitter finishes the refit the last events made due, and its snapshot reaches
+            # the workers; both are given a few seconds
+            refitted = reading.refitter_read >= feeder.report.events
+            settled = (refitted and reading.serving_latest()) or time.monotonic() - done_at > 15
             if caught_up and settled:
                 click.echo("" if tty else reading.line(sent, n), err=True)
                 return reading

@@ -13,7 +13,13 @@ import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry, Histogram
 
-from consumers.instrument import Monitored, record_lag, record_published, record_refit
+from consumers.instrument import (
+    Monitored,
+    record_lag,
+    record_published,
+    record_refit,
+    record_refitter_read,
+)
 from consumers.monitor import Monitor, Published
 from refold import metrics as M
 from refold.config import Settings
@@ -183,6 +189,8 @@ def test_record_refit(reg):
     assert value(reg, "refold_refit_training_events") == 1000
     record_published(5, 1234.0, 2048)
     assert value(reg, "refold_snapshot_bytes") == 2048 and value(reg, "refold_model_version") == 5
+    record_refitter_read({0: 10, 1: 5})
+    assert value(reg, "refold_refitter_events_read") == 15
 
 
 class FakeRecommender:
