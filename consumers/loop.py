@@ -29,10 +29,8 @@ if it did, the batch is done, if not, it is redone as after an abort.
 outputs are produced and flushed, then the offsets are committed, so a crash in between delivers
 the batch's outputs again (the worker's event-id de-dup keeps its state exact).
 
-Test hook: `REFOLD_TEST_CRASH_AT=<point>:<n>` kills the process with SIGKILL at `point` of its
-n-th batch, where `point` is `after_produce` (outputs flushed into the open transaction, offsets
-not sent), `after_offsets` (offsets sent, not committed) or `after_commit` (before `promote`).
-Only the fault tests set it.
+Test hook: `consumers.crash` (`REFOLD_TEST_CRASH_AT`) kills the process between produce and
+commit; only the fault tests set it.
 
 Rebalance callbacks run inside `poll()`/`consume()` only, and no transaction spans those calls,
 so when partitions are revoked every handled batch is already committed: the processor only
@@ -42,8 +40,6 @@ drops state. Stopping (`stop()`, e.g. from SIGTERM) lets the current batch commi
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +48,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumers.batch import LoopStats, Output, Processor, first_offsets, next_offsets
+from consumers.crash import CrashPoint
 from consumers.txn import (
     CALL_TIMEOUT_S,
     TXN_PRODUCER,
@@ -72,8 +69,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_ABORTS_IN_A_ROW = 8
 GUARANTEES = ("exactly-once", "at-least-once")
-CRASH_ENV = "REFOLD_TEST_CRASH_AT"
-CRASH_POINTS = ("after_produce", "after_offsets", "after_commit")
+
+
 class TransactionalLoop:
     """Run a `Processor` over topics exactly once: `run()` until `stop()`, a limit, or idleness.
 
@@ -118,7 +115,7 @@ class TransactionalLoop:
         self._last_activity = time.monotonic()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
-        self._crash = _crash_point(os.environ.get(CRASH_ENV))
+        self._crash = CrashPoint.from_env()
 
     # -- lifecycle
 
@@ -311,12 +308,11 @@ class TransactionalLoop:
         self._committed(messages, handled)
 
     def _crash_if(self, point: str) -> None:
-        """The test hook (see the module docstring): SIGKILL at `point` of the n-th batch."""
-        if self._crash == (point, self.stats.batches + 1):
+        """The test hook (`consumers.crash`): SIGKILL at `point` of the n-th batch."""
+        if self._crash is not None and self._crash.due(point, self.stats.batches + 1):
             assert self._producer is not None
             self._producer.flush(TXN_TIMEOUT_S)  # the outputs reach the broker, uncommitted
-            log.warning("%s=%s:%d: killing this process", CRASH_ENV, point, self._crash[1])
-            os.kill(os.getpid(), signal.SIGKILL)
+            self._crash.kill()
 
     def _abort(self, messages: list[Message]) -> None:
         """Abort the open transaction (the caller rolls the batch back)."""
@@ -394,16 +390,6 @@ class TransactionalLoop:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s (session timed out): dropping their state", _names(partitions))
         self._on_revoke(consumer, partitions)
-
-
-def _crash_point(spec: str | None) -> tuple[str, int] | None:
-    """Parse `REFOLD_TEST_CRASH_AT` (`after_produce:3`)."""
-    if not spec:
-        return None
-    point, _, n = spec.partition(":")
-    if point not in CRASH_POINTS or not n.isdigit() or int(n) < 1:
-        raise ValueError(f"{CRASH_ENV}={spec!r}: expected <{'|'.join(CRASH_POINTS)}>:<n >= 1>")
-    return point, int(n)
 
 
 def _names(partitions: list[TopicPartition]) -> str:
