@@ -8,7 +8,6 @@ import pytest
 
 from consumers import changelog
 from consumers.changelog import ChangelogError, ChangelogReader
-from consumers.crash import CrashPoint
 from models.history import UserHistory
 from refold.config import Settings
 
@@ -73,15 +72,3 @@ def test_at_least_once_state_may_be_ahead_of_the_offsets() -> None:
     assert loose._behind({0: _meta(12)}, {0: None}) == []
     assert loose._behind({0: _meta(8)}, {0: 10}) == [0]
 
-
-@pytest.mark.parametrize("spec, point", [("after_produce:3", ("after_produce", 3)),
-                                         ("after_commit:1", ("after_commit", 1)), ("", None)])
-def test_the_crash_hook_is_parsed(spec: str, point: tuple | None) -> None:
-    parsed = CrashPoint.parse(spec)
-    assert (parsed and (parsed.point, parsed.batch)) == point
-
-
-@pytest.mark.parametrize("spec", ["after_produce", "before:1", "after_commit:0", "x:y"])
-def test_a_bad_crash_hook_is_refused(spec: str) -> None:
-    with pytest.raises(ValueError, match="REFOLD_TEST_CRASH_AT"):
-        CrashPoint.parse(spec)
