@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,8 @@ def demo(ctx: click.Context, path: str | None, workers: int, rate: float, limit:
     starts a refitter and WORKERS fold-in workers as child processes, replays the dataset into
     the events topic, shows a live progress line read from the processes' /metrics, and prints a
     summary: events/s, event-to-recommendation latency, snapshot versions, online hit-rate. The
-    metrics endpoints stay up until Ctrl-C (or --exit).
+    metrics endpoints stay up until Ctrl-C (or --exit). SIGTERM and SIGHUP stop it like Ctrl-C:
+    the child processes are stopped too, never left behind.
     """
     from models import kernels
     from refold.broker import ensure_bootstrap
@@ -42,6 +44,7 @@ def demo(ctx: click.Context, path: str | None, workers: int, rate: float, limit:
     from refold.kafka import make_admin
     from refold.topics import create_topics
 
+    _interrupt_on(signal.SIGTERM, signal.SIGHUP)
     base = settings_from(ctx)
     click.echo(f"kafka: {ensure_bootstrap(base)}")
     run = time.strftime("%Y%m%d-%H%M%S")
@@ -78,11 +81,34 @@ def demo(ctx: click.Context, path: str | None, workers: int, rate: float, limit:
             click.echo("the processes keep running: Ctrl-C stops them")
             while all(c.proc.poll() is None for c in children):
                 time.sleep(1)
-    except KeyboardInterrupt:
-        click.echo("\nstopping")
+    except KeyboardInterrupt as stop:
+        click.echo(f"\nstopping ({stop.args[0] if stop.args else 'SIGINT'})")
     finally:
-        codes = {c.name: c.stop() for c in children}
+        codes = _stop_all(children)
         click.echo("stopped: " + ", ".join(f"{k} exit {v}" for k, v in codes.items()))
+
+
+def _interrupt_on(*signals: signal.Signals) -> None:
+    """Make each of `signals` raise KeyboardInterrupt (carrying its name), as Ctrl-C does, so the
+    `finally` that stops the children runs: their default action would end this process alone."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in signals:
+        signal.signal(sig, interrupt)
+
+
+def _stop_all(children) -> dict[str, int | None]:
+    """SIGTERM each child and wait for it; a second Ctrl-C (or SIGTERM) while waiting SIGKILLs
+    the ones still running. Their exit codes, by name."""
+    try:
+        return {c.name: c.stop() for c in children}
+    except KeyboardInterrupt:
+        for c in children:
+            if c.proc.poll() is None:
+                c.proc.kill()
+        return {c.name: c.proc.wait() for c in children}
 
 
 def _dataset(path: str | None, synth_events: int):
