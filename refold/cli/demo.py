@@ -61,11 +61,15 @@ def demo(ctx: click.Context, path: str | None, workers: int, rate: float, limit:
     log_dir.mkdir(parents=True, exist_ok=True)
     env = child_env(settings)
     kernels.warm_up()  # compiled (and cached) once here, not by every worker as it joins
-    refitter = spawn("refitter", ["refit", "--every-events", str(refit_every)], env, log_dir)
-    pool = [spawn(f"worker-{i}", ["consume", "--instance-id", f"demo-{run}-{i}",
-                                  "--follow-snapshots"], env, log_dir) for i in range(workers)]
-    children = [refitter, *pool]
+    children: list = []  # filled inside the try: a signal between two spawns stops the first
     try:
+        refitter = spawn("refitter", ["refit", "--every-events", str(refit_every)], env, log_dir)
+        children.append(refitter)
+        pool = []
+        for i in range(workers):
+            pool.append(spawn(f"worker-{i}", ["consume", "--instance-id", f"demo-{run}-{i}",
+                                              "--follow-snapshots"], env, log_dir))
+            children.append(pool[-1])
         if not wait_until(lambda: all(c.scrape() for c in children), timeout=120):
             _fail(children, "the processes did not start")
         feeder = Feeder(settings, _limited(log.iter_events(log.name), n), catalog, rate or None)
