@@ -244,8 +244,7 @@ class TransactionalLoop:
             return
         except BaseException:
             self._abort(messages)  # a bug in handle(): leave Kafka and memory clean, then crash
-            self.processor.rollback()
-            self._rewind(messages)
+            self._roll_back(messages)
             raise
         self._committed(messages, handled)
 
@@ -253,8 +252,7 @@ class TransactionalLoop:
         """After a failed transaction: roll the batch back and rewind its partitions, so it is
         read and handled again, after a pause that grows with the failures in a row."""
         self.stats.aborts += 1
-        self.processor.rollback()
-        self._rewind(messages)
+        self._roll_back(messages)
         self._aborts_in_a_row += 1
         if self._aborts_in_a_row > MAX_ABORTS_IN_A_ROW:  # not transient: do not spin
             raise KafkaFatalError(f"{self._aborts_in_a_row} aborted transactions in a row, "
@@ -302,8 +300,7 @@ class TransactionalLoop:
                        asynchronous=True)
             self._crash_if("after_commit")
         except BaseException:
-            self.processor.rollback()  # the offsets stay where they were: the batch is redone
-            self._rewind(messages)
+            self._roll_back(messages)  # the offsets stay where they were: the batch is redone
             raise
         self._committed(messages, handled)
 
@@ -341,12 +338,15 @@ class TransactionalLoop:
         del old
         self._producer = self._make_producer()
 
-    def _rewind(self, messages: list[Message]) -> None:
+    def _roll_back(self, messages: list[Message]) -> None:
+        """Drop the batch's staged state and seek its partitions (those still assigned) back to
+        their committed offsets, so that the batch is read and handled again."""
         assert self._consumer is not None
+        self.processor.rollback()
         first = self._held(first_offsets(messages))
         tps = [TopicPartition(t, p) for t, p in first]
         try:
-            committed = self._consumer.committed(tps, timeout=10)
+            committed = self._consumer.committed(tps, timeout=CALL_TIMEOUT_S)
         except KafkaException as exc:
             log.warning("committed offsets unavailable (%s): rewinding to the batch start", exc)
             committed = tps
