@@ -63,13 +63,12 @@ def demo(ctx: click.Context, path: str | None, workers: int, rate: float, limit:
     kernels.warm_up()  # compiled (and cached) once here, not by every worker as it joins
     children: list = []  # filled inside the try: a signal between two spawns stops the first
     try:
-        refitter = spawn("refitter", ["refit", "--every-events", str(refit_every)], env, log_dir)
-        children.append(refitter)
-        pool = []
+        children.append(spawn("refitter", ["refit", "--every-events", str(refit_every)], env,
+                              log_dir))
         for i in range(workers):
-            pool.append(spawn(f"worker-{i}", ["consume", "--instance-id", f"demo-{run}-{i}",
-                                              "--follow-snapshots"], env, log_dir))
-            children.append(pool[-1])
+            children.append(spawn(f"worker-{i}", ["consume", "--instance-id", f"demo-{run}-{i}",
+                                                  "--follow-snapshots"], env, log_dir))
+        refitter, pool = children[0], children[1:]
         if not wait_until(lambda: all(c.scrape() for c in children), timeout=120):
             _fail(children, "the processes did not start")
         feeder = Feeder(settings, _limited(log.iter_events(log.name), n), catalog, rate or None)
