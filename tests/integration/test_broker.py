@@ -72,7 +72,6 @@ def test_start_is_idempotent(bootstrap: str) -> None:
     first, second = broker.start(), broker.start()
     assert first.running and second.running
     assert first.pid == second.pid == broker.status().pid
-    assert second.seconds is not None and second.seconds < 5.0
 
 
 def test_transactional_producer_commits_and_aborts(bootstrap: str, unique_prefix: str) -> None:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import time
 import zipfile
 from pathlib import Path
 
@@ -109,9 +108,7 @@ def test_atomic_layout_small(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not ML_100K.is_dir(), reason="ml-100k is not beside the checkout")
 def test_atomic_layout_ml_100k() -> None:
-    t0 = time.perf_counter()
     log, catalog = load_movielens(ML_100K)
-    assert time.perf_counter() - t0 < 2.0  # about 0.3 s here; generous for a busy machine
     assert len(log) == 100_000
     assert len(np.unique(log.user_ids)) == 943 and len(np.unique(log.item_ids)) == 1682
     assert len(catalog) == 1682 and "Sci-Fi" in catalog.categories()
