@@ -1,0 +1,1 @@
+"""`refold serve`: the HTTP read path over the recommendations, items and similar-items topics."""
