@@ -1,0 +1,247 @@
+"""The local state of a worker's partitions: a store each, a bounded cache of users, and what the
+current micro-batch stages for them until its transaction commits.
+
+Per batch: users are read through the cache (`user`: a miss decodes the user's record from its
+partition's store); every changelog record the batch produces is staged here as well
+(`stage_user`, `stage_record`, `stage_expiry`); once the transaction has committed, `commit`
+writes each partition's staged records to its store with the changelog offset after them as the
+checkpoint, in one atomic write, and trims the cache. After an abort, `abort` evicts the batch's
+users: the store holds their committed state, so nothing needs undoing in memory.
+
+Users and event ids are forgotten by event time (`models.expiry.Horizon` on the partition's
+watermark): a user whose last event is expired is a new user at its next event (`user`), and
+`inactive` lists those a sweep should tombstone; an event id is a duplicate while its first time
+is not expired, whichever user of the partition it came with (`seen`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from consumers.changelog import parse_key, user_key
+from consumers.state.cache import BoundedCache
+from consumers.state.kv import Resources
+from consumers.state.records import UserEntry, decode_user, encode_user, index_of
+from consumers.state.store import Checkpoint, PartitionStore, StoreBatch
+from models.expiry import Horizon
+from models.history import UserHistory
+
+log = logging.getLogger(__name__)
+
+NEVER = Horizon(0.0)
+
+
+class LocalState:
+    """Stores of the assigned partitions, the user cache, and the batch's staged records."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        topic: str,
+        *,
+        new_history: Callable[[], UserHistory],
+        item_ids: Callable[[], Sequence[str]],
+        item_index: Callable[[str], int],
+        cache_users: int = 100_000,
+        user_horizon: Horizon = NEVER,
+        id_horizon: Horizon = NEVER,
+        max_ids_per_user: int = 1000,
+        resources: Resources | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.topic = topic
+        self.new_history = new_history
+        self.item_ids = item_ids
+        self.item_index = item_index
+        self.user_horizon = user_horizon
+        self.id_horizon = id_horizon
+        self.max_ids_per_user = max_ids_per_user
+        self.resources = resources
+        self.stores: dict[int, PartitionStore] = {}
+        self._topic_ids: dict[int, str | None] = {}
+        self.cache: BoundedCache[str, UserEntry] = BoundedCache(cache_users)
+        self._touched: set[str] = set()
+        self._staged: dict[int, StoreBatch] = {}
+        self._expired: dict[int, list[tuple[bytes, int | None]]] = {}
+        self._batch_ids: dict[tuple[int, str], str] = {}
+        """(partition, event id) -> user, for the ids applied in this batch (not stored yet)."""
+
+    # -- partitions
+    def open(self, partition: int, topic_id: str | None = None) -> PartitionStore:
+        """The partition's store (opened on first use); `topic_id` goes into checkpoints."""
+        store = self.stores.get(partition)
+        if store is None:
+            store = PartitionStore.open(self.root, self.topic, partition, self.resources)
+            self.stores[partition] = store
+        self._topic_ids[partition] = topic_id
+        return store
+
+    def close(self, partition: int) -> None:
+        """Forget a partition: its cached users go, its store is closed (and kept on disk)."""
+        for user, entry in self.cache.items():
+            if entry.partition == partition:
+                self.cache.pop(user)
+        store = self.stores.pop(partition, None)
+        if store is not None:
+            store.close()
+
+    def close_all(self) -> None:
+        for p in list(self.stores):
+            self.close(p)
+
+    # -- users
+    def user(self, user_id: str, partition: int, watermark: float) -> UserEntry | None:
+        """The user's entry (from the cache or its store), None for a user never seen; a user
+        whose last event is expired comes back as a new one, its old ids to be forgotten."""
+        entry = self.cache.get(user_id)
+        if entry is None:
+            raw = self.stores[partition].get(user_key(user_id))
+            if raw is None:
+                return None
+            entry = decode_user(raw, self.item_index, partition)
+            entry.stored_bucket = self._bucket(entry.last_time)
+            self.cache.put(user_id, entry)
+        self._touched.add(user_id)
+        last = entry.last_time
+        if last is not None and self.user_horizon.expired(last, watermark):
+            fresh = UserEntry(self.new_history(), {}, partition, entry.stored_bucket,
+                              dropped=[*entry.dropped, *entry.ids])
+            self.cache.put(user_id, fresh)
+            return fresh
+        return entry
+
+    def new_user(self, user_id: str, partition: int) -> UserEntry:
+        entry = UserEntry(self.new_history(), {}, partition)
+        self.cache.put(user_id, entry)
+        self._touched.add(user_id)
+        return entry
+
+    def seen(self, entry: UserEntry, event_id: str, partition: int, watermark: float) -> bool:
+        """Whether `event_id` was applied in the partition within the id horizon (by this user
+        or another)."""
+        t = entry.ids.get(event_id)
+        if t is not None:
+            return not self.id_horizon.expired(t, watermark)
+        if (partition, event_id) in self._batch_ids:
+            return True
+        hit = self.stores[partition].event(event_id)
+        return hit is not None and not self.id_horizon.expired(hit[0], watermark)
+
+    def remember(self, user_id: str, entry: UserEntry, event_id: str, t: float,
+                 watermark: float) -> None:
+        """Record an applied event id, and forget the user's ids beyond the horizon or cap."""
+        entry.remember(event_id, t)
+        self._batch_ids[(entry.partition, event_id)] = user_id
+        entry.forget(lambda s: not self.id_horizon.expired(s, watermark), self.max_ids_per_user)
+
+    # -- staging (what the batch's transaction writes to the changelog) and commit
+    def stage_user(self, user_id: str) -> tuple[int, bytes, bytes]:
+        """(partition, changelog key, value) of a user changed by the batch, staged."""
+        entry = self.cache.peek(user_id)
+        assert entry is not None, user_id
+        key, value = user_key(user_id), encode_user(entry, self.item_ids())
+        batch = self._batch(entry.partition)
+        batch.put(key, value)
+        bucket = self._bucket(entry.last_time)
+        batch.activity(key, entry.stored_bucket, bucket)
+        batch.event_ids(key, [(i, entry.ids[i]) for i in entry.added if i in entry.ids],
+                        entry.dropped)
+        return entry.partition, key, value
+
+    def stage_record(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """A partition's own changelog record (items, co-visit rows, meta)."""
+        self._batch(partition).put(key, value)
+
+    def stage_expiry(self, partition: int, key: bytes, bucket: int | None) -> None:
+        """A user tombstoned by a sweep (its record, index entries and ids go at commit)."""
+        batch = self._batch(partition)
+        batch.put(key, None)
+        self._expired.setdefault(partition, []).append((key, bucket))
+        entry = self.cache.pop(parse_key(key)[1])
+        if entry is not None:  # ids this batch indexed for it go too
+            batch.event_ids(key, [], list(entry.ids))
+        self._touched.discard(parse_key(key)[1])
+
+    def inactive(self, partition: int, watermark: float, limit: int) -> list[tuple[int, bytes]]:
+        """(bucket, user key) of users expired at `watermark`, for a sweep to tombstone; users
+        the batch touched are judged by their entry, which is newer than the store's index."""
+        if not self.user_horizon.forgets:
+            return []
+        out = []
+        for bucket, key in self.stores[partition].inactive(
+                self.user_horizon.first_live_bucket(watermark), limit):
+            entry = self.cache.peek(parse_key(key)[1])
+            if entry is not None and entry.last_time is not None and \
+                    not self.user_horizon.expired(entry.last_time, watermark):
+                continue
+            out.append((bucket, key))
+        return out
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        """The batch's transaction committed: write each partition's staged records, with the
+        changelog offset after them (`offsets`: the next offset per changelog partition)."""
+        for p, batch in self._staged.items():
+            store = self.stores[p]
+            for key, bucket in self._expired.get(p, ()):
+                self._forget_indexed(store, key, bucket, batch)
+            offset = offsets.get(p, store.checkpoint.offset if store.checkpoint else 0)
+            store.commit(batch, Checkpoint(self.topic, self._topic_ids.get(p), p, offset))
+        for user in self._touched:
+            entry = self.cache.peek(user)
+            if entry is not None:
+                entry.stored_bucket = self._bucket(entry.last_time)
+                entry.added.clear()
+                entry.dropped.clear()
+        self._end_batch()
+        self.cache.trim()
+
+    def abort(self) -> None:
+        """The batch aborted: its users leave the cache (the store has their committed state)."""
+        for user in self._touched:
+            self.cache.pop(user)
+        self._end_batch()
+
+    # -- internals
+    def _batch(self, partition: int) -> StoreBatch:
+        batch = self._staged.get(partition)
+        if batch is None:
+            batch = self._staged[partition] = StoreBatch()
+        return batch
+
+    def _bucket(self, t: float | None) -> int | None:
+        return None if t is None else self.user_horizon.bucket(t)
+
+    def _forget_indexed(self, store: PartitionStore, key: bytes, bucket: int | None,
+                        batch: StoreBatch) -> None:
+        raw = store.get(key)
+        batch.activity(key, bucket, None)
+        if raw is not None:
+            batch.event_ids(key, [], [i for i, _ in index_of(raw)[1]])
+
+    def _end_batch(self) -> None:
+        self._touched.clear()
+        self._staged.clear()
+        self._expired.clear()
+        self._batch_ids.clear()
+
+
+def derive_user_indexes(user_horizon: Horizon) -> Callable[[bytes, bytes | None, bytes | None,
+                                                            StoreBatch], None]:
+    """The restore's `derive` for user records: move the activity index entry and the event ids
+    from what the store held (`old`) to what the changelog says (`new`)."""
+
+    def derive(key: bytes, old: bytes | None, new: bytes | None, batch: StoreBatch) -> None:
+        if parse_key(key)[0] != "user":
+            return
+        before = index_of(old) if old is not None else (None, [])
+        after = index_of(new) if new is not None else (None, [])
+        b0 = None if before[0] is None else user_horizon.bucket(before[0])
+        b1 = None if after[0] is None else user_horizon.bucket(after[0])
+        batch.activity(key, b0, b1)
+        now = dict(after[1])
+        batch.event_ids(key, [(i, t) for i, t in after[1]],
+                        [i for i, _ in before[1] if i not in now])
+
+    return derive

@@ -1,0 +1,119 @@
+"""A user's changelog record, decoded into what a worker keeps in memory, and what it implies for
+the store's indexes.
+
+The record (`consumers.changelog.user_value`) holds the user's `UserHistory` state and the ids of
+the user's applied events; `id_times` (base64 of float64 event times, one per id; absent in
+records of earlier versions, whose ids count as seen at the user's last event) lets event ids be
+forgotten by a time horizon rather than by count. `index_of` reads only what the store's indexes
+need (the last event time and the ids), for restores that do not decode histories.
+
+>>> from models.history import UserHistory
+>>> h = UserHistory(max_events=5)
+>>> h.add(0, 1.0, t=50.0)
+>>> entry = UserEntry(h, {"e1": 50.0}, partition=2)
+>>> value = encode_user(entry, ["sku-1"])
+>>> index_of(value)
+(50.0, [('e1', 50.0)])
+>>> back = decode_user(value, {"sku-1": 0}.__getitem__, partition=2)
+>>> back.history.events()["item"].tolist(), back.ids, back.stored_bucket is None
+([0], {'e1': 50.0}, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from consumers.changelog import VERSION, unpack_history, user_value
+from models.history import UserHistory
+from models.packing import pack, unpack
+
+
+@dataclass(slots=True)
+class UserEntry:
+    """One user in memory: history, applied event ids (id -> event time, oldest first) and the
+    partition; what the store holds for its indexes; what the current batch added."""
+
+    history: UserHistory
+    ids: dict[str, float]
+    partition: int
+    stored_bucket: int | None = None
+    """The user's bucket in the store's activity index (None: not indexed yet)."""
+    added: list[str] = field(default_factory=list)
+    """Ids applied since the store last took this entry (to index)."""
+    dropped: list[str] = field(default_factory=list)
+    """Ids forgotten since then (to remove from the index)."""
+
+    @property
+    def last_time(self) -> float | None:
+        return self.history.last_time
+
+    def remember(self, event_id: str, t: float) -> None:
+        self.ids[event_id] = t
+        self.added.append(event_id)
+
+    def forget(self, keep: Callable[[float], bool], cap: int) -> None:
+        """Drop the ids whose time `keep` refuses, then the oldest beyond `cap` (0: no cap)."""
+        for i in [i for i, t in self.ids.items() if not keep(t)]:
+            del self.ids[i]
+            self.dropped.append(i)
+        while cap and len(self.ids) > cap:
+            i = next(iter(self.ids))
+            del self.ids[i]
+            self.dropped.append(i)
+
+
+def encode_user(entry: UserEntry, item_ids: Sequence[str]) -> bytes:
+    """The changelog value of `entry` (`item_ids`: index -> id of the catalog)."""
+    value = user_value(entry.history.to_state(item_ids), entry.ids)
+    times = pack(np.fromiter(entry.ids.values(), np.float64, len(entry.ids)), "<f8")
+    return value[:-1] + b',"id_times":"' + times.encode() + b'"}'
+
+
+class _History(msgspec.Struct):
+    times: str | list[float]
+
+
+class _Indexed(msgspec.Struct):
+    v: int
+    history: _History
+    ids: list[str] = []
+    id_times: str | None = None
+
+
+_index_decoder = msgspec.json.Decoder(_Indexed)
+_decoder = msgspec.json.Decoder()
+
+
+def _id_times(ids: list[str], packed: str | None, last: float | None) -> np.ndarray:
+    if packed is None:  # a record of an earlier version: the ids count as seen last
+        return np.full(len(ids), last if last is not None else 0.0)
+    times = unpack(packed, "<f8")
+    if len(times) != len(ids):
+        raise ValueError(f"user record: {len(times)} id times for {len(ids)} ids")
+    return times
+
+
+def index_of(value: bytes) -> tuple[float | None, list[tuple[str, float]]]:
+    """(last event time, [(event id, time)]) of a user record, without decoding the history."""
+    rec = _index_decoder.decode(value)
+    if rec.v != VERSION:
+        raise ValueError(f"user record of unknown version {rec.v!r}")
+    times = unpack(rec.history.times, "<f8")
+    last = float(times[-1]) if len(times) else None
+    return last, list(zip(rec.ids, _id_times(rec.ids, rec.id_times, last).tolist(),
+                          strict=True))
+
+
+def decode_user(value: bytes, index: Callable[[str], int], partition: int) -> UserEntry:
+    """The `UserEntry` of a record (`index`: item id -> catalog index)."""
+    rec = _decoder.decode(value)
+    if rec.get("v") != VERSION:
+        raise ValueError(f"user record of unknown version {rec.get('v')!r}")
+    history = UserHistory.from_state(unpack_history(rec["history"]), index)
+    ids = rec["ids"]
+    times = _id_times(ids, rec.get("id_times"), history.last_time)
+    return UserEntry(history, dict(zip(ids, times.tolist(), strict=True)), partition)
