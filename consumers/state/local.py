@@ -20,7 +20,9 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from consumers.changelog import parse_key, user_key
+import msgspec
+
+from consumers.changelog import VERSION, RestoredPartition, parse_key, user_key
 from consumers.state.cache import BoundedCache
 from consumers.state.kv import Resources
 from consumers.state.records import UserEntry, decode_user, encode_user, index_of
@@ -90,6 +92,25 @@ class LocalState:
     def close_all(self) -> None:
         for p in list(self.stores):
             self.close(p)
+
+    def partition_records(self, partition: int) -> RestoredPartition:
+        """The partition's own records (items, co-visit rows, meta) from its store, decoded
+        (users stay on disk: they are read on demand)."""
+        out = RestoredPartition(partition)
+        for key, value in self.stores[partition].records(f"~p{partition}/".encode()):
+            kind, name = parse_key(key)
+            data = msgspec.json.decode(value)
+            out.records += 1
+            out.bytes += len(value)
+            if kind == "item":
+                out.items[name] = data
+            elif kind == "covisit":
+                out.rows[name] = data
+            elif data.get("v") != VERSION:
+                raise ValueError(f"changelog record {key!r}: unknown version {data.get('v')!r}")
+            else:
+                out.meta = data
+        return out
 
     # -- users
     def user(self, user_id: str, partition: int, watermark: float) -> UserEntry | None:
