@@ -30,6 +30,7 @@ at most `max_pending` users × `PENDING_PER_USER` items.
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -91,6 +92,8 @@ class UserLists:
     max_users: int = 10_000_000
     max_pending: int = 100_000
     evicted: int = 0
+    value_bytes: int = 0
+    """Bytes of the keys and values held (`memory_bytes` adds the dictionary's table)."""
     _lists: dict[bytes, bytes] = field(default_factory=dict)
     _pending: dict[bytes, list[tuple[int, int]]] = field(default_factory=dict)
     """Per user, (item, events offset) of dismissals newer than the user's list."""
@@ -104,10 +107,12 @@ class UserLists:
 
     def put(self, user: bytes, packed: PackedList) -> None:
         """Store the user's latest list; dismissals it covers are no longer held."""
-        self._lists.pop(user, None)  # re-inserted at the back: dicts keep insertion order
-        self._lists[user] = packed.pack()
+        old = self._lists.pop(user, None)  # re-inserted at the back: dicts keep insertion order
+        value = self._lists[user] = packed.pack()
+        self.value_bytes += sys.getsizeof(value) - (
+            sys.getsizeof(old) if old is not None else -sys.getsizeof(user))
         if len(self._lists) > self.max_users:
-            del self._lists[next(iter(self._lists))]
+            self._drop(next(iter(self._lists)))
             self.evicted += 1
         held = self._pending.get(user)
         if held is not None and packed.cause_offset is not None:
@@ -117,7 +122,15 @@ class UserLists:
 
     def delete(self, user: bytes) -> None:
         """A tombstone: the user's list was deleted."""
-        self._lists.pop(user, None)
+        if user in self._lists:
+            self._drop(user)
+
+    def _drop(self, user: bytes) -> None:
+        self.value_bytes -= sys.getsizeof(self._lists.pop(user)) + sys.getsizeof(user)
+
+    def memory_bytes(self) -> int:
+        """Bytes of the lists held: keys, values and the dictionary's table."""
+        return self.value_bytes + sys.getsizeof(self._lists)
 
     def dismiss(self, user: bytes, item: int, offset: int) -> None:
         """The user dismissed `item` at `offset` of their events partition: hide it until a

@@ -179,16 +179,10 @@ class ServeState:
         index = self.catalog.index
         hidden.update(i for x in exclude if (i := index.get(x)) is not None)
         out: list[ServedItem] = []
-        taken: set[int] = set()
         if packed is not None:
-            for i, s in zip(packed.items, packed.scores, strict=True):
-                if self._shown(i, hidden, category):
-                    taken.add(i)
-                    out.append(ServedItem(item_id=self.catalog.ids[i], score=s,
-                                          source=packed.source))
-                    if len(out) == k:
-                        break
+            out = self._listed(packed, k, hidden, category)
         if len(out) < k:
+            taken = {index[x.item_id] for x in out}
             for i, s in self._popular_list(category, now):
                 if i not in taken and i not in hidden:
                     out.append(ServedItem(item_id=self.catalog.ids[i], score=s, source="popular"))
@@ -219,9 +213,19 @@ class ServeState:
 
     # -- helpers
 
-    def _shown(self, i: int, hidden: set[int], category: str | None) -> bool:
-        return bool(self.catalog.active[i]) and i not in hidden and \
-            (category is None or category in self.catalog.categories[i])
+    def _listed(self, packed: PackedList, k: int, hidden: set[int],
+                category: str | None) -> list[ServedItem]:
+        """The first `k` items of the user's list that may be shown (the per-request hot path:
+        one pass, locals only)."""
+        active, ids, cats, source = (self.catalog.active, self.catalog.ids,
+                                     self.catalog.categories, packed.source)
+        out = []
+        for i, s in zip(packed.items, packed.scores, strict=True):
+            if active[i] and i not in hidden and (category is None or category in cats[i]):
+                out.append(ServedItem(item_id=ids[i], score=s, source=source))
+                if len(out) == k:
+                    break
+        return out
 
     def _neighbours(self, i: int) -> tuple[int | None, list[tuple[int, float]]]:
         version, packed = self.similar_lists.get(i, (None, b""))

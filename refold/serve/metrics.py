@@ -16,6 +16,8 @@ LATENCY = Histogram(
     "refold_serve_request_seconds", "Time to answer an HTTP request, by route", ["route"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
 USERS = Gauge("refold_serve_users", "Users whose latest list this process holds")
+LISTS_BYTES = Gauge("refold_serve_lists_bytes",
+                    "Bytes of the users' lists held (keys, packed values, the table)")
 ITEMS = Gauge("refold_serve_items", "Items this process knows (catalog, lists, similar items)")
 PENDING = Gauge("refold_serve_pending_dismissal_users",
                 "Users with dismissals that no list of theirs answers yet")
@@ -25,6 +27,7 @@ RECORDS = Gauge("refold_serve_records_read", "Records applied since start, by to
 REJECTED = Gauge("refold_serve_records_rejected", "Records that did not decode, by topic kind",
                  ["topic"])
 _latency = {r: LATENCY.labels(r) for r in ROUTES}
+_counts: dict[tuple[str, int], Counter] = {}
 
 
 def route(path: str) -> str:
@@ -42,7 +45,10 @@ def route(path: str) -> str:
 
 def observe(path: str, status: int, seconds: float) -> None:
     r = route(path)
-    REQUESTS.labels(r, str(status)).inc()
+    counter = _counts.get((r, status))
+    if counter is None:  # bounded: routes × the statuses the app answers with
+        counter = _counts[(r, status)] = REQUESTS.labels(r, str(status))
+    counter.inc()
     _latency[r].observe(seconds)
 
 
@@ -57,6 +63,7 @@ def record_view(view: ServeView) -> None:
 
 def record_state(state: ServeState) -> None:
     USERS.set(len(state.lists))
+    LISTS_BYTES.set(state.lists.memory_bytes())
     ITEMS.set(len(state.catalog.ids))
     PENDING.set(state.lists.pending_users())
     EVICTED.set(state.lists.evicted)

@@ -146,3 +146,17 @@ def test_lists_are_bounded_and_the_least_recently_updated_go_first() -> None:
     assert sorted(lists.users()) == [b"a", b"c"] and lists.evicted == 1
     lists.delete(b"a")
     assert lists.get(b"a") is None and len(lists) == 1
+
+
+def test_the_memory_of_the_lists_is_counted_as_they_come_and_go() -> None:
+    import sys
+
+    lists = UserLists(max_users=2)
+    lists.put(b"a", PackedList("popular", [1], [1.0]))
+    lists.put(b"a", PackedList("popular", [1, 2], [1.0, 0.5]))
+    lists.put(b"bb", PackedList("popular", [1], [1.0]))
+    lists.put(b"c", PackedList("popular", [1], [1.0]))  # evicts a
+    lists.delete(b"c")
+    expected = sys.getsizeof(b"bb") + sys.getsizeof(PackedList("popular", [1], [1.0]).pack())
+    assert lists.value_bytes == expected
+    assert lists.memory_bytes() == expected + sys.getsizeof(lists._lists)
