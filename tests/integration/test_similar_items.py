@@ -1,0 +1,86 @@
+"""The similar-items topic on the real broker: one record per item of ml-100k with plausible
+neighbours, and tombstones for the items a later model no longer has (after a restart too)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from confluent_kafka.admin import NewTopic
+
+from consumers.similar_publisher import TOPIC, Sequences, SimilarItemsPublisher
+from consumers.tail import TopicTail
+from models.als import csr_from, fit_als
+from models.weights import EventWeights
+from producers.datasets import load_movielens
+from refold.api import decode_similar
+from refold.config import Settings
+from refold.kafka import make_admin
+
+ROOT = Path(__file__).resolve().parents[2]
+ML100K = Path(os.environ.get("REFOLD_ML100K", ROOT.parent / "shared" / "datasets" / "ml-100k"))
+pytestmark = pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
+
+
+@pytest.fixture
+def settings(bootstrap: str, unique_prefix: str) -> Settings:
+    s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix)
+    admin = make_admin(s)  # kept referenced until the futures resolve
+    futures = admin.create_topics([NewTopic(s.topic(TOPIC), 1, 1, config={
+        "cleanup.policy": "compact"})])
+    for f in futures.values():
+        f.result(30)
+    return s
+
+
+def read_all(settings: Settings) -> list[tuple[str, bytes | None]]:
+    out: list[tuple[str, bytes | None]] = []
+    tail = TopicTail(settings, settings.topic(TOPIC))
+    try:
+        assert tail.catch_up(lambda ms: out.extend((m.key().decode(), m.value()) for m in ms),
+                             30)
+    finally:
+        tail.close()
+    return out
+
+
+def test_one_record_per_item_with_plausible_neighbours_then_tombstones(settings) -> None:
+    log, catalog = load_movielens(ML100K)
+    weights = EventWeights()
+    w = np.array([weights.weight("rating", v) for v in log.values])
+    _, u = np.unique(log.user_ids, return_inverse=True)
+    item_ids, i = np.unique(log.item_ids, return_inverse=True)
+    X = csr_from(u, i, w, (u.max() + 1, len(item_ids)))
+    Y = fit_als(X, 32, 5.0, 2.0, 15, 0, item_ids=item_ids.tolist()).Y
+    pos = w > 0
+    sequences = Sequences(u[pos], i[pos], log.times[pos])
+
+    publisher = SimilarItemsPublisher(settings)
+    got = publisher.publish(1, item_ids.tolist(), Y, sequences)
+    publisher.close()
+    assert (got.records, got.tombstones) == (len(item_ids), 0)
+    records = read_all(settings)
+    assert len(records) == len({k for k, _ in records}) == len(item_ids)  # one per item
+    latest = {k: decode_similar(v) for k, v in records if v is not None}
+    assert {m.model_version for m in latest.values()} == {1}
+    star_wars = [n.item_id for n in latest["50"].items]
+    assert len(star_wars) == 20 and "50" not in star_wars
+    assert {"181", "172"} <= set(star_wars[:3])  # Return of the Jedi, The Empire Strikes Back
+    genres = {it.item_id: set(it.categories) for it in catalog}
+    shared = [bool(genres[k] & genres[n.item_id]) for k in ("1", "50", "127", "56", "100")
+              for n in latest[k].items[:10]]
+    assert np.mean(shared) >= 0.65
+
+    # a new refitter process publishes a model without the last ten items
+    kept = item_ids[:-10].tolist()
+    again = SimilarItemsPublisher(settings)
+    got = again.publish(2, kept, Y[:-10], None)
+    again.close()
+    assert (got.records, got.tombstones) == (len(kept), 10)
+    final: dict[str, bytes | None] = dict(read_all(settings))
+    assert sorted(k for k, v in final.items() if v is None) == sorted(item_ids[-10:].tolist())
+    assert {decode_similar(v).model_version for v in final.values() if v is not None} == {2}
+    assert all(n.item_id in set(kept) for v in final.values() if v is not None
+               for n in decode_similar(v).items)
