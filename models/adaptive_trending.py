@@ -39,6 +39,7 @@ import numpy as np
 
 from models.topk import Exclude
 from models.trending import Trending
+from models.weights import ModelError
 
 HOUR = 3600.0
 DEFAULT_LADDER = (900.0, 2 * HOUR, 16 * HOUR, 128 * HOUR, 1024 * HOUR, 8192 * HOUR, math.inf)
@@ -58,9 +59,9 @@ class AdaptiveTrending:
         capacity: int = 1024,
     ) -> None:
         if not half_lives or any(not h > 0 for h in half_lives):
-            raise ValueError("half_lives must be a non-empty list of positive numbers")
+            raise ModelError("half_lives must be a non-empty list of positive numbers")
         if k < 1 or refresh_events < 1 or not memory_events > 0:
-            raise ValueError("k, refresh_events and memory_events must be positive")
+            raise ModelError("k, refresh_events and memory_events must be positive")
         self.half_lives = tuple(sorted(float(h) for h in half_lives))
         self.k = k
         self.refresh_events = refresh_events
@@ -133,7 +134,7 @@ class AdaptiveTrending:
     def load_selector(self, state: Mapping[str, Any]) -> None:
         """Install `selector_state` (after the rungs' accumulators were loaded)."""
         if len(state["hits"]) != len(self.rungs):
-            raise ValueError(f"selector state has {len(state['hits'])} rungs, "
+            raise ModelError(f"selector state has {len(state['hits'])} rungs, "
                              f"expected {len(self.rungs)}")
         self.hits = np.asarray(state["hits"], dtype=np.float64)
         self.events, self.chosen = int(state["events"]), int(state["chosen"])

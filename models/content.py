@@ -36,6 +36,8 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.preprocessing import normalize
 
+from models.weights import ModelError
+
 N_FEATURES = 1 << 18
 """Hashed text features: collisions are rare below ~100K distinct terms."""
 
@@ -109,9 +111,9 @@ class Idf:
         if len(features) != len(values) or (len(features) and (
                 features.min() < 0 or features.max() >= n_features
                 or np.any(np.diff(features) <= 0))):
-            raise ValueError("idf arrays are inconsistent (length, range or order)")
+            raise ModelError("idf arrays are inconsistent (length, range or order)")
         if not np.isfinite(values).all():
-            raise ValueError("idf values contain NaN or infinity")
+            raise ModelError("idf values contain NaN or infinity")
         return cls(n_docs, features, values, n_features)
 
 

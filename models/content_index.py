@@ -40,6 +40,7 @@ import numpy as np
 
 from models.content import Idf, TextEncoder, tag_set
 from models.topk import topk
+from models.weights import ModelError
 
 _NO_INT = np.zeros(0, dtype=np.int64)
 _NO_FLOAT = np.zeros(0)
@@ -94,9 +95,9 @@ class ContentIndex:
         encoder: TextEncoder | None = None,
     ) -> None:
         if text_weight < 0 or tag_weight < 0 or text_weight + tag_weight <= 0:
-            raise ValueError("text_weight and tag_weight must be >= 0, not both 0")
+            raise ModelError("text_weight and tag_weight must be >= 0, not both 0")
         if profile_terms < 1:
-            raise ValueError("profile_terms must be at least 1")
+            raise ModelError("profile_terms must be at least 1")
         self.text_weight = text_weight
         self.tag_weight = tag_weight
         self.profile_terms = profile_terms
@@ -148,7 +149,7 @@ class ContentIndex:
     def set_idf(self, idf: Idf) -> None:
         """Weigh terms with a new idf (a refit's): every row is recomputed."""
         if idf.n_features != self.encoder.n_features:
-            raise ValueError(f"idf has {idf.n_features} features, the encoder "
+            raise ModelError(f"idf has {idf.n_features} features, the encoder "
                              f"{self.encoder.n_features}")
         self.idf = idf
         self._rows.clear()

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from models.weights import ModelError
+
 OPENING = frozenset({"bookmark", "add_to_cart"})
 CLOSING = frozenset({"purchase", "rating", "dismiss"})
 MARK = "continue"
@@ -33,7 +35,7 @@ class Continuation:
 
     def __init__(self, max_items: int = 20) -> None:
         if max_items < 1:
-            raise ValueError("max_items must be at least 1")
+            raise ModelError("max_items must be at least 1")
         self.max_items = max_items
         self._open: dict[int, float] = {}
 

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from models.weights import ModelError
+
 
 def mmr(
     relevance: np.ndarray, features: np.ndarray | sp.spmatrix, k: int, strength: float
@@ -32,14 +34,14 @@ def mmr(
     """Positions (into `relevance`) of the re-ranked top `k`; `features` has a row per
     candidate (zero rows are similar to nothing)."""
     if not 0 <= strength <= 1:
-        raise ValueError("strength must be in [0, 1]")
+        raise ModelError("strength must be in [0, 1]")
     rel = np.asarray(relevance, dtype=np.float64)
     n = len(rel)
     k = min(k, n)
     if strength == 0 or n <= 1:
         return np.argsort(-rel, kind="stable")[:k]
     if features.shape[0] != n:
-        raise ValueError(f"features has {features.shape[0]} rows for {n} candidates")
+        raise ModelError(f"features has {features.shape[0]} rows for {n} candidates")
     spread = rel.max() - rel.min()
     r = (rel - rel.min()) / spread if spread > 0 else np.ones(n)
     sim = cosine_matrix(features)

@@ -41,6 +41,7 @@ import numpy as np
 from numba import njit
 
 from models.history import EVENT_DTYPE
+from models.weights import ModelError
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,9 @@ class GuardConfig:
 
     def __post_init__(self) -> None:
         if self.max_per_window < 0 or self.min_events < 3:
-            raise ValueError("max_per_window must be >= 0 and min_events >= 3")
+            raise ModelError("max_per_window must be >= 0 and min_events >= 3")
         if not 0 <= self.bot_weight <= 1:
-            raise ValueError("bot_weight must be in [0, 1]")
+            raise ModelError("bot_weight must be in [0, 1]")
 
 
 @dataclass(frozen=True)
