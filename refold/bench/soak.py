@@ -1,0 +1,300 @@
+"""A worker under a steady stream and a growing user population: `refold bench soak`.
+
+A `refold consume` process (the production worker, exactly once, serving random item factors of
+`items` x `factors`) reads events sent at `rate` per second for `minutes`; each event is from a
+brand-new user with probability `new_user_share`, else from one of the users seen so far, so the
+population grows all along (`rate x minutes x new_user_share` users in the end). Every
+`sample_seconds` the bench records the worker's resident memory (VmRSS of its process), the
+group's lag (end offsets minus committed offsets of the events topic) and the latency of the
+lists published in the interval (from the event's time, which is its send time, to the moment
+the list is visible to a read_committed reader). `errors` counts dead letters, a worker exit
+and log lines at ERROR or above.
+
+`rss_slope_mb_per_min` is the least-squares slope of memory over the samples taken after the
+population passed the worker's cache of users (`cache_users`); with no such sample, over the
+second half. The curve goes to a PNG. Topics live under a throwaway prefix, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import TopicPartition
+
+from consumers import model_source
+from models.foldin import ItemFactors
+from producers.sdk import EventProducer
+from refold.config import Settings
+from refold.kafka import make_admin, make_consumer, watermarks
+from refold.schemas import Event, decode_recommendation
+from refold.topics import create_topics, delete_topics
+
+
+def run(settings: Settings, *, minutes: float = 30.0, rate: float = 1000.0,
+        new_user_share: float = 0.3, items: int = 5000, factors: int = 32,
+        cache_users: int = 100_000, sample_seconds: float = 60.0, png: str | None = None,
+        worker_env: dict[str, str] | None = None, progress: Any = None) -> dict[str, Any]:
+    s = settings.replace(topic_prefix=f"{settings.topic_prefix}soak-{uuid.uuid4().hex[:6]}.",
+                         consumer_group=f"soak-{uuid.uuid4().hex[:6]}")
+    admin = make_admin(s)
+    create_topics(admin, s)
+    say = progress or (lambda text: None)
+    with tempfile.TemporaryDirectory(prefix="refold-soak-") as tmp:
+        model = Path(tmp) / "model.npz"
+        rng = np.random.default_rng(0)
+        model_source.save_npz(model, ItemFactors(
+            [f"i{i}" for i in range(items)],
+            (rng.standard_normal((items, factors)) * 0.1).astype(np.float32), version=1))
+        worker, log = _start_worker(s, model, Path(tmp), cache_users, worker_env or {})
+        sender = Sender(s, rate, new_user_share, items, minutes * 60.0)
+        lists = ListWatcher(s)
+        samples: list[dict[str, float]] = []
+        latencies: list[float] = []
+        try:
+            lists.start()
+            sender.start()
+            t0 = time.monotonic()
+            while sender.is_alive() or time.monotonic() - t0 < minutes * 60.0:
+                time.sleep(max(0.0, t0 + (len(samples) + 1) * sample_seconds
+                               - time.monotonic()))
+                samples.append(_sample(s, worker, sender, lists, time.monotonic() - t0,
+                                       latencies))
+                say(_line(samples[-1]))
+                if worker.poll() is not None:
+                    break
+        finally:
+            sender.stop()
+            lists.stop()
+            worker.terminate()
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+            delete_topics(admin, [s.topic(t) for t in ("events", "recommendations",
+                                                       "snapshots", "items", "dead_letter",
+                                                       "changelog", "control")])
+        errors = _errors(log.read_text(), lists.dead_letters, worker.returncode)
+    result = _result(samples, latencies, sender, errors, minutes, rate, cache_users,
+                     new_user_share)
+    if png:
+        plot(samples, result, png)
+        result["png"] = png
+    return result
+
+
+def _start_worker(s: Settings, model: Path, tmp: Path, cache_users: int,
+                  extra: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+    env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": s.bootstrap,
+           "REFOLD_TOPIC_PREFIX": s.topic_prefix, "REFOLD_CONSUMER_GROUP": s.consumer_group,
+           "REFOLD_HOME": str(tmp), "REFOLD_STATE_CACHE_USERS": str(cache_users), **extra}
+    log = tmp / "worker.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from refold.cli import main; main()", "consume",
+         "--model", str(model), "--no-follow-snapshots", "--no-refit-on-drift"],
+        env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    return proc, log
+
+
+class Sender(threading.Thread):
+    """Events at `rate`/s, a growing population; event time = send time."""
+
+    def __init__(self, s: Settings, rate: float, new_share: float, items: int,
+                 seconds: float) -> None:
+        super().__init__(name="soak-sender", daemon=True)
+        self.s, self.rate, self.new_share, self.items = s, rate, new_share, items
+        self.seconds = seconds
+        self.sent = self.users = 0
+        self.passed_cache_at: dict[int, float] = {}
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(30)
+
+    def run(self) -> None:
+        rng = random.Random(1)
+        t0 = time.monotonic()
+        with EventProducer(self.s) as producer:
+            while not self._halt.is_set() and time.monotonic() - t0 < self.seconds:
+                due = int((time.monotonic() - t0) * self.rate)
+                for _ in range(due - self.sent):
+                    if self.users == 0 or rng.random() < self.new_share:
+                        self.users += 1
+                        user = self.users - 1
+                    else:
+                        user = rng.randrange(self.users)
+                    item = min(int(rng.paretovariate(1.2)) - 1, self.items - 1)
+                    producer.send(Event(event_id=f"soak-{self.sent}", user_id=f"u{user}",
+                                        item_id=f"i{item}", event_type="click",
+                                        event_time=time.time()))
+                    self.sent += 1
+                time.sleep(0.01)
+            producer.flush()
+
+
+class ListWatcher(threading.Thread):
+    """Reads the recommendations (read_committed): latency of each list from its cause's event
+    time; and counts dead letters."""
+
+    def __init__(self, s: Settings) -> None:
+        super().__init__(name="soak-lists", daemon=True)
+        self.s = s
+        self.latencies: list[float] = []
+        self.taken = 0
+        self.dead_letters = 0
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(30)
+
+    def take(self) -> list[float]:
+        """The latencies (ms) seen since the last call."""
+        with self._lock:
+            out, self.latencies = self.latencies, []
+        return out
+
+    def run(self) -> None:
+        c = make_consumer(self.s, f"{self.s.consumer_group}.watch",
+                          {"auto.offset.reset": "latest", "fetch.wait.max.ms": 20})
+        recs, dead = self.s.topic("recommendations"), self.s.topic("dead_letter")
+        c.subscribe([recs, dead])
+        try:
+            while not self._halt.is_set():
+                for msg in c.consume(1000, 0.2):
+                    if msg.error() is not None:
+                        continue
+                    if msg.topic() == dead:
+                        self.dead_letters += 1
+                        continue
+                    cause = decode_recommendation(msg.value()).cause
+                    if cause is not None:
+                        with self._lock:
+                            self.latencies.append((time.time() - cause.event_time) * 1000)
+        finally:
+            c.close()
+
+
+def _sample(s: Settings, worker: subprocess.Popen, sender: Sender, lists: ListWatcher,
+            at: float, every: list[float]) -> dict[str, float]:
+    lat = lists.take()
+    if at > 60.0:  # the first minute (start, catalog, first fetches) is a warm-up
+        every.extend(lat)
+    return {"minute": at / 60.0, "rss_mb": _rss_mb(worker.pid), "lag": _lag(s),
+            "sent": sender.sent, "users": sender.users,
+            "latency_p50_ms": float(np.percentile(lat, 50)) if lat else float("nan"),
+            "latency_p99_ms": float(np.percentile(lat, 99)) if lat else float("nan"),
+            "lists": len(lat)}
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _lag(s: Settings) -> int:
+    topic = s.topic("events")
+    c = make_consumer(s, s.consumer_group)
+    try:
+        parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        got = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        ends = watermarks(c, topic)  # after the committed offsets: never below them
+        return sum(max(ends[tp.partition][1] - max(tp.offset, ends[tp.partition][0]), 0)
+                   for tp in got)
+    finally:
+        c.close()
+
+
+def _errors(log_text: str, dead_letters: int, returncode: int | None) -> int:
+    logged = sum(1 for line in log_text.splitlines() if " ERROR " in line or
+                 " CRITICAL " in line or line.startswith("Traceback"))
+    crashed = returncode not in (None, 0, -15)
+    return logged + dead_letters + int(crashed)
+
+
+def _slope(samples: list[dict[str, float]], cache_users: int) -> float:
+    after = [x for x in samples if x["users"] > cache_users and np.isfinite(x["rss_mb"])]
+    if len(after) < 2:
+        after = samples[len(samples) // 2:]
+    if len(after) < 2:
+        return float("nan")
+    m = np.array([x["minute"] for x in after])
+    r = np.array([x["rss_mb"] for x in after])
+    return float(np.polyfit(m, r, 1)[0])
+
+
+def _result(samples: list[dict[str, float]], latencies: list[float], sender: Sender,
+            errors: int, minutes: float, rate: float, cache_users: int, share: float
+            ) -> dict[str, Any]:
+    if not latencies:  # a run of a minute or less: its warm-up is all there is
+        latencies = [x["latency_p99_ms"] for x in samples if np.isfinite(x["latency_p99_ms"])]
+    return {"minutes": minutes, "events": sender.sent, "users": sender.users, "rate": rate,
+            "new_user_share": share, "cache_users": cache_users,
+            "rss_mb_start": samples[0]["rss_mb"] if samples else float("nan"),
+            "rss_mb_end": samples[-1]["rss_mb"] if samples else float("nan"),
+            "rss_slope_mb_per_min": _slope(samples, cache_users),
+            "errors": errors, "lag_max": max((x["lag"] for x in samples), default=0),
+            "latency_p99_ms": float(np.percentile(latencies, 99)) if latencies
+            else float("nan"),
+            "samples": samples, "machine": {"cpus": os.cpu_count(),
+                                            "load": [round(x, 2) for x in os.getloadavg()]}}
+
+
+def _line(x: dict[str, float]) -> str:
+    return (f"{x['minute']:6.1f} min: {x['sent']:,} sent, {x['users']:,} users, RSS "
+            f"{x['rss_mb']:,.0f} MB, lag {x['lag']:,}, p99 {x['latency_p99_ms']:,.0f} ms")
+
+
+def plot(samples: list[dict[str, float]], result: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = [x["minute"] for x in samples]
+    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    axes[0].plot(m, [x["rss_mb"] for x in samples], marker=".")
+    axes[0].set_ylabel("worker RSS (MB)")
+    passed = next((x["minute"] for x in samples if x["users"] > result["cache_users"]), None)
+    if passed is not None:
+        for ax in axes:
+            ax.axvline(passed, color="grey", linestyle=":")
+        axes[0].annotate("users > cache", (passed, axes[0].get_ylim()[0]), color="grey")
+    axes[1].plot(m, [x["lag"] for x in samples], marker=".")
+    axes[1].set_ylabel("lag (events)")
+    axes[2].plot(m, [x["latency_p99_ms"] for x in samples], marker=".", label="p99")
+    axes[2].plot(m, [x["latency_p50_ms"] for x in samples], marker=".", label="p50")
+    axes[2].set_ylabel("latency (ms)")
+    axes[2].set_xlabel("minutes")
+    axes[2].legend()
+    fig.suptitle(f"soak: {result['rate']:,.0f} events/s, {result['users']:,} users in the end, "
+                 f"cache {result['cache_users']:,} users")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def table(r: dict[str, Any]) -> str:
+    return "\n".join([
+        *(_line(x) for x in r["samples"]),
+        f"{r['minutes']:g} min, {r['events']:,} events, {r['users']:,} users (cache "
+        f"{r['cache_users']:,}): RSS {r['rss_mb_start']:,.0f} -> {r['rss_mb_end']:,.0f} MB, "
+        f"slope {r['rss_slope_mb_per_min']:+.2f} MB/min after the cache filled; lag max "
+        f"{r['lag_max']:,}; latency p99 {r['latency_p99_ms']:,.0f} ms; errors {r['errors']}",
+        f"machine: {r['machine']['cpus']} cores, load {r['machine']['load']}"])

@@ -1,0 +1,27 @@
+"""`refold bench soak`, short: a real worker process under a stream with new users all along."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from refold.bench import soak
+from refold.config import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_short_soak_samples_memory_lag_and_latency_and_sees_no_error(bootstrap, unique_prefix,
+                                                                        tmp_path):
+    png = tmp_path / "soak.png"
+    r = soak.run(Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix),
+                 minutes=0.5, rate=200, cache_users=500, sample_seconds=5, png=str(png))
+    assert r["errors"] == 0
+    assert r["events"] >= 0.8 * 200 * 30 and r["users"] > 500  # the cache was outgrown
+    assert len(r["samples"]) >= 5
+    assert all(x["rss_mb"] > 0 for x in r["samples"])
+    assert math.isfinite(r["latency_p99_ms"]) and r["lag_max"] >= 0
+    assert math.isfinite(r["rss_slope_mb_per_min"])
+    assert png.stat().st_size > 10_000
+    assert "after the cache filled" in soak.table(r)
