@@ -36,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -143,19 +144,24 @@ def choose(policy: Policy, scores: np.ndarray, k: int, rng: np.random.Generator)
     return Slate(ranks, props, ranks > np.arange(len(ranks)))
 
 
-def position_matrix(policy: Policy, scores: np.ndarray, k: int) -> np.ndarray:
-    """(len(scores), k') matrix, k' = min(k, candidates): P(candidate a at position j + 1)."""
+def position_matrix(
+    policy: Policy, scores: np.ndarray, k: int, positions: int | None = None
+) -> np.ndarray:
+    """(len(scores), n) matrix: P(candidate a at position j + 1) in a list of k, for the first
+    n = min(positions or k, k, candidates) positions (the rest of the list does not change them,
+    so evaluating CTR@3 of lists of 20 needs three columns)."""
     s = _check(scores)
     k = min(int(k), len(s))
-    P = np.zeros((len(s), k))
+    n = k if positions is None else min(int(positions), k)
+    P = np.zeros((len(s), n))
     if policy.name == "none":
-        P[np.arange(k), np.arange(k)] = 1.0
+        P[np.arange(n), np.arange(n)] = 1.0
         return P
     depth = min(policy.depth(k), len(s))
     if policy.name == "epsilon":
-        P[:depth] = _epsilon_matrix(policy.epsilon, depth, k)
+        P[:depth] = _epsilon_matrix(policy.epsilon, depth, k)[:, :n]
     else:
-        P[:depth] = plackett_luce.marginals(pl_weights(s[:depth], policy.temperature), k)
+        P[:depth] = plackett_luce.marginals(pl_weights(s[:depth], policy.temperature), n)
     return P
 
 
@@ -191,8 +197,10 @@ def _epsilon_slots(epsilon: float, pool: int, k: int) -> np.ndarray:
     return T
 
 
+@functools.lru_cache(maxsize=256)
 def _epsilon_matrix(epsilon: float, m: int, k: int) -> np.ndarray:
-    """`position_matrix` of the epsilon policy over m candidates (the pool: ranks k..m-1)."""
+    """`position_matrix` of the epsilon policy over m candidates (the pool: ranks k..m-1); it
+    does not depend on the scores, so it is cached (read-only)."""
     pool = m - k
     T = _epsilon_slots(epsilon, pool, k)
     P = np.zeros((m, k))
@@ -203,6 +211,7 @@ def _epsilon_matrix(epsilon: float, m: int, k: int) -> np.ndarray:
             P[r, j] += T[j, e] * (1.0 - p_explore)
             if p_explore:
                 P[k:, j] += T[j, e] * p_explore / pool
+    P.flags.writeable = False
     return P
 
 

@@ -121,3 +121,10 @@ def test_unsorted_or_infinite_scores_are_refused() -> None:
         choose(Policy("epsilon"), np.array([1.0, 2.0]), 1, rng_for("r"))
     with pytest.raises(PolicyError):
         position_matrix(Policy("epsilon"), np.array([np.inf, 1.0]), 1)
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=str)
+def test_the_first_positions_alone_equal_those_of_the_whole_list(policy: Policy) -> None:
+    full = position_matrix(policy, SCORES, 10)
+    np.testing.assert_allclose(position_matrix(policy, SCORES, 10, positions=3), full[:, :3],
+                               rtol=1e-9, atol=1e-15)
