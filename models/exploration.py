@@ -44,11 +44,12 @@ from typing import Any
 import numpy as np
 
 from models import plackett_luce
+from models.weights import ModelError
 
 POLICIES = ("none", "epsilon", "plackett_luce")
 
 
-class PolicyError(ValueError):
+class PolicyError(ModelError):
     """A policy's name or parameters are not usable."""
 
 

@@ -41,11 +41,12 @@ from scipy.stats import norm
 
 from models.exploration import Policy, position_matrix
 from models.reward_model import RewardModel
+from models.weights import ModelError
 
 ESTIMATORS = ("ips", "snips", "dr")
 
 
-class OPEError(ValueError):
+class OPEError(ModelError):
     """Off-policy evaluation cannot answer for these logs and this candidate."""
 
 

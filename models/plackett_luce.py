@@ -39,6 +39,8 @@ import math
 import numpy as np
 from numba import njit
 
+from models.weights import ModelError
+
 STEP = 0.25
 """Trapezoid step in s = log t; the relative error falls like exp(-π² / STEP)."""
 LEFT_MASS = 1e-13
@@ -52,9 +54,9 @@ def normalized(weights: np.ndarray) -> np.ndarray:
     """Weights scaled so the largest is 1, with those below `MIN_WEIGHT` set to 0."""
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or len(w) == 0:
-        raise ValueError("weights must be a non-empty 1-D array")
+        raise ModelError("weights must be a non-empty 1-D array")
     if not np.all(np.isfinite(w)) or np.any(w < 0) or w.max() <= 0:
-        raise ValueError("weights must be finite, non-negative and not all zero")
+        raise ModelError("weights must be finite, non-negative and not all zero")
     w = w / w.max()
     return np.where(w >= MIN_WEIGHT, w, 0.0)
 

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from models.weights import ModelError
+
 RANK_INDICATORS = 3
 RIDGE = 1e-3
 
@@ -63,7 +65,7 @@ class RewardModel:
             rows.append(X[log.ranks[:shown], np.arange(shown)])
             ys.append(np.clip(log.rewards[:shown], 0.0, 1.0))
         if not rows:
-            raise ValueError("no shown slots to fit a reward model on")
+            raise ModelError("no shown slots to fit a reward model on")
         X, y = np.concatenate(rows), np.concatenate(ys)
         self.coef = _newton(X, y, RIDGE * len(y))
         return self
@@ -71,9 +73,9 @@ class RewardModel:
     def predict(self, scores: np.ndarray, positions: int | None = None) -> np.ndarray:
         """(candidates, positions) predicted outcome probabilities."""
         if self.coef is None:
-            raise ValueError("the reward model is not fitted")
+            raise ModelError("the reward model is not fitted")
         if positions is not None and positions != self.positions:
-            raise ValueError(f"fitted for {self.positions} positions, asked for {positions}")
+            raise ModelError(f"fitted for {self.positions} positions, asked for {positions}")
         return expit(features(scores, self.positions) @ self.coef)
 
 
