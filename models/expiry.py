@@ -58,6 +58,6 @@ class Horizon:
 
     def first_live_bucket(self, watermark: float) -> int:
         """Buckets below this one hold only expired entries (no bucket expires when off)."""
-        if not self.forgets:
+        if not self.forgets or watermark == -math.inf:  # nothing seen yet: nothing expired
             return -(1 << 62)
         return math.floor((watermark - self.seconds) / self.width)

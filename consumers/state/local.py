@@ -127,8 +127,11 @@ class LocalState:
         self._touched.add(user_id)
         last = entry.last_time
         if last is not None and self.user_horizon.expired(last, watermark):
-            fresh = UserEntry(self.new_history(), {}, partition, entry.stored_bucket,
-                              dropped=[*entry.dropped, *entry.ids])
+            # a new user; event ids within their own horizon still count (the batch may have
+            # just remembered one)
+            fresh = UserEntry(self.new_history(), dict(entry.ids), partition,
+                              entry.stored_bucket, added=entry.added, dropped=entry.dropped)
+            fresh.forget(lambda t: not self.id_horizon.expired(t, watermark), 0)
             self.cache.put(user_id, fresh)
             return fresh
         return entry
