@@ -208,8 +208,8 @@ class ServeView:
     def _follow(self) -> None:
         while not self._stop.is_set():
             try:
-                if not self.caught_up:
-                    self.catch_up()
+                if not self.caught_up:  # however long it takes: /ready says 503 meanwhile
+                    self.catch_up(timeout=3600.0)
                 elif not self.poll():
                     self._stop.wait(0.005)
             except KafkaFatalError as exc:
