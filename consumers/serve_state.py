@@ -29,10 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from consumers.packed_lists import PackedList, UserLists
-from models.topk import topk
-from models.trending import Trending
-from models.weights import EventWeights
-from refold.api import (
+from consumers.serve_messages import (
     Neighbour,
     PopularAnswer,
     Reason,
@@ -40,6 +37,9 @@ from refold.api import (
     SimilarAnswer,
     UserRecommendations,
 )
+from models.topk import topk
+from models.trending import Trending
+from models.weights import EventWeights
 
 POPULAR_DEPTH = 200
 """Popular items kept per category between refreshes (fills and `popular` answers take from it)."""

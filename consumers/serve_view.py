@@ -31,9 +31,9 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, TopicPartition
 
 from consumers.catalog_reader import CatalogReader
+from consumers.serve_messages import decode_similar
 from consumers.serve_state import ServeState
 from consumers.tail import TopicTail
-from refold.api import decode_similar
 from refold.config import Settings
 from refold.kafka import KafkaFatalError, make_consumer, where
 from refold.schemas import Item, SchemaError, decode_event, decode_recommendation

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from confluent_kafka import Message, Producer
 
+from consumers.serve_messages import SimilarItems
 from consumers.tail import TopicTail
 from models.similar import covisit_counts, named, similar_items
-from refold.api import SimilarItems
 from refold.config import Settings
 from refold.kafka import make_producer
 from refold.schemas import RecommendedItem, encode

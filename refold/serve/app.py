@@ -28,9 +28,9 @@ from litestar.params import Parameter, PathParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from consumers.serve_messages import PopularAnswer, Problem, SimilarAnswer, UserRecommendations
 from consumers.serve_state import NotHere, ServeState
 from refold import __version__
-from refold.api import PopularAnswer, Problem, SimilarAnswer, UserRecommendations
 from refold.serve import metrics
 
 MAX_K = 100

@@ -18,11 +18,11 @@ import uvicorn
 from confluent_kafka.admin import NewTopic
 
 from consumers.model_source import fit_log
+from consumers.serve_messages import SimilarItems
 from models.recommender import FoldInConfig, OnlineRecommender
 from models.weights import EventWeights
 from producers.datasets import load_movielens
 from producers.sdk import EventProducer
-from refold.api import SimilarItems
 from refold.config import Settings
 from refold.kafka import make_admin, make_producer
 from refold.schemas import Event, Item, RecommendedItem, encode

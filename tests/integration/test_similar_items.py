@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from confluent_kafka.admin import NewTopic
 
+from consumers.serve_messages import decode_similar
 from consumers.similar_publisher import TOPIC, Sequences, SimilarItemsPublisher
 from consumers.tail import TopicTail
 from models.als import csr_from, fit_als
 from models.weights import EventWeights
 from producers.datasets import load_movielens
-from refold.api import decode_similar
 from refold.config import Settings
 from refold.kafka import make_admin
 

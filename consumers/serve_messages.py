@@ -1,4 +1,4 @@
-"""The HTTP API's answers (`refold serve`), and the similar-items message it reads.
+"""What `refold serve` answers (HTTP), and the similar-items message it reads.
 
 Answers are msgspec structs: the server encodes them as JSON and derives its OpenAPI description
 from them. `SimilarItems` is the value of the compacted similar-items topic (key: the item id),
