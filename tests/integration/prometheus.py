@@ -167,19 +167,30 @@ class Prometheus:
 
 
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$job": ".+", "$instance": ".+"}
+
+
+def grafana_to_promql(expr: str) -> str:
+    """A dashboard's expression as Grafana sends it with every job and instance selected."""
+    for name, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(name, value)
+    return expr
 
 
 def promql_expressions() -> list[tuple[str, str]]:
-    """(where, expression) for every PromQL expression of the dashboards and the rule file."""
+    """(where, expression) for every PromQL expression of the dashboards (their variables set
+    to all jobs and instances) and the rule file."""
     found = []
     for path in sorted(DASHBOARDS.glob("*.json")):
         board = json.loads(path.read_text())
         for panel in board["panels"]:
             for target in panel.get("targets", []):
-                found.append((f"{path.name}: {panel['title']}", target["expr"]))
+                found.append((f"{path.name}: {panel['title']}",
+                              grafana_to_promql(target["expr"])))
         for ann in board.get("annotations", {}).get("list", []):
             if "expr" in ann:
-                found.append((f"{path.name}: annotation {ann['name']}", ann["expr"]))
+                found.append((f"{path.name}: annotation {ann['name']}",
+                              grafana_to_promql(ann["expr"])))
     for group in yaml.safe_load(RULES.read_text())["groups"]:
         for rule in group["rules"]:
             found.append((f"rules.yml: {rule.get('record') or rule.get('alert')}", rule["expr"]))

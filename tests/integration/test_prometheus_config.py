@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -133,9 +134,6 @@ def test_alerts_fire_on_the_series_they_watch(promtool, tmp_path: Path):
 def test_dashboards_are_provisionable():
     provider = yaml.safe_load(
         (ROOT / "deploy/grafana/provisioning/dashboards/refold.yml").read_text())["providers"][0]
-    datasource = yaml.safe_load(
-        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
-    uid = datasource["datasources"][0]["uid"]
     boards = [json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
     assert len(boards) == 3 and len({b["uid"] for b in boards}) == 3
@@ -143,9 +141,40 @@ def test_dashboards_are_provisionable():
         for panel in board["panels"]:
             grid = panel["gridPos"]
             assert grid["x"] + grid["w"] <= 24, (board["uid"], panel["title"])
-            for target in panel.get("targets", []):
-                assert target["datasource"]["uid"] == uid
-                assert "$" not in target["expr"], "Grafana variables do not reach Prometheus"
+
+
+def dashboard_queries(board: dict) -> list[dict]:
+    """Everything of a dashboard that queries a datasource: panels, targets, annotations,
+    template variables."""
+    annotations = [a for a in board["annotations"]["list"] if a.get("builtIn") != 1]
+    variables = [v for v in board["templating"]["list"] if v["type"] == "query"]
+    panels = [p for p in board["panels"] if p.get("datasource") is not None]
+    return annotations + variables + panels + [t for p in panels for t in p.get("targets", [])]
+
+
+SELECTOR = re.compile(r'(?<![:\w])((?:refold|process)_\w+|up)\b(?!\s*\()(\{[^}]*\})?')
+
+
+def test_dashboards_work_on_an_existing_grafana():
+    """A $datasource variable (no datasource uid of ours), $job and $instance filters on every
+    series, and no label that only refold's own scrape config adds."""
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        board = json.loads(path.read_text())
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        for name in ("job", "instance"):
+            assert variables[name]["type"] == "query" and variables[name]["includeAll"]
+            assert "refold_build_info" in variables[name]["definition"]
+        for thing in dashboard_queries(board):
+            assert thing["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, thing
+        exprs = [t["expr"] for t in dashboard_queries(board) if "expr" in t]
+        assert exprs and '"uid": "prometheus"' not in path.read_text()
+        for expr in exprs:
+            assert "role" not in expr and "refold:" not in expr, (path.name, expr)
+            for match in SELECTOR.finditer(expr):
+                assert match.group(2) and 'job=~"$job"' in match.group(2), (path.name, expr)
+                assert 'instance=~"$instance"' in match.group(2), (path.name, expr)
 
 
 def test_every_dashboard_and_rule_expression_parses():
