@@ -66,6 +66,7 @@ def operator_model(kind: str) -> Any:
     return getattr(v1, kind)
 
 
+@pytest.mark.slow  # importing the generated models takes ~10 s
 @pytest.mark.parametrize(("name", "doc"), OPERATOR, ids=ids(OPERATOR))
 def test_operator_resources_match_their_crd_models(name: str, doc: dict):
     """Typed models generated from the CRDs: types and enums are checked on load, and a field
@@ -75,6 +76,7 @@ def test_operator_resources_match_their_crd_models(name: str, doc: dict):
     assert dropped(doc, kept) == []
 
 
+@pytest.mark.slow
 def test_the_round_trip_catches_a_misspelt_field():
     doc = next(d for _, d in OPERATOR if d["kind"] == "ServiceMonitor")
     endpoint = {**doc["spec"]["endpoints"][0], "intervall": "15s"}
