@@ -257,15 +257,13 @@ def derive_user_indexes(user_horizon: Horizon) -> Callable[[bytes, bytes | None,
     from what the store held (`old`) to what the changelog says (`new`)."""
 
     def derive(key: bytes, old: bytes | None, new: bytes | None, batch: StoreBatch) -> None:
-        if parse_key(key)[0] != "user":
+        if key[:2] == b"~p":  # a partition's record (a user key never starts so: `user_key`)
             return
-        before = index_of(old) if old is not None else (None, [])
-        after = index_of(new) if new is not None else (None, [])
-        b0 = None if before[0] is None else user_horizon.bucket(before[0])
-        b1 = None if after[0] is None else user_horizon.bucket(after[0])
-        batch.activity(key, b0, b1)
-        now = dict(after[1])
-        batch.event_ids(key, [(i, t) for i, t in after[1]],
-                        [i for i, _ in before[1] if i not in now])
+        last0, ids0 = index_of(old) if old is not None else (None, [])
+        last1, ids1 = index_of(new) if new is not None else (None, [])
+        batch.activity(key, None if last0 is None else user_horizon.bucket(last0),
+                       None if last1 is None else user_horizon.bucket(last1))
+        now = {i for i, _ in ids1}
+        batch.event_ids(key, ids1, [i for i, _ in ids0 if i not in now])
 
     return derive

@@ -21,6 +21,8 @@ need (the last event time and the ids), for restores that do not decode historie
 
 from __future__ import annotations
 
+import binascii
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -29,7 +31,7 @@ import numpy as np
 
 from consumers.changelog import VERSION, unpack_history, user_value
 from models.history import UserHistory
-from models.packing import pack, unpack
+from models.packing import pack
 
 
 @dataclass(slots=True)
@@ -88,10 +90,18 @@ _index_decoder = msgspec.json.Decoder(_Indexed)
 _decoder = msgspec.json.Decoder()
 
 
-def _id_times(ids: list[str], packed: str | None, last: float | None) -> np.ndarray:
+def _floats(packed: str | list[float]) -> tuple[float, ...]:
+    """A packed float64 column (or a list of numbers, as earlier versions wrote) as floats."""
+    if not isinstance(packed, str):
+        return tuple(map(float, packed))
+    raw = binascii.a2b_base64(packed)
+    return struct.unpack(f"<{len(raw) // 8}d", raw)
+
+
+def _id_times(ids: list[str], packed: str | None, last: float | None) -> tuple[float, ...]:
     if packed is None:  # a record of an earlier version: the ids count as seen last
-        return np.full(len(ids), last if last is not None else 0.0)
-    times = unpack(packed, "<f8")
+        return (last if last is not None else 0.0,) * len(ids)
+    times = _floats(packed)
     if len(times) != len(ids):
         raise ValueError(f"user record: {len(times)} id times for {len(ids)} ids")
     return times
@@ -102,10 +112,9 @@ def index_of(value: bytes) -> tuple[float | None, list[tuple[str, float]]]:
     rec = _index_decoder.decode(value)
     if rec.v != VERSION:
         raise ValueError(f"user record of unknown version {rec.v!r}")
-    times = unpack(rec.history.times, "<f8")
-    last = float(times[-1]) if len(times) else None
-    return last, list(zip(rec.ids, _id_times(rec.ids, rec.id_times, last).tolist(),
-                          strict=True))
+    times = _floats(rec.history.times)
+    last = times[-1] if times else None
+    return last, list(zip(rec.ids, _id_times(rec.ids, rec.id_times, last), strict=True))
 
 
 def decode_user(value: bytes, index: Callable[[str], int], partition: int) -> UserEntry:
@@ -116,4 +125,4 @@ def decode_user(value: bytes, index: Callable[[str], int], partition: int) -> Us
     history = UserHistory.from_state(unpack_history(rec["history"]), index)
     ids = rec["ids"]
     times = _id_times(ids, rec.get("id_times"), history.last_time)
-    return UserEntry(history, dict(zip(ids, times.tolist(), strict=True)), partition)
+    return UserEntry(history, dict(zip(ids, times, strict=True)), partition)

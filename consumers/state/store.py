@@ -108,10 +108,9 @@ class StoreBatch:
     def event_ids(self, user_key: bytes, added: Iterable[tuple[str, float]],
                   removed: Iterable[str]) -> None:
         """Index event ids applied for the user (with their event times), and forget others."""
-        for event_id in removed:
-            self.changes.append((EVENT_IDS + event_id.encode(), None))
-        for event_id, t in added:
-            self.changes.append((EVENT_IDS + event_id.encode(), _TIME.pack(t) + user_key))
+        changes, pack = self.changes, _TIME.pack
+        changes.extend((EVENT_IDS + i.encode(), None) for i in removed)
+        changes.extend((EVENT_IDS + i.encode(), pack(t) + user_key) for i, t in added)
 
 
 def _activity_key(bucket: int, user_key: bytes) -> bytes:
