@@ -1,0 +1,146 @@
+"""`refold bridge`: a shop's own event topic into refold's events topic, exactly once.
+
+Each source record is decoded (JSON, or registry-framed JSON Schema/Avro, `consumers.registry`),
+mapped to an `Event` (`refold.mapping.EventMapping`: field names, type names, timestamps) and
+produced to the events topic keyed by its user id, so every event of a user lands on the
+partition that owns the user's state, whatever the source's key was. Records that cannot become
+events go to the dead-letter topic with their reason and original bytes; records of types the
+mapping skips are counted and dropped. It runs in `consumers.loop.TransactionalLoop`: per batch,
+the events, the dead letters and the source offsets commit in one transaction.
+
+An event without an id in the source gets `<topic>-<partition>-<offset>`: a record read again
+(after an abort, a crash, a rebalance) maps to the same event, which the workers apply once.
+
+>>> from refold.typed_config import Settings
+>>> transactional_id(Settings(topic_prefix="shop.", instance_id="bridge-1"))
+'shop.refold-bridge-bridge-1'
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+
+from consumers.batch import Output, WithoutHooks
+from consumers.deadletter import DeadLetters, Limits, Rejected
+from consumers.loop import TransactionalLoop
+from refold.mapping import EventMapping, MappingError, Skipped
+from refold.schemas import encode
+from refold.typed_config import Settings
+
+log = logging.getLogger(__name__)
+_json = msgspec.json.Decoder()
+
+Decode = Callable[[bytes], Any]
+"""Bytes of a source record to the record (a mapping); raises `Rejected` when it cannot."""
+
+
+def decode_json(value: bytes) -> Any:
+    """A plain JSON record."""
+    try:
+        return _json.decode(value)
+    except msgspec.DecodeError as exc:
+        raise Rejected("", f"not valid JSON ({exc})", "not_json") from None
+
+
+def mapping_of(settings: Settings) -> EventMapping:
+    """The bridge's mapping from its settings (`bridge_fields`, `bridge_types` ...)."""
+    return EventMapping.from_specs(
+        settings.bridge_fields, settings.bridge_types, settings.bridge_time_unit,
+        settings.bridge_skip_types, settings.bridge_default_type)
+
+
+def transactional_id(settings: Settings) -> str:
+    """Stable per bridge instance: a restarted instance fences its predecessor."""
+    return f"{settings.topic_prefix}{settings.bridge_group}-{settings.instance_id}"
+
+
+class Bridge(WithoutHooks):
+    """The `Processor` of the bridge: map each record, produce the event or a dead letter."""
+
+    def __init__(self, settings: Settings, mapping: EventMapping, decode: Decode = decode_json,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.events_topic = settings.topic("events")
+        self.mapping = mapping
+        self.decode = decode
+        self.limits = Limits.of(settings)
+        self.dead_letters = DeadLetters(settings)
+        self.clock = clock
+        self.counts: Counter[str] = Counter()
+        """Committed records by outcome: `events`, `skipped`, `dead_letters`."""
+        self._staged: Counter[str] = Counter()
+        self._rejects: Counter[str] = Counter()
+
+    def handle(self, messages: list[Message], out: Output) -> None:
+        now = self.clock()
+        for msg in messages:
+            try:
+                event = self.map(msg, now)
+            except Skipped:
+                self._staged["skipped"] += 1
+                continue
+            except Rejected as err:
+                self.dead_letters.send(out, msg, err, now)
+                self._staged["dead_letters"] += 1
+                self._rejects[err.error_class] += 1
+                continue
+            out.produce(self.events_topic, encode(event), event.user_id)
+            self._staged["events"] += 1
+
+    def map(self, msg: Message, now: float) -> Any:
+        """One source message to its event; `Rejected` or `Skipped` when it is none."""
+        value = msg.value()
+        if value is None:
+            raise Rejected("", "empty message (null value)", "null_value")
+        if len(value) > self.limits.max_message_bytes:
+            raise Rejected("", f"message of {len(value)} bytes exceeds max_message_bytes "
+                           f"({self.limits.max_message_bytes})", "oversize")
+        record = self.decode(value)
+        kind, ms = msg.timestamp()
+        fallback = ms / 1000.0 if kind != TIMESTAMP_NOT_AVAILABLE and ms >= 0 else None
+        try:
+            event = self.mapping.map_record(
+                record, fallback_time=fallback,
+                fallback_id=f"{msg.topic()}-{msg.partition()}-{msg.offset()}")
+        except MappingError as exc:
+            raise Rejected(exc.field, exc.reason, exc.error_class) from None
+        ahead = event.event_time - now
+        if ahead > self.limits.max_future_seconds:
+            raise Rejected("event_time", f"{ahead:.0f} s in the future (max_future_seconds is "
+                           f"{self.limits.max_future_seconds:g})", "future_time")
+        return event
+
+    def promote(self) -> None:
+        self.counts.update(self._staged)
+        self.dead_letters.count(self._rejects)
+        self.rollback()
+
+    def rollback(self) -> None:
+        self._staged.clear()
+        self._rejects.clear()
+
+    def summary(self, seconds: float) -> str:
+        c = self.counts
+        rate = c["events"] / seconds if seconds > 0 else 0.0
+        dead = ", ".join(f"{k} {v}" for k, v in sorted(self.dead_letters.counts.items()))
+        return (f"{c['events']:,} events, {c['skipped']:,} skipped, {c['dead_letters']:,} dead "
+                f"letters{f' ({dead})' if dead else ''} in {seconds:.1f} s ({rate:,.0f}/s)")
+
+
+def build_bridge(settings: Settings, mapping: EventMapping | None = None,
+                 decode: Decode = decode_json, **loop_options: Any
+                 ) -> tuple[Bridge, TransactionalLoop]:
+    """The bridge over `settings.bridge_source_topic`, and the loop that runs it exactly once."""
+    if not settings.bridge_source_topic:
+        raise ValueError("the bridge needs a source topic (bridge_source_topic, --source)")
+    bridge = Bridge(settings, mapping or mapping_of(settings), decode)
+    loop = TransactionalLoop(
+        settings, bridge, topics=[settings.bridge_source_topic], group_id=settings.bridge_group,
+        transactional_id=transactional_id(settings), **loop_options)
+    return bridge, loop
