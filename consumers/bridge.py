@@ -1,6 +1,6 @@
 """`refold bridge`: a shop's own event topic into refold's events topic, exactly once.
 
-Each source record is decoded (JSON, or registry-framed JSON Schema/Avro, `consumers.registry`),
+Each source record is decoded (JSON, plain or in a schema registry's wire format),
 mapped to an `Event` (`refold.mapping.EventMapping`: field names, type names, timestamps) and
 produced to the events topic keyed by its user id, so every event of a user lands on the
 partition that owns the user's state, whatever the source's key was. Records that cannot become
@@ -42,7 +42,14 @@ Decode = Callable[[bytes], Any]
 
 
 def decode_json(value: bytes) -> Any:
-    """A plain JSON record."""
+    """A JSON record, plain or in the schema-registry wire format (a 0 byte and a 4-byte schema
+    id before the JSON of a JSON Schema serializer; no JSON text starts with a 0 byte).
+
+    >>> decode_json(b'{"uid": 1}'), decode_json(bytes([0, 0, 0, 0, 7]) + b'{"uid": 1}')
+    ({'uid': 1}, {'uid': 1})
+    """
+    if value[:1] == b"\x00" and len(value) > 5:
+        value = value[5:]
     try:
         return _json.decode(value)
     except msgspec.DecodeError as exc:

@@ -60,6 +60,8 @@ def shop_records(rng: random.Random) -> tuple[list[tuple[bytes, bytes]], dict[st
         elif kind in (3, 4):
             record["action"] = "heartbeat"
             value, outcome = json.dumps(record).encode(), "skipped"
+        elif kind == 5:  # a JSON Schema serializer's wire format: 0, schema id, JSON
+            value, outcome = bytes([0, 0, 0, 0, 42]) + json.dumps(record).encode(), "events"
         else:
             value, outcome = json.dumps(record).encode(), "events"
         out.append((sid.encode(), value))
