@@ -1,0 +1,162 @@
+"""Approximate maximum-inner-product retrieval over item vectors: candidates for exact re-scoring.
+
+A user's list is the top K of x·y over the catalog. For a large catalog `MipsIndex` proposes a few
+hundred candidates and `models.candidates` scores them exactly, so only the retrieval is
+approximate. The index is a graph (HNSW, faiss's `IndexHNSWFlat`) whose similarity is the inner
+product itself, the index type that returns maximum-inner-product neighbours directly. The other
+way, the Euclidean reduction (append sqrt(M² − |y|²) to every item, 0 to the query, then nearest
+neighbours are exactly the largest inner products), keeps the order exact but the graph, built on
+points crowded near one pole of the sphere, navigates badly: measured by
+`python -m refold.bench.ann_choice`, it found 13% of the top 20 where the inner-product graph
+found 96% (100K items of ALS-like norms, 100 candidates). The same benchmark chose faiss: on 300K
+such items, at recall 0.96 all three libraries needed the same beam (384); faiss built in 37 CPU s
+(hnswlib 50, usearch 67) and answered in 0.57 ms per user alone, 0.44 ms in a batch (hnswlib
+0.48 / 0.45, usearch 1.06 / 0.85), where the exact scan takes 7.4 ms.
+
+Labels are the caller's item indices (e.g. catalog indices); the graph holds rows of the matrix it
+was built from, mapped to labels by `labels` (settable: items placed after the build). An item
+that gets a vector after the build (`add`) is searchable at once: it waits in `pending`, which
+`candidates` returns along with the graph's answer (the caller scores them exactly), and `drain`
+moves a bounded number of pending items into the graph between batches. An item added again keeps
+one label; its earlier graph entry may still propose it, which exact re-scoring makes harmless.
+
+>>> Y = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0]] * np.array([1, 2, 3, 4, 5])[:, None]
+>>> ix = MipsIndex(Y.astype(np.float32), AnnConfig(candidates=2))
+>>> ix.search(np.array([[1.0, 0, 0, 0.5]], dtype=np.float32), 2).tolist()
+[[4, 3]]
+>>> ix.add([7]); ix.candidates(np.ones((1, 4), np.float32), 1).tolist()
+[[4, 7]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.candidates import with_columns
+from models.weights import ModelError
+
+
+@dataclass(frozen=True)
+class AnnConfig:
+    """When the index is used and how it is built and searched."""
+
+    min_items: int = 200_000
+    """Catalog size from which ranking retrieves candidates instead of scanning every item."""
+    candidates: int = 100
+    """Items fetched per user before exact re-scoring (plus the user's excluded items)."""
+    connectivity: int = 16
+    """Graph degree (HNSW M): more is better recall, more memory and a slower build."""
+    ef_construction: int = 100
+    ef_search: int = 192
+    """Search beam: at least `candidates`; more is better recall and a slower search."""
+    build_threads: int = 1
+    drain_items: int = 256
+    """Pending items moved into the graph per `drain` (bounds the work between batches)."""
+
+    def enabled_for(self, n_items: int) -> bool:
+        return n_items >= self.min_items
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ModelError("approximate retrieval needs faiss: pip install 'refold[ann]'") from exc
+    return faiss
+
+
+class MipsIndex:
+    """An inner-product HNSW graph over item vectors (see the module docstring)."""
+
+    def __init__(self, vectors: np.ndarray, config: AnnConfig | None = None,
+                 labels: np.ndarray | None = None) -> None:
+        """Build the graph over the rows of `vectors` (labels default to the row numbers); this
+        takes seconds to minutes, so build off the processing thread."""
+        faiss = _faiss()
+        self.config = config or AnnConfig()
+        V = np.ascontiguousarray(vectors, dtype=np.float32)
+        if V.ndim != 2 or not np.isfinite(V).all():
+            raise ModelError(f"item vectors must be a finite 2-D array, got shape {V.shape}")
+        self.labels = np.arange(len(V), dtype=np.int64) if labels is None else \
+            np.array(labels, dtype=np.int64)
+        if len(self.labels) != len(V):
+            raise ModelError(f"{len(self.labels)} labels for {len(V)} vectors")
+        self._graph = faiss.IndexHNSWFlat(V.shape[1], self.config.connectivity,
+                                          faiss.METRIC_INNER_PRODUCT)
+        self._graph.hnsw.efConstruction = self.config.ef_construction
+        # OpenMP's thread count is per calling thread: the processing thread keeps its own.
+        faiss.omp_set_num_threads(self.config.build_threads)
+        self._graph.add(V)
+        self._params = faiss.SearchParametersHNSW(efSearch=self.config.ef_search)
+        self._pending: dict[int, None] = {}
+
+    @property
+    def dim(self) -> int:
+        return int(self._graph.d)
+
+    def __len__(self) -> int:
+        return int(self._graph.ntotal)
+
+    @property
+    def pending(self) -> np.ndarray:
+        """Labels added since the build that are not in the graph yet (sorted)."""
+        return np.array(sorted(self._pending), dtype=np.int64)
+
+    def add(self, labels: Any) -> None:
+        """Make items searchable at once: `candidates` returns them until `drain` puts them in
+        the graph (with their vectors as of then)."""
+        for label in np.asarray(labels, dtype=np.int64).tolist():
+            self._pending[label] = None
+
+    def drain(self, vectors: np.ndarray, limit: int | None = None) -> int:
+        """Move up to `limit` (default `drain_items`) pending items into the graph, with their
+        rows of `vectors` (indexed by label); returns how many moved."""
+        limit = self.config.drain_items if limit is None else limit
+        take = list(self._pending)[:limit]
+        if not take:
+            return 0
+        V = np.ascontiguousarray(vectors[take], dtype=np.float32)
+        self._graph.add(V)
+        self.labels = np.concatenate([self.labels, np.array(take, dtype=np.int64)])
+        for label in take:
+            del self._pending[label]
+        return len(take)
+
+    def search(self, X: np.ndarray, n: int) -> np.ndarray:
+        """The graph's best `n` labels per row of `X` (B, dim), -1 where it has fewer."""
+        X = np.ascontiguousarray(np.atleast_2d(X), dtype=np.float32)
+        if X.shape[1] != self.dim:
+            raise ModelError(f"queries have {X.shape[1]} dimensions, the index {self.dim}")
+        n = max(1, min(int(n), len(self)))
+        params = self._params
+        if n > self.config.ef_search:  # the beam must hold the answer
+            params = _faiss().SearchParametersHNSW(efSearch=n)
+        _, pos = self._graph.search(X, n, params=params)
+        return np.where(pos >= 0, self.labels[np.maximum(pos, 0)], -1)
+
+    def candidates(self, X: np.ndarray, n: int,
+                   extra: list[np.ndarray | None] | None = None) -> np.ndarray:
+        """`search` plus the pending items and each row's `extra` (e.g. its session's items):
+        sorted, unique, -1 padded (`models.candidates.with_columns`)."""
+        found = self.search(X, n)
+        pending = self.pending
+        rows = extra if extra is not None else [None] * len(found)
+        merged = [pending if e is None else np.concatenate([pending, e]) for e in rows]
+        return with_columns(found, merged)
+
+    def score_range(self, X: np.ndarray, vectors: np.ndarray, hidden: np.ndarray | None = None,
+                    n: int = 8) -> np.ndarray:
+        """Per row, max |x·y| over shown items (approximately: the best `n` of x and of −x,
+        and the pending items), the session blend's f_max. `vectors` are indexed by label."""
+        X = np.atleast_2d(X).astype(np.float32)
+        cands = with_columns(np.hstack([self.search(X, n), self.search(-X, n)]),
+                             [self.pending] * len(X))
+        safe = np.maximum(cands, 0)
+        S = np.abs(np.einsum("bck,bk->bc", vectors[safe], X))
+        S[cands < 0] = 0.0
+        if hidden is not None:
+            S[(cands >= 0) & hidden[safe]] = 0.0
+        return S.max(axis=1, initial=0.0).astype(np.float64)
