@@ -13,9 +13,9 @@ from collections.abc import Callable
 from confluent_kafka import Message
 
 from consumers.tail import TopicTail
-from refold.config import Settings
-from refold.kafka import where
-from refold.schemas import Item, SchemaError, decode_item
+from refold.core.config import Settings
+from refold.core.kafka import where
+from refold.core.schemas import Item, SchemaError, decode_item
 
 log = logging.getLogger(__name__)
 

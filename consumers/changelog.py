@@ -41,8 +41,9 @@ import msgspec
 from confluent_kafka import Consumer, TopicPartition
 
 from models.packing import pack, unpack
-from refold.config import Settings
-from refold.kafka import make_consumer, watermarks
+from refold.core.config import Settings
+from refold.core.errors import ConsumerError
+from refold.core.kafka import make_consumer, watermarks
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
-class ChangelogError(RuntimeError):
+class ChangelogError(ConsumerError):
     """The changelog cannot give the state at the committed offsets."""
 
 

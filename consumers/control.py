@@ -26,8 +26,9 @@ import msgspec
 from confluent_kafka import KafkaError, Message, Producer
 
 from consumers.tail import TopicTail
-from refold.config import Settings
-from refold.kafka import make_producer, where
+from refold.core.config import Settings
+from refold.core.errors import ConsumerError
+from refold.core.kafka import make_producer, where
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class RefitRequest(msgspec.Struct, kw_only=True):
     worker: str
 
 
-class ControlError(ValueError):
+class ControlError(ConsumerError, ValueError):
     """A control message does not decode."""
 
 

@@ -5,7 +5,7 @@ without a broker; `DeadLetters` sends the rejects (original key and value, and h
 reason and where the message was read) inside the worker's transaction, and counts them by class.
 
 >>> import time
->>> from refold.config import Settings
+>>> from refold.core.config import Settings
 >>> limits = Limits.of(Settings())
 >>> check_event_message(b"u1", b'{"v":1,"event_id":"e","user_id":"u1","item_id":"i",'
 ...                     b'"event_type":"click","event_time":1}', limits, now=10.0).item_id
@@ -27,16 +27,17 @@ from typing import Protocol
 
 from confluent_kafka import Message
 
-from refold.config import Settings
-from refold.kafka import where
-from refold.schemas import Event, SchemaError, decode_event
+from refold.core.config import Settings
+from refold.core.errors import ConsumerError
+from refold.core.kafka import where
+from refold.core.schemas import Event, SchemaError, decode_event
 
 log = logging.getLogger(__name__)
 
 ID_FIELDS = ("event_id", "user_id", "item_id")
 
 
-class Rejected(SchemaError):
+class Rejected(SchemaError, ConsumerError):
     """A message that is not a usable event; `error_class` is a short, bounded category."""
 
     def __init__(self, field: str, reason: str, error_class: str) -> None:

@@ -38,10 +38,10 @@ from consumers.loop import Output, TransactionalLoop, next_offsets
 from models.foldin import ItemFactors
 from models.partition import PartitionUndo
 from models.recommender import OnlineRecommender, PreparedFactors, Recs
-from models.weights import ModelError
-from refold.config import Settings
-from refold.kafka import where
-from refold.schemas import Cause, Event, Recommendation, RecommendedItem, encode
+from refold.core.config import Settings
+from refold.core.errors import ModelError
+from refold.core.kafka import where
+from refold.core.schemas import Cause, Event, Recommendation, RecommendedItem, encode
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from consumers.monitor import Monitor
-from refold import metrics as M
+from refold.core import metrics as M
 
 OFFSET_INVALID = -1001  # librdkafka: no position or watermark known yet
 

@@ -61,8 +61,8 @@ from consumers.txn import (
     fatal_error,
     let_go,
 )
-from refold.config import Settings
-from refold.kafka import KafkaFatalError, error_cb, make_consumer, make_producer, where
+from refold.core.config import Settings
+from refold.core.kafka import KafkaFatalError, error_cb, make_consumer, make_producer, where
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,13 @@ from models.als import csr_from, fit_als
 from models.foldin import ItemFactors
 from models.recommender import FoldInConfig
 from models.snapshot import MAGIC, Snapshot
-from refold.config import Settings
+from refold.core.config import Settings
+from refold.core.errors import ConsumerError
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("ml-100k",)
 
-
-class ModelSourceError(ValueError):
+class ModelSourceError(ConsumerError, ValueError):
     """A model file cannot be read, or a `--fit-from` spec is not understood."""
 
 
@@ -71,25 +70,10 @@ def foldin_config(settings: Settings, **changes: object) -> FoldInConfig:
     return FoldInConfig.from_mapping({**values, **changes})
 
 
-def fit_from(spec: str, settings: Settings, config: FoldInConfig | None = None,
-             limit: int | None = None, random_state: int = 0) -> ItemFactors:
-    """Fit implicit ALS on a dataset named `<dataset>:<path>` (e.g. `ml-100k:/data/ml-100k`),
-    with the event weights the fold-in uses, so served users and trained users agree."""
-    name, sep, path = spec.partition(":")
-    if not sep or name not in DATASETS or not path:
-        raise ModelSourceError(f"--fit-from {spec!r}: expected one of "
-                               f"{', '.join(d + ':PATH' for d in DATASETS)}")
-    from producers.datasets import load_movielens
-
-    events, _catalog = load_movielens(path)
-    if limit is not None:
-        events = events[:limit]
-    return fit_log(events, settings, config, random_state)
-
-
 def fit_log(events, settings: Settings, config: FoldInConfig | None = None,
             random_state: int = 0) -> ItemFactors:
-    """Fit ALS item factors on an `InteractionLog` (users × items of summed event weights)."""
+    """Fit ALS item factors on an `InteractionLog` (users × items of summed event weights),
+    with the event weights the fold-in uses, so served users and trained users agree."""
     config = config or foldin_config(settings)
     weight = config.weights.weight
     w = np.fromiter((weight(t, None if v != v else v) for t, v in

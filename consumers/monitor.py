@@ -7,7 +7,7 @@ judged against its user's list from an earlier batch (test, then train), the hit
 a drop in the hit rate (or another detector named in `refit_on`) calls `request_refit(reason)`,
 at most once per `refit_cooldown` seconds.
 
->>> from refold.schemas import Event
+>>> from refold.core.schemas import Event
 >>> m = Monitor(k=2, clock=lambda: 0.0)
 >>> ev = Event(event_id="e1", user_id="u1", item_id="a", event_type="purchase", event_time=1.0)
 >>> m.on_batch([ev], [Published("u1", ["b", "c"], "collaborative", 1)]).judged
@@ -32,8 +32,9 @@ from confluent_kafka import TopicPartition
 
 from models.drift import DistributionDrift, HitRateDrift, MeanShiftDrift, SnapshotChurn
 from models.online_quality import CategoriesOf, OnlineQuality
-from models.weights import EventWeights, ModelError
-from refold import metrics as M
+from models.weights import EventWeights
+from refold.core import metrics as M
+from refold.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def item_ids(items: Iterable[Any]) -> list[str]:
 
 
 class Monitor:
-    """Drift detectors and online quality of one worker, mirrored into `refold.metrics`."""
+    """Drift detectors and online quality of one worker, mirrored into `refold.core.metrics`."""
 
     def __init__(
         self,
@@ -121,8 +122,9 @@ class Monitor:
     ) -> BatchReport:
         """Account for one committed batch.
 
-        `events` are the batch's valid events in order (`refold.schemas.Event` or alike);
-        `published` the lists produced (`Published`, `Recs` or `refold.schemas.Recommendation`);
+        `events` are the batch's valid events in order (`refold.core.schemas.Event` or alike);
+        `published` the lists produced (`Published`, `Recs` or
+        `refold.core.schemas.Recommendation`);
         `latencies` per event, from its batch's start to the commit that made its list visible;
         `freshness` per event, from its Kafka timestamp to that commit; `dead_letters` the short
         error class of each rejected message.

@@ -5,7 +5,7 @@ transaction committed, together with the offsets they cover). Use it as a contex
 
     with RecommendationsView(settings) as view:
         view.catch_up()
-        rec = view.get("u1")          # a refold.schemas.Recommendation, or None
+        rec = view.get("u1")          # a refold.core.schemas.Recommendation, or None
 
 `start()` keeps it up to date in a background thread until `stop()` (or the end of the `with`).
 """
@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from confluent_kafka import Message
 
 from consumers.tail import TopicTail
-from refold.config import Settings
-from refold.kafka import where
-from refold.schemas import Recommendation, SchemaError, decode_recommendation
+from refold.core.config import Settings
+from refold.core.kafka import where
+from refold.core.schemas import Recommendation, SchemaError, decode_recommendation
 
 log = logging.getLogger(__name__)
 

@@ -37,10 +37,11 @@ from consumers.snapshots import SnapshotFollower, SnapshotPublisher
 from models.refit import Gate, RefitParams, train
 from models.snapshot import CHUNK_BYTES, Snapshot, Watermark
 from models.store import InteractionStore, StoreConfig
-from models.weights import EventWeights, ModelError
-from refold.config import Settings
-from refold.kafka import KafkaFatalError, make_consumer, watermarks, where
-from refold.schemas import SchemaError, decode_event
+from models.weights import EventWeights
+from refold.core.config import Settings
+from refold.core.errors import ConsumerError, ModelError
+from refold.core.kafka import KafkaFatalError, make_consumer, watermarks, where
+from refold.core.schemas import SchemaError, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Triggers:
     checkpoint_seconds: float = 300.0
 
 
-class RefitAborted(Exception):
+class RefitAborted(ConsumerError):
     """Shutdown was requested during a training."""
 
 

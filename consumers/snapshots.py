@@ -39,8 +39,9 @@ from models.snapshot import (
     extend_manifest,
     parse_key,
 )
-from refold.config import Settings
-from refold.kafka import (
+from refold.core.config import Settings
+from refold.core.errors import ConsumerError
+from refold.core.kafka import (
     KafkaFatalError,
     make_admin,
     make_consumer,
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 MB = 1e6
 
 
-class SnapshotPublishError(RuntimeError):
+class SnapshotPublishError(ConsumerError):
     """A chunk or the manifest was not acknowledged: the version is not live."""
 
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from refold.config import Settings
-from refold.kafka import KafkaFatalError, make_consumer, watermarks
+from refold.core.config import Settings
+from refold.core.kafka import KafkaFatalError, make_consumer, watermarks
 
 log = logging.getLogger(__name__)
 

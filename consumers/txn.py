@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from refold.kafka import KafkaFatalError
+from refold.core.errors import ConsumerError
+from refold.core.kafka import KafkaFatalError
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,11 @@ of its own controlled shutdown, is decommissioned): every call then times out, a
 replaces the producer (`Stalled`)."""
 
 
-class Fenced(KafkaFatalError):
+class Fenced(KafkaFatalError, ConsumerError):
     """A newer producer with this transactional.id exists: this worker is a zombie."""
 
 
-class Stalled(Exception):
+class Stalled(ConsumerError):
     """A transaction's call timed out: the producer is replaced rather than asked again."""
 
 

@@ -30,7 +30,7 @@ from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
 from models.foldin import ItemFactors
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 
 def csr_from(

@@ -1,8 +1,9 @@
 """`FoldInConfig`: the settings of `models.recommender.OnlineRecommender` that do not depend on the
 item factors (decay, cold start, exclusions, the session blend, ...).
 
-Field names, and defaults where both have the field, are those of `refold.config.Settings`, from
-which `consumers.model_source.foldin_config` builds the worker's configuration.
+Field names, and defaults where both have the field, are those of
+`refold.core.config.Settings`, from which `consumers.model_source.foldin_config` builds the
+worker's configuration.
 
 >>> FoldInConfig.from_mapping({"k": 10, "decay": "none"}).decay_spec().mode
 'none'
@@ -15,13 +16,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from models.history import Decay
-from models.weights import EventWeights, ModelError
+from models.weights import EventWeights
+from refold.core.errors import ModelError
 
 
 @dataclass(frozen=True)
 class FoldInConfig:
     """Settings that do not depend on the factors; names and defaults match
-    `refold.config.Settings` where both have them."""
+    `refold.core.config.Settings` where both have them."""
 
     alpha: float = 2.0
     regularization: float = 5.0

@@ -128,7 +128,8 @@ class OnlineRecommender(Ranking):
                            partition, popularity=True)[0]
 
     def learn_event(self, ev: Any, partition: int = 0) -> float:
-        """`learn` from an event object (`refold.schemas.Event` or anything with its fields)."""
+        """`learn` from an event object (`refold.core.schemas.Event`, or anything with its
+        fields)."""
         return self._learn_event(ev, partition, popularity=True)[0]
 
     def process_batch(

@@ -38,7 +38,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 MAGIC = b"RFLDSNP1"
 FORMAT = 1

@@ -33,7 +33,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.snapshot import pack, unpack
-from models.weights import EventWeights, ModelError
+from models.weights import EventWeights
+from refold.core.errors import ModelError
 
 MAGIC = b"RFLDSTO1"
 ID_BYTES = 160

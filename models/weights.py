@@ -1,4 +1,4 @@
-"""Implicit-feedback weight of each event type, and the package's base exception.
+"""Implicit-feedback weight of each event type, and the list of event types.
 
 A weight is what the fold-in multiplies by `alpha` to get implicit-ALS confidence: a positive
 weight says "the user likes the item" (preference 1), a negative one "the user does not"
@@ -9,11 +9,10 @@ weight says "the user likes the item" (preference 1), a negative one "the user d
 (0.3, 1.0, -0.5, 2.0)
 >>> EventWeights(ratings_as_positive=True).weight("rating", 2)
 1.0
->>> w.weight("like")
+>>> w.weight("like")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-models.weights.ModelError: unknown event type 'like'; known: view, click, add_to_cart, purchase, \
-bookmark, rating, dismiss
+refold.core.errors.ModelError: unknown event type 'like'; known: view, click, add_to_cart, ...
 """
 
 from __future__ import annotations
@@ -22,13 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from refold.core.errors import ModelError
+
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "bookmark", "rating", "dismiss")
 BLOCKING_TYPES = frozenset({"dismiss"})
 """Event types after which the caller blocks the item for the user."""
-
-
-class ModelError(ValueError):
-    """Bad input to the models package (unknown event type, shape mismatch, non-finite factors)."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from refold.schemas import EVENT_TYPES, Event, Item
+from refold.core.errors import ProducerError
+from refold.core.schemas import EVENT_TYPES, Event, Item
 
 ML_100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 ML_100K_GENRES = (
@@ -39,7 +40,7 @@ ML_100K_GENRES = (
 )  # the order of the genre flag columns of u.item, used when u.genre is absent
 
 
-class DatasetError(ValueError):
+class DatasetError(ProducerError, ValueError):
     """A dataset is missing, malformed, or lacks a requested column; the message says where."""
 
 
@@ -155,7 +156,7 @@ def _check_rows(cols: dict[str, np.ndarray], where: str = "", lines: Any = None)
 
 
 class Catalog(list[Item]):
-    """A dataset's catalog: a list of `refold.schemas.Item`."""
+    """A dataset's catalog: a list of `refold.core.schemas.Item`."""
 
     def by_id(self) -> dict[str, Item]:
         return {item.item_id: item for item in self}

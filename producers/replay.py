@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from producers.sdk import EventProducer
-from refold.schemas import Event, Item
+from refold.core.schemas import Event, Item
 
 
 @dataclass

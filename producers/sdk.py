@@ -17,16 +17,17 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from refold.config import Settings
-from refold.kafka import make_producer
-from refold.schemas import Event, Item, decode_event, encode
+from refold.core.config import Settings
+from refold.core.errors import ProducerError
+from refold.core.kafka import make_producer
+from refold.core.schemas import Event, Item, decode_event, encode
 
 log = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(ProducerError):
     """Some messages were not acknowledged by the broker."""
 
     def __init__(self, failures: list[tuple[str, str]]) -> None:

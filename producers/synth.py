@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from producers.datasets import Catalog, InteractionLog
-from refold.schemas import EVENT_TYPES, Item
+from refold.core.schemas import EVENT_TYPES, Item
 
 DAY = 86_400.0
 _FUNNEL = np.array([EVENT_TYPES.index(t) for t in ("view", "click", "add_to_cart", "purchase")])

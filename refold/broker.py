@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from refold.config import Settings
+from refold.core.config import Settings
+from refold.core.errors import AppError
 
 KAFKA_VERSION = "4.1.1"
 MIN_JAVA = 17
 log = logging.getLogger(__name__)
 
 
-class BrokerError(RuntimeError):
+class BrokerError(AppError):
     """The local broker cannot be set up, started or reached."""
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from refold.config import Settings
+from refold.core.config import Settings
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 

@@ -26,6 +26,8 @@ from typing import Literal
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from refold.core.errors import AppError
+
 Series = tuple[np.ndarray, np.ndarray]
 """(Unix times, values)."""
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -95,7 +97,7 @@ PANELS = (
 )
 
 
-class ReportError(RuntimeError):
+class ReportError(AppError):
     """A source could not be read."""
 
 

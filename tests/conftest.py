@@ -25,7 +25,7 @@ def bootstrap() -> str:
     or `refold broker stop` ends it).
     """
     from refold.broker import ensure_bootstrap
-    from refold.config import load_settings
+    from refold.core.config import load_settings
 
     return ensure_bootstrap(load_settings())
 

@@ -35,9 +35,9 @@ from models.history import STATE_VERSION
 from models.recommender import OnlineRecommender
 from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
-from refold.config import Settings
-from refold.kafka import make_admin, make_consumer, make_producer
-from refold.topics import create_topics, delete_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_consumer, make_producer
+from refold.core.topics import create_topics, delete_topics
 
 GUARANTEES = ("exactly-once", "at-least-once")
 

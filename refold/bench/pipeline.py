@@ -44,10 +44,10 @@ from models.snapshot import Snapshot
 from producers.replay import replay
 from producers.sdk import EventProducer
 from refold.bench.pipeline_consumers import KINDS, BenchError, ConsumerProcess
-from refold.config import Settings
-from refold.kafka import make_admin
-from refold.schemas import Event, Item, decode_event, decode_recommendation
-from refold.topics import create_topics, delete_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin
+from refold.core.schemas import Event, Item, decode_event, decode_recommendation
+from refold.core.topics import create_topics, delete_topics
 
 WARMUP_EVENTS = 100
 """Sent and covered before the latency stream starts: the consumer has joined and run a batch."""

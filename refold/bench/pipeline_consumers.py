@@ -25,14 +25,15 @@ from confluent_kafka import Message
 
 from consumers.batch import WithoutHooks
 from consumers.loop import Output, TransactionalLoop
-from refold.config import Settings
-from refold.schemas import decode_event, encode
+from refold.core.config import Settings
+from refold.core.errors import AppError
+from refold.core.schemas import decode_event, encode
 
 KINDS = ("refold", "passthrough")
 MODULE = "refold.bench.pipeline_consumers"
 
 
-class BenchError(RuntimeError):
+class BenchError(AppError):
     """A consumer process failed, or a run did not finish."""
 
 

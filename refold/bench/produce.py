@@ -11,10 +11,10 @@ import time
 
 from producers.sdk import EventProducer
 from refold.bench.serde import _sample
-from refold.config import Settings
-from refold.kafka import make_admin, make_producer
-from refold.schemas import encode
-from refold.topics import create_topics, delete_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_producer
+from refold.core.schemas import encode
+from refold.core.topics import create_topics, delete_topics
 
 
 def run(settings: Settings, n: int = 100_000) -> dict:

@@ -25,9 +25,9 @@ from consumers.snapshots import SnapshotPublisher, load_latest
 from models.refit import RefitParams
 from models.snapshot import Snapshot
 from producers.datasets import InteractionLog
-from refold.config import Settings
-from refold.kafka import make_admin
-from refold.topics import create_topics, delete_topics, topic_specs
+from refold.core.config import Settings
+from refold.core.kafka import make_admin
+from refold.core.topics import create_topics, delete_topics, topic_specs
 
 MB = 1e6
 

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable
 
-from refold.schemas import EVENT_TYPES, Event, decode_event, encode
+from refold.core.schemas import EVENT_TYPES, Event, decode_event, encode
 
 _TYPES = frozenset(EVENT_TYPES)
 

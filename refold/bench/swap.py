@@ -46,10 +46,10 @@ from consumers.snapshots import SnapshotPublisher
 from consumers.tail import TopicTail
 from models.snapshot import Snapshot
 from producers.sdk import EventProducer
-from refold.config import Settings
-from refold.kafka import make_admin
-from refold.schemas import Event, decode_recommendation
-from refold.topics import create_topics, delete_topics, topic_specs
+from refold.core.config import Settings
+from refold.core.kafka import make_admin
+from refold.core.schemas import Event, decode_recommendation
+from refold.core.topics import create_topics, delete_topics, topic_specs
 
 WARMUP_EVENTS = 200
 SETTLE_S = 1.0

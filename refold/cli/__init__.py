@@ -9,7 +9,33 @@ from typing import Any
 import click
 
 from refold import __version__
-from refold.config import ConfigError, Settings, load_settings
+from refold.core.config import ConfigError, Settings, load_settings
+from refold.core.errors import AppError, RefoldError, exit_code
+
+
+class Failed(click.ClickException, AppError):
+    """A `RefoldError` that stopped a command, as click shows it: one line on stderr, and the
+    error's exit code."""
+
+    def __init__(self, error: RefoldError, command: str | None) -> None:
+        super().__init__(str(error))
+        self.exit_code = exit_code(error)
+        self.command = command
+
+    def show(self, file: Any = None) -> None:
+        name = f"refold {self.command}" if self.command else "refold"
+        click.echo(f"{name}: {self.format_message()}", err=True)
+
+
+class RefoldGroup(click.Group):
+    """The `refold` group: a `RefoldError` raised by any command becomes `Failed`, so commands
+    raise their errors and the exit codes are those of `refold.core.errors.EXIT_CODES`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RefoldError as exc:
+            raise Failed(exc, ctx.invoked_subcommand) from exc
 
 
 def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
@@ -30,7 +56,8 @@ def setup_logging(level: str) -> None:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=RefoldGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="refold")
 @click.option("--config", "config", type=click.Path(dir_okay=False), envvar="REFOLD_CONFIG",
               help="TOML config file (env REFOLD_CONFIG).")

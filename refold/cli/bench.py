@@ -127,11 +127,8 @@ def bench_pipeline(ctx: click.Context, dataset: str, path: str, events: int | No
         raise click.BadParameter(str(exc), param_hint="--fold-in") from exc
     if profile_dir:
         Path(profile_dir).mkdir(parents=True, exist_ok=True)
-    try:
-        result = pipeline.run(settings, workload, rate=rate, latency_events=latency_events,
-                              repeat=repeat, profile_dir=Path(profile_dir) if profile_dir else None)
-    except pipeline.BenchError as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = pipeline.run(settings, workload, rate=rate, latency_events=latency_events,
+                          repeat=repeat, profile_dir=Path(profile_dir) if profile_dir else None)
     emit(result, as_json, pipeline.table(result))
 
 

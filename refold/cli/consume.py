@@ -65,7 +65,6 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
     from consumers.snapshots import follow
     from models.recommender import OnlineRecommender
     from refold.broker import ensure_bootstrap
-    from refold.kafka import KafkaFatalError
 
     if model_path and fit_from:
         raise click.UsageError("give --model or --fit-from, not both")
@@ -73,7 +72,7 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
                              metrics_port=metrics_port)
     try:
         factors = (model_source.load_item_factors(model_path) if model_path
-                   else model_source.fit_from(fit_from, settings) if fit_from else None)
+                   else _fit_from(fit_from, settings) if fit_from else None)
     except model_source.ModelSourceError as exc:
         raise click.BadParameter(str(exc)) from exc
     ensure_bootstrap(settings)
@@ -87,16 +86,14 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
     try:
         follower = (follow(settings, worker, recommender.model_version, snapshot_wait)
                     if follow_snapshots else None)
-    except KafkaFatalError as exc:
+    except BaseException:
         worker.close()
-        raise click.ClickException(f"stopped: {exc}") from exc
+        raise
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: loop.stop())
     try:
         worker.start()
         stats = loop.run()
-    except KafkaFatalError as exc:
-        raise click.ClickException(f"stopped: {exc}") from exc
     finally:
         worker.close()
         if follower is not None:
@@ -111,7 +108,7 @@ def _monitor(settings, recommender, request_refit=None, refit_cooldown: float = 
     """Serve /metrics; a `Monitor` of drift and online quality that the worker will feed, and
     that calls `request_refit(detector)` on a drift alarm (at most once per `refit_cooldown` s)."""
     from consumers.monitor import Monitor
-    from refold.metrics import serve
+    from refold.core.metrics import serve
 
     port = serve(settings, role="consumer")
     click.echo(f"metrics: http://{settings.metrics_host}:{port}/metrics", err=True)
@@ -138,17 +135,13 @@ def recs(ctx: click.Context, user: str | None, as_json: bool, all_users: bool,
          timeout: float) -> None:
     """Print USER's latest recommendation list (read_committed, from the compacted topic)."""
     from consumers.recs_view import RecommendationsView
-    from refold.kafka import KafkaFatalError
-    from refold.schemas import encode
+    from refold.core.schemas import encode
 
     if bool(user) == all_users:
         raise click.UsageError("give a USER or --all")
     settings = settings_from(ctx)
     with RecommendationsView(settings) as view:
-        try:
-            caught_up = view.catch_up(timeout)
-        except KafkaFatalError as exc:
-            raise click.ClickException(str(exc)) from exc
+        caught_up = view.catch_up(timeout)
         if not caught_up:
             click.echo(f"warning: not caught up after {timeout:g} s", err=True)
         users = sorted(view) if all_users else [user]
@@ -160,6 +153,17 @@ def recs(ctx: click.Context, user: str | None, as_json: bool, all_users: bool,
                 click.echo(encode(rec).decode())
             else:
                 click.echo(_describe(rec))
+
+
+def _fit_from(spec: str, settings):
+    """Item factors fitted at start on `<dataset>:<path>` (`--fit-from ml-100k:DIR`)."""
+    from consumers import model_source
+    from producers.datasets import load_movielens
+
+    name, sep, path = spec.partition(":")
+    if not sep or name != "ml-100k" or not path:
+        raise click.BadParameter(f"--fit-from {spec!r}: expected ml-100k:PATH")
+    return model_source.fit_log(load_movielens(path)[0], settings)
 
 
 def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -40,9 +40,9 @@ def demo(ctx: click.Context, path: str | None, workers: int, rate: float, limit:
     """
     from models import kernels
     from refold.broker import ensure_bootstrap
+    from refold.core.kafka import make_admin
+    from refold.core.topics import create_topics
     from refold.demo import Feeder, child_env, spawn, wait_until
-    from refold.kafka import make_admin
-    from refold.topics import create_topics
 
     _interrupt_on(signal.SIGTERM, signal.SIGHUP)
     base = settings_from(ctx)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from refold.cli import cli, settings_from
-from refold.config import describe
+from refold.core.config import describe
 
 
 @cli.group()
@@ -33,12 +33,8 @@ def _local_broker(ctx: click.Context):
 @click.pass_context
 def broker_start(ctx: click.Context) -> None:
     """Start the broker (idempotent); returns once it answers a metadata request."""
-    from refold.broker import BrokerError
 
-    try:
-        info = _local_broker(ctx).start()
-    except BrokerError as exc:
-        raise click.ClickException(str(exc)) from exc
+    info = _local_broker(ctx).start()
     click.echo(info)
 
 
@@ -68,8 +64,8 @@ def topics() -> None:
 def topics_create(ctx: click.Context, events_partitions: int | None) -> None:
     """Create the topics that do not exist yet (idempotent), with the documented configs."""
     from refold.broker import ensure_bootstrap
-    from refold.kafka import make_admin
-    from refold.topics import create_topics
+    from refold.core.kafka import make_admin
+    from refold.core.topics import create_topics
 
     settings = settings_from(ctx, events_partitions=events_partitions)
     ensure_bootstrap(settings)
@@ -81,8 +77,8 @@ def topics_create(ctx: click.Context, events_partitions: int | None) -> None:
 @click.pass_context
 def topics_list(ctx: click.Context) -> None:
     """List the deployment's topics with their partition counts and configs."""
-    from refold.kafka import make_admin
-    from refold.topics import describe_topic_configs, topic_specs
+    from refold.core.kafka import make_admin
+    from refold.core.topics import describe_topic_configs, topic_specs
 
     settings = settings_from(ctx)
     admin = make_admin(settings)
@@ -118,7 +114,7 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
               help="Write the JSON Schema files into this directory (default: print them).")
 def schemas_cmd(out: str | None) -> None:
     """The JSON Schemas of the messages, for producers in other languages."""
-    from refold.schemas import json_schemas
+    from refold.core.schemas import json_schemas
 
     for name, schema in json_schemas().items():
         text = json.dumps(schema, indent=2, sort_keys=True) + "\n"

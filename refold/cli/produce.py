@@ -37,7 +37,7 @@ def _producer(ctx: click.Context):
 @click.pass_context
 def produce_event(ctx: click.Context, **fields) -> None:
     """Publish one event, validated first; waits for the broker's acknowledgement."""
-    from refold.schemas import Event, SchemaError
+    from refold.core.schemas import Event, SchemaError
 
     fields["event_time"] = fields["event_time"] or time.time()
     fields["event_id"] = fields["event_id"] or str(uuid.uuid4())

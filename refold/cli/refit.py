@@ -74,8 +74,7 @@ def refit(ctx: click.Context, once: bool, every_events: int, every_seconds: floa
     from consumers.refitter import Refitter, Triggers
     from models.store import StoreConfig
     from refold.broker import ensure_bootstrap
-    from refold.kafka import KafkaFatalError
-    from refold.metrics import serve
+    from refold.core.metrics import serve
 
     settings = settings_from(ctx, factors=factors, iterations=iterations,
                              regularization=regularization, alpha=alpha, metrics_port=metrics_port)
@@ -90,10 +89,7 @@ def refit(ctx: click.Context, once: bool, every_events: int, every_seconds: floa
                         flush_every=flush_every, publish_pause=publish_pause)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: refitter.stop())
-    try:
-        code = refitter.run(once=once)
-    except KafkaFatalError as exc:
-        raise click.ClickException(f"stopped: {exc}") from exc
+    code = refitter.run(once=once)
     live = f"v{refitter.live.version}" if refitter.live is not None else "none"
     click.echo(f"refit: {refitter.refits} refit(s), {refitter.published} published, "
                f"{refitter.refused} refused, {refitter.failed} failed; live snapshot {live}")

@@ -43,7 +43,7 @@ def report(prometheus_url: str | None, since: str, end_time: float | None, step:
     Either from a Prometheus HTTP API (--prometheus URL), or by scraping the processes' /metrics
     endpoints for a while (--scrape HOST:PORT ...), computing rates and quantiles locally.
     """
-    from refold.report import PrometheusSource, ReportError, ScrapeSource, render
+    from refold.report import PrometheusSource, ScrapeSource, render
 
     if bool(prometheus_url) == bool(scrape_urls):
         raise click.UsageError("give either --prometheus URL or one or more --scrape HOST:PORT")
@@ -55,10 +55,7 @@ def report(prometheus_url: str | None, since: str, end_time: float | None, step:
         source = ScrapeSource(scrape_urls)
         click.echo(f"scraping {len(scrape_urls)} endpoint(s) for {duration} ...", err=True)
         source.run(seconds(duration), interval)
-    try:
-        last = render(source, out_path, title=title)
-    except ReportError as exc:
-        raise click.ClickException(str(exc)) from exc
+    last = render(source, out_path, title=title)
     for name, value in last.items():
         click.echo(f"{name:<45} {value:,.4g}")
     click.echo(f"wrote {out_path}")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from refold.bench import pipeline
-from refold.config import Settings
-from refold.kafka import make_admin
+from refold.core.config import Settings
+from refold.core.kafka import make_admin
 
 KEYS = ("events", "partitions", "batch_size", "refold_events_per_s", "passthrough_events_per_s",
         "refold_over_passthrough", "latency_p50_ms", "latency_p99_ms",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from refold.bench import swap
-from refold.config import Settings
+from refold.core.config import Settings
 
 
 def test_swap_bench_times_each_swap_and_the_events_that_waited(bootstrap):

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from refold.broker import BrokerError, LocalBroker, answers_metadata
-from refold.config import Settings, load_settings
+from refold.core.config import Settings, load_settings
 
 local_only = pytest.mark.skipif(
     bool(os.environ.get("REFOLD_BOOTSTRAP_SERVERS")),

@@ -11,8 +11,8 @@ from confluent_kafka import KafkaError, KafkaException
 
 from consumers.changelog import ChangelogError
 from consumers.foldin_worker import FoldInWorker
-from refold.kafka import make_admin
-from refold.topics import create_topics, delete_topics
+from refold.core.kafka import make_admin
+from refold.core.topics import create_topics, delete_topics
 from tests.integration import test_faults as faults
 from tests.integration.test_faults import (
     ThreadWorker,

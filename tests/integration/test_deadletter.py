@@ -14,10 +14,10 @@ from consumers.foldin_worker import build_worker
 from consumers.recs_view import RecommendationsView
 from consumers.tail import TopicTail
 from models.recommender import FoldInConfig, OnlineRecommender
-from refold.config import Settings
-from refold.kafka import make_admin, make_producer
-from refold.schemas import Event, encode
-from refold.topics import create_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_producer
+from refold.core.schemas import Event, encode
+from refold.core.topics import create_topics
 
 PARTITIONS = 3
 MAX_BYTES = 2048

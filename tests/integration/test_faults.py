@@ -36,10 +36,10 @@ from models.foldin import ItemFactors
 from models.recommender import OnlineRecommender
 from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
-from refold.config import Settings
-from refold.kafka import make_admin, make_consumer
-from refold.schemas import Event, Item
-from refold.topics import create_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_consumer
+from refold.core.schemas import Event, Item
+from refold.core.topics import create_topics
 
 from .workers import WorkerThread
 
@@ -391,7 +391,7 @@ def test_a_poison_message_in_every_partition_is_a_dead_letter_and_nothing_else_i
 def test_a_broker_restart_stalls_processing_which_then_resumes(tmp_path, world, reference) -> None:
     """A broker of its own (other ports, a temporary home): the shared one is left alone."""
     from refold.broker import LocalBroker
-    from refold.config import load_settings
+    from refold.core.config import load_settings
 
     libs = LocalBroker(load_settings()).ensure_libs()
     (tmp_path / libs.parent.name).symlink_to(libs.parent)

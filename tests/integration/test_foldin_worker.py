@@ -28,9 +28,9 @@ from models.weights import EventWeights
 from producers.datasets import load_movielens
 from producers.replay import replay
 from producers.sdk import EventProducer
-from refold.config import Settings
-from refold.kafka import make_admin, make_consumer
-from refold.topics import create_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_consumer
+from refold.core.topics import create_topics
 
 from .workers import WorkerThread
 
@@ -214,7 +214,7 @@ def test_an_aborted_batch_is_rolled_back_and_read_again(settings, data, monkeypa
 
 
 def test_a_restarted_instance_fences_its_zombie(settings, data):
-    from refold.kafka import KafkaFatalError
+    from refold.core.kafka import KafkaFatalError
 
     events, _, factors = data
     events = events[:400]
@@ -236,7 +236,7 @@ def test_a_restarted_instance_fences_its_zombie(settings, data):
 def read_events(settings: Settings) -> dict[int, list]:
     """The events topic as committed, per partition in offset order: (offset, user, event id)."""
     from consumers.tail import TopicTail
-    from refold.schemas import decode_event
+    from refold.core.schemas import decode_event
 
     tail, out = TopicTail(settings, settings.topic("events")), defaultdict(list)
 
@@ -253,7 +253,7 @@ def read_events(settings: Settings) -> dict[int, list]:
 
 
 def test_sigterm_commits_the_batch_and_offsets_match_the_lists(settings):
-    from refold.schemas import Event
+    from refold.core.schemas import Event
 
     n_users, n = 60, 6000
     events = [Event(event_id=f"e{i}", user_id=f"u{i % n_users}", item_id=f"i{(i * 7) % 97}",

@@ -21,11 +21,11 @@ from consumers.refitter import Refitter, Triggers
 from consumers.snapshots import SnapshotPublisher, load_latest
 from consumers.tail import TopicTail
 from producers.sdk import EventProducer
-from refold import metrics as M
-from refold.config import Settings
-from refold.kafka import make_admin
-from refold.schemas import Event, decode_recommendation
-from refold.topics import create_topics
+from refold.core import metrics as M
+from refold.core.config import Settings
+from refold.core.kafka import make_admin
+from refold.core.schemas import Event, decode_recommendation
+from refold.core.topics import create_topics
 
 from .test_refitter import PARAMS, send_events
 from .test_snapshots import make, produce_raw

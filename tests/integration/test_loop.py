@@ -13,8 +13,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumers.batch import Output, WithoutHooks
 from consumers.loop import TransactionalLoop
-from refold.config import Settings, load_settings
-from refold.kafka import make_producer
+from refold.core.config import Settings, load_settings
+from refold.core.kafka import make_producer
 from tests.integration.test_broker import create_topic, read_all
 
 N = 40

@@ -11,10 +11,10 @@ from confluent_kafka import TopicPartition
 
 from producers.replay import replay
 from producers.sdk import EventProducer
-from refold.config import Settings
-from refold.kafka import make_admin, make_consumer, watermarks
-from refold.schemas import Event, SchemaError, decode_event, encode
-from refold.topics import create_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_consumer, watermarks
+from refold.core.schemas import Event, SchemaError, decode_event, encode
+from refold.core.topics import create_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 ML100K = Path(os.environ.get("REFOLD_ML100K", ROOT.parent / "shared" / "datasets" / "ml-100k"))

@@ -26,10 +26,10 @@ from confluent_kafka import Producer
 from producers.replay import replay
 from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
-from refold.config import Settings
-from refold.kafka import make_admin
+from refold.core.config import Settings
+from refold.core.kafka import make_admin
+from refold.core.topics import create_topics
 from refold.report import PrometheusSource, render
-from refold.topics import create_topics
 
 from .prometheus import Prometheus, free_port, promql_expressions
 

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from consumers.recs_view import RecommendationsView
-from refold.config import Settings
-from refold.kafka import make_admin, make_producer
-from refold.schemas import Recommendation, RecommendedItem, decode_recommendation, encode
-from refold.topics import create_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_producer
+from refold.core.schemas import Recommendation, RecommendedItem, decode_recommendation, encode
+from refold.core.topics import create_topics
 
 
 @pytest.fixture

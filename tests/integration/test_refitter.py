@@ -20,10 +20,10 @@ from consumers.refitter import Refitter, Triggers
 from consumers.snapshots import SnapshotFollower, load_latest
 from models.refit import Candidate, RefitParams
 from producers.sdk import EventProducer
-from refold.config import Settings
-from refold.kafka import make_admin, make_consumer, watermarks
-from refold.schemas import Event
-from refold.topics import create_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_consumer, watermarks
+from refold.core.schemas import Event
+from refold.core.topics import create_topics
 
 PARAMS = RefitParams(factors=8, iterations=5, holdout_fraction=0.1, k=10)
 CLI = [sys.executable, "-c", "from refold.cli import main; main()"]

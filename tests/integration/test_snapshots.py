@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry
 from consumers.monitor import Monitor
 from consumers.snapshots import SnapshotFollower, SnapshotPublisher, follow, load_latest
 from models.snapshot import Snapshot, Watermark, encode_chunks
-from refold import metrics as M
-from refold.config import Settings
-from refold.kafka import make_admin, make_consumer, make_producer, watermarks
-from refold.topics import create_topics
+from refold.core import metrics as M
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_consumer, make_producer, watermarks
+from refold.core.topics import create_topics
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from refold.config import Settings
-from refold.kafka import make_admin
-from refold.topics import create_topics, describe_topic_configs, topic_specs
+from refold.core.config import Settings
+from refold.core.kafka import make_admin
+from refold.core.topics import create_topics, describe_topic_configs, topic_specs
 
 
 def test_topics_created_idempotently_with_documented_configs(bootstrap, unique_prefix):

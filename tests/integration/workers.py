@@ -13,7 +13,7 @@ from typing import Any, Self
 
 from consumers.foldin_worker import build_worker
 from models.recommender import OnlineRecommender
-from refold.config import Settings
+from refold.core.config import Settings
 
 
 class WorkerThread:

@@ -9,7 +9,7 @@ import pytest
 from consumers import changelog
 from consumers.changelog import ChangelogError, ChangelogReader
 from models.history import UserHistory
-from refold.config import Settings
+from refold.core.config import Settings
 
 
 @pytest.mark.parametrize("user", ["u1", "~p0/meta", "~~x", "~", "a/b", "é ü"])

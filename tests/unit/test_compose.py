@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from refold.cli import cli
 from refold.cli import commands as _commands  # noqa: F401  (registers the commands)
-from refold.config import load_settings
+from refold.core.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

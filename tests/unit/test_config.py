@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from refold.config import ConfigError, Settings, load_settings
+from refold.core.config import ConfigError, Settings, load_settings
 
 
 def test_defaults_without_file_or_env():

@@ -16,7 +16,7 @@ from producers.datasets import (
     load_csv,
     load_movielens,
 )
-from refold.schemas import decode_event, encode
+from refold.core.schemas import decode_event, encode
 
 ML_100K = Path(os.environ.get(
     "REFOLD_ML100K", Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ml-100k"))

@@ -14,7 +14,7 @@ from consumers.deadletter import (
     check_event_message,
     dead_letter_headers,
 )
-from refold.config import Settings
+from refold.core.config import Settings
 
 NOW = 1_700_000_000.0
 LIMITS = Limits(max_message_bytes=1024, max_future_seconds=3600.0)

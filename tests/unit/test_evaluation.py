@@ -110,7 +110,7 @@ def test_an_event_is_scored_before_it_is_learned():
 def test_encode_orders_catalog_first_and_keeps_ties_in_file_order():
     log = InteractionLog(["a", "b", "a"], ["x", "y", "z"], ["rating", "rating", "view"],
                          [5.0, 1.0, float("nan")], [2.0, 1.0, 2.0])
-    from refold.schemas import Item
+    from refold.core.schemas import Item
 
     data = encode(log, [Item(item_id="z", categories=["c"])], Protocol(ratings_as_positive=False))
     assert data.names.item_ids == ["z", "y", "x"]

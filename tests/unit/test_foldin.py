@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_limits
 
 from models.foldin import ItemFactors, VectorCache, fold_in, fold_in_batch
 from models.topk import topk
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 ALPHA, REG = 3.0, 0.1
 N_USERS, N_ITEMS = 80, 40

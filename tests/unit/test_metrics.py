@@ -21,9 +21,9 @@ from consumers.instrument import (
     record_refitter_read,
 )
 from consumers.monitor import Monitor, Published
-from refold import metrics as M
-from refold.config import Settings
-from refold.schemas import Event
+from refold.core import metrics as M
+from refold.core.config import Settings
+from refold.core.schemas import Event
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from consumers.model_source import foldin_config
 from models.recommender import FoldInConfig
-from refold.config import Settings
+from refold.core.config import Settings
 
 DOCUMENTED: dict[str, object] = {
     "k": 20,  # Configuration table

@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from models.foldin import ItemFactors, residuals
 from models.recommender import FoldInConfig, OnlineRecommender, Recs
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 N_ITEMS, K = 60, 4
 IDS = [f"i{n}" for n in range(N_ITEMS)]
@@ -239,7 +239,7 @@ def test_config_from_mapping() -> None:
     assert cfg.weights.view == 0.2
     with pytest.raises(ModelError, match="alpah"):
         FoldInConfig.from_mapping({"alpah": 1.0})
-    from refold.config import Settings
+    from refold.core.config import Settings
 
     s = Settings()
     cfg = FoldInConfig.from_mapping(dataclasses.asdict(s), strict=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from refold.schemas import (
+from refold.core.schemas import (
     Event,
     Item,
     SchemaError,

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from models.store import InteractionStore, StoreConfig
-from models.weights import EventWeights, ModelError
+from models.weights import EventWeights
+from refold.core.errors import ModelError
 
 DAY = 86400.0
 

@@ -5,7 +5,7 @@ import pytest
 
 from producers.datasets import InteractionLog
 from producers.synth import SynthConfig, SynthWorld, generate
-from refold.schemas import EVENT_TYPES
+from refold.core.schemas import EVENT_TYPES
 
 SMALL = SynthConfig(n_users=300, n_items=200, n_events=20_000, seed=3)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.weights import EVENT_TYPES, EventWeights, ModelError
+from models.weights import EVENT_TYPES, EventWeights
+from refold.core.errors import ModelError
 
 
 def test_default_weight_per_type() -> None:

@@ -33,8 +33,8 @@ from prometheus_client import (
 )
 
 from refold import __version__
-from refold.config import Settings
-from refold.schemas import EVENT_TYPES
+from refold.core.config import Settings
+from refold.core.schemas import EVENT_TYPES
 
 _NO_REGISTRY = {"registry": None}  # declared unregistered; `register` adds them (below)
 

@@ -12,7 +12,7 @@ JSON Schema files for other languages are generated from these classes (`refold 
 ...              b'"event_type":"click","event_time":1}')
 Traceback (most recent call last):
 ...
-refold.schemas.SchemaError: user_id: Expected `str` of length >= 1
+refold.core.errors.SchemaError: user_id: Expected `str` of length >= 1
 """
 
 from __future__ import annotations
@@ -22,10 +22,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from models.weights import EVENT_TYPES
+from refold.core.errors import SchemaError
+
+__all__ = ["EVENT_TYPES", "Cause", "Event", "EventType", "Item", "Recommendation",
+           "RecommendedItem", "SchemaError", "decode_event", "decode_item",
+           "decode_recommendation", "encode", "json_schemas", "validate_event"]
+
 SCHEMA_VERSION = 1
 
-EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "bookmark", "rating", "dismiss")
-EventType = Literal["view", "click", "add_to_cart", "purchase", "bookmark", "rating", "dismiss"]
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]  # the one list, in models.weights
 
 Id = Annotated[
     str,
@@ -35,15 +41,6 @@ Id = Annotated[
 ]
 Seconds = Annotated[float, msgspec.Meta(ge=0, description="Unix time in seconds")]
 Version = Annotated[int, msgspec.Meta(ge=1, le=1, description="schema version")]
-
-
-class SchemaError(ValueError):
-    """A message does not satisfy the contract; `field` names where, `reason` says why."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}" if field else reason)
 
 
 class Event(msgspec.Struct, kw_only=True, omit_defaults=True):

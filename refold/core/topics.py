@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from refold.config import Settings
+from refold.core.config import Settings
 
 log = logging.getLogger(__name__)
 

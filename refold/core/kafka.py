@@ -21,13 +21,10 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from refold.config import Settings
+from refold.core.config import Settings
+from refold.core.errors import KafkaFatalError
 
 log = logging.getLogger(__name__)
-
-
-class KafkaFatalError(RuntimeError):
-    """The client cannot go on (authentication failed, fenced, or a fatal librdkafka error)."""
 
 
 def error_cb(err: KafkaError) -> None:

@@ -24,6 +24,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from refold.core.errors import ConfigError
+
+__all__ = ["ConfigError", "Settings", "describe", "load_settings", "read_config_file"]
+
 ENV_PREFIX = "REFOLD_"
 
 
@@ -97,10 +101,6 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
-
-
-class ConfigError(ValueError):
-    """A setting has an unknown name or a value of the wrong type."""
 
 
 def _field_types() -> dict[str, Any]:

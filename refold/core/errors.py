@@ -1,0 +1,94 @@
+"""refold's one error family, and the exit code of each error: the one place they are mapped.
+
+Every exception refold raises on purpose derives from `RefoldError`, through the class of the
+package that raises it (`CoreError`, `ModelError`, `ConsumerError`, `ProducerError`,
+`AppError`); the errors of bad input keep `ValueError` as a second base. This module imports
+nothing, so every layer may import it, the pure `models` package included.
+
+The command line turns a `RefoldError` that reaches it into one line and `exit_code(exc)`:
+
+>>> exit_code(ConfigError("setting 'k': cannot read 'x' as int"))
+2
+>>> exit_code(KafkaFatalError("fenced")), exit_code(ModelError("NaN factors"))
+(69, 65)
+>>> exit_code(AppError("anything else"))
+1
+"""
+
+from __future__ import annotations
+
+
+class RefoldError(Exception):
+    """The base of every error refold raises on purpose."""
+
+
+# -- one class per package ------------------------------------------------------------------
+
+
+class CoreError(RefoldError):
+    """`refold.core`: configuration, schemas, Kafka clients, topics."""
+
+
+class ModelError(RefoldError, ValueError):
+    """`models`: bad input to the math (unknown event type, shape mismatch, non-finite factors)."""
+
+
+class ConsumerError(RefoldError):
+    """`consumers`: the worker, the refitter and their Kafka plumbing."""
+
+
+class ProducerError(RefoldError):
+    """`producers`: the SDK, dataset loaders, replay and the synthetic world."""
+
+
+class AppError(RefoldError):
+    """The app: the CLI, benchmarks, evaluation, reports, the demo and the local broker."""
+
+
+# -- the core's own errors (the other packages define theirs where they raise them) ---------
+
+
+class ConfigError(CoreError, ValueError):
+    """A setting has an unknown name or a value of the wrong type."""
+
+
+class SchemaError(CoreError, ValueError):
+    """A message does not satisfy the contract; `field` names where, `reason` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class KafkaFatalError(CoreError):
+    """A Kafka client cannot go on (authentication failed, fenced, or a fatal librdkafka error)."""
+
+
+# -- exit codes -------------------------------------------------------------------------------
+
+EXIT_USAGE = 2
+"""A bad flag, setting or parameter (click's usage errors exit 2 as well)."""
+EXIT_DATA = 65
+"""Input data that cannot be used (sysexits' EX_DATAERR)."""
+EXIT_UNAVAILABLE = 69
+"""Kafka cannot be used: fatal client error, fenced, authentication (EX_UNAVAILABLE)."""
+
+EXIT_CODES: dict[type[BaseException], int] = {
+    ConfigError: EXIT_USAGE,
+    SchemaError: EXIT_DATA,
+    ModelError: EXIT_DATA,
+    KafkaFatalError: EXIT_UNAVAILABLE,
+    RefoldError: 1,
+}
+"""Exit code by class: an error gets the code of the first class of its MRO listed here, so a
+package's errors inherit their package's code, and a subclass of `KafkaFatalError` (such as
+`consumers.txn.Fenced`) is a Kafka failure wherever it is defined."""
+
+
+def exit_code(exc: BaseException) -> int:
+    """The process exit code for `exc`: that of its most specific listed class, 1 otherwise."""
+    for kind in type(exc).__mro__:
+        if kind in EXIT_CODES:
+            return EXIT_CODES[kind]
+    return 1

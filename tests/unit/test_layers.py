@@ -1,0 +1,142 @@
+"""The import contract: each layer imports only from the layers below it.
+
+| layer | modules | may import of refold's own code |
+|---|---|---|
+| app | `refold.*` outside `refold.core` (CLI, benchmarks, evaluation, demo, report, broker) | all |
+| processes | `consumers.*`, `producers.*` (not each other) | `refold.core`, `models` |
+| core | `refold.core.*` | `refold.core`, `models` |
+| models | `models.*` | `models`, and `refold.core.errors` (a leaf: the one error family) |
+
+`models` is pure: no Kafka, no Prometheus, no network or process client either. Every import
+counts, including those inside functions.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("refold", "models", "consumers", "producers")
+IMPURE = ("confluent_kafka", "prometheus_client", "click", "socket", "subprocess", "urllib",
+          "http")
+"""What `models` may not import, even indirectly through a name of its own."""
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str
+    target: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.module} (line {self.line}) imports {self.target}"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> list[Import]:
+    """Every module `name` imports (`from a import b` is `a.b` when `a.b` is a module)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [Import(name, a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the package
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for a in node.names:
+                sub = f"{base}.{a.name}"
+                out.append(Import(name, sub if sub in known else base, node.lineno))
+    return sorted(out, key=lambda i: i.line)
+
+
+def layer(module: str) -> str:
+    top = module.split(".")[0]
+    if top == "refold":
+        return "core" if module.startswith("refold.core") else "app"
+    return top
+
+
+def allowed(src: str, target: str) -> bool:
+    """Whether module `src` may import `target` (refold's own modules only)."""
+    if target.split(".")[0] not in PACKAGES:
+        return True
+    if target == "refold":  # the package root holds only the version
+        return True
+    mine, theirs = layer(src), layer(target)
+    rules = {
+        "app": {"app", "core", "models", "consumers", "producers"},
+        "consumers": {"consumers", "core", "models"},
+        "producers": {"producers", "core", "models"},
+        "core": {"core", "models"},
+        "models": {"models"},
+    }
+    if mine == "models" and target == "refold.core.errors":
+        return True
+    return theirs in rules[mine]
+
+
+def violations() -> list[Import]:
+    found = modules()
+    known = set(found)
+    return [imp for name, path in found.items() for imp in imports_of(name, path, known)
+            if not allowed(name, imp.target)]
+
+
+def test_every_import_respects_the_layers() -> None:
+    assert [str(v) for v in violations()] == []
+
+
+def test_models_stay_pure() -> None:
+    found = modules()
+    bad = [str(imp) for name, path in found.items() if layer(name) == "models"
+           for imp in imports_of(name, path, set(found))
+           if imp.target.split(".")[0] in IMPURE]
+    assert bad == []
+
+
+@pytest.mark.parametrize(("src", "target", "ok"), [
+    ("consumers.loop", "refold.core.kafka", True),
+    ("consumers.loop", "producers.sdk", False),
+    ("producers.sdk", "consumers.tail", False),
+    ("refold.core.config", "models.foldin_config", True),
+    ("refold.core.config", "refold.cli", False),
+    ("refold.core.metrics", "consumers.monitor", False),
+    ("models.weights", "refold.core.errors", True),
+    ("models.weights", "refold.core.config", False),
+    ("refold.bench.swap", "consumers.foldin_worker", True),
+    ("consumers.refitter", "refold.bench", False),
+    ("consumers.x", "numpy", True),
+])
+def test_the_rules_themselves(src: str, target: str, ok: bool) -> None:
+    assert allowed(src, target) is ok
+
+
+def test_a_violation_is_found_and_named(tmp_path: Path) -> None:
+    """The walk sees imports inside functions and relative imports."""
+    pkg = tmp_path / "consumers"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "x.py").write_text("def f():\n    from producers.sdk import EventProducer\n"
+                              "from . import y\n")
+    (pkg / "y.py").write_text("")
+    known = {"consumers", "consumers.x", "consumers.y", "producers.sdk"}
+    found = imports_of("consumers.x", pkg / "x.py", known)
+    assert [(i.target, i.line) for i in found] == [("producers.sdk", 2), ("consumers.y", 3)]
+    assert [str(i) for i in found if not allowed(i.module, i.target)] == [
+        "consumers.x (line 2) imports producers.sdk"]
