@@ -198,7 +198,7 @@ class TransactionalLoop:
         if self._consumer is not None:
             try:
                 self._consumer.close()  # leaves the group: revokes (committed) partitions now
-            except (KafkaException, RuntimeError) as exc:
+            except (KafkaException, KafkaFatalError, RuntimeError) as exc:
                 log.warning("closing the consumer: %s", exc)
         if self._producer is not None:
             try:
