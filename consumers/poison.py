@@ -13,7 +13,7 @@ the dead letter's form; none needs a broker:
 - `exception_reason`: the reason of a message whose handling raised an unexpected exception, after
   the retries (the loop isolates it), short enough for a header.
 
->>> from refold.schemas import Event
+>>> from refold.core.schemas import Event
 >>> ev = Event(event_id="e", user_id="u", item_id="i", event_type="click", event_time=1.0,
 ...            weight=1e39)
 >>> try:
@@ -32,7 +32,7 @@ import hashlib
 import math
 
 from consumers.deadletter import Rejected
-from refold.schemas import Event, SchemaError, decode_event
+from refold.core.schemas import Event, SchemaError, decode_event
 
 FLOAT32_MAX = 3.4028234663852886e38
 EXCEPTION_REASON_CHARS = 500

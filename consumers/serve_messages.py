@@ -16,7 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from refold.schemas import Id, RecommendedItem, SchemaError, Seconds, Version
+from refold.core.schemas import Id, RecommendedItem, SchemaError, Seconds, Version
 
 Source = Literal["collaborative", "content", "popular"]
 

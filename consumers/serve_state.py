@@ -40,6 +40,7 @@ from consumers.serve_messages import (
 from models.topk import topk
 from models.trending import Trending
 from models.weights import EventWeights
+from refold.core.errors import ConsumerError
 
 POPULAR_DEPTH = 200
 """Popular items kept per category between refreshes (fills and `popular` answers take from it)."""
@@ -47,7 +48,7 @@ VERBS = {"view": "viewed", "click": "clicked", "add_to_cart": "added", "purchase
          "bookmark": "saved", "rating": "rated"}
 
 
-class NotHere(LookupError):
+class NotHere(ConsumerError, LookupError):
     """The user's partition is not held by this replica."""
 
     def __init__(self, user: str, partition: int) -> None:

@@ -34,9 +34,9 @@ from consumers.catalog_reader import CatalogReader
 from consumers.serve_messages import decode_similar
 from consumers.serve_state import ServeState
 from consumers.tail import TopicTail
-from refold.config import Settings
-from refold.kafka import KafkaFatalError, make_consumer, where
-from refold.schemas import Item, SchemaError, decode_event, decode_recommendation
+from refold.core.config import Settings
+from refold.core.kafka import KafkaFatalError, make_consumer, where
+from refold.core.schemas import Item, SchemaError, decode_event, decode_recommendation
 
 log = logging.getLogger(__name__)
 SIMILAR_TOPIC = "similar-items"

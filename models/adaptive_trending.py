@@ -39,7 +39,7 @@ import numpy as np
 
 from models.topk import Exclude
 from models.trending import Trending
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 HOUR = 3600.0
 DEFAULT_LADDER = (900.0, 2 * HOUR, 16 * HOUR, 128 * HOUR, 1024 * HOUR, 8192 * HOUR, math.inf)

@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.preprocessing import normalize
 
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 N_FEATURES = 1 << 18
 """Hashed text features: collisions are rare below ~100K distinct terms."""

@@ -40,7 +40,7 @@ import numpy as np
 
 from models.content import Idf, TextEncoder, tag_set
 from models.topk import topk
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 _NO_INT = np.zeros(0, dtype=np.int64)
 _NO_FLOAT = np.zeros(0)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 
 def mmr(

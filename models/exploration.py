@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from models import plackett_luce
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 POLICIES = ("none", "epsilon", "plackett_luce")
 

@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit
 
 from models.history import EVENT_DTYPE
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 
 @dataclass(frozen=True)

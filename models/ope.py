@@ -41,7 +41,7 @@ from scipy.stats import norm
 
 from models.exploration import Policy, position_matrix
 from models.reward_model import RewardModel
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 ESTIMATORS = ("ips", "snips", "dr")
 

@@ -39,7 +39,7 @@ import math
 import numpy as np
 from numba import njit
 
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 STEP = 0.25
 """Trapezoid step in s = log t; the relative error falls like exp(-π² / STEP)."""

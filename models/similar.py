@@ -41,7 +41,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 
 def covisit_counts(

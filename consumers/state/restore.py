@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, TopicCollection, TopicPartition
 
 from consumers.state.store import Checkpoint, PartitionStore, StoreBatch
-from refold.config import Settings
-from refold.kafka import KafkaFatalError, make_admin, make_consumer, watermarks
+from refold.core.config import Settings
+from refold.core.kafka import KafkaFatalError, make_admin, make_consumer, watermarks
 
 log = logging.getLogger(__name__)
 

@@ -47,6 +47,7 @@ from pathlib import Path
 import msgspec
 
 from consumers.state.kv import KeyValueStore, Resources
+from refold.core.errors import ConsumerError
 
 log = logging.getLogger(__name__)
 
@@ -231,5 +232,5 @@ def _open(path: Path, resources: Resources | None, lock_wait: float) -> KeyValue
             time.sleep(0.1)
 
 
-class StoreError(RuntimeError):
+class StoreError(ConsumerError):
     """A local store cannot be opened or used."""

@@ -38,17 +38,18 @@ import numpy as np
 from confluent_kafka.admin import NewTopic
 
 from consumers.recs_view import RecommendationsView
-from refold.config import Settings
-from refold.kafka import make_admin, make_producer
-from refold.schemas import Cause, Event, Item, Recommendation, RecommendedItem, encode
-from refold.topics import create_topics, delete_topics
+from refold.core.config import Settings
+from refold.core.errors import AppError
+from refold.core.kafka import make_admin, make_producer
+from refold.core.schemas import Cause, Event, Item, Recommendation, RecommendedItem, encode
+from refold.core.topics import create_topics, delete_topics
 
 K, BASIS, CATEGORIES = 20, 5, 12
 INSTALL_WRK = Path(__file__).resolve().parents[2] / "deploy" / "install-wrk.sh"
 LUA = Path(__file__).with_name("serve_wrk.lua")
 
 
-class BenchError(RuntimeError):
+class BenchError(AppError):
     """The benchmark could not run (no wrk, a server that did not get ready ...)."""
 
 

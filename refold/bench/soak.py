@@ -34,10 +34,10 @@ from confluent_kafka import TopicPartition
 from consumers import model_source
 from models.foldin import ItemFactors
 from producers.sdk import EventProducer
-from refold.config import Settings
-from refold.kafka import make_admin, make_consumer, watermarks
-from refold.schemas import Event, decode_recommendation
-from refold.topics import create_topics, delete_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_consumer, watermarks
+from refold.core.schemas import Event, decode_recommendation
+from refold.core.topics import create_topics, delete_topics
 
 
 def run(settings: Settings, *, minutes: float = 30.0, rate: float = 1000.0,

@@ -37,9 +37,9 @@ import numpy as np
 from consumers import changelog
 from models.history import UserHistory
 from models.packing import pack
-from refold.config import Settings
-from refold.kafka import make_admin, make_producer
-from refold.topics import create_topics, delete_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_producer
+from refold.core.topics import create_topics, delete_topics
 
 DAY = 86400.0
 BASE_TIME = 1.75e9
@@ -229,7 +229,7 @@ def _in_memory(s: Settings, args: dict[str, Any]) -> dict[str, Any]:
     from consumers.foldin_worker import FoldInWorker
     from consumers.model_source import foldin_config
     from models.recommender import OnlineRecommender
-    from refold.kafka import make_consumer
+    from refold.core.kafka import make_consumer
 
     group = make_consumer(s, s.consumer_group)  # the offsets the state stands at
     group.commit(offsets=[TopicPartition(s.topic("events"), p, 0)

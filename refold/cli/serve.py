@@ -43,7 +43,7 @@ def serve(ctx: click.Context, host: str, port: int, partitions: str, max_users: 
     list gets trending. SIGTERM or Ctrl-C stops it.
     """
     from refold.broker import ensure_bootstrap
-    from refold.kafka import KafkaFatalError
+    from refold.core.kafka import KafkaFatalError
     from refold.serve.server import build, run
 
     settings = settings_from(ctx, k=k)

@@ -18,8 +18,8 @@ from litestar.types import ASGIApp
 from consumers.model_source import foldin_config
 from consumers.serve_state import ServeState
 from consumers.serve_view import ServeView
-from refold.config import Settings
-from refold.kafka import KafkaFatalError, make_consumer
+from refold.core.config import Settings
+from refold.core.kafka import KafkaFatalError, make_consumer
 from refold.serve import metrics
 from refold.serve.app import create_app
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from refold.bench import serve
-from refold.config import Settings
+from refold.core.config import Settings
 
 
 @pytest.mark.slow

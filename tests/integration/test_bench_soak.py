@@ -7,7 +7,7 @@ import math
 import pytest
 
 from refold.bench import soak
-from refold.config import Settings
+from refold.core.config import Settings
 
 pytestmark = pytest.mark.slow
 

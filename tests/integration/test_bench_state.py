@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from refold.bench import state
-from refold.config import Settings
+from refold.core.config import Settings
 
 pytestmark = pytest.mark.slow
 

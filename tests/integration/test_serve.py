@@ -23,11 +23,11 @@ from models.recommender import FoldInConfig, OnlineRecommender
 from models.weights import EventWeights
 from producers.datasets import load_movielens
 from producers.sdk import EventProducer
-from refold.config import Settings
-from refold.kafka import make_admin, make_producer
-from refold.schemas import Event, Item, RecommendedItem, encode
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_producer
+from refold.core.schemas import Event, Item, RecommendedItem, encode
+from refold.core.topics import create_topics
 from refold.serve.server import Served, build
-from refold.topics import create_topics
 
 from .workers import WorkerThread
 

@@ -16,8 +16,8 @@ from consumers.tail import TopicTail
 from models.als import csr_from, fit_als
 from models.weights import EventWeights
 from producers.datasets import load_movielens
-from refold.config import Settings
-from refold.kafka import make_admin
+from refold.core.config import Settings
+from refold.core.kafka import make_admin
 
 ROOT = Path(__file__).resolve().parents[2]
 ML100K = Path(os.environ.get("REFOLD_ML100K", ROOT.parent / "shared" / "datasets" / "ml-100k"))

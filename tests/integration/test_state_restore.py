@@ -14,8 +14,8 @@ from confluent_kafka.admin import NewTopic
 
 from consumers.state.restore import StoreRestorer
 from consumers.state.store import PartitionStore, StoreBatch
-from refold.config import Settings
-from refold.kafka import make_admin, make_producer
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_producer
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +104,7 @@ def test_a_restore_killed_midway_goes_on_from_its_last_chunk(bootstrap, unique_p
 import os, signal
 from consumers.state.restore import StoreRestorer
 from consumers.state.store import PartitionStore
-from refold.config import Settings
+from refold.core.config import Settings
 calls = []
 def derive(key, old, new, batch):
     calls.append(key)

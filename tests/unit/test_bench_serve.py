@@ -9,7 +9,7 @@ import pytest
 
 from refold.bench.serve import deep_size, user_id
 from refold.cli.serve import parse_partitions
-from refold.schemas import Recommendation, RecommendedItem
+from refold.core.schemas import Recommendation, RecommendedItem
 
 
 def test_deep_size_counts_what_a_message_holds() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from consumers.deadletter import Rejected
 from consumers.poison import check_numbers, decode_guarded, exception_reason, truncated_copy
-from refold.schemas import Event
+from refold.core.schemas import Event
 
 HEAD = b'{"v":1,"event_id":"e","user_id":"u1","item_id":"i","event_type":"click","event_time":1'
 

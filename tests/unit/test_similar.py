@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.similar import covisit_counts, named, similar_items
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 ML_100K = Path(os.environ.get(
     "REFOLD_ML100K", Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ml-100k"))
