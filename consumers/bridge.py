@@ -1,7 +1,7 @@
 """`refold bridge`: a shop's own event topic into refold's events topic, exactly once.
 
 Each source record is decoded (JSON, plain or in a schema registry's wire format),
-mapped to an `Event` (`refold.mapping.EventMapping`: field names, type names, timestamps) and
+mapped to an `Event` (`refold.core.mapping.EventMapping`: field names, type names, timestamps) and
 produced to the events topic keyed by its user id, so every event of a user lands on the
 partition that owns the user's state, whatever the source's key was. Records that cannot become
 events go to the dead-letter topic with their reason and original bytes; records of types the
@@ -11,7 +11,7 @@ the events, the dead letters and the source offsets commit in one transaction.
 An event without an id in the source gets `<topic>-<partition>-<offset>`: a record read again
 (after an abort, a crash, a rebalance) maps to the same event, which the workers apply once.
 
->>> from refold.typed_config import Settings
+>>> from refold.core.typed_config import Settings
 >>> transactional_id(Settings(topic_prefix="shop.", instance_id="bridge-1"))
 'shop.refold-bridge-bridge-1'
 """
@@ -30,9 +30,9 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from consumers.batch import Output, WithoutHooks
 from consumers.deadletter import DeadLetters, Limits, Rejected
 from consumers.loop import TransactionalLoop
-from refold.mapping import EventMapping, MappingError, Skipped
-from refold.schemas import encode
-from refold.typed_config import Settings
+from refold.core.mapping import EventMapping, MappingError, Skipped
+from refold.core.schemas import encode
+from refold.core.typed_config import Settings
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Decoder()

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from refold.core.errors import ConsumerError
+
 log = logging.getLogger(__name__)
 
 
-class DuplicateInstance(RuntimeError):
+class DuplicateInstance(ConsumerError):
     """Another live process uses this instance id in the same group."""
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 
 class Exposure:

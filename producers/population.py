@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import expit
 
-from refold.schemas import Item
+from refold.core.schemas import Item
 
 DAY = 86_400.0
 

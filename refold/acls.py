@@ -3,7 +3,7 @@
 One list per role, least privilege: the README's ACL table, `refold acls` and the secured-broker
 tests all read it, so what is documented is what is tested.
 
->>> from refold.config import Settings
+>>> from refold.core.config import Settings
 >>> for acl in role_acls(Settings(), "reader"):
 ...     print(acl)
 Topic:LITERAL:refold.recommendations READ
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from refold.config import Settings
+from refold.core.config import Settings
 
 ROLES = ("worker", "refitter", "bridge", "producer", "reader", "admin")
 """`worker` (`refold consume`), `refitter` (`refold refit`), `bridge` (`refold bridge`),

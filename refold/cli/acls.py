@@ -30,7 +30,7 @@ def acls(ctx: click.Context, role: str, principal: str, apply_: bool) -> None:
         for acl in role_acls(settings, role, settings.bridge_group):
             click.echo(acl.kafka_acls_args(principal))
         return
-    from refold.kafka import make_admin
+    from refold.core.kafka import make_admin
 
     bindings = acl_bindings(settings, role, principal, bridge_group=settings.bridge_group)
     for binding, future in make_admin(settings).create_acls(bindings).items():

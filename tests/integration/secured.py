@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from refold.broker import LocalBroker, java_command, pom_path
-from refold.config import load_settings
+from refold.core.config import load_settings
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
 HOST = "127.0.0.1"

@@ -19,7 +19,7 @@ from confluent_kafka.admin import (
 )
 
 from refold.acls import ROLES, acl_bindings
-from refold.config import Settings
+from refold.core.config import Settings
 
 from .secured import SecuredBroker
 

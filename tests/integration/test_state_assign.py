@@ -14,9 +14,9 @@ from consumers.state.local import LocalState, derive_user_indexes
 from consumers.state.restore import StoreRestorer
 from models.expiry import Horizon
 from models.history import UserHistory
-from refold.config import Settings
-from refold.kafka import make_admin, make_consumer, make_producer
-from refold.topics import create_topics
+from refold.core.config import Settings
+from refold.core.kafka import make_admin, make_consumer, make_producer
+from refold.core.topics import create_topics
 
 pytestmark = pytest.mark.slow
 

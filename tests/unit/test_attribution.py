@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models.attribution import Attribution, FirstConversion, Slot
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 
 def slots(rec: str, at: float, items: list[str], source: str = "collaborative") -> list[Slot]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.exposure import Exposure, demote
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 
 def test_counts_grow_per_impression_and_reset_on_interaction() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from refold.mapping import EventMapping, MappingError, Skipped, parse_pairs, parse_time
+from refold.core.mapping import EventMapping, MappingError, Skipped, parse_pairs, parse_time
 
 SHOP = EventMapping.from_specs(
     ["user_id=uid", "item_id=product.sku", "event_type=action", "event_time=ts",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from refold.typed_config import (
+from refold.core.typed_config import (
     REDACTED,
     ConfigError,
     SecretRef,
@@ -169,7 +169,7 @@ def test_unknown_variables_are_warned_about(caplog):
     env = {"REFOLD_DECAYY": "time", "REFOLD_KAFKA_CLIENT_SASL_USERNAME": "w",
            "REFOLD_EVENT_WEIGHTS__VIEW": "1", "REFOLD_CONFIG": "", "REFOLD_ML100K": "/d"}
     assert unknown_variables(env) == ["REFOLD_DECAYY (did you mean REFOLD_DECAY?)"]
-    with caplog.at_level(logging.WARNING, logger="refold.typed_config"):
+    with caplog.at_level(logging.WARNING, logger="refold.core.typed_config"):
         load_settings(env=env)
     assert "unknown environment variable REFOLD_DECAYY (did you mean REFOLD_DECAY?)" in (
         caplog.text)

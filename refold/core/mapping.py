@@ -25,7 +25,7 @@ read twice maps to the same event and the worker applies it once).
 >>> m.map_record({"uid": 42, "sku": "A-1", "action": "hover", "ts": 1}, fallback_id="x")
 Traceback (most recent call last):
 ...
-refold.mapping.MappingError: event_type: 'hover' is neither mapped (pv) nor a refold type
+refold.core.mapping.MappingError: event_type: 'hover' is neither mapped (pv) nor a refold type
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from refold.schemas import EVENT_TYPES, Event, SchemaError, validate_event
+from refold.core.errors import CoreError
+from refold.core.schemas import EVENT_TYPES, Event, SchemaError, validate_event
 
 TIME_UNITS = ("s", "ms", "us", "iso", "auto")
 TARGETS = ("event_id", "user_id", "item_id", "event_type", "event_time", "session_id", "value",
@@ -53,7 +54,7 @@ class MappingError(SchemaError):
         self.error_class = error_class
 
 
-class Skipped(Exception):
+class Skipped(CoreError):
     """A record of a type the mapping drops on purpose (`skip_types`)."""
 
 

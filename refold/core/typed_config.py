@@ -21,7 +21,7 @@ what is allowed. Sources, later ones winning:
 >>> load_settings(env={"REFOLD_DECAY": "fast"})
 Traceback (most recent call last):
 ...
-refold.typed_config.ConfigError: setting decay (REFOLD_DECAY): 'fast' is not one of 'events', \
+refold.core.errors.ConfigError: setting decay (REFOLD_DECAY): 'fast' is not one of 'events', \
 'time', 'none'
 """
 
@@ -50,6 +50,7 @@ from pydantic_settings import (
 
 from models.foldin_config import FoldInConfig
 from models.weights import EVENT_TYPES, EventWeights
+from refold.core import errors
 
 ENV_PREFIX = "REFOLD_"
 CLIENT_TABLES = ("client", "consumer", "producer", "admin")
@@ -66,8 +67,8 @@ _FOLDIN = FoldInConfig()
 _WEIGHTS = EventWeights()
 
 
-class ConfigError(ValueError):
-    """A setting is unknown or has a bad value; the message names it and what is allowed."""
+ConfigError = errors.ConfigError
+"""A setting is unknown or has a bad value; the message names it and what is allowed."""
 
 
 def _default_home() -> str:
