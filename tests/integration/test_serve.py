@@ -34,7 +34,8 @@ from .workers import WorkerThread
 ROOT = Path(__file__).resolve().parents[2]
 ML100K = Path(os.environ.get("REFOLD_ML100K", ROOT.parent / "shared" / "datasets" / "ml-100k"))
 CONFIG = FoldInConfig(k=10, full_events=1, weights=EventWeights(ratings_as_positive=True))
-pytestmark = pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
+pytestmark = [pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}"),
+              pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

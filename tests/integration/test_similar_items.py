@@ -21,7 +21,8 @@ from refold.core.kafka import make_admin
 
 ROOT = Path(__file__).resolve().parents[2]
 ML100K = Path(os.environ.get("REFOLD_ML100K", ROOT.parent / "shared" / "datasets" / "ml-100k"))
-pytestmark = pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
+pytestmark = [pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}"),
+              pytest.mark.slow]
 
 
 @pytest.fixture

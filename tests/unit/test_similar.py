@@ -88,6 +88,7 @@ def test_named_pairs_ids_and_drops_the_padding() -> None:
         [("a", ["b"]), ("b", ["a"])]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ML_100K.is_dir(), reason="ml-100k is not beside the checkout")
 def test_neighbours_of_films_on_ml_100k_share_their_genres() -> None:
     from models.als import csr_from, fit_als
