@@ -1,13 +1,7 @@
-"""What `refold serve` answers (HTTP), and the similar-items message it reads.
+"""What `refold serve` answers over HTTP.
 
 Answers are msgspec structs: the server encodes them as JSON and derives its OpenAPI description
-from them. `SimilarItems` is the value of the compacted similar-items topic (key: the item id),
-version 1 like every refold message; readers ignore fields they do not know.
-
->>> msg = decode_similar(b'{"v":1,"item_id":"50","items":[{"item_id":"181","score":1.4}],'
-...                      b'"model_version":3,"generated_at":1.7e9}')
->>> msg.items[0].item_id, msg.model_version
-('181', 3)
+from them.
 """
 
 from __future__ import annotations
@@ -16,34 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from refold.core.schemas import Id, RecommendedItem, SchemaError, Seconds, Version
-
 Source = Literal["collaborative", "content", "popular"]
-
-
-class SimilarItems(msgspec.Struct, kw_only=True):
-    """An item's nearest neighbours, best first, from the refit `model_version`."""
-
-    v: Version = 1
-    item_id: Id
-    items: list[RecommendedItem]
-    model_version: int
-    generated_at: Seconds
-
-
-_similar = msgspec.json.Decoder(SimilarItems)
-
-
-def decode_similar(data: bytes) -> SimilarItems:
-    """Decode and validate one similar-items message; raises `SchemaError`."""
-    if data is None:
-        raise SchemaError("", "empty message (no value)")
-    try:
-        return _similar.decode(data)
-    except msgspec.ValidationError as exc:
-        raise SchemaError("", str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise SchemaError("", f"not valid JSON ({exc})") from None
 
 
 class Reason(msgspec.Struct, kw_only=True, omit_defaults=True):

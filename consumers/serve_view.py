@@ -31,12 +31,17 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, TopicPartition
 
 from consumers.catalog_reader import CatalogReader
-from consumers.serve_messages import decode_similar
 from consumers.serve_state import ServeState
 from consumers.tail import TopicTail
 from refold.core.config import Settings
 from refold.core.kafka import KafkaFatalError, make_consumer, where
-from refold.core.schemas import Item, SchemaError, decode_event, decode_recommendation
+from refold.core.schemas import (
+    Item,
+    SchemaError,
+    decode_event,
+    decode_recommendation,
+    decode_similar,
+)
 
 log = logging.getLogger(__name__)
 SIMILAR_TOPIC = "similar-items"

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 from confluent_kafka import Message, Producer
 
-from consumers.serve_messages import SimilarItems
 from consumers.tail import TopicTail
 from models.similar import covisit_counts, named, similar_items
 from refold.core.config import Settings
 from refold.core.kafka import make_producer
-from refold.core.schemas import RecommendedItem, encode
+from refold.core.schemas import RecommendedItem, SimilarItems, encode
 
 log = logging.getLogger(__name__)
 TOPIC = "similar-items"

@@ -37,7 +37,7 @@ from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
 from refold.core.config import Settings
 from refold.core.kafka import make_admin, make_consumer, make_producer
-from refold.core.topics import create_topics, delete_topics
+from refold.core.topics import create_topics, delete_topics, topic_specs
 
 GUARANTEES = ("exactly-once", "at-least-once")
 
@@ -57,8 +57,7 @@ def run(settings: Settings, events: int = 20_000, repeat: int = 3,
 
 
 def _topics(s: Settings) -> list[str]:
-    return [s.topic(t) for t in ("events", "recommendations", "snapshots", "items",
-                                 "dead_letter", "changelog", "control")]
+    return [spec.name for spec in topic_specs(s)]
 
 
 def _throughput(base: Settings, n: int, repeat: int, made: list[Settings]) -> dict[str, Any]:

@@ -35,14 +35,13 @@ from typing import Any
 
 import httpx
 import numpy as np
-from confluent_kafka.admin import NewTopic
 
 from consumers.recs_view import RecommendationsView
 from refold.core.config import Settings
 from refold.core.errors import AppError
 from refold.core.kafka import make_admin, make_producer
 from refold.core.schemas import Cause, Event, Item, Recommendation, RecommendedItem, encode
-from refold.core.topics import create_topics, delete_topics
+from refold.core.topics import create_topics, delete_topics, topic_specs
 
 K, BASIS, CATEGORIES = 20, 5, 12
 INSTALL_WRK = Path(__file__).resolve().parents[2] / "deploy" / "install-wrk.sh"
@@ -60,10 +59,6 @@ def run(settings: Settings, users: int = 1_000_000, items: int = 20_000, rate: f
     s = settings.replace(topic_prefix=f"{settings.topic_prefix}bench-serve{int(time.time())}.")
     admin = make_admin(s)
     create_topics(admin, s)
-    similar = s.topic("similar-items")
-    for f in admin.create_topics([NewTopic(similar, 1, settings.replication_factor,
-                                           config={"cleanup.policy": "compact"})]).values():
-        f.result(30)
     try:
         t0 = time.perf_counter()
         publish(s, users, items, seed)
@@ -75,9 +70,7 @@ def run(settings: Settings, users: int = 1_000_000, items: int = 20_000, rate: f
         out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
         return out
     finally:
-        delete_topics(admin, [s.topic(t) for t in ("events", "recommendations", "snapshots",
-                                                   "items", "dead_letter", "changelog",
-                                                   "control")] + [similar])
+        delete_topics(admin, [spec.name for spec in topic_specs(s)])
 
 
 def ensure_wrk() -> str:
@@ -140,8 +133,8 @@ def measure_serve(s: Settings, wrk: str, users: int, rate: float, duration: floa
     port = free_port()
     env = {**os.environ, "REFOLD_TOPIC_PREFIX": s.topic_prefix, "REFOLD_LOG_LEVEL": "WARNING",
            "REFOLD_BOOTSTRAP_SERVERS": s.bootstrap}
-    code = "import sys; from refold.cli import cli, serve; cli(prog_name='refold')"
-    cmd = [sys.executable, "-c", code, "serve", "--port", str(port), "--events-lookback", "3600"]
+    cmd = [sys.executable, "-m", "refold", "serve", "--port", str(port),
+           "--events-lookback", "3600"]
     server = subprocess.Popen(cmd, env=env, preexec_fn=lambda: os.sched_setaffinity(0, {0}))
     try:
         t0 = time.perf_counter()

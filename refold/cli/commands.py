@@ -3,6 +3,7 @@
 from refold.cli import (  # noqa: F401
     bench,
     bench_drift,
+    bench_serve,
     consume,
     demo,
     evaluate,
@@ -10,4 +11,5 @@ from refold.cli import (  # noqa: F401
     produce,
     refit,
     report,
+    serve,
 )

@@ -52,6 +52,7 @@ class Settings:
     dead_letter_topic: str = "dead-letter"
     changelog_topic: str = "state-changelog"
     control_topic: str = "control"
+    similar_items_topic: str = "similar-items"
     events_partitions: int = 6
     replication_factor: int = 1
     consumer_group: str = "refold-foldin"

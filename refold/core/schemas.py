@@ -87,6 +87,14 @@ class Cause(msgspec.Struct, kw_only=True):
     offset: int
 
 
+class BasisItem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One of the items a list was computed from: a recent positive interaction of the user."""
+
+    item_id: str
+    event_type: EventType | None = None
+    """Known for the item of the event that caused the list."""
+
+
 class Recommendation(msgspec.Struct, kw_only=True):
     """A user's latest top-K. Keyed by `user_id` on the compacted recommendations topic."""
 
@@ -97,12 +105,25 @@ class Recommendation(msgspec.Struct, kw_only=True):
     source: Literal["collaborative", "content", "popular"]
     generated_at: float
     cause: Cause | None = None
+    basis: list[BasisItem] = []
+    """The user's latest positive items, newest first (at most 5): what explanations name."""
+
+
+class SimilarItems(msgspec.Struct, kw_only=True):
+    """An item's nearest neighbours, best first, from the refit `model_version`. Keyed by
+    `item_id` on the compacted similar-items topic; a null value: the item left the model."""
+
+    v: Version = SCHEMA_VERSION
+    item_id: Id
+    items: list[RecommendedItem]
+    model_version: int
+    generated_at: Seconds
 
 
 _MSG = re.compile(r"^(?P<reason>.*?)(?: - at `\$\.?(?P<field>[^`]*)`)?$", re.S)
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _encoder = msgspec.json.Encoder()
-_decoders = {t: msgspec.json.Decoder(t) for t in (Event, Item, Recommendation)}
+_decoders = {t: msgspec.json.Decoder(t) for t in (Event, Item, Recommendation, SimilarItems)}
 
 
 def _schema_error(exc: msgspec.MsgspecError) -> SchemaError:
@@ -161,6 +182,10 @@ def decode_recommendation(data: bytes) -> Recommendation:
     return _decode(data, Recommendation)  # type: ignore[return-value]
 
 
+def decode_similar(data: bytes) -> SimilarItems:
+    return _decode(data, SimilarItems)  # type: ignore[return-value]
+
+
 def encode(msg: msgspec.Struct) -> bytes:
     """Encode any message of this module to compact JSON."""
     return _encoder.encode(msg)
@@ -174,7 +199,8 @@ def validate_event(ev: Event) -> Event:
 def json_schemas() -> dict[str, dict]:
     """JSON Schema documents for the messages, by file name."""
     out = {}
-    for name, kind in (("event", Event), ("item", Item), ("recommendation", Recommendation)):
+    for name, kind in (("event", Event), ("item", Item), ("recommendation", Recommendation),
+                       ("similar-items", SimilarItems)):
         schema = msgspec.json.schema(kind)
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["title"] = f"refold {name} v{SCHEMA_VERSION}"

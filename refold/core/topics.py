@@ -49,6 +49,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec("changelog", p, compact, "user_id", "per-user state (JSON)"),
         TopicSpec("control", 1, compact, "<consumer group>/<instance id>",
                   "refit request (JSON: reason, detector, time, worker)"),
+        TopicSpec("similar_items", 1, compact, "item_id",
+                  "SimilarItems v1 (JSON); null value = the item left the model"),
     ]
     return [
         TopicSpec(settings.topic(s.name), s.partitions, s.config, s.key, s.value) for s in specs

@@ -15,17 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from confluent_kafka.admin import NewTopic
 
 from consumers.model_source import fit_log
-from consumers.serve_messages import SimilarItems
 from models.recommender import FoldInConfig, OnlineRecommender
 from models.weights import EventWeights
 from producers.datasets import load_movielens
 from producers.sdk import EventProducer
 from refold.core.config import Settings
 from refold.core.kafka import make_admin, make_producer
-from refold.core.schemas import Event, Item, RecommendedItem, encode
+from refold.core.schemas import Event, Item, RecommendedItem, SimilarItems, encode
 from refold.core.topics import create_topics
 from refold.serve.server import Served, build
 
@@ -50,12 +48,7 @@ def data():
 def settings(bootstrap: str, unique_prefix: str) -> Iterator[Settings]:
     s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=3,
                  consumer_group=f"{unique_prefix}foldin", batch_size=100, k=10)
-    admin = make_admin(s)
-    create_topics(admin, s)
-    futures = admin.create_topics([NewTopic(s.topic("similar-items"), 1, 1,
-                                            config={"cleanup.policy": "compact"})])
-    for f in futures.values():
-        f.result(30)
+    create_topics(make_admin(s), s)  # the similar-items topic too
     yield s
 
 

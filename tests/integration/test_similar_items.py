@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from confluent_kafka.admin import NewTopic
 
-from consumers.serve_messages import decode_similar
 from consumers.similar_publisher import TOPIC, Sequences, SimilarItemsPublisher
 from consumers.tail import TopicTail
 from models.als import csr_from, fit_als
@@ -18,6 +16,8 @@ from models.weights import EventWeights
 from producers.datasets import load_movielens
 from refold.core.config import Settings
 from refold.core.kafka import make_admin
+from refold.core.schemas import decode_similar
+from refold.core.topics import create_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 ML100K = Path(os.environ.get("REFOLD_ML100K", ROOT.parent / "shared" / "datasets" / "ml-100k"))
@@ -28,11 +28,7 @@ pytestmark = [pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML
 @pytest.fixture
 def settings(bootstrap: str, unique_prefix: str) -> Settings:
     s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix)
-    admin = make_admin(s)  # kept referenced until the futures resolve
-    futures = admin.create_topics([NewTopic(s.topic(TOPIC), 1, 1, config={
-        "cleanup.policy": "compact"})])
-    for f in futures.values():
-        f.result(30)
+    create_topics(make_admin(s), s)
     return s
 
 

@@ -18,7 +18,7 @@ def test_topics_created_idempotently_with_documented_configs(bootstrap, unique_p
     specs = {spec.name: spec for spec in topic_specs(s)}
     assert set(specs) == {f"{unique_prefix}{n}" for n in (
         "events", "recommendations", "snapshots", "items", "dead-letter", "state-changelog",
-        "control")}
+        "control", "similar-items")}
     configs = describe_topic_configs(admin, list(specs))
     for name, spec in specs.items():
         assert len(md[name].partitions) == spec.partitions
@@ -28,6 +28,7 @@ def test_topics_created_idempotently_with_documented_configs(bootstrap, unique_p
     assert configs[f"{unique_prefix}recommendations"]["cleanup.policy"] == "compact"
     assert configs[f"{unique_prefix}items"]["cleanup.policy"] == "compact"
     assert configs[f"{unique_prefix}control"]["cleanup.policy"] == "compact"
+    assert configs[f"{unique_prefix}similar-items"]["cleanup.policy"] == "compact"
     assert configs[f"{unique_prefix}events"]["cleanup.policy"] == "delete"
 
 
