@@ -39,6 +39,8 @@ SOURCES: tuple[Literal["collaborative", "content", "popular"], ...] = (
     "collaborative", "content", "popular")
 KINDS = ("view", "click", "add_to_cart", "purchase", "bookmark", "rating", "dismiss")
 _HEAD = struct.Struct("<BBBxiqd")
+UNKNOWN = 255
+"""The kind code of a basis item whose event type the list did not give."""
 PENDING_PER_USER = 64
 _body: dict[tuple[int, int], struct.Struct] = {}
 
@@ -63,7 +65,8 @@ class PackedList:
     """Offset of the event the list answers, on the user's events partition."""
     generated_at: float = 0.0
     basis: list[int] = field(default_factory=list)
-    basis_kinds: list[str] = field(default_factory=list)
+    basis_kinds: list[str | None] = field(default_factory=list)
+    """The event type of each basis item, None where the list did not say."""
 
     def pack(self) -> bytes:
         n, nb = len(self.items), len(self.basis)
@@ -73,7 +76,7 @@ class PackedList:
                           -1 if self.model_version is None else self.model_version,
                           -1 if self.cause_offset is None else self.cause_offset,
                           self.generated_at)
-        kinds = [KINDS.index(k) for k in self.basis_kinds]
+        kinds = [UNKNOWN if k is None else KINDS.index(k) for k in self.basis_kinds]
         return head + _body_of(n, nb).pack(*self.items, *self.scores, *self.basis, *kinds)
 
     @classmethod
@@ -82,7 +85,8 @@ class PackedList:
         body = _body_of(n, nb).unpack_from(data, _HEAD.size)
         return cls(SOURCES[source], list(body[:n]), list(body[n : 2 * n]),
                    None if version < 0 else version, None if offset < 0 else offset, at,
-                   list(body[2 * n : 2 * n + nb]), [KINDS[k] for k in body[2 * n + nb :]])
+                   list(body[2 * n : 2 * n + nb]),
+                   [None if k == UNKNOWN else KINDS[k] for k in body[2 * n + nb :]])
 
 
 @dataclass

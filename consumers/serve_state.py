@@ -127,7 +127,8 @@ class ServeState:
 
     def put_list(self, user_id: str, items: Sequence[str], scores: Sequence[float],
                  source: str, model_version: int | None, generated_at: float,
-                 cause_offset: int | None = None, basis: Sequence[tuple[str, str]] = ()) -> None:
+                 cause_offset: int | None = None,
+                 basis: Sequence[tuple[str, str | None]] = ()) -> None:
         """A user's latest list; `basis` is (item, event kind) of the user's latest positive
         events, newest first."""
         of = self.catalog.of

@@ -45,7 +45,6 @@ from refold.core.schemas import (
 
 log = logging.getLogger(__name__)
 SIMILAR_TOPIC = "similar-items"
-BASIS_FIELD = "basis"
 
 
 class PartitionTail(TopicTail):
@@ -167,12 +166,11 @@ class ServeView:
                 self.rejected["recommendations"] += 1
                 log.warning("bad recommendation %s: %s", where(msg), exc)
                 continue
-            basis = getattr(rec, BASIS_FIELD, None) or ()
             self.state.put_list(
                 rec.user_id, [i.item_id for i in rec.items], [i.score for i in rec.items],
                 rec.source, rec.model_version, rec.generated_at,
                 rec.cause.offset if rec.cause is not None else None,
-                [(b.item_id, b.event_type) for b in basis])
+                [(b.item_id, b.event_type) for b in rec.basis])
         self.records["recommendations"] += len(messages)
 
     def _similar(self, messages: list[Message]) -> None:

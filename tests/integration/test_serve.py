@@ -23,7 +23,15 @@ from producers.datasets import load_movielens
 from producers.sdk import EventProducer
 from refold.core.config import Settings
 from refold.core.kafka import make_admin, make_producer
-from refold.core.schemas import Event, Item, RecommendedItem, SimilarItems, encode
+from refold.core.schemas import (
+    BasisItem,
+    Event,
+    Item,
+    Recommendation,
+    RecommendedItem,
+    SimilarItems,
+    encode,
+)
 from refold.core.topics import create_topics
 from refold.serve.server import Served, build
 
@@ -163,12 +171,20 @@ def test_similar_items_and_explanations_come_from_the_topic(settings) -> None:
         item_id="z", items=[RecommendedItem("a", 0.1)], model_version=1, generated_at=1.0)),
         "z")
     producer.produce(topic, None, "z")  # deleted
+    producer.produce(settings.topic("recommendations"), encode(Recommendation(
+        user_id="u", items=[RecommendedItem("c", 2.0), RecommendedItem("x", 1.0)],
+        model_version=2, source="collaborative", generated_at=1.0,
+        basis=[BasisItem(item_id="a", event_type="purchase")])), "u")
     producer.flush(10)
     with Server(build(settings)) as server:
         body = server.get("/v1/items/a/similar?k=1").json()
         assert body == {"item_id": "a", "model_version": 2,
                         "items": [{"item_id": "b", "score": pytest.approx(0.9)}]}
         assert server.get("/v1/items/z/similar").json()["items"] == []
+        reasons = [i["reason"] for i in server.get(
+            "/v1/users/u/recommendations?k=2&explain=true").json()["items"]]
+        assert reasons == [{"kind": "similar", "item_id": "a", "text": "because you bought a"},
+                           {"kind": "profile", "text": "close to your recent activity"}]
         producer.produce(settings.topic("items"), encode(Item(item_id="b", active=False)), "b")
         producer.flush(10)
         wait(lambda: [i["item_id"] for i in server.get("/v1/items/a/similar").json()["items"]]

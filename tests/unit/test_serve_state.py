@@ -31,7 +31,7 @@ def ids(answer: object) -> list[str]:
 
 
 def test_packed_list_round_trips_and_refuses_too_long_lists() -> None:
-    p = PackedList("content", [1, 2], [0.5, 0.25], None, None, 3.5, [9], ["purchase"])
+    p = PackedList("content", [1, 2], [0.5, 0.25], None, None, 3.5, [9, 4], ["purchase", None])
     assert PackedList.unpack(p.pack()) == p
     assert len(PackedList("popular", list(range(20)), [0.0] * 20, 1, 1, 1.0,
                           list(range(5)), ["view"] * 5).pack()) == 24 + 20 * 8 + 5 * 5
@@ -121,6 +121,9 @@ def test_explanations_name_the_most_similar_basis_item_or_the_popularity() -> No
     assert reasons["b"].item_id == "a" and reasons["b"].text == "because you viewed Alpha"
     assert reasons["c"].item_id == "a"  # 0.6 via a beats 0.2 via d
     assert reasons["a"].kind == "profile"
+    s.put_list("u2", ["c"], [1.0], "collaborative", 7, NOW, basis=[("a", None)])
+    assert s.recommend("u2", k=1, now=NOW, explain=True).items[0].reason.text == \
+        "because you liked Alpha"
     assert reasons["p1"].kind == "popular" and reasons["p1"].text == "popular in Drama"
     new = s.recommend("new", k=1, now=NOW, explain=True, category="Drama")
     assert new.items[0].reason.category == "Drama"
