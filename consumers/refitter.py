@@ -14,7 +14,9 @@ steps:
 1. `store.training_data`: the CSR (decayed weights) and a holdout the live model has not seen;
 2. `models.refit.train`: implicit ALS warm-started from the live snapshot, a log line per iteration;
 3. `Gate.check`: NaN/inf, dimensions, holdout recall@K against the live snapshot;
-4. `SnapshotPublisher.publish`: chunks, then the manifest; the version is live once it is written.
+4. `SnapshotPublisher.publish`: chunks, then the manifest; the version is live once it is written;
+5. `SimilarItemsPublisher.publish`: every item's neighbours (the new factors blended with the
+   co-visits of the store's positive interactions) to the compacted similar-items topic.
 
 SIGTERM (`stop`) aborts a training in progress at its next iteration, lets a publish finish,
 writes the checkpoint, commits and returns 0.
@@ -29,10 +31,16 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from consumers import instrument
 from consumers.control import RefitRequestReader
+from consumers.similar_publisher import (
+    Sequences,
+    SimilarItemsPublisher,
+    SimilarParams,
+    SimilarPublishError,
+)
 from consumers.snapshots import SnapshotFollower, SnapshotPublisher
 from models.refit import Gate, RefitParams, train
 from models.snapshot import CHUNK_BYTES, Snapshot, Watermark
@@ -55,6 +63,10 @@ class Triggers:
     checkpoint_seconds: float = 300.0
 
 
+DEFAULT_SIMILAR = SimilarParams()
+"""Similar items are published on every refit unless a refitter is given `similar=None`."""
+
+
 class RefitAborted(ConsumerError):
     """Shutdown was requested during a training."""
 
@@ -66,7 +78,8 @@ class Refitter:
                  store_config: StoreConfig | None = None, triggers: Triggers | None = None,
                  weights: EventWeights | None = None, keep_versions: int = 3,
                  chunk_bytes: int = CHUNK_BYTES, flush_every: int = 64,
-                 publish_pause: float = 0.0) -> None:
+                 publish_pause: float = 0.0,
+                 similar: SimilarParams | None = DEFAULT_SIMILAR) -> None:
         self.settings = settings
         self.topic = settings.topic("events")
         self.params = params or RefitParams(
@@ -81,6 +94,8 @@ class Refitter:
         self.gate = Gate(self.params)
         self.publisher = SnapshotPublisher(settings, keep_versions, chunk_bytes, flush_every,
                                            publish_pause)
+        self.similar = None if similar is None else SimilarItemsPublisher(settings, similar)
+        """Publishes each version's similar items (None: off)."""
         self.checkpoint_path = (Path(settings.home) / "refit"
                                 / f"{self.topic}.{settings.refit_group}.store")
         self.live: Snapshot | None = None
@@ -181,6 +196,8 @@ class Refitter:
             if self._requests is not None:
                 self._requests.close()
             self.publisher.close()
+            if self.similar is not None:
+                self.similar.close()
         log.info("refitter stopped: %d refits, %d published, %d refused, %d failed",
                  self.refits, self.published, self.refused, self.failed)
         return 0
@@ -296,7 +313,20 @@ class Refitter:
                  verdict.metrics.get("recall_at_k", float("nan")),
                  verdict.metrics.get("live_recall_at_k", float("nan")),
                  cand.metrics.get("train_loss", float("nan")))
+        self._publish_similar(snap)
         return snap
+
+    def _publish_similar(self, snap: Snapshot) -> None:
+        """The version's similar items, once it is live (workers do not wait for them); a
+        failure is logged, and the topic keeps the previous version's records."""
+        if self.similar is None:
+            return
+        try:
+            users, items, times = self.store.positive_interactions(snap.item_ids)
+            self.similar.publish(snap.version, snap.item_ids, snap.Y,
+                                 Sequences(users, items, times), snap.created_at)
+        except (SimilarPublishError, KafkaException, ModelError) as exc:
+            log.error("similar items of v%d not published: %s", snap.version, exc)
 
     def _iteration(self, version: int):
         def callback(iteration: int, seconds: float, loss: float | None) -> None:

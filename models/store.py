@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,6 +252,27 @@ class InteractionStore:
         return TrainingData([self.users.ids[x] for x in users.tolist()],
                             [self.items.ids[x] for x in items.tolist()], matrix, holdout,
                             float(self.max_event_time), dict(self.meta), full)
+
+    def positive_interactions(
+        self, item_ids: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user index, item index into `item_ids`, latest event time) of every entry with a
+        positive weight whose item is in `item_ids`: the order in which users came to like
+        items, for co-visits (`models.similar`). Each (user, item) entry once.
+
+        >>> s = InteractionStore()
+        >>> for user, item, kind, t in [("u1", "a", "click", 1.0), ("u1", "b", "dismiss", 2.0),
+        ...                             ("u1", "c", "view", 3.0)]:
+        ...     _ = s.add(user, item, kind, t)
+        >>> [x.tolist() for x in s.positive_interactions(["c", "a"])]
+        [[0, 0], [1, 0], [1.0, 3.0]]
+        """
+        self.compact()
+        row = {x: r for r, x in enumerate(item_ids)}
+        col = np.array([row.get(x, -1) for x in self.items.ids], dtype=np.int64)
+        items = col[self._i] if len(col) else np.zeros(0, np.int64)
+        keep = (self._w > 0) & (items >= 0)
+        return self._u[keep].astype(np.int64), items[keep], self._t[keep]
 
     # -- checkpoint
     def to_bytes(self) -> bytearray:

@@ -81,3 +81,33 @@ def test_one_record_per_item_with_plausible_neighbours_then_tombstones(settings)
     assert {decode_similar(v).model_version for v in final.values() if v is not None} == {2}
     assert all(n.item_id in set(kept) for v in final.values() if v is not None
                for n in decode_similar(v).items)
+
+
+def test_each_refit_publishes_its_similar_items(bootstrap, unique_prefix, tmp_path) -> None:
+    from consumers.refitter import Refitter, Triggers
+    from consumers.snapshots import load_latest
+    from models.refit import RefitParams
+    from producers.sdk import EventProducer
+    from refold.core.schemas import Event
+
+    s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=2,
+                 home=str(tmp_path), refit_group=f"{unique_prefix}refit")
+    create_topics(make_admin(s), s)
+    rng = np.random.default_rng(0)
+    with EventProducer(s) as producer:  # 200 users, each buying within one of 6 clusters
+        for t in range(3000):
+            u = int(rng.integers(0, 200))
+            item = (u % 6) * 50 + int(rng.integers(0, 50))
+            producer.send(Event(event_id=f"e{t}", user_id=f"u{u}", item_id=f"i{item}",
+                                event_type="purchase", event_time=1.7e9 + t))
+    refitter = Refitter(s, RefitParams(factors=8, iterations=5, holdout_fraction=0.1, k=10),
+                        triggers=Triggers(0, 0, 3600))
+    assert refitter.run(once=True, restore_timeout=20) == 0
+    snap = load_latest(s, timeout=20)
+    records = read_all(s)
+    assert sorted(k for k, _ in records) == sorted(snap.item_ids)  # one record per item
+    latest = [decode_similar(v) for _, v in records if v is not None]
+    assert {m.model_version for m in latest} == {snap.version}
+    cluster = [int(n.item_id[1:]) // 50 == int(m.item_id[1:]) // 50
+               for m in latest for n in m.items[:10]]
+    assert np.mean(cluster) >= 0.9  # neighbours come from the item's own cluster
