@@ -5,19 +5,23 @@ have latent vectors (items clustered by category, as in `producers.synth`), and 
 
     util(u, i) = taste · (x_u · y_i) + quality · q_i,
 
-where q_i is the item's standardised global appeal (popular items are popular partly because they
-suit everyone). On a page, the shop shows the first `shown` slots of the user's list and the user
+where q_i ~ N(0, 1) is the item's global appeal, correlated (`appeal_popularity`) with how popular
+the item is (popular items are popular partly because they suit everyone, partly because they
+are easy to find). On a page, the shop shows the first `shown` slots of the user's list and the user
 
 1. examines position j (1-based) with probability 1 / log2(1 + j) (the position bias);
 2. clicks an examined item with probability σ(click_bias + util) · fatigue^n, n being how often
    they examined it before (a customer who passed on an item twice is less likely to take it the
    third time), and almost never (`rebuy`) an item they bought;
-3. after a click, adds to cart with `p_cart` and buys from the cart with σ(purchase_bias + util).
+3. on the item's page, adds it to the cart with `p_cart` and buys it from the cart with
+   σ(purchase_bias + util).
 
 Besides the list, with probability `p_browse` a page also brings an item the user finds on their
-own (search, a category page): drawn by popularity among `n_browse` candidates and chosen by
-softmax(util), then the same funnel. These organic events, and a history of them before the run
-for the users present at the start, are what a recommender can learn from at first.
+own: they open a category page (category c with probability softmax over c of their mean utility
+for its items), which lists `n_browse` of its items drawn by popularity, and open the one chosen
+by softmax(util) (a `view`; it counts as examined), then step 3. These organic events, and a
+history of them before the run for the users present at the start, are what a recommender can
+learn from at first.
 
 Users present at the start come back in sessions (a Poisson process of `sessions_per_day`); new
 users arrive during the run, their first session on arrival (their time to first purchase is
@@ -41,7 +45,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, ndtri
 
 from refold.core.schemas import Item
 
@@ -59,13 +63,14 @@ class ShopConfig:
     seed: int = 0
     dim: int = 16
     n_categories: int = 12
-    taste: float = 1.5  # weight of the personal match x_u · y_i (~N(0, 1)) in the utility
-    quality: float = 1.0  # weight of the item's global appeal
+    taste: float = 2.0  # weight of the personal match x_u · y_i (~N(0, 1)) in the utility
+    quality: float = 0.8  # weight of the item's global appeal q_i ~ N(0, 1)
+    appeal_popularity: float = 0.8  # correlation of q_i with the item's popularity
     popularity: float = 0.8  # Zipf exponent of how often items are found without recommendations
-    click_bias: float = -5.0  # logit of P(click | examined) at utility 0
+    click_bias: float = -4.0  # logit of P(click | examined) at utility 0
     purchase_bias: float = -4.5  # logit of P(purchase | in cart) at utility 0
     p_cart: float = 0.3
-    fatigue: float = 0.6  # P(click) multiplier per earlier examination of the same item
+    fatigue: float = 0.7  # P(click) multiplier per earlier examination of the same item
     rebuy: float = 0.02  # P(click) multiplier for an item the user bought
     shown: int = 5  # slots a page shows
     sessions_per_day: float = 1.0
@@ -74,7 +79,7 @@ class ShopConfig:
     p_browse: float = 0.3  # P(a page also brings an item found without the list)
     n_browse: int = 16  # popularity-drawn candidates a browsing user chooses among
     history_days: float = 14.0  # organic history of the users present at the start ...
-    history_touches: float = 6.0  # ... with this many browsed items each, on average
+    history_touches: float = 20.0  # ... with this many browsed items each, on average
     start_time: float = 1_700_000_000.0
 
     def __post_init__(self) -> None:
@@ -83,7 +88,7 @@ class ShopConfig:
             raise ValueError("sizes must be >= 1")
         if not (0 <= self.new_users < 1 and self.days > 0 and self.pages_per_session >= 1):
             raise ValueError("need 0 <= new_users < 1, days > 0, pages_per_session >= 1")
-        for name in ("p_cart", "fatigue", "rebuy", "p_browse"):
+        for name in ("p_cart", "fatigue", "rebuy", "p_browse", "appeal_popularity"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1]")
 
@@ -137,11 +142,15 @@ class Population:
         scale = c.dim**-0.25  # entries of this size make x_u · y_i about N(0, 1)
         centroids = rng.normal(0, scale, (c.n_categories, c.dim))
         self.item_category = rng.integers(c.n_categories, size=c.n_items)
+        self.centroids = centroids
         self.items = 0.8 * centroids[self.item_category] + 0.6 * rng.normal(0, scale,
                                                                            (c.n_items, c.dim))
-        log_pop = -c.popularity * np.log1p(rng.permutation(c.n_items))
-        self.browse_weights = np.exp(log_pop)
-        self.appeal = (log_pop - log_pop.mean()) / (log_pop.std() or 1.0)
+        rank = rng.permutation(c.n_items)
+        self.browse_weights = np.exp(-c.popularity * np.log1p(rank))
+        # normal scores of the popularity ranks, mixed with the item's own luck
+        pop_score = ndtri(1.0 - (rank + 0.5) / c.n_items)
+        rho = c.appeal_popularity
+        self.appeal = rho * pop_score + math.sqrt(1 - rho**2) * rng.normal(size=c.n_items)
         self.users = rng.normal(0, scale, (c.n_users, c.dim))
         n_new = round(c.n_users * c.new_users)
         self.arrival = np.full(c.n_users, c.start_time)
@@ -152,6 +161,8 @@ class Population:
         self.catalog = [Item(item_id=f"i{k}", categories=[self.categories[a]])
                         for k, a in enumerate(self.item_category.tolist())]
         self.item_index = {it.item_id: k for k, it in enumerate(self.catalog)}
+        self._members = [np.flatnonzero(self.item_category == k) for k in range(c.n_categories)]
+        self._empty = np.array([len(m) == 0 for m in self._members])
         self.sessions = self._schedule(rng)
         self.memory = [UserMemory() for _ in range(c.n_users)]
 
@@ -196,33 +207,49 @@ class Population:
         times = np.sort(c.start_time - rng.uniform(0, c.history_days * DAY, n))
         return [(float(t), self._browse(user, rng, after=0.0)) for t in times]
 
-    def _funnel(self, user: int, i: int, position: int | None, u: np.ndarray,
+    def _funnel(self, user: int, i: int, position: int, u: np.ndarray,
                 after: float) -> list[Act]:
-        """Click, cart and purchase of item i, examined; `u` are three uniform draws."""
-        c, mem = self.config, self.memory[user]
+        """A shown item the user examined: clicked (its page opened), then maybe carted and
+        bought; `u` are three uniform draws."""
         p_click = float(self.click_probability(user, np.array([i]))[0])
-        mem.examined[i] = mem.examined.get(i, 0) + 1
+        self._examined(user, i)
         if u[0] >= p_click:
             return []
-        item_id = self.catalog[i].item_id
-        acts = [Act(item_id, "click", position, after)]
-        if u[1] < c.p_cart:
-            acts.append(Act(item_id, "add_to_cart", position, after + 5.0))
-            if u[2] < expit(c.purchase_bias + self.utility(user, np.array([i]))[0]):
-                acts.append(Act(item_id, "purchase", position, after + 10.0))
-                mem.bought.add(i)
-        return acts
+        return [Act(self.catalog[i].item_id, "click", position, after),
+                *self._opened(user, i, position, u[1:], after)]
 
     def _browse(self, user: int, rng: np.random.Generator, after: float) -> list[Act]:
-        """An item found without the list: viewed, then maybe the funnel."""
+        """An item found on a category page: its page viewed, then maybe carted and bought."""
         c = self.config
-        p = self.browse_weights / self.browse_weights.sum()
-        cand = rng.choice(c.n_items, size=c.n_browse, p=p)
-        z = self.utility(user, cand)
-        soft = np.exp(z - z.max())
-        i = int(cand[rng.choice(c.n_browse, p=soft / soft.sum())])
-        acts = [Act(self.catalog[i].item_id, "view", None, after)]
-        return acts + self._funnel(user, i, None, rng.random(3), after + 1.0)
+        util = self.utility(user)
+        mean = np.bincount(self.item_category, weights=util, minlength=c.n_categories) / \
+            np.maximum(np.bincount(self.item_category, minlength=c.n_categories), 1)
+        mean[self._empty] = -np.inf
+        members = self._members[_softmax_draw(mean, rng)]
+        w = self.browse_weights[members]
+        cand = members[rng.choice(len(members), size=c.n_browse, p=w / w.sum())]
+        i = int(cand[_softmax_draw(util[cand], rng)])
+        self._examined(user, i)
+        return [Act(self.catalog[i].item_id, "view", None, after),
+                *self._opened(user, i, None, rng.random(2), after)]
+
+    def _examined(self, user: int, i: int) -> None:
+        mem = self.memory[user]
+        mem.examined[i] = mem.examined.get(i, 0) + 1
+
+    def _opened(self, user: int, i: int, position: int | None, u: np.ndarray,
+                after: float) -> list[Act]:
+        """On an item's page: to the cart with `p_cart`, bought from it with
+        σ(purchase_bias + util); `u` are two uniform draws."""
+        c = self.config
+        if u[0] >= c.p_cart:
+            return []
+        item_id = self.catalog[i].item_id
+        acts = [Act(item_id, "add_to_cart", position, after + 5.0)]
+        if u[1] < expit(c.purchase_bias + self.utility(user, np.array([i]))[0]):
+            acts.append(Act(item_id, "purchase", position, after + 10.0))
+            self.memory[user].bought.add(i)
+        return acts
 
     def _schedule(self, rng: np.random.Generator) -> list[Session]:
         """Every session of the run, in start order."""
@@ -242,3 +269,9 @@ class Population:
                 t += rng.exponential(DAY / c.sessions_per_day)
         out.sort(key=lambda s: (s.start, s.user))
         return out
+
+
+def _softmax_draw(z: np.ndarray, rng: np.random.Generator) -> int:
+    """An index drawn with probability softmax(z)."""
+    p = np.exp(z - z.max())
+    return int(rng.choice(len(z), p=p / p.sum()))
