@@ -27,7 +27,7 @@ import numpy as np
 
 from models.exploration import Policy, choose, rng_for
 from models.exposure import demote
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 
 @dataclass(frozen=True)
