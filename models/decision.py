@@ -20,7 +20,7 @@ evaluation re-applies other policies to), and the policy's description.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,8 @@ def decide(
     if exposure is not None and demotion is not None and demotion.on and len(s):
         demoted = int(np.count_nonzero(np.asarray(exposure) >= demotion.min_count))
         order, s = demote(s, exposure, demotion.min_count, demotion.strength)
+    if policy.name != "none":  # log the depth it drew from, not "0: the default"
+        policy = replace(policy, candidates=policy.depth(k))
     slate = choose(policy, s, k, rng_for(rec_id))
     picked = order[slate.ranks]
     return Decision(

@@ -1,4 +1,4 @@
-"""The wire contract: interaction events, catalog items and recommendation lists (JSON, version 1).
+"""The wire contract: events, catalog items, recommendation lists and impressions (JSON, version 1).
 
 Messages are JSON objects encoded and validated with msgspec. Each carries `"v": 1`; readers accept
 fields they do not know (additive changes keep version 1) and reject a version they do not know.
@@ -25,9 +25,10 @@ import msgspec
 from models.weights import EVENT_TYPES
 from refold.core.errors import SchemaError
 
-__all__ = ["EVENT_TYPES", "Cause", "Event", "EventType", "Item", "Recommendation",
-           "RecommendedItem", "SchemaError", "decode_event", "decode_item",
-           "decode_recommendation", "encode", "json_schemas", "validate_event"]
+__all__ = ["EVENT_TYPES", "Cause", "Event", "EventType", "Impression", "Item", "PolicyInfo",
+           "Recommendation", "RecommendedItem", "SchemaError", "ShownItem", "decode_event",
+           "decode_impression", "decode_item", "decode_recommendation", "encode", "json_schemas",
+           "validate_event", "validate_impression"]
 
 SCHEMA_VERSION = 1
 
@@ -72,9 +73,34 @@ class Item(msgspec.Struct, kw_only=True, omit_defaults=True):
     attributes: dict[str, str | int | float | bool | None] | None = None
 
 
-class RecommendedItem(msgspec.Struct, array_like=False):
+Scalar = str | int | float | bool
+Source = Literal["collaborative", "content", "popular"]
+Position = Annotated[int, msgspec.Meta(ge=1, description="1-based slot of the list")]
+Propensity = Annotated[float, msgspec.Meta(
+    gt=0, le=1, description="probability that the policy put this item at this position")]
+
+
+class RecommendedItem(msgspec.Struct, omit_defaults=True):
     item_id: str
     score: float
+    position: int | None = None
+    """1-based slot in the list (lists published before exploration was logged: absent)."""
+    propensity: float | None = None
+    """P(the policy put this item at this position | the candidate scores)."""
+    rank: int | None = None
+    """The item's rank among the candidates the policy drew from (0 = best)."""
+    explored: bool | None = None
+    """Placed above its rank by exploration."""
+
+
+class PolicyInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The exploration policy that drew a list, and its parameters."""
+
+    name: Literal["none", "epsilon", "plackett_luce"]
+    epsilon: float | None = None
+    temperature: float | None = None
+    candidates: int | None = None
+    """How many ranked candidates the policy drew from (M)."""
 
 
 class Cause(msgspec.Struct, kw_only=True):
@@ -102,11 +128,48 @@ class Recommendation(msgspec.Struct, kw_only=True):
     user_id: str
     items: list[RecommendedItem]
     model_version: int | None
-    source: Literal["collaborative", "content", "popular"]
+    source: Source
     generated_at: float
     cause: Cause | None = None
     basis: list[BasisItem] = []
     """The user's latest positive items, newest first (at most 5): what explanations name."""
+    rec_id: str | None = None
+    """The list's id: the same user, causing event and model version give the same id."""
+    policy: PolicyInfo | None = None
+    candidate_scores: list[float] | None = None
+    """The scores of the candidates the policy drew from, best first (absent for `none`: the
+    items' own scores): what off-policy evaluation re-applies other policies to."""
+
+
+class ShownItem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One item a service showed, at its 1-based position on the page."""
+
+    item_id: Id
+    position: Position
+    propensity: Propensity | None = None
+    """Copied from the list when the item is shown at the position the list gave it."""
+    rank: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    explored: bool | None = None
+
+
+class Impression(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a service showed a user, from which list. Keyed by `user_id` on the impressions
+    topic. `EventProducer.impression(rec, shown=...)` fills in the list's fields."""
+
+    v: Version = SCHEMA_VERSION
+    impression_id: Id
+    """Unique id used for de-duplication."""
+    rec_id: Id
+    user_id: Id
+    shown_at: Seconds
+    items: Annotated[list[ShownItem], msgspec.Meta(min_length=1, max_length=1000)]
+    source: Source | None = None
+    model_version: int | None = None
+    policy: PolicyInfo | None = None
+    list_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """How many items the list had (the policy's K)."""
+    candidate_scores: list[float] | None = None
+    context: dict[str, Scalar] | None = None
 
 
 class SimilarItems(msgspec.Struct, kw_only=True):
@@ -123,7 +186,8 @@ class SimilarItems(msgspec.Struct, kw_only=True):
 _MSG = re.compile(r"^(?P<reason>.*?)(?: - at `\$\.?(?P<field>[^`]*)`)?$", re.S)
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _encoder = msgspec.json.Encoder()
-_decoders = {t: msgspec.json.Decoder(t) for t in (Event, Item, Recommendation, SimilarItems)}
+_decoders = {t: msgspec.json.Decoder(t)
+             for t in (Event, Item, Recommendation, SimilarItems, Impression)}
 
 
 def _schema_error(exc: msgspec.MsgspecError) -> SchemaError:
@@ -182,6 +246,25 @@ def decode_recommendation(data: bytes) -> Recommendation:
     return _decode(data, Recommendation)  # type: ignore[return-value]
 
 
+def check_impression(imp: Impression) -> Impression:
+    """Rules a type cannot express: each position and each item at most once."""
+    positions = [it.position for it in imp.items]
+    if len(set(positions)) != len(positions):
+        raise SchemaError("items", "a position is shown twice")
+    if len({it.item_id for it in imp.items}) != len(imp.items):
+        raise SchemaError("items", "an item is shown twice")
+    return imp
+
+
+def decode_impression(data: bytes) -> Impression:
+    """Decode and validate one impression; raises `SchemaError` naming the field and why."""
+    return check_impression(_decode(data, Impression))  # type: ignore[arg-type]
+
+
+def validate_impression(imp: Impression) -> Impression:
+    return decode_impression(encode(imp))
+
+
 def decode_similar(data: bytes) -> SimilarItems:
     return _decode(data, SimilarItems)  # type: ignore[return-value]
 
@@ -200,7 +283,7 @@ def json_schemas() -> dict[str, dict]:
     """JSON Schema documents for the messages, by file name."""
     out = {}
     for name, kind in (("event", Event), ("item", Item), ("recommendation", Recommendation),
-                       ("similar-items", SimilarItems)):
+                       ("similar-items", SimilarItems), ("impression", Impression)):
         schema = msgspec.json.schema(kind)
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["title"] = f"refold {name} v{SCHEMA_VERSION}"
