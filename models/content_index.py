@@ -106,6 +106,7 @@ class ContentIndex:
         self._counts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._tags: dict[int, np.ndarray] = {}
         self._tag_ids: dict[str, int] = {}
+        self._tag_names: list[str] = []
         self._rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         """TF-IDF rows under the current idf, computed on demand."""
         self._built: _Postings | None = None
@@ -163,6 +164,20 @@ class ContentIndex:
             idx = np.fromiter(keys, dtype=np.int64, count=len(keys))
             out[idx[idx < n]] = True
         return out
+
+    def tag_name(self, t: int) -> str:
+        """The tag behind a profile's tag id."""
+        return self._tag_names[t]
+
+    @property
+    def waiting(self) -> int:
+        """Changed items scored directly until the next rebuild of the inverted lists."""
+        return len(self._pending)
+
+    def rebuild(self) -> None:
+        """Rebuild the inverted lists now (scoring does it when enough items changed)."""
+        self._built = None
+        self._postings()
 
     # -- profiles
 
@@ -237,7 +252,11 @@ class ContentIndex:
     # -- internals
 
     def _tag_id(self, tag: str) -> int:
-        return self._tag_ids.setdefault(tag, len(self._tag_ids))
+        t = self._tag_ids.get(tag)
+        if t is None:
+            t = self._tag_ids[tag] = len(self._tag_names)
+            self._tag_names.append(tag)
+        return t
 
     def _row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Item i's TF-IDF row under the current idf: (terms ascending, unit-length values)."""

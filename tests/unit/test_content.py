@@ -69,8 +69,7 @@ def brute(ci: ContentIndex, profile: Profile, docs: list[str], tags: list[list[s
     X = tfidf(TextEncoder().counts(docs), idf)
     q = np.zeros(X.shape[1])
     q[profile.terms] = profile.weights
-    names = {v: k for k, v in ci._tag_ids.items()}
-    a = {names[t]: w for t, w in zip(profile.tags.tolist(), profile.tag_weights, strict=True)}
+    a = {ci.tag_name(t): w for t, w in zip(profile.tags.tolist(), profile.tag_weights, strict=True)}
     out = []
     for x, ts in zip(X @ q, tags, strict=True):
         b = tag_set(ts)
@@ -95,11 +94,10 @@ def test_scores_equal_brute_force_before_and_after_a_rebuild(rebuild: bool) -> N
     ci.set_idf(idf)
     ci.set_items(range(300), docs, tags)
     if rebuild:
-        ci.scores(Profile.empty(), 1)  # nothing to score: no build
-        ci._postings()
-        assert not ci._pending
+        ci.rebuild()
+        assert ci.waiting == 0
     else:
-        assert len(ci._pending) == 300  # a few items changed since a build: scored directly
+        assert ci.waiting == 300  # changed since the last build (none): scored directly
     rng = np.random.default_rng(1)
     items = rng.choice(300, 6, replace=False)
     p = ci.profile_of_items(items, rng.uniform(0.1, 1.0, 6))

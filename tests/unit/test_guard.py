@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from models.guard import GuardConfig, shared_weight, shared_weight_ring, verdict
-from models.history import UserHistory
+from models.history import EVENT_DTYPE
 from models.trending import Trending
 from producers.attack import AttackConfig, with_bot_attack
 from producers.synth import SynthConfig, generate
@@ -75,13 +75,13 @@ def test_a_flagged_user_adds_the_bot_weight() -> None:
 def test_the_ring_kernel_equals_the_array_version() -> None:
     rng = np.random.default_rng(4)
     cfg = GuardConfig(min_events=8, max_per_window=12)
-    h = UserHistory(16)
+    h = Ring(16)
     for j in range(200):
         t = j * float(rng.choice([1.0, 30.0, 300.0]))
         h.add(int(rng.integers(6)), float(rng.choice([-1.0, 0.1, 0.3, 1.0])), t)
         ev = h.events()
         share, judged = shared_weight(ev["time"], ev["item"], ev["weight"], cfg)
-        assert shared_weight_ring(h._buf, h.seq, len(h), cfg) == (share, judged.automated)
+        assert shared_weight_ring(*h.ring(), cfg) == (share, judged.automated)
 
 
 def test_rejects_bad_settings() -> None:
@@ -100,22 +100,40 @@ def test_no_ml100k_user_looks_automated() -> None:
     assert not flagged, f"{len(flagged)} of {users} honest users flagged"
 
 
+class Ring:
+    """The part of a user's history the guard reads: a ring of their last events."""
+
+    def __init__(self, size: int) -> None:
+        self.buf, self.seq = np.zeros(size, dtype=EVENT_DTYPE), 0
+
+    def add(self, item: int, weight: float, t: float) -> None:
+        self.buf[self.seq % len(self.buf)] = (item, weight, t, self.seq, -1)
+        self.seq += 1
+
+    def events(self) -> np.ndarray:
+        n = min(self.seq, len(self.buf))
+        return np.roll(self.buf, -(self.seq % len(self.buf)))[-n:]
+
+    def ring(self) -> tuple[np.ndarray, int, int]:
+        return self.buf, self.seq, min(self.seq, len(self.buf))
+
+
 def guarded_replay(log, guard: GuardConfig | None, partitions: int = 6, history: int = 50):
     """Replay `log` into per-partition trending, each positive event counted with the guard's
     share (all of it without a guard); returns the trending, the flagged users and the number
     of users."""
     trending = [Trending(7 * 86400.0) for _ in range(partitions)]
-    histories: dict[str, UserHistory] = {}
+    histories: dict[str, Ring] = {}
     flagged: set[str] = set()
     items = {x: i for i, x in enumerate(np.unique(log.item_ids).tolist())}
     for u, x, t in zip(log.user_ids.tolist(), log.item_ids.tolist(), log.times.tolist(),
                        strict=True):
-        h = histories.setdefault(u, UserHistory(history))
+        h = histories.setdefault(u, Ring(history))
         i = items[x]
         h.add(i, 1.0, t)
         w = 1.0
         if guard is not None:
-            w, automated = shared_weight_ring(h._buf, h.seq, len(h), guard)
+            w, automated = shared_weight_ring(*h.ring(), guard)
             if automated:
                 flagged.add(u)
         if w > 0:
