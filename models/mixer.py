@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from models.topk import topk
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 SIGNALS = ("cf", "session", "content", "trend")
 CONTEXT = ("user_events", "account_age", "item_events")

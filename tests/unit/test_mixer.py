@@ -21,7 +21,7 @@ from models.mixer import (
     union_of_tops,
     user_context,
 )
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 
 def random_signals(rng: np.random.Generator, n: int) -> Signals:
