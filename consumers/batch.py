@@ -1,5 +1,6 @@
 """A micro-batch as `consumers.loop` and its processors see it: the processor contract, the
-output producer, the offsets a commit records, and what a run did.
+output producer, the offsets a commit records, what a run did, and the side inputs a processor
+applies between batches.
 
 >>> stats = LoopStats(first_batch=1.0, last_commit=3.5)
 >>> stats.busy_seconds
@@ -53,6 +54,21 @@ class Processor(Protocol):
     def between_batches(self) -> None: ...
     def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None: ...
     def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None: ...
+
+
+class SideInput(Protocol):
+    """A reader a processor applies between batches, never in the middle of one (the catalog,
+    `consumers.catalog_reader.CatalogReader`): read to its end at start, then polled."""
+
+    def catch_up(self, timeout: float = 10.0) -> bool:
+        """Apply everything up to the current end; False if that took longer than `timeout`."""
+        ...
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Apply what arrived since the last call; how many messages were read."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class WithoutHooks:
@@ -110,3 +126,8 @@ def first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
     for msg in messages:
         first.setdefault((msg.topic(), msg.partition()), msg.offset())
     return first
+
+
+def names(partitions: list[TopicPartition]) -> str:
+    """`topic[p], topic[q]` (or "nothing"), as logs name partitions."""
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

@@ -225,7 +225,7 @@ class ChangelogReader:
         try:
             while True:
                 self._read_to_end(raw, out, {p: marks[p][1] for p in partitions}, deadline)
-                behind = self._behind(raw, targets)
+                behind = self.behind(raw, targets)
                 if not behind:
                     break
                 if time.monotonic() > deadline:
@@ -270,7 +270,7 @@ class ChangelogReader:
                 else:
                     raw[p][msg.key()] = value
 
-    def _behind(self, raw: dict[int, dict[bytes, bytes]],
+    def behind(self, raw: dict[int, dict[bytes, bytes]],
                 targets: dict[int, int | None]) -> list[int]:
         """The partitions whose state does not (yet) stand at the committed offset."""
         behind = []

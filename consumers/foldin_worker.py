@@ -5,7 +5,7 @@
 1. checks every message (`consumers.deadletter`): a bad one becomes a dead letter, in the same
    transaction, and processing goes on;
 2. skips an event whose id is among its user's recent event ids (a re-sent event counts once);
-3. saves the state of the batch's users and partitions (the undo log), then runs the batch
+3. saves the state of the batch's users and partitions (`consumers.undo`), then runs the batch
    through `OnlineRecommender.process_batch` (per-event semantics, one batched solve; state
    other than users' is kept per partition, see `models.partition`);
 4. produces one `Recommendation` per affected user, keyed by user id, naming its cause: the
@@ -25,29 +25,25 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
 from consumers import changelog
-from consumers.catalog_reader import CatalogReader
+from consumers.batch import SideInput
 from consumers.deadletter import DeadLetters, Limits, Rejected, check_event_message
-from consumers.loop import Output, TransactionalLoop, next_offsets
+from consumers.loop import Output, next_offsets
+from consumers.undo import BatchUndo
 from models.foldin import ItemFactors
-from models.partition import PartitionUndo
 from models.recommender import OnlineRecommender, PreparedFactors, Recs
+from models.snapshot import Snapshot
 from refold.core.config import Settings
 from refold.core.errors import ModelError
 from refold.core.kafka import where
 from refold.core.schemas import Cause, Event, Recommendation, RecommendedItem, encode
 
 log = logging.getLogger(__name__)
-
-_NEW = object()
-"""Undo-log marker: the user had no state before the batch (roll back = forget the user)."""
-
 
 @dataclass
 class CommittedBatch:
@@ -68,6 +64,16 @@ class CommittedBatch:
     """Mean norm of the user vectors folded in for the batch's lists (None: none)."""
     foldin_residual: float | None = None
     """Mean fold-in residual of those users (`models.foldin.residuals`; None: none)."""
+
+
+@dataclass(frozen=True)
+class Swap:
+    """A model version swapped in between two batches: the processing thread's pause, from the
+    start of `between_batches` to its end (Unix seconds)."""
+
+    version: int
+    started: float
+    ended: float
 
 
 class RecentIds:
@@ -96,16 +102,20 @@ class FoldInWorker:
         settings: Settings,
         recommender: OnlineRecommender,
         *,
-        catalog: CatalogReader | None = None,
+        side_inputs: Sequence[SideInput] = (),
         clock: Callable[[], float] = time.time,
         dedup_window: int | None = None,
         on_commit: Callable[[CommittedBatch], None] | None = None,
+        on_swap: Callable[[Swap], None] | None = None,
         exact_restore: bool = True,
+        prepare_swaps: bool = True,
     ) -> None:
         self.settings = settings
         self.recommender = recommender
-        self.catalog = catalog
+        self.side_inputs = list(side_inputs)
+        """Readers applied between batches, never mid-batch (the catalog is one)."""
         self.clock = clock
+        self.prepare_swaps = prepare_swaps
         self.limits = Limits.of(settings)
         self.recs_topic = settings.topic("recommendations")
         self.events_topic = settings.topic("events")
@@ -118,13 +128,15 @@ class FoldInWorker:
         self.counts: Counter[str] = Counter()
         """Committed totals: events, duplicates, recommendations, dead_letters,
         changelog_records, changelog_bytes."""
-        self._undo: dict[str, tuple[Any, dict[str, None] | None, int | None]] = {}
-        self._undo_parts: dict[int, PartitionUndo] = {}
+        self.undo = BatchUndo(recommender, self.recent.by_user, self.partition_of)
         self._staged: Counter[str] = Counter()
         self._staged_dead: Counter[str] = Counter()
-        self._next_model: PreparedFactors | None = None
+        self._next_model: PreparedFactors | ItemFactors | None = None
         self._next_lock = threading.Lock()
         self.on_commit = on_commit
+        """Called with each committed batch (the monitor's feed)."""
+        self.on_swap = on_swap
+        """Called after a new model version is swapped in (`refold bench swap` times it)."""
         self._batch = CommittedBatch()
 
     # -- the loop's Processor protocol
@@ -141,13 +153,16 @@ class FoldInWorker:
                 self._staged_dead[err.error_class] += 1
                 done.dead_letters.append(err.error_class)
                 continue
-            self._save(event.user_id, msg.partition())
+            self.undo.save_user(event.user_id, msg.partition())
             if self.recent.seen(event.user_id, event.event_id):
                 log.info("duplicate event %s at %s: skipped", event.event_id, where(msg))
                 self._staged["duplicates"] += 1
                 continue
             batch.append((event, msg))
-        self._save_partitions(messages, batch)
+        touched: dict[int, list[str]] = {msg.partition(): [] for msg in messages}
+        for ev, msg in batch:
+            touched[msg.partition()].append(ev.item_id)
+        self.undo.save_partitions(touched)
         if batch:
             read_at = {id(ev): msg for ev, msg in batch}
             results = self.recommender.process_batch(
@@ -167,8 +182,7 @@ class FoldInWorker:
 
     def promote(self) -> None:
         """The batch committed: its state is the state; count what it did."""
-        self._undo.clear()
-        self._undo_parts.clear()
+        self.undo.clear()
         self.counts.update(self._staged)
         self.counts["dead_letters"] += sum(self._staged_dead.values())
         self.dead_letters.count(self._staged_dead)
@@ -186,34 +200,18 @@ class FoldInWorker:
 
     def rollback(self) -> None:
         """The batch aborted: put back every touched user's state and the popularity."""
-        rec = self.recommender
-        for user, (state, ids, partition) in self._undo.items():
-            if state is _NEW:
-                rec.drop_user(user)
-            else:
-                rec.restore_user(user, state)
-            if ids is None:
-                self.recent.by_user.pop(user, None)
-            else:
-                self.recent.by_user[user] = ids
-            if partition is None:
-                self.partition_of.pop(user, None)
-            else:
-                self.partition_of[user] = partition
-        for p, undo in self._undo_parts.items():
-            rec.revert_partition(p, undo)
-        log.warning("rolled back the state of %d user(s) and %d partition(s)", len(self._undo),
-                    len(self._undo_parts))
-        self._undo.clear()
-        self._undo_parts.clear()
+        users, partitions = self.undo.revert()
+        log.warning("rolled back the state of %d user(s) and %d partition(s)", users, partitions)
         self._staged.clear()
         self._staged_dead.clear()
         self._batch = CommittedBatch()
 
     def between_batches(self) -> None:
-        """Apply catalog changes and a pending model version: never in the middle of a batch."""
-        if self.catalog is not None:
-            self.catalog.poll(0.0)
+        """Apply side inputs (catalog changes) and a pending model version: never in the
+        middle of a batch."""
+        started = time.time()
+        for side in self.side_inputs:
+            side.poll(0.0)
         with self._next_lock:
             prepared, self._next_model = self._next_model, None
         if prepared is not None:
@@ -221,6 +219,8 @@ class FoldInWorker:
             self.recommender.swap_factors(prepared)
             log.info("serving model version %s (swapped in %.1f ms)", prepared.version,
                      (time.perf_counter() - t0) * 1000)
+            if self.on_swap is not None:
+                self.on_swap(Swap(prepared.version, started, time.time()))
 
     def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
         """Restore the partitions' state from the changelog, as of their committed offsets,
@@ -257,13 +257,15 @@ class FoldInWorker:
     # -- start, stop and hooks for other processes
 
     def start(self, timeout: float = 30.0) -> None:
-        """Read the catalog to its end before the first batch (then between batches)."""
-        if self.catalog is not None and not self.catalog.catch_up(timeout):
-            log.warning("catalog not read to its end in %.0f s: going on", timeout)
+        """Read the side inputs (the catalog) to their end before the first batch."""
+        for side in self.side_inputs:
+            if not side.catch_up(timeout):
+                log.warning("%s not read to its end in %.0f s: going on", type(side).__name__,
+                            timeout)
 
     def close(self) -> None:
-        if self.catalog is not None:
-            self.catalog.close()
+        for side in self.side_inputs:
+            side.close()
         self.changelog.close()
 
     def swap_model(self, factors: ItemFactors) -> None:
@@ -279,9 +281,13 @@ class FoldInWorker:
         list of someone idle is published on their next event anyway); and re-folding the
         recently active would publish lists nobody asked for, in a burst of output and CPU.
         """
-        prepared = self.recommender.prepare_factors(factors)
+        prepared = self.recommender.prepare_factors(factors) if self.prepare_swaps else factors
         with self._next_lock:
             self._next_model = prepared
+
+    def swap_snapshot(self, snapshot: Snapshot) -> None:
+        """`swap_model` with a snapshot's factors (what a `SnapshotFollower` hands over)."""
+        self.swap_model(snapshot.item_factors())
 
     # -- internals
 
@@ -292,28 +298,6 @@ class FoldInWorker:
         except ModelError as exc:
             raise Rejected("", str(exc), "model") from None
         return event
-
-    def _save(self, user_id: str, partition: int) -> None:
-        """Undo log: the user's state before the batch first touched it."""
-        if user_id in self._undo:
-            return
-        state = self.recommender.user_state(user_id)
-        ids = self.recent.by_user.get(user_id)
-        self._undo[user_id] = (
-            _NEW if state is None else state,
-            None if ids is None else dict(ids),
-            self.partition_of.get(user_id),
-        )
-        self.partition_of[user_id] = partition
-
-    def _save_partitions(self, messages: list[Message], batch: list[tuple[Event, Message]]
-                         ) -> None:
-        """Undo log: the state of every partition of the batch before the batch."""
-        items: dict[int, list[str]] = {msg.partition(): [] for msg in messages}
-        for ev, msg in batch:
-            items[msg.partition()].append(ev.item_id)
-        for p, ids in items.items():
-            self._undo_parts[p] = self.recommender.save_partition(p, ids)
 
     def _write_changelog(self, out: Output, messages: list[Message],
                          users: dict[str, None]) -> None:
@@ -359,30 +343,3 @@ class FoldInWorker:
 def transactional_id(settings: Settings) -> str:
     """Stable per worker slot: a restarted instance fences its predecessor."""
     return f"{settings.topic_prefix}{settings.consumer_group}-{settings.instance_id}"
-
-
-def build_worker(
-    settings: Settings, recommender: OnlineRecommender, guarantee: str = "exactly-once",
-    monitor: Any = None, **loop_options: Any,
-) -> tuple[FoldInWorker, TransactionalLoop]:
-    """A worker that follows the catalog, and the loop that drives it with `guarantee`.
-
-    With a `consumers.monitor.Monitor`, the worker is returned wrapped in
-    `consumers.instrument.Monitored` (same interface, plus `swap_snapshot`), which feeds it.
-    """
-
-    def apply(item: Any) -> None:
-        recommender.set_item_active(item.item_id, item.active, item.categories)
-
-    worker = FoldInWorker(settings, recommender, catalog=CatalogReader(settings, apply),
-                          exact_restore=guarantee == "exactly-once")
-    if monitor is not None:
-        from consumers.instrument import Monitored
-
-        worker = Monitored(worker, monitor, settings.consumer_group)  # type: ignore[assignment]
-    loop = TransactionalLoop(
-        settings, worker, topics=[settings.topic("events")], group_id=settings.consumer_group,
-        transactional_id=transactional_id(settings), guarantee=guarantee, **loop_options)
-    if monitor is not None:
-        worker.attach(loop)  # type: ignore[attr-defined]
-    return worker, loop

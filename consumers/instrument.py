@@ -65,7 +65,7 @@ class Monitored:
     def attach(self, loop: Any) -> None:
         """Read lag through the consumer of `loop` (a `TransactionalLoop`), between batches, when
         the loop is not using it."""
-        self.consumer = lambda: loop._consumer
+        self.consumer = lambda: loop.consumer
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.worker, name)

@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from consumers.batch import LoopStats, Output, Processor, first_offsets, next_offsets
+from consumers.batch import LoopStats, Output, Processor, first_offsets, names, next_offsets
 from consumers.crash import CrashPoint
 from consumers.txn import (
     CALL_TIMEOUT_S,
@@ -93,6 +93,7 @@ class TransactionalLoop:
         consumer_extra: dict[str, Any] | None = None,
         producer_extra: dict[str, Any] | None = None,
         guarantee: str = "exactly-once",
+        on_producer: Callable[[Producer], Producer] | None = None,
     ) -> None:
         if guarantee not in GUARANTEES:
             raise ValueError(f"guarantee must be one of {GUARANTEES}, not {guarantee!r}")
@@ -108,12 +109,16 @@ class TransactionalLoop:
         self.consumer_extra = consumer_extra or {}
         self.producer_extra = producer_extra or {}
         self.guarantee = guarantee
+        self.on_producer = on_producer
+        """Called with each producer the loop makes; returns the one to use (tests wrap it to
+        inject faults)."""
         self.stats = LoopStats()
         self.assigned: set[tuple[str, int]] = set()
         self._stopping = False
         self._aborts_in_a_row = 0
         self._last_activity = time.monotonic()
-        self._consumer: Consumer | None = None
+        self.consumer: Consumer | None = None
+        """The consumer, made by `run` (a monitor reads lag through it between batches)."""
         self._producer: Producer | None = None
         self._crash = CrashPoint.from_env()
 
@@ -127,8 +132,8 @@ class TransactionalLoop:
         """Consume until stopped; commits every handled batch, then leaves the group cleanly."""
         exactly_once = self.guarantee == "exactly-once"
         self._producer = self._make_producer()
-        self._consumer = make_consumer(self.settings, self.group_id, self.consumer_extra)
-        self._consumer.subscribe(self.topics, on_assign=self._on_assign,
+        self.consumer = make_consumer(self.settings, self.group_id, self.consumer_extra)
+        self.consumer.subscribe(self.topics, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
         self.stats = LoopStats()
         self._last_activity = time.monotonic()
@@ -159,6 +164,8 @@ class TransactionalLoop:
         producer = make_producer(self.settings, {
             **(txn if exactly_once else alo), "error_cb": self._producer_error,
             **self.producer_extra})
+        if self.on_producer is not None:
+            producer = self.on_producer(producer)
         if exactly_once:
             self._call("init_transactions", producer.init_transactions, TXN_TIMEOUT_S)
         return producer
@@ -180,12 +187,12 @@ class TransactionalLoop:
         n = self.batch_size
         if self.max_messages is not None:
             n = min(n, self.max_messages - self.stats.messages)
-        assert self._consumer is not None
-        first = self._consumer.poll(self.poll_timeout)
+        assert self.consumer is not None
+        first = self.consumer.poll(self.poll_timeout)
         if first is None:
             return []
         out = []
-        for msg in [first, *self._consumer.consume(n - 1, 0)] if n > 1 else [first]:
+        for msg in [first, *self.consumer.consume(n - 1, 0)] if n > 1 else [first]:
             if msg.error() is not None:
                 if msg.error().fatal():
                     raise KafkaFatalError(f"consumer: {msg.error()}")
@@ -195,9 +202,9 @@ class TransactionalLoop:
         return out
 
     def _close(self) -> None:
-        if self._consumer is not None:
+        if self.consumer is not None:
             try:
-                self._consumer.close()  # leaves the group: revokes (committed) partitions now
+                self.consumer.close()  # leaves the group: revokes (committed) partitions now
             except (KafkaException, KafkaFatalError, RuntimeError) as exc:
                 log.warning("closing the consumer: %s", exc)
         if self._producer is not None:
@@ -209,7 +216,7 @@ class TransactionalLoop:
     # -- one batch, one transaction
 
     def _batch(self, messages: list[Message]) -> None:
-        assert self._consumer is not None and self._producer is not None
+        assert self.consumer is not None and self._producer is not None
         producer, out = self._producer, Output(self._producer)
         try:
             self._call("begin_transaction", producer.begin_transaction)  # 2
@@ -217,7 +224,7 @@ class TransactionalLoop:
             handled = time.monotonic()
             self._crash_if("after_produce")
             self._call("send_offsets_to_transaction", producer.send_offsets_to_transaction,
-                       next_offsets(messages), self._consumer.consumer_group_metadata(),
+                       next_offsets(messages), self.consumer.consumer_group_metadata(),
                        CALL_TIMEOUT_S, stalls=True)  # 4
             self._crash_if("after_offsets")
             self._call("commit_transaction", producer.commit_transaction, CALL_TIMEOUT_S,
@@ -263,11 +270,11 @@ class TransactionalLoop:
         """Whether the batch's offsets are the group's committed ones (its transaction
         committed). Asked after a new producer ended the transaction, so the answer is stable;
         if it cannot be had, the worker stops rather than guess."""
-        assert self._consumer is not None
+        assert self.consumer is not None
         want = self._held({(tp.topic, tp.partition): tp.offset for tp in next_offsets(messages)})
         tps = [TopicPartition(t, p) for t, p in want]
         try:
-            got = self._call("committed", self._consumer.committed, tps, timeout=CALL_TIMEOUT_S)
+            got = self._call("committed", self.consumer.committed, tps, timeout=CALL_TIMEOUT_S)
         except KafkaException as exc:
             raise KafkaFatalError(f"whether a stalled transaction committed is unknown: "
                                   f"{error_of(exc)}") from exc
@@ -284,7 +291,7 @@ class TransactionalLoop:
     def _batch_at_least_once(self, messages: list[Message]) -> None:
         """handle → flush every output → commit the offsets: a crash between flush and commit
         delivers the batch's outputs again."""
-        assert self._consumer is not None and self._producer is not None
+        assert self.consumer is not None and self._producer is not None
         out = Output(self._producer, track_delivery=True)
         try:
             self.processor.handle(messages, out)
@@ -296,7 +303,7 @@ class TransactionalLoop:
                                       f"{len(out.failed)} failed: {out.failed[:3]}")
             # asynchronous: a commit waits behind the consumer's parked fetch, and a lost one
             # only means more duplicates after a crash, which this mode accepts
-            self._call("commit", self._consumer.commit, offsets=next_offsets(messages),
+            self._call("commit", self.consumer.commit, offsets=next_offsets(messages),
                        asynchronous=True)
             self._crash_if("after_commit")
         except BaseException:
@@ -313,7 +320,7 @@ class TransactionalLoop:
 
     def _abort(self, messages: list[Message]) -> None:
         """Abort the open transaction (the caller rolls the batch back)."""
-        assert self._consumer is not None and self._producer is not None
+        assert self.consumer is not None and self._producer is not None
         try:
             self._call("abort_transaction", self._producer.abort_transaction, CALL_TIMEOUT_S,
                        stalls=True)
@@ -341,18 +348,18 @@ class TransactionalLoop:
     def _roll_back(self, messages: list[Message]) -> None:
         """Drop the batch's staged state and seek its partitions (those still assigned) back to
         their committed offsets, so that the batch is read and handled again."""
-        assert self._consumer is not None
+        assert self.consumer is not None
         self.processor.rollback()
         first = self._held(first_offsets(messages))
         tps = [TopicPartition(t, p) for t, p in first]
         try:
-            committed = self._consumer.committed(tps, timeout=CALL_TIMEOUT_S)
+            committed = self.consumer.committed(tps, timeout=CALL_TIMEOUT_S)
         except KafkaException as exc:
             log.warning("committed offsets unavailable (%s): rewinding to the batch start", exc)
             committed = tps
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else first[(tp.topic, tp.partition)]
-            self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
             log.info("rewound %s[%d] to %d", tp.topic, tp.partition, offset)
 
     def _held(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
@@ -377,20 +384,16 @@ class TransactionalLoop:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
         self._last_activity = time.monotonic()
-        log.info("assigned %s", _names(partitions))
+        log.info("assigned %s", names(partitions))
         self.processor.on_partitions_assigned(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Every handled batch was committed before consume() was called, so nothing is in flight.
         self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
         self._last_activity = time.monotonic()
-        log.info("revoked %s", _names(partitions))
+        log.info("revoked %s", names(partitions))
         self.processor.on_partitions_revoked(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("lost %s (session timed out): dropping their state", _names(partitions))
+        log.warning("lost %s (session timed out): dropping their state", names(partitions))
         self._on_revoke(consumer, partitions)
-
-
-def _names(partitions: list[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

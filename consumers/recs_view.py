@@ -91,6 +91,11 @@ class RecommendationsView:
                 log.exception("recommendations view: poll failed")
                 self._stop.wait(1.0)
 
+    @property
+    def following(self) -> bool:
+        """Whether the background thread of `start` is following the topic."""
+        return self._thread is not None
+
     def stop(self) -> None:
         if self._thread is not None:
             self._stop.set()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -124,7 +125,14 @@ class Refitter:
             self._requested.append(reason)
 
     def stop(self) -> None:
+        """Abort a training in progress, let a publish finish, checkpoint and return from
+        `run` (any thread, signals)."""
         self._stopping.set()
+
+    def stop_on_signals(self) -> None:
+        """SIGTERM and SIGINT call `stop()`."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
 
     # -- start
     def restore(self, timeout: float = 60.0) -> None:

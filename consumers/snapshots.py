@@ -25,7 +25,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 from confluent_kafka import KafkaError, Message, TopicPartition
@@ -347,21 +346,21 @@ class SnapshotFollower:
         self.close()
 
 
-def follow(settings: Settings, worker: Any, served: int | None = None, wait: float = 30.0
+def follow(settings: Settings, swap: Callable[[Snapshot], None], served: int | None = None,
+           wait: float = 30.0, on_refused: Callable[[str], None] | None = None
            ) -> SnapshotFollower:
-    """Keep `worker` (with `swap_snapshot`, e.g. `consumers.instrument.Monitored`) on the newest
-    version: now the latest complete one if newer than `served` (the version it started with),
-    looked for at most `wait` s (then the worker serves what it has, popularity if nothing,
-    until the follower reads it); then each newer one, verified and laid out on the follower's
-    thread. Call it before the worker's first batch, which then runs on that version."""
+    """Keep a worker on the newest version through `swap` (e.g. `FoldInWorker.swap_snapshot`):
+    now the latest complete one if newer than `served` (the version it started with), looked
+    for at most `wait` s (then the worker serves what it has, popularity if nothing, until the
+    follower reads it); then each newer one, verified and laid out on the follower's thread.
+    Call it before the worker's first batch, which then runs on that version. `on_refused` is
+    called with the reason of each refused version (a monitor counts them)."""
     follower = SnapshotFollower(settings, live_version=served or 0)
-    monitor = getattr(worker, "monitor", None)
-    if monitor is not None:  # refusals become refold_snapshot_loads_total{outcome="rejected"}
-        follower.on_refused = lambda _reason: monitor.on_snapshot_rejected()
+    follower.on_refused = on_refused
     snap = follower.load_latest(timeout=wait)
     if snap is not None and snap.version > (served or 0):
-        worker.swap_snapshot(snap)
-    follower.start(worker.swap_snapshot)
+        swap(snap)
+    follower.start(swap)
     return follower
 
 

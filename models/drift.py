@@ -293,6 +293,7 @@ class SnapshotChurn:
         self.threshold = threshold
         self.min_compared = min_compared
         self._lists: dict[Hashable, tuple[int, tuple[Hashable, ...]]] = {}
+        """The sample: each followed user's last list and its version."""
         self._previous: dict[Hashable, tuple[Hashable, ...]] = {}
         self.version: int | None = None
         self.transitions = 0
@@ -301,6 +302,11 @@ class SnapshotChurn:
         self._sum = 0.0
         self.compared = 0
         self._flagged = False
+
+    @property
+    def sampled(self) -> int:
+        """Users whose lists are followed (at most `sample_size`)."""
+        return len(self._lists)
 
     @property
     def overlap(self) -> float:

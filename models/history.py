@@ -85,6 +85,11 @@ class UserHistory:
         return min(self.seq, self.max_events)
 
     @property
+    def nbytes(self) -> int:
+        """Memory of the event buffer (fixed: `max_events` records of `EVENT_DTYPE`)."""
+        return self._buf.nbytes
+
+    @property
     def last_time(self) -> float | None:
         return float(self._buf["time"][(self.seq - 1) % self.max_events]) if self.seq else None
 

@@ -292,6 +292,11 @@ class Assembler:
     def pending_bytes(self) -> int:
         return sum(len(p or b"") for parts in self._parts.values() for p in parts.values())
 
+    @property
+    def pending_versions(self) -> list[int]:
+        """Versions with chunks held, waiting for the rest (sorted)."""
+        return sorted(v for v, _ in self._parts)
+
     def add(self, key: bytes | str | None, value: bytes | None,
             headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None) -> Snapshot | None:
         """Take one message of the snapshots topic; a complete, verified version is returned."""

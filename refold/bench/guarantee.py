@@ -28,11 +28,10 @@ import numpy as np
 from confluent_kafka import TopicPartition
 
 from consumers import changelog
-from consumers.foldin_worker import FoldInWorker, build_worker
-from consumers.model_source import fit_log, foldin_config
+from consumers.assembly import WorkerOptions, assemble_worker
+from consumers.model_source import fit_log
 from models.foldin import ItemFactors
 from models.history import STATE_VERSION
-from models.recommender import OnlineRecommender
 from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
 from refold.core.config import Settings
@@ -88,13 +87,9 @@ def _throughput(base: Settings, n: int, repeat: int, made: list[Settings]) -> di
 
 
 def _one_run(s: Settings, factors: ItemFactors, guarantee: str, n: int) -> dict[str, float]:
-    rec = OnlineRecommender(foldin_config(s), factors)
-    worker, loop = build_worker(s, rec, guarantee, max_messages=n, idle_exit=60.0)
-    try:
-        worker.start()
-        stats = loop.run()
-    finally:
-        worker.close()
+    options = WorkerOptions.bare(guarantee=guarantee, max_messages=n, idle_exit=60.0)
+    with assemble_worker(s, factors, options) as worker:
+        stats = worker.run()
     if stats.messages != n:
         raise RuntimeError(f"{guarantee}: read {stats.messages} of {n} events")
     return {"events_per_s": n / stats.busy_seconds, "seconds": stats.busy_seconds,
@@ -125,14 +120,12 @@ def _restore(s: Settings, users: int, made: list[Settings]) -> dict[str, Any]:
                  asynchronous=False)
     group.close()
 
-    worker = FoldInWorker(s, OnlineRecommender(foldin_config(s)))
-    try:
+    with assemble_worker(s, options=WorkerOptions.bare()) as assembled:
+        worker = assembled.worker
         t0 = time.perf_counter()
         worker.on_partitions_assigned([TopicPartition(s.topic("events"), p)
                                        for p in range(parts)])
         total = time.perf_counter() - t0
-    finally:
-        worker.close()
     report = worker.restores[-1]
     if report.users != users:
         raise RuntimeError(f"restored {report.users} of {users} users")

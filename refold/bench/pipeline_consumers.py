@@ -63,35 +63,20 @@ class PassThrough(WithoutHooks):
         pass
 
 
-class _Closing:
-    """The worker's counts, and a `close` that also closes its snapshot follower."""
-
-    def __init__(self, worker: Any, follower: Any) -> None:
-        self.counts, self._closing = worker.counts, (worker, follower)
-
-    def close(self) -> None:
-        for c in self._closing:
-            c.close()
-
-
 def _build(kind: str, settings: Settings, model: Path, fold_in: dict[str, Any],
            **loop_options: Any) -> tuple[TransactionalLoop, Any, str]:
-    """The loop, its processor, and the name of the processor's count of outputs."""
-    from consumers.foldin_worker import build_worker, transactional_id
+    """The loop, its processor (with `counts` and `close`), and the name of its count of
+    outputs."""
+    from consumers.foldin_worker import transactional_id
 
     if kind == "refold":  # as `refold consume --model` runs it: monitored, following snapshots
-        from consumers.model_source import foldin_config, load_item_factors
-        from consumers.snapshots import follow
-        from models.recommender import OnlineRecommender
-        from refold.cli.consume import _monitor
+        from consumers.assembly import WorkerOptions, assemble_worker
+        from consumers.model_source import load_item_factors
 
-        recommender = OnlineRecommender(foldin_config(settings, **fold_in),
-                                        load_item_factors(model))
-        worker, loop = build_worker(settings, recommender, monitor=_monitor(settings, recommender),
-                                    **loop_options)
-        follower = follow(settings, worker, recommender.model_version, wait=10.0)
-        worker.start()
-        return loop, _Closing(worker, follower), "recommendations"
+        options = WorkerOptions(fold_in=fold_in, snapshot_wait=10.0, refit_on_drift=False,
+                                **loop_options)
+        worker = assemble_worker(settings, load_item_factors(model), options).start()
+        return worker.loop, _Counted(worker), "recommendations"
     if kind == "passthrough":
         proc = PassThrough(settings.topic("recommendations"))
         loop = TransactionalLoop(
@@ -99,6 +84,13 @@ def _build(kind: str, settings: Settings, model: Path, fold_in: dict[str, Any],
             transactional_id=transactional_id(settings), **loop_options)
         return loop, proc, "outputs"
     raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+
+
+class _Counted:
+    """An assembled worker as `serve` reads it: its worker's counts, and `close`."""
+
+    def __init__(self, worker: Any) -> None:
+        self.counts, self.close = worker.worker.counts, worker.close
 
 
 def serve(spec: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import numpy as np
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
+from consumers.assembly import RefitterOptions, assemble_refitter
 from consumers.refitter import Refitter, Triggers
 from consumers.snapshots import SnapshotPublisher, load_latest
 from models.refit import RefitParams
@@ -72,14 +73,16 @@ def swap_pause_ms(snap: Snapshot, other: Snapshot, repeats: int = 30
     return pauses, prepares
 
 
-def run(settings: Settings, log: InteractionLog, params: RefitParams, publish_items: int = 200_000,
+def run(settings: Settings, log: InteractionLog, publish_items: int = 200_000,
         share_new: float = 0.05, repeats: int = 3) -> dict:
     """The figures of `refold bench refit` (see the module docstring)."""
     settings = settings.replace(topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.")
     admin = make_admin(settings)
     create_topics(admin, settings)
     try:
-        refitter = Refitter(settings, params, triggers=Triggers(0, 0, 0), keep_versions=2)
+        refitter = assemble_refitter(settings, RefitterOptions(
+            triggers=Triggers(0, 0, 0), keep_versions=2, serve_metrics=False))
+        params = refitter.params  # ALS settings from `settings`, as `refold refit` has them
         split = int(len(log) * (1 - share_new))
         _fill(refitter, log, slice(0, split))
         cold = refitter.refit("bench: cold")

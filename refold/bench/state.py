@@ -226,23 +226,21 @@ def _in_memory(s: Settings, args: dict[str, Any]) -> dict[str, Any]:
     """The restore before the store: every user of every partition decoded into memory."""
     from confluent_kafka import TopicPartition
 
-    from consumers.foldin_worker import FoldInWorker
-    from consumers.model_source import foldin_config
-    from models.recommender import OnlineRecommender
+    from consumers.assembly import WorkerOptions, assemble_worker
     from refold.core.kafka import make_consumer
 
     group = make_consumer(s, s.consumer_group)  # the offsets the state stands at
     group.commit(offsets=[TopicPartition(s.topic("events"), p, 0)
                           for p in range(s.events_partitions)], asynchronous=False)
     group.close()
-    worker = FoldInWorker(s, OnlineRecommender(foldin_config(s)))
-    worker.changelog.timeout = 24 * 3600.0  # measured, not capped
-    t0 = time.perf_counter()
-    worker.on_partitions_assigned([TopicPartition(s.topic("events"), p)
-                                   for p in range(s.events_partitions)])
-    seconds = time.perf_counter() - t0
-    users = worker.restores[-1].users
-    worker.close()
+    with assemble_worker(s, options=WorkerOptions.bare()) as assembled:
+        worker = assembled.worker
+        worker.changelog.timeout = 24 * 3600.0  # measured, not capped
+        t0 = time.perf_counter()
+        worker.on_partitions_assigned([TopicPartition(s.topic("events"), p)
+                                       for p in range(s.events_partitions)])
+        seconds = time.perf_counter() - t0
+        users = worker.restores[-1].users
     return {"seconds": seconds, "users": users}
 
 

@@ -68,43 +68,18 @@ def random_snapshot(version: int, items: int, factors: int) -> Snapshot:
 def _worker(settings: Settings, inline: bool, stop: Any, conn: Any) -> None:
     """`refold consume` without the CLI: a monitored worker following snapshots; reports each
     swap as (version, start, end) in Unix seconds."""
-    from consumers.foldin_worker import build_worker
-    from consumers.model_source import foldin_config
-    from consumers.monitor import Monitor
-    from consumers.snapshots import follow
-    from models.recommender import OnlineRecommender
+    from consumers.assembly import WorkerOptions, assemble_worker
 
     logging.basicConfig(level=logging.WARNING)
-    recommender = OnlineRecommender(foldin_config(settings, full_events=1))
-    monitor = Monitor(settings.k, weights=recommender.config.weights)
-    worker, loop = build_worker(settings, recommender, monitor=monitor)
-    if inline:  # the layout built between batches, as before prepare_factors
-        inner = worker.worker
-
-        def raw(factors: Any) -> None:
-            with inner._next_lock:
-                inner._next_model = factors
-
-        inner.swap_model = raw
+    options = WorkerOptions(fold_in={"full_events": 1}, serve_metrics=False, refit_on_drift=False,
+                            snapshot_wait=60, prepare_swaps=not inline)
     swaps: list[tuple[int, float, float]] = []
-    between = worker.between_batches
-
-    def timed() -> None:
-        before, t0 = recommender.model_version, time.time()
-        between()
-        if recommender.model_version != before:
-            swaps.append((recommender.model_version, t0, time.time()))
-
-    worker.between_batches = timed
-    follower = follow(settings, worker, None, wait=60)
-    threading.Thread(target=lambda: (stop.wait(), loop.stop()), daemon=True).start()
-    try:
-        worker.start()
-        stats = loop.run()
-    finally:
-        follower.close()
-        worker.close()
-    conn.send({"swaps": swaps, "events": worker.counts["events"], "batches": stats.batches})
+    with assemble_worker(settings, options=options) as worker:
+        worker.worker.on_swap = lambda s: swaps.append((s.version, s.started, s.ended))
+        threading.Thread(target=lambda: (stop.wait(), worker.stop()), daemon=True).start()
+        stats = worker.run()
+    conn.send({"swaps": swaps, "events": worker.worker.counts["events"],
+               "batches": stats.batches})
 
 
 # -- this process: send, read, publish

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 import click
 
 from refold.cli import cli, settings_from
@@ -60,10 +58,7 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
     refitter for a refit. SIGTERM or Ctrl-C finishes and commits the current batch, then exits 0.
     """
     from consumers import model_source
-    from consumers.control import RefitRequester
-    from consumers.foldin_worker import build_worker
-    from consumers.snapshots import follow
-    from models.recommender import OnlineRecommender
+    from consumers.assembly import WorkerOptions, assemble_worker
     from refold.broker import ensure_bootstrap
 
     if model_path and fit_from:
@@ -76,51 +71,16 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
     except model_source.ModelSourceError as exc:
         raise click.BadParameter(str(exc)) from exc
     ensure_bootstrap(settings)
-    recommender = OnlineRecommender(model_source.foldin_config(settings), factors)
-    requester = RefitRequester(settings) if refit_on_drift else None
-    monitor = _monitor(settings, recommender, requester, refit_request_interval)
-    worker, loop = build_worker(
-        settings, recommender, guarantee, monitor=monitor, max_messages=max_events,
-        idle_exit=idle_exit, consumer_extra=_key_values(consumer_conf),
+    options = WorkerOptions(
+        guarantee=guarantee, follow_snapshots=follow_snapshots, snapshot_wait=snapshot_wait,
+        refit_on_drift=refit_on_drift, refit_request_interval=refit_request_interval,
+        max_messages=max_events, idle_exit=idle_exit, consumer_extra=_key_values(consumer_conf),
         producer_extra=_key_values(producer_conf))
-    try:
-        follower = (follow(settings, worker, recommender.model_version, snapshot_wait)
-                    if follow_snapshots else None)
-    except BaseException:
-        worker.close()
-        raise
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: loop.stop())
-    try:
-        worker.start()
-        stats = loop.run()
-    finally:
-        worker.close()
-        if follower is not None:
-            follower.close()
-        if requester is not None:
-            requester.close()
-    click.echo(f"consume: {worker.summary(stats.busy_seconds)}; "
+    with assemble_worker(settings, factors, options) as worker:
+        worker.stop_on_signals()
+        stats = worker.run()
+    click.echo(f"consume: {worker.worker.summary(stats.busy_seconds)}; "
                f"{stats.batches:,} transactions, {stats.aborts} aborted")
-
-
-def _monitor(settings, recommender, request_refit=None, refit_cooldown: float = 600.0):
-    """Serve /metrics; a `Monitor` of drift and online quality that the worker will feed, and
-    that calls `request_refit(detector)` on a drift alarm (at most once per `refit_cooldown` s)."""
-    from consumers.monitor import Monitor
-    from refold.core.metrics import serve
-
-    port = serve(settings, role="consumer")
-    click.echo(f"metrics: http://{settings.metrics_host}:{port}/metrics", err=True)
-    catalog = recommender.catalog
-
-    def categories(item_id: str) -> tuple[str, ...]:
-        i = catalog.get(item_id)
-        return catalog.categories_of(i) if i >= 0 else ()
-
-    return Monitor(settings.k, weights=recommender.config.weights, categories=categories,
-                   catalog_size=lambda: int(catalog.active.sum()), request_refit=request_refit,
-                   refit_cooldown=refit_cooldown)
 
 
 @cli.command("recs")

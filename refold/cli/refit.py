@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import click
@@ -11,15 +10,6 @@ from refold.cli import cli, settings_from
 from refold.cli.bench import bench, emit
 
 ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ml-100k"
-
-
-def _params(settings, model: str, holdout: float, max_recall_drop: float):
-    from models.refit import RefitParams
-
-    return RefitParams(model=model, factors=settings.factors,  # type: ignore[arg-type]
-                       regularization=settings.regularization, alpha=settings.alpha,
-                       iterations=settings.iterations, k=settings.k,
-                       holdout_fraction=holdout, max_recall_drop=max_recall_drop)
 
 
 @cli.command("refit")
@@ -71,24 +61,23 @@ def refit(ctx: click.Context, once: bool, every_events: int, every_seconds: floa
     that fail the validation gate, and publishes the others to the snapshots topic in chunks.
     SIGTERM or Ctrl-C stops a training in progress, checkpoints the store and exits 0.
     """
-    from consumers.refitter import Refitter, Triggers
+    from consumers.assembly import RefitterOptions, assemble_refitter
+    from consumers.refitter import Triggers
     from models.store import StoreConfig
     from refold.broker import ensure_bootstrap
-    from refold.core.metrics import serve
 
     settings = settings_from(ctx, factors=factors, iterations=iterations,
                              regularization=regularization, alpha=alpha, metrics_port=metrics_port)
     ensure_bootstrap(settings)
-    port = serve(settings, role="refitter")
-    click.echo(f"metrics: http://{settings.metrics_host}:{port}/metrics", err=True)
     store = StoreConfig(window_seconds=window_days * 86400, half_life_seconds=half_life_days
                         * 86400, max_users=max_users, max_items=max_items, max_nnz=max_nnz)
-    refitter = Refitter(settings, _params(settings, model, holdout, max_recall_drop), store,
-                        Triggers(every_events, every_seconds, checkpoint_seconds),
-                        keep_versions=keep_versions, chunk_bytes=chunk_bytes,
-                        flush_every=flush_every, publish_pause=publish_pause)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: refitter.stop())
+    options = RefitterOptions(
+        model=model, holdout=holdout, max_recall_drop=max_recall_drop, store=store,
+        triggers=Triggers(every_events, every_seconds, checkpoint_seconds),
+        keep_versions=keep_versions, chunk_bytes=chunk_bytes, flush_every=flush_every,
+        publish_pause=publish_pause)
+    refitter = assemble_refitter(settings, options)
+    refitter.stop_on_signals()
     code = refitter.run(once=once)
     live = f"v{refitter.live.version}" if refitter.live is not None else "none"
     click.echo(f"refit: {refitter.refits} refit(s), {refitter.published} published, "
@@ -123,8 +112,7 @@ def bench_refit(ctx: click.Context, path: str, synth_events: int | None, factors
         from producers.datasets import load_movielens
 
         log = load_movielens(path)[0]
-    params = _params(settings, "als", 0.02, 0.02)
-    result = bench_refit_mod.run(settings, log, params, publish_items)
+    result = bench_refit_mod.run(settings, log, publish_items)
     emit(result, as_json, bench_refit_mod.table(result))
 
 

@@ -15,6 +15,7 @@ from refold.core.kafka import make_admin
 from refold.core.topics import create_topics, delete_topics
 from tests.integration import test_faults as faults
 from tests.integration.test_faults import (
+    FAST,
     ThreadWorker,
     assert_same_as,
     committed,
@@ -23,9 +24,10 @@ from tests.integration.test_faults import (
     spawn,
     wait_for,
 )
+from tests.integration.workers import WorkerThread
 
 world, reference = faults.world, faults.reference  # the fault tests' input and uninterrupted run
-_no_worker_left_behind = faults._no_worker_left_behind
+no_worker_left_behind = faults.no_worker_left_behind
 
 
 def memory(worker: FoldInWorker) -> dict:
@@ -129,16 +131,13 @@ class FailOnce(FoldInWorker):
 
 def test_a_failed_abort_gets_a_new_producer_and_nothing_is_lost(
         bootstrap, unique_prefix, world, reference, monkeypatch, caplog) -> None:
-    from consumers.loop import TransactionalLoop
-
     s = make_topics(bootstrap, unique_prefix, world)
     publish(s, world)
-    make = TransactionalLoop._make_producer
-    monkeypatch.setattr(TransactionalLoop, "_make_producer",
-                        lambda self: FailingAbort(make(self)))
-    monkeypatch.setattr("consumers.foldin_worker.FoldInWorker", FailOnce)
+    monkeypatch.setattr("consumers.assembly.FoldInWorker", FailOnce)
     caplog.set_level(logging.WARNING, "consumers.loop")
-    w = ThreadWorker(s, world)
+    w = WorkerThread(s, world.factors, join_timeout=60, consumer_extra=FAST)
+    w.loop.on_producer = FailingAbort
+    w.start()
     wait_for(lambda: committed(s) == world.total, 60, "the input")
     w.stop()
     assert w.loop.stats.aborts == 1

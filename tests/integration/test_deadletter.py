@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 
 import pytest
 from confluent_kafka import Producer
 
-from consumers.foldin_worker import build_worker
+from consumers.assembly import WorkerOptions, assemble_worker
 from consumers.recs_view import RecommendationsView
 from consumers.tail import TopicTail
 from models.recommender import FoldInConfig, OnlineRecommender
@@ -94,14 +93,13 @@ def produce_mixed(settings: Settings) -> tuple[dict, dict]:
 def test_each_bad_message_is_a_dead_letter_with_its_bytes_and_reason(settings):
     bad, last = produce_mixed(settings)
     total = sum(1 for _ in bad) + sum(2 * len(bad_messages("x")) + 1 for _ in range(PARTITIONS))
-    worker, loop = build_worker(settings, OnlineRecommender(FoldInConfig(k=5)),
-                                max_messages=total, idle_exit=30)
-    thread = threading.Thread(target=loop.run)
-    worker.start()
-    thread.start()
-    thread.join(60)
-    worker.close()
-    assert loop.stats.messages == total
+    assembled = assemble_worker(settings, options=WorkerOptions.bare(max_messages=total,
+                                                                     idle_exit=30),
+                                recommender=OnlineRecommender(FoldInConfig(k=5)))
+    with assembled:
+        stats = assembled.run()
+    worker = assembled.worker
+    assert stats.messages == total
 
     kinds = len(bad_messages("x"))
     assert worker.dead_letters.counts == dict.fromkeys(bad_messages("x"), PARTITIONS)

@@ -33,7 +33,6 @@ from consumers import model_source
 from consumers.recs_view import RecommendationsView
 from consumers.tail import TopicTail
 from models.foldin import ItemFactors
-from models.recommender import OnlineRecommender
 from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
 from refold.core.config import Settings
@@ -154,14 +153,13 @@ class ThreadWorker(WorkerThread):
     """A worker in this process, running from its creation (stopped with `stop`)."""
 
     def __init__(self, settings: Settings, world: Input, **options) -> None:
-        rec = OnlineRecommender(model_source.foldin_config(settings), world.factors)
         options.setdefault("consumer_extra", FAST)
-        super().__init__(settings, rec, join_timeout=60, **options)
+        super().__init__(settings, world.factors, join_timeout=60, **options)
         self.start()
 
 
 @pytest.fixture(autouse=True)
-def _no_worker_left_behind():
+def no_worker_left_behind():
     """Whatever a test spawned is killed when it ends, failed or not."""
     yield
     while SPAWNED:

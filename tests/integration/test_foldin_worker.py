@@ -103,7 +103,7 @@ class Worker(WorkerThread):
 
     def __init__(self, settings: Settings, factors, **options) -> None:
         options.setdefault("consumer_extra", FAST_REBALANCE)
-        super().__init__(settings, recommender(factors), **options)
+        super().__init__(settings, recommender=recommender(factors), **options)
 
 
 def wait_committed(settings: Settings, total: int, *workers: Worker, timeout: float = 60.0
@@ -201,7 +201,7 @@ def test_an_aborted_batch_is_rolled_back_and_read_again(settings, data, monkeypa
     events = events[:1500]
     dup = events[-10:]  # re-sent events: the same ids again, applied once
     publish(settings, events + dup, catalog)
-    monkeypatch.setattr("consumers.foldin_worker.FoldInWorker", FailOnce)
+    monkeypatch.setattr("consumers.assembly.FoldInWorker", FailOnce)
     w = Worker(settings.replace(batch_size=200), factors, max_messages=len(events) + len(dup),
                idle_exit=30).start()
     w.thread.join(60)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consumers.assembly import assemble_refitter
 from consumers.control import RefitRequester
 from consumers.monitor import Monitor
-from consumers.refitter import Refitter, Triggers
 from consumers.snapshots import SnapshotPublisher, load_latest
 from consumers.tail import TopicTail
 from producers.sdk import EventProducer
@@ -27,7 +27,7 @@ from refold.core.kafka import make_admin
 from refold.core.schemas import Event, decode_recommendation
 from refold.core.topics import create_topics
 
-from .test_refitter import PARAMS, send_events
+from .test_refitter import OPTIONS, send_events
 from .test_snapshots import make, produce_raw
 
 CLI = [sys.executable, "-c", "from refold.cli import main; main()"]
@@ -37,7 +37,7 @@ CLI = [sys.executable, "-c", "from refold.cli import main; main()"]
 def settings(bootstrap: str, unique_prefix: str, tmp_path: Path) -> Settings:
     s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=2,
                  consumer_group=f"{unique_prefix}foldin", refit_group=f"{unique_prefix}refit",
-                 home=str(tmp_path), factors=8, iterations=5)
+                 home=str(tmp_path), factors=8, iterations=5, k=10)
     create_topics(make_admin(s), s)
     return s
 
@@ -144,7 +144,7 @@ def test_a_drift_alarm_of_a_worker_makes_a_running_refitter_refit(settings):
     taken = reg.get_sample_value("refold_refit_requests_total",
                                  {"reason": "user_vector_norm"}) or 0.0
     send_events(settings, 2000)
-    refitter = Refitter(settings, PARAMS, triggers=Triggers(0, 0, 3600))
+    refitter = assemble_refitter(settings, OPTIONS)
     thread = threading.Thread(target=refitter.run, kwargs={"restore_timeout": 20})
     thread.start()
     try:
@@ -172,7 +172,7 @@ def test_a_drift_alarm_of_a_worker_makes_a_running_refitter_refit(settings):
                                 {"reason": "user_vector_norm"}) - taken >= 1
 
     # a restarted refitter reads the same request back (compacted topic): answered already
-    again = Refitter(settings, PARAMS, triggers=Triggers(0, 0, 3600))
+    again = assemble_refitter(settings, OPTIONS)
     thread = threading.Thread(target=again.run, kwargs={"restore_timeout": 20})
     thread.start()
     deadline = time.monotonic() + 30

@@ -117,18 +117,16 @@ def test_a_stalled_producer_is_replaced_and_the_batch_counted_once(
     src, out = f"{unique_prefix}in", f"{unique_prefix}out"
     fill(settings, bootstrap, src, out)
     made: list[Producer] = []
-    make = TransactionalLoop._make_producer
 
-    def first_stalls(self: TransactionalLoop) -> Producer:
-        made.append(make(self) if made else StallsOnce(make(self), call, through))
+    def first_stalls(producer: Producer) -> Producer:
+        made.append(producer if made else StallsOnce(producer, call, through))
         return made[-1]
 
-    monkeypatch.setattr(TransactionalLoop, "_make_producer", first_stalls)
     caplog.set_level(logging.WARNING, "consumers.loop")
     copy = Copier(out)
     loop = TransactionalLoop(settings, copy, topics=[src], group_id=f"{unique_prefix}copy",
                              transactional_id=f"{unique_prefix}copy-0", batch_size=N,
-                             max_messages=N, idle_exit=30.0)
+                             max_messages=N, idle_exit=30.0, on_producer=first_stalls)
     stats = loop.run()
 
     assert len(made) == 2 and made[0].stalled

@@ -76,7 +76,7 @@ def test_the_background_thread_follows_new_lists(settings):
             time.sleep(0.05)
         assert view.get("u1") == rec("u1", 2, "b")
         view.stop()
-        assert view._thread is None
+        assert not view.following
 
 
 def test_refold_recs_prints_a_user_or_everyone(settings):

@@ -16,23 +16,26 @@ import pytest
 from confluent_kafka import TopicPartition
 
 import consumers.refitter as refitter_mod
+from consumers.assembly import RefitterOptions, assemble_refitter
 from consumers.refitter import Refitter, Triggers
 from consumers.snapshots import SnapshotFollower, load_latest
-from models.refit import Candidate, RefitParams
+from models.refit import Candidate
 from producers.sdk import EventProducer
 from refold.core.config import Settings
 from refold.core.kafka import make_admin, make_consumer, watermarks
 from refold.core.schemas import Event
 from refold.core.topics import create_topics
 
-PARAMS = RefitParams(factors=8, iterations=5, holdout_fraction=0.1, k=10)
+OPTIONS = RefitterOptions(holdout=0.1, triggers=Triggers(0, 0, 3600), serve_metrics=False)
+"""A refitter that refits only when asked (or `--once`); factors, iterations, k: settings'."""
 CLI = [sys.executable, "-c", "from refold.cli import main; main()"]
 
 
 @pytest.fixture
 def settings(bootstrap: str, unique_prefix: str, tmp_path: Path) -> Settings:
     s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=2,
-                 home=str(tmp_path), factors=8, iterations=5, refit_group=f"{unique_prefix}refit")
+                 home=str(tmp_path), factors=8, iterations=5, k=10,
+                 refit_group=f"{unique_prefix}refit")
     create_topics(make_admin(s), s)
     return s
 
@@ -48,8 +51,8 @@ def send_events(settings: Settings, n: int, start: int = 0, items: int = 300) ->
                                 event_type="purchase", event_time=1.7e9 + t))
 
 
-def run_once(settings: Settings, **kw) -> Refitter:
-    refitter = Refitter(settings, PARAMS, triggers=Triggers(0, 0, 3600), **kw)
+def run_once(settings: Settings) -> Refitter:
+    refitter = assemble_refitter(settings, OPTIONS)
     assert refitter.run(once=True, restore_timeout=20) == 0
     return refitter
 
@@ -74,13 +77,13 @@ def test_once_publishes_then_a_restart_resumes_from_its_checkpoint(settings):
     assert second.store.events == 4000  # 3000 restored, only the 1000 new ones read
     snap2 = load_latest(settings, timeout=20)
     assert snap2.version == 2 and sum(snap2.watermark.offsets.values()) == 4000
-    assert snap2.metrics["recall_at_k"] >= snap2.metrics["live_recall_at_k"] - PARAMS.\
+    assert snap2.metrics["recall_at_k"] >= snap2.metrics["live_recall_at_k"] - OPTIONS.\
         max_recall_drop
 
 
 def test_request_refit_hook_and_stop_from_another_thread(settings):
     send_events(settings, 2000)
-    refitter = Refitter(settings, PARAMS, triggers=Triggers(0, 0, 3600))
+    refitter = assemble_refitter(settings, OPTIONS)
     worker = threading.Thread(target=refitter.run, kwargs={"restore_timeout": 20})
     worker.start()
     deadline = time.monotonic() + 30

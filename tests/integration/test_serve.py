@@ -114,7 +114,7 @@ def test_lists_filters_trending_and_errors_through_http(settings, data) -> None:
             producer.send_item(item)
         producer.send_many(events)
     user = events[-1].user_id
-    worker = WorkerThread(settings, OnlineRecommender(CONFIG, factors))
+    worker = WorkerThread(settings, recommender=OnlineRecommender(CONFIG, factors))
     worker.start()
     with Server(build(settings)) as server:
         # 1. a list appears in the API after its event

@@ -142,34 +142,26 @@ def test_background_follower_hands_over_ready_factors(settings):
     assert "_factors" in got[-1].__dict__  # built off the caller's thread
 
 
-class Served:
-    """What `follow` needs of a worker: where verified versions go, and its monitor."""
-
-    def __init__(self) -> None:
-        self.monitor = Monitor()
-        self.versions: list[int] = []
-
-    def swap_snapshot(self, snap: Snapshot) -> None:
-        self.versions.append(snap.version)
-
-
 def test_a_following_worker_counts_refused_versions_in_its_metrics(settings):
+    """As `consumers.assembly` wires it: versions to the worker, refusals to its monitor."""
     reg = M.register(CollectorRegistry())
     labels = {"outcome": "rejected"}
     before = reg.get_sample_value("refold_snapshot_loads_total", labels) or 0.0
     publisher = SnapshotPublisher(settings, chunk_bytes=4096)
     publisher.publish(make(1))
-    worker = Served()
-    follower = follow(settings, worker, wait=30)
+    versions: list[int] = []
+    monitor = Monitor()
+    follower = follow(settings, lambda snap: versions.append(snap.version), wait=30,
+                      on_refused=lambda _reason: monitor.on_snapshot_rejected())
     try:
         produce_raw(settings, make(2), corrupt=3)
         publisher.publish(make(3))
         deadline = time.monotonic() + 30
-        while worker.versions[-1:] != [3] and time.monotonic() < deadline:
+        while versions[-1:] != [3] and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         follower.close()
         publisher.close()
-    assert worker.versions == [1, 3]
+    assert versions == [1, 3]
     assert follower.refused == 1
     assert reg.get_sample_value("refold_snapshot_loads_total", labels) == before + 1

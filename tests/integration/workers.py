@@ -1,9 +1,10 @@
 """A fold-in worker on a thread of the test process, for tests that look inside a running worker.
 
-`WorkerThread(settings, recommender, **options)` builds the worker and its transactional loop with
-`consumers.foldin_worker.build_worker` (`options` go to it and on to the loop); `start` runs them on
-a daemon thread, `stop` ends the loop, joins the thread and re-raises whatever the thread raised.
-The worker is closed on the thread when its loop ends, failed or not.
+`WorkerThread(settings, factors, recommender=..., **options)` assembles the worker as every
+process does (`consumers.assembly.assemble_worker`, with `WorkerOptions.bare(**options)`: no
+monitor, /metrics, snapshots or refit requests unless asked); `start` runs it on a daemon
+thread, `stop` ends its loop, joins the thread and re-raises whatever the thread raised. The
+worker is closed on the thread when its loop ends, failed or not.
 """
 
 from __future__ import annotations
@@ -11,31 +12,35 @@ from __future__ import annotations
 import threading
 from typing import Any, Self
 
-from consumers.foldin_worker import build_worker
+from consumers.assembly import WorkerOptions, assemble_worker
+from models.foldin import ItemFactors
 from models.recommender import OnlineRecommender
 from refold.core.config import Settings
 
 
 class WorkerThread:
-    """A worker and its loop on a daemon thread (`start`, then `stop`)."""
+    """An assembled worker on a daemon thread (`start`, then `stop`); `worker` is its
+    `FoldInWorker`, `loop` its `TransactionalLoop`."""
 
-    def __init__(self, settings: Settings, recommender: OnlineRecommender,
-                 join_timeout: float = 30.0, **options: Any) -> None:
+    def __init__(self, settings: Settings, factors: ItemFactors | None = None, *,
+                 recommender: OnlineRecommender | None = None, join_timeout: float = 30.0,
+                 **options: Any) -> None:
         self.settings = settings
         self.join_timeout = join_timeout
         """Seconds `stop` waits for the thread to end."""
-        self.worker, self.loop = build_worker(settings, recommender, **options)
+        self.assembled = assemble_worker(settings, factors, WorkerOptions.bare(**options),
+                                         recommender=recommender)
+        self.worker, self.loop = self.assembled.worker, self.assembled.loop
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         try:
-            self.worker.start()
-            self.loop.run()
+            self.assembled.run()
         except BaseException as exc:
             self.error = exc
         finally:
-            self.worker.close()
+            self.assembled.close()
 
     def start(self) -> Self:
         """Run the worker's loop on the thread; returns the worker thread itself."""
@@ -44,7 +49,7 @@ class WorkerThread:
 
     def stop(self) -> None:
         """Stop the loop and wait for the thread; raise what the worker raised, if anything."""
-        self.loop.stop()
+        self.assembled.stop()
         self.thread.join(self.join_timeout)
         assert not self.thread.is_alive()
         if self.error is not None:

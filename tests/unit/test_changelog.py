@@ -56,19 +56,19 @@ def _meta(offset: int) -> dict[bytes, bytes]:
 
 def test_the_state_must_stand_at_the_committed_offset() -> None:
     exact = _reader(exact=True)
-    assert exact._behind({0: _meta(10)}, {0: 10}) == []
-    assert exact._behind({0: _meta(8)}, {0: 10}) == [0]  # a marker not visible yet: read on
-    assert exact._behind({0: {}}, {0: 10}) == [0]
-    assert exact._behind({0: {}}, {0: None}) == []  # nothing committed, nothing written
+    assert exact.behind({0: _meta(10)}, {0: 10}) == []
+    assert exact.behind({0: _meta(8)}, {0: 10}) == [0]  # a marker not visible yet: read on
+    assert exact.behind({0: {}}, {0: 10}) == [0]
+    assert exact.behind({0: {}}, {0: None}) == []  # nothing committed, nothing written
     with pytest.raises(ChangelogError, match="beyond the committed"):
-        exact._behind({0: _meta(12)}, {0: 10})
+        exact.behind({0: _meta(12)}, {0: 10})
     with pytest.raises(ChangelogError, match="no committed offset"):
-        exact._behind({0: _meta(12)}, {0: None})
+        exact.behind({0: _meta(12)}, {0: None})
 
 
 def test_at_least_once_state_may_be_ahead_of_the_offsets() -> None:
     loose = _reader(exact=False)
-    assert loose._behind({0: _meta(12)}, {0: 10}) == []
-    assert loose._behind({0: _meta(12)}, {0: None}) == []
-    assert loose._behind({0: _meta(8)}, {0: 10}) == [0]
+    assert loose.behind({0: _meta(12)}, {0: 10}) == []
+    assert loose.behind({0: _meta(12)}, {0: None}) == []
+    assert loose.behind({0: _meta(8)}, {0: 10}) == [0]
 

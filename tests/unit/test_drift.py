@@ -125,4 +125,4 @@ def test_snapshot_churn_keeps_its_sample_bounded():
     c = SnapshotChurn(sample_size=2)
     for u in range(5):
         c.observe(u, 1, ["a"])
-    assert len(c._lists) == 2
+    assert c.sampled == 2

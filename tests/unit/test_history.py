@@ -32,7 +32,7 @@ def test_memory_per_event_is_28_bytes_and_bounded() -> None:
     for i in range(500):
         h.add(i, 1.0, t=float(i), session_id=f"s{i}")
     assert EVENT_DTYPE.itemsize == 28
-    assert h._buf.nbytes == 28 * 50
+    assert h.nbytes == 28 * 50
 
 
 def test_event_count_decay_halves_every_half_life_events() -> None:

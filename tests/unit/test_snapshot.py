@@ -132,7 +132,7 @@ def test_old_versions_are_ignored_and_pending_memory_is_bounded():
     for v in (6, 7, 8):
         for c in encode_chunks(make(v).to_bytes(), v, 512)[0]:
             asm.add(c.key, c.value, c.headers)
-    assert sorted(v for v, _ in asm._parts) == [7, 8]
+    assert asm.pending_versions == [7, 8]
 
 
 @pytest.mark.parametrize("cut", [4, 20, -1])
