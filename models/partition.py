@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from models.coldstart import ItemInteractions, item_vector_from_users
-from models.covisit import CoVisits, Undo
+from models.covisit import CoVisits, Undo, for_config
 from models.trending import Trending
 
 
@@ -212,6 +212,38 @@ class PartitionState:
         self.events = plain["events"]
         self.cold.dirty = {i for i in map(index, plain["dirty"]) if not in_model(i)}
         return stale
+
+
+class Partitions:
+    """The `PartitionState` of each events partition, made on first use with the sizes of a
+    `FoldInConfig` (`trending_half_life_seconds`, `max_item_users`, the co-visit settings)."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self._states: dict[int, PartitionState] = {}
+
+    def fresh(self) -> PartitionState:
+        """An empty state with this configuration (not registered: `put` it)."""
+        cfg = self.config
+        return PartitionState(cfg.trending_half_life_seconds, cfg.max_item_users,
+                              for_config(cfg))
+
+    def get(self, partition: int) -> PartitionState:
+        """The partition's state, made empty on first use."""
+        state = self._states.get(partition)
+        if state is None:
+            state = self._states[partition] = self.fresh()
+        return state
+
+    def put(self, partition: int, state: PartitionState) -> None:
+        self._states[partition] = state
+
+    def drop(self, partition: int) -> None:
+        """Forget a partition's state (it moved to another worker)."""
+        self._states.pop(partition, None)
+
+    def states(self) -> Iterable[PartitionState]:
+        return self._states.values()
 
 
 def stacked(vectors: Mapping[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

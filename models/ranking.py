@@ -1,7 +1,8 @@
 """Ranking a user's list: scoring against the item factors, the session blend, exclusions.
 
-`Ranking` is the half of `models.recommender.OnlineRecommender` that turns a user's `Plan` (their
-aggregated history, folded-in vector and cold-start weight) into `Recs`:
+`Ranker` turns a user's `Plan` (their aggregated history, folded-in vector and cold-start
+weight, made by `models.recommender.OnlineRecommender`) into `Recs`, reading only the served
+model (`models.served.ServedModel`), the catalog and the configuration:
 
 - pure collaborative filtering (w_cf = 1): one scoring product for all such users, the session
   co-visitation blend (`models.covisit`), then an exact top-K (`models.topk`; for a lone user,
@@ -23,8 +24,10 @@ import numpy as np
 
 from models import coldstart, covisit, kernels
 from models.catalog import ItemIndex
+from models.foldin_config import FoldInConfig
 from models.history import UserHistory
-from models.partition import PartitionState, stacked
+from models.partition import PartitionState
+from models.served import ServedModel
 from models.topk import topk, topk_batch
 
 Source = Literal["collaborative", "content", "popular"]
@@ -62,21 +65,16 @@ class Plan:
     """Sparse session scores (`models.covisit`), None without."""
 
 
-class Ranking:
-    """Ranking methods of `OnlineRecommender`, which holds the state they read."""
+class Ranker:
+    """Lists from plans: `rank_pure_cf` for all pure-CF users at once, `rank_blend` for one
+    user of the other regimes."""
 
-    config: Any
-    """The recommender's `FoldInConfig`."""
-    catalog: ItemIndex
-    _model: coldstart.ServedFactors | None
-    _never: tuple[Any, np.ndarray]
-    _overlaid: tuple[Any, ...]
+    def __init__(self, config: FoldInConfig, catalog: ItemIndex, served: ServedModel) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.served = served
 
-    @property
-    def model_version(self) -> int | None:
-        return self._model.factors.version if self._model else None
-
-    def _rank_pure_cf(
+    def rank_pure_cf(
         self, plans: list[Plan], vecs: list[np.ndarray | None],
         overlays: list[dict[int, np.ndarray]], k: int | None = None,
     ) -> list[Recs | None]:
@@ -100,10 +98,10 @@ class Ranking:
     ) -> list[Recs]:
         """Pure-CF users: one scoring product, one batched top-K; `overlay` are the vectors of
         new items in these users' partition."""
-        m, n = self._model, len(self.catalog)
+        m, n = self.served.current, len(self.catalog)
         assert m is not None
         Y = m.Y[:n]
-        new, V, never = self._overlay(overlay)
+        new, V, never = self.served.overlay(overlay)
         if len(plans) == 1:  # the per-event path: a plain matrix-vector product
             x = vecs[at[0]]
             scores = Y @ x  # type: ignore[operator]
@@ -142,39 +140,13 @@ class Ranking:
                     S[r] = self._with_session(S[r], p, exclude)
         return S
 
-    def _overlay(
-        self, overlay: dict[int, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The items with a vector in `overlay` (a partition's `vectors`), those vectors stacked,
-        and the items never recommended with them. Cached on the overlay's identity: partitions
-        replace their `vectors` dict, never change it in place."""
-        never = self._never_recommended()
-        last = self._overlaid
-        if last[0] is overlay and last[1] is never:
-            return last[2:]
-        new, V = stacked(overlay)
-        shown = never
-        if len(new):  # new items with a vector in the partition can be recommended
-            shown = np.setdiff1d(never, new[self.catalog.active[new]], assume_unique=True)
-        self._overlaid = (overlay, never, new, V, shown)
-        return new, V, shown
-
-    def _never_recommended(self) -> np.ndarray:
-        """Inactive items and items without a vector (cached until either changes)."""
-        m, n = self._model, len(self.catalog)
-        assert m is not None
-        key = (m.changes, self.catalog.version, n)
-        if self._never[0] != key:
-            self._never = (key, np.flatnonzero(~(self.catalog.active & m.has_vec[:n])))
-        return self._never[1]
-
-    def _rank_blend(
+    def rank_blend(
         self, p: Plan, x: np.ndarray | None, k: int, part: PartitionState,
         overlay: dict[int, np.ndarray],
     ) -> Recs:
         """Popular, content and partial-CF users: truncated-rank blend of their lists, with the
         popularity and new items' vectors of their partition."""
-        cfg, m, n = self.config, self._model, len(self.catalog)
+        cfg, m, n = self.config, self.served.current, len(self.catalog)
         exclude = ~self.catalog.active
         exclude[p.history.excluded()] = True
         trending = part.trending
@@ -190,7 +162,7 @@ class Ranking:
         if x is not None and m is not None:
             cf = m.Y[:n] @ x
             cf[~m.has_vec[:n]] = -np.inf
-            new, V, _ = self._overlay(overlay)
+            new, V, _ = self.served.overlay(overlay)
             if len(new):
                 cf[new] = V @ x
             cf = self._with_session(cf, p, exclude)
@@ -202,5 +174,5 @@ class Ranking:
         keep = idx >= 0
         return Recs(
             p.user_id, list(map(self.catalog.ids.__getitem__, idx[keep].tolist())),
-            val[keep].tolist(), source, self.model_version,  # type: ignore[arg-type]
+            val[keep].tolist(), source, self.served.version,  # type: ignore[arg-type]
         )

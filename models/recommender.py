@@ -19,6 +19,12 @@ per model version and history state), picks each user's cold-start regime and ra
 user's result equals learning the events one by one and calling `recommend` right after the user's
 last one: popularity and new items' vectors as of that event, whatever the batch boundaries.
 
+The recommender coordinates parts, each with its own small contract: `users`
+(`models.users.UserHistories`: histories and home partitions), `partitions`
+(`models.partition.Partitions`: popularity, co-visits and new items per events partition),
+`served` (`models.served.ServedModel`: the model version and what derives from it) and `ranker`
+(`models.ranking.Ranker`: plans to lists). It makes the users' `Plan`s and vectors itself.
+
 >>> Y = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
 >>> rec = OnlineRecommender(FoldInConfig(k=2, full_events=1),
 ...                         ItemFactors(["a", "b", "c", "d"], Y, version=3))
@@ -32,7 +38,6 @@ last one: popularity and new items' vectors as of that event, whatever the batch
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,32 +47,23 @@ from models.catalog import ItemIndex
 from models.foldin import ItemFactors, VectorCache, residuals
 from models.foldin_config import FoldInConfig
 from models.history import UserHistory, confidences_many
-from models.partition import PartitionState, PartitionUndo
-from models.ranking import Plan, Ranking, Recs
+from models.partition import Partitions, PartitionState, PartitionUndo
+from models.ranking import Plan, Ranker, Recs
+from models.served import PreparedFactors, ServedModel
 from models.trending import Trending
+from models.users import UserHistories
 from models.weights import EventWeights
+
+__all__ = ["FoldInConfig", "OnlineRecommender", "PreparedFactors", "Recs"]
 
 _NO_ROWS = np.zeros(0, dtype=np.intp)
 """`row_of` without a model: no item has a row."""
 _NO_HISTORY = UserHistory(1)
-_NO_INTERACTIONS = coldstart.ItemInteractions(0)
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedFactors:
-    """A model version laid out for `OnlineRecommender.swap_factors` (`prepare_factors`)."""
-
-    served: coldstart.ServedFactors
-    missing: np.ndarray
-    """Model rows of the items the catalog did not know yet: the swap indexes them."""
-
-    @property
-    def version(self) -> int:
-        return self.served.factors.version
-
-
-class OnlineRecommender(Ranking):
-    """Per-user histories, trending, the catalog and the current item factors (None: popular)."""
+class OnlineRecommender:
+    """Per-user histories, per-partition state, the catalog and the served model (None:
+    popular), and the lists they make."""
 
     def __init__(
         self,
@@ -79,16 +75,11 @@ class OnlineRecommender(Ranking):
         self.config = config or FoldInConfig()
         self.catalog = catalog if catalog is not None else ItemIndex()
         self._decay = self.config.decay_spec()
-        self._users: dict[str, UserHistory] = {}
-        self._home: dict[str, int] = {}
-        self._parts: dict[int, PartitionState] = {}
-        self._dirty: set[int] = set()
-        """Items outside the model whose category vector needs recomputing."""
+        self.users = UserHistories(self.config)
+        self.partitions = Partitions(self.config)
+        self.served = ServedModel(self.catalog, self.config.alpha, self.config.regularization)
+        self.ranker = Ranker(self.config, self.catalog, self.served)
         self._vectors = VectorCache()
-        self._model: coldstart.ServedFactors | None = None
-        self._never: tuple[Any, np.ndarray] = (None, np.zeros(0, np.intp))
-        self._overlaid: tuple[Any, ...] = (None,)
-        """`_overlay`'s last result and what it was computed from."""
         self.batch_vector_norm: float | None = None
         """Mean L2 norm of the user vectors of the last `process_batch` (None: no vector)."""
         self.batch_residual: float | None = None
@@ -98,17 +89,16 @@ class OnlineRecommender(Ranking):
             self.swap_factors(factors)
 
     @property
+    def model_version(self) -> int | None:
+        return self.served.version
+
+    @property
     def trending(self) -> Trending:
         """Partition 0's popularity: everything's, when partitions are not used."""
         return self.partition(0).trending
 
     def partition(self, partition: int) -> PartitionState:
-        part = self._parts.get(partition)
-        if part is None:
-            cfg = self.config
-            part = self._parts[partition] = PartitionState(
-                cfg.trending_half_life_seconds, cfg.max_item_users, covisit.for_config(cfg))
-        return part
+        return self.partitions.get(partition)
 
     def learn(
         self,
@@ -144,26 +134,28 @@ class OnlineRecommender(Ranking):
         for j, (ev, p) in enumerate(zip(events, parts, strict=True)):
             learned.append(self._learn_event(ev, p, popularity=False))  # popularity: below
             if last[ev.user_id] == j:
-                overlays[j] = self._parts[p].vectors
-                sessions[j] = covisit.session_of(self._parts[p].covisits,
-                                                 self._users[ev.user_id], self.config)
+                part = self.partitions.get(p)
+                overlays[j] = part.vectors
+                sessions[j] = covisit.session_of(part.covisits, self.users.get(ev.user_id),
+                                                 self.config)
         at = sorted(last.values())
-        self._sync()
-        plans = self._plans([events[j].user_id for j in at], [events[j].event_time for j in at])
+        self.served.sync()
+        plans = self.plans([events[j].user_id for j in at], [events[j].event_time for j in at])
         for q, j in enumerate(at):
             plans[q].session = sessions[j]
-        vecs = self._user_vectors(plans)
+        vecs = self.user_vectors(plans)
         self._batch_drift(plans, vecs)
-        out = self._rank_pure_cf(plans, vecs, [overlays[j] for j in at])
+        out = self.ranker.rank_pure_cf(plans, vecs, [overlays[j] for j in at])
         # Popularity as of each other user's last event: apply the batch's updates in order.
         blend = {at[q]: q for q, r in enumerate(out) if r is None}
         for j, ((w, i), ev, p) in enumerate(zip(learned, events, parts, strict=True)):
-            part = self._parts[p]
+            part = self.partitions.get(p)
             if w > 0:
                 part.add_popularity(i, w, ev.event_time)
             q = blend.get(j)
             if q is not None:
-                out[q] = self._rank_blend(plans[q], vecs[q], self.config.k, part, overlays[j])
+                out[q] = self.ranker.rank_blend(plans[q], vecs[q], self.config.k, part,
+                                                overlays[j])
         return [(events[j], r) for j, r in zip(at, out, strict=True)]  # type: ignore[misc]
 
     def recommend(self, user_id: str, now: float, k: int | None = None) -> Recs:
@@ -174,41 +166,27 @@ class OnlineRecommender(Ranking):
     ) -> list[Recs]:
         """Top-K for several users at once (one batched fold-in, one scoring product)."""
         k = self.config.k if k is None else k
-        self._sync()
-        plans = self._plans(user_ids, nows)
-        vecs = self._user_vectors(plans)
-        parts = [self.partition(self._home.get(u, 0)) for u in user_ids]
+        self.served.sync()
+        plans = self.plans(user_ids, nows)
+        vecs = self.user_vectors(plans)
+        parts = [self.partitions.get(self.users.partition_of(u)) for u in user_ids]
         for p, part in zip(plans, parts, strict=True):
             p.session = covisit.session_of(part.covisits, p.history, self.config)
-        out = self._rank_pure_cf(plans, vecs, [part.vectors for part in parts], k)
+        out = self.ranker.rank_pure_cf(plans, vecs, [part.vectors for part in parts], k)
         for j, p in enumerate(plans):
             if out[j] is None:
-                out[j] = self._rank_blend(p, vecs[j], k, parts[j], parts[j].vectors)
+                out[j] = self.ranker.rank_blend(p, vecs[j], k, parts[j], parts[j].vectors)
         return out  # type: ignore[return-value]
 
     def prepare_factors(self, factors: ItemFactors) -> PreparedFactors:
-        """The costly part of `swap_factors` (its layout by catalog index), safe to run on
-        another thread while this recommender serves: it only reads the catalog, and the swap
-        places the items the catalog learns meanwhile (it is append-only)."""
-        ids = factors.item_ids
-        idx = np.fromiter(map(self.catalog.get, ids), dtype=np.intp, count=len(ids))
-        known = idx >= 0
-        n = max(len(self.catalog), int(idx.max(initial=-1)) + 1)
-        served = coldstart.ServedFactors(factors, idx[known], n, np.flatnonzero(known))
-        return PreparedFactors(served, np.flatnonzero(~known))
+        """The costly part of `swap_factors` (`ServedModel.prepare`), safe to run on another
+        thread while this recommender serves."""
+        return self.served.prepare(factors)
 
     def swap_factors(self, factors: ItemFactors | PreparedFactors) -> None:
         """Serve a new model version; users' vectors are recomputed lazily on next use."""
-        prepared = factors if isinstance(factors, PreparedFactors) else \
-            self.prepare_factors(factors)
-        m, missing = prepared.served, prepared.missing
-        m.place(self.catalog.index_many([m.factors.item_ids[r] for r in missing.tolist()]),
-                missing)
-        m.grow(len(self.catalog))
-        categorized = np.fromiter(self.catalog.with_categories(), dtype=np.intp)
-        self._dirty = set(categorized[m.row_of[categorized] < 0].tolist())
-        self._model, self._never = m, (None, self._never[1])  # readers see old or new
-        for part in self._parts.values():  # new items' vectors, in the new model's space
+        m = self.served.swap(factors)
+        for part in self.partitions.states():  # new items' vectors, in the new model's space
             joined = [i for i in part.cold.items() if m.in_model(i)]
             part.cold.forget(joined)
             part.changed.update(joined)
@@ -220,24 +198,20 @@ class OnlineRecommender(Ranking):
     ) -> None:
         """Apply a catalog message: inactive items are never recommended."""
         i = self.catalog.set_item(item_id, active, categories)
-        if categories is not None and not (self._model and self._model.in_model(i)):
-            self._dirty.add(i)
+        self.served.item_changed(i, categorized=categories is not None)
 
     def user_state(self, user_id: str) -> dict[str, Any] | None:
         """The user's history as plain data with item ids (not indices), for a changelog."""
-        h = self._users.get(user_id)
-        return None if h is None else h.to_state(self.catalog.ids)
+        return self.users.state(user_id, self.catalog.ids)
 
     def restore_user(self, user_id: str, state: Mapping[str, Any], partition: int = 0) -> None:
         """Install a state from `user_state` (possibly saved by another process)."""
-        self._users[user_id] = UserHistory.from_state(state, self.catalog.index)
-        self._home[user_id] = partition
+        self.users.restore(user_id, state, self.catalog.index, partition)
         self._vectors.drop(user_id)
 
     def drop_user(self, user_id: str) -> None:
         """Forget a user (e.g. when its partition moves to another worker)."""
-        self._users.pop(user_id, None)
-        self._home.pop(user_id, None)
+        self.users.drop(user_id)
         self._vectors.drop(user_id)
 
     def save_partition(self, partition: int, item_ids: Iterable[str]) -> PartitionUndo:
@@ -256,19 +230,16 @@ class OnlineRecommender(Ranking):
     def restore_partition(self, partition: int, plain: Mapping[str, Any]) -> None:
         """Install `partition_changes` data accumulated over time (after the partition's users:
         new items' vectors saved for another model version are folded in again from them)."""
-        cfg = self.config
-        part = PartitionState(cfg.trending_half_life_seconds, cfg.max_item_users,
-                              covisit.for_config(cfg))
-        m = self._model
+        part = self.partitions.fresh()
         stale = part.load_plain(plain, self.catalog.index, self.model_version,
-                                lambda i: m is not None and m.in_model(i))
-        self._parts[partition] = part
+                                self.served.in_model)
+        self.partitions.put(partition, part)
         if stale:
             self._refresh_partition(part, stale)
 
     def drop_partition(self, partition: int) -> None:
         """Forget a partition's state (not its users': `drop_user`)."""
-        self._parts.pop(partition, None)
+        self.partitions.drop(partition)
 
     # -- internals
 
@@ -283,19 +254,15 @@ class OnlineRecommender(Ranking):
     ) -> tuple[float, int]:
         """`learn`; returns the weight and the item's index. `popularity=False` leaves the
         popularity update to the caller (`process_batch`)."""
-        cfg, m = self.config, self._model
+        cfg, m = self.config, self.served.current
         w = cfg.weights.weight(event_type, value, weight)
         i = self.catalog.index(item_id)
-        h = self._users.get(user_id)
-        if h is None:
-            h = UserHistory(cfg.history_size, cfg.max_age_seconds, cfg.max_excluded)
-            self._users[user_id] = h
+        h = self.users.get_or_create(user_id, partition)
         consume, block = event_type in cfg.exclude_types, EventWeights.blocks(event_type)
         covisited = w > 0 and cfg.session_weight != 0
         previous = covisit.recent_items(h, cfg.session_window) if covisited else None
         h.add(i, w, t, session_id, consume, block)
-        self._home[user_id] = partition
-        part = self.partition(partition)
+        part = self.partitions.get(partition)
         if previous is not None:
             part.add_covisit(i, previous)
         # Negative signals are personal: they do not lower an item's popularity.
@@ -314,13 +281,13 @@ class OnlineRecommender(Ranking):
 
     def _batch_drift(self, plans: Sequence[Plan], vecs: Sequence[np.ndarray | None]) -> None:
         """The batch's drift signals: mean user-vector norm and mean fold-in residual."""
-        have = [j for j, v in enumerate(vecs) if v is not None]
-        if not have or self._model is None:
+        have, m = [j for j, v in enumerate(vecs) if v is not None], self.served.current
+        if not have or m is None:
             self.batch_vector_norm = self.batch_residual = None
             return
         X = np.stack([vecs[j] for j in have])  # type: ignore[misc]
         self.batch_vector_norm = float(np.linalg.norm(X, axis=1).mean())
-        res = residuals(self._model.factors.Y, X, [plans[j].rows for j in have],
+        res = residuals(m.factors.Y, X, [plans[j].rows for j in have],
                         [plans[j].row_weights for j in have])
         res = res[np.isfinite(res)]
         self.batch_residual = float(res.mean()) if len(res) else None
@@ -329,20 +296,21 @@ class OnlineRecommender(Ranking):
         """Fold in the vectors of `items` (outside the model) from the current vectors of the
         partition's users who touched them; an item no user with a vector touched has none in
         the partition (its category vector, if any, serves)."""
-        m, cfg = self._model, self.config
+        m, cfg = self.served.current, self.config
         items = sorted(items)
         if m is None or not items:
             return
         m.grow(len(self.catalog))
-        users = sorted({u for i in items for u in part.cold.users_of(i)} & self._users.keys())
-        plans = self._plans(users, [self._users[u].last_time or 0.0 for u in users])
-        vecs = dict(zip(users, self._user_vectors(plans), strict=True))
+        known = self.users
+        users = sorted({u for i in items for u in part.cold.users_of(i)} & known.users())
+        plans = self.plans(users, [known.get(u).last_time or 0.0 for u in users])  # type: ignore
+        vecs = dict(zip(users, self.user_vectors(plans), strict=True))
         part.refresh(items, vecs, m.factors.XtX, cfg.alpha, cfg.regularization)
 
-    def _plans(self, user_ids: Sequence[str], nows: Sequence[float]) -> list[Plan]:
+    def plans(self, user_ids: Sequence[str], nows: Sequence[float]) -> list[Plan]:
         """Each user's aggregated history, model rows and CF weight (one pass for all users)."""
-        cfg, m = self.config, self._model
-        hs = [self._users.get(u, _NO_HISTORY) for u in user_ids]
+        cfg, m = self.config, self.served.current
+        hs = [self.users.get(u, _NO_HISTORY) for u in user_ids]
         offsets, items, weights = confidences_many(hs, nows, self._decay)
         row_of = m.row_of if m is not None else _NO_ROWS
         timed = self._decay.mode == "time" or cfg.max_age_seconds is not None
@@ -372,29 +340,16 @@ class OnlineRecommender(Ranking):
         vector is cached under."""
         cfg = self.config
         w_cf = coldstart.cf_weight(n_cf, cfg.shrink, cfg.min_events, cfg.full_events) \
-            if self._model else 0.0
+            if self.served.current else 0.0
         key = (self.model_version, h.seq, now if timed else None)
         return Plan(user_id, now, h, items, weights, rows, row_weights, w_cf, key)
 
-    def _user_vectors(self, plans: Sequence[Plan]) -> list[np.ndarray | None]:
+    def user_vectors(self, plans: Sequence[Plan]) -> list[np.ndarray | None]:
         """Vectors of the plans with w_cf > 0 (cached, or solved in one batch); None otherwise."""
-        need = [p for p in plans if p.w_cf > 0]
-        if not need or self._model is None:
+        need, m = [p for p in plans if p.w_cf > 0], self.served.current
+        if not need or m is None:
             return [None] * len(plans)
         got = iter(self._vectors.vectors(
-            self._model.factors, [(p.user_id, p.key, p.rows, p.row_weights) for p in need],
+            m.factors, [(p.user_id, p.key, p.rows, p.row_weights) for p in need],
             self.config.alpha, self.config.regularization))
         return [next(got) if p.w_cf > 0 else None for p in plans]
-
-    def _sync(self) -> None:
-        """Size the arrays to the catalog; give changed items outside the model the vector of
-        their categories (partitions give their own vectors to the items their users touched)."""
-        m = self._model
-        if m is None:
-            return
-        m.grow(len(self.catalog))
-        if self._dirty:
-            dirty, self._dirty = sorted(self._dirty), set()
-            m.refresh(dirty, _NO_INTERACTIONS, {}, self.catalog, self.config.alpha,
-                      self.config.regularization)
-

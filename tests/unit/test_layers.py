@@ -140,3 +140,47 @@ def test_a_violation_is_found_and_named(tmp_path: Path) -> None:
     assert [(i.target, i.line) for i in found] == [("producers.sdk", 2), ("consumers.y", 3)]
     assert [str(i) for i in found if not allowed(i.module, i.target)] == [
         "consumers.x (line 2) imports producers.sdk"]
+
+
+PRIVATE_OK = {
+    "models/history.py": "the module's own functions over its `UserHistory` rings",
+    "models/drift.py": "river's Page-Hinkley keeps its statistic in private fields",
+    # written before this check; their owners move them to public names:
+    "tests/unit/test_content.py": "pending",
+    "tests/unit/test_guard.py": "pending",
+    "tests/unit/test_serve_state.py": "pending",
+}
+"""Modules allowed to read underscore names of objects other than `self`, and why."""
+
+
+def _own_constructors(tree: ast.AST) -> set[ast.AST]:
+    """Nodes inside class- and static methods: they build and fill instances of their class."""
+    inside: set[ast.AST] = set()
+    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+        for fn in cls.body:
+            if isinstance(fn, ast.FunctionDef) and any(
+                    isinstance(d, ast.Name) and d.id in ("classmethod", "staticmethod")
+                    for d in fn.decorator_list):
+                inside.update(ast.walk(fn))
+    return inside
+
+
+def private_reads(path: Path) -> list[str]:
+    """`obj._name` reads of another object's private names (not `self`/`cls`, nor in a class's
+    own constructors; constants such as `KafkaError._TIMED_OUT`, upper case, are librdkafka's
+    public codes)."""
+    tree = ast.parse(path.read_text(), str(path))
+    own, out = _own_constructors(tree), []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and node not in own
+                and not node.attr.startswith("__") and not node.attr[1:].isupper()
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            out.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    return sorted(out)
+
+
+def test_nothing_reads_another_objects_private_names() -> None:
+    """Benchmarks and tests observe through public hooks; modules through public methods."""
+    paths = [p for pkg in (*PACKAGES, "tests") for p in sorted((ROOT / pkg).rglob("*.py"))
+             if str(p.relative_to(ROOT)) not in PRIVATE_OK]
+    assert [r for p in paths for r in private_reads(p)] == []

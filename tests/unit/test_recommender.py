@@ -176,9 +176,9 @@ def test_process_batch_reports_the_mean_user_vector_norm_and_residual() -> None:
     assert rec.batch_vector_norm is not None and rec.batch_vector_norm > 0
     # the residual is the mean over the batch's users of their own residuals
     users = [ev.user_id for ev, _ in results]
-    plans = rec._plans(users, [ev.event_time for ev, _ in results])
-    vecs = rec._user_vectors(plans)
-    each = residuals(rec._model.factors.Y, np.stack(vecs), [p.rows for p in plans],
+    plans = rec.plans(users, [ev.event_time for ev, _ in results])
+    vecs = rec.user_vectors(plans)
+    each = residuals(rec.served.current.factors.Y, np.stack(vecs), [p.rows for p in plans],
                      [p.row_weights for p in plans])
     assert rec.batch_residual == pytest.approx(float(each.mean()))
     assert 0 < rec.batch_residual < 10

@@ -1,0 +1,139 @@
+"""The model version a recommender serves: item factors laid out by catalog index.
+
+`ServedModel` holds the current `coldstart.ServedFactors` (None before any model: popularity
+serves) and what is derived from it and the catalog: the vectors of catalog items outside the
+model from their categories, the items never recommended (inactive, or without a vector), and
+a partition's new items' vectors stacked for scoring (its *overlay*).
+
+A new version is swapped in two steps: `prepare` (the costly layout by catalog index; it only
+reads the catalog, so it may run on another thread while the recommender serves) and `swap`
+(cheap: places the items the catalog learnt meanwhile, then exchanges references, so a reader
+sees the old version or the new one).
+
+>>> from models.catalog import ItemIndex
+>>> from models.foldin import ItemFactors
+>>> catalog = ItemIndex()
+>>> served = ServedModel(catalog, alpha=2.0, regularization=5.0)
+>>> served.version is None
+True
+>>> ready = served.prepare(ItemFactors(["a", "b"], np.eye(2, dtype=np.float32), version=4))
+>>> served.swap(ready).factors.version, served.in_model(catalog.get("a"))
+(4, True)
+>>> catalog.set_item("b", False, None)  # b leaves the catalog: never recommended
+1
+>>> served.never_recommended().tolist()
+[1]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models import coldstart
+from models.catalog import ItemIndex
+from models.foldin import ItemFactors
+from models.partition import stacked
+
+_NO_INTERACTIONS = coldstart.ItemInteractions(0)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedFactors:
+    """A model version laid out for `ServedModel.swap` (`ServedModel.prepare`)."""
+
+    served: coldstart.ServedFactors
+    missing: np.ndarray
+    """Model rows of the items the catalog did not know yet: the swap indexes them."""
+
+    @property
+    def version(self) -> int:
+        return self.served.factors.version
+
+
+class ServedModel:
+    """The current model version (`current`; None: no model yet) over `catalog`."""
+
+    def __init__(self, catalog: ItemIndex, alpha: float, regularization: float) -> None:
+        self.catalog = catalog
+        self.alpha = alpha
+        self.regularization = regularization
+        self.current: coldstart.ServedFactors | None = None
+        self._dirty: set[int] = set()
+        """Items outside the model whose category vector needs recomputing."""
+        self._never: tuple[Any, np.ndarray] = (None, np.zeros(0, np.intp))
+        self._overlaid: tuple[Any, ...] = (None,)
+        """`overlay`'s last result and what it was computed from."""
+
+    @property
+    def version(self) -> int | None:
+        return self.current.factors.version if self.current else None
+
+    def in_model(self, item: int) -> bool:
+        """Whether catalog item `item` has a row in the current model."""
+        return self.current is not None and bool(self.current.in_model(item))
+
+    def prepare(self, factors: ItemFactors) -> PreparedFactors:
+        """The costly part of `swap` (the layout by catalog index); safe on another thread while
+        the recommender serves: it only reads the catalog, which is append-only."""
+        ids = factors.item_ids
+        idx = np.fromiter(map(self.catalog.get, ids), dtype=np.intp, count=len(ids))
+        known = idx >= 0
+        n = max(len(self.catalog), int(idx.max(initial=-1)) + 1)
+        served = coldstart.ServedFactors(factors, idx[known], n, np.flatnonzero(known))
+        return PreparedFactors(served, np.flatnonzero(~known))
+
+    def swap(self, factors: ItemFactors | PreparedFactors) -> coldstart.ServedFactors:
+        """Serve a new version (prepared or not); returns it. The caller re-folds what depends
+        on it (users' vectors lazily, partitions' new items)."""
+        prepared = factors if isinstance(factors, PreparedFactors) else self.prepare(factors)
+        m, missing, catalog = prepared.served, prepared.missing, self.catalog
+        m.place(catalog.index_many([m.factors.item_ids[r] for r in missing.tolist()]), missing)
+        m.grow(len(catalog))
+        categorized = np.fromiter(catalog.with_categories(), dtype=np.intp)
+        self._dirty = set(categorized[m.row_of[categorized] < 0].tolist())
+        self.current, self._never = m, (None, self._never[1])  # readers see old or new
+        return m
+
+    def item_changed(self, item: int, categorized: bool) -> None:
+        """A catalog message for `item`: with categories and outside the model, its category
+        vector is recomputed at the next `sync`."""
+        if categorized and not self.in_model(item):
+            self._dirty.add(item)
+
+    def sync(self) -> None:
+        """Size the arrays to the catalog; give changed items outside the model the vector of
+        their categories (partitions give their own vectors to the items their users touched)."""
+        m = self.current
+        if m is None:
+            return
+        m.grow(len(self.catalog))
+        if self._dirty:
+            dirty, self._dirty = sorted(self._dirty), set()
+            m.refresh(dirty, _NO_INTERACTIONS, {}, self.catalog, self.alpha, self.regularization)
+
+    def never_recommended(self) -> np.ndarray:
+        """Inactive items and items without a vector (cached until either changes)."""
+        m, n = self.current, len(self.catalog)
+        assert m is not None
+        key = (m.changes, self.catalog.version, n)
+        if self._never[0] != key:
+            self._never = (key, np.flatnonzero(~(self.catalog.active & m.has_vec[:n])))
+        return self._never[1]
+
+    def overlay(self, vectors: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The items with a vector in `vectors` (a partition's new items'), those vectors
+        stacked, and the items never recommended with them. Cached on the dict's identity:
+        partitions replace their `vectors` dict, never change it in place."""
+        never = self.never_recommended()
+        last = self._overlaid
+        if last[0] is vectors and last[1] is never:
+            return last[2:]
+        new, V = stacked(vectors)
+        shown = never
+        if len(new):  # new items with a vector in the partition can be recommended
+            shown = np.setdiff1d(never, new[self.catalog.active[new]], assume_unique=True)
+        self._overlaid = (vectors, never, new, V, shown)
+        return new, V, shown
