@@ -15,6 +15,8 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
+from refold.core.kafka import produce
+
 
 class Output:
     """The transactional producer as processors see it: produce, with back-pressure handled."""
@@ -30,15 +32,9 @@ class Output:
                 headers: list[tuple[str, bytes]] | None = None,
                 partition: int | None = None) -> None:
         """Produce to `partition`, or to the one the key hashes to when None."""
-        while True:
-            try:
-                self.producer.produce(topic, value, key, -1 if partition is None else partition,
-                                      headers=headers, on_delivery=self._on_delivery)
-                break
-            except BufferError:  # local queue full: let librdkafka send, then retry
-                self.producer.poll(0.05)
+        produce(self.producer, topic, value, key, partition=partition, headers=headers,
+                on_delivery=self._on_delivery)
         self.produced += 1
-        self.producer.poll(0)
 
     def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:

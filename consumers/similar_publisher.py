@@ -26,7 +26,7 @@ from consumers.tail import TopicTail
 from models.similar import covisit_counts, named, similar_items
 from refold.core.config import Settings
 from refold.core.errors import ConsumerError
-from refold.core.kafka import make_producer
+from refold.core.kafka import make_producer, produce
 from refold.core.schemas import RecommendedItem, SimilarItems, encode
 
 log = logging.getLogger(__name__)
@@ -123,13 +123,7 @@ class SimilarItemsPublisher:
                 errors.append(str(err))
 
         assert self._producer is not None
-        while True:
-            try:
-                self._producer.produce(self.topic, value, key, on_delivery=delivered)
-                self._producer.poll(0)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        produce(self._producer, self.topic, value, key, on_delivery=delivered)
 
     def _keys_on_topic(self, timeout: float) -> set[str]:
         """The item ids the topic holds a record for (latest value not a tombstone)."""

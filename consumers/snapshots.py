@@ -45,6 +45,7 @@ from refold.core.kafka import (
     make_admin,
     make_consumer,
     make_producer,
+    produce,
     watermarks,
     where,
 )
@@ -123,14 +124,8 @@ class SnapshotPublisher:
         def delivered(err: KafkaError | None, msg: Message) -> None:
             acks.append(err if err is not None else msg.offset())
 
-        while True:
-            try:
-                self._producer.produce(self.topic, value, key, headers=list(headers.items()),
-                                       on_delivery=delivered)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
-        self._producer.poll(0)
+        produce(self._producer, self.topic, value, key, headers=list(headers.items()),
+                on_delivery=delivered)
 
     def _flush(self, timeout: float, acks: list, expected: int) -> None:
         left = self._producer.flush(timeout)

@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from refold.core.config import Settings
 from refold.core.errors import ProducerError
-from refold.core.kafka import make_producer
+from refold.core.kafka import make_producer, produce
 from refold.core.schemas import Event, Item, decode_event, encode
 
 log = logging.getLogger(__name__)
@@ -79,13 +79,7 @@ class EventProducer:
             self.on_delivery(err, msg)
 
     def _produce(self, topic: str, key: str, value: bytes | None) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value, key.encode(), on_delivery=self._report)
-                break
-            except BufferError:  # local queue full: serve delivery reports, then retry
-                self.producer.poll(0.05)
-        self.producer.poll(0)
+        produce(self.producer, topic, value, key.encode(), on_delivery=self._report)
 
     def send(self, event: Event) -> None:
         """Validate and publish one event, keyed by its user id."""

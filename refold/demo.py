@@ -14,17 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from refold.core.config import Settings
-
-Samples = dict[str, list[tuple[dict[str, str], float]]]
+from refold.scrape import Samples, histogram_quantile, scrape, total, values
 
 
 def free_port() -> int:
@@ -43,18 +38,8 @@ class Child:
     log: Path
 
     def scrape(self, timeout: float = 2.0) -> Samples:
-        """Every sample of its /metrics, by sample name (empty if it does not answer yet)."""
-        url = f"http://127.0.0.1:{self.port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                text = resp.read().decode()
-        except OSError:
-            return {}
-        out: Samples = defaultdict(list)
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                out[s.name].append((s.labels, s.value))
-        return out
+        """Every sample of its /metrics (empty if it does not answer yet)."""
+        return scrape(f"http://127.0.0.1:{self.port}/metrics", timeout)
 
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.proc.poll() is None:
@@ -76,31 +61,6 @@ def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Chi
             [sys.executable, "-m", "refold", *args, "--metrics-port", str(port)],
             stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return Child(name, proc, port, log)
-
-
-def total(samples: Iterable[Samples], name: str, **labels: str) -> float:
-    """Sum of a sample over processes, keeping those whose labels include `labels`."""
-    return sum(v for s in samples for lab, v in s.get(name, [])
-               if all(lab.get(k) == want for k, want in labels.items()))
-
-
-def histogram_quantile(samples: Iterable[Samples], name: str, q: float) -> float:
-    """The q-quantile of a histogram merged over processes (linear within a bucket)."""
-    buckets: dict[float, float] = defaultdict(float)
-    for s in samples:
-        for lab, v in s.get(f"{name}_bucket", []):
-            buckets[float(lab["le"])] += v
-    if not buckets or buckets[math.inf] == 0:
-        return math.nan
-    rank, lower, below = q * buckets[math.inf], 0.0, 0.0
-    for le in sorted(buckets):
-        if buckets[le] >= rank:
-            if math.isinf(le):
-                return lower
-            share = (rank - below) / max(buckets[le] - below, 1e-12)
-            return lower + (le - lower) * share
-        lower, below = le, buckets[le]
-    return lower
 
 
 @dataclass
@@ -130,17 +90,16 @@ class Reading:
             dead=total(ws, "refold_dead_letters_total"),
             recs=total(ws, "refold_recommendations_published_total"),
             lag=total(ws, "refold_consumer_lag_messages"),
-            versions=[int(v) for s in ws for _, v in s.get("refold_model_version", [])],
+            versions=[int(v) for v in values(ws, "refold_model_version")],
             hit_rate=hits / judged if judged else math.nan,
             p50=histogram_quantile(ws, "refold_event_to_recommendation_seconds", 0.5),
             p99=histogram_quantile(ws, "refold_event_to_recommendation_seconds", 0.99),
         )
         if refitter is not None:
             r = refitter.scrape()
-            snap.published = total([r], "refold_snapshots_published_total")
-            snap.refitter_read = total([r], "refold_refitter_events_read")
-            snap.published_version = int(max((v for _, v in r.get("refold_model_version", [])),
-                                             default=0))
+            snap.published = total(r, "refold_snapshots_published_total")
+            snap.refitter_read = total(r, "refold_refitter_events_read")
+            snap.published_version = int(max(values(r, "refold_model_version"), default=0))
         return snap
 
     def serving_latest(self) -> bool:

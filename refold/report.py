@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 from refold.core.errors import AppError
+from refold.scrape import Samples, bucket_quantile, buckets, parse, values
 
 Series = tuple[np.ndarray, np.ndarray]
 """(Unix times, values)."""
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @dataclass(frozen=True)
@@ -131,16 +130,6 @@ class PrometheusSource:
         return values[:, 0], values[:, 1]
 
 
-def parse_metrics(text: str, extra: dict[str, str] | None = None) -> Samples:
-    """Every sample of a /metrics page, keyed by (sample name, labels); `extra` labels added."""
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = frozenset({**s.labels, **(extra or {})}.items())
-            out[(s.name, labels)] = s.value
-    return out
-
-
 def _role(samples: Samples) -> str | None:
     for (name, labels), _ in samples.items():
         if name == "refold_build_info":
@@ -165,7 +154,7 @@ class ScrapeSource:
         merged: Samples = {}
         for i, url in enumerate(self.urls):
             try:
-                samples = parse_metrics(self.fetch(url), {"instance": str(i)})
+                samples = parse(self.fetch(url), {"instance": str(i)})
             except OSError:
                 continue
             role = _role(samples)
@@ -183,19 +172,10 @@ class ScrapeSource:
             time.sleep(interval)
 
     def _total(self, k: int, name: str, labels: dict[str, str], agg: str = "sum") -> float:
-        want = set(labels.items())
-        vals = [v for (n, ls), v in self.scrapes[k].items() if n == name and want <= ls]
+        vals = values(self.scrapes[k], name, **labels)
         if not vals:
             return math.nan
         return {"sum": sum, "max": max, "avg": lambda x: sum(x) / len(x)}[agg](vals)
-
-    def _buckets(self, k: int, name: str, labels: dict[str, str]) -> dict[float, float]:
-        want, out = set(labels.items()), {}
-        for (n, ls), v in self.scrapes[k].items():
-            if n == name + "_bucket" and want <= ls:
-                le = float(dict(ls)["le"])
-                out[le] = out.get(le, 0.0) + v
-        return out
 
     def series(self, line: Line) -> Series:
         t = np.asarray(self.times)
@@ -205,7 +185,8 @@ class ScrapeSource:
             if line.kind == "gauge":
                 vals[k] = self._total(k, line.metric, line.labels, line.agg)
             elif k > j and line.kind == "quantile":
-                now, then = (self._buckets(x, line.metric, line.labels) for x in (k, j))
+                now, then = (buckets(self.scrapes[x], line.metric, **line.labels)
+                             for x in (k, j))
                 vals[k] = bucket_quantile(line.q, {le: now[le] - then.get(le, 0.0) for le in now})
             elif k > j:
                 dt = t[k] - t[j]
@@ -219,26 +200,6 @@ class ScrapeSource:
                     vals[k] = num / den if den > 0 else math.nan
         keep = ~np.isnan(vals)
         return t[keep], vals[keep]
-
-
-def bucket_quantile(q: float, buckets: dict[float, float]) -> float:
-    """Prometheus's `histogram_quantile` on cumulative bucket counts {upper bound: count}.
-
-    >>> bucket_quantile(0.5, {0.1: 0, 0.2: 10, math.inf: 10})
-    0.15
-    """
-    bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] <= 0:
-        return math.nan
-    rank, lower, below = q * buckets[bounds[-1]], 0.0, 0.0
-    for ub in bounds:
-        count = buckets[ub]
-        if count >= rank:
-            if math.isinf(ub):
-                return lower  # the highest finite bound, as Prometheus does
-            return round(lower + (ub - lower) * (rank - below) / max(count - below, 1e-12), 12)
-        lower, below = ub, count
-    return lower
 
 
 def render(source: PrometheusSource | ScrapeSource, out: str | Path,

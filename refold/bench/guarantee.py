@@ -35,7 +35,7 @@ from models.history import STATE_VERSION
 from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
 from refold.core.config import Settings
-from refold.core.kafka import make_admin, make_consumer, make_producer
+from refold.core.kafka import make_admin, make_consumer, make_producer, produce
 from refold.core.topics import create_topics, delete_topics, topic_specs
 
 GUARANTEES = ("exactly-once", "at-least-once")
@@ -108,11 +108,11 @@ def _restore(s: Settings, users: int, made: list[Settings]) -> dict[str, Any]:
     for u in range(users):
         key = f"user-{u}"
         value = changelog.user_value(_history(rng, s.history_size), _ids(u, 2 * s.history_size))
-        _produce(producer, s.topic("changelog"), key.encode(), value, u % parts)
+        produce(producer, s.topic("changelog"), value, key.encode(), partition=u % parts)
     for p in range(parts):
         plain = {"events": 0, "t_ref": None, "dirty": [], "items": {}}
         for key, value in changelog.partition_records(p, plain, 0):
-            _produce(producer, s.topic("changelog"), key, value, p)
+            produce(producer, s.topic("changelog"), value, key, partition=p)
     producer.flush(120)
     written = time.perf_counter() - t0
     group = make_consumer(s, s.consumer_group)  # the offsets the state stands at
@@ -151,15 +151,6 @@ def _history(rng: np.random.Generator, n: int) -> dict[str, Any]:
 
 def _ids(u: int, n: int) -> list[str]:
     return [f"bench-{u}-{k}" for k in range(n)]
-
-
-def _produce(producer: Any, topic: str, key: bytes, value: bytes, partition: int) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key, partition)
-            return
-        except BufferError:
-            producer.poll(0.05)
 
 
 def table(r: dict[str, Any]) -> str:

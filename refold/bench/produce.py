@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 
 from producers.sdk import EventProducer
-from refold.bench.serde import _sample
+from refold.bench.serde import sample
 from refold.core.config import Settings
-from refold.core.kafka import make_admin, make_producer
+from refold.core.kafka import make_admin, make_producer, produce
 from refold.core.schemas import encode
 from refold.core.topics import create_topics, delete_topics
 
@@ -22,7 +22,7 @@ def run(settings: Settings, n: int = 100_000) -> dict:
     settings = settings.replace(topic_prefix=f"{settings.topic_prefix}bench-{int(time.time())}.")
     admin = make_admin(settings)
     create_topics(admin, settings)
-    events = _sample(n)
+    events = sample(n)
     try:
         t0 = time.perf_counter()
         with EventProducer(settings) as producer:
@@ -34,13 +34,7 @@ def run(settings: Settings, n: int = 100_000) -> dict:
         bare = make_producer(settings)
         t0 = time.perf_counter()
         for key, value in blobs:
-            while True:
-                try:
-                    bare.produce(topic, value, key)
-                    break
-                except BufferError:
-                    bare.poll(0.05)
-            bare.poll(0)
+            produce(bare, topic, value, key)
         bare.flush(60)
         raw = n / (time.perf_counter() - t0)
     finally:

@@ -15,7 +15,7 @@ from refold.core.schemas import EVENT_TYPES, Event, decode_event, encode
 _TYPES = frozenset(EVENT_TYPES)
 
 
-def _sample(n: int) -> list[Event]:
+def sample(n: int) -> list[Event]:
     return [
         Event(event_id=f"e{i}", user_id=f"user-{i % 977}", item_id=f"item-{i % 4001}",
               event_type=EVENT_TYPES[i % 5], event_time=1.7e9 + i, session_id=f"s{i // 7}",
@@ -46,7 +46,7 @@ def _time(fn: Callable[[], object], repeat: int = 3) -> float:
 
 def run(n: int = 100_000) -> dict:
     """Messages per second for encode and decode+validate, per library."""
-    events = _sample(n)
+    events = sample(n)
     blobs = [encode(e) for e in events]
     dicts = [json.loads(b) for b in blobs]
     rows = {

@@ -39,7 +39,7 @@ import numpy as np
 from consumers.recs_view import RecommendationsView
 from refold.core.config import Settings
 from refold.core.errors import AppError
-from refold.core.kafka import make_admin, make_producer
+from refold.core.kafka import make_admin, make_producer, produce
 from refold.core.schemas import Cause, Event, Item, Recommendation, RecommendedItem, encode
 from refold.core.topics import create_topics, delete_topics, topic_specs
 
@@ -96,13 +96,13 @@ def publish(s: Settings, users: int, items: int, seed: int) -> None:
     ids = [f"i{n}" for n in range(items)]
     for n, item in enumerate(ids):
         cats = [f"c{n % CATEGORIES}", f"c{(n * 7 + 3) % CATEGORIES}"]
-        send(producer, s.topic("items"), item, encode(Item(item_id=item, categories=cats)))
+        produce(producer, s.topic("items"), encode(Item(item_id=item, categories=cats)), item)
     popularity = 1.0 / np.arange(1, items + 1) ** 0.8
     popularity /= popularity.sum()
     for n in range(min(20_000, users)):
         ev = Event(event_id=f"e{n}", user_id=user_id(n), item_id=ids[rng.choice(items,
                    p=popularity)], event_type="click", event_time=1.7e9 + n)
-        send(producer, s.topic("events"), ev.user_id, encode(ev))
+        produce(producer, s.topic("events"), encode(ev), ev.user_id)
     block = 10_000
     for lo in range(0, users, block):
         picks = rng.choice(items, size=(min(block, users - lo), K + BASIS), p=popularity)
@@ -113,18 +113,8 @@ def publish(s: Settings, users: int, items: int, seed: int) -> None:
                 items=[RecommendedItem(ids[i], 1.0 - r / K) for r, i in enumerate(row[:K])],
                 cause=Cause(event_id=f"e-{user}", event_time=1.7e9, topic=s.topic("events"),
                             partition=0, offset=lo + j))
-            send(producer, s.topic("recommendations"), user, encode(rec))
+            produce(producer, s.topic("recommendations"), encode(rec), user)
     producer.flush(120)
-
-
-def send(producer: Any, topic: str, key: str, value: bytes) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key)
-            producer.poll(0)
-            return
-        except BufferError:
-            producer.poll(0.1)
 
 
 def measure_serve(s: Settings, wrk: str, users: int, rate: float, duration: float,

@@ -38,7 +38,7 @@ from consumers import changelog
 from models.history import UserHistory
 from models.packing import pack
 from refold.core.config import Settings
-from refold.core.kafka import make_admin, make_producer
+from refold.core.kafka import make_admin, make_producer, produce
 from refold.core.topics import create_topics, delete_topics
 
 DAY = 86400.0
@@ -112,12 +112,12 @@ def write_changelog(s: Settings, users: Any, events_per_user: int, stamp: int
         head, tail = templates[u % len(templates)]
         ids = b",".join(b'"u%d-%d-%d"' % (u, stamp, k) for k in range(events_per_user))
         value = head + ids + tail
-        _produce(producer, topic, changelog.user_key(f"user-{u}"), value, u % parts)
+        produce(producer, topic, value, changelog.user_key(f"user-{u}"), partition=u % parts)
         records, size = records + 1, size + len(value)
     for p in range(parts):
         plain = {"events": 0, "t_ref": None, "dirty": [], "items": {}}
         for key, value in changelog.partition_records(p, plain, 0):
-            _produce(producer, topic, key, value, p)
+            produce(producer, topic, value, key, partition=p)
     producer.flush(300)
     return {"records": records, "bytes": size}
 
@@ -136,15 +136,6 @@ def _templates(events: int, count: int) -> list[tuple[bytes, bytes]]:
         packed = pack(times, "<f8")
         out.append((head, rest[:-1] + b',"id_times":"' + packed.encode() + b'"}'))
     return out
-
-
-def _produce(producer: Any, topic: str, key: bytes, value: bytes, partition: int) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key, partition)
-            return
-        except BufferError:
-            producer.poll(0.05)
 
 
 # -- measured in fresh processes

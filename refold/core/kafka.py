@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import (
@@ -83,6 +83,25 @@ def make_consumer(
 
 def make_admin(settings: Settings, extra: Mapping[str, Any] | None = None) -> AdminClient:
     return AdminClient(_base(settings, extra))
+
+
+def produce(
+    producer: Producer, topic: str, value: bytes | None, key: bytes | str | None = None, *,
+    partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
+    on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+) -> None:
+    """Produce one message with back-pressure: while librdkafka's local queue is full
+    (`BufferError`), serve delivery reports for 50 ms and retry; then serve the callbacks that
+    are due (`poll(0)`). `partition` None: the one the key hashes to. Every refold producer
+    sends through this."""
+    while True:
+        try:
+            producer.produce(topic, value, key, -1 if partition is None else partition,
+                             headers=headers, on_delivery=on_delivery)
+            break
+        except BufferError:  # local queue full: let librdkafka send, then retry
+            producer.poll(0.05)
+    producer.poll(0)
 
 
 def where(msg: Message) -> str:

@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from refold.report import PANELS, Line, ScrapeSource, bucket_quantile, parse_metrics, render
+from refold.report import PANELS, Line, ScrapeSource, render
+from refold.scrape import bucket_quantile, parse
 
 
 def test_bucket_quantile_matches_prometheus_interpolation():
@@ -64,10 +65,11 @@ def test_scrape_source_computes_rates_quantiles_and_gauges():
 
 
 def test_parse_metrics_adds_labels():
-    samples = parse_metrics("# TYPE x counter\nx_total{a=\"1\"} 3\n", {"instance": "0"})
+    samples = parse("# TYPE x counter\nx_total{a=\"1\"} 3\n", {"instance": "0"})
     assert samples == {("x_total", frozenset({("a", "1"), ("instance", "0")})): 3.0}
 
 
+@pytest.mark.slow
 def test_render_writes_a_png_with_no_data_panels(tmp_path):
     proc = FakeProcess()
     src = ScrapeSource(["x:1"], fetch=proc.text)
