@@ -1,9 +1,9 @@
 """`FoldInConfig`: the settings of `models.recommender.OnlineRecommender` that do not depend on the
 item factors (decay, cold start, exclusions, the session blend, ...).
 
-Field names, and defaults where both have the field, are those of
-`refold.core.config.Settings`, from which `consumers.model_source.foldin_config` builds the
-worker's configuration.
+Field names are those of `refold.core.config.Settings` where both have the field, from which
+`consumers.model_source.foldin_config` builds the worker's configuration; the defaults of both
+come from `models.defaults`.
 
 >>> FoldInConfig.from_mapping({"k": 10, "decay": "none"}).decay_spec().mode
 'none'
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from models import defaults
 from models.history import Decay
 from models.weights import EventWeights
 from refold.core.errors import ModelError
@@ -23,16 +24,16 @@ from refold.core.errors import ModelError
 @dataclass(frozen=True)
 class FoldInConfig:
     """Settings that do not depend on the factors; names and defaults match
-    `refold.core.config.Settings` where both have them."""
+    `refold.core.config.Settings` where both have them (`models.defaults`)."""
 
-    alpha: float = 2.0
-    regularization: float = 5.0
-    decay: Literal["events", "time", "none"] = "events"
-    half_life_events: float = 10.0
-    half_life_seconds: float = 3600.0
+    alpha: float = defaults.ALPHA
+    regularization: float = defaults.REGULARIZATION
+    decay: Literal["events", "time", "none"] = defaults.DECAY  # type: ignore[assignment]
+    half_life_events: float = defaults.HALF_LIFE_EVENTS
+    half_life_seconds: float = defaults.HALF_LIFE_SECONDS
     session_boost: float = 1.0
-    k: int = 20
-    history_size: int = 50
+    k: int = defaults.K
+    history_size: int = defaults.HISTORY_SIZE
     max_age_seconds: float | None = None
     max_excluded: int = 1000
     shrink: float = 5.0
@@ -42,16 +43,16 @@ class FoldInConfig:
     content_weight: float = 0.5
     exclude_types: frozenset[str] = frozenset({"purchase", "rating"})
     """Event types whose item is consumed: never recommended to that user again."""
-    trending_half_life_seconds: float = 7 * 86400.0
+    trending_half_life_seconds: float = defaults.TRENDING_HALF_LIFE_SECONDS
     max_item_users: int = 1000
-    session_weight: float = 1.0
+    session_weight: float = defaults.SESSION_WEIGHT
     """Weight of the session co-visitation blend (`models.covisit`); 0 turns it off."""
     session_window: int = 10
     """Previous positive events of the user that an event is co-visited with."""
     session_decay: float = 0.8
     """Co-visit count of a pair g events apart: decay^g (g = 0 for adjacent events)."""
     session_items: int = 10
-    session_half_life: float = 5.0
+    session_half_life: float = defaults.SESSION_HALF_LIFE
     """The user's last `session_items` positive items make the session, weighted by a recency
     half-life in events."""
     max_neighbors: int = 256

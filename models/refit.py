@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from implicit.cpu import _als
 from threadpoolctl import threadpool_limits
 
-from models import als
+from models import als, defaults
 from models.snapshot import Snapshot
 from models.store import TrainingData
 
@@ -46,14 +46,14 @@ class RefitParams:
     """Hyper-parameters of a refit and of its gate (published in each snapshot's header)."""
 
     model: Literal["als", "bpr"] = "als"
-    factors: int = 64
-    regularization: float = 0.05
-    alpha: float = 2.0
-    iterations: int = 15
+    factors: int = defaults.FACTORS
+    regularization: float = defaults.REGULARIZATION
+    alpha: float = defaults.ALPHA
+    iterations: int = defaults.ITERATIONS
     learning_rate: float = 0.01
     random_state: int | None = 0
     holdout_fraction: float = 0.02
-    k: int = 20
+    k: int = defaults.K
     max_recall_drop: float = 0.02
     """Refuse a candidate whose recall@K is below the live one's by more than this (absolute)."""
     eval_users: int = 1000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from models import defaults
 from refold.cli import cli, settings_from
 
 
@@ -16,7 +17,7 @@ from refold.cli import cli, settings_from
 @click.option("--fit-from", metavar="DATASET:PATH",
               help="Fit implicit ALS at start instead, e.g. ml-100k:../shared/datasets/ml-100k.")
 @click.option("--batch-size", type=int, help="Events per micro-batch and transaction [500].")
-@click.option("--k", type=int, help="Items per recommendation list [20].")
+@click.option("--k", type=int, help=f"Items per recommendation list [{defaults.K}] (env REFOLD_K).")
 @click.option("--max-events", type=int, help="Stop after N events (committed).")
 @click.option("--idle-exit", type=float, metavar="SECONDS",
               help="Stop after SECONDS without input (tests, benchmarks).")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from models import defaults
 from refold.cli import cli, settings_from
 from refold.cli.bench import bench, emit
 
@@ -30,10 +31,14 @@ ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "m
 @click.option("--max-nnz", type=int, default=20_000_000, show_default=True,
               help="Bounds of the store; the oldest are evicted beyond them.")
 @click.option("--model", type=click.Choice(["als", "bpr"]), default="als", show_default=True)
-@click.option("--factors", type=int, help="Latent factors [64].")
-@click.option("--iterations", type=int, help="Training iterations [15].")
-@click.option("--regularization", type=float, help="[0.05]")
-@click.option("--alpha", type=float, help="Confidence per unit of event weight [2.0].")
+@click.option("--factors", type=int,
+              help=f"Latent factors [{defaults.FACTORS}] (env REFOLD_FACTORS).")
+@click.option("--iterations", type=int,
+              help=f"Training iterations [{defaults.ITERATIONS}] (env REFOLD_ITERATIONS).")
+@click.option("--regularization", type=float, help=f"λ of the ALS solve, also the fold-in's "
+              f"[{defaults.REGULARIZATION}] (env REFOLD_REGULARIZATION).")
+@click.option("--alpha", type=float, help=f"Confidence per unit of event weight, also the "
+              f"fold-in's [{defaults.ALPHA}] (env REFOLD_ALPHA).")
 @click.option("--holdout", type=float, default=0.02, show_default=True,
               help="Share of the most recent interactions held out for the gate's recall@K.")
 @click.option("--max-recall-drop", type=float, default=0.02, show_default=True,

@@ -24,9 +24,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from models import defaults
 from refold.core.errors import ConfigError
 
-__all__ = ["ConfigError", "Settings", "describe", "load_settings", "read_config_file"]
+__all__ = ["ConfigError", "Settings", "describe", "environment", "load_settings",
+           "read_config_file"]
 
 ENV_PREFIX = "REFOLD_"
 
@@ -65,18 +67,17 @@ class Settings:
     controller_port: int = 9093
     broker_heap: str = "768m"
 
-    # -- recommendations and the fold-in model (factors, regularization, alpha and the half-lives
-    # were chosen by `refold evaluate --search` on the ml-100k warm-up: re-run it on your own log)
-    k: int = 20
-    factors: int = 32
-    regularization: float = 5.0
-    alpha: float = 2.0
-    iterations: int = 15
-    half_life_events: float = 10.0
-    half_life_seconds: float = 3600.0
-    decay: str = "events"
-    history_size: int = 50
-    trending_half_life_seconds: float = 7 * 86400.0
+    # -- recommendations and the model: defaults from `models.defaults`, the one source
+    k: int = defaults.K
+    factors: int = defaults.FACTORS
+    regularization: float = defaults.REGULARIZATION
+    alpha: float = defaults.ALPHA
+    iterations: int = defaults.ITERATIONS
+    half_life_events: float = defaults.HALF_LIFE_EVENTS
+    half_life_seconds: float = defaults.HALF_LIFE_SECONDS
+    decay: str = defaults.DECAY
+    history_size: int = defaults.HISTORY_SIZE
+    trending_half_life_seconds: float = defaults.TRENDING_HALF_LIFE_SECONDS
     max_future_seconds: float = 3600.0
     max_message_bytes: int = 65536
 
@@ -178,6 +179,24 @@ def load_settings(
                 raise ConfigError(f"unknown setting {name!r}")
             values[name] = value
     return Settings(**{n: _coerce(n, v, hints[n]) for n, v in values.items()})
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The `REFOLD_*` variables under which another process loads `settings`: each setting that
+    differs from its default (`load_settings` reads them back).
+
+    >>> environment(Settings(topic_prefix="t1.", events_partitions=3))
+    {'REFOLD_TOPIC_PREFIX': 't1.', 'REFOLD_EVENTS_PARTITIONS': '3'}
+    >>> load_settings(env=environment(Settings(k=5))).k
+    5
+    """
+    out = {}
+    for f in fields(Settings):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        value = getattr(settings, f.name)
+        if value != default:
+            out[ENV_PREFIX + f.name.upper()] = "" if value is None else str(value)
+    return out
 
 
 def describe() -> list[tuple[str, str, str, str]]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from models import defaults
 from models.als import csr_from, fit_als
 from models.baselines import (
     Events,
@@ -51,12 +52,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "static_als": {"factors": 32, "regularization": 50.0, "alpha": 2.0, "iterations": 15},
     "oryx_rank1": {"factors": 32, "regularization": 20.0, "alpha": 2.0, "iterations": 15,
                    "strength": 1.0},
-    "refold": {"factors": 32, "regularization": 5.0, "alpha": 2.0, "iterations": 15,
-               "warm_iterations": 5, "half_life_events": 10.0, "full_events": 1,
-               "trending_half_life_seconds": 7 * 86400.0, "session_weight": 1.0,
-               "session_half_life": 5.0},
+    "refold": {"factors": defaults.FACTORS, "regularization": defaults.REGULARIZATION,
+               "alpha": defaults.ALPHA, "iterations": defaults.ITERATIONS,
+               "warm_iterations": 5, "half_life_events": defaults.HALF_LIFE_EVENTS,
+               "full_events": 1, "trending_half_life_seconds": defaults.TRENDING_HALF_LIFE_SECONDS,
+               "session_weight": defaults.SESSION_WEIGHT,
+               "session_half_life": defaults.SESSION_HALF_LIFE},
 }
-"""Hyper-parameters per model (`foldin_only` and `oracle` share `refold`'s). Besides implicit's
+"""Hyper-parameters per model (`foldin_only` and `oracle` share `refold`'s: the model's defaults,
+`models.defaults`, except `full_events`, 1 here and 20 in the worker). Besides implicit's
 ALS settings, a refold entry may set `warm_iterations` (iterations of a warm-started refit; the
 search cannot tune it, as its validation span holds no refit: 5 costs 0.4 % of ml-100k recall
 against 15, for a third of the refit time) and any `FoldInConfig` field."""

@@ -1,0 +1,32 @@
+"""The model's default hyper-parameters, in one place.
+
+`models.foldin_config.FoldInConfig` (the fold-in and ranking), `models.refit.RefitParams` (the
+refitter's training) and `refold.core.config.Settings` (what users set) take their defaults from
+here, so the worker, the refitter and the evaluation agree unless told otherwise. The values were
+chosen by `refold evaluate --search` on the ml-100k warm-up (the first 20% of events): re-run the
+search on your own log. Plain numbers: reading them loads none of the math.
+"""
+
+K = 20
+"""Items per recommendation list."""
+FACTORS = 32
+"""Latent factors of the implicit ALS model."""
+REGULARIZATION = 5.0
+"""λ of the ALS solve, in training and in the fold-in (they must agree)."""
+ALPHA = 2.0
+"""Confidence per unit of event weight (implicit ALS's alpha), in training and in the fold-in."""
+ITERATIONS = 15
+"""ALS iterations of a refit."""
+DECAY = "events"
+"""Recency of a user's history: by the user's own event count (`events`), `time`, or `none`."""
+HALF_LIFE_EVENTS = 10.0
+HALF_LIFE_SECONDS = 3600.0
+"""Half-life of `decay = "time"`."""
+HISTORY_SIZE = 50
+"""Events kept per user."""
+TRENDING_HALF_LIFE_SECONDS = 7 * 86400.0
+"""Half-life of the trending (time-decayed popularity) counts: a week."""
+SESSION_WEIGHT = 1.0
+"""Weight of the session co-visitation blend (0 turns it off)."""
+SESSION_HALF_LIFE = 5.0
+"""Recency half-life, in events, of the items that make a user's session."""
