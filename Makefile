@@ -36,8 +36,8 @@ demo: topics ## the main job: run the pipeline on the local broker (ml-100k if D
 test: broker ## run the whole test suite (unit, integration against the real broker)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-unit: install ## unit tests and docstring examples only (no broker)
-	$(BIN)/python -m pytest -q tests/unit models consumers producers refold $(PYTEST_ARGS)
+test-unit: install ## the fast tier: unit tests and docstring examples not marked slow, no broker
+	$(BIN)/python -m pytest -q -m "not slow" tests/unit models consumers producers refold $(PYTEST_ARGS)
 
 lint: install ## ruff
 	$(BIN)/ruff check .

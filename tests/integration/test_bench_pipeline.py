@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from refold.bench import pipeline
 from refold.core.config import Settings
 from refold.core.kafka import make_admin
+
+pytestmark = pytest.mark.slow
 
 KEYS = ("events", "partitions", "batch_size", "refold_events_per_s", "passthrough_events_per_s",
         "refold_over_passthrough", "latency_p50_ms", "latency_p99_ms",

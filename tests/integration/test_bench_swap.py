@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from refold.bench import swap
 from refold.core.config import Settings
+
+pytestmark = pytest.mark.slow
 
 
 def test_swap_bench_times_each_swap_and_the_events_that_waited(bootstrap):

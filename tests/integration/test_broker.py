@@ -6,40 +6,19 @@ from __future__ import annotations
 
 import os
 import socket
-import time
-import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient
 
 from refold.broker import BrokerError, LocalBroker, answers_metadata
 from refold.core.config import Settings, load_settings
+from tests.integration.helpers import create_topic, read_all
 
 local_only = pytest.mark.skipif(
     bool(os.environ.get("REFOLD_BOOTSTRAP_SERVERS")),
     reason="REFOLD_BOOTSTRAP_SERVERS names a cluster: the local broker is not used")
-
-
-def create_topic(bootstrap: str, name: str, **config: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(name, 1, 1, config=config)])[name].result(timeout=30)
-
-
-def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[bytes]:
-    """The committed values of `topic`, once `expected` of them arrived (or at the timeout)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while len(values) < expected and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is not None and not msg.error():
-            values.append(msg.value())
-    consumer.close()
-    return values
 
 
 def free_to_bind(port: int) -> bool:

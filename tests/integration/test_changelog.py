@@ -14,20 +14,20 @@ from consumers.foldin_worker import FoldInWorker
 from refold.core.kafka import make_admin
 from refold.core.topics import create_topics, delete_topics
 from tests.integration import test_faults as faults
+from tests.integration.helpers import committed, wait_for
 from tests.integration.test_faults import (
     FAST,
     ThreadWorker,
     assert_same_as,
-    committed,
     make_topics,
     publish,
     spawn,
-    wait_for,
 )
 from tests.integration.workers import WorkerThread
 
+pytestmark = pytest.mark.slow
+
 world, reference = faults.world, faults.reference  # the fault tests' input and uninterrupted run
-no_worker_left_behind = faults.no_worker_left_behind
 
 
 def memory(worker: FoldInWorker) -> dict:
@@ -81,19 +81,19 @@ def test_missing_state_is_an_error_not_a_silent_fresh_start(bootstrap, unique_pr
 
 
 def test_at_least_once_a_crash_repeats_outputs_but_the_state_is_exact(
-        bootstrap, unique_prefix, world, reference, tmp_path) -> None:
+        bootstrap, unique_prefix, world, reference, tmp_path, refold_process) -> None:
     s = make_topics(bootstrap, unique_prefix, world)
     publish(s, world)
     log = tmp_path / "worker.log"
-    first = spawn(s, world, log, crash="after_produce:12", guarantee="at-least-once")
+    first = spawn(refold_process, s, world, log, crash="after_produce:12",
+                  guarantee="at-least-once")
     assert first.wait(60) == -signal.SIGKILL, log.read_text()[-3000:]
     assert 0 < committed(s) < world.total
-    last = spawn(s, world, log, guarantee="at-least-once")
+    last = spawn(refold_process, s, world, log, guarantee="at-least-once")
     try:
         wait_for(lambda: committed(s) == world.total, 60, "the second worker")
     finally:
-        last.terminate()
-        last.wait(30)
+        last.stop()
     # the batch of the crash was read again: its events skipped as duplicates, by their ids
     assert "skipped as duplicates" in log.read_text()
     assert_same_as(reference, s, dead_letters_at_least_once=True)

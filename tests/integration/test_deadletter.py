@@ -14,9 +14,8 @@ from consumers.recs_view import RecommendationsView
 from consumers.tail import TopicTail
 from models.recommender import FoldInConfig, OnlineRecommender
 from refold.core.config import Settings
-from refold.core.kafka import make_admin, make_producer
+from refold.core.kafka import make_producer
 from refold.core.schemas import Event, encode
-from refold.core.topics import create_topics
 
 PARTITIONS = 3
 MAX_BYTES = 2048
@@ -49,12 +48,9 @@ def bad_messages(user: str) -> dict[str, tuple[bytes | None, bytes | None, str]]
 
 
 @pytest.fixture
-def settings(bootstrap: str, unique_prefix: str) -> Settings:
-    s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix,
-                 events_partitions=PARTITIONS, consumer_group=f"{unique_prefix}foldin",
-                 max_message_bytes=MAX_BYTES, batch_size=50)
-    create_topics(make_admin(s), s)
-    return s
+def settings(make_settings) -> Settings:
+    return make_settings(events_partitions=PARTITIONS, max_message_bytes=MAX_BYTES,
+                         batch_size=50)
 
 
 def produce_mixed(settings: Settings) -> tuple[dict, dict]:

@@ -8,6 +8,10 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def test_demo_runs_the_pipeline_and_reports_it(bootstrap, unique_prefix):
     env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": bootstrap,

@@ -18,8 +18,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -27,7 +25,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from consumers import model_source
 from consumers.recs_view import RecommendationsView
@@ -36,11 +33,15 @@ from models.foldin import ItemFactors
 from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
 from refold.core.config import Settings
-from refold.core.kafka import make_admin, make_consumer
+from refold.core.kafka import make_admin
 from refold.core.schemas import Event, Item
 from refold.core.topics import create_topics
 
+from .helpers import committed, wait_for
+from .processes import RefoldProcess
 from .workers import WorkerThread
+
+pytestmark = pytest.mark.slow
 
 PARTITIONS = 3
 N_EVENTS = 3000
@@ -122,33 +123,6 @@ def replay_in_background(settings: Settings, world: Input, pause: float, lo: int
     return thread
 
 
-def committed(settings: Settings) -> int:
-    """Input messages committed by the group, over all partitions (not waiting for a pending
-    transaction: a killed worker's stays open until its successor starts or it times out)."""
-    topic = settings.topic("events")
-    consumer = make_consumer(settings, settings.consumer_group,
-                             {"isolation.level": "read_uncommitted"})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], 10)
-        return sum(max(tp.offset, 0) for tp in tps)
-    finally:
-        consumer.close()
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    """Poll `predicate`; a Kafka error in it (a broker coming back) counts as not yet."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except KafkaException as exc:
-            if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_COORDINATOR:
-                raise
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 class ThreadWorker(WorkerThread):
     """A worker in this process, running from its creation (stopped with `stop`)."""
 
@@ -158,46 +132,22 @@ class ThreadWorker(WorkerThread):
         self.start()
 
 
-@pytest.fixture(autouse=True)
-def no_worker_left_behind():
-    """Whatever a test spawned is killed when it ends, failed or not."""
-    yield
-    while SPAWNED:
-        proc = SPAWNED.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-
-SPAWNED: list[subprocess.Popen] = []
-
-
-def spawn(settings: Settings, world: Input, log: Path, instance: str = "0",
+def spawn(refold_process, settings: Settings, world: Input, log: Path, instance: str = "0",
           crash: str | None = None, static: bool = False,
-          guarantee: str = "exactly-once") -> subprocess.Popen:
+          guarantee: str = "exactly-once") -> RefoldProcess:
     """`refold consume` in a subprocess, its log in `log`. `static`: a static group member,
     which takes its predecessor's place at once (no wait for its session to time out)."""
-    env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": settings.bootstrap,
-           "REFOLD_TOPIC_PREFIX": settings.topic_prefix,
-           "REFOLD_CONSUMER_GROUP": settings.consumer_group,
-           "REFOLD_EVENTS_PARTITIONS": str(PARTITIONS),
-           "REFOLD_TRENDING_HALF_LIFE_SECONDS": str(settings.trending_half_life_seconds)}
-    env.pop("REFOLD_TEST_CRASH_AT", None)
-    if crash:
-        env["REFOLD_TEST_CRASH_AT"] = crash
     conf = [*(f"{k}={v}" for k, v in FAST.items())]
     if static:
         conf.append(f"group.instance.id={settings.topic_prefix}{instance}")
-    args = [sys.executable, "-c", "from refold.cli import main; main()", "consume",
-            "--model", str(world.model_path), "--instance-id", instance,
+    args = ["consume", "--model", str(world.model_path), "--instance-id", instance,
             "--batch-size", str(settings.batch_size), "--k", str(settings.k),
             "--no-follow-snapshots", "--no-refit-on-drift", "--guarantee", guarantee,
             "--producer-config", f"transaction.timeout.ms={TXN_TIMEOUT_MS}"]
     for c in conf:
         args += ["--consumer-config", c]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log.open("a"))
-    SPAWNED.append(proc)
-    return proc
+    return refold_process(settings, *args, log=log,
+                          env={"REFOLD_TEST_CRASH_AT": crash} if crash else None)
 
 
 # -- the final state and lists, and the uninterrupted run they must equal
@@ -291,7 +241,8 @@ def test_the_reference_run_exercises_every_kind_of_state(reference: Final) -> No
 
 
 def test_kill_9_at_random_points_and_at_each_crash_point(bootstrap, unique_prefix, world,
-                                                         reference, tmp_path) -> None:
+                                                         reference, tmp_path,
+                                                         refold_process) -> None:
     """Five workers in turn, each SIGKILLed: at a random moment, or at a crash point between
     produce and commit. The input is replayed in steps, so every kill lands mid-stream."""
     s = make_topics(bootstrap, unique_prefix, world)
@@ -303,20 +254,19 @@ def test_kill_9_at_random_points_and_at_each_crash_point(bootstrap, unique_prefi
         publish(s, world, lo=published, hi=upto)
         published = upto
         before = committed(s)
-        proc = spawn(s, world, log, crash=crash, static=True)
+        proc = spawn(refold_process, s, world, log, crash=crash, static=True)
         if crash is None:  # a random moment once it made progress
             wait_for(lambda: committed(s) > before, 30, "progress")  # noqa: B023
             time.sleep(rng.uniform(0.0, 0.3))
-            proc.send_signal(signal.SIGKILL)
+            proc.kill()
         assert proc.wait(60) == -signal.SIGKILL, log.read_text()[-3000:]
         assert committed(s) < published, "each kill lands mid-stream"
     publish(s, world, lo=published)
-    last = spawn(s, world, log, static=True)
+    last = spawn(refold_process, s, world, log, static=True)
     try:
         wait_for(lambda: committed(s) == world.total, 60, "the last worker")
     finally:
-        last.terminate()
-        last.wait(30)
+        last.stop()
     text = log.read_text()
     assert text.count("killing this process") == 3
     assert text.count("restored partition(s)") == 6
@@ -324,23 +274,23 @@ def test_kill_9_at_random_points_and_at_each_crash_point(bootstrap, unique_prefi
 
 
 def test_two_workers_one_killed_the_survivor_restores_its_partitions(
-        bootstrap, unique_prefix, world, reference, tmp_path) -> None:
+        bootstrap, unique_prefix, world, reference, tmp_path, refold_process) -> None:
     s = make_topics(bootstrap, unique_prefix, world)
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
-    a, b = spawn(s, world, log_a, "a"), spawn(s, world, log_b, "b")
+    a, b = (spawn(refold_process, s, world, log, name)
+            for name, log in (("a", log_a), ("b", log_b)))
     try:
         wait_for(lambda: all("restored partition(s)" in log.read_text()
                              for log in (log_a, log_b)), 30, "both workers to own partitions")
         replay = replay_in_background(s, world, pause=0.3)
         wait_for(lambda: committed(s) > world.total // 3, 60, "a third of the input")
-        a.send_signal(signal.SIGKILL)
+        a.kill()
         assert a.wait(10) == -signal.SIGKILL
         replay.join(60)
         wait_for(lambda: committed(s) == world.total, 90, "the survivor to finish")
     finally:
         for proc in (a, b):
-            proc.terminate()
-            proc.wait(30)
+            proc.stop()
     taken_over = [line for line in log_b.read_text().splitlines()
                   if "restored partition(s)" in line][1:]
     assert taken_over, log_b.read_text()[-3000:]  # after its own start, A's partitions

@@ -10,9 +10,6 @@ positive, CF from the first event on). `test_faults` compares popular and blende
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -29,8 +26,7 @@ from producers.datasets import load_movielens
 from producers.replay import replay
 from producers.sdk import EventProducer
 from refold.core.config import Settings
-from refold.core.kafka import make_admin, make_consumer
-from refold.core.topics import create_topics
+from refold.core.kafka import make_consumer
 
 from .workers import WorkerThread
 
@@ -54,11 +50,8 @@ def data():
 
 
 @pytest.fixture
-def settings(bootstrap: str, unique_prefix: str) -> Settings:
-    s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=3,
-                 consumer_group=f"{unique_prefix}foldin", batch_size=250)
-    create_topics(make_admin(s), s)
-    return s
+def settings(make_settings) -> Settings:
+    return make_settings(events_partitions=3, batch_size=250)
 
 
 def recommender(factors) -> OnlineRecommender:
@@ -252,28 +245,19 @@ def read_events(settings: Settings) -> dict[int, list]:
     return out
 
 
-def test_sigterm_commits_the_batch_and_offsets_match_the_lists(settings):
+def test_sigterm_commits_the_batch_and_offsets_match_the_lists(settings, refold_process):
     from refold.core.schemas import Event
 
     n_users, n = 60, 6000
     events = [Event(event_id=f"e{i}", user_id=f"u{i % n_users}", item_id=f"i{(i * 7) % 97}",
                     event_type="click", event_time=1.7e9 + i) for i in range(n)]
     publish(settings, events)
-    env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": settings.bootstrap,
-           "REFOLD_TOPIC_PREFIX": settings.topic_prefix,
-           "REFOLD_CONSUMER_GROUP": settings.consumer_group}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from refold.cli import main; main()", "consume",
-         "--batch-size", "20", "--idle-exit", "20"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until(lambda: sum(max(o, 0) for o in committed(settings).values()) > 0, 30,
-                   "a first commit")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err[-2000:]
+    proc = refold_process(settings, "consume", "--batch-size", "20", "--idle-exit", "20",
+                          capture=True)
+    wait_until(lambda: sum(max(o, 0) for o in committed(settings).values()) > 0, 30,
+               "a first commit")
+    code, out = proc.finish()
+    assert code == 0, proc.log_text()[-2000:]
     assert "consume:" in out
     offsets = {p: max(o, 0) for p, o in committed(settings).items()}
     assert 0 < sum(offsets.values()) < n, "SIGTERM should land mid-stream"

@@ -4,13 +4,8 @@ one when a damaged version follows; a worker's drift alarm reaches a running ref
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -23,31 +18,18 @@ from consumers.tail import TopicTail
 from producers.sdk import EventProducer
 from refold.core import metrics as M
 from refold.core.config import Settings
-from refold.core.kafka import make_admin
 from refold.core.schemas import Event, decode_recommendation
-from refold.core.topics import create_topics
 
+from .processes import RefoldProcess
 from .test_refitter import OPTIONS, send_events
 from .test_snapshots import make, produce_raw
 
-CLI = [sys.executable, "-c", "from refold.cli import main; main()"]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def settings(bootstrap: str, unique_prefix: str, tmp_path: Path) -> Settings:
-    s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=2,
-                 consumer_group=f"{unique_prefix}foldin", refit_group=f"{unique_prefix}refit",
-                 home=str(tmp_path), factors=8, iterations=5, k=10)
-    create_topics(make_admin(s), s)
-    return s
-
-
-def spawn_worker(settings: Settings, log: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": settings.bootstrap,
-           "REFOLD_TOPIC_PREFIX": settings.topic_prefix,
-           "REFOLD_CONSUMER_GROUP": settings.consumer_group, "REFOLD_EVENTS_PARTITIONS": "2"}
-    return subprocess.Popen([*CLI, "consume", "--batch-size", "20", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=log.open("a"))
+def settings(make_settings) -> Settings:
+    return make_settings(events_partitions=2, factors=8, iterations=5, k=10)
 
 
 class Lists:
@@ -87,27 +69,29 @@ class Sender:
         return ids
 
 
-def stop(proc: subprocess.Popen, log: Path) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0, log.read_text()[-3000:]
+def stop(proc: RefoldProcess) -> None:
+    assert proc.stop() == 0, proc.log_text()[-3000:]
 
 
-def test_a_worker_started_after_a_snapshot_serves_it_from_its_first_batch(settings, tmp_path):
+def test_a_worker_started_after_a_snapshot_serves_it_from_its_first_batch(settings, tmp_path,
+                                                                          refold_process):
     with SnapshotPublisher(settings, chunk_bytes=4096) as publisher:
         publisher.publish(make(3))
     sender, lists, log = Sender(settings), Lists(settings), tmp_path / "worker.log"
     sent = sender.send(40)
-    proc = spawn_worker(settings, log)
+    proc = refold_process(settings, "consume", "--batch-size", "20", log=log)
     try:
         assert lists.wait(sent, timeout=60) == [3] * 40
     finally:
-        stop(proc, log)
+        stop(proc)
     assert "serving model version 3" in log.read_text()
 
 
-def test_a_running_worker_swaps_new_versions_in_and_refuses_a_damaged_one(settings, tmp_path):
+def test_a_running_worker_swaps_new_versions_in_and_refuses_a_damaged_one(settings, tmp_path,
+                                                                           refold_process):
     sender, lists, log = Sender(settings), Lists(settings), tmp_path / "worker.log"
-    proc = spawn_worker(settings, log, "--snapshot-wait", "2")
+    proc = refold_process(settings, "consume", "--batch-size", "20", "--snapshot-wait", "2",
+                          log=log)
     publisher = SnapshotPublisher(settings, chunk_bytes=4096)
     try:
         assert set(lists.wait(sender.send(10), timeout=60)) == {None}  # no model: popularity
@@ -125,7 +109,7 @@ def test_a_running_worker_swaps_new_versions_in_and_refuses_a_damaged_one(settin
         assert wait_for_version(sender, lists, 3)
     finally:
         publisher.close()
-        stop(proc, log)
+        stop(proc)
     text = log.read_text()
     assert "refused snapshot" in text and "serving model version 2" not in text
 

@@ -15,7 +15,7 @@ from consumers.batch import Output, WithoutHooks
 from consumers.loop import TransactionalLoop
 from refold.core.config import Settings, load_settings
 from refold.core.kafka import make_producer
-from tests.integration.test_broker import create_topic, read_all
+from tests.integration.helpers import create_topic, read_all
 
 N = 40
 LIMIT = 1024

@@ -12,19 +12,16 @@ from confluent_kafka import TopicPartition
 from producers.replay import replay
 from producers.sdk import EventProducer
 from refold.core.config import Settings
-from refold.core.kafka import make_admin, make_consumer, watermarks
+from refold.core.kafka import make_consumer, watermarks
 from refold.core.schemas import Event, SchemaError, decode_event, encode
-from refold.core.topics import create_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 ML100K = Path(os.environ.get("REFOLD_ML100K", ROOT.parent / "shared" / "datasets" / "ml-100k"))
 
 
 @pytest.fixture
-def settings(bootstrap: str, unique_prefix: str) -> Settings:
-    s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=4)
-    create_topics(make_admin(s), s)
-    return s
+def settings(make_settings) -> Settings:
+    return make_settings(events_partitions=4)
 
 
 def read_all(settings: Settings, topic: str) -> list:

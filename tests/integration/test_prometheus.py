@@ -12,11 +12,7 @@ each operand must have data instead.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,8 +23,6 @@ from producers.replay import replay
 from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
 from refold.core.config import Settings
-from refold.core.kafka import make_admin
-from refold.core.topics import create_topics
 from refold.report import PrometheusSource, render
 
 from .prometheus import Prometheus, free_port, promql_expressions
@@ -65,25 +59,6 @@ def operands(expr: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def spawn(settings: Settings, log: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": settings.bootstrap,
-           "REFOLD_TOPIC_PREFIX": settings.topic_prefix, "REFOLD_HOME": settings.home,
-           "REFOLD_CONSUMER_GROUP": settings.consumer_group,
-           "REFOLD_REFIT_GROUP": settings.refit_group}
-    return subprocess.Popen([sys.executable, "-c", "from refold.cli import main; main()", *args],
-                            env=env, stdout=subprocess.DEVNULL, stderr=log.open("a"))
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 def send_bad_messages(settings: Settings, n: int = 5) -> None:
     producer = Producer({"bootstrap.servers": settings.bootstrap})
     for i in range(n):
@@ -118,11 +93,8 @@ def without_data(prom: Prometheus) -> list[str]:
     return missing
 
 
-def test_every_dashboard_and_rule_expression_has_data(bootstrap, unique_prefix, tmp_path):
-    settings = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix,
-                        events_partitions=2, consumer_group=f"{unique_prefix}foldin",
-                        refit_group=f"{unique_prefix}refit", home=str(tmp_path / "home"))
-    create_topics(make_admin(settings), settings)
+def test_every_dashboard_and_rule_expression_has_data(make_settings, refold_process, tmp_path):
+    settings = make_settings(events_partitions=2)
     log, catalog, _ = generate(SynthConfig(n_users=300, n_items=200, n_events=6000, seed=3))
     events = list(log.iter_events("synth"))
     ports = {"consumer": free_port(), "refitter": free_port()}
@@ -130,12 +102,13 @@ def test_every_dashboard_and_rule_expression_has_data(bootstrap, unique_prefix, 
     procs = []
     with Prometheus(targets) as prom:
         try:
-            procs.append(spawn(settings, tmp_path / "refitter.log", "refit", "--every-events",
-                               "3000", "--every-seconds", "0", "--factors", "8", "--iterations",
-                               "3", "--metrics-port", str(ports["refitter"])))
-            procs.append(spawn(settings, tmp_path / "consumer.log", "consume", "--batch-size",
-                               "100", "--follow-snapshots", "--metrics-port",
-                               str(ports["consumer"])))
+            procs.append(refold_process(
+                settings, "refit", "--every-events", "3000", "--every-seconds", "0",
+                "--factors", "8", "--iterations", "3", "--metrics-port", str(ports["refitter"]),
+                log=tmp_path / "refitter.log"))
+            procs.append(refold_process(
+                settings, "consume", "--batch-size", "100", "--follow-snapshots",
+                "--metrics-port", str(ports["consumer"]), log=tmp_path / "consumer.log"))
             wait_for(prom, 'count(up{job="refold"} == 1)', lambda v: v == 2, 60, tmp_path)
             with EventProducer(settings) as producer:
                 replay(events[:3000], producer, catalog=catalog, progress=False)
@@ -156,9 +129,8 @@ def test_every_dashboard_and_rule_expression_has_data(bootstrap, unique_prefix, 
             now = time.time()
             last = render(PrometheusSource(prom.url, now - 120, now, step=1), tmp_path / "r.png")
         finally:
-            for proc in procs:
-                stop(proc)
+            codes = [proc.stop() for proc in procs]
     assert not missing, "no data for:\n" + "\n".join(missing)
-    assert all(p.returncode == 0 for p in procs), [p.returncode for p in procs]
+    assert codes == [0, 0], codes
     assert last["model versions: serving"] >= 1 and last["model versions: published"] >= 1
     assert (tmp_path / "r.png").stat().st_size > 10_000

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from click.testing import CliRunner
 
 from consumers.recs_view import RecommendationsView
 from refold.core.config import Settings
-from refold.core.kafka import make_admin, make_producer
+from refold.core.kafka import make_producer
 from refold.core.schemas import Recommendation, RecommendedItem, decode_recommendation, encode
-from refold.core.topics import create_topics
-
-
-@pytest.fixture
-def settings(bootstrap: str, unique_prefix: str) -> Settings:
-    s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=3)
-    create_topics(make_admin(s), s)
-    return s
 
 
 def rec(user: str, version: int, *items: str) -> Recommendation:

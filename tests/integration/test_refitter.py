@@ -3,10 +3,6 @@ SIGTERM, and a kill -9 in the middle of a publish."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,22 +18,18 @@ from consumers.snapshots import SnapshotFollower, load_latest
 from models.refit import Candidate
 from producers.sdk import EventProducer
 from refold.core.config import Settings
-from refold.core.kafka import make_admin, make_consumer, watermarks
+from refold.core.kafka import make_consumer, watermarks
 from refold.core.schemas import Event
-from refold.core.topics import create_topics
+
+pytestmark = pytest.mark.slow
 
 OPTIONS = RefitterOptions(holdout=0.1, triggers=Triggers(0, 0, 3600), serve_metrics=False)
 """A refitter that refits only when asked (or `--once`); factors, iterations, k: settings'."""
-CLI = [sys.executable, "-c", "from refold.cli import main; main()"]
 
 
 @pytest.fixture
-def settings(bootstrap: str, unique_prefix: str, tmp_path: Path) -> Settings:
-    s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=2,
-                 home=str(tmp_path), factors=8, iterations=5, k=10,
-                 refit_group=f"{unique_prefix}refit")
-    create_topics(make_admin(s), s)
-    return s
+def settings(make_settings) -> Settings:
+    return make_settings(events_partitions=2, factors=8, iterations=5, k=10)
 
 
 def send_events(settings: Settings, n: int, start: int = 0, items: int = 300) -> None:
@@ -114,39 +106,21 @@ def test_gate_refuses_a_sabotaged_model_and_nothing_is_published(settings, monke
     assert refitter.published == 0 and load_latest(settings, timeout=20).version == 1
 
 
-def spawn(settings: Settings, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": settings.bootstrap,
-           "REFOLD_TOPIC_PREFIX": settings.topic_prefix, "REFOLD_HOME": settings.home,
-           "REFOLD_EVENTS_PARTITIONS": "2", "REFOLD_REFIT_GROUP": settings.refit_group,
-           "REFOLD_FACTORS": "8", "REFOLD_ITERATIONS": "5"}
-    return subprocess.Popen([*CLI, "refit", *args], env=env, stderr=subprocess.PIPE, text=True)
+def test_kill_9_mid_publish_leaves_the_old_version_live(settings, refold_process):
+    def refit(*args: str):
+        return refold_process(settings, "refit", *args)
 
-
-def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60.0) -> list[str]:
-    lines, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if text in line:
-            return lines
-    raise AssertionError(f"no line with {text!r} in:\n{''.join(lines)}")
-
-
-def test_kill_9_mid_publish_leaves_the_old_version_live(settings):
     send_events(settings, 3000)
-    assert spawn(settings, "--once", "--chunk-bytes", "4096").wait(90) == 0
+    assert refit("--once", "--chunk-bytes", "4096").wait(90) == 0
     follower = SnapshotFollower(settings)
     assert follower.load_latest(timeout=20).version == 1
 
     send_events(settings, 1000, start=3000)
-    proc = spawn(settings, "--once", "--chunk-bytes", "2048", "--flush-every", "2",
+    proc = refit("--once", "--chunk-bytes", "2048", "--flush-every", "2",
                  "--publish-pause", "5")  # slow enough that the kill lands mid-publish
-    lines = wait_for_line(proc, "chunks delivered")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    assert "publishing snapshot v2" in "".join(lines)
+    proc.wait_for_line("chunks delivered")
+    proc.kill()
+    assert "publishing snapshot v2" in proc.log_text()
     keys = topic_keys(settings)
     assert "2/0" in keys and "2/manifest" not in keys  # killed in the middle
 
@@ -156,7 +130,7 @@ def test_kill_9_mid_publish_leaves_the_old_version_live(settings):
     assert follower.live_version == 1
     assert load_latest(settings, timeout=20).version == 1
 
-    assert spawn(settings, "--once", "--chunk-bytes", "4096").wait(90) == 0
+    assert refit("--once", "--chunk-bytes", "4096").wait(90) == 0
     got, deadline = None, time.monotonic() + 20
     while got is None and time.monotonic() < deadline:
         got = follower.poll(0.5)
@@ -164,14 +138,12 @@ def test_kill_9_mid_publish_leaves_the_old_version_live(settings):
     assert got is not None and got.version == 3  # a fresh number: never mixed with the dead v2
 
 
-def test_sigterm_drains_checkpoints_and_exits_0(settings):
+def test_sigterm_drains_checkpoints_and_exits_0(settings, refold_process):
     send_events(settings, 1000)
-    proc = spawn(settings, "--every-events", "0", "--every-seconds", "0")
-    wait_for_line(proc, "caught up")
-    proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=60)[1]
-    assert proc.returncode == 0, out
-    assert "checkpoint" in out
+    proc = refold_process(settings, "refit", "--every-events", "0", "--every-seconds", "0")
+    proc.wait_for_line("caught up")
+    assert proc.stop(60) == 0, proc.log_text()[-3000:]
+    assert "checkpoint" in proc.log_text()
     assert list(Path(settings.home, "refit").glob("*.store"))
 
 

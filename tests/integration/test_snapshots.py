@@ -13,15 +13,12 @@ from consumers.snapshots import SnapshotFollower, SnapshotPublisher, follow, loa
 from models.snapshot import Snapshot, Watermark, encode_chunks
 from refold.core import metrics as M
 from refold.core.config import Settings
-from refold.core.kafka import make_admin, make_consumer, make_producer, watermarks
-from refold.core.topics import create_topics
+from refold.core.kafka import make_consumer, make_producer, watermarks
 
 
 @pytest.fixture
-def settings(bootstrap: str, unique_prefix: str) -> Settings:
-    s = Settings(bootstrap_servers=bootstrap, topic_prefix=unique_prefix, events_partitions=2)
-    create_topics(make_admin(s), s)
-    return s
+def settings(make_settings) -> Settings:
+    return make_settings(events_partitions=2)
 
 
 def make(version: int, n: int = 300, k: int = 16, seed: int | None = None) -> Snapshot:

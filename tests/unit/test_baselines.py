@@ -15,6 +15,8 @@ from models.baselines import (
     Trending,
     oryx_target,
 )
+from models.foldin_config import FoldInConfig
+from refold.evaluation.contenders import REFOLD_FAMILY, Names, build, params_of
 
 N_USERS, N_ITEMS, K = 30, 40, 5
 
@@ -28,6 +30,15 @@ def _events(seed: int = 0, n: int = 600) -> Events:
     return Events(users, items, np.ones(n), np.arange(n) * 60.0, N_USERS, N_ITEMS, values)
 
 
+def refold_model(name: str):
+    """refold's own `OnlineRecommender` (`refold`, `foldin_only`, `oracle`) as the evaluation
+    runs it, on this suite's tiny world: 4 factors, refits every 50 events."""
+    names = Names([f"u{u}" for u in range(N_USERS)], [f"i{i}" for i in range(N_ITEMS)],
+                  [[f"g{i % 3}"] for i in range(N_ITEMS)])
+    params = {**params_of(name), "factors": 4, "iterations": 3, "warm_iterations": 2}
+    return lambda: build(name, params, names, FoldInConfig(k=K), refit_every=50, seed=3)
+
+
 FACTORIES = {
     "popularity": lambda: Popularity(),
     "trending": lambda: Trending(half_life=3600.0),
@@ -35,6 +46,7 @@ FACTORIES = {
     "river_biasedmf": lambda: RiverMF(biased=True, n_factors=4, lr=0.01, seed=3),
     "static_als": lambda: StaticALS(factors=4, iterations=3, seed=3),
     "oryx_rank1": lambda: OryxRank1(factors=4, iterations=3, seed=3),
+    **{name: refold_model(name) for name in REFOLD_FAMILY},
 }
 
 

@@ -184,6 +184,7 @@ def same_lists(a: dict, b: dict) -> None:
         assert a[user].scores == pytest.approx(b[user].scores, rel=1e-6, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_lists_and_counts_do_not_depend_on_batches() -> None:
     events = stream(500)
     one = OnlineRecommender(config(), factors())

@@ -106,6 +106,7 @@ def test_atomic_layout_small(tmp_path: Path) -> None:
     assert catalog[1].categories == [] and catalog[1].attributes["year"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ML_100K.is_dir(), reason="ml-100k is not beside the checkout")
 def test_atomic_layout_ml_100k() -> None:
     log, catalog = load_movielens(ML_100K)

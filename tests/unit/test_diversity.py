@@ -38,6 +38,7 @@ def test_zero_strength_is_the_relevance_order() -> None:
     assert mmr(rel, np.eye(4), 3, 0.0).tolist() == [1, 3, 2]
 
 
+@pytest.mark.slow
 def test_more_strength_more_categories_per_list() -> None:
     rng = np.random.default_rng(0)
     names = [f"g{j}" for j in range(8)]

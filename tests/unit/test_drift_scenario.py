@@ -9,6 +9,7 @@ from refold.bench.drift import Scenario, evaluate
 MAX_DELAY = 2_000  # events after the shift; 8 seeds measured 290 to 750
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_adwin_detects_the_shift_quickly_and_the_control_stays_quiet(seed):
     scenario = Scenario()

@@ -30,6 +30,7 @@ def result(world):
     return evaluate(world, PROTOCOL, ["popularity", "refold"], progress=False)
 
 
+@pytest.mark.slow
 def test_result_has_every_key_per_model(result):
     assert set(result["models"]) == {"popularity", "refold"}
     for m in result["models"].values():
@@ -39,6 +40,7 @@ def test_result_has_every_key_per_model(result):
     json.dumps(result)  # serialisable as is
 
 
+@pytest.mark.slow
 def test_refold_beats_popularity_on_a_world_with_latent_structure(result):
     refold, pop = result["models"]["refold"], result["models"]["popularity"]
     assert refold["recall_at_10"] > 1.5 * pop["recall_at_10"]
@@ -46,6 +48,7 @@ def test_refold_beats_popularity_on_a_world_with_latent_structure(result):
     assert refold["refits"] == 1 + (3000 - 600) // 500
 
 
+@pytest.mark.slow
 def test_deterministic(world, result):
     again = evaluate(world, PROTOCOL, ["popularity", "refold"], progress=False)
     for name, m in result["models"].items():
@@ -54,6 +57,7 @@ def test_deterministic(world, result):
         assert a == b
 
 
+@pytest.mark.slow
 def test_a_fold_in_setting_overrides_the_model_default(world, result):
     protocol = Protocol(window=200, refit_every=500, oracle_every=250,
                         fold_in={"session_weight": 0.0})
@@ -129,6 +133,7 @@ def test_search_uses_the_warm_up_only(world):
     assert res["warmup_events"] == 600 and res["fit_events"] == 450
 
 
+@pytest.mark.slow
 def test_cli_json_and_report(tmp_path):
     from refold.cli import cli, commands  # noqa: F401  (registers `evaluate`)
 

@@ -33,6 +33,7 @@ def frequencies(policy: Policy, k: int, n: int) -> np.ndarray:
     return counts / n
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", POLICIES, ids=str)
 def test_the_position_matrix_is_what_the_policy_draws(policy: Policy) -> None:
     k, n = 10, 6000

@@ -91,6 +91,7 @@ def test_rejects_bad_settings() -> None:
         GuardConfig(min_events=2)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
 def test_no_ml100k_user_looks_automated() -> None:
     from producers.datasets import load_movielens

@@ -14,6 +14,7 @@ counts, including those inside functions.
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,16 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
 
 
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), str(path))
+
+
 def imports_of(name: str, path: Path, known: set[str]) -> list[Import]:
     """Every module `name` imports (`from a import b` is `a.b` when `a.b` is a module)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(parsed(path)):
         if isinstance(node, ast.Import):
             out += [Import(name, a.name, node.lineno) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -169,7 +175,7 @@ def private_reads(path: Path) -> list[str]:
     """`obj._name` reads of another object's private names (not `self`/`cls`, nor in a class's
     own constructors; constants such as `KafkaError._TIMED_OUT`, upper case, are librdkafka's
     public codes)."""
-    tree = ast.parse(path.read_text(), str(path))
+    tree = parsed(path)
     own, out = _own_constructors(tree), []
     for node in ast.walk(tree):
         if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and node not in own

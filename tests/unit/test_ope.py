@@ -74,6 +74,7 @@ def test_a_uniform_logging_policy_closed_form() -> None:
     assert est["ips"].estimate == pytest.approx(12 * hits / (3 * 200))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [Policy("none"), Policy("plackett_luce", temperature=0.3),
                                     Policy("epsilon", epsilon=0.3)], ids=str)
 def test_estimates_from_exploring_logs_recover_the_truth(target: Policy) -> None:

@@ -96,6 +96,7 @@ def same_state(a: dict, b: dict) -> None:
                 assert ea["vec"] == pytest.approx(eb["vec"], rel=1e-4, abs=1e-5), item
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("refresh", [1, 5])
 def test_results_do_not_depend_on_batches_or_interleaving(refresh: int) -> None:
     cfg = config(cold_refresh_events=refresh)
@@ -131,6 +132,7 @@ def test_revert_puts_back_the_partition_and_the_batch_then_replays_the_same() ->
     same_lists({e.user_id: r for e, r in first}, {e.user_id: r for e, r in again})
 
 
+@pytest.mark.slow
 def test_a_partition_restored_elsewhere_goes_on_identically() -> None:
     events = stream(500, seed=4)
     head, tail = events[:250], events[250:]
@@ -203,6 +205,7 @@ def changelog_of(rec: OnlineRecommender, batches: list[list], merged: dict) -> d
     return written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 6, 50])
 def test_the_changes_of_every_batch_add_up_to_the_whole_state(batch_size: int) -> None:
     """The changelog keeps the latest record per key: the records of every batch must add up to

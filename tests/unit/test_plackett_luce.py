@@ -51,6 +51,7 @@ def test_propensities_of_a_drawn_list_are_its_marginals() -> None:
                                    rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_marginals_are_a_distribution_per_position_and_match_sampling() -> None:
     m, k, n = 40, 10, 40_000
     w = np.exp(-np.linspace(0, 1, m) / 0.15)

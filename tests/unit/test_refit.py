@@ -47,6 +47,7 @@ def good(store_and_live):
     return store_and_live[1]
 
 
+@pytest.mark.slow
 def test_holdout_is_what_the_live_model_has_not_seen(data, good):
     assert data.holdout.nnz > 100
     s = InteractionStore()
@@ -55,6 +56,7 @@ def test_holdout_is_what_the_live_model_has_not_seen(data, good):
     assert s.training_data(0.5, holdout_after=7.0).holdout.nnz == 2
 
 
+@pytest.mark.slow
 def test_training_learns_the_clusters(data, good):
     c = train(data, PARAMS)
     assert c.Y.shape == (len(data.item_ids), 8) and c.XtX.shape == (8, 8)
@@ -85,6 +87,7 @@ def test_gate_refuses_wrong_dimensions(data, good):
     assert gate.refused_dimensions == 3 and "wrong dimensions" in gate.last_reason
 
 
+@pytest.mark.slow
 def test_gate_refuses_a_recall_regression_and_passes_a_good_model(data, good):
     gate = Gate(PARAMS)
     shuffled = good.Y[np.random.default_rng(1).permutation(len(good.Y))]
@@ -97,6 +100,7 @@ def test_gate_refuses_a_recall_regression_and_passes_a_good_model(data, good):
     assert gate.check(Candidate(good.item_ids, shuffled), None, data).passed  # nothing to beat
 
 
+@pytest.mark.slow
 def test_warm_start_loss_after_one_iteration_is_not_worse_than_cold():
     store = clustered_store(8000)
     before = train(store.training_data(), PARAMS)

@@ -57,6 +57,7 @@ def test_round_trip_is_bit_exact(xtx):
     assert np.allclose(back.YtY, snap.Y.astype(np.float64).T @ snap.Y.astype(np.float64))
 
 
+@pytest.mark.slow
 def test_200k_by_64_goes_through_chunks_under_the_message_limit():
     snap = make(n=200_000, k=64, xtx=False)
     payload = snap.to_bytes()

@@ -128,6 +128,7 @@ def test_opening_a_store_in_use_waits_for_it_then_gives_up(tmp_path) -> None:
         assert second.checkpoint is None
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_by_the_shared_cache_not_by_the_data(tmp_path) -> None:
     res = Resources.of(cache_bytes=4 << 20)
     rng = random.Random(0)

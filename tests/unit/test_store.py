@@ -69,6 +69,7 @@ def test_caps_evict_the_oldest_users_items_and_entries():
     assert sorted(dense(s)) == [(f"u{t}", f"i{t}") for t in range(6, 10)]
 
 
+@pytest.mark.slow
 def test_memory_bound_holds_under_a_stream_far_beyond_the_caps():
     cfg = StoreConfig(max_users=2000, max_items=500, max_nnz=5000, buffer_size=2000)
     rng = np.random.default_rng(1)

@@ -86,6 +86,7 @@ def test_new_items_and_users_appear_only_after_they_arrive(world) -> None:
     assert all(t == truth.user_arrival[u] for u, t in first_seen.items())
 
 
+@pytest.mark.slow
 def test_popularity_is_long_tailed() -> None:
     log, catalog, _ = generate(SynthConfig())  # the defaults: 1,200 items by the end
     counts = np.sort(np.unique(log.item_ids, return_counts=True)[1])[::-1]

@@ -1,0 +1,67 @@
+"""Small helpers the integration tests share: raw topics, reading them back, waiting, offsets.
+
+Fixtures (settings with topics, launching refold processes, worker threads) are in
+`tests/integration/conftest.py`; these are plain functions.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from refold.core.config import Settings
+from refold.core.kafka import make_consumer
+
+
+def create_topic(bootstrap: str, name: str, **config: str) -> None:
+    """One single-partition topic with `config`."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, 1, 1, config=config)])[name].result(timeout=30)
+
+
+def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[bytes]:
+    """The committed values of `topic`, once `expected` of them arrived (or at the timeout)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(values) < expected and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            values.append(msg.value())
+    consumer.close()
+    return values
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll `predicate` until it is true; a retriable Kafka error in it (a broker coming back)
+    counts as not yet. Fails naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except KafkaException as exc:
+            if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_COORDINATOR:
+                raise
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def committed(settings: Settings, partitions: int | None = None) -> int:
+    """Input messages the worker group committed, over all events partitions (not waiting for
+    a pending transaction: a killed worker's stays open until its successor starts)."""
+    topic = settings.topic("events")
+    consumer = make_consumer(settings, settings.consumer_group,
+                             {"isolation.level": "read_uncommitted"})
+    try:
+        n = settings.events_partitions if partitions is None else partitions
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(n)], 10)
+        return sum(max(tp.offset, 0) for tp in tps)
+    finally:
+        consumer.close()
