@@ -37,7 +37,8 @@ from consumers.instrument import Monitored
 from consumers.loop import TransactionalLoop
 from consumers.model_source import foldin_config
 from consumers.monitor import Monitor
-from consumers.refitter import Refitter, Triggers
+from consumers.refitter import DEFAULT_SIMILAR, Refitter, Triggers
+from consumers.similar_publisher import SimilarParams
 from consumers.snapshots import SnapshotFollower, follow
 from models.foldin import ItemFactors
 from models.recommender import OnlineRecommender
@@ -217,6 +218,8 @@ class RefitterOptions:
     chunk_bytes: int = 900_000
     flush_every: int = 64
     publish_pause: float = 0.0
+    similar: SimilarParams | None = DEFAULT_SIMILAR
+    """Each version's similar items to the similar-items topic (None: off)."""
     serve_metrics: bool = True
 
     def replace(self, **changes: Any) -> RefitterOptions:
@@ -242,4 +245,5 @@ def assemble_refitter(settings: Settings, options: RefitterOptions | None = None
         log.info("metrics: http://%s:%d/metrics", settings.metrics_host, port)
     return Refitter(settings, refit_params(settings, options), options.store, options.triggers,
                     keep_versions=options.keep_versions, chunk_bytes=options.chunk_bytes,
-                    flush_every=options.flush_every, publish_pause=options.publish_pause)
+                    flush_every=options.flush_every, publish_pause=options.publish_pause,
+                    similar=options.similar)
