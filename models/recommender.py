@@ -51,7 +51,7 @@ from models.partition import Partitions, PartitionState, PartitionUndo
 from models.ranking import Plan, Ranker, Recs
 from models.served import PreparedFactors, ServedModel
 from models.trending import Trending
-from models.users import UserHistories
+from models.users import UserHistories, Users
 from models.weights import EventWeights
 
 __all__ = ["FoldInConfig", "OnlineRecommender", "PreparedFactors", "Recs"]
@@ -70,12 +70,14 @@ class OnlineRecommender:
         config: FoldInConfig | None = None,
         factors: ItemFactors | None = None,
         catalog: ItemIndex | None = None,
+        users: Users | None = None,
     ) -> None:
+        """`users`: where per-user state lives (default: in memory, `UserHistories`)."""
         kernels.warm_up()  # compiled once per process: the first event should not wait for it
         self.config = config or FoldInConfig()
         self.catalog = catalog if catalog is not None else ItemIndex()
         self._decay = self.config.decay_spec()
-        self.users = UserHistories(self.config)
+        self.users: Users = users if users is not None else UserHistories(self.config)
         self.partitions = Partitions(self.config)
         self.served = ServedModel(self.catalog, self.config.alpha, self.config.regularization)
         self.ranker = Ranker(self.config, self.catalog, self.served)
@@ -257,7 +259,7 @@ class OnlineRecommender:
         cfg, m = self.config, self.served.current
         w = cfg.weights.weight(event_type, value, weight)
         i = self.catalog.index(item_id)
-        h = self.users.get_or_create(user_id, partition)
+        h = self.users.get_or_create(user_id, partition, t)
         consume, block = event_type in cfg.exclude_types, EventWeights.blocks(event_type)
         covisited = w > 0 and cfg.session_weight != 0
         previous = covisit.recent_items(h, cfg.session_window) if covisited else None
@@ -301,8 +303,8 @@ class OnlineRecommender:
         if m is None or not items:
             return
         m.grow(len(self.catalog))
-        known = self.users
-        users = sorted({u for i in items for u in part.cold.users_of(i)} & known.users())
+        known = self.users  # only the users who touched these items: no scan of all users
+        users = sorted(u for u in {u for i in items for u in part.cold.users_of(i)} if u in known)
         plans = self.plans(users, [known.get(u).last_time or 0.0 for u in users])  # type: ignore
         vecs = dict(zip(users, self.user_vectors(plans), strict=True))
         part.refresh(items, vecs, m.factors.XtX, cfg.alpha, cfg.regularization)

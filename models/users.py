@@ -21,15 +21,33 @@ indices, so a state saved by one process restores in another.
 
 from __future__ import annotations
 
-from collections.abc import Callable, KeysView, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from models.foldin_config import FoldInConfig
 from models.history import UserHistory
 
 
+class Users(Protocol):
+    """The contract of a recommender's users (`UserHistories` is the in-memory one). `get` may
+    load a user from elsewhere: callers keep a history only while they handle one batch, and
+    `users()` and `len()` may count only the users held in memory."""
+
+    def get(self, user_id: str, default: UserHistory | None = None) -> UserHistory | None: ...
+    def get_or_create(self, user_id: str, partition: int, t: float | None = None
+                      ) -> UserHistory: ...
+    def partition_of(self, user_id: str) -> int: ...
+    def state(self, user_id: str, ids: Sequence[str]) -> dict[str, Any] | None: ...
+    def restore(self, user_id: str, state: Mapping[str, Any], index: Callable[[str], int],
+                partition: int = 0) -> None: ...
+    def drop(self, user_id: str) -> None: ...
+    def users(self) -> Iterable[str]: ...
+    def __contains__(self, user_id: object) -> bool: ...
+    def __len__(self) -> int: ...
+
+
 class UserHistories:
-    """Users' histories and the events partition each user's events come from."""
+    """Users' histories and the events partition each user's events come from, in memory."""
 
     def __init__(self, config: FoldInConfig) -> None:
         self.history_size = config.history_size
@@ -42,8 +60,11 @@ class UserHistories:
         """The user's history (`default` when the user is unknown)."""
         return self._histories.get(user_id, default)
 
-    def get_or_create(self, user_id: str, partition: int) -> UserHistory:
-        """The user's history, created empty if new; the user's events come from `partition`."""
+    def get_or_create(self, user_id: str, partition: int, t: float | None = None
+                      ) -> UserHistory:
+        """The user's history, created empty if new; the user's events come from `partition`.
+        `t` is the time of the event about to be learned (a store that expires users uses it;
+        memory keeps every user)."""
         h = self._histories.get(user_id)
         if h is None:
             h = self._histories[user_id] = UserHistory(
@@ -71,7 +92,7 @@ class UserHistories:
         self._histories.pop(user_id, None)
         self._partition.pop(user_id, None)
 
-    def users(self) -> KeysView[str]:
+    def users(self) -> Iterable[str]:
         return self._histories.keys()
 
     def __contains__(self, user_id: object) -> bool:

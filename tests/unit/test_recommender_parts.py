@@ -202,3 +202,24 @@ def test_the_undo_log_puts_back_users_partitions_and_the_workers_maps() -> None:
     assert partition_of == {"u0": 0, "u1": 0}
     assert rec.partition(0).to_plain(rec.catalog.ids, rec.model_version) == before
     assert undo.revert() == (0, 0)  # cleared
+
+
+def test_a_recommender_keeps_its_users_where_it_is_told() -> None:
+    """Per-user state lives behind the `Users` contract: another implementation can hold it,
+    and is asked for a user with the time of the event about to be learned."""
+    asked: list[tuple[str, int, float | None]] = []
+
+    class Recording(UserHistories):
+        def get_or_create(self, user_id, partition, t=None):
+            asked.append((user_id, partition, t))
+            return super().get_or_create(user_id, partition, t)
+
+    cfg = config()
+    mine = Recording(cfg)
+    rec, plain = (OnlineRecommender(cfg, factors(), users=u) for u in (mine, None))
+    batch = events(40, 5, seed=7)
+    got = rec.process_batch(batch, [1] * len(batch))
+    want = plain.process_batch(batch, [1] * len(batch))
+    assert rec.users is mine and len(mine) == len({ev.user_id for ev in batch})
+    assert asked == [(ev.user_id, 1, ev.event_time) for ev in batch]
+    assert [r.items for _, r in got] == [r.items for _, r in want]
