@@ -20,7 +20,7 @@ user's result equals learning the events one by one and calling `recommend` righ
 last one: popularity and new items' vectors as of that event, whatever the batch boundaries.
 
 The recommender coordinates parts, each with its own small contract: `users`
-(`models.users.UserHistories`: histories and home partitions), `partitions`
+(`models.users.Users`: histories and home partitions; in memory by default), `partitions`
 (`models.partition.Partitions`: popularity, co-visits and new items per events partition),
 `served` (`models.served.ServedModel`: the model version and what derives from it) and `ranker`
 (`models.ranking.Ranker`: plans to lists). It makes the users' `Plan`s and vectors itself.
