@@ -55,6 +55,7 @@ class Settings:
     changelog_topic: str = "state-changelog"
     control_topic: str = "control"
     similar_items_topic: str = "similar-items"
+    users_topic: str = "users"
     events_partitions: int = 6
     replication_factor: int = 1
     consumer_group: str = "refold-foldin"

@@ -1,4 +1,5 @@
-"""The wire contract: events, catalog items, recommendation lists and impressions (JSON, version 1).
+"""The wire contract: events, catalog items, user profiles, recommendation lists and impressions
+(JSON, version 1).
 
 Messages are JSON objects encoded and validated with msgspec. Each carries `"v": 1`; readers accept
 fields they do not know (additive changes keep version 1) and reject a version they do not know.
@@ -26,9 +27,9 @@ from models.weights import EVENT_TYPES
 from refold.core.errors import SchemaError
 
 __all__ = ["EVENT_TYPES", "Cause", "Event", "EventType", "Impression", "Item", "PolicyInfo",
-           "Recommendation", "RecommendedItem", "SchemaError", "ShownItem", "decode_event",
-           "decode_impression", "decode_item", "decode_recommendation", "encode", "json_schemas",
-           "validate_event", "validate_impression"]
+           "Recommendation", "RecommendedItem", "SchemaError", "ShownItem", "User",
+           "decode_event", "decode_impression", "decode_item", "decode_recommendation",
+           "decode_user", "encode", "json_schemas", "validate_event", "validate_impression"]
 
 SCHEMA_VERSION = 1
 
@@ -62,6 +63,11 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     context: dict[str, str | int | float | bool] | None = None
 
 
+Text = Annotated[str, msgspec.Meta(max_length=100_000, description="free text, <= 100,000 chars")]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=256, description="a tag, <= 256 chars")]
+Tags = Annotated[list[Tag], msgspec.Meta(max_length=1000)]
+
+
 class Item(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A catalog entry. Keyed by `item_id` on the compacted items topic."""
 
@@ -71,6 +77,26 @@ class Item(msgspec.Struct, kw_only=True, omit_defaults=True):
     categories: list[str] = []
     created_at: Seconds | None = None
     attributes: dict[str, str | int | float | bool | None] | None = None
+    text: Text | None = None
+    """Title, description...: its TF-IDF vector is compared with users' (content similarity)."""
+    tags: Tags = []
+    """Tags or skills the item has or asks for, compared with users' (Jaccard)."""
+
+
+class User(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A user's declared profile. Keyed by `user_id` on the compacted users topic (partitioned
+    like the events, so a profile is on the same partition number as its user's events)."""
+
+    v: Version = SCHEMA_VERSION
+    user_id: Id
+    interests: Text | None = None
+    """What the user says they like or do, as text (compared with items' text)."""
+    skills: Tags = []
+    """Declared interests or skills as tags (compared with items' tags and categories)."""
+    signup_at: Seconds | None = None
+    """When the account was created: the mixer weighs signals by the account's age."""
+    attributes: dict[str, str | int | float | bool | None] | None = None
+    """Textual attributes become tags (`key=value`), like items'."""
 
 
 Scalar = str | int | float | bool
@@ -91,6 +117,8 @@ class RecommendedItem(msgspec.Struct, omit_defaults=True):
     """The item's rank among the candidates the policy drew from (0 = best)."""
     explored: bool | None = None
     """Placed above its rank by exploration."""
+    reason: Literal["continue"] | None = None
+    """Why the item holds a reserved slot: `continue` = bookmarked or carted, not bought."""
 
 
 class PolicyInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -187,7 +215,7 @@ _MSG = re.compile(r"^(?P<reason>.*?)(?: - at `\$\.?(?P<field>[^`]*)`)?$", re.S)
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _encoder = msgspec.json.Encoder()
 _decoders = {t: msgspec.json.Decoder(t)
-             for t in (Event, Item, Recommendation, SimilarItems, Impression)}
+             for t in (Event, Item, User, Recommendation, SimilarItems, Impression)}
 
 
 def _schema_error(exc: msgspec.MsgspecError) -> SchemaError:
@@ -242,6 +270,10 @@ def decode_item(data: bytes) -> Item:
     return _decode(data, Item)  # type: ignore[return-value]
 
 
+def decode_user(data: bytes) -> User:
+    return _decode(data, User)  # type: ignore[return-value]
+
+
 def decode_recommendation(data: bytes) -> Recommendation:
     return _decode(data, Recommendation)  # type: ignore[return-value]
 
@@ -282,7 +314,8 @@ def validate_event(ev: Event) -> Event:
 def json_schemas() -> dict[str, dict]:
     """JSON Schema documents for the messages, by file name."""
     out = {}
-    for name, kind in (("event", Event), ("item", Item), ("recommendation", Recommendation),
+    for name, kind in (("event", Event), ("item", Item), ("user", User),
+                       ("recommendation", Recommendation),
                        ("similar-items", SimilarItems), ("impression", Impression)):
         schema = msgspec.json.schema(kind)
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

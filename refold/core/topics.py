@@ -51,6 +51,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                   "refit request (JSON: reason, detector, time, worker)"),
         TopicSpec("similar_items", 1, compact, "item_id",
                   "SimilarItems v1 (JSON); null value = the item left the model"),
+        TopicSpec("users", p, compact, "user_id", "User v1 (JSON): a declared profile"),
     ]
     return [
         TopicSpec(settings.topic(s.name), s.partitions, s.config, s.key, s.value) for s in specs

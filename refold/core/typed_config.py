@@ -199,6 +199,7 @@ class Settings(BaseModel):
     dead_letter_topic: TopicName = "dead-letter"
     changelog_topic: TopicName = "state-changelog"
     control_topic: TopicName = "control"
+    users_topic: TopicName = "users"
     similar_items_topic: TopicName = "similar-items"
     events_partitions: int = Field(6, ge=1, le=100_000, description=(
         "partitions of events, recommendations and the state changelog"))
