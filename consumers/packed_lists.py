@@ -35,9 +35,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from models.weights import EVENT_TYPES
+
 SOURCES: tuple[Literal["collaborative", "content", "popular"], ...] = (
     "collaborative", "content", "popular")
-KINDS = ("view", "click", "add_to_cart", "purchase", "bookmark", "rating", "dismiss")
+KINDS = EVENT_TYPES
 _HEAD = struct.Struct("<BBBxiqd")
 UNKNOWN = 255
 """The kind code of a basis item whose event type the list did not give."""
