@@ -41,7 +41,14 @@ from models.snapshot import Snapshot
 from refold.core.config import Settings
 from refold.core.errors import ModelError
 from refold.core.kafka import where
-from refold.core.schemas import Cause, Event, Recommendation, RecommendedItem, encode
+from refold.core.schemas import (
+    BasisItem,
+    Cause,
+    Event,
+    Recommendation,
+    RecommendedItem,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +335,8 @@ class FoldInWorker:
             generated_at=now,
             cause=Cause(event_id=ev.event_id, event_time=ev.event_time, topic=msg.topic(),
                         partition=msg.partition(), offset=msg.offset()),
+            basis=[BasisItem(item_id=i, event_type=ev.event_type if i == ev.item_id else None)
+                   for i in self.recommender.basis(recs.user_id)],
         )
 
     def summary(self, seconds: float) -> str:

@@ -202,6 +202,15 @@ class OnlineRecommender:
         i = self.catalog.set_item(item_id, active, categories)
         self.served.item_changed(i, categorized=categories is not None)
 
+    def basis(self, user_id: str, n: int = 5) -> list[str]:
+        """The ids of the user's latest `n` positive items, newest first: what their list was
+        computed from (explanations name them). Reads the session's cached positive items."""
+        history = self.users.get(user_id)
+        if history is None:
+            return []
+        items = history.positive_items(max(n, self.config.session_items))[-n:]
+        return [self.catalog.ids[i] for i in items[::-1].tolist()]
+
     def user_state(self, user_id: str) -> dict[str, Any] | None:
         """The user's history as plain data with item ids (not indices), for a changelog."""
         return self.users.state(user_id, self.catalog.ids)

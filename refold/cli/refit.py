@@ -52,22 +52,26 @@ ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "m
               help="Chunks between delivery waits (and progress log lines).")
 @click.option("--publish-pause", type=float, default=0.0, show_default=True,
               help="Throttle: seconds to wait after each --flush-every chunks.")
+@click.option("--similar-k", type=int, default=50, show_default=True,
+              help="Neighbours per item published to the similar-items topic after each refit "
+                   "(0: publish none).")
 @click.pass_context
 def refit(ctx: click.Context, once: bool, every_events: int, every_seconds: float,
           checkpoint_seconds: float, window_days: float, half_life_days: float, max_users: int,
           max_items: int, max_nnz: int, model: str, factors: int | None, iterations: int | None,
           regularization: float | None, alpha: float | None, holdout: float,
           max_recall_drop: float, keep_versions: int, chunk_bytes: int, metrics_port: int | None,
-          flush_every: int, publish_pause: float) -> None:
+          flush_every: int, publish_pause: float, similar_k: int) -> None:
     """Retrain the item factors from the events topic and publish versioned snapshots.
 
     Consumes the events topic in its own group (read_committed) into a bounded interaction
     store, refits implicit ALS on triggers (warm-started from the live snapshot), refuses models
-    that fail the validation gate, and publishes the others to the snapshots topic in chunks.
-    SIGTERM or Ctrl-C stops a training in progress, checkpoints the store and exits 0.
+    that fail the validation gate, and publishes the others to the snapshots topic in chunks,
+    then each item's nearest neighbours to the similar-items topic. SIGTERM or Ctrl-C stops a training in progress, checkpoints the store and exits 0.
     """
     from consumers.assembly import RefitterOptions, assemble_refitter
     from consumers.refitter import Triggers
+    from consumers.similar_publisher import SimilarParams
     from models.store import StoreConfig
     from refold.broker import ensure_bootstrap
 
@@ -80,7 +84,8 @@ def refit(ctx: click.Context, once: bool, every_events: int, every_seconds: floa
         model=model, holdout=holdout, max_recall_drop=max_recall_drop, store=store,
         triggers=Triggers(every_events, every_seconds, checkpoint_seconds),
         keep_versions=keep_versions, chunk_bytes=chunk_bytes, flush_every=flush_every,
-        publish_pause=publish_pause)
+        publish_pause=publish_pause,
+        similar=SimilarParams(k=similar_k) if similar_k > 0 else None)
     refitter = assemble_refitter(settings, options)
     refitter.stop_on_signals()
     code = refitter.run(once=once)

@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 
 from consumers.model_source import fit_log
+from consumers.recs_view import RecommendationsView
 from models.recommender import FoldInConfig, OnlineRecommender
 from models.weights import EventWeights
 from producers.datasets import load_movielens
@@ -125,6 +126,12 @@ def test_lists_filters_trending_and_errors_through_http(settings, data) -> None:
                                 event_type="rating", value=5, event_time=events[-1].event_time))
         wait(lambda: server.get("/v1/users/late/recommendations").json()["source"]
              == "collaborative", "a new user's list after their event")
+        with RecommendationsView(settings) as view:  # the list names what it was made from
+            assert view.catch_up(20)
+            assert [(b.item_id, b.event_type) for b in view.get("late").basis] == \
+                [("50", "rating")]
+            assert len(view.get(user).basis) == 5 and view.get(user).basis[0].item_id == \
+                events[-1].item_id
         worker.stop()  # from here on, only the read-time filters can hide anything
         listed = server.items(user)
         assert len(listed) == 10

@@ -63,7 +63,7 @@ def test_one_record_per_item_with_plausible_neighbours_then_tombstones(settings)
     latest = {k: decode_similar(v) for k, v in records if v is not None}
     assert {m.model_version for m in latest.values()} == {1}
     star_wars = [n.item_id for n in latest["50"].items]
-    assert len(star_wars) == 20 and "50" not in star_wars
+    assert len(star_wars) == 50 and "50" not in star_wars  # SimilarParams.k
     assert {"181", "172"} <= set(star_wars[:3])  # Return of the Jedi, The Empire Strikes Back
     genres = {it.item_id: set(it.categories) for it in catalog}
     shared = [bool(genres[k] & genres[n.item_id]) for k in ("1", "50", "127", "56", "100")

@@ -245,3 +245,15 @@ def test_config_from_mapping() -> None:
     cfg = FoldInConfig.from_mapping(dataclasses.asdict(s), strict=False)
     assert (cfg.k, cfg.alpha, cfg.history_size) == (s.k, s.alpha, s.history_size)
     assert cfg.decay_spec().mode == s.decay
+
+
+def test_basis_is_the_latest_positive_items_newest_first() -> None:
+    rec = OnlineRecommender(config(), factors())
+    assert rec.basis("nobody") == []
+    kinds = ["click", "view", "dismiss", "purchase", "click", "click", "bookmark", "view"]
+    for t, (item, kind) in enumerate(zip(IDS[:8], kinds, strict=True)):
+        rec.learn_event(SimpleNamespace(user_id="u", item_id=item, event_type=kind,
+                                        event_time=float(t), value=None, weight=None,
+                                        session_id=None))
+    assert rec.basis("u") == ["i7", "i6", "i5", "i4", "i3"]  # i2 was dismissed
+    assert rec.basis("u", n=2) == ["i7", "i6"]
