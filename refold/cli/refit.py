@@ -67,7 +67,8 @@ def refit(ctx: click.Context, once: bool, every_events: int, every_seconds: floa
     Consumes the events topic in its own group (read_committed) into a bounded interaction
     store, refits implicit ALS on triggers (warm-started from the live snapshot), refuses models
     that fail the validation gate, and publishes the others to the snapshots topic in chunks,
-    then each item's nearest neighbours to the similar-items topic. SIGTERM or Ctrl-C stops a training in progress, checkpoints the store and exits 0.
+    then each item's nearest neighbours to the similar-items topic. SIGTERM or Ctrl-C stops a
+    training in progress, checkpoints the store and exits 0.
     """
     from consumers.assembly import RefitterOptions, assemble_refitter
     from consumers.refitter import Triggers
