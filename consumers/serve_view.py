@@ -28,13 +28,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 
 from consumers.catalog_reader import CatalogReader
 from consumers.serve_state import ServeState
-from consumers.tail import TopicTail
+from consumers.tail import StartOffsets, TopicTail
 from refold.core.config import Settings
-from refold.core.kafka import KafkaFatalError, make_consumer, where
+from refold.core.kafka import KafkaFatalError, where
 from refold.core.schemas import (
     Item,
     SchemaError,
@@ -45,38 +45,13 @@ from refold.core.schemas import (
 
 log = logging.getLogger(__name__)
 SIMILAR_TOPIC = "similar-items"
+BATCH = 200
+"""Records per poll: a poll holds the GIL while it applies them, and requests wait meanwhile."""
+FETCH_WAIT_MS = 20
+"""A dismissal or a new list is seen within this (plus the poll loop) when the topics are idle."""
 
 
-class PartitionTail(TopicTail):
-    """A `TopicTail` over some partitions, each from an offset `start(partitions)` gives."""
-
-    def __init__(self, settings: Settings, topic: str, partitions: set[int] | None = None,
-                 start: Callable[[Consumer, list[int]], dict[int, int]] | None = None,
-                 batch: int = 200) -> None:
-        super().__init__(settings, topic, batch)
-        self.wanted = partitions
-        self.start = start
-
-    @property
-    def consumer(self) -> Consumer:
-        if self._consumer is None:
-            consumer = make_consumer(self.settings, f"{self.topic}.tail",
-                                     {"fetch.wait.max.ms": 20})
-            md = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
-            if md.error is not None:
-                consumer.close()
-                raise KafkaFatalError(f"topic {self.topic}: {md.error.str()} "
-                                      "(`refold topics create` makes the topics)")
-            self._partitions = sorted(p for p in md.partitions
-                                      if self.wanted is None or p in self.wanted)
-            offsets = self.start(consumer, self._partitions) if self.start else {}
-            consumer.assign([TopicPartition(self.topic, p, offsets.get(p, OFFSET_BEGINNING))
-                             for p in self._partitions])
-            self._consumer = consumer
-        return self._consumer
-
-
-def since(seconds: float, topic: str) -> Callable[[Consumer, list[int]], dict[int, int]]:
+def since(seconds: float, topic: str) -> StartOffsets:
     """Start offsets: the first message of each partition newer than `seconds` ago."""
 
     def start(consumer: Consumer, partitions: list[int]) -> dict[int, int]:
@@ -94,10 +69,13 @@ class ServeView:
     def __init__(self, settings: Settings, state: ServeState, held: set[int] | None = None,
                  events_lookback: float = 86400.0) -> None:
         self.settings, self.state = settings, state
-        self.recs = PartitionTail(settings, settings.topic("recommendations"), held)
-        self.similar = PartitionTail(settings, settings.topic(SIMILAR_TOPIC))
+        self.recs = TopicTail(settings, settings.topic("recommendations"), BATCH, held,
+                              fetch_wait_ms=FETCH_WAIT_MS)
+        self.similar = TopicTail(settings, settings.topic(SIMILAR_TOPIC), BATCH,
+                                 fetch_wait_ms=FETCH_WAIT_MS)
         events = settings.topic("events")
-        self.events = PartitionTail(settings, events, start=since(events_lookback, events))
+        self.events = TopicTail(settings, events, BATCH, start=since(events_lookback, events),
+                                fetch_wait_ms=FETCH_WAIT_MS)
         self.catalog = CatalogReader(settings, self._item)
         self.records: Counter[str] = Counter()
         """Records applied, by topic kind (`items`, `recommendations`, ...)."""

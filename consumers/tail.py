@@ -1,8 +1,10 @@
 """Follow a whole topic without a consumer group: the reader behind catalogs and views.
 
 `TopicTail` assigns every partition from the beginning (read_committed: aborted transactions are
-never seen), so each process holds the full contents of a compacted topic. `catch_up` reads to
-the end offsets of the moment it was called; `poll` reads what has arrived since.
+never seen), so each process holds the full contents of a compacted topic; or only `partitions`,
+each from the offset `start` gives (a serve replica holds some partitions, and reads the events
+of the last hours only). `catch_up` reads to the end offsets of the moment it was called; `poll`
+reads what has arrived since.
 
 End offsets are asked through a second, idle client: a broker answers one connection's requests
 in order, so behind the reader's parked fetch they would wait for `fetch.wait.max.ms`.
@@ -22,13 +24,24 @@ from refold.core.kafka import KafkaFatalError, make_consumer, watermarks
 log = logging.getLogger(__name__)
 
 
-class TopicTail:
-    """Every partition of `topic`, from the beginning, read_committed; no group, no commits."""
+StartOffsets = Callable[[Consumer, list[int]], dict[int, int]]
+"""Given the consumer and the partitions, the offset to start each at (missing: the beginning)."""
 
-    def __init__(self, settings: Settings, topic: str, batch: int = 1000) -> None:
+
+class TopicTail:
+    """Every partition of `topic` (or `partitions`), from the beginning (or `start`),
+    read_committed; no group, no commits."""
+
+    def __init__(self, settings: Settings, topic: str, batch: int = 1000,
+                 partitions: set[int] | None = None, start: StartOffsets | None = None,
+                 fetch_wait_ms: int = 100) -> None:
         self.settings = settings
         self.topic = topic
         self.batch = batch
+        self.wanted = partitions
+        self.start = start
+        self.fetch_wait_ms = fetch_wait_ms
+        """How long the broker may park a fetch: the latency of a new message when idle."""
         self._consumer: Consumer | None = None
         self._offsets: Consumer | None = None
         self._partitions: list[int] = []
@@ -38,14 +51,16 @@ class TopicTail:
         """The consumer, created and assigned on first use (a group id is required, not used)."""
         if self._consumer is None:
             consumer = make_consumer(self.settings, f"{self.topic}.tail",
-                                     {"fetch.wait.max.ms": 100})
+                                     {"fetch.wait.max.ms": self.fetch_wait_ms})
             md = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
             if md.error is not None:
                 consumer.close()
                 raise KafkaFatalError(f"topic {self.topic}: {md.error.str()} "
                                       "(`refold topics create` makes the topics)")
-            self._partitions = sorted(md.partitions)
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING)
+            self._partitions = sorted(p for p in md.partitions
+                                      if self.wanted is None or p in self.wanted)
+            offsets = self.start(consumer, self._partitions) if self.start else {}
+            consumer.assign([TopicPartition(self.topic, p, offsets.get(p, OFFSET_BEGINNING))
                              for p in self._partitions])
             self._consumer = consumer
         return self._consumer
