@@ -178,6 +178,33 @@ ADWIN_WIDTH = Gauge(
     "refold_drift_adwin_width_events", "Events in ADWIN's current hit-rate window.",
     **_NO_REGISTRY)
 
+# -- refold serve (the HTTP read path)
+SERVE_REQUESTS = Counter(
+    "refold_serve_requests_total", "HTTP requests refold serve answered, by route and status.",
+    ["route", "status"], **_NO_REGISTRY)
+SERVE_LATENCY = Histogram(
+    "refold_serve_request_seconds", "Time refold serve took to answer a request, by route.",
+    ["route"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 2.5),
+    **_NO_REGISTRY)
+SERVE_USERS = Gauge("refold_serve_users", "Users whose latest list refold serve holds.",
+                    **_NO_REGISTRY)
+SERVE_LISTS_BYTES = Gauge(
+    "refold_serve_lists_bytes", "Bytes of the users' lists refold serve holds (keys, packed "
+    "values, the table).", **_NO_REGISTRY)
+SERVE_ITEMS = Gauge("refold_serve_items", "Items refold serve knows (catalog, lists, similar).",
+                    **_NO_REGISTRY)
+SERVE_PENDING = Gauge(
+    "refold_serve_pending_dismissal_users", "Users with dismissals that no list of theirs "
+    "answers yet.", **_NO_REGISTRY)
+SERVE_EVICTED = Gauge("refold_serve_evicted_users",
+                      "Lists refold serve dropped by its max-users bound so far.", **_NO_REGISTRY)
+SERVE_RECORDS = Gauge("refold_serve_records_read",
+                      "Records refold serve applied since start, by topic kind.", ["topic"],
+                      **_NO_REGISTRY)
+SERVE_REJECTED = Gauge("refold_serve_records_rejected",
+                       "Records refold serve could not decode, by topic kind.", ["topic"],
+                       **_NO_REGISTRY)
+
 BUILD = Info("refold_build", "Version and component (consumer, refitter) of this process.",
              **_NO_REGISTRY)
 
@@ -188,8 +215,11 @@ _REFIT_ONLY = (REFIT_DURATION, REFITS, REFIT_EVENTS, REFIT_SCORE, SNAPSHOTS_PUBL
                SNAPSHOT_BYTES, LAST_REFIT, REFITTER_EVENTS_READ)
 REFITTER = (*_REFIT_ONLY, REFIT_REQUESTS, MODEL_VERSION, SNAPSHOT_CREATED, CONSUMER_LAG, ERRORS,
             BUILD)
-CONSUMER = tuple(c for c in ALL if c not in _REFIT_ONLY)
-ROLES = {"consumer": CONSUMER, "refitter": REFITTER}
+_SERVE_ONLY = (SERVE_REQUESTS, SERVE_LATENCY, SERVE_USERS, SERVE_LISTS_BYTES, SERVE_ITEMS,
+               SERVE_PENDING, SERVE_EVICTED, SERVE_RECORDS, SERVE_REJECTED)
+SERVE = (*_SERVE_ONLY, BUILD)
+CONSUMER = tuple(c for c in ALL if c not in _REFIT_ONLY and c not in _SERVE_ONLY)
+ROLES = {"consumer": CONSUMER, "refitter": REFITTER, "serve": SERVE}
 """What each process exposes: a refitter has no hit rate, so it exports none (not a zero)."""
 
 # Label values known in advance start at zero, so a dashboard shows 0 rather than "No data" and
@@ -209,6 +239,8 @@ KNOWN_LABELS: dict[Counter, list[dict[str, str]]] = {
         "foldin_residual", "user_vector_norm", "item_popularity", "event_type", "snapshot_churn")],
     REFIT_REQUESTS: [{"reason": r} for r in ("hit_rate", "foldin_residual", "item_popularity")],
     REFITS: [{"outcome": o} for o in ("accepted", "refused", "failed")],
+    SERVE_RECORDS: [{"topic": t} for t in ("items", "recommendations", "similar-items",
+                                           "events")],
 }
 
 

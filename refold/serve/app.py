@@ -102,6 +102,7 @@ def create_app(state: ServeState, status: Status, default_k: int = 20,
                                 extra={"partition": exc.partition}),
                         status_code=421, media_type=MediaType.JSON)
 
+    metrics.register()
     app = Litestar(
         [recommendations, similar, popular, healthz, ready, prometheus],
         exception_handlers={NotHere: not_here},
