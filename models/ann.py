@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from models.candidates import with_columns
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -148,10 +148,12 @@ class MipsIndex:
         return with_columns(found, merged)
 
     def score_range(self, X: np.ndarray, vectors: np.ndarray, hidden: np.ndarray | None = None,
-                    n: int = 8) -> np.ndarray:
-        """Per row, max |x·y| over shown items (approximately: the best `n` of x and of −x,
-        and the pending items), the session blend's f_max. `vectors` are indexed by label."""
+                    exclude: list[np.ndarray] | None = None, n: int = 8) -> np.ndarray:
+        """Per row, max |x·y| over shown items (approximately: the best of x and of −x, and the
+        pending items), the session blend's f_max. `vectors` are indexed by label; `hidden` (a
+        mask) and each row's `exclude` (labels) are not shown."""
         X = np.atleast_2d(X).astype(np.float32)
+        n += max(map(len, exclude), default=0) if exclude is not None else 0
         cands = with_columns(np.hstack([self.search(X, n), self.search(-X, n)]),
                              [self.pending] * len(X))
         safe = np.maximum(cands, 0)
@@ -159,4 +161,6 @@ class MipsIndex:
         S[cands < 0] = 0.0
         if hidden is not None:
             S[(cands >= 0) & hidden[safe]] = 0.0
+        for r, ex in enumerate(exclude or []):
+            S[r, np.isin(cands[r], ex)] = 0.0
         return S.max(axis=1, initial=0.0).astype(np.float64)

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from models.foldin import fold_in_batch
 from models.refit import Candidate, RefitParams
 from models.store import TrainingData
-from models.weights import ModelError
+from refold.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import pytest
 
 from models.ann import AnnConfig, MipsIndex
 from models.candidates import rescore
-from models.weights import ModelError
 from refold.bench import factors as synth
 from refold.bench.ann_choice import exact_topk
+from refold.core.errors import ModelError
 
 pytest.importorskip("faiss", reason="the ann extra is not installed")
 
