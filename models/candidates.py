@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+_PAD = np.iinfo(np.int64).max
 Session = tuple[np.ndarray, np.ndarray] | None
 """Sparse session scores as `models.covisit` gives them: (columns, terms), summed per column."""
 
@@ -35,28 +36,33 @@ Session = tuple[np.ndarray, np.ndarray] | None
 def with_columns(cands: np.ndarray, extra: Sequence[np.ndarray | None]) -> np.ndarray:
     """Each row's candidates plus `extra[row]` (e.g. its session's columns, new items), sorted,
     unique, padded with -1 at the end: a (B, C') int64 matrix."""
-    rows = []
-    for r in range(len(cands)):
-        row = cands[r][cands[r] >= 0]
-        if r < len(extra) and extra[r] is not None and len(extra[r]):  # type: ignore[arg-type]
-            row = np.concatenate([row, np.asarray(extra[r], dtype=np.int64)])
-        rows.append(np.unique(row))
-    width = max((len(r) for r in rows), default=0)
-    out = np.full((len(rows), width), -1, dtype=np.int64)
-    for r, row in enumerate(rows):
-        out[r, : len(row)] = row
-    return out
+    B = len(cands)
+    lens = [0 if r >= len(extra) or extra[r] is None else len(extra[r])  # type: ignore[arg-type]
+            for r in range(B)]
+    M = np.full((B, cands.shape[1] + max(lens, default=0)), _PAD, dtype=np.int64)
+    M[:, : cands.shape[1]] = np.where(cands >= 0, cands, _PAD)
+    for r, n in enumerate(lens):
+        if n:
+            M[r, cands.shape[1] : cands.shape[1] + n] = extra[r]  # type: ignore[index]
+    M.sort(axis=1)
+    M[:, 1:][M[:, 1:] == M[:, :-1]] = _PAD  # repeats
+    M.sort(axis=1)
+    width = int((M != _PAD).sum(axis=1).max(initial=0))
+    M = M[:, :width]
+    M[M == _PAD] = -1
+    return M
 
 
 def scores(Y: np.ndarray, X: np.ndarray, cands: np.ndarray,
            overlay: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """x_b · y_c for each row's candidates (in float32 as the full scan, returned as float64;
-    -inf at padding). `overlay` = (sorted item indices, their vectors) replaces those items'
-    rows of `Y`."""
+    -inf at padding). `overlay` = (item indices, their vectors) replaces those items' rows of
+    `Y`."""
     safe = np.where(cands >= 0, cands, 0)
     V = Y[safe]
     if overlay is not None and len(overlay[0]):
-        new, W = overlay
+        order = np.argsort(overlay[0])
+        new, W = overlay[0][order], overlay[1][order]
         pos = np.minimum(np.searchsorted(new, safe), len(new) - 1)
         hit = (new[pos] == safe) & (cands >= 0)
         V[hit] = W[pos[hit]]
@@ -68,13 +74,17 @@ def scores(Y: np.ndarray, X: np.ndarray, cands: np.ndarray,
 def hide(S: np.ndarray, cands: np.ndarray, hidden: np.ndarray | None,
          exclude: Sequence[np.ndarray] | None) -> np.ndarray:
     """-inf (in place) where a candidate is `hidden` (a mask over items) or in its row's
-    `exclude` (item indices); `hidden` covers every candidate index."""
+    `exclude` (item indices); `hidden` covers every candidate index, and rows are sorted with
+    their padding at the end (`with_columns`)."""
     if hidden is not None:
         S[(cands >= 0) & hidden[np.where(cands >= 0, cands, 0)]] = -np.inf
     if exclude is not None:
+        n = (cands >= 0).sum(axis=1)
         for r, ex in enumerate(exclude):
-            if len(ex):
-                S[r, np.isin(cands[r], ex)] = -np.inf
+            if len(ex) and n[r]:  # rows are sorted (`with_columns`): a binary search each
+                row = cands[r, : n[r]]
+                pos = np.minimum(np.searchsorted(row, ex), n[r] - 1)
+                S[r, pos[row[pos] == ex]] = -np.inf
     return S
 
 
@@ -106,10 +116,10 @@ def blend(S: np.ndarray, cands: np.ndarray, sessions: Sequence[Session], weight:
 
 
 def select(S: np.ndarray, cands: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's best `k` (item indices, scores), score descending then index ascending;
-    rows with fewer shown candidates are padded with -1 and -inf."""
-    order = np.lexsort((np.where(cands >= 0, cands, np.iinfo(np.int64).max), -S), axis=1)
-    order = order[:, :k]
+    """Each row's best `k` (item indices, scores), score descending then index ascending (rows
+    are sorted: a stable sort keeps ties in index order); rows with fewer shown candidates are
+    padded with -1 and -inf."""
+    order = np.argsort(-S, axis=1, kind="stable")[:, :k]
     idx, val = np.take_along_axis(cands, order, 1), np.take_along_axis(S, order, 1)
     idx = np.where(np.isfinite(val), idx, -1)
     val = np.where(idx >= 0, val, -np.inf)
@@ -125,8 +135,9 @@ def rescore(Y: np.ndarray, X: np.ndarray, cands: np.ndarray, k: int,
             overlay: tuple[np.ndarray, np.ndarray] | None = None,
             sessions: Sequence[Session] | None = None, weight: float = 0.0,
             f_max: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The top `k` of each row's candidates, scored exactly: `scores`, `hide`, `blend`,
-    `select`. With sessions, `cands` must hold their columns (`with_columns`) and `f_max` the
+    """The top `k` of each row's candidates (rows sorted, unique, padded at the end: as
+    `with_columns` makes them), scored exactly: `scores`, `hide`, `blend`, `select`. With
+    sessions, `cands` must hold their columns (`with_columns`) and `f_max` the
     rows' largest |x·y| over shown items."""
     S = hide(scores(Y, X, cands, overlay), cands, hidden, exclude)
     if sessions is not None and weight != 0:
