@@ -30,3 +30,10 @@ SESSION_WEIGHT = 1.0
 """Weight of the session co-visitation blend (0 turns it off)."""
 SESSION_HALF_LIFE = 5.0
 """Recency half-life, in events, of the items that make a user's session."""
+ANN_MIN_ITEMS = 200_000
+"""Catalog size from which lists come from approximate candidates re-scored exactly (0: never):
+where the exact scan of one user costs more than the index's search (README, retrieval table)."""
+ANN_CANDIDATES = 100
+"""Candidates per user fetched from the index before exact re-scoring."""
+ANN_EF_SEARCH = 384
+"""The index's search beam: recall@20 of 0.95 with 100 candidates on 300K ALS-like items."""

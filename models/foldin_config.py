@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from models import defaults
+from models.ann import AnnConfig
 from models.history import Decay
 from models.weights import EventWeights
 from refold.core.errors import ModelError
@@ -62,7 +63,21 @@ class FoldInConfig:
     cold_refresh_events: int = 1
     """Events of a partition between refreshes of its new items' vectors (counted, not timed:
     results do not depend on batch boundaries)."""
+    ann_min_items: int = defaults.ANN_MIN_ITEMS
+    """Catalog size from which pure-CF lists come from approximate candidates (`models.ann`),
+    re-scored exactly, instead of a scan of every item; 0 never (needs the `ann` extra)."""
+    ann_candidates: int = defaults.ANN_CANDIDATES
+    """Candidates per user before exact re-scoring (plus the user's excluded items)."""
+    ann_ef_search: int = defaults.ANN_EF_SEARCH
+    """Search beam of the index: recall against speed (see the README's retrieval table)."""
     weights: EventWeights = field(default_factory=EventWeights)
+
+    def ann_config(self) -> AnnConfig | None:
+        """The index settings, None when approximate retrieval is off."""
+        if self.ann_min_items <= 0:
+            return None
+        return AnnConfig(min_items=self.ann_min_items, candidates=self.ann_candidates,
+                         ef_search=max(self.ann_ef_search, self.ann_candidates))
 
     def decay_spec(self) -> Decay:
         half_life = {"events": self.half_life_events, "time": self.half_life_seconds}

@@ -11,6 +11,11 @@ model (`models.served.ServedModel`), the catalog and the configuration:
 - everyone else: a truncated-rank blend of CF, category affinity and popularity
   (`models.coldstart.rank_blend`).
 
+When the served model has an approximate index (`models.ann`, large catalogs), the CF scores are
+computed for each user's retrieved candidates only, plus the partition's new items and the
+session's items, and everything after the retrieval is exact (`models.candidates`). A user for
+whom the candidates hold fewer than K shown items (most of them excluded) is scanned in full.
+
 Items never recommended: inactive ones, items without a vector, and each user's blocked and
 consumed items.
 """
@@ -23,6 +28,8 @@ from typing import Any, Literal
 import numpy as np
 
 from models import coldstart, covisit, kernels
+from models.candidates import rescore
+from models.candidates import scores as candidate_scores
 from models.catalog import ItemIndex
 from models.foldin_config import FoldInConfig
 from models.history import UserHistory
@@ -102,6 +109,8 @@ class Ranker:
         assert m is not None
         Y = m.Y[:n]
         new, V, never = self.served.overlay(overlay)
+        if self.served.index is not None:
+            return self._rank_cf_ann(plans, [vecs[j] for j in at], k, new, V, never)
         if len(plans) == 1:  # the per-event path: a plain matrix-vector product
             x = vecs[at[0]]
             scores = Y @ x  # type: ignore[operator]
@@ -124,6 +133,62 @@ class Ranker:
             ranked = zip(chunk, idx, val, strict=True)
             out += [self._recs(p, i, v, "collaborative") for p, i, v in ranked]
         return out
+
+    def _rank_cf_ann(
+        self, plans: list[Plan], vecs: list[np.ndarray | None], k: int, new: np.ndarray,
+        V: np.ndarray, never: np.ndarray,
+    ) -> list[Recs]:
+        """`_rank_cf` from retrieved candidates (see the module docstring)."""
+        index, m, cfg = self.served.index, self.served.current, self.config
+        assert index is not None and m is not None
+        X = np.stack(vecs).astype(np.float32)  # type: ignore[arg-type]
+        excluded = [p.history.excluded() for p in plans]
+        n = cfg.ann_candidates + min(max(map(len, excluded)), 3 * cfg.ann_candidates)
+        sessions = [p.session for p in plans]
+        extra = [new if s is None else np.concatenate([new, s[0]]) for s in sessions]
+        cands = index.candidates(X, n, extra)
+        hidden = self.served.never_mask()
+        if len(new):  # the partition's new items with a vector can be shown
+            hidden = hidden.copy()
+            hidden[new[self.catalog.active[new]]] = False
+        blend = cfg.session_weight != 0 and any(s is not None for s in sessions)
+        f_max = None
+        if blend:
+            f_max = index.score_range(X, m.Y, hidden, excluded)
+            if len(new):  # the partition's new items, shown and not excluded
+                shown = ~hidden[new]
+                Sn = np.abs(X @ V[shown].T)
+                for r, ex in enumerate(excluded):
+                    Sn[r, np.isin(new[shown], ex)] = 0.0
+                f_max = np.maximum(f_max, Sn.max(axis=1, initial=0.0))
+        idx, val = rescore(m.Y, X, cands, k, hidden, excluded, (new, V),
+                                  sessions if blend else None, cfg.session_weight, f_max)
+        short = np.flatnonzero((idx < 0).any(axis=1))
+        out = [self._recs(p, i, v, "collaborative") for p, i, v in zip(plans, idx, val,
+                                                                          strict=True)]
+        for r in short.tolist():  # too few shown candidates: scan every item
+            exclude = np.concatenate([never, excluded[r]])
+            scores = m.Y[: len(self.catalog)] @ X[r]
+            if len(new):
+                scores[new] = V @ X[r]
+            cols, terms = plans[r].session or _NO_SESSION
+            i, v = kernels.blend_topk(scores, exclude, cols, terms, cfg.session_weight, k)
+            out[r] = self._recs(plans[r], i, v, "collaborative")
+        return out
+
+    def _cf_scores(self, x: np.ndarray, depth: int, excluded: np.ndarray) -> np.ndarray:
+        """x·y of every catalog item: exact, or from the index's candidates (-inf elsewhere)."""
+        m, index, n = self.served.current, self.served.index, len(self.catalog)
+        assert m is not None
+        if index is None:
+            cf = m.Y[:n] @ x
+        else:
+            cands = index.candidates(x[None].astype(np.float32), depth + len(excluded))
+            cf = np.full(n, -np.inf, dtype=np.float32)
+            ok = cands[0] >= 0
+            cf[cands[0][ok]] = candidate_scores(m.Y, x[None], cands)[0][ok]
+        cf[~m.has_vec[:n]] = -np.inf
+        return cf
 
     def _with_session(self, scores: np.ndarray, p: Plan, exclude: np.ndarray) -> np.ndarray:
         if p.session is None:
@@ -160,8 +225,7 @@ class Ranker:
             return self._recs(p, idx, trending.scores(p.now)[idx], "popular")
         cf = None
         if x is not None and m is not None:
-            cf = m.Y[:n] @ x
-            cf[~m.has_vec[:n]] = -np.inf
+            cf = self._cf_scores(x, max(cfg.blend_depth, k), p.history.excluded())
             new, V, _ = self.served.overlay(overlay)
             if len(new):
                 cf[new] = V @ x

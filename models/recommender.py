@@ -79,7 +79,8 @@ class OnlineRecommender:
         self._decay = self.config.decay_spec()
         self.users: Users = users if users is not None else UserHistories(self.config)
         self.partitions = Partitions(self.config)
-        self.served = ServedModel(self.catalog, self.config.alpha, self.config.regularization)
+        self.served = ServedModel(self.catalog, self.config.alpha, self.config.regularization,
+                                  self.config.ann_config())
         self.ranker = Ranker(self.config, self.catalog, self.served)
         self._vectors = VectorCache()
         self.batch_vector_norm: float | None = None

@@ -5,10 +5,12 @@ serves) and what is derived from it and the catalog: the vectors of catalog item
 model from their categories, the items never recommended (inactive, or without a vector), and
 a partition's new items' vectors stacked for scoring (its *overlay*).
 
-A new version is swapped in two steps: `prepare` (the costly layout by catalog index; it only
-reads the catalog, so it may run on another thread while the recommender serves) and `swap`
-(cheap: places the items the catalog learnt meanwhile, then exchanges references, so a reader
-sees the old version or the new one).
+A new version is swapped in two steps: `prepare` (the costly layout by catalog index and, for a
+catalog of at least `AnnConfig.min_items`, the approximate index over its vectors,
+`models.ann.MipsIndex`; it only reads the catalog, so it may run on another thread while the
+recommender serves) and `swap` (cheap: places the items the catalog learnt meanwhile, then
+exchanges references, so a reader sees the old version or the new one). Items that get a vector
+between versions (their categories') join the index at once (`sync`).
 
 >>> from models.catalog import ItemIndex
 >>> from models.foldin import ItemFactors
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from models import coldstart
+from models.ann import AnnConfig, MipsIndex
 from models.catalog import ItemIndex
 from models.foldin import ItemFactors
 from models.partition import stacked
@@ -47,6 +50,8 @@ class PreparedFactors:
     served: coldstart.ServedFactors
     missing: np.ndarray
     """Model rows of the items the catalog did not know yet: the swap indexes them."""
+    index: MipsIndex | None = None
+    """The approximate index over the version's vectors (large catalogs only)."""
 
     @property
     def version(self) -> int:
@@ -56,14 +61,18 @@ class PreparedFactors:
 class ServedModel:
     """The current model version (`current`; None: no model yet) over `catalog`."""
 
-    def __init__(self, catalog: ItemIndex, alpha: float, regularization: float) -> None:
+    def __init__(self, catalog: ItemIndex, alpha: float, regularization: float,
+                 ann: AnnConfig | None = None) -> None:
         self.catalog = catalog
         self.alpha = alpha
         self.regularization = regularization
+        self.ann = ann
         self.current: coldstart.ServedFactors | None = None
+        self.index: MipsIndex | None = None
+        """The current version's approximate index, None: rankings scan every item."""
         self._dirty: set[int] = set()
         """Items outside the model whose category vector needs recomputing."""
-        self._never: tuple[Any, np.ndarray] = (None, np.zeros(0, np.intp))
+        self._never: tuple[Any, ...] = (None, np.zeros(0, np.intp), np.zeros(0, bool))
         self._overlaid: tuple[Any, ...] = (None,)
         """`overlay`'s last result and what it was computed from."""
 
@@ -75,26 +84,35 @@ class ServedModel:
         """Whether catalog item `item` has a row in the current model."""
         return self.current is not None and bool(self.current.in_model(item))
 
-    def prepare(self, factors: ItemFactors) -> PreparedFactors:
-        """The costly part of `swap` (the layout by catalog index); safe on another thread while
-        the recommender serves: it only reads the catalog, which is append-only."""
+    def prepare(self, factors: ItemFactors, index: MipsIndex | None = None) -> PreparedFactors:
+        """The costly part of `swap` (the layout by catalog index, the approximate index unless
+        one over `factors.Y` is given); safe on another thread while the recommender serves: it
+        only reads the catalog, which is append-only."""
         ids = factors.item_ids
         idx = np.fromiter(map(self.catalog.get, ids), dtype=np.intp, count=len(ids))
         known = idx >= 0
         n = max(len(self.catalog), int(idx.max(initial=-1)) + 1)
         served = coldstart.ServedFactors(factors, idx[known], n, np.flatnonzero(known))
-        return PreparedFactors(served, np.flatnonzero(~known))
+        if index is not None:
+            index.labels[:] = idx
+        elif self.ann is not None and self.ann.enabled_for(max(n, len(ids))):
+            index = MipsIndex(factors.Y, self.ann, labels=idx)  # unknown items: -1 until swap
+        return PreparedFactors(served, np.flatnonzero(~known), index)
 
     def swap(self, factors: ItemFactors | PreparedFactors) -> coldstart.ServedFactors:
         """Serve a new version (prepared or not); returns it. The caller re-folds what depends
         on it (users' vectors lazily, partitions' new items)."""
         prepared = factors if isinstance(factors, PreparedFactors) else self.prepare(factors)
         m, missing, catalog = prepared.served, prepared.missing, self.catalog
-        m.place(catalog.index_many([m.factors.item_ids[r] for r in missing.tolist()]), missing)
+        placed = catalog.index_many([m.factors.item_ids[r] for r in missing.tolist()])
+        m.place(placed, missing)
         m.grow(len(catalog))
+        if prepared.index is not None:
+            prepared.index.labels[missing] = placed
         categorized = np.fromiter(catalog.with_categories(), dtype=np.intp)
         self._dirty = set(categorized[m.row_of[categorized] < 0].tolist())
-        self.current, self._never = m, (None, self._never[1])  # readers see old or new
+        self.current, self.index = m, prepared.index  # readers see old or new
+        self._never = (None, *self._never[1:])
         return m
 
     def item_changed(self, item: int, categorized: bool) -> None:
@@ -113,15 +131,27 @@ class ServedModel:
         if self._dirty:
             dirty, self._dirty = sorted(self._dirty), set()
             m.refresh(dirty, _NO_INTERACTIONS, {}, self.catalog, self.alpha, self.regularization)
+            if self.index is not None:  # searchable at once, in the graph a few at a time
+                self.index.add([i for i in dirty if m.has_vec[i]])
+        if self.index is not None:
+            self.index.drain(m.Y)
 
     def never_recommended(self) -> np.ndarray:
         """Inactive items and items without a vector (cached until either changes)."""
+        return self._never_cached()[1]
+
+    def never_mask(self) -> np.ndarray:
+        """`never_recommended` as a mask over catalog indices."""
+        return self._never_cached()[2]
+
+    def _never_cached(self) -> tuple[Any, np.ndarray, np.ndarray]:
         m, n = self.current, len(self.catalog)
         assert m is not None
         key = (m.changes, self.catalog.version, n)
         if self._never[0] != key:
-            self._never = (key, np.flatnonzero(~(self.catalog.active & m.has_vec[:n])))
-        return self._never[1]
+            mask = ~(self.catalog.active & m.has_vec[:n])
+            self._never = (key, np.flatnonzero(mask), mask)
+        return self._never  # type: ignore[return-value]
 
     def overlay(self, vectors: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The items with a vector in `vectors` (a partition's new items'), those vectors
