@@ -15,6 +15,12 @@ the user's top-K:
 refold is configured to solve the same problem as implicit (no recency decay, confidence
 alpha * weight, consumed items excluded, collaborative from the first event), so their lists can be
 compared: `topk_match_rate` is the share of events whose top-K items agree exactly, in order.
+
+With `ann=True` refold runs both ways again with approximate retrieval (`models.ann`: the index
+is built before the clock starts, `ann_build_seconds`), and `ann_recall_at_20` is the share of
+the exact lists' items that its lists hold (per event and batched, the lower). The item factors
+are isotropic Gaussian by default, the hardest case for an index, or `shape="als"`: norms spread
+as implicit's ALS spreads them (`refold.bench.factors`).
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from models.ann import MipsIndex
 from models.foldin import ItemFactors
 from models.recommender import FoldInConfig, OnlineRecommender
+from refold.bench import factors as synth
 
 ALPHA, REG = 2.0, 0.05
 
@@ -42,22 +50,25 @@ class Stream:
     Y: np.ndarray
 
     @classmethod
-    def make(cls, n_items: int, factors: int, events: int, seed: int = 0) -> Stream:
-        rng = np.random.default_rng(seed)
-        Y = (rng.standard_normal((n_items, factors)) / np.sqrt(factors)).astype(np.float32)
+    def make(cls, n_items: int, factors: int, events: int, seed: int = 0,
+             shape: synth.Shape = "gaussian") -> Stream:
+        rng = np.random.default_rng(seed + 1)
+        Y = synth.item_factors(n_items, factors, shape, seed)
         n_users = max(1, events // 10)  # ten events per user on average
         users = rng.integers(0, n_users, events)
         pop = rng.zipf(1.3, events) % n_items  # long-tailed item choice
         return cls(users, pop.astype(np.int64), Y)
 
 
-def _refold(stream: Stream, k: int, batch: int | None) -> tuple[float, list[list[str]]]:
-    """Seconds, and the lists: per event (batch None) or `{event index: list}` per micro-batch."""
+def _refold(stream: Stream, k: int, batch: int | None, index: MipsIndex | None = None
+            ) -> tuple[float, list[list[str]]]:
+    """Seconds, and the lists: per event (batch None) or `{event index: list}` per micro-batch;
+    with `index`, from approximate candidates."""
     ids = [str(i) for i in range(len(stream.Y))]
-    config = FoldInConfig(alpha=ALPHA, regularization=REG, decay="none", k=k,
-                          full_events=1, min_events=1, exclude_types=frozenset({"click"}),
-                          history_size=10_000, max_excluded=10_000, session_weight=0.0)
-    rec = OnlineRecommender(config, ItemFactors(ids, stream.Y, version=1))
+    config = _config(k, index is not None)
+    factors = ItemFactors(ids, stream.Y, version=1)
+    rec = OnlineRecommender(config)
+    rec.swap_factors(rec.served.prepare(factors, index))
     out: list[list[str]] = []  # per event, in order
     t0 = time.perf_counter()
     if batch is None:
@@ -132,14 +143,54 @@ def _river(stream: Stream, k: int, events: int, biased: bool) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _recall(got: list[list[str]], want: list[list[str]]) -> float:
+    return float(np.mean([len(set(g) & set(w)) / max(1, len(w))
+                          for g, w in zip(got, want, strict=True)]))
+
+
+def _config(k: int, ann: bool) -> FoldInConfig:
+    return FoldInConfig(alpha=ALPHA, regularization=REG, decay="none", k=k,
+                        full_events=1, min_events=1, exclude_types=frozenset({"click"}),
+                        history_size=10_000, max_excluded=10_000, session_weight=0.0,
+                        ann_min_items=1 if ann else 0)
+
+
+def ann_run(stream: Stream, k: int, lists: list[list[str]], batched: dict[int, list[str]]
+            ) -> dict:
+    """refold with approximate retrieval, per event and batched, next to the exact lists; the
+    index is built once (as a snapshot swap builds it, off the clock) and used by both."""
+    t0 = time.perf_counter()
+    index = MipsIndex(stream.Y, _config(k, True).ann_config())
+    build = time.perf_counter() - t0
+    t_one, one = _refold(stream, k, None, index)
+    t_batch, many = _refold(stream, k, 500, index)
+    events = len(stream.users)
+    keys = sorted(batched)
+    return {
+        "ann_events_per_s": events / t_batch,
+        "ann_per_event_events_per_s": events / t_one,
+        "ann_recall_at_20": min(_recall(one, lists),
+                                _recall([many[j] for j in keys], [batched[j] for j in keys])),
+        "ann_build_seconds": build,
+    }
+
+
 def run(items: int = 10_000, factors: int = 64, events: int = 2_000, k: int = 20,
-        river_events: int | None = None, seed: int = 0) -> dict:
-    """Events/s of each model on one thread, and how often refold's top-K equals implicit's."""
-    stream = Stream.make(items, factors, events, seed)
+        river_events: int | None = None, seed: int = 0, ann: bool = False,
+        shape: synth.Shape = "gaussian", baselines: bool = True) -> dict:
+    """Events/s of each model on one thread, and how often refold's top-K equals implicit's;
+    with `ann`, refold with approximate retrieval too (`baselines=False` skips implicit and
+    river, e.g. for 10M items)."""
+    stream = Stream.make(items, factors, events, seed, shape)
     river_n = river_events or max(5, min(200, 2_000_000 // items))
     with threadpool_limits(1):
         t_refold, lists = _refold(stream, k, None)
         t_batched, batched = _refold(stream, k, 500)
+        approx = ann_run(stream, k, lists, batched) if ann else {}  # type: ignore[arg-type]
+        if not baselines:
+            return {"items": items, "factors": factors, "events": events, "k": k,
+                    "shape": shape, "refold_events_per_s": events / t_batched,
+                    "refold_per_event_events_per_s": events / t_refold, **approx}
         t_implicit, t_recommend, lists_implicit = _implicit(stream, k)
         funk = _river(stream, k, river_n, biased=False)
         biased = _river(stream, k, river_n, biased=True)
@@ -148,9 +199,9 @@ def run(items: int = 10_000, factors: int = 64, events: int = 2_000, k: int = 20
     match_batched = np.mean([lists_implicit[n] == got for n, got in batched.items()])
     per_event, refold = events / t_refold, events / t_batched
     return {
-        "items": items, "factors": factors, "events": events, "k": k,
+        "items": items, "factors": factors, "events": events, "k": k, "shape": shape,
         "refold_events_per_s": refold,
-        "refold_per_event_events_per_s": per_event,
+        "refold_per_event_events_per_s": per_event, **approx,
         "implicit_events_per_s": events / t_implicit,
         "implicit_recommend_only_events_per_s": events / t_recommend,
         "river_funkmf_events_per_s": funk,
@@ -167,7 +218,24 @@ def run(items: int = 10_000, factors: int = 64, events: int = 2_000, k: int = 20
     }
 
 
+def ann_table(results: list[dict]) -> str:
+    """Exact next to approximate retrieval (the `ann` keys), one row per catalog size."""
+    rows = [f"{'items':>11} {'shape':>8} {'exact':>8} {'per event':>10} {'ann':>8} "
+            f"{'per event':>10} {'recall@' + str(results[0]['k']):>10} {'build s':>8}"]
+    for r in results:
+        rows.append(
+            f"{r['items']:11,} {r['shape']:>8} {r['refold_events_per_s']:8,.0f} "
+            f"{r['refold_per_event_events_per_s']:10,.0f} {r['ann_events_per_s']:8,.0f} "
+            f"{r['ann_per_event_events_per_s']:10,.0f} {r['ann_recall_at_20']:10.3f} "
+            f"{r['ann_build_seconds']:8.1f}")
+    return (f"fold-in + top-{results[0]['k']} events/s, one thread: exact scan next to "
+            "approximate candidates re-scored exactly (micro-batches of 500, and per event)\n"
+            + "\n".join(rows))
+
+
 def table(results: list[dict]) -> str:
+    if "implicit_events_per_s" not in results[0]:
+        return ann_table(results)
     head = (f"{'items':>9} {'refold':>8} {'per event':>10} {'implicit':>9} {'(recommend)':>12} "
             f"{'river':>7} {'vs implicit':>12} {'(recommend)':>12} {'(per event)':>12} "
             f"{'vs river':>9} {'top-K match':>12}")
@@ -181,6 +249,7 @@ def table(results: list[dict]) -> str:
             f"{r['speedup_vs_implicit_recommend_only']:11.1f}x "
             f"{r['per_event_speedup_vs_implicit']:11.1f}x {r['speedup_vs_river']:8,.0f}x "
             f"{r['topk_match_rate']:12.3f}")
-    return (f"fold-in + top-{results[0]['k']} events/s, one thread, {results[0]['factors']} "
-            "factors; refold = micro-batches of 500 (the worker's path), per event = batch of 1; "
-            "implicit (recommend) = without building the user's row\n" + "\n".join(rows))
+    out = (f"fold-in + top-{results[0]['k']} events/s, one thread, {results[0]['factors']} "
+           "factors; refold = micro-batches of 500 (the worker's path), per event = batch of 1; "
+           "implicit (recommend) = without building the user's row\n" + "\n".join(rows))
+    return out + ("\n\n" + ann_table(results) if "ann_events_per_s" in results[0] else "")

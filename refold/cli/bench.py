@@ -52,15 +52,28 @@ def bench_produce(ctx: click.Context, events: int, as_json: bool) -> None:
 @click.option("--events", type=int, default=2000, show_default=True,
               help="Events for refold and implicit (river gets fewer: it is slow).")
 @click.option("--k", type=int, default=20, show_default=True)
+@click.option("--ann", is_flag=True,
+              help="Also with approximate retrieval (candidates re-scored exactly): events/s and "
+                   "recall@K against the exact lists.")
+@click.option("--shape", type=click.Choice(["gaussian", "als"]), default="gaussian",
+              show_default=True,
+              help="Item factors: isotropic Gaussian (the hardest for an index) or with norms "
+                   "spread as ALS spreads them.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Run implicit and river too (skip them for very large catalogs).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bench_foldin(items: tuple[int, ...], factors: int, events: int, k: int,
-                 as_json: bool) -> None:
-    """Fold-in + top-K events/s on one thread: refold vs implicit recalculate_user vs river."""
+def bench_foldin(items: tuple[int, ...], factors: int, events: int, k: int, ann: bool,
+                 shape: str, baselines: bool, as_json: bool) -> None:
+    """Fold-in + top-K events/s on one thread: refold vs implicit recalculate_user vs river;
+    with --ann, refold's approximate retrieval next to its exact scan."""
     from refold.bench import foldin
 
+    if not (ann or baselines):
+        raise click.UsageError("--no-baselines needs --ann (nothing would be compared)")
     results = []
     for n in items or (10_000, 100_000, 1_000_000):
-        results.append(foldin.run(items=n, factors=factors, events=events, k=k))
+        results.append(foldin.run(items=n, factors=factors, events=events, k=k, ann=ann,
+                                  shape=shape, baselines=baselines))  # type: ignore[arg-type]
         if not as_json:
             click.echo(f"  {n:,} items done", err=True)
     out = results[0] if len(results) == 1 else {"runs": results}
