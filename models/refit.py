@@ -149,11 +149,23 @@ def recall_at_k(item_ids: Sequence[str], Y: np.ndarray, data: TrainingData, para
     step = max(1, (1 << 22) // max(1, len(Y)))
     for s in range(0, len(rows), step):
         scores = X[s: s + step] @ Y.T
-        scores[train[s: s + step].toarray() != 0] = -np.inf
+        seen = train[s: s + step].tocoo()
+        scores[seen.row, seen.col] = -np.inf
         top = np.argpartition(scores, len(Y) - k - 1, axis=1)[:, len(Y) - k:]
-        got = np.take_along_axis(held[s: s + step].toarray() != 0, top, 1).sum(1)
+        got = np.bincount(_in_top(held[s: s + step], top), minlength=len(scores))
         hits += (got * solved[s: s + step] / denom[s: s + step]).sum()
     return float(hits / len(rows))
+
+
+def _in_top(held: sp.csr_matrix, top: np.ndarray) -> np.ndarray:
+    """The rows of the entries of `held` whose column is in that row of `top` (sparse: no dense
+    mask of users × items is built)."""
+    n = held.shape[1]
+    keys = np.sort((np.arange(len(top))[:, None] * n + top).ravel())
+    h = held.tocoo()
+    want = h.row.astype(np.int64) * n + h.col
+    pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    return h.row[keys[pos] == want]
 
 
 def _in_model(m: sp.csr_matrix, col: np.ndarray, n: int) -> sp.csr_matrix:
