@@ -233,7 +233,10 @@ def refit_params(settings: Settings, options: RefitterOptions | None = None) -> 
                        regularization=settings.regularization, alpha=settings.alpha,
                        iterations=settings.iterations, k=settings.k,
                        holdout_fraction=options.holdout,
-                       max_recall_drop=options.max_recall_drop)
+                       max_recall_drop=options.max_recall_drop,
+                       backend=settings.refit_backend,  # type: ignore[arg-type]
+                       device=settings.refit_device,  # type: ignore[arg-type]
+                       spark_master=settings.spark_master)
 
 
 def assemble_refitter(settings: Settings, options: RefitterOptions | None = None) -> Refitter:

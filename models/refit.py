@@ -11,6 +11,7 @@ folded in against the item factors (the fold-in's exact solve), the training ite
 
 >>> import scipy.sparse as sp
 >>> from models.store import TrainingData
+from refold.core.errors import ModelError
 >>> m = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1]], dtype=np.float32))
 >>> data = TrainingData(["u0", "u1", "u2"], ["a", "b", "c"], m, m * 0, full=m)
 >>> c = train(data, RefitParams(factors=2, iterations=3, holdout_fraction=0.0))
@@ -37,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from models import als, defaults
 from models.snapshot import Snapshot
 from models.store import TrainingData
+from refold.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,12 @@ class RefitParams:
     """Hyper-parameters of a refit and of its gate (published in each snapshot's header)."""
 
     model: Literal["als", "bpr"] = "als"
+    backend: Literal["implicit", "spark"] = "implicit"
+    """Who trains ALS: implicit in this process, or Spark MLlib (`models.spark_als`)."""
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    """implicit's device: `auto` uses its CUDA fit when a GPU is present (`models.als`)."""
+    spark_master: str = "local[*]"
+    """Spark's master URL for the Spark backend (a cluster's in production)."""
     factors: int = defaults.FACTORS
     regularization: float = defaults.REGULARIZATION
     alpha: float = defaults.ALPHA
@@ -57,6 +65,13 @@ class RefitParams:
     max_recall_drop: float = 0.02
     """Refuse a candidate whose recall@K is below the live one's by more than this (absolute)."""
     eval_users: int = 1000
+
+    def __post_init__(self) -> None:
+        choices = {"backend": ("implicit", "spark"), "device": ("auto", "cpu", "gpu")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ModelError(f"unknown refit {name} {getattr(self, name)!r}: expected one of "
+                                 f"{', '.join(allowed)}")
 
     @property
     def dims(self) -> int:
@@ -92,6 +107,10 @@ def warm_rows(previous: Snapshot | None, item_ids: Sequence[str], dims: int,
 def train(data: TrainingData, params: RefitParams, warm: Snapshot | None = None,
           callback: IterationCallback | None = None) -> Candidate:
     """Fit on `data.matrix`, then re-solve the items of the held-out entries on `data.full`."""
+    if params.backend == "spark":
+        from models.spark_als import SparkOptions, train_spark
+
+        return train_spark(data, params, SparkOptions(master=params.spark_master))
     t0 = time.perf_counter()
     if params.model == "bpr":
         m = als.train_bpr(data.matrix, params.factors, params.learning_rate,
@@ -102,7 +121,8 @@ def train(data: TrainingData, params: RefitParams, warm: Snapshot | None = None,
             "users": data.matrix.shape[0], "nnz": data.full.nnz})
     init = warm_rows(warm, data.item_ids, params.dims, params.random_state)
     model = als.train_als(data.matrix, params.factors, params.regularization, params.alpha,
-                          params.iterations, params.random_state, init, callback=callback)
+                          params.iterations, params.random_state, init, callback=callback,
+                          device=params.device)
     Y = np.array(model.item_factors, dtype=np.float32)
     touched = np.unique((data.full - data.matrix).tocoo().col)
     if len(touched):  # the model's own solver (CG from the current vectors): cheap and close

@@ -81,6 +81,16 @@ class Settings:
     trending_half_life_seconds: float = defaults.TRENDING_HALF_LIFE_SECONDS
     max_future_seconds: float = 3600.0
     max_message_bytes: int = 65536
+    ann_min_items: int = defaults.ANN_MIN_ITEMS
+    """Catalog size from which workers rank approximate candidates re-scored exactly (0: never)."""
+
+    # -- the refitter's training backend
+    refit_backend: str = "implicit"
+    """`implicit` (in the refitter's process) or `spark` (Spark MLlib, the `spark` extra)."""
+    refit_device: str = "auto"
+    """implicit's device: `auto` (its CUDA fit when a GPU is present), `cpu` or `gpu`."""
+    spark_master: str = "local[*]"
+    """Spark's master URL for `refit_backend = spark` (local threads, or a cluster's URL)."""
 
     # -- processes
     metrics_host: str = "127.0.0.1"
