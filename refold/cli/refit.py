@@ -98,8 +98,9 @@ def refit(ctx: click.Context, once: bool, every_events: int, every_seconds: floa
 
 @bench.command("refit")
 @click.option("--path", type=click.Path(file_okay=False), default=str(ML100K),
-              show_default=True, help="A MovieLens directory (unless --synth-events).")
-@click.option("--synth-events", type=int, help="Use the synthetic world with N events instead.")
+              show_default=True, help="A MovieLens directory (unless --events).")
+@click.option("--events", "--synth-events", "synth_events", type=int,
+              help="Use the synthetic world with N events instead (e.g. 1000000).")
 @click.option("--factors", type=int, default=64, show_default=True)
 @click.option("--iterations", type=int, default=15, show_default=True)
 @click.option("--publish-items", type=int, default=200_000, show_default=True,
