@@ -29,6 +29,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -110,6 +111,8 @@ class Refitter:
         self.last_refit: dict[str, float] = {}
         self._requested: list[str] = []
         self._lock = threading.Lock()
+        self._side = ThreadPoolExecutor(1, thread_name_prefix="refit-live-score")
+        """Scores the live model on a refit's holdout while the candidate trains."""
         self._stopping = threading.Event()
         self._consumer: Consumer | None = None
         self._requests: RefitRequestReader | None = None
@@ -278,6 +281,8 @@ class Refitter:
         version = self.next_version
         log.info("refit v%d (%s): %d users x %d items, nnz %d, data to %s", version, reason,
                  *data.matrix.shape, data.full.nnz, self._where())
+        # The live model's holdout score needs no candidate: on the other core, while training.
+        live_score = self._side.submit(self.gate.live_recall_of, self.live, data)
         try:
             cand = train(data, self.params, self.live, self._iteration(version))
         except RefitAborted:
@@ -290,7 +295,7 @@ class Refitter:
             log.error("refit v%d failed: %s", version, exc)
             return None
         t_fit = time.perf_counter() - t0 - t_data
-        verdict = self.gate.check(cand, self.live, data)
+        verdict = self.gate.check(cand, self.live, data, live_score.result())
         t_gate = time.perf_counter() - t0 - t_data - t_fit
         scores = {"recall_at_k": (verdict.metrics.get("recall_at_k", float("nan")),
                                   verdict.metrics.get("live_recall_at_k"))}

@@ -228,8 +228,10 @@ class Gate:
         self.refused_recall = 0
         self.last_reason = ""
 
-    def check(self, cand: Candidate, live: Snapshot | None, data: TrainingData) -> Verdict:
-        """Pass or refuse `cand`; `metrics` carry recall@K of the candidate and the live model."""
+    def check(self, cand: Candidate, live: Snapshot | None, data: TrainingData,
+              live_recall: float | None = None) -> Verdict:
+        """Pass or refuse `cand`; `metrics` carry recall@K of the candidate and the live model
+        (`live_recall`, if given, is `live_recall_of(live, data)` computed beforehand)."""
         self.checked += 1
         expected = (len(cand.item_ids), self.params.dims)
         if cand.Y.ndim != 2 or cand.Y.shape != expected:
@@ -246,7 +248,8 @@ class Gate:
             metrics["recall_at_k"] = recall_at_k(cand.item_ids, cand.Y, data, self.params, rows)
             metrics["eval_users"] = float(len(rows))
             if live is not None and live.factors == self.params.dims:
-                live_recall = recall_at_k(live.item_ids, live.Y, data, self.params, rows)
+                if live_recall is None:
+                    live_recall = self.live_recall_of(live, data)
                 metrics["live_recall_at_k"] = live_recall
                 if metrics["recall_at_k"] < live_recall - self.params.max_recall_drop:
                     return self._refuse("recall", f"recall@{self.params.k} "
@@ -254,6 +257,13 @@ class Gate:
                                         f"{self.params.max_recall_drop}", metrics)
         self.passed += 1
         return Verdict(True, "passed", metrics)
+
+    def live_recall_of(self, live: Snapshot | None, data: TrainingData) -> float | None:
+        """The live model's recall@K on `data`'s holdout, as `check` scores it (None: no live
+        model of these dimensions). It needs no candidate: a refit computes it while training."""
+        if live is None or live.factors != self.params.dims:
+            return None
+        return recall_at_k(live.item_ids, live.Y, data, self.params, eval_rows(data, self.params))
 
     def _refuse(self, kind: str, reason: str, metrics: dict[str, Any] | None = None) -> Verdict:
         self.refused += 1
