@@ -152,8 +152,11 @@ def recall_at_k(item_ids: Sequence[str], Y: np.ndarray, data: TrainingData, para
     rows = eval_rows(data, params) if rows is None else rows
     if len(rows) == 0:
         return float("nan")
-    pos = {x: i for i, x in enumerate(item_ids)}
-    col = np.fromiter((pos.get(x, -1) for x in data.item_ids), np.int64, len(data.item_ids))
+    if item_ids is data.item_ids:  # a candidate trained on `data`: columns are its rows
+        col = np.arange(len(item_ids), dtype=np.int64)
+    else:
+        pos = {x: i for i, x in enumerate(item_ids)}
+        col = np.fromiter((pos.get(x, -1) for x in data.item_ids), np.int64, len(data.item_ids))
     Y = np.ascontiguousarray(Y, dtype=np.float32)
     if not Y.flags.writeable:  # a loaded snapshot's view; implicit's solver wants writable
         Y = Y.copy()
