@@ -120,7 +120,8 @@ def select(S: np.ndarray, cands: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     are sorted: a stable sort keeps ties in index order); rows with fewer shown candidates are
     padded with -1 and -inf."""
     order = np.argsort(-S, axis=1, kind="stable")[:, :k]
-    idx, val = np.take_along_axis(cands, order, 1), np.take_along_axis(S, order, 1)
+    rows = np.arange(len(S))[:, None]
+    idx, val = cands[rows, order], S[rows, order]
     idx = np.where(np.isfinite(val), idx, -1)
     val = np.where(idx >= 0, val, -np.inf)
     if idx.shape[1] < k:
