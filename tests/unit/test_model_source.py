@@ -25,6 +25,7 @@ DOCUMENTED: dict[str, object] = {
     "trending_half_life_seconds": 7 * 86400.0,  # "a week's trending half-life", ibid.
     "history_size": 50,  # "the user's bounded history ...: the last 50 events"
     "half_life_seconds": 3600.0,  # Configuration table (read by `decay = time` only)
+    "ann_min_items": 200_000,  # Configuration table
 }
 """The worker's fold-in defaults as the README states them."""
 
