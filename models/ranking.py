@@ -162,7 +162,7 @@ class Ranker:
                     Sn[r, np.isin(new[shown], ex)] = 0.0
                 f_max = np.maximum(f_max, Sn.max(axis=1, initial=0.0))
         idx, val = rescore(m.Y, X, cands, k, hidden, excluded, (new, V),
-                                  sessions if blend else None, cfg.session_weight, f_max)
+                           sessions if blend else None, cfg.session_weight, f_max)
         short = np.flatnonzero((idx < 0).any(axis=1))
         out = [self._recs(p, i, v, "collaborative") for p, i, v in zip(plans, idx, val,
                                                                           strict=True)]
