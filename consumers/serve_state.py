@@ -5,7 +5,7 @@ handed.
 A user's answer is their latest published list with, at read time:
 
 - items the catalog marks inactive left out (a list published before the item was deactivated
-  still holds it until the user's next event, or until a worker re-publishes it);
+  still holds it until the user's next event);
 - items the user dismissed after the list was made left out (`UserLists.dismiss`: the events
   topic is read for dismissals, which are held until a list that answers them arrives);
 - the caller's `exclude` and `category` applied;

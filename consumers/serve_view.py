@@ -91,7 +91,10 @@ class ServeView:
     def healthy(self) -> tuple[bool, str]:
         if self.error is not None:
             return False, self.error
-        if self._thread is not None and time.monotonic() - self.last_poll > 30:
+        # while reading to the end at start (a minute per million users) it is alive: /ready
+        # says it is not ready yet, and a liveness probe must not restart it for that
+        if self._thread is not None and self.caught_up and \
+                time.monotonic() - self.last_poll > 30:
             return False, f"no poll for {time.monotonic() - self.last_poll:.0f} s"
         return True, "following" if self._thread is not None else "not following"
 
