@@ -139,14 +139,23 @@ class MipsIndex:
         _, pos = self._graph.search(X, n, params=params)
         return np.where(pos >= 0, self.labels[np.maximum(pos, 0)], -1)
 
-    def candidates(self, X: np.ndarray, n: int,
+    def candidates(self, X: np.ndarray, n: int | np.ndarray,
                    extra: list[np.ndarray | None] | None = None) -> np.ndarray:
         """`search` plus the pending items and each row's `extra` (e.g. its session's items):
-        sorted, unique, -1 padded (`models.candidates.with_columns`)."""
-        found = self.search(X, n)
+        sorted, unique, -1 padded (`models.candidates.with_columns`). `n` may differ per row:
+        rows are searched in groups of similar `n` (one user with many excluded items should not
+        widen everyone's search)."""
+        X = np.ascontiguousarray(np.atleast_2d(X), dtype=np.float32)
+        need = np.broadcast_to(np.asarray(n, dtype=np.int64), (len(X),))
+        group = np.ceil(np.log2(np.maximum(need, 1) / need.min(initial=1)) * 2).astype(int)
+        parts = {g: np.flatnonzero(group == g) for g in np.unique(group).tolist()}
+        found = np.full((len(X), int(need.max(initial=1))), -1, dtype=np.int64)
+        for rows in parts.values():
+            got = self.search(X[rows], int(need[rows].max()))
+            found[rows, : got.shape[1]] = got
         pending = self.pending
-        rows = extra if extra is not None else [None] * len(found)
-        merged = [pending if e is None else np.concatenate([pending, e]) for e in rows]
+        extra = extra if extra is not None else [None] * len(found)
+        merged = [pending if e is None else np.concatenate([pending, e]) for e in extra]
         return with_columns(found, merged)
 
     def score_range(self, X: np.ndarray, vectors: np.ndarray, hidden: np.ndarray | None = None,

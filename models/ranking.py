@@ -143,7 +143,7 @@ class Ranker:
         assert index is not None and m is not None
         X = np.stack(vecs).astype(np.float32)  # type: ignore[arg-type]
         excluded = [p.history.excluded() for p in plans]
-        n = cfg.ann_candidates + min(max(map(len, excluded)), 3 * cfg.ann_candidates)
+        n = cfg.ann_candidates + np.minimum([len(e) for e in excluded], 3 * cfg.ann_candidates)
         sessions = [p.session for p in plans]
         extra = [new if s is None else np.concatenate([new, s[0]]) for s in sessions]
         cands = index.candidates(X, n, extra)
