@@ -6,6 +6,7 @@ Fixtures (settings with topics, launching refold processes, worker threads) are 
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +16,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from refold.core.config import Settings
 from refold.core.kafka import make_consumer
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing holds now (for a test's own broker or server:
+    fixed ports clash when two runs share the machine)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def create_topic(bootstrap: str, name: str, **config: str) -> None:

@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from refold.broker import BrokerError, LocalBroker, answers_metadata
 from refold.core.config import Settings, load_settings
-from tests.integration.helpers import create_topic, read_all
+from tests.integration.helpers import create_topic, free_port, read_all
 
 local_only = pytest.mark.skipif(
     bool(os.environ.get("REFOLD_BOOTSTRAP_SERVERS")),
@@ -33,10 +33,10 @@ def free_to_bind(port: int) -> bool:
 
 @pytest.fixture
 def private_settings(tmp_path: Path) -> Settings:
-    """A broker of its own (ports 19192/19193) that shares the jars of the default home."""
+    """A broker of its own (on free ports) that shares the jars of the default home."""
     libs = LocalBroker(load_settings()).ensure_libs()
     (tmp_path / libs.parent.name).symlink_to(libs.parent)
-    return Settings(home=str(tmp_path), broker_port=19192, controller_port=19193)
+    return Settings(home=str(tmp_path), broker_port=free_port(), controller_port=free_port())
 
 
 def test_broker_answers_metadata(bootstrap: str) -> None:
@@ -91,7 +91,7 @@ def test_stop_frees_the_port_and_start_works_again(private_settings: Settings) -
 
         stopped = broker.stop()
         assert not stopped.running and stopped.pid is None
-        assert free_to_bind(19192)
+        assert free_to_bind(private_settings.broker_port)
         assert broker.status().pid is None
 
         again = broker.start()
@@ -100,7 +100,7 @@ def test_stop_frees_the_port_and_start_works_again(private_settings: Settings) -
         assert "kept" in topics.topics  # the storage was formatted once and kept
     finally:
         broker.stop()
-    assert free_to_bind(19192)
+    assert free_to_bind(private_settings.broker_port)
 
 
 @local_only
@@ -109,6 +109,7 @@ def test_start_refuses_a_port_held_by_something_else(tmp_path: Path) -> None:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        broker = LocalBroker(Settings(home=str(tmp_path), broker_port=port, controller_port=19195))
+        broker = LocalBroker(Settings(home=str(tmp_path), broker_port=port,
+                                      controller_port=free_port()))
         with pytest.raises(BrokerError, match="not this broker"):
             broker.start()

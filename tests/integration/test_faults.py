@@ -37,7 +37,7 @@ from refold.core.kafka import make_admin
 from refold.core.schemas import Event, Item
 from refold.core.topics import create_topics
 
-from .helpers import committed, wait_for
+from .helpers import committed, free_port, wait_for
 from .processes import RefoldProcess
 from .workers import WorkerThread
 
@@ -343,8 +343,8 @@ def test_a_broker_restart_stalls_processing_which_then_resumes(tmp_path, world, 
 
     libs = LocalBroker(load_settings()).ensure_libs()
     (tmp_path / libs.parent.name).symlink_to(libs.parent)
-    broker = LocalBroker(Settings(home=str(tmp_path), broker_port=19292, controller_port=19293,
-                                  broker_heap="512m"))
+    broker = LocalBroker(Settings(home=str(tmp_path), broker_port=free_port(),
+                                  controller_port=free_port(), broker_heap="512m"))
     try:
         broker.start()
         s = make_topics(broker.bootstrap, "bounce.", world)
