@@ -52,7 +52,7 @@ class AnnConfig:
     ALS-like items, M = 32 reached recall 0.96 at a beam of 128 in 0.24 ms a user where M = 16
     needed 384 and 0.43 ms (the build took 1.9x as long)."""
     ef_construction: int = 100
-    ef_search: int = 160
+    ef_search: int = 128
     """Search beam: at least `candidates`; more is better recall and a slower search."""
     build_threads: int = 1
     drain_items: int = 256
