@@ -113,3 +113,20 @@ def test_long_running_pods_probe_health_and_readiness_on_the_metrics_port(name: 
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
         assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
         assert [p["name"] for p in container["ports"]] == ["metrics"]
+
+
+def test_the_config_map_and_the_environment_are_valid_settings(tmp_path):
+    from refold.typed_config import load_settings, unknown_variables
+
+    config = next(d for _, d in BUILTIN if d["kind"] == "ConfigMap")
+    path = tmp_path / "refold.toml"
+    path.write_text(config["data"]["refold.toml"])
+    for name, doc in PODS:
+        for container in containers(doc):
+            env = {e["name"]: e.get("value", "pod-0") for e in container.get("env", [])}
+            assert env.pop("REFOLD_CONFIG") == "/etc/refold/refold.toml", name
+            assert unknown_variables(env) == [], name
+            settings = load_settings(path, env=env)
+            assert settings.kafka_client["security.protocol"] == "SASL_SSL"
+            assert settings.kafka_client["sasl.username"].startswith("refold-")  # its own user
+            assert settings.kafka_client["sasl.password"].file == "/etc/refold/kafka/password"
