@@ -38,7 +38,9 @@ def test_config_is_valid_and_keeps_the_compose_targets(promtool):
     assert "1 rule files found" in result.stdout
     job = yaml.safe_load(CONFIG.read_text())["scrape_configs"][0]
     targets = {t: sc["labels"]["role"] for sc in job["static_configs"] for t in sc["targets"]}
-    assert targets == {"consumer:9400": "consumer", "refitter:9400": "refitter"}
+    assert targets == {"refitter:9401": "refitter"}
+    assert job["dns_sd_configs"] == [{"names": ["consumer"], "type": "A", "port": 9400,
+                                      "refresh_interval": "10s"}]  # every scaled replica
     assert job["file_sd_configs"][0]["files"]
 
 

@@ -72,8 +72,21 @@ def test_dockerfile_copies_every_package():
 
 def test_prometheus_scrapes_the_refold_services():
     prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"]
-               for t in sc["targets"]}
+    job = prom["scrape_configs"][0]
+    static = {t for sc in job["static_configs"] for t in sc["targets"]}
+    by_dns = {f"{name}:{sd['port']}" for sd in job["dns_sd_configs"] for name in sd["names"]}
     for name, svc in REFOLD.items():
-        if "ports" in svc:
-            assert f"{name}:{svc['environment']['REFOLD_METRICS_PORT']}" in targets
+        if name != "topics":
+            assert f"{name}:{svc['environment']['REFOLD_METRICS_PORT']}" in static | by_dns
+
+
+def test_workers_scale():
+    """`docker compose up --scale consumer=N`: no fixed host port, container name or instance
+    id, and Prometheus finds every replica through Docker's DNS."""
+    svc = SERVICES["consumer"]
+    assert "ports" not in svc and "container_name" not in svc
+    assert "REFOLD_INSTANCE_ID" not in svc["environment"]  # the default: the host name
+    prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert {"names": ["consumer"], "type": "A", "port": 9400, "refresh_interval": "10s"} in (
+        prom["scrape_configs"][0]["dns_sd_configs"])
+    assert "/ready" in " ".join(svc["healthcheck"]["test"])
