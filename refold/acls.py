@@ -85,8 +85,10 @@ def role_acls(settings: Settings, role: str, bridge_group: str | None = None) ->
             _tail_groups(settings),
         ]
     if role == "bridge":
-        group = bridge_group or "refold-bridge"
+        group = bridge_group or getattr(settings, "bridge_group", "refold-bridge")
+        source = getattr(settings, "bridge_source_topic", None)
         return [
+            *([Acl("Topic", source, "READ")] if source else []),
             Acl("Topic", t("events"), "WRITE"),
             Acl("Topic", t("dead_letter"), "WRITE"),
             Acl("Group", group, "READ"),
