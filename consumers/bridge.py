@@ -11,7 +11,7 @@ the events, the dead letters and the source offsets commit in one transaction.
 An event without an id in the source gets `<topic>-<partition>-<offset>`: a record read again
 (after an abort, a crash, a rebalance) maps to the same event, which the workers apply once.
 
->>> from refold.core.typed_config import Settings
+>>> from refold.core.config import Settings
 >>> transactional_id(Settings(topic_prefix="shop.", instance_id="bridge-1"))
 'shop.refold-bridge-bridge-1'
 """
@@ -30,9 +30,9 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from consumers.batch import Output, WithoutHooks
 from consumers.deadletter import DeadLetters, Limits, Rejected
 from consumers.loop import TransactionalLoop
+from refold.core.config import Settings
 from refold.core.mapping import EventMapping, MappingError, Skipped
 from refold.core.schemas import encode
-from refold.core.typed_config import Settings
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Decoder()

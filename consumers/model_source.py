@@ -64,9 +64,11 @@ def save_npz(path: str | Path, factors: ItemFactors) -> None:
 
 
 def foldin_config(settings: Settings, **changes: object) -> FoldInConfig:
-    """The fold-in settings named in `Settings` (k, alpha, decay, ...); the rest as defaulted."""
+    """The fold-in settings named in `Settings` (k, alpha, decay, the event weights, the
+    cold-start ramp, the blend weights ...); the rest as defaulted."""
     values = {f: getattr(settings, f) for f in FoldInConfig.__dataclass_fields__
-              if hasattr(settings, f)}
+              if f in Settings.model_fields}
+    values["weights"] = settings.event_weights.to_model()
     return FoldInConfig.from_mapping({**values, **changes})
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
 import pytest
 
 INTEGRATION = Path(__file__).parent / "integration"
+
+# Processes the tests start serve their metrics on a free port, not their role's fixed one
+# (several test runs share this machine).
+os.environ.setdefault("REFOLD_METRICS_PORT", "0")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,7 +11,6 @@ counts) as one JSON line; SIGTERM lets it commit its batch and leave, as `refold
 from __future__ import annotations
 
 import cProfile
-import dataclasses
 import json
 import logging
 import signal
@@ -121,7 +120,7 @@ class ConsumerProcess:
                  fold_in: dict[str, Any] | None = None, max_messages: int | None = None,
                  idle_exit: float, profile: Path | None = None) -> None:
         self.kind = kind
-        spec = {"kind": kind, "settings": dataclasses.asdict(settings), "model": str(model),
+        spec = {"kind": kind, "settings": settings.model_dump(mode="json"), "model": str(model),
                 "fold_in": fold_in or {},
                 "max_messages": max_messages, "idle_exit": idle_exit,
                 "profile": None if profile is None else str(profile)}

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from refold import __version__
-from refold.core.config import ConfigError, Settings, load_settings
+from refold.core.config import Settings, load_settings
 from refold.core.errors import AppError, RefoldError, exit_code
 
 
@@ -39,13 +39,12 @@ class RefoldGroup(click.Group):
 
 
 def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
-    """Settings for a command: defaults < file < REFOLD_* env < global flags < its own flags."""
+    """Settings for a command: defaults < file < REFOLD_* env < global flags < its own flags.
+
+    A bad value is a `ConfigError`: one line naming the setting, exit status 2."""
     root = ctx.find_root().obj or {}
     merged = {**root.get("overrides", {}), **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return load_settings(root.get("config"), merged)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+    return load_settings(root.get("config"), merged)
 
 
 def setup_logging(level: str) -> None:
@@ -54,6 +53,53 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger().setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def setting_help(name: str, text: str) -> str:
+    """Help for a flag that sets a setting: the text, the setting's real default and variable.
+
+    >>> setting_help("k", "Items per list.")
+    'Items per list. [20] (env REFOLD_K)'
+    """
+    from refold.core.config import describe
+
+    default = next(row[3] for row in describe() if row[0] == name)
+    shown = {"metrics_port": "the role's port", "instance_id": "the host name"}.get(
+        name, default.strip("'"))
+    return f"{text} [{shown}] (env REFOLD_{name.upper()})"
+
+
+GLOBAL_FLAGS = {"config": "--config", "bootstrap_servers": "--bootstrap-servers",
+                "topic_prefix": "--topic-prefix", "log_level": "--log-level"}
+
+
+def _late_global_flag(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """A global flag given after the subcommand (`refold consume --bootstrap-servers B`)."""
+    if value is None:
+        return
+    root = ctx.find_root()
+    root.obj = root.obj or {"config": None, "overrides": {}}
+    if param.name == "config":
+        root.obj["config"] = value
+    else:
+        root.obj["overrides"][param.name] = value
+        if param.name == "log_level":
+            setup_logging(value)
+
+
+def accept_global_flags(group: click.Group) -> None:
+    """Let every command of `group` (and of its subgroups) take the global flags too."""
+    template = {p.name: p for p in cli.params if p.name in GLOBAL_FLAGS}
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            accept_global_flags(command)
+        taken = {o for p in command.params for o in getattr(p, "opts", [])}
+        for name, flag in GLOBAL_FLAGS.items():
+            if flag not in taken:
+                command.params.append(click.Option(
+                    [flag, name], expose_value=False, is_eager=True,
+                    callback=_late_global_flag, help=f"{template[name].help} (global flag)"))
 
 
 @click.group(cls=RefoldGroup,
@@ -84,4 +130,5 @@ def cli(ctx: click.Context, config: str | None, bootstrap_servers: str | None,
 def main() -> None:
     from refold.cli import commands  # noqa: F401  (registers the subcommands)
 
+    accept_global_flags(cli)
     cli(prog_name="refold")

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import click
 
-from models import defaults
-from refold.cli import cli, settings_from
+from refold.cli import cli, setting_help, settings_from
 
 
 @cli.command("consume")
-@click.option("--instance-id", help="This worker's slot in the group; two live workers must "
-              "differ (it names the transactional producer). [0] (env REFOLD_INSTANCE_ID)")
+@click.option("--instance-id", help=setting_help(
+    "instance_id", "This worker's id in the group; two live workers must differ (it names the "
+    "transactional producer)."))
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
               help="Item factors to serve: a snapshot file or an .npz (item_factors, item_ids, "
                    "version).")
 @click.option("--fit-from", metavar="DATASET:PATH",
               help="Fit implicit ALS at start instead, e.g. ml-100k:../shared/datasets/ml-100k.")
-@click.option("--batch-size", type=int, help="Events per micro-batch and transaction [500].")
-@click.option("--k", type=int, help=f"Items per recommendation list [{defaults.K}] (env REFOLD_K).")
+@click.option("--batch-size", type=int,
+              help=setting_help("batch_size", "Events per micro-batch and transaction."))
+@click.option("--k", type=int, help=setting_help("k", "Items per recommendation list."))
 @click.option("--max-events", type=int, help="Stop after N events (committed).")
 @click.option("--idle-exit", type=float, metavar="SECONDS",
               help="Stop after SECONDS without input (tests, benchmarks).")
@@ -25,8 +26,9 @@ from refold.cli import cli, settings_from
               default="exactly-once", show_default=True,
               help="at-least-once: no transactions (outputs flushed, then offsets committed); "
                    "only to measure what exactly-once costs.")
-@click.option("--metrics-port", type=int, help="Serve /metrics on this port; 0: a free one [0] "
-              "(env REFOLD_METRICS_PORT).")
+@click.option("--metrics-port", type=int, help=(
+    "Serve /metrics, /healthz and /ready on this port; 0: a free one [9400] (env "
+    "REFOLD_METRICS_PORT)."))
 @click.option("--follow-snapshots/--no-follow-snapshots", default=True, show_default=True,
               help="Serve the latest snapshot of the snapshots topic if newer than --model or "
                    "--fit-from (a greater version), then each new one, swapped between batches.")

@@ -95,18 +95,32 @@ def topics_list(ctx: click.Context) -> None:
 
 
 @cli.command("config")
-@click.option("--json", "as_json", is_flag=True, help="Print the effective settings as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the effective settings and every kind of Kafka client's properties "
+                   "as JSON (secrets as \"***\").")
 @click.pass_context
 def config_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Print every setting: its effective value, environment variable and default."""
-    import dataclasses
+    """Print every setting (effective value, environment variable, default) and the librdkafka
+    properties each kind of Kafka client gets; secrets are shown as "***".
 
-    settings = dataclasses.asdict(settings_from(ctx))
+    Every value is checked first (librdkafka checks the client properties, and reads the files
+    they name): a bad one exits with status 2 and one line naming it.
+    """
+    from refold.core.kafka import check_clients, effective_properties
+
+    settings = settings_from(ctx)
+    check_clients(settings)
+    shown, clients = settings.redacted(), effective_properties(settings)
     if as_json:
-        click.echo(json.dumps(settings, indent=2))
+        click.echo(json.dumps({"settings": shown, "kafka_clients": clients}, indent=2,
+                              default=str))
         return
-    for name, env, _type, default in describe():
-        click.echo(f"{name:28} {settings[name]!r:32} {env:34} default {default}")
+    for name, env, _type, default, _doc in describe():
+        click.echo(f"{name:28} {shown[name]!r:32} {env:34} default {default}")
+    for kind, props in clients.items():
+        click.echo(f"\n[{kind} clients]")
+        for prop, value in props.items():
+            click.echo(f"  {prop:40} {value}")
 
 
 @cli.command("schemas")

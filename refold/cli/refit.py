@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from models import defaults
-from refold.cli import cli, settings_from
+from refold.cli import cli, setting_help, settings_from
 from refold.cli.bench import bench, emit
 
 ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ml-100k"
@@ -31,14 +30,12 @@ ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "m
 @click.option("--max-nnz", type=int, default=20_000_000, show_default=True,
               help="Bounds of the store; the oldest are evicted beyond them.")
 @click.option("--model", type=click.Choice(["als", "bpr"]), default="als", show_default=True)
-@click.option("--factors", type=int,
-              help=f"Latent factors [{defaults.FACTORS}] (env REFOLD_FACTORS).")
-@click.option("--iterations", type=int,
-              help=f"Training iterations [{defaults.ITERATIONS}] (env REFOLD_ITERATIONS).")
-@click.option("--regularization", type=float, help=f"λ of the ALS solve, also the fold-in's "
-              f"[{defaults.REGULARIZATION}] (env REFOLD_REGULARIZATION).")
-@click.option("--alpha", type=float, help=f"Confidence per unit of event weight, also the "
-              f"fold-in's [{defaults.ALPHA}] (env REFOLD_ALPHA).")
+@click.option("--factors", type=int, help=setting_help("factors", "Latent factors."))
+@click.option("--iterations", type=int, help=setting_help("iterations", "Training iterations."))
+@click.option("--regularization", type=float,
+              help=setting_help("regularization", "ALS lambda, in training and in the fold-in."))
+@click.option("--alpha", type=float,
+              help=setting_help("alpha", "Confidence per unit of event weight."))
 @click.option("--holdout", type=float, default=0.02, show_default=True,
               help="Share of the most recent interactions held out for the gate's recall@K.")
 @click.option("--max-recall-drop", type=float, default=0.02, show_default=True,
@@ -46,8 +43,9 @@ ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "m
 @click.option("--keep-versions", type=int, default=3, show_default=True,
               help="Versions kept on the snapshots topic (older records are deleted).")
 @click.option("--chunk-bytes", type=int, default=900_000, show_default=True)
-@click.option("--metrics-port", type=int, help="Serve /metrics on this port; 0: a free one [0] "
-              "(env REFOLD_METRICS_PORT).")
+@click.option("--metrics-port", type=int, help=(
+    "Serve /metrics, /healthz and /ready on this port; 0: a free one [9401] (env "
+    "REFOLD_METRICS_PORT)."))
 @click.option("--flush-every", type=int, default=64, show_default=True,
               help="Chunks between delivery waits (and progress log lines).")
 @click.option("--publish-pause", type=float, default=0.0, show_default=True,

@@ -1,104 +1,235 @@
-"""Settings: documented defaults, overridden by a TOML file, then `REFOLD_*` variables, then flags.
+"""Settings: typed and validated, from defaults < a TOML file < `REFOLD_*` variables < flags.
 
-Every field of `Settings` can be set in three ways, later ones winning:
+Every field of `Settings` has a type, bounds where they matter, a default and a description;
+a bad value anywhere is a `ConfigError` whose one line names the setting, where it came from and
+what is allowed. Sources, later ones winning:
 
-1. a TOML config file (`--config PATH` or `REFOLD_CONFIG`), keys named like the fields, either at
-   top level or grouped in tables (`[kafka]`, `[model]`, ...) whose names are only for the reader;
-2. an environment variable `REFOLD_<FIELD>` in upper case (`REFOLD_BOOTSTRAP_SERVERS`);
-3. a command-line flag (`--bootstrap-servers`).
+1. a TOML file (`--config PATH` or `REFOLD_CONFIG`): keys named like the fields, at top level or
+   in tables. A table's name is only for the reader (`[kafka] bootstrap_servers = ...`) unless
+   it names a field itself (`[kafka.client]` is the field `kafka_client`, `[event_weights]` the
+   field `event_weights`) or prefixes its keys (`[bridge] source_topic` is `bridge_source_topic`);
+2. environment variables `REFOLD_<FIELD>` (`REFOLD_BOOTSTRAP_SERVERS`); a nested field also as
+   `REFOLD_EVENT_WEIGHTS__VIEW`; lists and maps also as `a,b` and `k=v,k=v`; librdkafka
+   properties as `REFOLD_KAFKA_<TABLE>_<PROPERTY>` (`REFOLD_KAFKA_CLIENT_SASL_USERNAME` is
+   `sasl.username` of `[kafka.client]`), and `..._FILE=/path` to read a secret from a file.
+   Unknown `REFOLD_*` variables are warned about;
+3. flags (`--bootstrap-servers`), passed as `overrides`.
 
 >>> s = load_settings(env={"REFOLD_TOPIC_PREFIX": "shop1.", "REFOLD_EVENTS_PARTITIONS": "3"})
 >>> s.topic("events"), s.events_partitions
 ('shop1.events', 3)
+>>> load_settings(env={"REFOLD_DECAY": "fast"})
+Traceback (most recent call last):
+...
+refold.core.errors.ConfigError: setting decay (REFOLD_DECAY): 'fast' is not one of 'events', \
+'time', 'none'
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import os
+import re
+import socket
 import tomllib
-import types
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import NoDecode, SettingsError
 
 from models import defaults
+from models.foldin_config import FoldInConfig
+from refold.core import config_sources as sources
+from refold.core.config_sources import CLIENT_TABLES, ENV_PREFIX, is_secret
+from refold.core.config_types import (
+    ClientProperties,
+    EventType,
+    EventWeightSettings,
+    GroupId,
+    Port,
+    SecretRef,
+    TopicName,
+    check_properties,
+    split_list,
+    split_map,
+)
 from refold.core.errors import ConfigError
 
-__all__ = ["ConfigError", "Settings", "describe", "environment", "load_settings",
-           "read_config_file"]
+__all__ = ["CLIENT_TABLES", "ENV_PREFIX", "REDACTED", "ConfigError", "SecretRef", "Settings",
+           "describe", "environment", "is_secret", "load_settings", "read_config_file",
+           "unknown_variables"]
 
-ENV_PREFIX = "REFOLD_"
+REDACTED = "***"
+
+log = logging.getLogger(__name__)
+_FOLDIN = FoldInConfig()
 
 
 def _default_home() -> str:
-    """Where refold keeps the local broker, its jars and caches: outside the repository."""
+    """Where refold keeps the local broker, its jars, caches and state: outside the repository."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return str(Path(base) / "refold")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """All of refold's configuration, with its defaults (see the README's configuration table)."""
+def _default_instance_id() -> str:
+    """The host name: unique per replica (a StatefulSet pod's name, a container's id)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:200]
+    return name or "0"
+
+
+# -- the settings -------------------------------------------------------------------------------
+
+class Settings(BaseModel):
+    """All of refold's configuration, with its defaults (the README's configuration table)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     # -- Kafka connection and topics
-    bootstrap_servers: str | None = None
-    """An existing cluster. Unset: the local single-node broker (`refold broker start`) is used."""
-    topic_prefix: str = "refold."
-    events_topic: str = "events"
-    recommendations_topic: str = "recommendations"
-    snapshots_topic: str = "snapshots"
-    items_topic: str = "items"
-    dead_letter_topic: str = "dead-letter"
-    changelog_topic: str = "state-changelog"
-    control_topic: str = "control"
-    similar_items_topic: str = "similar-items"
-    users_topic: str = "users"
-    events_partitions: int = 6
-    replication_factor: int = 1
-    consumer_group: str = "refold-foldin"
-    refit_group: str = "refold-refit"
+    bootstrap_servers: str | None = Field(
+        None, description="An existing cluster (host:port,...); unset: the local broker")
+    topic_prefix: str = Field("refold.", max_length=100, pattern=r"^[A-Za-z0-9._-]*$",
+                              description="prefix of every topic name")
+    events_topic: TopicName = "events"
+    recommendations_topic: TopicName = "recommendations"
+    snapshots_topic: TopicName = "snapshots"
+    items_topic: TopicName = "items"
+    dead_letter_topic: TopicName = "dead-letter"
+    changelog_topic: TopicName = "state-changelog"
+    control_topic: TopicName = "control"
+    similar_items_topic: TopicName = "similar-items"
+    users_topic: TopicName = "users"
+    events_partitions: int = Field(6, ge=1, le=100_000, description=(
+        "partitions of events, recommendations and the state changelog"))
+    replication_factor: int = Field(1, ge=1, le=32767,
+                                    description="replication factor of the topics refold makes")
+    consumer_group: GroupId = Field("refold-foldin", description="the fold-in workers' group")
+    refit_group: GroupId = Field("refold-refit", description="the refitter's group")
+    kafka_client: ClientProperties = Field(default_factory=dict, description=(
+        "librdkafka properties of every client ([kafka.client])"))
+    kafka_consumer: ClientProperties = Field(default_factory=dict, description=(
+        "librdkafka properties of consumers, over kafka_client ([kafka.consumer])"))
+    kafka_producer: ClientProperties = Field(default_factory=dict, description=(
+        "librdkafka properties of producers, over kafka_client ([kafka.producer])"))
+    kafka_admin: ClientProperties = Field(default_factory=dict, description=(
+        "librdkafka properties of admin clients, over kafka_client ([kafka.admin])"))
 
     # -- the local broker (used only when bootstrap_servers is unset)
-    home: str = field(default_factory=_default_home)
-    broker_host: str = "127.0.0.1"
-    broker_port: int = 9092
-    controller_port: int = 9093
-    broker_heap: str = "768m"
+    home: str = Field(default_factory=_default_home, description=(
+        "local broker's jars, data and logs; processes' local state"))
+    broker_host: str = Field("127.0.0.1", min_length=1, description="local broker's address")
+    broker_port: Port = Field(9092, description="local broker's port")
+    controller_port: Port = Field(9093, description="local broker's controller port")
+    broker_heap: str = Field("768m", pattern=r"^\d+[kKmMgG]?$",
+                             description="local broker's JVM heap (-Xmx)")
 
-    # -- recommendations and the model: defaults from `models.defaults`, the one source
-    k: int = defaults.K
-    factors: int = defaults.FACTORS
-    regularization: float = defaults.REGULARIZATION
-    alpha: float = defaults.ALPHA
-    iterations: int = defaults.ITERATIONS
-    half_life_events: float = defaults.HALF_LIFE_EVENTS
-    half_life_seconds: float = defaults.HALF_LIFE_SECONDS
-    decay: str = defaults.DECAY
-    history_size: int = defaults.HISTORY_SIZE
-    trending_half_life_seconds: float = defaults.TRENDING_HALF_LIFE_SECONDS
-    max_future_seconds: float = 3600.0
-    max_message_bytes: int = 65536
-    ann_min_items: int = defaults.ANN_MIN_ITEMS
-    """Catalog size from which workers rank approximate candidates re-scored exactly (0: never)."""
+    # -- recommendations and the model: defaults from `models.defaults` (the one source) and,
+    # for what only the fold-in reads, from `models.foldin_config.FoldInConfig`
+    k: int = Field(defaults.K, ge=1, le=10_000, description="recommendations per list")
+    factors: int = Field(defaults.FACTORS, ge=1, le=4096,
+                         description="latent factors of the refitted model")
+    regularization: float = Field(defaults.REGULARIZATION, ge=0,
+                                  description="ALS lambda (refit and fold-in)")
+    alpha: float = Field(defaults.ALPHA, gt=0, description="ALS confidence scale")
+    iterations: int = Field(defaults.ITERATIONS, ge=1, le=1000,
+                            description="ALS iterations per refit")
+    decay: Literal["events", "time", "none"] = Field(defaults.DECAY, description=(
+        "recency decay of a user's history"))
+    half_life_events: float = Field(defaults.HALF_LIFE_EVENTS, gt=0, description=(
+        "recency half-life in the user's own events (decay = events)"))
+    half_life_seconds: float = Field(defaults.HALF_LIFE_SECONDS, gt=0, description=(
+        "recency half-life in seconds (decay = time)"))
+    history_size: int = Field(defaults.HISTORY_SIZE, ge=1, le=100_000,
+                              description="events kept per user")
+    trending_half_life_seconds: float = Field(defaults.TRENDING_HALF_LIFE_SECONDS, gt=0,
+                                              description="half-life of the trending counts")
+    event_weights: Annotated[EventWeightSettings, NoDecode] = Field(
+        default_factory=EventWeightSettings,
+        description="weight per event type ([event_weights] view = 0.1 ...)")
+    exclude_types: Annotated[frozenset[EventType], NoDecode] = Field(
+        _FOLDIN.exclude_types, description="types whose item is never recommended again")
+    shrink: float = Field(_FOLDIN.shrink, ge=0, description=(
+        "cold-start ramp: collaborative weight n / (n + shrink) after n events"))
+    min_events: int = Field(_FOLDIN.min_events, ge=0, description=(
+        "cold-start ramp: events before collaborative filtering starts"))
+    full_events: int | None = Field(_FOLDIN.full_events, ge=1, description=(
+        "cold-start ramp: events from which lists are purely collaborative"))
+    session_weight: float = Field(defaults.SESSION_WEIGHT, ge=0, description=(
+        "weight of the session co-visitation blend; 0 turns it off"))
+    content_weight: float = Field(_FOLDIN.content_weight, ge=0, le=1, description=(
+        "weight of catalog content in a new item's vector"))
+    max_future_seconds: float = Field(3600.0, ge=0, description=(
+        "events further in the future are dead-lettered"))
+    max_message_bytes: int = Field(65536, ge=1, le=64 << 20,
+                                   description="larger events are dead-lettered")
+    ann_min_items: int = Field(defaults.ANN_MIN_ITEMS, ge=0, description=(
+        "catalog size from which workers rank approximate candidates re-scored exactly "
+        "(0: never)"))
 
     # -- the refitter's training backend
-    refit_backend: str = "implicit"
-    """`implicit` (in the refitter's process) or `spark` (Spark MLlib, the `spark` extra)."""
-    refit_device: str = "auto"
-    """implicit's device: `auto` (its CUDA fit when a GPU is present), `cpu` or `gpu`."""
-    spark_master: str = "local[*]"
-    """Spark's master URL for `refit_backend = spark` (local threads, or a cluster's URL)."""
+    refit_backend: Literal["implicit", "spark"] = Field("implicit", description=(
+        "implicit (in the refitter's process) or spark (Spark MLlib, the spark extra)"))
+    refit_device: Literal["auto", "cpu", "gpu"] = Field("auto", description=(
+        "implicit's device: auto (its CUDA fit when a GPU is present), cpu or gpu"))
+    spark_master: str = Field("local[*]", min_length=1, description=(
+        "Spark's master URL for refit_backend = spark (local threads, or a cluster's URL)"))
 
     # -- processes
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = 0
-    batch_size: int = 500
-    instance_id: str = "0"
-    log_level: str = "INFO"
+    metrics_host: str = Field("127.0.0.1", description="where /metrics, /healthz, /ready listen")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description=(
+        "metrics port; unset: the role's (worker 9400, refitter 9401, bridge 9402); 0: a free one"))
+    batch_size: int = Field(500, ge=1, le=1_000_000,
+                            description="events per micro-batch and transaction")
+    instance_id: str = Field(default_factory=_default_instance_id, min_length=1, max_length=200,
+                             pattern=r"^[A-Za-z0-9._-]+$", description=(
+                                 "this replica's id (default: the host name); names its "
+                                 "transactional producer, so live instances must differ"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="logging level")
 
+    # -- the bridge (refold bridge): a shop's own event topic to refold events
+    bridge_source_topic: str | None = Field(None, description="the topic the bridge reads")
+    bridge_group: GroupId = Field("refold-bridge", description="the bridge's consumer group")
+    bridge_fields: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "field mapping, refold=source (user_id=uid)"))
+    bridge_types: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "event-type mapping, source=refold (pv=view)"))
+    bridge_skip_types: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "source types dropped on purpose"))
+    bridge_time_unit: Literal["s", "ms", "us", "iso", "auto"] = Field(
+        "auto", description="unit of the source's timestamps")
+    bridge_default_type: EventType | None = Field(None, description=(
+        "event type of records without one"))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("bootstrap_servers", "bridge_source_topic", "full_events", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("exclude_types", "bridge_fields", "bridge_types", "bridge_skip_types",
+                     mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_list(value)
+
+    @field_validator("kafka_client", "kafka_consumer", "kafka_producer", "kafka_admin",
+                     mode="before")
+    @classmethod
+    def _properties(cls, value: Any) -> Any:
+        return check_properties(value)
+
+    @field_validator("event_weights", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> Any:
+        return split_map(value)
+
+    # -- derived values
     def topic(self, name: str) -> str:
         """The full topic name for a logical name (`events`, `recommendations`, ...)."""
         return self.topic_prefix + getattr(self, f"{name.replace('-', '_')}_topic", name)
@@ -113,107 +244,137 @@ class Settings:
         return not self.bootstrap_servers
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+        """A validated copy with `changes`."""
+        try:
+            return Settings.model_validate({**self.model_dump(), **changes})
+        except ValidationError as exc:
+            raise ConfigError(sources.first_error(exc, {})) from None
+
+    def client_properties(self, kind: str) -> dict[str, Any]:
+        """The librdkafka properties of a `consumer`, `producer` or `admin` client: the shared
+        table, then the kind's own, with secrets read from their files or variables."""
+        if kind not in CLIENT_TABLES[1:]:
+            raise ValueError(f"client kind {kind!r}: one of {', '.join(CLIENT_TABLES[1:])}")
+        merged = {**self.kafka_client, **getattr(self, f"kafka_{kind}")}
+        return {k: v.resolve(k) if isinstance(v, SecretRef) else v for k, v in merged.items()}
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting as plain data, secrets of the client tables as "***"."""
+        data = self.model_dump(mode="json")
+        for table in CLIENT_TABLES:
+            props = data[f"kafka_{table}"]
+            for name, value in props.items():
+                if is_secret(name) and not isinstance(value, dict):
+                    props[name] = REDACTED
+        return data
 
 
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(Settings)
-    return {f.name: hints[f.name] for f in fields(Settings)}
+# -- loading ----------------------------------------------------------------------------------
 
-
-def _coerce(name: str, raw: Any, hint: Any) -> Any:
-    """Convert a file or environment value to the field's type, naming the field on failure."""
-    if isinstance(hint, types.UnionType):  # `str | None`
-        if raw is None or (isinstance(raw, str) and raw == ""):
-            return None
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    try:
-        if hint is bool and isinstance(raw, str):
-            if raw.lower() not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
-                raise ValueError(raw)
-            return raw.lower() in {"1", "true", "yes", "on"}
-        if hint is float and isinstance(raw, str) and raw.lower() in {"inf", "infinity"}:
-            return float("inf")
-        return hint(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name!r}: cannot read {raw!r} as {hint.__name__}") from exc
-
-
-def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
-    """Lift keys out of TOML tables: `[kafka] bootstrap_servers = 1` is `bootstrap_servers = 1`."""
-    flat: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value))
-        else:
-            flat[key.replace("-", "_")] = value
-    return flat
+_TABLES = frozenset({"kafka_client", "kafka_consumer", "kafka_producer", "kafka_admin",
+                     "event_weights"})
+"""Fields whose value is a table: a TOML table of that name is the value itself."""
+_warned: set[str] = set()
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file into flat `{field: value}`; unknown keys are an error."""
+    """Read a TOML config file into `{field: value}`; unknown keys are an error."""
     try:
         with open(path, "rb") as fh:
-            data = _flatten(tomllib.load(fh))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {path}") from exc
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: {exc}") from exc
-    unknown = sorted(set(data) - set(_field_types()))
-    if unknown:
-        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
-    return data
+        raise ConfigError(f"config file {path}: {exc}") from None
+    try:
+        return sources.flatten_toml(data, set(Settings.model_fields), set(_TABLES))
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
 
 
-def load_settings(
-    config_file: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Settings:
-    """Build `Settings` from defaults < config file < `REFOLD_*` environment < overrides (flags).
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """`REFOLD_*` variables that are no setting, each with a suggestion where one is close."""
+    return sources.unknown_variables(env, set(Settings.model_fields))
 
-    `overrides` entries whose value is None are ignored, so unset flags fall through.
+
+def load_settings(config_file: str | Path | None = None,
+                  overrides: Mapping[str, Any] | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    """`Settings` from defaults < config file < `REFOLD_*` environment < `overrides` (flags).
+
+    `overrides` entries whose value is None are ignored, so unset flags fall through. Unknown
+    `REFOLD_*` variables are warned about (once per process).
     """
     env = os.environ if env is None else env
-    hints = _field_types()
-    values: dict[str, Any] = {}
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(flags) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r}")
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG")
-    if config_file:
-        values.update(read_config_file(config_file))
-    for name in hints:
-        raw = env.get(ENV_PREFIX + name.upper())
-        if raw is not None:
-            values[name] = raw
-    for name, value in (overrides or {}).items():
-        if value is not None:
-            if name not in hints:
-                raise ConfigError(f"unknown setting {name!r}")
-            values[name] = value
-    return Settings(**{n: _coerce(n, v, hints[n]) for n, v in values.items()})
+    from_file = read_config_file(config_file) if config_file else {}
+    for var in unknown_variables(env):
+        if var not in _warned:
+            _warned.add(var)
+            log.warning("ignoring unknown environment variable %s", var)
+    try:
+        values = sources.assemble(Settings, flags, env, from_file)
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(sources.first_error(
+            exc, {"flags": flags, "env": env, "file": (config_file, from_file)})) from None
+    except SettingsError as exc:  # a value the environment source could not decode
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field.group(1) if field else "?"
+        raise ConfigError(f"setting {name}{sources.where(name, {'env': env})}: cannot read "
+                          "it (JSON, or NAME=VALUE,NAME=VALUE)") from None
 
 
 def environment(settings: Settings) -> dict[str, str]:
     """The `REFOLD_*` variables under which another process loads `settings`: each setting that
-    differs from its default (`load_settings` reads them back).
+    differs from its default, in its environment form (`load_settings` reads them back).
 
-    >>> environment(Settings(topic_prefix="t1.", events_partitions=3))
-    {'REFOLD_TOPIC_PREFIX': 't1.', 'REFOLD_EVENTS_PARTITIONS': '3'}
-    >>> load_settings(env=environment(Settings(k=5))).k
-    5
+    >>> environment(Settings(topic_prefix="t1.", events_partitions=3, instance_id="w"))
+    {'REFOLD_TOPIC_PREFIX': 't1.', 'REFOLD_EVENTS_PARTITIONS': '3', 'REFOLD_INSTANCE_ID': 'w'}
+    >>> env = environment(Settings(k=5, event_weights={"view": 0.5}, exclude_types=["dismiss"],
+    ...                            kafka_client={"sasl.password": {"file": "/pw"}}))
+    >>> s = load_settings(env=env)
+    >>> s.k, s.event_weights.view, s.exclude_types, s.kafka_client["sasl.password"].file
+    (5, 0.5, frozenset({'dismiss'}), '/pw')
     """
-    out = {}
-    for f in fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        value = getattr(settings, f.name)
-        if value != default:
-            out[ENV_PREFIX + f.name.upper()] = "" if value is None else str(value)
+    base, out = Settings(instance_id=settings.instance_id, home=settings.home), {}
+    for name in Settings.model_fields:
+        value, default = getattr(settings, name), getattr(base, name)
+        if value == default and name not in ("instance_id", "home"):
+            continue
+        var = ENV_PREFIX + name.upper()
+        if name.startswith("kafka_"):
+            for prop, v in value.items():
+                key = f"{var}_{prop.upper().replace('.', '_')}"
+                if isinstance(v, SecretRef):
+                    key, v = (key + "_FILE", v.file) if v.file else (key, v.resolve(prop))
+                out[key] = str(v).lower() if isinstance(v, bool) else str(v)
+        elif isinstance(value, BaseModel):
+            out.update({f"{var}__{k.upper()}": str(v) for k, v in value.model_dump().items()
+                        if v != getattr(default, k)})
+        elif isinstance(value, list | frozenset):
+            out[var] = ",".join(sorted(value) if isinstance(value, frozenset) else value)
+        else:
+            out[var] = "" if value is None else str(value)
+    if settings.instance_id == _default_instance_id():
+        out.pop(ENV_PREFIX + "INSTANCE_ID", None)
+    if settings.home == _default_home():
+        out.pop(ENV_PREFIX + "HOME", None)
     return out
 
 
-def describe() -> list[tuple[str, str, str, str]]:
-    """(field, environment variable, type, default) for every setting, for docs and `--help`."""
+def describe() -> list[tuple[str, str, str, str, str]]:
+    """(field, environment variable, type, default, description) of every setting."""
     out = []
-    for f in fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        out.append((f.name, ENV_PREFIX + f.name.upper(), str(f.type), repr(default)))
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = repr(field.default_factory())  # type: ignore[call-arg]
+        else:
+            default = repr(field.default)
+        kind = getattr(field.annotation, "__name__", str(field.annotation))
+        out.append((name, ENV_PREFIX + name.upper(), kind, default, field.description or ""))
     return out

@@ -1,6 +1,10 @@
-"""Kafka client helpers: one place that builds producer, consumer and admin configs.
+"""Kafka client helpers: the one place that builds producer, consumer and admin clients.
 
-Raw librdkafka settings pass through (`extra`), so anything the docs list can be tuned.
+Every client refold creates gets, in this order (later wins): refold's tuning defaults, the
+user's librdkafka properties (`[kafka.client]`, then `[kafka.consumer|producer|admin]`: security,
+tuning, anything librdkafka's CONFIGURATION.md lists), what refold's guarantees need (idempotent
+producers, read_committed consumers that never commit by themselves), and the call site's own
+additions (a transactional.id, a group). Its `client.id` is `refold.<purpose>.<instance id>`.
 Clients are created by these functions only when called: no network in module import.
 """
 
@@ -21,8 +25,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from refold.core.config import Settings
-from refold.core.errors import KafkaFatalError
+from refold.core.config import REDACTED, Settings, is_secret
+from refold.core.errors import ConfigError, KafkaFatalError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,10 @@ log = logging.getLogger(__name__)
 def error_cb(err: KafkaError) -> None:
     """Escalate what cannot heal by itself; log the rest (librdkafka retries transient errors)."""
     auth = (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
-    if err.fatal() or err.code() in auth:
+    if err.code() in auth:
+        raise KafkaFatalError(f"authentication failed: {err.str()} (check the client's "
+                              "credentials: sasl.username/sasl.password, certificates)")
+    if err.fatal():
         raise KafkaFatalError(str(err))
     if err.code() == KafkaError._ALL_BROKERS_DOWN:
         log.warning("all brokers down: %s (retrying)", err)
@@ -38,51 +45,152 @@ def error_cb(err: KafkaError) -> None:
         log.debug("kafka: %s", err)
 
 
-def _base(settings: Settings, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap, "error_cb": error_cb}
-    conf.update(extra or {})
-    return conf
+# -- client properties: refold's defaults < the user's tables < what refold's guarantees need
+
+PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5, "compression.type": "lz4"}
+CONSUMER_DEFAULTS: dict[str, Any] = {"auto.offset.reset": "earliest",
+                                     "partition.assignment.strategy": "cooperative-sticky"}
+REQUIRED: dict[str, dict[str, Any]] = {
+    "producer": {"enable.idempotence": True, "acks": "all"},
+    "consumer": {"enable.auto.commit": False, "enable.auto.offset.store": False,
+                 "isolation.level": "read_committed"},
+    "admin": {},
+}
+"""What exactly-once and nothing-lost rest on: offsets committed with their effects, only
+committed outputs read, no duplicates on retries. A user's table may repeat, not change them."""
+MANAGED = {"bootstrap.servers": "set bootstrap_servers instead",
+           "client.id": "refold names each client after its role and instance",
+           "group.id": "refold sets each consumer's group (consumer_group, refit_group ...)",
+           "transactional.id": "refold derives it from the instance id"}
 
 
-def producer_config(settings: Settings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def client_id(settings: Settings, purpose: str) -> str:
+    """`refold.<purpose>.<instance id>`: what broker logs, quotas and group listings show.
+
+    >>> client_id(Settings(instance_id="w-0"), "worker")
+    'refold.worker.w-0'
+    """
+    return f"refold.{purpose}.{settings.instance_id}"
+
+
+def user_properties(settings: Settings, kind: str) -> dict[str, Any]:
+    """The user's librdkafka properties of a `kind` of client, checked against what refold
+    manages or needs; secrets read from their files. `ConfigError` names the property."""
+    props = settings.client_properties(kind)
+    for name, value in props.items():
+        if name in MANAGED:
+            raise ConfigError(f"kafka property {name} ([kafka.{_table(settings, kind, name)}])"
+                              f": {MANAGED[name]}")
+        need = REQUIRED[kind].get(name)
+        if need is not None and str(value).lower() != str(need).lower():
+            raise ConfigError(f"kafka property {name} = {value!r} ([kafka."
+                              f"{_table(settings, kind, name)}]): refold needs {need!r} for its "
+                              "delivery guarantees")
+    return props
+
+
+def _table(settings: Settings, kind: str, name: str) -> str:
+    return kind if name in getattr(settings, f"kafka_{kind}") else "client"
+
+
+def _base(settings: Settings, kind: str, purpose: str) -> dict[str, Any]:
+    return {"bootstrap.servers": settings.bootstrap, "client.id": client_id(settings, purpose),
+            "error_cb": error_cb}
+
+
+def producer_config(settings: Settings, extra: Mapping[str, Any] | None = None, *,
+                    purpose: str = "producer") -> dict[str, Any]:
     """An idempotent producer: acks=all, no duplicates or reordering on retries, lz4 batches."""
-    conf = {
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        "message.max.bytes": max(1_000_000, settings.max_message_bytes * 2),
-    }
-    return {**_base(settings, None), **conf, **(extra or {})}
+    size = {"message.max.bytes": max(1_000_000, settings.max_message_bytes * 2)}
+    return {**_base(settings, "producer", purpose), **PRODUCER_DEFAULTS, **size,
+            **user_properties(settings, "producer"), **REQUIRED["producer"], **(extra or {})}
 
 
-def consumer_config(
-    settings: Settings, group_id: str, extra: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def consumer_config(settings: Settings, group_id: str, extra: Mapping[str, Any] | None = None,
+                    *, purpose: str = "consumer") -> dict[str, Any]:
     """A consumer that never commits by itself: callers commit after their effects are durable."""
-    conf = {
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        "partition.assignment.strategy": "cooperative-sticky",
-    }
-    return {**_base(settings, None), **conf, **(extra or {})}
+    return {**_base(settings, "consumer", purpose), **CONSUMER_DEFAULTS,
+            **user_properties(settings, "consumer"), **REQUIRED["consumer"],
+            "group.id": group_id, **(extra or {})}
 
 
-def make_producer(settings: Settings, extra: Mapping[str, Any] | None = None) -> Producer:
-    return Producer(producer_config(settings, extra))
+def admin_config(settings: Settings, extra: Mapping[str, Any] | None = None, *,
+                 purpose: str = "admin") -> dict[str, Any]:
+    return {**_base(settings, "admin", purpose), **user_properties(settings, "admin"),
+            **(extra or {})}
 
 
-def make_consumer(
-    settings: Settings, group_id: str, extra: Mapping[str, Any] | None = None
-) -> Consumer:
-    return Consumer(consumer_config(settings, group_id, extra))
+def _create(kind: type, conf: dict[str, Any]) -> Any:
+    """A client, or `ConfigError` naming the property librdkafka refused (secrets not shown)."""
+    try:
+        return kind(conf)
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise ConfigError(refused_property(exc, conf)) from None
 
 
-def make_admin(settings: Settings, extra: Mapping[str, Any] | None = None) -> AdminClient:
-    return AdminClient(_base(settings, extra))
+def refused_property(exc: Exception, conf: Mapping[str, Any]) -> str:
+    """librdkafka's refusal of a client configuration, with any secret value masked."""
+    text = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+    for name, value in conf.items():
+        if is_secret(name) and isinstance(value, str) and value:
+            text = text.replace(value, REDACTED)
+    return f"kafka client configuration: {text}"
+
+
+def make_producer(settings: Settings, extra: Mapping[str, Any] | None = None, *,
+                  purpose: str = "producer") -> Producer:
+    return _create(Producer, producer_config(settings, extra, purpose=purpose))
+
+
+def make_consumer(settings: Settings, group_id: str, extra: Mapping[str, Any] | None = None, *,
+                  purpose: str = "consumer") -> Consumer:
+    return _create(Consumer, consumer_config(settings, group_id, extra, purpose=purpose))
+
+
+def make_admin(settings: Settings, extra: Mapping[str, Any] | None = None, *,
+               purpose: str = "admin") -> AdminClient:
+    return _create(AdminClient, admin_config(settings, extra, purpose=purpose))
+
+
+def effective_properties(settings: Settings) -> dict[str, dict[str, Any]]:
+    """What each kind of client gets (before a call site's own additions), secrets as "***":
+    what `refold config` shows."""
+    confs = {"consumer": consumer_config(settings, "<group>", purpose="<role>"),
+             "producer": producer_config(settings, purpose="<role>"),
+             "admin": admin_config(settings, purpose="<role>")}
+    return {kind: {k: (REDACTED if is_secret(k) else v) for k, v in sorted(conf.items())
+                   if not callable(v)} for kind, conf in confs.items()}
+
+
+def check_clients(settings: Settings) -> None:
+    """Have librdkafka check every kind of client's configuration (names, values, files such
+    as ssl.ca.location), without connecting; `ConfigError` names what it refused."""
+    quiet = {"log_level": 0, "error_cb": lambda _err: None}
+    for kind, conf in (("producer", producer_config(settings, quiet)),
+                       ("consumer", consumer_config(settings, "refold-config-check", quiet)),
+                       ("admin", admin_config(settings, quiet))):
+        conf["bootstrap.servers"] = "127.0.0.1:1"  # nothing to reach: nothing is contacted
+        _create({"producer": Producer, "consumer": Consumer, "admin": AdminClient}[kind], conf)
+
+
+# -- authorization: a missing ACL is a setup error, not a reason to retry
+
+AUTHORIZATION = {KafkaError.TOPIC_AUTHORIZATION_FAILED: "Topic",
+                 KafkaError.GROUP_AUTHORIZATION_FAILED: "Group",
+                 KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "TransactionalId",
+                 KafkaError.CLUSTER_AUTHORIZATION_FAILED: "Cluster"}
+
+
+def not_authorized(err: KafkaError | None, operation: str, resource: str) -> None:
+    """Raise `KafkaFatalError` when `err` says this client's principal lacks an ACL: it names
+    the operation and the resource (`WRITE`, `refold.recommendations`)."""
+    if err is None or err.code() not in AUTHORIZATION:
+        return
+    kind = AUTHORIZATION[err.code()]
+    raise KafkaFatalError(
+        f"not authorized: {operation} on {kind} {resource!r} is not allowed for this client's "
+        f"principal ({err.str()}); `refold acls <role> --principal User:...` lists the ACLs "
+        "each role needs")
 
 
 def produce(

@@ -20,6 +20,7 @@ adds the module's collectors to it, without the process and platform collectors.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 
 from prometheus_client import (
@@ -29,12 +30,14 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
-    start_http_server,
 )
 
 from refold import __version__
 from refold.core.config import Settings
+from refold.core.probes import Probes, serve_http
 from refold.core.schemas import EVENT_TYPES
+
+log = logging.getLogger(__name__)
 
 _NO_REGISTRY = {"registry": None}  # declared unregistered; `register` adds them (below)
 
@@ -281,18 +284,33 @@ def register(registry: CollectorRegistry, collectors: tuple = ALL) -> CollectorR
     return registry
 
 
-def serve(settings: Settings, role: str = "consumer", registry: CollectorRegistry = REGISTRY
-          ) -> int:
-    """Start the /metrics HTTP endpoint in a daemon thread; returns the port it listens on.
+PORTS = {"consumer": 9400, "refitter": 9401, "bridge": 9402}
+"""Each role's default metrics port (/metrics, /healthz, /ready), so a scrape config can name it;
+`metrics_port` overrides it (0: a free port)."""
 
-    It listens on `settings.metrics_host:settings.metrics_port` (port 0 picks a free port) and
-    exposes the metrics of `role` ("consumer", "refitter"; another name: all of them) next to the
-    client's process and platform metrics.
+
+def serve(settings: Settings, role: str = "consumer", registry: CollectorRegistry = REGISTRY,
+          probes: Probes | None = None) -> int:
+    """Serve /metrics, /healthz and /ready (`refold.core.probes`) from a daemon thread; returns
+    the port it listens on.
+
+    It listens on `settings.metrics_host:settings.metrics_port`, or on the role's port of
+    `PORTS` when that is unset (a free one, with a warning, when another process holds it: two
+    workers on one host), and exposes the metrics of `role` ("consumer", "refitter", "bridge";
+    another name: all of them) next to the client's process and platform metrics. Without
+    `probes`, the process is live and ready as long as it serves.
     """
     collectors = ROLES.get(role, ALL)
     register(registry, collectors)
     init_labels(collectors)
     BUILD.info({"version": __version__, "component": role})
-    server, _thread = start_http_server(
-        settings.metrics_port, addr=settings.metrics_host, registry=registry)
-    return int(server.server_port)
+    probes = probes or Probes()
+    port = settings.metrics_port
+    if port is None:
+        try:
+            return serve_http(settings.metrics_host, PORTS.get(role, 0), probes, registry)[1]
+        except OSError as exc:
+            log.warning("metrics port %d of role %s is taken (%s): serving on a free port; set "
+                        "metrics_port to choose one", PORTS.get(role, 0), role, exc.strerror)
+            port = 0
+    return serve_http(settings.metrics_host, port, probes, registry)[1]

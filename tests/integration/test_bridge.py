@@ -15,10 +15,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumers.bridge import build_bridge
+from refold.core.config import Settings
 from refold.core.kafka import make_admin
 from refold.core.schemas import decode_event
 from refold.core.topics import create_topics
-from refold.core.typed_config import Settings
 
 USERS = [f"u{i}" for i in range(30)]
 

@@ -116,7 +116,7 @@ def test_long_running_pods_probe_health_and_readiness_on_the_metrics_port(name: 
 
 
 def test_the_config_map_and_the_environment_are_valid_settings(tmp_path):
-    from refold.typed_config import load_settings, unknown_variables
+    from refold.core.config import load_settings, unknown_variables
 
     config = next(d for _, d in BUILTIN if d["kind"] == "ConfigMap")
     path = tmp_path / "refold.toml"

@@ -26,14 +26,20 @@ DOCUMENTED: dict[str, object] = {
     "history_size": 50,  # "the user's bounded history ...: the last 50 events"
     "half_life_seconds": 3600.0,  # Configuration table (read by `decay = time` only)
     "ann_min_items": 200_000,  # Configuration table
+    "exclude_types": frozenset({"purchase", "rating"}),  # "consumed items (purchases and ratings
+    # by default)", and the Configuration table
+    "full_events": 20,  # "`full_events` (20 in the worker)", and the Configuration table
+    "shrink": 5.0,  # Configuration table (the cold-start ramp n / (n + shrink))
+    "min_events": 1,  # Configuration table
+    "session_weight": 1.0,  # "session weight 1"
+    "content_weight": 0.5,  # Configuration table
 }
 """The worker's fold-in defaults as the README states them."""
 
 
 def shared_fields() -> set[str]:
     """The `FoldInConfig` fields that `Settings` has too, so that the worker takes from it."""
-    return {f.name for f in dataclasses.fields(FoldInConfig)} & {
-        f.name for f in dataclasses.fields(Settings)}
+    return {f.name for f in dataclasses.fields(FoldInConfig)} & set(Settings.model_fields)
 
 
 def test_every_shared_field_is_documented() -> None:
@@ -48,6 +54,13 @@ def test_fold_in_config_and_settings_default_alike(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(DOCUMENTED))
 def test_the_worker_runs_with_the_documented_default(name: str) -> None:
     assert getattr(foldin_config(Settings()), name) == DOCUMENTED[name]
+
+
+def test_event_weights_reach_the_fold_in() -> None:
+    settings = Settings(event_weights={"view": 0.05, "dismiss": -2.0})
+    weights = foldin_config(settings).weights
+    assert (weights.weight("view"), weights.weight("dismiss"), weights.weight("click")) == (
+        0.05, -2.0, 0.3)
 
 
 def test_time_decay_needs_no_other_setting() -> None:

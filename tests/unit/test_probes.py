@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from refold.probes import Probes, serve_http
+from refold.core.probes import Probes, serve_http
 
 
 def get(port: int, path: str) -> tuple[int, str]:
