@@ -46,6 +46,7 @@ from models.refit import RefitParams
 from models.store import StoreConfig
 from refold.core import metrics
 from refold.core.config import Settings
+from refold.core.probes import Probes
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,10 @@ class Worker:
         self.options = options
         self.recommender = recommender
         self.metrics_port: int | None = None
+        self.probes = Probes(starting="reading the catalog and the newest snapshot")
+        """/ready: the catalog read, a model (or popularity) to serve, partitions restored."""
         if options.serve_metrics:
-            self.metrics_port = metrics.serve(settings, role="consumer")
+            self.metrics_port = metrics.serve(settings, role="consumer", probes=self.probes)
             log.info("metrics: http://%s:%d/metrics", settings.metrics_host, self.metrics_port)
         self.requester = RefitRequester(settings) if options.refit_on_drift else None
         self.monitor = self._monitor() if options.monitor else None
@@ -117,7 +120,8 @@ class Worker:
             group_id=settings.consumer_group, transactional_id=transactional_id(settings),
             guarantee=options.guarantee, max_messages=options.max_messages,
             idle_exit=options.idle_exit, consumer_extra=dict(options.consumer_extra),
-            producer_extra=dict(options.producer_extra))
+            producer_extra=dict(options.producer_extra), client_role="worker",
+            probes=self.probes)
         if isinstance(self.processor, Monitored):
             self.processor.attach(self.loop)
         self.follower: SnapshotFollower | None = None
@@ -152,6 +156,7 @@ class Worker:
                 self.options.snapshot_wait,
                 on_refused=None if monitor is None else (
                     lambda _reason: monitor.on_snapshot_rejected()))
+        self.probes.clear("starting")
         return self
 
     def run(self) -> LoopStats:
@@ -243,10 +248,11 @@ def assemble_refitter(settings: Settings, options: RefitterOptions | None = None
     """A refitter as `refold refit` runs it: `.run(once=...)`, `.stop()` (signals: see
     `Refitter.stop_on_signals`)."""
     options = options or RefitterOptions()
+    refitter = Refitter(settings, refit_params(settings, options), options.store,
+                        options.triggers, keep_versions=options.keep_versions,
+                        chunk_bytes=options.chunk_bytes, flush_every=options.flush_every,
+                        publish_pause=options.publish_pause, similar=options.similar)
     if options.serve_metrics:
-        port = metrics.serve(settings, role="refitter")
+        port = metrics.serve(settings, role="refitter", probes=refitter.probes)
         log.info("metrics: http://%s:%d/metrics", settings.metrics_host, port)
-    return Refitter(settings, refit_params(settings, options), options.store, options.triggers,
-                    keep_versions=options.keep_versions, chunk_bytes=options.chunk_bytes,
-                    flush_every=options.flush_every, publish_pause=options.publish_pause,
-                    similar=options.similar)
+    return refitter

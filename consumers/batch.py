@@ -25,7 +25,9 @@ class Output:
         self.producer = producer
         self.produced = 0
         self.failed: list[KafkaError] = []
-        """Delivery errors (tracked only without a transaction, whose commit reports them)."""
+        """Delivery errors (with `track_delivery`; the producer reports failures only)."""
+        self.failed_topics: list[str] = []
+        """The topic of each failed delivery: what a missing WRITE permission names."""
         self._on_delivery = self._delivered if track_delivery else None
 
     def produce(self, topic: str, value: bytes | None, key: bytes | str | None = None,
@@ -36,9 +38,10 @@ class Output:
                 on_delivery=self._on_delivery)
         self.produced += 1
 
-    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.failed.append(err)
+            self.failed_topics.append(msg.topic())
 
 
 class Processor(Protocol):

@@ -19,10 +19,11 @@ An event without an id in the source gets `<topic>-<partition>-<offset>`: a reco
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
@@ -30,8 +31,11 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from consumers.batch import Output, WithoutHooks
 from consumers.deadletter import DeadLetters, Limits, Rejected
 from consumers.loop import TransactionalLoop
+from refold.core import metrics
 from refold.core.config import Settings
+from refold.core.errors import ConfigError
 from refold.core.mapping import EventMapping, MappingError, Skipped
+from refold.core.probes import Probes
 from refold.core.schemas import encode
 
 log = logging.getLogger(__name__)
@@ -126,6 +130,10 @@ class Bridge(WithoutHooks):
     def promote(self) -> None:
         self.counts.update(self._staged)
         self.dead_letters.count(self._rejects)
+        for outcome, n in self._staged.items():
+            metrics.BRIDGE_RECORDS.labels(outcome=outcome).inc(n)
+        for reason, n in self._rejects.items():
+            metrics.DEAD_LETTERS.labels(reason=reason).inc(n)
         self.rollback()
 
     def rollback(self) -> None:
@@ -140,14 +148,47 @@ class Bridge(WithoutHooks):
                 f"letters{f' ({dead})' if dead else ''} in {seconds:.1f} s ({rate:,.0f}/s)")
 
 
-def build_bridge(settings: Settings, mapping: EventMapping | None = None,
-                 decode: Decode = decode_json, **loop_options: Any
-                 ) -> tuple[Bridge, TransactionalLoop]:
-    """The bridge over `settings.bridge_source_topic`, and the loop that runs it exactly once."""
+class RunningBridge:
+    """A bridge as `refold bridge` runs it: its processor (`bridge`), `loop`, `probes` and
+    `metrics_port`; `run()` returns the seconds it was busy. A context manager."""
+
+    def __init__(self, settings: Settings, bridge: Bridge, loop: TransactionalLoop,
+                 probes: Probes, metrics_port: int | None) -> None:
+        self.settings, self.bridge, self.loop = settings, bridge, loop
+        self.probes, self.metrics_port = probes, metrics_port
+
+    def run(self) -> float:
+        stats = self.loop.run()
+        return stats.busy_seconds
+
+    def stop(self) -> None:
+        """Finish the current batch, commit it and return from `run` (any thread, signals)."""
+        self.loop.stop()
+
+    def stop_on_signals(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def assemble_bridge(settings: Settings, mapping: EventMapping | None = None,
+                    decode: Decode = decode_json, serve_metrics: bool = True,
+                    **loop_options: Any) -> RunningBridge:
+    """The bridge over `settings.bridge_source_topic` as `refold bridge` runs it: the loop, the
+    instance check, /metrics, /healthz and /ready on the bridge's port (ready once it joined its
+    group)."""
     if not settings.bridge_source_topic:
-        raise ValueError("the bridge needs a source topic (bridge_source_topic, --source)")
+        raise ConfigError("the bridge needs a source topic (bridge_source_topic, --source)")
+    probes = Probes()
     bridge = Bridge(settings, mapping or mapping_of(settings), decode)
     loop = TransactionalLoop(
         settings, bridge, topics=[settings.bridge_source_topic], group_id=settings.bridge_group,
-        transactional_id=transactional_id(settings), **loop_options)
-    return bridge, loop
+        transactional_id=transactional_id(settings), client_role="bridge", probes=probes,
+        **loop_options)
+    port = metrics.serve(settings, role="bridge", probes=probes) if serve_metrics else None
+    return RunningBridge(settings, bridge, loop, probes, port)

@@ -199,7 +199,7 @@ class ChangelogReader:
         if self._consumer is None:
             self._consumer = make_consumer(self.settings, self.settings.consumer_group, {
                 "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 8 << 20,
-                "fetch.wait.max.ms": 50})
+                "fetch.wait.max.ms": 50}, purpose="worker-restore")
         return self._consumer
 
     def committed(self, partitions: list[int]) -> dict[int, int | None]:

@@ -78,7 +78,7 @@ class RefitRequester:
         request = RefitRequest(reason=f"drift detected by {detector} on {self.worker}",
                                detector=detector, time=self.clock(), worker=self.worker)
         if self._producer is None:
-            self._producer = make_producer(self.settings)
+            self._producer = make_producer(self.settings, purpose="worker-control")
         self._producer.produce(self.topic, encode_request(request), self.worker,
                                on_delivery=self._delivered)
         self._producer.poll(0)

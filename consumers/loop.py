@@ -49,6 +49,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from consumers.batch import LoopStats, Output, Processor, first_offsets, names, next_offsets
 from consumers.crash import CrashPoint
+from consumers.instances import ensure_unique
 from consumers.txn import (
     CALL_TIMEOUT_S,
     TXN_PRODUCER,
@@ -62,7 +63,18 @@ from consumers.txn import (
     let_go,
 )
 from refold.core.config import Settings
-from refold.core.kafka import KafkaFatalError, error_cb, make_consumer, make_producer, where
+from refold.core.kafka import (
+    KafkaFatalError,
+    client_id,
+    consumer_config,
+    error_cb,
+    make_admin,
+    make_consumer,
+    make_producer,
+    not_authorized,
+    where,
+)
+from refold.core.probes import Probes
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +106,9 @@ class TransactionalLoop:
         producer_extra: dict[str, Any] | None = None,
         guarantee: str = "exactly-once",
         on_producer: Callable[[Producer], Producer] | None = None,
+        client_role: str = "worker",
+        probes: Probes | None = None,
+        check_instance: bool = True,
     ) -> None:
         if guarantee not in GUARANTEES:
             raise ValueError(f"guarantee must be one of {GUARANTEES}, not {guarantee!r}")
@@ -112,6 +127,12 @@ class TransactionalLoop:
         self.on_producer = on_producer
         """Called with each producer the loop makes; returns the one to use (tests wrap it to
         inject faults)."""
+        self.client_role = client_role
+        """Names the clients (`refold.<role>.<instance id>`) and the instance check's member."""
+        self.probes = probes or Probes()
+        """Beaten every iteration; held not ready until the partitions are assigned and their
+        processor has taken them (a worker restores their state then)."""
+        self.check_instance = check_instance
         self.stats = LoopStats()
         self.assigned: set[tuple[str, int]] = set()
         self._stopping = False
@@ -131,14 +152,19 @@ class TransactionalLoop:
     def run(self) -> LoopStats:
         """Consume until stopped; commits every handled batch, then leaves the group cleanly."""
         exactly_once = self.guarantee == "exactly-once"
+        self.probes.hold("joining", f"joining group {self.group_id}")
+        if self.check_instance:
+            self._ensure_unique()
         self._producer = self._make_producer()
-        self.consumer = make_consumer(self.settings, self.group_id, self.consumer_extra)
+        self.consumer = make_consumer(self.settings, self.group_id, self.consumer_extra,
+                                      purpose=self.client_role)
         self.consumer.subscribe(self.topics, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
         self.stats = LoopStats()
         self._last_activity = time.monotonic()
         try:
             while not self._done():
+                self.probes.beat()
                 self.processor.between_batches()
                 messages = self._consume()
                 if messages:
@@ -160,15 +186,27 @@ class TransactionalLoop:
         txn = {"transactional.id": self.transactional_id,
                "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000), **TXN_PRODUCER}
         exactly_once = self.guarantee == "exactly-once"
-        alo = {"delivery.report.only.error": True}  # the failures are what a batch checks
+        only_errors = {"delivery.report.only.error": True}  # the failures are what a batch checks
         producer = make_producer(self.settings, {
-            **(txn if exactly_once else alo), "error_cb": self._producer_error,
-            **self.producer_extra})
+            **(txn if exactly_once else {}), **only_errors, "error_cb": self._producer_error,
+            **self.producer_extra}, purpose=self.client_role)
         if self.on_producer is not None:
             producer = self.on_producer(producer)
         if exactly_once:
-            self._call("init_transactions", producer.init_transactions, TXN_TIMEOUT_S)
+            try:
+                self._call("init_transactions", producer.init_transactions, TXN_TIMEOUT_S)
+            except KafkaException as exc:
+                not_authorized(error_of(exc), "WRITE", self.transactional_id)
+                raise
         return producer
+
+    def _ensure_unique(self) -> None:
+        """Stop (`DuplicateInstance`) rather than fence a live twin with this instance id."""
+        conf = consumer_config(self.settings, self.group_id, self.consumer_extra)
+        session = float(conf.get("session.timeout.ms", 45_000)) / 1000.0
+        ensure_unique(make_admin(self.settings, purpose=f"{self.client_role}-check"),
+                      self.group_id, client_id(self.settings, self.client_role),
+                      self.settings.instance_id, session)
 
     def _done(self) -> bool:
         if self._stopping:
@@ -194,6 +232,9 @@ class TransactionalLoop:
         out = []
         for msg in [first, *self.consumer.consume(n - 1, 0)] if n > 1 else [first]:
             if msg.error() is not None:
+                group = msg.error().code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+                not_authorized(msg.error(), "READ", self.group_id if group else (
+                    msg.topic() or ", ".join(self.topics)))
                 if msg.error().fatal():
                     raise KafkaFatalError(f"consumer: {msg.error()}")
                 log.warning("consumer: %s", msg.error())
@@ -217,7 +258,7 @@ class TransactionalLoop:
 
     def _batch(self, messages: list[Message]) -> None:
         assert self.consumer is not None and self._producer is not None
-        producer, out = self._producer, Output(self._producer)
+        producer, out = self._producer, Output(self._producer, track_delivery=True)
         try:
             self._call("begin_transaction", producer.begin_transaction)  # 2
             self.processor.handle(messages, out)  # 3
@@ -242,6 +283,8 @@ class TransactionalLoop:
                 self._redo(messages, exc)
             return
         except KafkaException as exc:
+            for topic, err in zip(out.failed_topics, out.failed, strict=True):
+                not_authorized(err, "WRITE", topic)  # a missing ACL: redoing would not help
             if not abortable(error_of(exc)):
                 raise self._fatal("transaction", error_of(exc)) from exc
             log.warning("aborting the batch %s..%s: %s",
@@ -385,7 +428,14 @@ class TransactionalLoop:
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
         self._last_activity = time.monotonic()
         log.info("assigned %s", names(partitions))
-        self.processor.on_partitions_assigned(partitions)
+        if partitions:
+            self.probes.hold("restoring", f"taking over {len(partitions)} partition(s): "
+                             "restoring their state", busy=True)
+        try:
+            self.processor.on_partitions_assigned(partitions)
+        finally:
+            self.probes.clear("restoring")
+            self.probes.clear("joining")
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Every handled batch was committed before consume() was called, so nothing is in flight.

@@ -51,6 +51,7 @@ from models.weights import EventWeights
 from refold.core.config import Settings
 from refold.core.errors import ConsumerError, ModelError
 from refold.core.kafka import KafkaFatalError, make_consumer, watermarks, where
+from refold.core.probes import Probes
 from refold.core.schemas import SchemaError, decode_event
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class Refitter:
         self._lock = threading.Lock()
         self._side = ThreadPoolExecutor(1, thread_name_prefix="refit-live-score")
         """Scores the live model on a refit's holdout while the candidate trains."""
+        self.probes = Probes(catching_up="reading the events topic to its end")
+        """/healthz and /ready: ready once the store has caught up with the topic."""
         self._stopping = threading.Event()
         self._consumer: Consumer | None = None
         self._requests: RefitRequestReader | None = None
@@ -172,7 +175,7 @@ class Refitter:
         # 10 s (heartbeats run in the background, so a long training does not miss them).
         consumer = self._consumer = make_consumer(self.settings, self.settings.refit_group, {
             "partition.assignment.strategy": "range", "max.poll.interval.ms": 3_600_000,
-            "session.timeout.ms": 10_000})
+            "session.timeout.ms": 10_000}, purpose="refitter")
         consumer.subscribe([self.topic], on_assign=self._on_assign)
         self._requests = RefitRequestReader(self.settings)
         ends = watermarks(consumer, self.topic)
@@ -180,6 +183,7 @@ class Refitter:
         last_checkpoint = last_lag = time.monotonic()
         try:
             while not self._stopping.is_set():
+                self.probes.beat()
                 self._consume(consumer, self.settings.batch_size * 10)
                 self._read_requests()
                 if time.monotonic() - last_lag >= 5.0:
@@ -188,6 +192,7 @@ class Refitter:
                 if not caught_up and all(max(self.offsets.get(p, lo), lo) >= hi
                                          for p, (lo, hi) in ends.items()):
                     caught_up = True
+                    self.probes.clear("catching_up")
                     log.info("caught up: %s; store %s", self._where(), self.store.stats())
                     if once:
                         self.refit("once")
@@ -195,7 +200,8 @@ class Refitter:
                     self._baseline = sum((self.live.watermark.offsets if self.live else
                                           {}).values())
                 if caught_up and (reason := self._due()):
-                    self.refit(reason)
+                    with self.probes.working("refit"):
+                        self.refit(reason)
                 instrument.record_refitter_read(self.offsets)  # after the refit they made due
                 if time.monotonic() - last_checkpoint >= self.triggers.checkpoint_seconds:
                     self.checkpoint()

@@ -94,7 +94,8 @@ class SimilarItemsPublisher:
         if self.published is None:
             self.published = self._keys_on_topic(timeout)
         if self._producer is None:
-            self._producer = make_producer(self.settings, {"linger.ms": 50})
+            self._producer = make_producer(self.settings, {"linger.ms": 50},
+                                           purpose="refitter-similar")
         at = time.time() if generated_at is None else generated_at
         errors: list[str] = []
         ids = list(item_ids)

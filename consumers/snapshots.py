@@ -93,7 +93,8 @@ class SnapshotPublisher:
         del payload  # the chunks hold a copy
         if self._producer is None:  # factors do not compress: spare the CPU
             self._producer = make_producer(self.settings, {"compression.type": "none",
-                                                           "linger.ms": 20})
+                                                           "linger.ms": 20},
+                                           purpose="refitter-snapshots")
         offsets: list[int] = []
         log.info("publishing snapshot v%d: %d chunks, %.1f MB to %s", snap.version, len(chunks),
                  size / MB, self.topic)
@@ -142,7 +143,7 @@ class SnapshotPublisher:
             self.published.popleft()
         before = self.published[0].first_offset
         if self._admin is None:  # kept: futures of a collected client never complete
-            self._admin = make_admin(self.settings)
+            self._admin = make_admin(self.settings, purpose="refitter-admin")
         futures = self._admin.delete_records([TopicPartition(self.topic, 0, before)])
         for fut in futures.values():
             try:
@@ -202,7 +203,8 @@ class SnapshotFollower:
                                             "fetch.wait.max.ms": 20,
                                             # with a full prefetch queue, retry in 10 ms
                                             # rather than the default second
-                                            "fetch.queue.backoff.ms": 10})
+                                            "fetch.queue.backoff.ms": 10},
+                                           purpose="snapshots")
         return self._consumer
 
     def load_latest(self, timeout: float = 60.0) -> Snapshot | None:

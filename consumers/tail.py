@@ -16,10 +16,16 @@ import logging
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from refold.core.config import Settings
-from refold.core.kafka import KafkaFatalError, make_consumer, watermarks
+from refold.core.kafka import (
+    KafkaFatalError,
+    make_consumer,
+    not_authorized,
+    topic_metadata,
+    watermarks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +57,8 @@ class TopicTail:
         """The consumer, created and assigned on first use (a group id is required, not used)."""
         if self._consumer is None:
             consumer = make_consumer(self.settings, f"{self.topic}.tail",
-                                     {"fetch.wait.max.ms": self.fetch_wait_ms})
-            md = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
+                                     {"fetch.wait.max.ms": self.fetch_wait_ms}, purpose="reader")
+            md = topic_metadata(consumer, self.topic)
             if md.error is not None:
                 consumer.close()
                 raise KafkaFatalError(f"topic {self.topic}: {md.error.str()} "
@@ -70,6 +76,9 @@ class TopicTail:
         out = []
         for msg in self.consumer.consume(self.batch, timeout):
             if msg.error() is not None:
+                group = msg.error().code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+                not_authorized(msg.error(), "DESCRIBE" if group else "READ",
+                               f"{self.topic}.tail" if group else self.topic)
                 log.warning("%s: %s", self.topic, msg.error())
             else:
                 out.append(msg)
@@ -79,7 +88,7 @@ class TopicTail:
         """Per partition, the offset after the last committed message (the LSO)."""
         self.consumer  # noqa: B018  (assigns, and learns the partitions)
         if self._offsets is None:
-            self._offsets = make_consumer(self.settings, f"{self.topic}.tail")
+            self._offsets = make_consumer(self.settings, f"{self.topic}.tail", purpose="reader")
         marks = watermarks(self._offsets, self.topic, timeout)
         return {p: marks[p][1] for p in self._partitions}
 

@@ -65,7 +65,7 @@ class EventProducer:
     def producer(self) -> Producer:
         """The underlying confluent-kafka producer, created on first use."""
         if self._producer is None:
-            self._producer = make_producer(self.settings, self.extra)
+            self._producer = make_producer(self.settings, self.extra, purpose="sdk")
         return self._producer
 
     def _report(self, err: KafkaError | None, msg: Message) -> None:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from refold.core.config import Settings
 
-ROLES = ("worker", "refitter", "bridge", "producer", "reader", "admin")
+ROLES = ("worker", "refitter", "bridge", "producer", "reader", "serve", "admin")
 """`worker` (`refold consume`), `refitter` (`refold refit`), `bridge` (`refold bridge`),
 `producer` (the SDK, `refold produce`), `reader` (`refold recs`, `RecommendationsView`),
-`admin` (`refold topics create|list`)."""
+`serve` (`refold serve`), `admin` (`refold topics create|list`)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,8 @@ def role_acls(settings: Settings, role: str, bridge_group: str | None = None) ->
             Acl("Topic", t("snapshots"), "READ"),
             Acl("Topic", t("snapshots"), "WRITE"),
             Acl("Topic", t("snapshots"), "DELETE"),  # prunes versions it no longer keeps
+            Acl("Topic", t("similar_items"), "READ"),  # the keys it published before
+            Acl("Topic", t("similar_items"), "WRITE"),
             Acl("Group", settings.refit_group, "READ"),
             _tail_groups(settings),
         ]
@@ -99,6 +101,10 @@ def role_acls(settings: Settings, role: str, bridge_group: str | None = None) ->
         return [Acl("Topic", t("events"), "WRITE"), Acl("Topic", t("items"), "WRITE")]
     if role == "reader":
         return [Acl("Topic", t("recommendations"), "READ"), _tail_groups(settings)]
+    if role == "serve":
+        return [*(Acl("Topic", t(name), "READ") for name in
+                  ("recommendations", "similar_items", "events", "items")),
+                _tail_groups(settings)]
     if role == "admin":
         return [
             Acl("Topic", settings.topic_prefix, "CREATE", "PREFIXED"),

@@ -70,6 +70,42 @@ def setting_help(name: str, text: str) -> str:
     return f"{text} [{shown}] (env REFOLD_{name.upper()})"
 
 
+def mapping_options(command: Any) -> Any:
+    """`--field`, `--type`, `--skip-type`, `--time-unit`: a CSV file's mapping, as the bridge's
+    (`refold.core.mapping`); the command gets `mapping` (None when none is given)."""
+    options = [
+        click.option("--field", "fields", multiple=True, metavar="REFOLD=COLUMN",
+                     help="csv: the column of an event field, e.g. user_id=uid (repeatable)."),
+        click.option("--type", "types", multiple=True, metavar="SOURCE=REFOLD",
+                     help="csv: an event type name of the file and refold's, e.g. pv=view."),
+        click.option("--skip-type", "skip_types", multiple=True, metavar="SOURCE",
+                     help="csv: rows of this type are dropped (repeatable)."),
+        click.option("--time-unit", type=click.Choice(["s", "ms", "us", "iso", "auto"]),
+                     help="csv: how the time column is written (with a mapping) [auto]."),
+    ]
+
+    def build(fields: tuple[str, ...], types: tuple[str, ...], skip_types: tuple[str, ...],
+              time_unit: str | None):
+        if not (fields or types or skip_types or time_unit):
+            return None
+        from refold.core.mapping import EventMapping
+
+        try:
+            return EventMapping.from_specs(fields, types, time_unit or "auto", skip_types)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, fields=(), types=(), skip_types=(), time_unit=None, **kwargs: Any):
+        return command(*args, mapping=build(fields, types, skip_types, time_unit), **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 GLOBAL_FLAGS = {"config": "--config", "bootstrap_servers": "--bootstrap-servers",
                 "topic_prefix": "--topic-prefix", "log_level": "--log-level"}
 

@@ -1,9 +1,11 @@
 """Imports every command module so that each registers its commands on the `refold` group."""
 
 from refold.cli import (  # noqa: F401
+    acls,
     bench,
     bench_drift,
     bench_serve,
+    bridge,
     consume,
     demo,
     evaluate,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from refold.cli import cli
+from refold.cli import cli, mapping_options
 
 
 def _pairs(values: tuple[str, ...]) -> dict[str, Any]:
@@ -93,10 +93,11 @@ def _say(text: str) -> None:
 @click.option("--synth-items", type=int, default=1000, show_default=True)
 @click.option("--synth-events", type=int, default=100_000, show_default=True)
 @click.option("--synth-drift-at", type=int, default=None, help="synth: event where tastes shift.")
+@mapping_options
 def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, do_search,
              weighted, fold_in, params, seed, out, as_json, no_progress, offline, user_col,
              item_col, time_col, value_col, type_col, session_col, event_type, time_format,
-             delimiter, synth_users, synth_items, synth_events, synth_drift_at) -> None:
+             delimiter, synth_users, synth_items, synth_events, synth_drift_at, mapping) -> None:
     """Replay a dataset test-then-train through refold and its baselines; write a report.
 
     Each positive event after the warm-up is scored against the user's top-10 before the
@@ -108,7 +109,7 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
     csv_opts = {"user_col": user_col, "item_col": item_col, "time_col": time_col,
                 "value_col": value_col, "type_col": type_col, "session_col": session_col,
                 "default_event_type": event_type, "time_format": time_format,
-                "delimiter": delimiter}
+                "delimiter": delimiter, "mapping": mapping}
     synth = {"n_users": synth_users, "n_items": synth_items, "n_events": synth_events,
              "drift_at": synth_drift_at, "seed": seed}
     log, catalog = _load(dataset, path, csv_opts, synth)

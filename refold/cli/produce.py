@@ -7,7 +7,7 @@ import uuid
 
 import click
 
-from refold.cli import cli, settings_from
+from refold.cli import cli, mapping_options, settings_from
 
 
 @cli.group()
@@ -89,10 +89,11 @@ def with_pacing(f):
 @click.option("--type-col", default=None, help="csv: event type column, optional.")
 @click.option("--event-type", default="click", show_default=True,
               help="csv: event type when there is no type column.")
+@mapping_options
 @with_pacing
 @click.pass_context
 def produce_replay(ctx, dataset, path, user_col, item_col, value_col, time_col, type_col,
-                   event_type, speedup, fast, limit) -> None:
+                   event_type, speedup, fast, limit, mapping) -> None:
     """Replay a dataset in event-time order (catalog first), with a progress bar."""
     from producers.datasets import load_csv, load_movielens
 
@@ -100,7 +101,8 @@ def produce_replay(ctx, dataset, path, user_col, item_col, value_col, time_col, 
         log, catalog = load_movielens(path)
     else:
         log = load_csv(path, user_col=user_col, item_col=item_col, time_col=time_col,
-                       value_col=value_col, type_col=type_col, default_event_type=event_type)
+                       value_col=value_col, type_col=type_col, default_event_type=event_type,
+                       mapping=mapping)
         catalog = []
     _run_replay(ctx, log, catalog, speedup, fast, limit, prefix=dataset)
 

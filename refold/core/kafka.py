@@ -212,6 +212,17 @@ def produce(
     producer.poll(0)
 
 
+def topic_metadata(client: Consumer | Producer, topic: str, timeout: float = 10.0) -> Any:
+    """`client.list_topics(topic)`, with the reason when it fails: an authentication error
+    (raised by `error_cb` while the client's callbacks are served) or `KafkaFatalError`."""
+    try:
+        return client.list_topics(topic, timeout=timeout).topics[topic]
+    except KafkaException as exc:
+        client.poll(0)  # serves error_cb, which raises the cause (e.g. authentication failed)
+        raise KafkaFatalError(f"cannot read the metadata of topic {topic}: "
+                              f"{exc.args[0].str()}") from None
+
+
 def where(msg: Message) -> str:
     """`topic[partition]@offset`, the form every log line uses to point at a message."""
     return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
@@ -220,7 +231,7 @@ def where(msg: Message) -> str:
 def watermarks(consumer: Consumer, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
     """`{partition: (low, high)}` offsets of a topic, retrying while new leaders settle."""
     deadline = time.monotonic() + timeout
-    parts = sorted(consumer.list_topics(topic, timeout=timeout).topics[topic].partitions)
+    parts = sorted(topic_metadata(consumer, topic, timeout).partitions)
     out: dict[int, tuple[int, int]] = {}
     for p in parts:
         while True:

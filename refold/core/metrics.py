@@ -207,6 +207,9 @@ SERVE_RECORDS = Gauge("refold_serve_records_read",
 SERVE_REJECTED = Gauge("refold_serve_records_rejected",
                        "Records refold serve could not decode, by topic kind.", ["topic"],
                        **_NO_REGISTRY)
+BRIDGE_RECORDS = Counter(
+    "refold_bridge_records", "Source records the bridge committed, by outcome: events produced, "
+    "dead letters, or skipped on purpose.", ["outcome"], **_NO_REGISTRY)
 
 BUILD = Info("refold_build", "Version and component (consumer, refitter) of this process.",
              **_NO_REGISTRY)
@@ -221,8 +224,9 @@ REFITTER = (*_REFIT_ONLY, REFIT_REQUESTS, MODEL_VERSION, SNAPSHOT_CREATED, CONSU
 _SERVE_ONLY = (SERVE_REQUESTS, SERVE_LATENCY, SERVE_USERS, SERVE_LISTS_BYTES, SERVE_ITEMS,
                SERVE_PENDING, SERVE_EVICTED, SERVE_RECORDS, SERVE_REJECTED)
 SERVE = (*_SERVE_ONLY, BUILD)
-CONSUMER = tuple(c for c in ALL if c not in _REFIT_ONLY and c not in _SERVE_ONLY)
-ROLES = {"consumer": CONSUMER, "refitter": REFITTER, "serve": SERVE}
+BRIDGE = (BRIDGE_RECORDS, DEAD_LETTERS, CONSUMER_LAG, ERRORS, BUILD)
+CONSUMER = tuple(c for c in ALL if c not in (*_REFIT_ONLY, *_SERVE_ONLY, BRIDGE_RECORDS))
+ROLES = {"consumer": CONSUMER, "refitter": REFITTER, "serve": SERVE, "bridge": BRIDGE}
 """What each process exposes: a refitter has no hit rate, so it exports none (not a zero)."""
 
 # Label values known in advance start at zero, so a dashboard shows 0 rather than "No data" and
@@ -232,7 +236,8 @@ KNOWN_LABELS: dict[Counter, list[dict[str, str]]] = {
     RECOMMENDATIONS: [{"source": s} for s in ("collaborative", "content", "popular")],
     DEAD_LETTERS: [{"reason": r} for r in (
         "not_json", "not_utf8", "null_value", "unknown_type", "empty_id", "schema", "oversize",
-        "future_time", "key_mismatch", "model")],
+        "future_time", "key_mismatch", "model", "missing_field", "bad_time", "not_object")],
+    BRIDGE_RECORDS: [{"outcome": o} for o in ("events", "dead_letters", "skipped")],
     REBALANCES: [{"kind": k} for k in ("assign", "revoke", "lost")],
     ERRORS: [{"kind": k} for k in ("kafka", "abort", "snapshot")],
     SNAPSHOT_LOADS: [{"outcome": o} for o in ("loaded", "rejected")],

@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -43,17 +44,34 @@ class Probes:
         self._clock = clock
         self._lock = threading.Lock()
         self._waiting: dict[str, str] = dict(conditions)
+        self._busy: set[str] = set()
         self._fatal: str | None = None
         self._beat = clock()
 
-    def hold(self, name: str, reason: str) -> None:
-        """Not ready because of `name` (replaces its reason if it holds already)."""
+    def hold(self, name: str, reason: str, busy: bool = False) -> None:
+        """Not ready because of `name` (replaces its reason if it holds already); `busy`: the
+        main loop is doing long work meanwhile (a restore), so its silence is no stall."""
         with self._lock:
             self._waiting[name] = reason
+            if busy:
+                self._busy.add(name)
 
     def clear(self, name: str) -> None:
         with self._lock:
             self._waiting.pop(name, None)
+            self._busy.discard(name)
+
+    @contextmanager
+    def working(self, name: str) -> Iterator[None]:
+        """Long work on the main loop (a training) that keeps the process live and ready."""
+        with self._lock:
+            self._busy.add(name)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy.discard(name)
+            self.beat()
 
     def beat(self) -> None:
         """The main loop is making progress (call it every iteration, and during long work)."""
@@ -69,22 +87,24 @@ class Probes:
         with self._lock:
             return not self._waiting and self._fatal is None
 
+    def _stalled(self) -> bool:
+        return not self._busy and self._clock() - self._beat >= self.stall_seconds
+
     @property
     def live(self) -> bool:
-        return self._fatal is None and self._clock() - self._beat < self.stall_seconds
+        return self._fatal is None and not self._stalled()
 
     def status(self) -> dict[str, Any]:
         with self._lock:
             out: dict[str, Any] = {"live": self._fatal is None, "ready": not self._waiting,
                                    "waiting_for": dict(self._waiting)}
             fatal = self._fatal
-        silent = self._clock() - self._beat
         if fatal is not None:
             out["error"] = fatal
             out["ready"] = False
-        elif silent >= self.stall_seconds:
+        elif self._stalled():
             out["live"] = False
-            out["error"] = f"main loop silent for {silent:.0f} s"
+            out["error"] = f"main loop silent for {self._clock() - self._beat:.0f} s"
         return out
 
 

@@ -5,7 +5,12 @@ records become dead letters, skipped types vanish, and a restart delivers nothin
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 import zlib
@@ -14,8 +19,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumers.bridge import build_bridge
-from refold.core.config import Settings
+from consumers.bridge import assemble_bridge
+from refold.core.config import Settings, environment
 from refold.core.kafka import make_admin
 from refold.core.schemas import decode_event
 from refold.core.topics import create_topics
@@ -93,12 +98,12 @@ def read(bootstrap: str, topic: str) -> list:
 
 
 def run(settings: Settings, **options) -> object:
-    bridge, loop = build_bridge(settings, idle_exit=3.0, **options)  # type: ignore[arg-type]
-    thread = threading.Thread(target=loop.run)
+    running = assemble_bridge(settings, serve_metrics=False, idle_exit=3.0, **options)
+    thread = threading.Thread(target=running.run)
     thread.start()
     thread.join(120)
     assert not thread.is_alive()
-    return bridge
+    return running.bridge
 
 
 def test_the_bridge_maps_rekeys_and_dead_letters_exactly_once(settings, bootstrap):
@@ -133,3 +138,25 @@ def test_the_bridge_maps_rekeys_and_dead_letters_exactly_once(settings, bootstra
     missing = next(m for m in dead if dict(m.headers())["error_class"] == b"missing_field")
     assert b"user_id: missing" in dict(missing.headers())["reason"]
     assert b"'customer.id'" in dict(missing.headers())["reason"]
+
+
+def test_a_bridge_killed_between_produce_and_commit_delivers_everything_once(
+        settings, bootstrap, tmp_path):
+    """`refold bridge` killed (SIGKILL) with a batch's events produced but not committed, then
+    started again: read_committed readers see every event once."""
+    records, expect = shop_records(random.Random(9))
+    send(bootstrap, settings.bridge_source_topic, records)
+    env = {**os.environ, **environment(settings), "REFOLD_METRICS_PORT": "0",
+           # the killed bridge stays a member until its session times out: keep that short
+           "REFOLD_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000"}
+    cmd = [sys.executable, "-m", "refold", "bridge", "--batch-size", "50", "--idle-exit", "3"]
+    crashed = subprocess.run(cmd, env={**env, "REFOLD_TEST_CRASH_AT": "after_produce:3"},
+                             capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"bridge: [\d,]+ events", done.stdout), done.stdout
+
+    events = [decode_event(m.value()) for m in read(bootstrap, settings.topic("events"))]
+    assert len(events) == expect["events"] == len({e.event_id for e in events})
+    assert len(read(bootstrap, settings.topic("dead_letter"))) == expect["dead_letters"]

@@ -130,3 +130,21 @@ def test_the_config_map_and_the_environment_are_valid_settings(tmp_path):
             assert settings.kafka_client["security.protocol"] == "SASL_SSL"
             assert settings.kafka_client["sasl.username"].startswith("refold-")  # its own user
             assert settings.kafka_client["sasl.password"].file == "/etc/refold/kafka/password"
+
+
+def test_containers_run_real_commands_on_their_roles_metrics_ports():
+    from click.testing import CliRunner
+
+    from refold.cli import cli
+    from refold.cli import commands as _commands  # noqa: F401  (registers the commands)
+    from refold.core.metrics import PORTS
+
+    roles = {"refold-worker": "consumer", "refold-refitter": "refitter",
+             "refold-bridge": "bridge"}
+    for name, doc in PODS:
+        for container in containers(doc):
+            result = CliRunner().invoke(cli, [*container["args"], "--help"])
+            assert result.exit_code == 0, (name, result.output)
+            if doc["metadata"]["name"] in roles:
+                port = container["ports"][0]["containerPort"]
+                assert port == PORTS[roles[doc["metadata"]["name"]]], name

@@ -1,0 +1,142 @@
+"""The whole pipeline on a secured Kafka (SASL_SSL, SCRAM-SHA-512, TLS from a CA the test makes,
+the KRaft authorizer): each role logs in as its own user with only the ACLs `refold acls` lists,
+configured through settings alone (`REFOLD_KAFKA_CLIENT_*`). A worker without write access to the
+recommendations topic, and wrong credentials, stop with one clear line instead of looping."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from refold.acls import acl_bindings, role_acls
+from refold.core.config import load_settings
+
+from .secured import SecuredBroker
+from .test_secured_broker import allow
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
+    broker = SecuredBroker(tmp_path_factory.mktemp("secured-pipeline")).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+class Cluster:
+    """Users with role ACLs on the secured broker, and `refold` commands run as them."""
+
+    def __init__(self, broker: SecuredBroker, prefix: str, home: Path) -> None:
+        self.broker, self.prefix, self.home = broker, prefix, home
+        self.env = {
+            "REFOLD_BOOTSTRAP_SERVERS": broker.bootstrap, "REFOLD_TOPIC_PREFIX": prefix,
+            "REFOLD_CONSUMER_GROUP": f"{prefix}foldin", "REFOLD_REFIT_GROUP": f"{prefix}refit",
+            "REFOLD_EVENTS_PARTITIONS": "2", "REFOLD_HOME": str(home),
+            "REFOLD_KAFKA_CLIENT_SECURITY_PROTOCOL": "SASL_SSL",
+            "REFOLD_KAFKA_CLIENT_SASL_MECHANISM": "SCRAM-SHA-512",
+            "REFOLD_KAFKA_CLIENT_SSL_CA_LOCATION": str(broker.pki.ca),  # type: ignore[union-attr]
+        }
+
+    def user(self, role: str, *, without: str | None = None) -> dict[str, str]:
+        """A new SCRAM user with the ACLs of `role` (but the one printed as `without`); its
+        environment, with the password in a file."""
+        name, password = f"{role}-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+        self.broker.add_user(name, password)
+        settings = load_settings(env=self.env)
+        wanted = [a for a in role_acls(settings, role) if str(a) != without]
+        bindings = acl_bindings(settings, role, f"User:{name}")
+        allow(self.broker, [b for b, a in zip(bindings, role_acls(settings, role), strict=True)
+                            if a in wanted])
+        secret = self.home / f"{name}.password"
+        secret.write_text(password + "\n")
+        return {**self.env, "REFOLD_KAFKA_CLIENT_SASL_USERNAME": name,
+                "REFOLD_KAFKA_CLIENT_SASL_PASSWORD_FILE": str(secret)}
+
+    def run(self, env: dict[str, str], *args: str, timeout: float = 120.0
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "refold", *args], env={**os.environ, **env},
+                              capture_output=True, text=True, timeout=timeout)
+
+    def spawn(self, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "refold", *args],
+                                env={**os.environ, **env}, stdout=log.open("w"),
+                                stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def cluster(secured: SecuredBroker, unique_prefix: str, tmp_path: Path) -> Cluster:
+    c = Cluster(secured, unique_prefix, tmp_path)
+    admin = c.user("admin")
+    done = c.run(admin, "topics", "create")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return c
+
+
+def stop(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait(10)
+
+
+def test_the_pipeline_runs_over_sasl_ssl_with_least_privilege(cluster: Cluster, tmp_path):
+    refitter = cluster.spawn(cluster.user("refitter"), tmp_path / "refitter.log", "refit",
+                             "--every-events", "1500", "--every-seconds", "0", "--factors", "8",
+                             "--iterations", "3", "--metrics-port", "0")
+    worker = cluster.spawn(cluster.user("worker"), tmp_path / "worker.log", "consume",
+                           "--instance-id", "w0", "--batch-size", "200", "--metrics-port", "0",
+                           "--idle-exit", "20", "--snapshot-wait", "1")
+    try:
+        sent = cluster.run(cluster.user("producer"), "produce", "synth", "--users", "200",
+                           "--items", "100", "--events", "3000", "--seed", "3")
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert worker.wait(240) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    finally:
+        stop(worker)
+        refitter_exit = stop(refitter)
+    assert refitter_exit == 0, (tmp_path / "refitter.log").read_text()[-3000:]
+    recs = cluster.run(cluster.user("reader"), "recs", "--all", "--json")
+    assert recs.returncode == 0, recs.stderr
+    lists = [json.loads(line) for line in recs.stdout.splitlines()]
+    assert len(lists) >= 150  # one per user who acted
+    assert max(rec.get("model_version") or 0 for rec in lists) >= 1  # the refitter's model
+    worker_log = (tmp_path / "worker.log").read_text()
+    assert "SASL" not in worker_log or "authentication" not in worker_log.lower()
+
+
+def test_a_worker_without_write_access_stops_with_a_clear_line(cluster: Cluster, tmp_path):
+    recs = f"Topic:LITERAL:{cluster.prefix}recommendations WRITE"
+    no_recs = cluster.user("worker", without=recs)
+    sent = cluster.run(cluster.user("producer"), "produce", "synth", "--users", "20",
+                       "--items", "20", "--events", "100", "--seed", "1")
+    assert sent.returncode == 0, sent.stderr
+    done = cluster.run(no_recs, "consume", "--instance-id", "w9", "--metrics-port", "0",
+                       "--idle-exit", "30", "--snapshot-wait", "1", timeout=180)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 69, done.stderr[-3000:]
+    assert last.startswith("refold consume: not authorized: WRITE on Topic "
+                           f"'{cluster.prefix}recommendations'"), last
+    assert done.stderr.count("not authorized") <= 2  # said once, not in a loop
+
+
+def test_wrong_credentials_stop_with_a_clear_line(cluster: Cluster, tmp_path):
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    env = {**cluster.user("reader"), "REFOLD_KAFKA_CLIENT_SASL_PASSWORD_FILE": str(wrong)}
+    done = cluster.run(env, "recs", "--all", timeout=60)
+    assert done.returncode == 69, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "authentication" in last.lower(), last
