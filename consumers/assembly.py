@@ -75,6 +75,9 @@ class WorkerOptions:
     prepare_swaps: bool = True
     """Lay out a new model version on the follower's thread (False: between batches, on the
     processing thread, the swap as it was: `refold bench swap --inline` compares them)."""
+    check_instance: bool = True
+    """Before joining, refuse to run next to a live member with this instance id
+    (`consumers.instances`); False leaves it to fencing (a test of fencing itself)."""
     side_inputs: Sequence[SideInput] = ()
     """Readers caught up at start and polled between batches, besides the catalog."""
 
@@ -121,7 +124,7 @@ class Worker:
             guarantee=options.guarantee, max_messages=options.max_messages,
             idle_exit=options.idle_exit, consumer_extra=dict(options.consumer_extra),
             producer_extra=dict(options.producer_extra), client_role="worker",
-            probes=self.probes)
+            probes=self.probes, check_instance=options.check_instance)
         if isinstance(self.processor, Monitored):
             self.processor.attach(self.loop)
         self.follower: SnapshotFollower | None = None

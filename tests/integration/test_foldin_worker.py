@@ -207,13 +207,16 @@ def test_an_aborted_batch_is_rolled_back_and_read_again(settings, data, monkeypa
 
 
 def test_a_restarted_instance_fences_its_zombie(settings, data):
+    """A zombie (stalled past its session, so the heir's start-up check no longer sees it; here
+    it is live and the check is off) is fenced by the heir with its instance id."""
     from refold.core.kafka import KafkaFatalError
 
     events, _, factors = data
     events = events[:400]
     zombie = Worker(settings.replace(batch_size=20), factors, idle_exit=60).start()
     wait_until(lambda: zombie.loop.assigned, 30, "the first worker's assignment", zombie)
-    heir = Worker(settings.replace(batch_size=20), factors, idle_exit=60).start()  # same id
+    heir = Worker(settings.replace(batch_size=20), factors, idle_exit=60,
+                  check_instance=False).start()  # same id
     wait_until(lambda: heir.loop.assigned, 30, "the second worker's assignment", zombie, heir)
     publish(settings, events)
     wait_committed(settings, len(events), zombie, heir)
@@ -224,6 +227,23 @@ def test_a_restarted_instance_fences_its_zombie(settings, data):
     # the zombie's last transaction was aborted: every event counted once, by whoever committed
     assert zombie.worker.counts["events"] + heir.worker.counts["events"] == len(events)
     assert sum(committed(settings).values()) == len(events)
+
+
+def test_a_live_twin_is_refused_once_not_fenced(settings, data):
+    """Two live workers with one instance id: the second stops with one clear error (after a
+    session timeout, in case the first were a ghost) and the first goes on, unfenced."""
+    from consumers.instances import DuplicateInstance
+
+    _, _, factors = data
+    short = {**FAST_REBALANCE, "session.timeout.ms": 6000}
+    first = Worker(settings, factors, idle_exit=60, consumer_extra=short).start()
+    wait_until(lambda: first.loop.assigned, 30, "the first worker's assignment", first)
+    twin = Worker(settings, factors, idle_exit=60, consumer_extra=short).start()
+    twin.thread.join(30)
+    with pytest.raises(DuplicateInstance, match=f"instance id '{settings.instance_id}' is in use"):
+        twin.stop()
+    assert first.thread.is_alive() and first.loop.assigned
+    first.stop()
 
 
 def read_events(settings: Settings) -> dict[int, list]:
