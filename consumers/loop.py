@@ -251,7 +251,9 @@ class TransactionalLoop:
         if self._producer is not None:
             try:
                 self._producer.flush(5)  # nothing is pending after a commit; after a fatal error
-            except (KafkaException, KafkaFatalError) as exc:  # the cause is already on its way
+            except (KafkaException, KafkaFatalError, SystemError) as exc:  # the cause is already
+                # on its way (SystemError: confluent-kafka, when the error callback has raised
+                # and a failed message's delivery report is served in the same flush)
                 log.debug("flushing the producer: %s", exc)
 
     # -- one batch, one transaction

@@ -213,14 +213,14 @@ def produce(
 
 
 def topic_metadata(client: Consumer | Producer, topic: str, timeout: float = 10.0) -> Any:
-    """`client.list_topics(topic)`, with the reason when it fails: an authentication error
-    (raised by `error_cb` while the client's callbacks are served) or `KafkaFatalError`."""
+    """`client.list_topics(topic)`; when it fails, the client's callbacks are served first, so
+    that an authentication failure surfaces as such (`error_cb` raises it), not as a timeout.
+    Anything else (a broker down) is raised as it was, for the caller to retry."""
     try:
         return client.list_topics(topic, timeout=timeout).topics[topic]
-    except KafkaException as exc:
+    except KafkaException:
         client.poll(0)  # serves error_cb, which raises the cause (e.g. authentication failed)
-        raise KafkaFatalError(f"cannot read the metadata of topic {topic}: "
-                              f"{exc.args[0].str()}") from None
+        raise
 
 
 def where(msg: Message) -> str:
