@@ -203,11 +203,17 @@ class ContentIndex:
         has never used are left out (no item can share them)."""
         counts = self.encoder.counts([text or ""])
         counts.sort_indices()
-        t = counts.indices.astype(np.int64)
-        v = (1.0 + np.log(counts.data.astype(np.float64))) * self.idf.of(t)
-        g = np.array(sorted({self._tag_ids[x] for x in tag_set(tags) if x in self._tag_ids}),
+        return self.profile_of_terms(counts.indices.astype(np.int64),
+                                     counts.data.astype(np.float64), tag_set(tags))
+
+    def profile_of_terms(self, terms: np.ndarray, counts: np.ndarray,
+                         tags: Iterable[str]) -> Profile:
+        """The profile of hashed term counts (`models.profiles.Declared`) and normalised
+        tags, under the current idf."""
+        v = (1.0 + np.log(counts)) * self.idf.of(terms)
+        g = np.array(sorted({self._tag_ids[x] for x in tags if x in self._tag_ids}),
                      dtype=np.int64)
-        return Profile(*_heaviest(t, v, self.profile_terms), g, np.ones(len(g)))
+        return Profile(*_heaviest(terms, v, self.profile_terms), g, np.ones(len(g)))
 
     # -- scores
 
