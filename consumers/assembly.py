@@ -110,7 +110,7 @@ class Worker:
             log.info("metrics: http://%s:%d/metrics", settings.metrics_host, self.metrics_port)
         self.requester = RefitRequester(settings) if options.refit_on_drift else None
         self.monitor = self._monitor() if options.monitor else None
-        catalog = CatalogReader(settings, self._apply_item)
+        catalog = CatalogReader(settings, apply_many=recommender.apply_items)
         self.worker = FoldInWorker(
             settings, recommender, side_inputs=[catalog, *options.side_inputs],
             exact_restore=options.guarantee == "exactly-once",
@@ -129,9 +129,6 @@ class Worker:
             self.processor.attach(self.loop)
         self.follower: SnapshotFollower | None = None
         self._started = self._closed = False
-
-    def _apply_item(self, item: Any) -> None:
-        self.recommender.set_item_active(item.item_id, item.active, item.categories)
 
     def _monitor(self) -> Monitor:
         """Drift and online quality, with the recommender's catalog for categories and size."""

@@ -20,18 +20,25 @@ from refold.core.schemas import Item, SchemaError, decode_item
 log = logging.getLogger(__name__)
 
 ApplyItem = Callable[[Item], None]
+ApplyItems = Callable[[list[Item]], None]
 
 
 class CatalogReader:
-    """Apply `Item` messages to `apply` (e.g. the recommender's `set_item`) as they arrive.
+    """Apply `Item` messages to `apply` (one at a time) or `apply_many` (the valid items of each
+    poll at once, e.g. the recommender's `apply_items`, which hashes their texts in one call)
+    as they arrive.
 
     A malformed item is logged with its position and skipped: every worker reads every item, so
     dead-lettering it here would file one copy per worker.
     """
 
-    def __init__(self, settings: Settings, apply: ApplyItem) -> None:
+    def __init__(self, settings: Settings, apply: ApplyItem | None = None,
+                 apply_many: ApplyItems | None = None) -> None:
+        if (apply is None) == (apply_many is None):
+            raise TypeError("give exactly one of apply and apply_many")
         self.tail = TopicTail(settings, settings.topic("items"))
         self.apply = apply
+        self.apply_many = apply_many
         self.applied = 0
         self.rejected = 0
 
@@ -46,15 +53,20 @@ class CatalogReader:
         return len(messages)
 
     def _handle(self, messages: list[Message]) -> None:
+        items = []
         for msg in messages:
             try:
-                item = self._decode(msg)
+                items.append(self._decode(msg))
             except SchemaError as exc:
                 self.rejected += 1
                 log.warning("bad catalog item %s: %s", where(msg), exc)
-                continue
-            self.apply(item)
-            self.applied += 1
+        if self.apply_many is not None:
+            if items:
+                self.apply_many(items)
+        else:
+            for item in items:
+                self.apply(item)  # type: ignore[misc]
+        self.applied += len(items)
 
     @staticmethod
     def _decode(msg: Message) -> Item:

@@ -243,14 +243,18 @@ class ContentIndex:
                 out[i] = self._score_one(profile, i)
         return out
 
-    def similar(self, i: int, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The `k` items below `n` most similar to item `i` by content (not itself), with their
-        scores; an item without content has none."""
+    def similar(self, i: int, k: int, n: int, among: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The `k` items below `n` most similar to item `i` by content (not itself; only those
+        flagged in the mask `among` when given), with their scores; none when `i` has no
+        content."""
         p = self.profile_of_items(np.array([i]), np.array([1.0]))
         if not p:
             return _NO_INT, _NO_FLOAT
         s = self.scores(p, n)
         s[s <= 0] = -np.inf
+        if among is not None:
+            s[~among[:n]] = -np.inf
         if i < n:
             s[i] = -np.inf
         return topk(s, k)

@@ -38,3 +38,6 @@ ANN_CANDIDATES = 100
 ANN_EF_SEARCH = 128
 """The index's search beam (graph degree 32): recall@20 0.958 at 1M ALS-like items with 100
 candidates (0.969 at 160, for 22% fewer events/s batched; README, retrieval table)."""
+CONTENT_TEXT_WEIGHT = 0.4
+CONTENT_TAG_WEIGHT = 0.6
+"""A content score is 0.4 · text cosine + 0.6 · tag Jaccard (the blend job-matching systems use)."""

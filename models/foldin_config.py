@@ -42,6 +42,13 @@ class FoldInConfig:
     full_events: int | None = 20
     blend_depth: int = 200
     content_weight: float = 0.5
+    """Share of what collaborative filtering leaves that the content list gets in the
+    hand-set blend (the rest goes to popularity)."""
+    content_text_weight: float = defaults.CONTENT_TEXT_WEIGHT
+    content_tag_weight: float = defaults.CONTENT_TAG_WEIGHT
+    """A user-item content score is text_weight · text cosine + tag_weight · tag Jaccard."""
+    max_profiles: int = 1_000_000
+    """Users' declared profiles kept (the least recently updated are forgotten first)."""
     exclude_types: frozenset[str] = frozenset({"purchase", "rating"})
     """Event types whose item is consumed: never recommended to that user again."""
     trending_half_life_seconds: float = defaults.TRENDING_HALF_LIFE_SECONDS

@@ -8,8 +8,12 @@ model (`models.served.ServedModel`), the catalog and the configuration:
   co-visitation blend (`models.covisit`), then an exact top-K (`models.topk`; for a lone user,
   blend and top-K are one compiled pass, `models.kernels.blend_topk`); new items' vectors of the
   user's partition (the *overlay*) are scored too;
-- everyone else: a truncated-rank blend of CF, category affinity and popularity
-  (`models.coldstart.rank_blend`).
+- everyone else: a truncated-rank blend of CF, content similarity and popularity
+  (`models.coldstart.rank_blend`). Content (`models.content_index`: text cosine and tag
+  Jaccard, categories being tags) compares the user's items and declared profile with every
+  item that has content, in the model or not: with no model at all, a user with a history or a
+  profile gets content-similar items blended with popularity (the cold-start ladder's second
+  step, before matrix factorisation).
 
 When the served model has an approximate index (`models.ann`, large catalogs), the CF scores are
 computed for each user's retrieved candidates only, plus the partition's new items and the
@@ -31,9 +35,11 @@ from models import coldstart, covisit, kernels
 from models.candidates import rescore
 from models.candidates import scores as candidate_scores
 from models.catalog import ItemIndex
+from models.content_index import ContentIndex
 from models.foldin_config import FoldInConfig
 from models.history import UserHistory
 from models.partition import PartitionState
+from models.profiles import DeclaredProfiles
 from models.served import ServedModel
 from models.topk import topk, topk_batch
 
@@ -76,10 +82,31 @@ class Ranker:
     """Lists from plans: `rank_pure_cf` for all pure-CF users at once, `rank_blend` for one
     user of the other regimes."""
 
-    def __init__(self, config: FoldInConfig, catalog: ItemIndex, served: ServedModel) -> None:
+    def __init__(self, config: FoldInConfig, catalog: ItemIndex, served: ServedModel,
+                 content: ContentIndex | None = None,
+                 profiles: DeclaredProfiles | None = None) -> None:
         self.config = config
         self.catalog = catalog
         self.served = served
+        self.content = content if content is not None else ContentIndex()
+        self.profiles = profiles if profiles is not None else DeclaredProfiles()
+
+    def content_scores(self, p: Plan) -> np.ndarray | None:
+        """Per catalog item, the user's content similarity from their items and declared
+        profile; -inf where nothing is shared; None when nothing is (no content list)."""
+        content = self.content
+        profile = content.profile_of_items(p.items, p.weights)
+        declared = self.profiles.get(p.user_id)
+        if declared is not None:
+            profile = profile.merged(content.profile_of_terms(
+                declared.terms, declared.counts, declared.tags), content.profile_terms)
+        if not profile:
+            return None
+        s = content.scores(profile, len(self.catalog))
+        if not (s > 0).any():
+            return None
+        s[s <= 0] = -np.inf
+        return s
 
     def rank_pure_cf(
         self, plans: list[Plan], vecs: list[np.ndarray | None],
@@ -217,7 +244,7 @@ class Ranker:
         trending = part.trending
         trending.resize(n)
         pop = trending.ranking_scores()[:n]
-        aff = coldstart.category_affinity(p.items, p.weights, self.catalog)
+        aff = self.content_scores(p)
         weights, source = coldstart.list_weights(
             p.w_cf if x is not None else 0.0, aff is not None, cfg.content_weight)
         if weights[2] == 1.0:

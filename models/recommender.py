@@ -44,10 +44,12 @@ import numpy as np
 
 from models import coldstart, covisit, kernels
 from models.catalog import ItemIndex
+from models.content_index import ContentIndex
 from models.foldin import ItemFactors, VectorCache, residuals
 from models.foldin_config import FoldInConfig
 from models.history import UserHistory, confidences_many
 from models.partition import Partitions, PartitionState, PartitionUndo
+from models.profiles import DeclaredProfiles
 from models.ranking import Plan, Ranker, Recs
 from models.served import PreparedFactors, ServedModel
 from models.trending import Trending
@@ -79,9 +81,13 @@ class OnlineRecommender:
         self._decay = self.config.decay_spec()
         self.users: Users = users if users is not None else UserHistories(self.config)
         self.partitions = Partitions(self.config)
+        self.content = ContentIndex(self.config.content_text_weight,
+                                    self.config.content_tag_weight)
+        self.profiles = DeclaredProfiles(self.config.max_profiles, self.content.encoder)
         self.served = ServedModel(self.catalog, self.config.alpha, self.config.regularization,
-                                  self.config.ann_config())
-        self.ranker = Ranker(self.config, self.catalog, self.served)
+                                  self.config.ann_config(), self.content)
+        self.ranker = Ranker(self.config, self.catalog, self.served, self.content,
+                             self.profiles)
         self._vectors = VectorCache()
         self.batch_vector_norm: float | None = None
         """Mean L2 norm of the user vectors of the last `process_batch` (None: no vector)."""
@@ -199,8 +205,11 @@ class OnlineRecommender:
     def set_item_active(
         self, item_id: str, active: bool, categories: Iterable[str] | None = None
     ) -> None:
-        """Apply a catalog message: inactive items are never recommended."""
+        """Apply a catalog message: inactive items are never recommended; categories are
+        content tags too."""
         i = self.catalog.set_item(item_id, active, categories)
+        if categories is not None:
+            self.content.set_items([i], [None], [list(categories)])
         self.served.item_changed(i, categorized=categories is not None)
 
     def basis(self, user_id: str, n: int = 5) -> list[str]:
@@ -211,6 +220,28 @@ class OnlineRecommender:
             return []
         items = history.positive_items(max(n, self.config.session_items))[-n:]
         return [self.catalog.ids[i] for i in items[::-1].tolist()]
+
+    def apply_items(self, items: Sequence[Any]) -> None:
+        """Apply catalog messages (`refold.core.schemas.Item`, or anything with its fields):
+        activity, categories, and content (text, tags, categories and textual attributes),
+        the texts hashed in one call."""
+        idx = [self.catalog.set_item(it.item_id, it.active, it.categories) for it in items]
+        self.content.set_items(
+            idx, [getattr(it, "text", None) for it in items],
+            [[*getattr(it, "tags", ()), *it.categories, *_attribute_tags(it)] for it in items])
+        for i, it in zip(idx, items, strict=True):
+            own = bool(getattr(it, "text", None) or getattr(it, "tags", None))
+            self.served.item_changed(i, categorized=bool(it.categories), described=own)
+
+    def set_profiles(self, profiles: Sequence[Any]) -> None:
+        """Apply users' declared profiles (`refold.core.schemas.User`, or anything with its
+        fields); a profile of None fields only is a deletion."""
+        self.profiles.set_many(
+            (u.user_id, getattr(u, "interests", None), getattr(u, "skills", ()),
+             getattr(u, "attributes", None), getattr(u, "signup_at", None)) for u in profiles)
+
+    def drop_profile(self, user_id: str) -> None:
+        self.profiles.drop(user_id)
 
     def user_state(self, user_id: str) -> dict[str, Any] | None:
         """The user's history as plain data with item ids (not indices), for a changelog."""
@@ -365,3 +396,9 @@ class OnlineRecommender:
             m.factors, [(p.user_id, p.key, p.rows, p.row_weights) for p in need],
             self.config.alpha, self.config.regularization))
         return [next(got) if p.w_cf > 0 else None for p in plans]
+
+
+def _attribute_tags(item: Any) -> list[str]:
+    """An item's textual and boolean attributes as `key=value` tags."""
+    attributes = getattr(item, "attributes", None) or {}
+    return [f"{k}={v}" for k, v in attributes.items() if isinstance(v, str | bool)]

@@ -2,8 +2,10 @@
 
 `ServedModel` holds the current `coldstart.ServedFactors` (None before any model: popularity
 serves) and what is derived from it and the catalog: the vectors of catalog items outside the
-model from their categories, the items never recommended (inactive, or without a vector), and
-a partition's new items' vectors stacked for scoring (its *overlay*).
+model from their content (the similarity-weighted mean of the `CONTENT_NEIGHBOURS` model items
+most similar by text and tags, `models.content_index`) or else their categories, the items
+never recommended (inactive, or without a vector), and a partition's new items' vectors stacked
+for scoring (its *overlay*).
 
 A new version is swapped in two steps: `prepare` (the costly layout by catalog index and, for a
 catalog of at least `AnnConfig.min_items`, the approximate index over its vectors,
@@ -37,10 +39,12 @@ import numpy as np
 from models import coldstart
 from models.ann import AnnConfig, MipsIndex
 from models.catalog import ItemIndex
+from models.content_index import ContentIndex
 from models.foldin import ItemFactors
 from models.partition import stacked
 
 _NO_INTERACTIONS = coldstart.ItemInteractions(0)
+CONTENT_NEIGHBOURS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +66,15 @@ class ServedModel:
     """The current model version (`current`; None: no model yet) over `catalog`."""
 
     def __init__(self, catalog: ItemIndex, alpha: float, regularization: float,
-                 ann: AnnConfig | None = None) -> None:
+                 ann: AnnConfig | None = None, content: ContentIndex | None = None) -> None:
         self.catalog = catalog
         self.alpha = alpha
         self.regularization = regularization
         self.ann = ann
+        self.content = content
+        self.described: set[int] = set()
+        """Items with text or tags of their own (not only categories): their vector outside
+        the model comes from their content."""
         self.current: coldstart.ServedFactors | None = None
         self.index: MipsIndex | None = None
         """The current version's approximate index, None: rankings scan every item."""
@@ -109,16 +117,18 @@ class ServedModel:
         m.grow(len(catalog))
         if prepared.index is not None:
             prepared.index.labels[missing] = placed
-        categorized = np.fromiter(catalog.with_categories(), dtype=np.intp)
+        categorized = np.fromiter({*catalog.with_categories(), *self.described}, dtype=np.intp)
         self._dirty = set(categorized[m.row_of[categorized] < 0].tolist())
         self.current, self.index = m, prepared.index  # readers see old or new
         self._never = (None, *self._never[1:])
         return m
 
-    def item_changed(self, item: int, categorized: bool) -> None:
-        """A catalog message for `item`: with categories and outside the model, its category
-        vector is recomputed at the next `sync`."""
-        if categorized and not self.in_model(item):
+    def item_changed(self, item: int, categorized: bool, described: bool | None = None) -> None:
+        """A catalog message for `item`: with categories (or, `described`, text or tags) and
+        outside the model, its vector is recomputed at the next `sync`."""
+        if described is not None:
+            (self.described.add if described else self.described.discard)(item)
+        if (categorized or item in self.described) and not self.in_model(item):
             self._dirty.add(item)
 
     def sync(self) -> None:
@@ -130,11 +140,26 @@ class ServedModel:
         m.grow(len(self.catalog))
         if self._dirty:
             dirty, self._dirty = sorted(self._dirty), set()
-            m.refresh(dirty, _NO_INTERACTIONS, {}, self.catalog, self.alpha, self.regularization)
+            rest = [i for i in dirty if not self._content_vector(m, i)]
+            m.refresh(rest, _NO_INTERACTIONS, {}, self.catalog, self.alpha, self.regularization)
             if self.index is not None:  # searchable at once, in the graph a few at a time
                 self.index.add([i for i in dirty if m.has_vec[i]])
         if self.index is not None:
             self.index.drain(m.Y)
+
+    def _content_vector(self, m: coldstart.ServedFactors, i: int) -> bool:
+        """Give item `i` (outside the model) the similarity-weighted mean vector of its nearest
+        model items by content; False when it has no content of its own or no such neighbour."""
+        if self.content is None or i not in self.described or m.in_model(i):
+            return False
+        n = len(self.catalog)
+        idx, sim = self.content.similar(i, CONTENT_NEIGHBOURS, n, m.row_of[:n] >= 0)
+        if not len(idx):
+            return False
+        m.Y[i] = (sim[:, None] * m.Y[idx]).sum(axis=0) / sim.sum()
+        m.has_vec[i] = True
+        m.changes += 1
+        return True
 
     def never_recommended(self) -> np.ndarray:
         """Inactive items and items without a vector (cached until either changes)."""
