@@ -12,7 +12,8 @@ owns events partition p owns changelog partition p); values are JSON:
 - key `~p<p>/covisit/<item_id>`: `{"n", "ids", "w"}` (the item's co-visit count and neighbours,
   `models.covisit`), written by the batches whose co-visit refresh changed it: rows are the bulk
   of the state and change once per refresh, not with every event that touches the item;
-- key `~p<p>/meta`: `{"v", "offset": next events offset, "events", "t_ref", "dirty"}`, written
+- key `~p<p>/meta`: `{"v", "offset": next events offset, "events", "t_ref", "dirty", "trend"}`
+  ("trend": the adaptive trending's choice, `models.adaptive_trending`), written
   by every batch that reads partition p.
 
 A user id that starts with `~` is keyed with one more `~`, so every key `~p...` is a partition's.
@@ -41,6 +42,7 @@ import msgspec
 from confluent_kafka import Consumer, TopicPartition
 
 from models.packing import pack, unpack
+from models.partition import META_KEYS
 from refold.core.config import Settings
 from refold.core.errors import ConsumerError
 from refold.core.kafka import make_consumer, watermarks
@@ -128,8 +130,7 @@ def partition_records(
         yield item_key(partition, item_id), _encode(entry)
     for item_id, row in plain.get("rows", {}).items():
         yield covisit_key(partition, item_id), _encode(row)
-    meta = {"v": VERSION, "offset": offset, "events": plain["events"], "t_ref": plain["t_ref"],
-            "dirty": plain["dirty"]}
+    meta = {"v": VERSION, "offset": offset, **{k: plain[k] for k in META_KEYS if k in plain}}
     yield meta_key(partition), _encode(meta)
 
 
@@ -159,8 +160,8 @@ class RestoredPartition:
         """The partition state as `models.partition.PartitionState.load_plain` takes it."""
         if self.meta is None:
             return None
-        return {"events": self.meta["events"], "t_ref": self.meta["t_ref"],
-                "dirty": self.meta["dirty"], "items": self.items, "rows": self.rows}
+        return {**{k: self.meta[k] for k in META_KEYS if k in self.meta},
+                "items": self.items, "rows": self.rows}
 
 
 @dataclass

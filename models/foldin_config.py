@@ -52,6 +52,11 @@ class FoldInConfig:
     exclude_types: frozenset[str] = frozenset({"purchase", "rating"})
     """Event types whose item is consumed: never recommended to that user again."""
     trending_half_life_seconds: float = defaults.TRENDING_HALF_LIFE_SECONDS
+    """Half-life of the trending counts when `trending_adaptive` is off."""
+    trending_adaptive: bool = True
+    """Serve the half-life of `trending_half_lives` whose lists the partition's own events hit
+    most often (`models.adaptive_trending`) instead of a fixed one."""
+    trending_half_lives: tuple[float, ...] = defaults.TRENDING_HALF_LIVES
     max_item_users: int = 1000
     session_weight: float = defaults.SESSION_WEIGHT
     """Weight of the session co-visitation blend (`models.covisit`); 0 turns it off."""

@@ -29,16 +29,21 @@ from typing import Any
 
 import numpy as np
 
+from models.adaptive_trending import AdaptiveTrending
 from models.coldstart import ItemInteractions, item_vector_from_users
 from models.covisit import CoVisits, Undo, for_config
 from models.trending import Trending
+
+META_KEYS = ("events", "t_ref", "dirty", "trend")
+"""The keys of `PartitionState.to_plain` that describe the partition, not an item (`trend`: the
+adaptive trending's choice, only with one)."""
 
 
 @dataclass(frozen=True, slots=True)
 class PartitionUndo:
     """A partition's state before a batch touched it (see `PartitionState.save`)."""
 
-    trending: Trending
+    trending: Trending | AdaptiveTrending
     cold: dict[int, list[tuple[str, float]] | None]
     vectors: dict[int, np.ndarray]
     events: int
@@ -55,9 +60,14 @@ class PartitionState:
     __slots__ = ("changed", "cold", "covisits", "events", "rows_changed", "trending", "vectors")
 
     def __init__(
-        self, half_life_seconds: float, max_item_users: int, covisits: CoVisits | None = None
+        self, half_life_seconds: float | Sequence[float], max_item_users: int,
+        covisits: CoVisits | None = None,
     ) -> None:
-        self.trending = Trending(half_life_seconds)
+        """`half_life_seconds`: of the trending counts; several: the ladder of an
+        `AdaptiveTrending`, which serves the one whose lists the partition's events hit."""
+        self.trending: Trending | AdaptiveTrending = (
+            AdaptiveTrending(half_life_seconds) if isinstance(half_life_seconds, Sequence)
+            else Trending(half_life_seconds))
         self.covisits = covisits if covisits is not None else CoVisits()
         self.cold = ItemInteractions(max_item_users)
         self.vectors: dict[int, np.ndarray] = {}
@@ -73,11 +83,11 @@ class PartitionState:
 
     def add_popularity(self, item: int, weight: float, t: float) -> None:
         """`Trending.update`, noting the changed items: all of them when it rescales."""
-        t_ref = self.trending.t_ref
+        t_refs = _t_refs(self.trending)
         self.trending.update(item, weight, t)
         self.changed.add(item)
-        if t_ref is not None and self.trending.t_ref != t_ref:
-            self.changed.update(np.flatnonzero(self.trending.ranking_scores()).tolist())
+        if t_refs[0] is not None and _t_refs(self.trending) != t_refs:
+            self.changed.update(_popular(self.trending).tolist())
 
     def add_covisit(self, item: int, previous: np.ndarray) -> None:
         """`CoVisits.add`, noting the changed items."""
@@ -156,14 +166,14 @@ class PartitionState:
         with state when None): raw popularity accumulator, buffered co-visit updates, users and
         weights if outside the model, and its vector with the model `version` it was folded in
         for; and the co-visit row of each of `rows` (all when `items` is None)."""
-        pop = self.trending.ranking_scores()
+        pop = _pop_columns(self.trending)
         if items is None:
-            items = set(np.flatnonzero(pop).tolist()) | set(self.cold.items())
+            items = set(_popular(self.trending).tolist()) | set(self.cold.items())
             items |= set(self.covisits.items())
             rows = self.covisits.rows()
         out: dict[str, dict[str, Any]] = {}
         for i in sorted(items):
-            entry: dict[str, Any] = {"pop": float(pop[i]) if i < len(pop) else 0.0}
+            entry: dict[str, Any] = {"pop": _pop_of(pop, i)}
             pending = self.covisits.pending_of(i, ids)
             if pending:
                 entry["pend"] = pending
@@ -174,8 +184,13 @@ class PartitionState:
                              vec=None if v is None else v.tolist())
             out[ids[i]] = entry
         co = {ids[i]: r for i in sorted(rows or ()) if (r := self.covisits.row(i, ids))}
-        return {"events": self.events, "t_ref": self.trending.t_ref,
-                "dirty": [ids[i] for i in sorted(self.cold.dirty)], "items": out, "rows": co}
+        plain = {"events": self.events, "t_ref": self.trending.t_ref,
+                 "dirty": [ids[i] for i in sorted(self.cold.dirty)], "items": out, "rows": co}
+        if isinstance(self.trending, AdaptiveTrending):
+            selector = self.trending.selector_state()
+            selector["tops"] = [[ids[i] for i in top] for top in selector["tops"]]
+            plain.update(t_ref=_t_refs(self.trending), trend=selector)
+        return plain
 
     def load_plain(
         self,
@@ -191,8 +206,8 @@ class PartitionState:
             self.covisits.load_row(index(item_id), row, index)
         entries = plain["items"]
         idx = [index(item_id) for item_id in entries]
-        self.trending.load(plain["t_ref"], np.array(idx, dtype=np.intp),
-                           np.array([e["pop"] for e in entries.values()], dtype=np.float64))
+        _load_popularity(self.trending, plain, np.array(idx, dtype=np.intp),
+                         [e["pop"] for e in entries.values()], index)
         stale, vectors = set(), {}
         for i, e in zip(idx, entries.values(), strict=True):
             self.covisits.load_pending(i, e.get("pend", ()), index)
@@ -216,7 +231,8 @@ class PartitionState:
 
 class Partitions:
     """The `PartitionState` of each events partition, made on first use with the sizes of a
-    `FoldInConfig` (`trending_half_life_seconds`, `max_item_users`, the co-visit settings)."""
+    `FoldInConfig` (`trending_adaptive` and the half-lives, `max_item_users`, the co-visit
+    settings)."""
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -225,8 +241,9 @@ class Partitions:
     def fresh(self) -> PartitionState:
         """An empty state with this configuration (not registered: `put` it)."""
         cfg = self.config
-        return PartitionState(cfg.trending_half_life_seconds, cfg.max_item_users,
-                              for_config(cfg))
+        half_lives = tuple(cfg.trending_half_lives) if cfg.trending_adaptive \
+            else cfg.trending_half_life_seconds
+        return PartitionState(half_lives, cfg.max_item_users, for_config(cfg))
 
     def get(self, partition: int) -> PartitionState:
         """The partition's state, made empty on first use."""
@@ -244,6 +261,57 @@ class Partitions:
 
     def states(self) -> Iterable[PartitionState]:
         return self._states.values()
+
+
+def _t_refs(trending: Trending | AdaptiveTrending) -> list[float | None]:
+    if isinstance(trending, AdaptiveTrending):
+        return [rung.t_ref for rung in trending.rungs]
+    return [trending.t_ref]
+
+
+def _pop_columns(trending: Trending | AdaptiveTrending) -> list[np.ndarray]:
+    """The raw accumulators: one array, or one per rung of a ladder."""
+    if isinstance(trending, AdaptiveTrending):
+        return [rung.ranking_scores() for rung in trending.rungs]
+    return [trending.ranking_scores()]
+
+
+def _pop_of(columns: list[np.ndarray], i: int) -> float | list[float]:
+    """An item's accumulator for its plain record: a number, or a list for a ladder."""
+    values = [float(c[i]) if i < len(c) else 0.0 for c in columns]
+    return values[0] if len(columns) == 1 else values
+
+
+def _popular(trending: Trending | AdaptiveTrending) -> np.ndarray:
+    """Items with popularity in any count."""
+    columns = _pop_columns(trending)
+    return np.flatnonzero(np.logical_or.reduce([c != 0 for c in columns]))
+
+
+def _load_popularity(
+    trending: Trending | AdaptiveTrending, plain: Mapping[str, Any], idx: np.ndarray,
+    pops: list[Any], index: Callable[[str], int],
+) -> None:
+    """Install saved accumulators. A record of the other kind (one count where a ladder is
+    kept, or the reverse, after the setting changed) loads as well as it can: a single count
+    into every rung, a ladder's served rung into a single count."""
+    t_ref = plain["t_ref"]
+    if isinstance(trending, Trending):
+        if isinstance(t_ref, list):
+            rung = plain["trend"]["chosen"]
+            t_ref, pops = t_ref[rung], [p[rung] for p in pops]
+        trending.load(t_ref, idx, np.array(pops, dtype=np.float64))
+        return
+    n = len(trending.rungs)
+    if not isinstance(t_ref, list):
+        t_ref, pops = [t_ref] * n, [[p] * n for p in pops]
+    values = np.array(pops, dtype=np.float64).reshape(len(idx), n)
+    for r, rung in enumerate(trending.rungs):
+        rung.load(t_ref[r], idx, values[:, r])
+    if "trend" in plain:
+        selector = dict(plain["trend"])
+        selector["tops"] = [[index(x) for x in top] for top in selector["tops"]]
+        trending.load_selector(selector)
 
 
 def stacked(vectors: Mapping[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

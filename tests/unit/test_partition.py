@@ -10,7 +10,7 @@ import pytest
 
 from models.covisit import CoVisits
 from models.foldin import ItemFactors
-from models.partition import PartitionState
+from models.partition import META_KEYS, PartitionState
 from models.recommender import FoldInConfig, OnlineRecommender
 
 N_ITEMS, K, PARTS, USERS = 40, 4, 3, 100
@@ -159,7 +159,8 @@ def test_a_partition_restored_elsewhere_goes_on_identically() -> None:
 
 def test_changes_are_the_touched_items_and_a_renormalisation_touches_all() -> None:
     # (without co-visits, which change the rows of the items an event is co-visited with)
-    rec = OnlineRecommender(config(trending_half_life_seconds=1.0, session_weight=0.0),
+    rec = OnlineRecommender(config(trending_adaptive=False, trending_half_life_seconds=1.0,
+                                   session_weight=0.0),
                             factors())
     rec.learn("u1", "i1", "click", t=0.0)
     rec.learn("u1", "i2", "click", t=1.0)
@@ -201,7 +202,7 @@ def changelog_of(rec: OnlineRecommender, batches: list[list], merged: dict) -> d
             for kind in written:
                 part[kind].update(changes[kind])
                 written[kind] += len(changes[kind])
-            part.update({k: changes[k] for k in ("events", "t_ref", "dirty")})
+            part.update({k: changes[k] for k in META_KEYS if k in changes})
     return written
 
 

@@ -56,10 +56,12 @@ def test_a_users_state_restores_elsewhere_by_item_id(make) -> None:
 
 
 def test_partitions_are_made_once_and_dropped() -> None:
-    parts = Partitions(FoldInConfig(trending_half_life_seconds=10.0))
+    parts = Partitions(FoldInConfig(trending_adaptive=False, trending_half_life_seconds=10.0))
     first = parts.get(3)
     assert parts.get(3) is first and list(parts.states()) == [first]
     assert first.trending.half_life_seconds == 10.0
+    ladder = Partitions(FoldInConfig(trending_half_lives=(10.0, 20.0))).get(0).trending
+    assert ladder.half_lives == (10.0, 20.0)
     fresh = parts.fresh()
     assert fresh is not first and list(parts.states()) == [first]  # not registered
     parts.put(3, fresh)
