@@ -71,6 +71,10 @@ class CommittedBatch:
     """Mean norm of the user vectors folded in for the batch's lists (None: none)."""
     foldin_residual: float | None = None
     """Mean fold-in residual of those users (`models.foldin.residuals`; None: none)."""
+    guard: dict[str, int] = field(default_factory=dict)
+    """Events the guard kept out of the shared counts in this batch, by outcome."""
+    guard_users: int = 0
+    """Users judged automated within the last hour of event time."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,7 @@ class FoldInWorker:
         self.undo.save_partitions(touched)
         if batch:
             read_at = {id(ev): msg for ev, msg in batch}
+            guarded = self.recommender.guard_stats.totals()
             results = self.recommender.process_batch(
                 [ev for ev, _ in batch], [msg.partition() for _, msg in batch])
             for ev, recs in results:
@@ -180,6 +185,8 @@ class FoldInWorker:
                             ev.user_id)
                 done.published.append(recs)
             done.events = [ev for ev, _ in batch]
+            after = self.recommender.guard_stats.totals()
+            done.guard = {k: after[k] - guarded[k] for k in after}
             done.user_vector_norm = self.recommender.batch_vector_norm
             done.foldin_residual = self.recommender.batch_residual
             done.timestamps = [msg.timestamp()[1] / 1000 for _, msg in batch]
@@ -200,6 +207,7 @@ class FoldInWorker:
             done.committed = self.clock()
             done.model_version = self.recommender.model_version
             done.users_in_state = len(self.partition_of)
+            done.guard_users = self.recommender.guard_stats.automated_users()
             try:
                 self.on_commit(done)
             except Exception:  # watching must not stop the work: the batch is committed

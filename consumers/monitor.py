@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,8 @@ class Monitor:
         foldin_residual: float | None = None,
         user_vector_norm: float | None = None,
         users_in_state: int | None = None,
+        guard: Mapping[str, int] | None = None,
+        guard_users: int | None = None,
     ) -> BatchReport:
         """Account for one committed batch.
 
@@ -155,6 +157,11 @@ class Monitor:
             M.BATCH_DURATION.observe(batch_seconds)
         if users_in_state is not None:
             M.USERS_IN_STATE.set(users_in_state)
+        for outcome, n in (guard or {}).items():
+            if n:
+                M.GUARD_EVENTS.labels(outcome=outcome).inc(n)
+        if guard_users is not None:
+            M.GUARD_USERS.set(guard_users)
         self._export()
         self._maybe_request_refit(report)
         return report
@@ -168,7 +175,7 @@ class Monitor:
             freshness=[batch.committed - ts for ts in batch.timestamps if ts > 0],
             dead_letters=batch.dead_letters, batch_seconds=spent,
             user_vector_norm=batch.user_vector_norm, foldin_residual=batch.foldin_residual,
-            users_in_state=batch.users_in_state)
+            users_in_state=batch.users_in_state, guard=batch.guard, guard_users=batch.guard_users)
 
     def _new_shifts(self) -> dict[str, MeanShiftDrift]:
         return {name: MeanShiftDrift(threshold=self.ph_threshold)

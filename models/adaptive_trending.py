@@ -102,6 +102,11 @@ class AdaptiveTrending:
         if self.events % self.refresh_events == 0:
             self.refresh()
 
+    def withdraw(self, item: int, weight: float, t: float) -> None:
+        """Take back `weight` added at time `t` (not an event: no hit is scored)."""
+        for rung in self.rungs:
+            rung.update(item, -weight, t)
+
     def refresh(self) -> None:
         """Publish each rung's current top-K and serve the rung with the most hits."""
         self._tops = [frozenset(rung.top(self.k)[0].tolist()) for rung in self.rungs]

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from models import defaults
 from models.ann import AnnConfig
+from models.guard import GuardConfig
 from models.history import Decay
 from models.weights import EventWeights
 from refold.core.errors import ModelError
@@ -83,6 +84,27 @@ class FoldInConfig:
     ann_ef_search: int = defaults.ANN_EF_SEARCH
     """Search beam of the index: recall against speed (see the README's retrieval table)."""
     weights: EventWeights = field(default_factory=EventWeights)
+    guard: bool = True
+    """Cap what one user adds to the shared trending and co-visit counts (`models.guard`)."""
+    guard_repeat_seconds: float = 86400.0
+    guard_window_seconds: float = 3600.0
+    guard_max_per_window: int = 0
+    guard_min_events: int = 20
+    guard_max_rate_per_minute: float = 60.0
+    guard_min_gap_cv: float = 0.3
+    guard_regular_rate_per_minute: float = 2.0
+    guard_min_breadth: float = 0.15
+    guard_bot_weight: float = 0.0
+
+    def guard_config(self) -> GuardConfig:
+        """The `guard_*` settings as `models.guard` takes them."""
+        return GuardConfig(
+            enabled=self.guard, window_seconds=self.guard_window_seconds,
+            max_per_window=self.guard_max_per_window, repeat_seconds=self.guard_repeat_seconds,
+            min_events=self.guard_min_events, max_rate_per_minute=self.guard_max_rate_per_minute,
+            min_gap_cv=self.guard_min_gap_cv,
+            regular_rate_per_minute=self.guard_regular_rate_per_minute,
+            min_breadth=self.guard_min_breadth, bot_weight=self.guard_bot_weight)
 
     def ann_config(self) -> AnnConfig | None:
         """The index settings, None when approximate retrieval is off."""

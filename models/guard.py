@@ -21,7 +21,9 @@ in the hour before, and they are people.
   for every 20-event window of every ml-100k user; a script's timer is not);
 - *breadth*: fewer than `min_breadth` distinct items per event (a shill repeating one item; an
   honest funnel view → click → cart → purchase is 0.25 on its own and mixes with other items).
-A user flagged by any of them adds `bot_weight` (default 0) of each event to the shared counts.
+A user flagged by any of them adds `bot_weight` (default 0) of each event to the shared counts,
+and when a user is first flagged, what their earlier events still in the ring added is taken
+back (`withdrawn`): until the verdict (`min_events` events), a bot votes like anyone.
 
 >>> cfg = GuardConfig(min_events=10)
 >>> bot = verdict(np.arange(10) * 2.0, np.zeros(10, dtype=np.int64), cfg)
@@ -118,6 +120,72 @@ def shared_weight_ring(ring: np.ndarray, seq: int, n: int, config: GuardConfig
         return 1.0, False
     share, mask = _judge(ring, seq, n, config.knobs)[:2]
     return share, mask != 0
+
+
+def withdrawn(ring: np.ndarray, seq: int, n: int, config: GuardConfig
+              ) -> list[tuple[int, float, float]]:
+    """When the user's last event makes them look automated and the one before did not: what
+    their earlier events still in the ring added to the shared counts beyond `bot_weight`, as
+    (item, weight, time), each recomputed as the guard counted it then, for the caller to take
+    back. Empty otherwise. (Co-visit counts are not taken back.)"""
+    knobs = config.knobs
+    if not config.enabled or n < 2 or not _judge(ring, seq, n, knobs)[1]:
+        return []
+    if _judge(ring, seq - 1, n - 1, knobs)[1]:  # flagged already: nothing new to take back
+        return []
+    out = []
+    for j in range(1, n):  # the events before the last, newest first
+        e = ring[(seq - 1 - j) % len(ring)]
+        if e["weight"] <= 0:
+            continue
+        share = float(_judge(ring, seq - j, n - j, knobs)[0])
+        if share > config.bot_weight:
+            out.append((int(e["item"]), float(e["weight"]) * (share - config.bot_weight),
+                        float(e["time"])))
+    return out[::-1]
+
+
+class GuardStats:
+    """Counts of what the guard did, for metrics: events of automated-looking users, events it
+    capped, and the users it flagged within the last `horizon_seconds` of event time (at most
+    `max_users`, the oldest forgotten first)."""
+
+    def __init__(self, horizon_seconds: float = 3600.0, max_users: int = 100_000) -> None:
+        self.horizon_seconds = horizon_seconds
+        self.max_users = max_users
+        self.automated_events = 0
+        self.capped_events = 0
+        self.withdrawn_events = 0
+        """Earlier events of newly flagged users taken back from the shared counts."""
+        self._flagged: dict[str, float] = {}
+        self._now = 0.0
+
+    def count(self, user_id: str, t: float, share: float, automated: bool) -> None:
+        """One positive event's outcome: `share` of it counted; `automated` its user's verdict."""
+        self._now = max(self._now, t)
+        if automated:
+            self.automated_events += 1
+            self._flagged.pop(user_id, None)
+            self._flagged[user_id] = t
+            if len(self._flagged) > self.max_users:
+                del self._flagged[next(iter(self._flagged))]
+        elif share < 1.0:
+            self.capped_events += 1
+
+    def totals(self) -> dict[str, int]:
+        """The event counters, by the outcome names of the guard's metric."""
+        return {"automated": self.automated_events, "capped": self.capped_events,
+                "withdrawn": self.withdrawn_events}
+
+    def automated_users(self) -> int:
+        """Users flagged within the horizon before the newest event seen."""
+        cutoff = self._now - self.horizon_seconds
+        while self._flagged:
+            first = next(iter(self._flagged))
+            if self._flagged[first] >= cutoff:
+                break
+            del self._flagged[first]
+        return len(self._flagged)
 
 
 def _knobs(c: GuardConfig) -> np.ndarray:

@@ -146,6 +146,11 @@ class UserHistory:
         n = len(self)
         return np.roll(self._buf, -(self.seq % self.max_events))[-n:] if n else self._buf[:0]
 
+    def ring(self) -> tuple[np.ndarray, int, int]:
+        """The ring itself (not a copy: read only), the user's event count and the events it
+        holds: event s is at `s % max_events` (`models.guard` reads it in place)."""
+        return self._buf, self.seq, len(self)
+
     def confidences(
         self, now: float, decay: Decay = Decay()
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -89,6 +89,17 @@ class PartitionState:
         if t_refs[0] is not None and _t_refs(self.trending) != t_refs:
             self.changed.update(_popular(self.trending).tolist())
 
+    def withdraw_popularity(self, item: int, weight: float, t: float) -> None:
+        """Take back `weight` that `add_popularity` added at time `t` (`models.guard`)."""
+        t_refs = _t_refs(self.trending)
+        if isinstance(self.trending, AdaptiveTrending):
+            self.trending.withdraw(item, weight, t)
+        else:
+            self.trending.update(item, -weight, t)
+        self.changed.add(item)
+        if t_refs[0] is not None and _t_refs(self.trending) != t_refs:
+            self.changed.update(_popular(self.trending).tolist())
+
     def add_covisit(self, item: int, previous: np.ndarray) -> None:
         """`CoVisits.add`, noting the changed items."""
         self.changed.update(self.covisits.add(item, previous))

@@ -47,6 +47,7 @@ from models.catalog import ItemIndex
 from models.content_index import ContentIndex
 from models.foldin import ItemFactors, VectorCache, residuals
 from models.foldin_config import FoldInConfig
+from models.guard import GuardStats, shared_weight_ring, withdrawn
 from models.history import UserHistory, confidences_many
 from models.partition import Partitions, PartitionState, PartitionUndo
 from models.profiles import DeclaredProfiles
@@ -89,6 +90,9 @@ class OnlineRecommender:
         self.ranker = Ranker(self.config, self.catalog, self.served, self.content,
                              self.profiles)
         self._vectors = VectorCache()
+        self._guard = self.config.guard_config()
+        self.guard_stats = GuardStats()
+        """What the guard did (`models.guard`): automated users and events, capped events."""
         self.batch_vector_norm: float | None = None
         """Mean L2 norm of the user vectors of the last `process_batch` (None: no vector)."""
         self.batch_residual: float | None = None
@@ -157,10 +161,10 @@ class OnlineRecommender:
         out = self.ranker.rank_pure_cf(plans, vecs, [overlays[j] for j in at])
         # Popularity as of each other user's last event: apply the batch's updates in order.
         blend = {at[q]: q for q, r in enumerate(out) if r is None}
-        for j, ((w, i), ev, p) in enumerate(zip(learned, events, parts, strict=True)):
+        for j, ((_, i, shared, back), ev, p) in enumerate(zip(learned, events, parts,
+                                                               strict=True)):
             part = self.partitions.get(p)
-            if w > 0:
-                part.add_popularity(i, w, ev.event_time)
+            _shared_popularity(part, i, shared, ev.event_time, back)
             q = blend.get(j)
             if q is not None:
                 out[q] = self.ranker.rank_blend(plans[q], vecs[q], self.config.k, part,
@@ -286,7 +290,8 @@ class OnlineRecommender:
 
     # -- internals
 
-    def _learn_event(self, ev: Any, partition: int, popularity: bool) -> tuple[float, int]:
+    def _learn_event(self, ev: Any, partition: int, popularity: bool
+                     ) -> tuple[float, int, float, list[tuple[int, float, float]]]:
         return self._learn(
             ev.user_id, ev.item_id, ev.event_type, ev.event_time, getattr(ev, "value", None),
             getattr(ev, "weight", None), getattr(ev, "session_id", None), partition, popularity)
@@ -294,9 +299,11 @@ class OnlineRecommender:
     def _learn(
         self, user_id: str, item_id: str, event_type: str, t: float, value: float | None,
         weight: float | None, session_id: str | None, partition: int, popularity: bool,
-    ) -> tuple[float, int]:
-        """`learn`; returns the weight and the item's index. `popularity=False` leaves the
-        popularity update to the caller (`process_batch`)."""
+    ) -> tuple[float, int, float, list[tuple[int, float, float]]]:
+        """`learn`; returns the weight, the item's index, the weight the shared counts get and
+        what they give back (`models.guard`: (item, weight, time) of a newly flagged user's
+        earlier events). `popularity=False` leaves the popularity updates to the caller
+        (`process_batch`)."""
         cfg, m = self.config, self.served.current
         w = cfg.weights.weight(event_type, value, weight)
         i = self.catalog.index(item_id)
@@ -305,14 +312,22 @@ class OnlineRecommender:
         covisited = w > 0 and cfg.session_weight != 0
         previous = covisit.recent_items(h, cfg.session_window) if covisited else None
         h.add(i, w, t, session_id, consume, block)
+        shared, back = w, []
+        if w > 0 and self._guard.enabled:  # what this user may add to everyone's counts
+            share, automated = shared_weight_ring(*h.ring(), self._guard)
+            shared = w * share
+            self.guard_stats.count(user_id, t, share, automated)
+            if automated:
+                back = withdrawn(*h.ring(), self._guard)
+                self.guard_stats.withdrawn_events += len(back)
         part = self.partitions.get(partition)
-        if previous is not None:
+        if previous is not None and shared > 0:
             part.add_covisit(i, previous)
         # Negative signals are personal: they do not lower an item's popularity.
-        if w > 0 and popularity:
-            part.add_popularity(i, w, t)
+        if popularity:
+            _shared_popularity(part, i, shared, t, back)
         if m is None or not m.in_model(i):
-            part.cold.add(i, user_id, w)
+            part.cold.add(i, user_id, shared if w > 0 else w)
             part.changed.add(i)
         part.events += 1
         if cfg.session_weight != 0 and part.events % cfg.session_refresh_events == 0:
@@ -320,7 +335,7 @@ class OnlineRecommender:
         if m is not None and part.cold.dirty and part.events % cfg.cold_refresh_events == 0:
             dirty, part.cold.dirty = part.cold.dirty, set()
             self._refresh_partition(part, dirty)
-        return w, i
+        return w, i, shared, back
 
     def _batch_drift(self, plans: Sequence[Plan], vecs: Sequence[np.ndarray | None]) -> None:
         """The batch's drift signals: mean user-vector norm and mean fold-in residual."""
@@ -396,6 +411,16 @@ class OnlineRecommender:
             m.factors, [(p.user_id, p.key, p.rows, p.row_weights) for p in need],
             self.config.alpha, self.config.regularization))
         return [next(got) if p.w_cf > 0 else None for p in plans]
+
+
+def _shared_popularity(part: PartitionState, item: int, shared: float, t: float,
+                       back: list[tuple[int, float, float]]) -> None:
+    """An event's share of popularity, and what a newly flagged user's earlier events added,
+    taken back."""
+    for j, w, tj in back:
+        part.withdraw_popularity(j, w, tj)
+    if shared > 0:
+        part.add_popularity(item, shared, t)
 
 
 def _attribute_tags(item: Any) -> list[str]:

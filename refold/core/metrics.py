@@ -85,6 +85,15 @@ ERRORS = Counter(
 USERS_IN_STATE = Gauge(
     "refold_users_in_state", "Users whose state this worker holds.", **_NO_REGISTRY)
 
+GUARD_EVENTS = Counter(
+    "refold_guard_events", "Positive events the bot and shill guard kept out of the shared "
+    "trending and co-visit counts, by outcome: automated (the user looks automated), capped (a "
+    "repeated vote, or the rate cap), withdrawn (a newly flagged user's earlier events).",
+    ["outcome"], **_NO_REGISTRY)
+GUARD_USERS = Gauge(
+    "refold_guard_automated_users",
+    "Users this worker judged automated within the last hour of event time.", **_NO_REGISTRY)
+
 # -- the model and its snapshots ---------------------------------------------------------------
 MODEL_VERSION = Gauge(
     "refold_model_version", "Version of the item-factor snapshot in use (0: none yet).",
@@ -234,6 +243,7 @@ ROLES = {"consumer": CONSUMER, "refitter": REFITTER, "serve": SERVE, "bridge": B
 KNOWN_LABELS: dict[Counter, list[dict[str, str]]] = {
     EVENTS_CONSUMED: [{"event_type": t} for t in EVENT_TYPES],
     RECOMMENDATIONS: [{"source": s} for s in ("collaborative", "content", "popular")],
+    GUARD_EVENTS: [{"outcome": o} for o in ("automated", "capped", "withdrawn")],
     DEAD_LETTERS: [{"reason": r} for r in (
         "not_json", "not_utf8", "null_value", "unknown_type", "empty_id", "schema", "oversize",
         "future_time", "key_mismatch", "model", "missing_field", "bad_time", "not_object")],

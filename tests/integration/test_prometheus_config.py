@@ -106,6 +106,8 @@ UNIT_TESTS = [
             {"series": 'refold_refits_total{outcome="failed",job="refold"}',
              "values": "0x400 1x20"},
             {"series": 'up{job="refold",instance="r",role="refitter"}', "values": "1x400 0x20"},
+            {"series": 'refold_guard_automated_users{job="refold",instance="w"}',
+             "values": "0x395 12x25"},
         ],
         "alert_rule_test": [
             alert("RefoldHitRateDrop", "350m"),
@@ -120,6 +122,9 @@ UNIT_TESTS = [
                   severity="warning", instance="r", job="refold", role="refitter"),
             alert("RefoldSnapshotStale", "415m", "w serves a snapshot more than 6 hours old",
                   severity="warning", instance="w", job="refold", role="consumer"),
+            alert("RefoldBotsDetected", "400m"),
+            alert("RefoldBotsDetected", "410m", "12 users judged automated in the last hour: "
+                  "their events no longer count for others", severity="warning"),
         ],
     },
 ]

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.guard import GuardConfig, shared_weight, shared_weight_ring, verdict
+from models.guard import (
+    GuardConfig,
+    GuardStats,
+    shared_weight,
+    shared_weight_ring,
+    verdict,
+    withdrawn,
+)
 from models.history import EVENT_DTYPE
 from models.trending import Trending
 from producers.attack import AttackConfig, with_bot_attack
@@ -82,6 +89,28 @@ def test_the_ring_kernel_equals_the_array_version() -> None:
         ev = h.events()
         share, judged = shared_weight(ev["time"], ev["item"], ev["weight"], cfg)
         assert shared_weight_ring(*h.ring(), cfg) == (share, judged.automated)
+
+
+def test_a_newly_flagged_user_gives_back_what_their_ring_added() -> None:
+    cfg = GuardConfig(min_events=5)
+    ring = Ring(10)
+    back = []
+    for j in range(7):  # a timer on two items: regular from the 5th event on
+        ring.add(j % 2, 1.0, 10.0 * j)
+        back.append(withdrawn(*ring.ring(), cfg))
+    assert back[:4] == [[]] * 4 and back[5:] == [[], []]  # flagged at the 5th, not again
+    assert back[4] == [(0, 1.0, 0.0), (1, 1.0, 10.0)]  # the two first votes; repeats added 0
+    assert withdrawn(*ring.ring(), GuardConfig(min_events=5, enabled=False)) == []
+
+
+def test_stats_count_users_flagged_within_the_horizon() -> None:
+    stats = GuardStats(horizon_seconds=100.0, max_users=2)
+    stats.count("a", 0.0, 0.0, True)
+    stats.count("b", 50.0, 0.0, True)
+    stats.count("c", 60.0, 0.5, False)
+    assert stats.automated_users() == 2 and stats.capped_events == 1
+    stats.count("d", 120.0, 0.0, True)  # a is out of the horizon (and of the bound)
+    assert stats.automated_users() == 2 and stats.automated_events == 3
 
 
 def test_rejects_bad_settings() -> None:
