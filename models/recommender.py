@@ -89,6 +89,10 @@ class OnlineRecommender:
                                   self.config.ann_config(), self.content)
         self.ranker = Ranker(self.config, self.catalog, self.served, self.content,
                              self.profiles)
+        tagged = self.catalog.with_categories()  # a catalog given filled: categories are tags
+        if tagged:
+            self.content.set_items(tagged, [None] * len(tagged),
+                                   [self.catalog.categories_of(i) for i in tagged])
         self._vectors = VectorCache()
         self._guard = self.config.guard_config()
         self.guard_stats = GuardStats()
