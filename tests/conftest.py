@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,29 @@ def bootstrap() -> str:
 
 
 @pytest.fixture
-def unique_prefix() -> str:
-    """A topic prefix of this test alone (`t-1a2b3c4d.`), so tests never share topics."""
-    return f"t-{uuid.uuid4().hex[:8]}."
+def unique_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A topic prefix of this test alone (`t-1a2b3c4d.`), so tests never share topics.
+
+    A test that also talks to the broker (`bootstrap`) has its topics deleted at teardown: a
+    broker that keeps every test's partitions runs out of file handles after some thousands
+    of runs.
+    """
+    prefix = f"t-{uuid.uuid4().hex[:8]}."
+    yield prefix
+    if "bootstrap" in request.fixturenames:
+        delete_prefixed(request.getfixturevalue("bootstrap"), prefix)
+
+
+def delete_prefixed(bootstrap: str, prefix: str) -> None:
+    """Delete every topic whose name starts with `prefix` (best effort: a leftover topic is
+    harmless to other tests, which use their own prefixes)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        if names:
+            for future in admin.delete_topics(names, operation_timeout=30).values():
+                future.result(timeout=30)
+    except Exception as exc:  # cleanup must not fail the test it follows
+        warnings.warn(f"topics {prefix}* not deleted: {exc}", stacklevel=1)
