@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from confluent_kafka import KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from refold.core.errors import KafkaFatalError
 from refold.core.kafka import produce
 
 
@@ -37,6 +38,16 @@ class Output:
         produce(self.producer, topic, value, key, partition=partition, headers=headers,
                 on_delivery=self._on_delivery)
         self.produced += 1
+
+    def serve_reports(self, timeout: float = 5.0) -> None:
+        """Serve the delivery reports still due (for up to `timeout` s, until one failure is
+        known): a transaction can fail before the report that names the failed topic is served."""
+        deadline = time.monotonic() + timeout
+        while not self.failed and len(self.producer) > 0 and time.monotonic() < deadline:
+            try:
+                self.producer.poll(0.1)
+            except (KafkaException, KafkaFatalError):  # the error callback raised the cause
+                return
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:

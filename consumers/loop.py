@@ -64,6 +64,7 @@ from consumers.txn import (
 )
 from refold.core.config import Settings
 from refold.core.kafka import (
+    AUTHORIZATION,
     KafkaFatalError,
     client_id,
     consumer_config,
@@ -285,6 +286,8 @@ class TransactionalLoop:
                 self._redo(messages, exc)
             return
         except KafkaException as exc:
+            if error_of(exc).code() in AUTHORIZATION:
+                out.serve_reports()  # the failed delivery names the topic lacking an ACL
             for topic, err in zip(out.failed_topics, out.failed, strict=True):
                 not_authorized(err, "WRITE", topic)  # a missing ACL: redoing would not help
             if not abortable(error_of(exc)):
