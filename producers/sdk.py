@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from refold.core.config import Settings
 from refold.core.errors import ProducerError
-from refold.core.kafka import make_producer, produce
+from refold.core.kafka import AUTHORIZATION, make_producer, not_authorized, produce
 from refold.core.schemas import Event, Item, decode_event, encode
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,9 @@ class EventProducer:
     """Publish validated events (key = user id) and catalog items (key = item id).
 
     `on_delivery(err, msg)` is called for every message once the broker answers; failures are
-    also collected and raised by `flush()` / `close()` as `DeliveryError`.
+    also collected and raised by `flush()` / `close()` as `DeliveryError`, or, when the broker
+    refused this principal a topic (a missing ACL: retrying will not help), as the one-line
+    `KafkaFatalError` naming the topic and the missing WRITE.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class EventProducer:
         self.items_topic = self.settings.topic("items")
         self.delivered = 0
         self.failures: list[tuple[str, str]] = []
+        self._refused: dict[str, KafkaError] = {}  # topic -> its authorization error
         self._producer: Producer | None = None
 
     @property
@@ -74,7 +77,11 @@ class EventProducer:
         else:
             key = (msg.key() or b"").decode("utf-8", "replace")
             self.failures.append((key, str(err)))
-            log.error("delivery failed for key %s on %s: %s", key, msg.topic(), err)
+            if err.code() not in AUTHORIZATION:
+                log.error("delivery failed for key %s on %s: %s", key, msg.topic(), err)
+            elif msg.topic() not in self._refused:  # said once per topic, not per message
+                self._refused[msg.topic()] = err
+                log.error("not authorized to write to %s: %s", msg.topic(), err)
         if self.on_delivery is not None:
             self.on_delivery(err, msg)
 
@@ -111,6 +118,9 @@ class EventProducer:
                 self.failures.append(("*", f"{left} message(s) still queued after {timeout}s"))
         if self.failures:
             failures, self.failures = self.failures, []
+            refused, self._refused = self._refused, {}
+            for topic, err in refused.items():
+                not_authorized(err, "WRITE", topic)
             raise DeliveryError(failures)
 
     def close(self, timeout: float = 60.0) -> None:

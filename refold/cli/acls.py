@@ -30,10 +30,17 @@ def acls(ctx: click.Context, role: str, principal: str, apply_: bool) -> None:
         for acl in role_acls(settings, role, settings.bridge_group):
             click.echo(acl.kafka_acls_args(principal))
         return
-    from refold.core.kafka import make_admin
+    from confluent_kafka import KafkaException
+
+    from refold.core.kafka import make_admin, not_authorized
 
     bindings = acl_bindings(settings, role, principal, bridge_group=settings.bridge_group)
-    for binding, future in make_admin(settings).create_acls(bindings).items():
-        future.result(30)
+    admin = make_admin(settings, purpose="admin-acls")  # kept: its futures end with it
+    for binding, future in admin.create_acls(bindings).items():
+        try:
+            future.result(30)
+        except KafkaException as exc:  # a missing ALTER on the cluster: one line, exit 69
+            not_authorized(exc.args[0], "ALTER", "kafka-cluster")
+            raise
         click.echo(f"created: {binding.restype.name} {binding.resource_pattern_type.name} "
                    f"{binding.name} {binding.operation.name} for {principal}")

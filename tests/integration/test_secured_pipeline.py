@@ -9,16 +9,25 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import (
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from refold.acls import acl_bindings, role_acls
 from refold.core.config import load_settings
 
-from .secured import SecuredBroker
+from .secured import ADMIN, ADMIN_PASSWORD, SecuredBroker
 from .test_secured_broker import allow
 
 pytestmark = pytest.mark.slow
@@ -140,3 +149,67 @@ def test_wrong_credentials_stop_with_a_clear_line(cluster: Cluster, tmp_path):
     assert done.returncode == 69, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert "authentication" in last.lower(), last
+
+
+def test_refold_acls_apply_creates_what_a_role_needs(cluster: Cluster, tmp_path):
+    """`refold acls ROLE --apply`, run as an administrator, grants a user exactly the role's ACLs:
+    refused before, the user then does the role's work; another user stays refused."""
+    admin = {**cluster.env, "REFOLD_KAFKA_CLIENT_SASL_USERNAME": ADMIN,  # a super user
+             "REFOLD_KAFKA_CLIENT_SASL_PASSWORD_FILE": str(secret(tmp_path, ADMIN_PASSWORD))}
+    producer, other = (bare_user(cluster, tmp_path, name) for name in ("shop", "stranger"))
+    synth = ("produce", "synth", "--users", "20", "--items", "20", "--events", "100", "--seed", "1")
+    refused = cluster.run(producer, *synth)
+    assert refused.returncode == 69, refused.stderr[-2000:]
+    assert "not authorized" in refused.stderr.strip().splitlines()[-1], refused.stderr[-2000:]
+
+    grant = ("acls", "producer", "--principal", "User:shop", "--apply")
+    itself = cluster.run(producer, *grant)  # granting takes ALTER on the cluster
+    assert itself.returncode == 69, itself.stderr[-2000:]
+    assert "not authorized: ALTER on Cluster" in itself.stderr.strip().splitlines()[-1]
+
+    done = cluster.run(admin, *grant)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wanted = role_acls(load_settings(env=cluster.env), "producer")
+    created = [line for line in done.stdout.splitlines() if line.startswith("created: ")]
+    assert len(created) == len(wanted) and all("User:shop" in line for line in created), created
+    wait_for_acls(cluster.broker, "User:shop", len(wanted))
+
+    sent = cluster.run(producer, *synth)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert written(cluster.broker, f"{cluster.prefix}events", partitions=2) == 100
+    still = cluster.run(other, *synth)
+    assert still.returncode == 69, still.stderr[-2000:]
+
+
+def secret(directory: Path, password: str) -> Path:
+    path = directory / f"{uuid.uuid4().hex[:6]}.password"
+    path.write_text(password + "\n")
+    return path
+
+
+def bare_user(cluster: Cluster, directory: Path, name: str) -> dict[str, str]:
+    """A SCRAM user without any ACL; its environment."""
+    password = uuid.uuid4().hex
+    cluster.broker.add_user(name, password)
+    return {**cluster.env, "REFOLD_KAFKA_CLIENT_SASL_USERNAME": name,
+            "REFOLD_KAFKA_CLIENT_SASL_PASSWORD_FILE": str(secret(directory, password))}
+
+
+def written(broker: SecuredBroker, topic: str, partitions: int) -> int:
+    """Messages in `topic` (the super user's view of its high watermarks)."""
+    consumer = Consumer({**broker.sasl_config(), "group.id": f"{topic}.count"})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                   for p in range(partitions))
+    finally:
+        consumer.close()
+
+
+def wait_for_acls(broker: SecuredBroker, principal: str, n: int, timeout: float = 15.0) -> None:
+    """Until the broker lists `n` ACLs of `principal` (it learns them from the metadata log)."""
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, principal,
+                                  None, AclOperation.ANY, AclPermissionType.ANY)
+    deadline = time.monotonic() + timeout
+    while len(broker.admin().describe_acls(everything).result(30)) < n:
+        assert time.monotonic() < deadline, f"the broker lists fewer than {n} ACLs of {principal}"
+        time.sleep(0.2)
