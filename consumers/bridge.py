@@ -30,6 +30,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from consumers.batch import Output, WithoutHooks
 from consumers.deadletter import DeadLetters, Limits, Rejected
+from consumers.instrument import record_lag
 from consumers.loop import TransactionalLoop
 from refold.core import metrics
 from refold.core.config import Settings
@@ -87,6 +88,19 @@ class Bridge(WithoutHooks):
         """Committed records by outcome: `events`, `skipped`, `dead_letters`."""
         self._staged: Counter[str] = Counter()
         self._rejects: Counter[str] = Counter()
+        self.group = settings.bridge_group
+        self.consumer: Callable[[], Any] = lambda: None
+        """The loop's consumer, for the source topic's lag (set by `assemble_bridge`)."""
+        self.lag_interval = 5.0
+        self._last_lag = float("-inf")
+
+    def between_batches(self) -> None:
+        """Every `lag_interval` seconds: `refold_consumer_lag_messages` of the source topic."""
+        now = time.monotonic()
+        consumer = self.consumer()
+        if consumer is not None and now - self._last_lag >= self.lag_interval:
+            self._last_lag = now
+            record_lag(consumer, self.group)
 
     def handle(self, messages: list[Message], out: Output) -> None:
         now = self.clock()
@@ -190,5 +204,6 @@ def assemble_bridge(settings: Settings, mapping: EventMapping | None = None,
         settings, bridge, topics=[settings.bridge_source_topic], group_id=settings.bridge_group,
         transactional_id=transactional_id(settings), client_role="bridge", probes=probes,
         **loop_options)
+    bridge.consumer = lambda: loop.consumer
     port = metrics.serve(settings, role="bridge", probes=probes) if serve_metrics else None
     return RunningBridge(settings, bridge, loop, probes, port)

@@ -43,22 +43,41 @@ class Line:
     q: float = 0.99
     denominator: str = ""  # for "ratio": rate(metric) / rate(denominator)
     agg: Literal["sum", "max", "avg"] = "sum"  # across processes, for gauges
+    component: str = ""  # only processes of this component (refold_build_info), e.g. "consumer"
 
     def _selector(self, name: str) -> str:
         inner = ",".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()))
         return f"{name}{{{inner}}}" if inner else name
 
+    def _of_component(self, expr: str) -> str:
+        """`expr` kept for the processes of `component`, which each process names itself."""
+        if not self.component:
+            return expr
+        return f'{expr} and on (job, instance) refold_build_info{{component="{self.component}"}}'
+
+    def _rate(self, name: str, window: str) -> str:
+        return self._of_component(f"rate({self._selector(name)}[{window}])")
+
     def promql(self, window: str = "1m") -> str:
-        """The PromQL expression of this line."""
+        """The PromQL expression of this line.
+
+        >>> Line("v", "gauge", "refold_model_version", agg="max", component="consumer").promql()
+        'max(refold_model_version and on (job, instance) refold_build_info{component="consumer"})'
+        """
         if self.kind == "rate":
-            return f"sum(rate({self._selector(self.metric)}[{window}]))"
+            return f"sum({self._rate(self.metric, window)})"
         if self.kind == "quantile":
-            buckets = self._selector(self.metric + "_bucket")
-            return f"histogram_quantile({self.q}, sum by (le) (rate({buckets}[{window}])))"
+            buckets = self._rate(self.metric + "_bucket", window)
+            return f"histogram_quantile({self.q}, sum by (le) ({buckets}))"
         if self.kind == "ratio":
-            return (f"sum(rate({self._selector(self.metric)}[{window}])) / "
-                    f"sum(rate({self._selector(self.denominator)}[{window}]))")
-        return f"{self.agg}({self._selector(self.metric)})"
+            return (f"sum({self._rate(self.metric, window)}) / "
+                    f"sum({self._rate(self.denominator, window)})")
+        return f"{self.agg}({self._of_component(self._selector(self.metric))})"
+
+    def filters(self) -> dict[str, str]:
+        """The labels a scraped sample must have (`ScrapeSource` labels each process's samples
+        with its component)."""
+        return {**self.labels, "component": self.component} if self.component else self.labels
 
 
 @dataclass(frozen=True)
@@ -91,8 +110,8 @@ PANELS = (
         Line("snapshot churn", "gauge", "refold_drift_statistic",
              {"detector": "snapshot_churn"}, agg="max"))),
     Panel("model versions", "version", (
-        Line("serving", "gauge", "refold_model_version", {"role": "consumer"}, agg="max"),
-        Line("published", "gauge", "refold_model_version", {"role": "refitter"}, agg="max"))),
+        Line("serving", "gauge", "refold_model_version", agg="max", component="consumer"),
+        Line("published", "gauge", "refold_model_version", agg="max", component="refitter"))),
 )
 
 
@@ -130,7 +149,7 @@ class PrometheusSource:
         return values[:, 0], values[:, 1]
 
 
-def _role(samples: Samples) -> str | None:
+def _component(samples: Samples) -> str | None:
     for (name, labels), _ in samples.items():
         if name == "refold_build_info":
             return dict(labels).get("component")
@@ -157,9 +176,10 @@ class ScrapeSource:
                 samples = parse(self.fetch(url), {"instance": str(i)})
             except OSError:
                 continue
-            role = _role(samples)
+            component = _component(samples)
+            extra = frozenset({("component", component)}) if component else frozenset()
             for (name, labels), v in samples.items():
-                merged[(name, labels | ({("role", role)} if role else frozenset()))] = v
+                merged[(name, labels | extra)] = v
         self.times.append(time.time() if now is None else now)
         self.scrapes.append(merged)
 
@@ -180,23 +200,22 @@ class ScrapeSource:
     def series(self, line: Line) -> Series:
         t = np.asarray(self.times)
         vals = np.full(len(t), math.nan)
+        labels = line.filters()
         for k in range(len(t)):
             j = max(0, k - self.window)  # the rate window: the last `window` scrape intervals
             if line.kind == "gauge":
-                vals[k] = self._total(k, line.metric, line.labels, line.agg)
+                vals[k] = self._total(k, line.metric, labels, line.agg)
             elif k > j and line.kind == "quantile":
-                now, then = (buckets(self.scrapes[x], line.metric, **line.labels)
-                             for x in (k, j))
+                now, then = (buckets(self.scrapes[x], line.metric, **labels) for x in (k, j))
                 vals[k] = bucket_quantile(line.q, {le: now[le] - then.get(le, 0.0) for le in now})
             elif k > j:
                 dt = t[k] - t[j]
-                num = self._total(k, line.metric, line.labels) - self._total(j, line.metric,
-                                                                            line.labels)
+                num = self._total(k, line.metric, labels) - self._total(j, line.metric, labels)
                 if line.kind == "rate":
                     vals[k] = num / dt if dt > 0 else math.nan
                 else:
-                    den = (self._total(k, line.denominator, line.labels)
-                           - self._total(j, line.denominator, line.labels))
+                    den = (self._total(k, line.denominator, labels)
+                           - self._total(j, line.denominator, labels))
                     vals[k] = num / den if den > 0 else math.nan
         keep = ~np.isnan(vals)
         return t[keep], vals[keep]

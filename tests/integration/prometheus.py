@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -53,14 +54,17 @@ class PrometheusError(RuntimeError):
 
 
 class Prometheus:
-    """A Prometheus scraping `targets` ({"127.0.0.1:1234": {"role": "consumer"}, ...}).
+    """A Prometheus scraping `targets` ({"127.0.0.1:1234": {}, ...}: address -> target labels)
+    as scrape job `job`.
 
     Use as a context manager; `url` is its base address once started.
     """
 
-    def __init__(self, targets: dict[str, dict[str, str]], scrape_interval: str = "1s") -> None:
+    def __init__(self, targets: dict[str, dict[str, str]], scrape_interval: str = "1s",
+                 job: str = "refold") -> None:
         self.targets = targets
         self.scrape_interval = scrape_interval
+        self.job = job
         self.port = 0
         self.url = ""
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -73,7 +77,7 @@ class Prometheus:
             "global": {"scrape_interval": self.scrape_interval,
                        "evaluation_interval": self.scrape_interval},
             "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "refold", "static_configs": static}],
+            "scrape_configs": [{"job_name": self.job, "static_configs": static}],
         }
 
     def __enter__(self) -> Prometheus:
@@ -189,4 +193,41 @@ def promql_expressions() -> list[tuple[str, str]]:
     for group in yaml.safe_load(RULES.read_text())["groups"]:
         for rule in group["rules"]:
             found.append((f"rules.yml: {rule.get('record') or rule.get('alert')}", rule["expr"]))
+    return found
+
+
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_MATCHERS = re.compile(r"\{([^{}]*)\}")
+_MATCHER_NAME = re.compile(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)\)")
+_LABEL_VALUES = re.compile(r"label_values\((?:[^(),]|\([^()]*\))*,\s*(\w+)\s*\)")
+_TEMPLATE = re.compile(r"\$labels\.(\w+)")
+
+
+def labels_of(expr: str) -> set[str]:
+    """The label names `expr` reads: in matchers, grouping and matching clauses, Grafana's
+    `label_values(..., label)` and alert templates' `$labels.name`."""
+    found = set(_TEMPLATE.findall(expr)) | set(_LABEL_VALUES.findall(expr))
+    bare = _QUOTED.sub('""', expr)
+    for inner in _MATCHERS.findall(bare):
+        found.update(_MATCHER_NAME.findall(inner))
+    for names in _GROUPING.findall(bare):
+        found.update(n.strip() for n in names.split(",") if n.strip())
+    return found - {"__name__"}
+
+
+def label_references() -> list[tuple[str, str]]:
+    """(where, label) for every label a dashboard (queries, annotations, variables) or the rule
+    file (expressions, labels' and annotations' templates) reads."""
+    found = [(where, label) for where, expr in promql_expressions() for label in labels_of(expr)]
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        for var in json.loads(path.read_text())["templating"]["list"]:
+            if var["type"] == "query":
+                found += [(f"{path.name}: ${var['name']}", label)
+                          for label in labels_of(var["definition"])]
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            texts = {**rule.get("labels", {}), **rule.get("annotations", {})}.values()
+            found += [(f"rules.yml: {rule.get('alert')}", label)
+                      for text in texts for label in labels_of(text)]
     return found

@@ -2,16 +2,21 @@
 
 A worker (`refold consume --follow-snapshots`) and a refitter (`refold refit`) run as processes on
 a replay of a synthetic world through the real broker, with a few bad messages for the
-dead-letter path. The refitter publishes a snapshot mid-replay, which the worker then serves.
-`refold report` then draws the run from the same Prometheus.
-Prometheus scrapes both every second with the repository's rules; then each PromQL expression of
-the dashboards and the rule file is evaluated through the HTTP API. A condition (an alert, or an
-annotation that keeps only non-zero samples) is empty while the pipeline is healthy, so for those
-each operand must have data instead.
+dead-letter path; a bridge (`refold bridge`) maps a few of the same events, written in a shop's
+own format to a topic of its own, into the events topic. The refitter publishes a snapshot
+mid-replay, which the worker then serves. `refold report` then draws the run from the same
+Prometheus.
+Prometheus scrapes them every second with the repository's rules, as a shop's Prometheus would:
+under a job name of its own and with no target labels, so whatever the rules and dashboards need
+must come from the processes themselves (and every label they read must be one the processes
+export). Then each PromQL expression of the dashboards and the rule file is evaluated through
+the HTTP API. A condition (an alert, or an annotation that keeps only non-zero samples) is empty
+while the pipeline is healthy, so for those each operand must have data instead.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -23,9 +28,11 @@ from producers.replay import replay
 from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
 from refold.core.config import Settings
+from refold.core.schemas import Event
 from refold.report import PrometheusSource, render
 
-from .prometheus import Prometheus, free_port, promql_expressions
+from .helpers import create_topic
+from .prometheus import Prometheus, free_port, label_references, promql_expressions
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +64,10 @@ def operands(expr: str) -> list[str]:
         i += 1
     parts.append(text[start:].strip())
     return [p for p in parts if p]
+
+
+SCRAPED = '{__name__=~"up|(refold|process|python)_.+"}'
+"""Every scraped series (not the recording rules' `refold:...` results)."""
 
 
 def send_bad_messages(settings: Settings, n: int = 5) -> None:
@@ -93,14 +104,35 @@ def without_data(prom: Prometheus) -> list[str]:
     return missing
 
 
-def test_every_dashboard_and_rule_expression_has_data(make_settings, refold_process, tmp_path):
-    settings = make_settings(events_partitions=2)
+SHOP_TYPES = {"view": "pv", "click": "click", "add_to_cart": "atc", "purchase": "buy"}
+
+
+def send_shop_records(settings: Settings, events: list[Event]) -> None:
+    """`events` as a shop writes them (its field and type names, milliseconds), one of its
+    heartbeats (skipped) and a broken record (a dead letter), to the bridge's source topic."""
+    topic = settings.bridge_source_topic
+    assert topic
+    create_topic(settings.bootstrap, topic)
+    producer = Producer({"bootstrap.servers": settings.bootstrap})
+    for ev in events:
+        record = {"uid": ev.user_id, "sku": ev.item_id, "act": SHOP_TYPES.get(ev.event_type, "pv"),
+                  "ts": int(ev.event_time * 1000)}
+        producer.produce(topic, json.dumps(record).encode())
+    producer.produce(topic, json.dumps({"uid": "u0", "sku": "x", "act": "hb", "ts": 1}).encode())
+    producer.produce(topic, b"{broken")
+    producer.flush(10)
+
+
+def test_every_dashboard_and_rule_expression_has_data(make_settings, refold_process, tmp_path,
+                                                       unique_prefix):
+    settings = make_settings(events_partitions=2, bridge_source_topic=f"{unique_prefix}shop",
+                             bridge_group=f"{unique_prefix}bridge")
     log, catalog, _ = generate(SynthConfig(n_users=300, n_items=200, n_events=6000, seed=3))
     events = list(log.iter_events("synth"))
-    ports = {"consumer": free_port(), "refitter": free_port()}
-    targets = {f"127.0.0.1:{port}": {"role": role} for role, port in ports.items()}
+    ports = {"consumer": free_port(), "refitter": free_port(), "bridge": free_port()}
+    targets: dict[str, dict[str, str]] = {f"127.0.0.1:{port}": {} for port in ports.values()}
     procs = []
-    with Prometheus(targets) as prom:
+    with Prometheus(targets, job="shop-pods") as prom:
         try:
             procs.append(refold_process(
                 settings, "refit", "--every-events", "3000", "--every-seconds", "0",
@@ -109,28 +141,42 @@ def test_every_dashboard_and_rule_expression_has_data(make_settings, refold_proc
             procs.append(refold_process(
                 settings, "consume", "--batch-size", "100", "--follow-snapshots",
                 "--metrics-port", str(ports["consumer"]), log=tmp_path / "consumer.log"))
-            wait_for(prom, 'count(up{job="refold"} == 1)', lambda v: v == 2, 60, tmp_path)
+            procs.append(refold_process(
+                settings, "bridge", "--field", "user_id=uid", "--field", "item_id=sku",
+                "--field", "event_type=act", "--field", "event_time=ts", "--type", "pv=view",
+                "--type", "atc=add_to_cart", "--type", "buy=purchase", "--skip-type", "hb",
+                "--time-unit", "ms", "--instance-id", "b0", "--metrics-port",
+                str(ports["bridge"]), log=tmp_path / "bridge.log"))
+            wait_for(prom, "count(up == 1)", lambda v: v == 3, 60, tmp_path)
+            send_shop_records(settings, events[:40])
             with EventProducer(settings) as producer:
                 replay(events[:3000], producer, catalog=catalog, progress=False)
             send_bad_messages(settings)
             # the refitter publishes v1 at 3000 events; the worker swaps it in
-            wait_for(prom, 'max(refold_model_version{role="consumer"})', lambda v: v >= 1, 120,
-                     tmp_path)
+            serving = ('max(refold_model_version and on (job, instance) '
+                       'refold_build_info{component="consumer"})')
+            wait_for(prom, serving, lambda v: v >= 1, 120, tmp_path)
             with EventProducer(settings) as producer:
                 replay(events[3000:], producer, progress=False)
             wait_for(prom, "sum(refold_events_consumed_total)", lambda v: v >= len(events), 120,
                      tmp_path)
             wait_for(prom, "sum(refold_online_evaluated_events_total)", lambda v: v > 0, 30,
                      tmp_path)
+            wait_for(prom, "sum(refold_bridge_records_total)", lambda v: v >= 42, 60, tmp_path)
             # Rates and derivatives need a few scrapes and rule evaluations: retry a while.
             deadline = time.monotonic() + 30
             while (missing := without_data(prom)) and time.monotonic() < deadline:
                 time.sleep(2)
+            # the labels the processes export (this Prometheus adds none but job and instance)
+            exported = set(prom.api("labels", **{"match[]": SCRAPED}))
             now = time.time()
             last = render(PrometheusSource(prom.url, now - 120, now, step=1), tmp_path / "r.png")
         finally:
             codes = [proc.stop() for proc in procs]
     assert not missing, "no data for:\n" + "\n".join(missing)
-    assert codes == [0, 0], codes
+    unknown = sorted({f"{where}: {label}" for where, label in label_references()
+                      if label not in exported})
+    assert not unknown, f"labels no process exports ({sorted(exported)}):\n" + "\n".join(unknown)
+    assert codes == [0, 0, 0], codes
     assert last["model versions: serving"] >= 1 and last["model versions: published"] >= 1
     assert (tmp_path / "r.png").stat().st_size > 10_000

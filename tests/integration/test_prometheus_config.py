@@ -17,6 +17,8 @@ from .prometheus import (
     Prometheus,
     PrometheusError,
     binaries,
+    label_references,
+    labels_of,
     promql_expressions,
 )
 
@@ -37,10 +39,12 @@ def test_config_is_valid_and_keeps_the_compose_targets(promtool):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 rule files found" in result.stdout
     job = yaml.safe_load(CONFIG.read_text())["scrape_configs"][0]
-    targets = {t: sc["labels"]["role"] for sc in job["static_configs"] for t in sc["targets"]}
-    assert targets == {"refitter:9401": "refitter"}
-    assert job["dns_sd_configs"] == [{"names": ["consumer"], "type": "A", "port": 9400,
-                                      "refresh_interval": "10s"}]  # every scaled replica
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets == ["refitter:9401"]
+    assert "relabel_configs" not in job  # no label the processes do not export themselves
+    assert job["dns_sd_configs"] == [  # every scaled replica; the bridge when its profile is on
+        {"names": ["consumer"], "type": "A", "port": 9400, "refresh_interval": "10s"},
+        {"names": ["bridge"], "type": "A", "port": 9402, "refresh_interval": "10s"}]
     assert job["file_sd_configs"][0]["files"]
 
 
@@ -90,7 +94,9 @@ UNIT_TESTS = [
                   severity="warning", group="g", topic="ev"),
         ],
     },
-    {   # a hit-rate drop, a drift detection, an old snapshot, a failed refit, a target down
+    {   # a hit-rate drop, a drift detection, an old snapshot, a failed refit, a target down;
+        # the processes scraped under a job name of the shop's, with no target labels: the
+        # component comes from refold_build_info, and another job's target down is not refold's
         "interval": "1m",
         "input_series": [
             {"series": 'refold_online_evaluated_events_total{job="refold"}',
@@ -101,11 +107,19 @@ UNIT_TESTS = [
                        'job="refold"}', "values": "0x400 1x20"},
             {"series": 'refold_drift_detections_total{detector="hit_rate",direction="up",'
                        'job="refold"}', "values": "0x400 1x20"},
-            {"series": 'refold_snapshot_created_timestamp_seconds{job="refold",instance="w",'
-                       'role="consumer"}', "values": "1x420"},
+            {"series": 'refold_snapshot_created_timestamp_seconds{job="pods",instance="w"}',
+             "values": "1x420"},
+            {"series": 'refold_build_info{job="pods",instance="w",component="consumer",'
+                       'version="1"}', "values": "1x420"},
+            {"series": 'refold_snapshot_created_timestamp_seconds{job="pods",instance="r"}',
+             "values": "1x400"},  # the refitter's own snapshot is no stale serving
+            {"series": 'refold_build_info{job="pods",instance="r",component="refitter",'
+                       'version="1"}', "values": "1x400"},  # down afterwards: no samples
             {"series": 'refold_refits_total{outcome="failed",job="refold"}',
              "values": "0x400 1x20"},
-            {"series": 'up{job="refold",instance="r",role="refitter"}', "values": "1x400 0x20"},
+            {"series": 'up{job="pods",instance="r"}', "values": "1x400 0x20"},
+            {"series": 'up{job="pods",instance="w"}', "values": "1x420"},
+            {"series": 'up{job="node",instance="n"}', "values": "0x420"},  # not refold's
             {"series": 'refold_guard_automated_users{job="refold",instance="w"}',
              "values": "0x395 12x25"},
         ],
@@ -119,9 +133,9 @@ UNIT_TESTS = [
             alert("RefoldRefitFailing", "405m", "a refit failed in the last hour",
                   severity="warning"),
             alert("RefoldTargetDown", "405m", "refold refitter at r cannot be scraped",
-                  severity="warning", instance="r", job="refold", role="refitter"),
+                  severity="warning", instance="r", job="pods", component="refitter"),
             alert("RefoldSnapshotStale", "415m", "w serves a snapshot more than 6 hours old",
-                  severity="warning", instance="w", job="refold", role="consumer"),
+                  severity="warning", instance="w", job="pods", component="consumer"),
             alert("RefoldBotsDetected", "400m"),
             alert("RefoldBotsDetected", "410m", "12 users judged automated in the last hour: "
                   "their events no longer count for others", severity="warning"),
@@ -194,3 +208,17 @@ def test_every_dashboard_and_rule_expression_parses():
             except PrometheusError as exc:
                 errors.append(f"{where}: {exc}")
     assert not errors, "\n".join(errors)
+
+
+def test_label_references_name_what_each_expression_reads():
+    """The check of test_prometheus.py (every label read is one the processes export) can fail:
+    a label only a scrape config would add is found wherever it hides."""
+    assert labels_of('refold:snapshot_age_seconds{role="consumer"} > 6 * 3600') == {"role"}
+    assert labels_of('max by (job, role) (x{a=~"b=c,d"}) * on (job) group_left (role) y') == {
+        "job", "role", "a"}
+    assert labels_of("label_values(refold_build_info{job=~\"$job\"}, instance)") == {
+        "job", "instance"}
+    assert labels_of("{{ $labels.role }} at {{ $labels.instance }}") == {"role", "instance"}
+    read = {label for _, label in label_references()}
+    assert {"component", "le", "group", "topic", "instance", "job"} <= read
+    assert "role" not in read

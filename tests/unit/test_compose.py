@@ -90,3 +90,11 @@ def test_workers_scale():
     assert {"names": ["consumer"], "type": "A", "port": 9400, "refresh_interval": "10s"} in (
         prom["scrape_configs"][0]["dns_sd_configs"])
     assert "/ready" in " ".join(svc["healthcheck"]["test"])
+
+
+def test_the_bridge_is_a_service_off_by_default_with_a_mapping():
+    svc = SERVICES["bridge"]
+    assert svc["profiles"] == ["bridge"]  # `docker compose up` leaves it out
+    settings = load_settings(env={k: str(v) for k, v in svc["environment"].items()})
+    assert settings.bridge_source_topic and settings.bridge_fields and settings.bridge_types
+    assert settings.metrics_port == 9402

@@ -148,3 +148,23 @@ def test_containers_run_real_commands_on_their_roles_metrics_ports():
             if doc["metadata"]["name"] in roles:
                 port = container["ports"][0]["containerPort"]
                 assert port == PORTS[roles[doc["metadata"]["name"]]], name
+
+
+def test_the_bridge_pods_know_their_source_and_mapping(tmp_path):
+    """`refold bridge` refuses to start without a source topic: the ConfigMap's [bridge] table
+    gives it one, with a mapping that turns a record of the shop's into a refold event."""
+    from consumers.bridge import mapping_of
+    from refold.core.config import load_settings
+
+    config = next(d for _, d in BUILTIN if d["kind"] == "ConfigMap")
+    path = tmp_path / "refold.toml"
+    path.write_text(config["data"]["refold.toml"])
+    bridge = next(d for _, d in PODS if d["metadata"]["name"] == "refold-bridge")
+    env = {e["name"]: e.get("value", "pod-0") for e in containers(bridge)[0]["env"]}
+    settings = load_settings(path, env=env)
+    assert settings.bridge_source_topic
+    event = mapping_of(settings).map_record(
+        {"customer": {"id": "c1"}, "sku": "s9", "action": "atc", "ts": 1_700_000_000_000},
+        fallback_id="shop.clickstream-0-0")
+    assert (event.user_id, event.item_id, event.event_type) == ("c1", "s9", "add_to_cart")
+    assert event.event_time == 1_700_000_000.0

@@ -23,7 +23,8 @@ def test_bucket_quantile_matches_prometheus_interpolation():
 def test_every_line_makes_promql():
     exprs = [line.promql("2m") for panel in PANELS for line in panel.lines]
     assert 'sum(rate(refold_events_consumed_total[2m]))' in exprs
-    assert 'max(refold_model_version{role="consumer"})' in exprs
+    assert ('max(refold_model_version and on (job, instance) '
+            'refold_build_info{component="consumer"})') in exprs
     assert all(e.count("(") == e.count(")") for e in exprs)
 
 
@@ -59,9 +60,10 @@ def test_scrape_source_computes_rates_quantiles_and_gauges():
     assert rate.tolist() == pytest.approx([15.0] * 4)
     _, p50 = src.series(Line("p50", "quantile", "refold_foldin_latency_seconds", q=0.5))
     assert p50 == pytest.approx(0.01 + 0.09 * 0.5)
-    _, version = src.series(Line("v", "gauge", "refold_model_version", {"role": "consumer"},
-                                 agg="max"))
+    _, version = src.series(Line("v", "gauge", "refold_model_version", agg="max",
+                                 component="consumer"))
     assert version.tolist() == [0, 1, 2, 3, 4]
+    assert len(src.series(Line("v", "gauge", "refold_model_version", component="refitter"))[0]) == 0
 
 
 def test_parse_metrics_adds_labels():
