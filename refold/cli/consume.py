@@ -98,6 +98,7 @@ def recs(ctx: click.Context, user: str | None, as_json: bool, all_users: bool,
          timeout: float) -> None:
     """Print USER's latest recommendation list (read_committed, from the compacted topic)."""
     from consumers.recs_view import RecommendationsView
+    from refold.core.errors import NotFound
     from refold.core.schemas import encode
 
     if bool(user) == all_users:
@@ -109,13 +110,22 @@ def recs(ctx: click.Context, user: str | None, as_json: bool, all_users: bool,
             click.echo(f"warning: not caught up after {timeout:g} s", err=True)
         users = sorted(view) if all_users else [user]
         if not all_users and view.get(user) is None:
-            raise click.ClickException(f"no recommendations for user {user!r}")
+            raise NotFound(_no_list(user, settings.topic("recommendations"), len(view),
+                                    caught_up, timeout))
         for u in users:
             rec = view.get(u)
             if as_json:
                 click.echo(encode(rec).decode())
             else:
                 click.echo(_describe(rec))
+
+
+def _no_list(user: str | None, topic: str, users: int, caught_up: bool, timeout: float) -> str:
+    """Why `refold recs USER` has nothing to print."""
+    why = (f"read to its end: {users:,} user(s) have one; a user gets a list with their first "
+           "event" if caught_up else f"not read to its end in {timeout:g} s: try a longer "
+           "--timeout")
+    return f"no recommendations for user {user!r} in {topic} ({why})"
 
 
 def _fit_from(spec: str, settings):

@@ -11,6 +11,8 @@ The command line turns a `RefoldError` that reaches it into one line and `exit_c
 2
 >>> exit_code(KafkaFatalError("fenced")), exit_code(ModelError("NaN factors"))
 (69, 65)
+>>> exit_code(NotFound("no recommendations for user 'u9'"))
+67
 >>> exit_code(AppError("anything else"))
 1
 """
@@ -65,12 +67,21 @@ class KafkaFatalError(CoreError):
     """A Kafka client cannot go on (authentication failed, fenced, or a fatal librdkafka error)."""
 
 
+# -- kinds any package may raise --------------------------------------------------------------
+
+
+class NotFound(RefoldError, LookupError):
+    """What was asked for by name is not there (`refold recs USER` for a user without a list)."""
+
+
 # -- exit codes -------------------------------------------------------------------------------
 
 EXIT_USAGE = 2
 """A bad flag, setting or parameter (click's usage errors exit 2 as well)."""
 EXIT_DATA = 65
 """Input data that cannot be used (sysexits' EX_DATAERR)."""
+EXIT_NOT_FOUND = 67
+"""What was asked for by name is not there, e.g. a user without a list (sysexits' EX_NOUSER)."""
 EXIT_UNAVAILABLE = 69
 """Kafka cannot be used: fatal client error, fenced, authentication (EX_UNAVAILABLE)."""
 
@@ -79,6 +90,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     SchemaError: EXIT_DATA,
     ModelError: EXIT_DATA,
     KafkaFatalError: EXIT_UNAVAILABLE,
+    NotFound: EXIT_NOT_FOUND,
     RefoldError: 1,
 }
 """Exit code by class: an error gets the code of the first class of its MRO listed here, so a

@@ -88,4 +88,8 @@ def test_refold_recs_prints_a_user_or_everyone(settings):
     assert out.output.startswith("u1: 2 item(s), collaborative, model v4")
     assert "u2: 1 item(s)" in out.output
     out = runner.invoke(cli, [*base, "nobody"])
-    assert out.exit_code == 1 and "no recommendations for user 'nobody'" in out.output
+    assert out.exit_code == 67, out.output  # EXIT_NOT_FOUND
+    assert out.output.strip() == (
+        f"refold recs: no recommendations for user 'nobody' in {settings.topic_prefix}"
+        "recommendations (read to its end: 2 user(s) have one; a user gets a list with their "
+        "first event)")

@@ -79,6 +79,7 @@ def test_bad_input_errors_stay_value_errors() -> None:
     (KafkaFatalError("fenced: another worker runs with transactional.id 'x'"), 69),
     (ConfigError("setting 'k': cannot read 'x' as int"), 2),
     (AppError("the broker did not start"), 1),
+    (errors.NotFound("no recommendations for user 'u9'"), errors.EXIT_NOT_FOUND),
 ])
 def test_a_command_that_raises_exits_with_one_line_and_the_errors_code(
         error: RefoldError, code: int) -> None:
