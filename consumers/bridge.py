@@ -18,6 +18,7 @@ An event without an id in the source gets `<topic>-<partition>-<offset>`: a reco
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 import msgspec
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
 
 from consumers.batch import Output, WithoutHooks
 from consumers.deadletter import DeadLetters, Limits, Rejected
@@ -101,6 +102,12 @@ class Bridge(WithoutHooks):
         if consumer is not None and now - self._last_lag >= self.lag_interval:
             self._last_lag = now
             record_lag(consumer, self.group)
+
+    def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
+        """Drop the lag series of partitions another replica takes over (it reports them)."""
+        for tp in partitions:
+            with contextlib.suppress(KeyError):  # no lag was recorded for it yet
+                metrics.CONSUMER_LAG.remove(self.group, tp.topic, str(tp.partition))
 
     def handle(self, messages: list[Message], out: Output) -> None:
         now = self.clock()
