@@ -30,7 +30,7 @@ def acls(ctx: click.Context, role: str, principal: str, apply_: bool) -> None:
         for acl in role_acls(settings, role, settings.bridge_group):
             click.echo(acl.kafka_acls_args(principal))
         return
-    from confluent_kafka import KafkaException
+    from confluent_kafka import KafkaError, KafkaException
 
     from refold.core.kafka import make_admin, not_authorized
 
@@ -40,7 +40,8 @@ def acls(ctx: click.Context, role: str, principal: str, apply_: bool) -> None:
         try:
             future.result(30)
         except KafkaException as exc:  # a missing ALTER on the cluster: one line, exit 69
-            not_authorized(exc.args[0], "ALTER", "kafka-cluster")
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            not_authorized(err, "ALTER", "kafka-cluster")
             raise
         click.echo(f"created: {binding.restype.name} {binding.resource_pattern_type.name} "
                    f"{binding.name} {binding.operation.name} for {principal}")
