@@ -29,7 +29,8 @@ from refold.core.errors import SchemaError
 __all__ = ["EVENT_TYPES", "Cause", "Event", "EventType", "Impression", "Item", "PolicyInfo",
            "Recommendation", "RecommendedItem", "SchemaError", "ShownItem", "User",
            "decode_event", "decode_impression", "decode_item", "decode_recommendation",
-           "decode_user", "encode", "json_schemas", "validate_event", "validate_impression"]
+           "decode_user", "encode", "impression_of", "json_schemas", "validate_event",
+           "validate_impression"]
 
 SCHEMA_VERSION = 1
 
@@ -295,6 +296,38 @@ def decode_impression(data: bytes) -> Impression:
 
 def validate_impression(imp: Impression) -> Impression:
     return decode_impression(encode(imp))
+
+
+def impression_of(
+    rec: Recommendation, shown: int | list[str], shown_at: float, impression_id: str,
+    context: dict[str, Scalar] | None = None,
+) -> Impression:
+    """The impression of showing `rec`: its first `shown` items, or the item ids `shown` in the
+    order of the page's slots. An item keeps the list's propensity only where it is shown at the
+    position the list gave it (elsewhere the propensity does not describe the page, and is left
+    out); items the list did not contain are shown without list fields."""
+    if rec.rec_id is None:
+        raise SchemaError("rec_id", "the list has no rec_id (published before lists were "
+                                    "logged): there is nothing to report an impression of")
+    ids = [it.item_id for it in rec.items[:shown]] if isinstance(shown, int) else list(shown)
+    listed = {it.item_id: it for it in rec.items}
+    items = []
+    for pos, item_id in enumerate(ids, 1):
+        it = listed.get(item_id)
+        if it is None:
+            items.append(ShownItem(item_id=item_id, position=pos))
+            continue
+        same = it.position == pos
+        items.append(ShownItem(item_id=item_id, position=pos,
+                               propensity=it.propensity if same else None,
+                               rank=it.rank, explored=it.explored))
+    scores = rec.candidate_scores
+    if scores is None and rec.policy is not None and rec.policy.name == "none":
+        scores = [it.score for it in rec.items]  # "none" draws the top K: they are the context
+    return validate_impression(Impression(
+        impression_id=impression_id, rec_id=rec.rec_id, user_id=rec.user_id, shown_at=shown_at,
+        items=items, source=rec.source, model_version=rec.model_version, policy=rec.policy,
+        list_size=len(rec.items) or None, candidate_scores=scores, context=context))
 
 
 def decode_similar(data: bytes) -> SimilarItems:

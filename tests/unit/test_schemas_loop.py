@@ -20,6 +20,7 @@ from refold.core.schemas import (
     decode_impression,
     decode_recommendation,
     encode,
+    impression_of,
     json_schemas,
     validate_impression,
 )
@@ -106,3 +107,25 @@ def test_python_built_impressions_are_validated() -> None:
     with pytest.raises(SchemaError, match="items"):
         validate_impression(Impression(impression_id="x", rec_id="r", user_id="u",
                                        shown_at=1.0, items=[]))
+
+
+def test_an_impression_of_a_list_copies_what_the_list_logged() -> None:
+    rec = logged_list()
+    imp = impression_of(rec, 2, 9.0, "x1", {"page": "home"})
+    assert [(i.item_id, i.position, i.propensity, i.rank, i.explored) for i in imp.items] == \
+        [("a", 1, 0.8, 0, False), ("c", 2, 0.05, 7, True)]
+    assert (imp.rec_id, imp.list_size, imp.candidate_scores) == ("r1", 2, [0.9, 0.5, 0.1])
+    assert imp.policy == rec.policy and imp.context == {"page": "home"}
+    moved = impression_of(rec, ["c", "zz"], 9.0, "x2")  # c shown at 1 (the list said 2)
+    assert [(i.item_id, i.position, i.propensity, i.rank) for i in moved.items] == \
+        [("c", 1, None, 7), ("zz", 2, None, None)]
+
+
+def test_a_none_policy_list_is_its_own_context_and_old_lists_have_no_impressions() -> None:
+    rec = Recommendation(user_id="u", items=[RecommendedItem("a", 2.0, 1, 1.0, 0, False),
+                                             RecommendedItem("b", 1.0, 2, 1.0, 1, False)],
+                         model_version=1, source="collaborative", generated_at=0.0,
+                         rec_id="r", policy=PolicyInfo(name="none"))
+    assert impression_of(rec, 1, 0.0, "x").candidate_scores == [2.0, 1.0]
+    with pytest.raises(SchemaError, match="rec_id"):
+        impression_of(decode_recommendation(OLD_LIST), 1, 0.0, "x")

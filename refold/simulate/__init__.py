@@ -1,0 +1,1 @@
+"""`refold simulate`: a shop with simulated customers running against the real pipeline."""
