@@ -114,6 +114,7 @@ def _logged(imp: Any, rewards: np.ndarray) -> LoggedList:
 
 
 def _policy(d: Any) -> Policy:
-    return Policy.from_description(d if isinstance(d, dict) else
-                                   {k: getattr(d, k) for k in ("name", "epsilon", "temperature",
-                                                               "candidates") if hasattr(d, k)})
+    """A logged policy description (a dict, or an object with its fields) as a `Policy`."""
+    get = d.get if isinstance(d, dict) else lambda k: getattr(d, k, None)
+    fields = {k: get(k) for k in ("name", "epsilon", "temperature", "candidates")}
+    return Policy.from_description({k: v for k, v in fields.items() if v is not None})
