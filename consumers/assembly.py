@@ -80,6 +80,8 @@ class WorkerOptions:
     (`consumers.instances`); False leaves it to fencing (a test of fencing itself)."""
     side_inputs: Sequence[SideInput] = ()
     """Readers caught up at start and polled between batches, besides the catalog."""
+    impressions: bool = True
+    """Read the impressions topic with the events (exposure feedback, attribution, metrics)."""
 
     @classmethod
     def bare(cls, **changes: Any) -> WorkerOptions:
@@ -124,7 +126,8 @@ class Worker:
             guarantee=options.guarantee, max_messages=options.max_messages,
             idle_exit=options.idle_exit, consumer_extra=dict(options.consumer_extra),
             producer_extra=dict(options.producer_extra), client_role="worker",
-            probes=self.probes, check_instance=options.check_instance)
+            probes=self.probes, check_instance=options.check_instance,
+            companions=[settings.topic("impressions")] if options.impressions else ())
         if isinstance(self.processor, Monitored):
             self.processor.attach(self.loop)
         self.follower: SnapshotFollower | None = None

@@ -9,7 +9,9 @@ applies between batches.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,6 +19,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer, Topic
 
 from refold.core.errors import KafkaFatalError
 from refold.core.kafka import produce
+
+log = logging.getLogger(__name__)
 
 
 class Output:
@@ -128,6 +132,19 @@ def next_offsets(messages: list[Message]) -> list[TopicPartition]:
     for msg in messages:
         last[(msg.topic(), msg.partition())] = msg.offset()
     return [TopicPartition(t, p, off + 1) for (t, p), off in last.items()]
+
+
+def usable(messages: Iterable[Message], assigned: Container[tuple[str, int]],
+           on_error: Callable[[Message], None]) -> list[Message]:
+    """The fetched messages of partitions still assigned; errors go to `on_error` (which raises
+    for those that stop the loop)."""
+    out = []
+    for msg in messages:
+        if msg.error() is not None:
+            on_error(msg)
+        elif (msg.topic(), msg.partition()) in assigned:
+            out.append(msg)
+    return out
 
 
 def first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:

@@ -23,18 +23,18 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from confluent_kafka import Message
 
 from refold.core.config import Settings
 from refold.core.errors import ConsumerError
 from refold.core.kafka import where
-from refold.core.schemas import Event, SchemaError, decode_event
+from refold.core.schemas import Event, Impression, SchemaError, decode_event, decode_impression
 
 log = logging.getLogger(__name__)
 
-ID_FIELDS = ("event_id", "user_id", "item_id")
+ID_FIELDS = ("event_id", "user_id", "item_id", "impression_id", "rec_id")
 
 
 class Rejected(SchemaError, ConsumerError):
@@ -83,23 +83,45 @@ def check_event_message(
     than `max_future_seconds` ahead of `now`, and its key must be its user id (the partition
     that owns a user's state is chosen by the key).
     """
+    event = _checked(key, value, limits, decode_event)
+    _not_ahead("event_time", event.event_time, limits, now)
+    _keyed_by_user(key, event.user_id)
+    return event
+
+
+def check_impression_message(
+    key: bytes | None, value: bytes | None, limits: Limits, now: float
+) -> Impression:
+    """`check_event_message` for the impressions topic (`shown_at` is the time checked)."""
+    imp = _checked(key, value, limits, decode_impression)
+    _not_ahead("shown_at", imp.shown_at, limits, now)
+    _keyed_by_user(key, imp.user_id)
+    return imp
+
+
+def _checked(key: bytes | None, value: bytes | None, limits: Limits, decode: Any) -> Any:
     if value is not None and len(value) > limits.max_message_bytes:
         raise Rejected(
             "", f"message of {len(value)} bytes exceeds max_message_bytes "
             f"({limits.max_message_bytes})", "oversize")
     try:
-        event = decode_event(value)  # type: ignore[arg-type]  # None: "empty message"
+        return decode(value)  # None: "empty message"
     except SchemaError as exc:
         raise Rejected(exc.field, exc.reason, _error_class(exc)) from None
-    ahead = event.event_time - now
+
+
+def _not_ahead(field: str, t: float, limits: Limits, now: float) -> None:
+    ahead = t - now
     if ahead > limits.max_future_seconds:
         raise Rejected(
-            "event_time", f"{ahead:.0f} s in the future (max_future_seconds is "
+            field, f"{ahead:.0f} s in the future (max_future_seconds is "
             f"{limits.max_future_seconds:g})", "future_time")
-    if key != event.user_id.encode():
+
+
+def _keyed_by_user(key: bytes | None, user_id: str) -> None:
+    if key != user_id.encode():
         shown = "missing" if key is None else repr(key.decode("utf-8", "replace")[:64])
         raise Rejected("key", f"key {shown} is not the user_id", "key_mismatch")
-    return event
 
 
 class Output(Protocol):

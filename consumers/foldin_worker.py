@@ -1,15 +1,22 @@
 """The fold-in worker: events in, one fresh recommendation list per affected user out.
 
-`FoldInWorker` is the `consumers.loop.Processor` of `refold consume`. For a micro-batch it
+`FoldInWorker` is the `consumers.loop.Processor` of `refold consume`. It reads the events and,
+partition by partition in timestamp order, the impressions services reported. For a micro-batch
+it
 
 1. checks every message (`consumers.deadletter`): a bad one becomes a dead letter, in the same
    transaction, and processing goes on;
-2. skips an event whose id is among its user's recent event ids (a re-sent event counts once);
-3. saves the state of the batch's users and partitions (`consumers.undo`), then runs the batch
-   through `OnlineRecommender.process_batch` (per-event semantics, one batched solve; state
-   other than users' is kept per partition, see `models.partition`);
-4. produces one `Recommendation` per affected user, keyed by user id, naming its cause: the
-   user's last event of the batch and where it was read;
+2. skips an event or impression whose id is among its user's recent ids (a re-sent one counts
+   once);
+3. saves the state of the batch's users and partitions (`consumers.undo`), applies the users'
+   impressions and events up to their last event to their feedback state (`consumers.feedback`),
+   then runs the events through `OnlineRecommender.process_batch` (per-event semantics, one
+   batched solve; state other than users' is kept per partition, see `models.partition`), which
+   ranks each affected user's candidates;
+4. draws each list from its candidates (exposure demotion, the exploration policy seeded from
+   the list's `rec_id`) and produces one `Recommendation` per affected user, keyed by user id,
+   with its log (positions, propensities, policy, candidate scores) and its cause: the user's
+   last event of the batch and where it was read; then applies what came after that event;
 5. writes the new state of the batch's users and partitions to the changelog
    (`consumers.changelog`), in the same transaction.
 
@@ -32,25 +39,30 @@ from confluent_kafka import Message, TopicPartition
 
 from consumers import changelog
 from consumers.batch import SideInput
-from consumers.deadletter import DeadLetters, Limits, Rejected, check_event_message
+from consumers.deadletter import (
+    DeadLetters,
+    Limits,
+    Rejected,
+    check_event_message,
+    check_impression_message,
+)
+from consumers.feedback import Facts, Feedback, Op
 from consumers.loop import Output, next_offsets
 from consumers.undo import BatchUndo
+from models.decision import Decision
 from models.foldin import ItemFactors
 from models.recommender import OnlineRecommender, PreparedFactors, Recs
 from models.snapshot import Snapshot
 from refold.core.config import Settings
 from refold.core.errors import ModelError
 from refold.core.kafka import where
-from refold.core.schemas import (
-    BasisItem,
-    Cause,
-    Event,
-    Recommendation,
-    RecommendedItem,
-    encode,
-)
+from refold.core.schemas import BasisItem, Cause, Event, Impression, Recommendation, encode
 
 log = logging.getLogger(__name__)
+
+IMPRESSION_ID = "~imp/"
+"""Prefix of impression ids among a user's recent ids (so they never meet an event id)."""
+
 
 @dataclass
 class CommittedBatch:
@@ -75,6 +87,8 @@ class CommittedBatch:
     """Events the guard kept out of the shared counts in this batch, by outcome."""
     guard_users: int = 0
     """Users judged automated within the last hour of event time."""
+    feedback: Facts = field(default_factory=Facts)
+    """Impressions, credited outcomes, conversions (`consumers.feedback`)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,8 @@ class FoldInWorker:
         self.limits = Limits.of(settings)
         self.recs_topic = settings.topic("recommendations")
         self.events_topic = settings.topic("events")
+        self.impressions_topic = settings.topic("impressions")
+        self.feedback = Feedback(recommender)
         self.changelog_topic = settings.topic("changelog")
         self.changelog = changelog.ChangelogReader(settings, exact=exact_restore)
         self.restores: list[changelog.RestoreReport] = []
@@ -137,8 +153,8 @@ class FoldInWorker:
         self.recent = RecentIds(dedup_window or 2 * settings.history_size)
         self.partition_of: dict[str, int] = {}
         self.counts: Counter[str] = Counter()
-        """Committed totals: events, duplicates, recommendations, dead_letters,
-        changelog_records, changelog_bytes."""
+        """Committed totals: events, impressions, duplicates, recommendations, demoted (lists
+        exposure feedback changed), dead_letters, changelog_records, changelog_bytes."""
         self.undo = BatchUndo(recommender, self.recent.by_user, self.partition_of)
         self._staged: Counter[str] = Counter()
         self._staged_dead: Counter[str] = Counter()
@@ -156,43 +172,61 @@ class FoldInWorker:
         now = self.clock()
         self._batch = done = CommittedBatch(started=now)
         batch: list[tuple[Event, Message]] = []
+        ops: list[Op] = []
         for msg in messages:
             try:
-                event = self._check(msg, now)
+                item = self._check(msg, now)
             except Rejected as err:
                 self.dead_letters.send(out, msg, err, now)
                 self._staged_dead[err.error_class] += 1
                 done.dead_letters.append(err.error_class)
                 continue
-            self.undo.save_user(event.user_id, msg.partition())
-            if self.recent.seen(event.user_id, event.event_id):
-                log.info("duplicate event %s at %s: skipped", event.event_id, where(msg))
+            self.undo.save_user(item.user_id, msg.partition())
+            if self.recent.seen(item.user_id, _id_of(item)):
+                log.info("duplicate %s at %s: skipped", _id_of(item), where(msg))
                 self._staged["duplicates"] += 1
                 continue
-            batch.append((event, msg))
-        touched: dict[int, list[str]] = {msg.partition(): [] for msg in messages}
+            ops.append((item, msg.partition()))
+            if isinstance(item, Event):
+                batch.append((item, msg))
+        touched: dict[int, list[str]] = {msg.partition(): [] for msg in messages
+                                         if msg.topic() == self.events_topic}
         for ev, msg in batch:
             touched[msg.partition()].append(ev.item_id)
         self.undo.save_partitions(touched)
+        before, after = self.feedback.split(ops)
+        self.feedback.apply(before, done.feedback)
         if batch:
-            read_at = {id(ev): msg for ev, msg in batch}
-            guarded = self.recommender.guard_stats.totals()
-            results = self.recommender.process_batch(
-                [ev for ev, _ in batch], [msg.partition() for _, msg in batch])
-            for ev, recs in results:
-                msg = read_at[id(ev)]
-                out.produce(self.recs_topic, encode(self._recommendation(ev, msg, recs, now)),
-                            ev.user_id)
-                done.published.append(recs)
-            done.events = [ev for ev, _ in batch]
-            after = self.recommender.guard_stats.totals()
-            done.guard = {k: after[k] - guarded[k] for k in after}
-            done.user_vector_norm = self.recommender.batch_vector_norm
-            done.foldin_residual = self.recommender.batch_residual
-            done.timestamps = [msg.timestamp()[1] / 1000 for _, msg in batch]
-            self._staged["events"] += len(batch)
-            self._staged["recommendations"] += len(done.published)
-        self._write_changelog(out, messages, {ev.user_id: None for ev in done.events})
+            self._publish(batch, out, now, done)
+        self.feedback.apply(after, done.feedback)
+        self._staged["impressions"] += len(ops) - len(batch)
+        self._write_changelog(out, messages, {op[0].user_id: None for op in ops})
+
+    def _publish(self, batch: list[tuple[Event, Message]], out: Output, now: float,
+                 done: CommittedBatch) -> None:
+        """Steps 3-4 for the batch's events: learn, rank, draw and produce the lists."""
+        read_at = {id(ev): msg for ev, msg in batch}
+        guarded = self.recommender.guard_stats.totals()
+        results = self.recommender.process_batch(
+            [ev for ev, _ in batch], [msg.partition() for _, msg in batch],
+            k=self.feedback.depth)
+        for ev, candidates in results:
+            msg = read_at[id(ev)]
+            d = self.feedback.decide(ev, candidates, done.feedback)
+            recs = Recs(candidates.user_id, d.items, d.scores, candidates.source,
+                        candidates.model_version)
+            out.produce(self.recs_topic, encode(self._recommendation(ev, msg, recs, d, now)),
+                        ev.user_id)
+            done.published.append(recs)
+        done.events = [ev for ev, _ in batch]
+        counted = self.recommender.guard_stats.totals()
+        done.guard = {k: counted[k] - guarded[k] for k in counted}
+        done.user_vector_norm = self.recommender.batch_vector_norm
+        done.foldin_residual = self.recommender.batch_residual
+        done.timestamps = [msg.timestamp()[1] / 1000 for _, msg in batch]
+        self._staged["events"] += len(batch)
+        self._staged["recommendations"] += len(done.published)
+        self._staged["demoted"] += sum(d.demoted > 0 for d in done.feedback.decisions)
 
     def promote(self) -> None:
         """The batch committed: its state is the state; count what it did."""
@@ -306,7 +340,9 @@ class FoldInWorker:
 
     # -- internals
 
-    def _check(self, msg: Message, now: float) -> Event:
+    def _check(self, msg: Message, now: float) -> Event | Impression:
+        if msg.topic() == self.impressions_topic:
+            return check_impression_message(msg.key(), msg.value(), self.limits, now)
         event = check_event_message(msg.key(), msg.value(), self.limits, now)
         try:  # the model's own rules (e.g. event weights) are part of "usable"
             self.recommender.config.weights.weight(event.event_type, event.value, event.weight)
@@ -327,6 +363,8 @@ class FoldInWorker:
             out.produce(topic, value, changelog.user_key(user), partition=self.partition_of[user])
             records, size = records + 1, size + len(value)
         for tp in next_offsets(messages):
+            if tp.topic != self.events_topic:  # impressions change users only
+                continue
             plain = rec.partition_changes(tp.partition)
             for key, value in changelog.partition_records(tp.partition, plain, tp.offset):
                 out.produce(topic, value, key, partition=tp.partition)
@@ -334,10 +372,11 @@ class FoldInWorker:
         self._staged["changelog_records"] += records
         self._staged["changelog_bytes"] += size
 
-    def _recommendation(self, ev: Event, msg: Message, recs: Recs, now: float) -> Recommendation:
+    def _recommendation(self, ev: Event, msg: Message, recs: Recs, d: Decision,
+                        now: float) -> Recommendation:
         return Recommendation(
             user_id=recs.user_id,
-            items=[RecommendedItem(i, s) for i, s in zip(recs.items, recs.scores, strict=True)],
+            **self.feedback.message_fields(d),
             model_version=recs.model_version,
             source=recs.source,
             generated_at=now,
@@ -355,6 +394,11 @@ class FoldInWorker:
         return (f"{c['events']:,} events, {c['recommendations']:,} recommendations, "
                 f"{c['dead_letters']:,} dead letters{f' ({dead})' if dead else ''}, "
                 f"{c['duplicates']:,} duplicates in {seconds:.1f} s ({rate:,.0f} events/s)")
+
+
+def _id_of(item: Event | Impression) -> str:
+    """The id a message is de-duplicated by."""
+    return item.event_id if isinstance(item, Event) else IMPRESSION_ID + item.impression_id
 
 
 def transactional_id(settings: Settings) -> str:

@@ -3,7 +3,8 @@
 A `Processor` (`consumers.batch`) says what a batch means; `TransactionalLoop` owns the clients
 and the guarantee. Every batch is one Kafka transaction, in numbered steps:
 
-1. poll the assigned partitions (read_committed), then take up to `batch_size` messages;
+1. poll the assigned partitions (read_committed), then take up to `batch_size` messages (with
+   companion topics, merged per partition in timestamp order: `consumers.companions`);
 2. `begin_transaction`;
 3. `processor.handle(messages, out)`: stage state changes in memory, produce outputs via `out`;
 4. `send_offsets_to_transaction(next offsets, group metadata)`: the input offsets join the txn;
@@ -27,10 +28,8 @@ if it did, the batch is done, if not, it is redone as after an abort.
 
 `guarantee="at-least-once"` is the comparison path for what the guarantee costs: no transaction;
 outputs are produced and flushed, then the offsets are committed, so a crash in between delivers
-the batch's outputs again (the worker's event-id de-dup keeps its state exact).
-
-Test hook: `consumers.crash` (`REFOLD_TEST_CRASH_AT`) kills the process between produce and
-commit; only the fault tests set it.
+the batch's outputs again (the worker's event-id de-dup keeps its state exact). Test hook:
+`consumers.crash` (`REFOLD_TEST_CRASH_AT`, fault tests) kills between produce and commit.
 
 Rebalance callbacks run inside `poll()`/`consume()` only, and no transaction spans those calls,
 so when partitions are revoked every handled batch is already committed: the processor only
@@ -42,12 +41,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from consumers.batch import LoopStats, Output, Processor, first_offsets, names, next_offsets
+from consumers.batch import LoopStats, Output, Processor, first_offsets, names, next_offsets, usable
+from consumers.companions import Companions
 from consumers.crash import CrashPoint
 from consumers.instances import ensure_unique
 from consumers.txn import (
@@ -110,6 +110,7 @@ class TransactionalLoop:
         client_role: str = "worker",
         probes: Probes | None = None,
         check_instance: bool = True,
+        companions: Sequence[str] = (),
     ) -> None:
         if guarantee not in GUARANTEES:
             raise ValueError(f"guarantee must be one of {GUARANTEES}, not {guarantee!r}")
@@ -122,12 +123,12 @@ class TransactionalLoop:
         self.poll_timeout = poll_timeout
         self.max_messages = max_messages
         self.idle_exit = idle_exit
-        self.consumer_extra = consumer_extra or {}
+        self.consumer_extra = Companions.consumer_config(consumer_extra) if companions \
+            else consumer_extra or {}
         self.producer_extra = producer_extra or {}
         self.guarantee = guarantee
         self.on_producer = on_producer
-        """Called with each producer the loop makes; returns the one to use (tests wrap it to
-        inject faults)."""
+        """Wraps each producer the loop makes (tests inject faults)."""
         self.client_role = client_role
         """Names the clients (`refold.<role>.<instance id>`) and the instance check's member."""
         self.probes = probes or Probes()
@@ -143,6 +144,7 @@ class TransactionalLoop:
         """The consumer, made by `run` (a monitor reads lag through it between batches)."""
         self._producer: Producer | None = None
         self._crash = CrashPoint.from_env()
+        self._companions = Companions(settings, topics[0], companions) if companions else None
 
     # -- lifecycle
 
@@ -218,32 +220,32 @@ class TransactionalLoop:
         return self.idle_exit is not None and idle >= self.idle_exit
 
     def _consume(self) -> list[Message]:
-        """Step 1: wait for a first message, then take what is already fetched, up to a batch.
-
-        (`consume(n, timeout)` would wait for n messages: at low traffic, every event would wait
-        the whole timeout.) Messages of partitions revoked meanwhile are left out.
-        """
+        """Step 1: wait for a first message, then take what is already fetched, up to a batch
+        (`consume(n, timeout)` would wait for n: at low traffic, every event would wait the
+        whole timeout). Messages of partitions revoked meanwhile are left out."""
         n = self.batch_size
         if self.max_messages is not None:
             n = min(n, self.max_messages - self.stats.messages)
         assert self.consumer is not None
+        if self._companions is not None:
+            return self._companions.consume(self.consumer, self.assigned, n, self.poll_timeout,
+                                            self._fetch_error)
         first = self.consumer.poll(self.poll_timeout)
-        if first is None:
-            return []
-        out = []
-        for msg in [first, *self.consumer.consume(n - 1, 0)] if n > 1 else [first]:
-            if msg.error() is not None:
-                group = msg.error().code() == KafkaError.GROUP_AUTHORIZATION_FAILED
-                not_authorized(msg.error(), "READ", self.group_id if group else (
-                    msg.topic() or ", ".join(self.topics)))
-                if msg.error().fatal():
-                    raise KafkaFatalError(f"consumer: {msg.error()}")
-                log.warning("consumer: %s", msg.error())
-            elif (msg.topic(), msg.partition()) in self.assigned:
-                out.append(msg)
-        return out
+        more = self.consumer.consume(n - 1, 0) if first is not None and n > 1 else []
+        return usable([] if first is None else [first, *more], self.assigned, self._fetch_error)
+
+    def _fetch_error(self, msg: Message) -> None:
+        """A fetch's error: a missing authorization or a fatal error stops the loop."""
+        group = msg.error().code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+        not_authorized(msg.error(), "READ", self.group_id if group else (
+            msg.topic() or ", ".join(self.topics)))
+        if msg.error().fatal():
+            raise KafkaFatalError(f"consumer: {msg.error()}")
+        log.warning("consumer: %s", msg.error())
 
     def _close(self) -> None:
+        if self._companions is not None:
+            self._companions.close()
         if self.consumer is not None:
             try:
                 self.consumer.close()  # leaves the group: revokes (committed) partitions now
@@ -409,14 +411,15 @@ class TransactionalLoop:
             offset = tp.offset if tp.offset >= 0 else first[(tp.topic, tp.partition)]
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
             log.info("rewound %s[%d] to %d", tp.topic, tp.partition, offset)
+        if self._companions is not None:
+            self._companions.rewound(first)
 
     def _held(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         """`offsets` of the partitions still assigned to this loop."""
         return {tp: off for tp, off in offsets.items() if tp in self.assigned}
 
-    def _call(
-        self, what: str, fn: Callable[..., T], *args: Any, stalls: bool = False, **kwargs: Any
-    ) -> T:
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, stalls: bool = False,
+              **kwargs: Any) -> T:
         return call(what, fn, *args, fatal=self._fatal, stalls=stalls, **kwargs)
 
     def _producer_error(self, err: KafkaError) -> None:
@@ -430,6 +433,8 @@ class TransactionalLoop:
     # -- rebalance callbacks (run inside consume(), between transactions)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._companions is not None:
+            partitions = self._companions.assign(consumer, partitions)
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
         self._last_activity = time.monotonic()
         log.info("assigned %s", names(partitions))
@@ -444,6 +449,8 @@ class TransactionalLoop:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Every handled batch was committed before consume() was called, so nothing is in flight.
+        if self._companions is not None:
+            partitions = self._companions.revoke(consumer, partitions)
         self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
         self._last_activity = time.monotonic()
         log.info("revoked %s", names(partitions))

@@ -65,6 +65,10 @@ class TimestampMerge:
     def pending(self) -> int:
         return sum(len(b) for b in self._buffers.values())
 
+    def sizes(self) -> dict[tuple[str, int], int]:
+        """Buffered messages per (topic, partition)."""
+        return {k: len(b) for k, b in self._buffers.items()}
+
     def take(self, limit: int, lagging: Lagging) -> list[Any]:
         """Up to `limit` messages in merged order; groups that must wait are left buffered."""
         released: set[int] = set()
@@ -86,6 +90,7 @@ class TimestampMerge:
         for key in keys:
             buf = self._buffers.pop(key, None)
             n += len(buf) if buf else 0
+            self._blocked_since.pop(key[1], None)  # its wait starts again when it is held
         return n
 
     def _head(self, p: int) -> tuple[tuple[int, int], tuple[str, int]] | None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
+from consumers import feedback
 from models.drift import DistributionDrift, HitRateDrift, MeanShiftDrift, SnapshotChurn
 from models.online_quality import CategoriesOf, OnlineQuality
 from models.weights import EventWeights
@@ -168,6 +169,7 @@ class Monitor:
 
     def on_commit(self, batch: Any) -> BatchReport:
         """`FoldInWorker`'s on_commit hook: account for a `CommittedBatch`."""
+        feedback.record(batch.feedback)
         spent = max(0.0, batch.committed - batch.started)
         return self.on_batch(
             batch.events, batch.published, model_version=batch.model_version,

@@ -43,3 +43,20 @@ candidates (0.969 at 160, for 22% fewer events/s batched; README, retrieval tabl
 CONTENT_TEXT_WEIGHT = 0.4
 CONTENT_TAG_WEIGHT = 0.6
 """A content score is 0.4 · text cosine + 0.6 · tag Jaccard (the blend job-matching systems use)."""
+EXPLORATION = "plackett_luce"
+"""The exploration policy of the lists (`none`, `epsilon`, `plackett_luce`). Chosen with
+`refold simulate` (README, closing the loop): at T = 0.1 it cost no CTR@3 against `none` (16.6%
+against 16.4%) and gives off-policy evaluation the support to judge other policies."""
+EXPLORATION_EPSILON = 0.1
+"""`epsilon`: each slot explores with this probability."""
+EXPLORATION_TEMPERATURE = 0.1
+"""`plackett_luce`: the softmax temperature on scores put on [-1, 0] over the candidates."""
+EXPLORATION_CANDIDATES = 0
+"""How deep into the ranking exploration reaches (0: twice the list length)."""
+EXPOSURE_MIN_COUNT = 2
+"""Impressions without any interaction after which an item is demoted for that user."""
+EXPOSURE_STRENGTH = 1.0
+"""How far a demoted item sinks, in candidate score ranges per impression (0: off). With 2
+impressions and strength 1, `refold simulate` measured CTR@3 16.4% against 10.9% without."""
+ATTRIBUTION_WINDOW_SECONDS = 3600.0
+"""A click, cart or purchase of a shown item within this time counts for the list that showed it."""

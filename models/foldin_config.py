@@ -17,6 +17,9 @@ from typing import Any, Literal
 
 from models import defaults
 from models.ann import AnnConfig
+from models.decision import Demotion
+from models.exploration import Policy
+from models.feedback import FeedbackConfig
 from models.guard import GuardConfig
 from models.history import Decay
 from models.weights import EventWeights
@@ -105,6 +108,41 @@ class FoldInConfig:
             min_gap_cv=self.guard_min_gap_cv,
             regular_rate_per_minute=self.guard_regular_rate_per_minute,
             min_breadth=self.guard_min_breadth, bot_weight=self.guard_bot_weight)
+
+    exploration: str = defaults.EXPLORATION
+    """The policy that draws each list from the ranked candidates (`models.exploration`)."""
+    exploration_epsilon: float = defaults.EXPLORATION_EPSILON
+    exploration_temperature: float = defaults.EXPLORATION_TEMPERATURE
+    exploration_candidates: int = defaults.EXPLORATION_CANDIDATES
+    exposure_min_count: int = defaults.EXPOSURE_MIN_COUNT
+    exposure_strength: float = defaults.EXPOSURE_STRENGTH
+    """Exposure feedback (`models.exposure`): 0 turns it off."""
+    exposure_max_items: int = 100
+    """Items whose unanswered impressions are counted per user (the least recent go)."""
+    attribution_window_seconds: float = defaults.ATTRIBUTION_WINDOW_SECONDS
+    attribution_max_slots: int = 50
+    """Shown slots remembered per user for attribution (the oldest go)."""
+
+    def __post_init__(self) -> None:
+        self.policy()  # refuse a bad exploration policy when the configuration is made
+        self.demotion()
+
+    def policy(self) -> Policy:
+        """The exploration policy."""
+        return Policy(self.exploration, self.exploration_epsilon, self.exploration_temperature,
+                      self.exploration_candidates)
+
+    def demotion(self) -> Demotion:
+        return Demotion(self.exposure_min_count, self.exposure_strength)
+
+    def feedback(self) -> FeedbackConfig:
+        return FeedbackConfig(self.attribution_window_seconds, self.attribution_max_slots,
+                              self.exposure_max_items)
+
+    def depth(self) -> int:
+        """Candidates ranked per list: what the policy draws from, and room to replace
+        demoted items when exposure feedback is on."""
+        return max(self.policy().depth(self.k), 2 * self.k if self.demotion().on else self.k)
 
     def ann_config(self) -> AnnConfig | None:
         """The index settings, None when approximate retrieval is off."""

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from models import kernels
+from models.feedback import UserFeedback
 
 EVENT_DTYPE = np.dtype(
     [("item", "<i4"), ("weight", "<f4"), ("time", "<f8"), ("seq", "<i8"), ("session", "<i4")]
@@ -58,7 +59,7 @@ class UserHistory:
 
     __slots__ = (
         "_buf", "_excluded", "_n_sessions", "_positive", "_session_id", "_session_no", "blocked",
-        "consumed", "max_age", "max_events", "max_excluded", "seq",
+        "consumed", "feedback", "max_age", "max_events", "max_excluded", "seq",
     )
 
     def __init__(
@@ -80,6 +81,9 @@ class UserHistory:
         self._positive: tuple[int, int, np.ndarray] = (-1, 0, np.zeros(0, np.intp))
         """The last `positive_items` result, with the `seq` and `n` it was computed for."""
         self._excluded: tuple[tuple[int, int], np.ndarray] = ((-1, -1), np.zeros(0, np.int64))
+        self.feedback: UserFeedback | None = None
+        """What the user was shown and did with it (`models.feedback`); None until refold
+        hears of an impression or sees the user arrive. Saved and restored with the history."""
 
     def __len__(self) -> int:
         return min(self.seq, self.max_events)
@@ -184,6 +188,9 @@ class UserHistory:
         if item_ids is not None:
             for key in _ITEM_KEYS:
                 state[key] = [item_ids[i] for i in state[key]]
+        if self.feedback is not None:
+            ids = item_ids if item_ids is not None else _Identity()
+            state["feedback"] = self.feedback.to_state(ids)  # type: ignore[arg-type]
         return state
 
     @classmethod
@@ -208,6 +215,8 @@ class UserHistory:
             h._buf[name][at] = column[keep]
         h.blocked = dict.fromkeys(state["blocked"])
         h.consumed = dict.fromkeys(state["consumed"])
+        if state.get("feedback") is not None:
+            h.feedback = UserFeedback.from_state(state["feedback"], index or int)
         return h
 
 
@@ -273,3 +282,10 @@ def _bounded_add(ordered: dict[int, None], item: int, cap: int) -> None:
     ordered[item] = None
     if len(ordered) > cap:
         del ordered[next(iter(ordered))]
+
+
+class _Identity:
+    """`item_ids` when states keep indices: index -> itself."""
+
+    def __getitem__(self, i: int) -> int:
+        return i

@@ -140,10 +140,13 @@ class OnlineRecommender:
         return self._learn_event(ev, partition, popularity=True)[0]
 
     def process_batch(
-        self, events: Iterable[Any], partitions: Iterable[int] | None = None
+        self, events: Iterable[Any], partitions: Iterable[int] | None = None,
+        k: int | None = None,
     ) -> list[tuple[Any, Recs]]:
         """Learn `events` in order (event j of partition `partitions[j]`, default 0), then one
-        `Recs` per affected user with its last event, as of that event."""
+        `Recs` of `k` (default `config.k`; the worker asks for `config.depth()` candidates) per
+        affected user with its last event, as of that event."""
+        k = self.config.k if k is None else k
         events = list(events)
         parts = [0] * len(events) if partitions is None else list(partitions)
         last = {ev.user_id: j for j, ev in enumerate(events)}
@@ -162,7 +165,7 @@ class OnlineRecommender:
             plans[q].session = sessions[j]
         vecs = self.user_vectors(plans)
         self._batch_drift(plans, vecs)
-        out = self.ranker.rank_pure_cf(plans, vecs, [overlays[j] for j in at])
+        out = self.ranker.rank_pure_cf(plans, vecs, [overlays[j] for j in at], k)
         # Popularity as of each other user's last event: apply the batch's updates in order.
         blend = {at[q]: q for q, r in enumerate(out) if r is None}
         for j, ((_, i, shared, back), ev, p) in enumerate(zip(learned, events, parts,
@@ -171,8 +174,7 @@ class OnlineRecommender:
             _shared_popularity(part, i, shared, ev.event_time, back)
             q = blend.get(j)
             if q is not None:
-                out[q] = self.ranker.rank_blend(plans[q], vecs[q], self.config.k, part,
-                                                overlays[j])
+                out[q] = self.ranker.rank_blend(plans[q], vecs[q], k, part, overlays[j])
         return [(events[j], r) for j, r in zip(at, out, strict=True)]  # type: ignore[misc]
 
     def recommend(self, user_id: str, now: float, k: int | None = None) -> Recs:

@@ -75,7 +75,7 @@ class ShopConfig:
     shown: int = 5  # slots a page shows
     sessions_per_day: float = 1.0
     pages_per_session: float = 4.0  # mean (geometric)
-    page_seconds: float = 60.0  # between two pages of a session
+    page_seconds: float = 120.0  # between two pages of a session
     p_browse: float = 0.3  # P(a page also brings an item found without the list)
     n_browse: int = 16  # popularity-drawn candidates a browsing user chooses among
     history_days: float = 14.0  # organic history of the users present at the start ...

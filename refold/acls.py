@@ -62,6 +62,7 @@ def role_acls(settings: Settings, role: str, bridge_group: str | None = None) ->
     if role == "worker":
         return [
             Acl("Topic", t("events"), "READ"),
+            Acl("Topic", t("impressions"), "READ"),
             Acl("Topic", t("changelog"), "READ"),
             Acl("Topic", t("changelog"), "WRITE"),
             Acl("Topic", t("recommendations"), "WRITE"),
@@ -98,7 +99,8 @@ def role_acls(settings: Settings, role: str, bridge_group: str | None = None) ->
                 "PREFIXED"),
         ]
     if role == "producer":
-        return [Acl("Topic", t("events"), "WRITE"), Acl("Topic", t("items"), "WRITE")]
+        return [Acl("Topic", t("events"), "WRITE"), Acl("Topic", t("items"), "WRITE"),
+                Acl("Topic", t("impressions"), "WRITE")]
     if role == "reader":
         return [Acl("Topic", t("recommendations"), "READ"), _tail_groups(settings)]
     if role == "serve":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any
@@ -45,6 +46,20 @@ def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
     root = ctx.find_root().obj or {}
     merged = {**root.get("overrides", {}), **{k: v for k, v in overrides.items() if v is not None}}
     return load_settings(root.get("config"), merged)
+
+
+def typed_pairs(values: tuple[str, ...]) -> dict[str, Any]:
+    """KEY=VALUE flags; values are read as JSON when they parse (numbers, true, null)."""
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
 
 
 def setup_logging(level: str) -> None:

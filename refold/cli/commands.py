@@ -14,4 +14,5 @@ from refold.cli import (  # noqa: F401
     refit,
     report,
     serve,
+    simulate,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from refold.cli import cli, setting_help, settings_from
+from refold.cli import cli, setting_help, settings_from, typed_pairs
 
 
 @cli.command("consume")
@@ -43,13 +43,17 @@ from refold.cli import cli, setting_help, settings_from
               help="A librdkafka setting for the consumer (repeatable).")
 @click.option("--producer-config", "producer_conf", multiple=True, metavar="KEY=VALUE",
               help="A librdkafka setting for the producer (repeatable).")
+@click.option("--fold-in", "fold_in", multiple=True, metavar="KEY=VALUE",
+              help="A fold-in setting that has no flag or variable (repeatable), e.g. "
+                   "min_events=1000000000 for popularity lists only, or full_events=1.")
 @click.pass_context
 def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
             fit_from: str | None, batch_size: int | None, k: int | None,
             max_events: int | None, idle_exit: float | None, guarantee: str,
             metrics_port: int | None, follow_snapshots: bool, snapshot_wait: float,
             refit_on_drift: bool, refit_request_interval: float,
-            consumer_conf: tuple[str, ...], producer_conf: tuple[str, ...]) -> None:
+            consumer_conf: tuple[str, ...], producer_conf: tuple[str, ...],
+            fold_in: tuple[str, ...]) -> None:
     """Fold events into per-user models and publish fresh recommendations, exactly once.
 
     Reads the events topic in the consumer group, writes one list per affected user to the
@@ -78,7 +82,7 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
         guarantee=guarantee, follow_snapshots=follow_snapshots, snapshot_wait=snapshot_wait,
         refit_on_drift=refit_on_drift, refit_request_interval=refit_request_interval,
         max_messages=max_events, idle_exit=idle_exit, consumer_extra=_key_values(consumer_conf),
-        producer_extra=_key_values(producer_conf))
+        producer_extra=_key_values(producer_conf), fold_in=typed_pairs(fold_in))
     with assemble_worker(settings, factors, options) as worker:
         worker.stop_on_signals()
         stats = worker.run()

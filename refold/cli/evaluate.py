@@ -8,21 +8,7 @@ from typing import Any
 
 import click
 
-from refold.cli import cli, mapping_options
-
-
-def _pairs(values: tuple[str, ...]) -> dict[str, Any]:
-    """KEY=VALUE flags; values are read as JSON when they parse (numbers, true, null)."""
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
+from refold.cli import cli, mapping_options, typed_pairs
 
 
 def _load(dataset: str, path: str | None, csv_opts: dict[str, Any], synth: dict[str, Any]):
@@ -119,7 +105,7 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
     names = tuple(m.strip() for m in models.split(",")) if models else MODELS
     try:
         protocol = runner.Protocol(warmup, window, 10, refit_every, oracle_every, seed,
-                                   not weighted, _pairs(fold_in))
+                                   not weighted, typed_pairs(fold_in))
         data = runner.encode(log, catalog, protocol)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from exc
@@ -130,7 +116,7 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
 
         search_result = search.search(data, protocol, names, log=None if as_json else _say)
         tuned = search.tuned(search_result)
-    for key, value in _pairs(params).items():
+    for key, value in typed_pairs(params).items():
         model, _, name = key.partition(".")
         family = "refold" if model in ("foldin_only", "oracle") else model
         tuned.setdefault(family, {})[name] = value

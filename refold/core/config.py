@@ -100,6 +100,7 @@ class Settings(BaseModel):
     control_topic: TopicName = "control"
     similar_items_topic: TopicName = "similar-items"
     users_topic: TopicName = "users"
+    impressions_topic: TopicName = "impressions"
     events_partitions: int = Field(6, ge=1, le=100_000, description=(
         "partitions of events, recommendations and the state changelog"))
     replication_factor: int = Field(1, ge=1, le=32767,
@@ -159,6 +160,21 @@ class Settings(BaseModel):
         "weight of the session co-visitation blend; 0 turns it off"))
     content_weight: float = Field(_FOLDIN.content_weight, ge=0, le=1, description=(
         "weight of catalog content in a new item's vector"))
+    exploration: Literal["none", "epsilon", "plackett_luce"] = Field(
+        defaults.EXPLORATION, description="the policy that draws each list from its candidates")
+    exploration_epsilon: float = Field(defaults.EXPLORATION_EPSILON, ge=0, le=1, description=(
+        "epsilon: the probability that a slot shows an item from beyond the top k"))
+    exploration_temperature: float = Field(defaults.EXPLORATION_TEMPERATURE, gt=0, description=(
+        "plackett_luce: temperature over the candidates' scores put on [-1, 0]"))
+    exploration_candidates: int = Field(defaults.EXPLORATION_CANDIDATES, ge=0, description=(
+        "ranked candidates exploration draws from (0: 2 x k)"))
+    exposure_min_count: int = Field(defaults.EXPOSURE_MIN_COUNT, ge=1, description=(
+        "impressions without an interaction after which an item is demoted for the user"))
+    exposure_strength: float = Field(defaults.EXPOSURE_STRENGTH, ge=0, description=(
+        "how far a demoted item sinks, in candidate score ranges (0: off)"))
+    attribution_window_seconds: float = Field(defaults.ATTRIBUTION_WINDOW_SECONDS, gt=0,
+                                              description=(
+        "a click or purchase of a shown item within this time counts for its list"))
     max_future_seconds: float = Field(3600.0, ge=0, description=(
         "events further in the future are dead-lettered"))
     max_message_bytes: int = Field(65536, ge=1, le=64 << 20,

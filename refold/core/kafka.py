@@ -197,15 +197,16 @@ def produce(
     producer: Producer, topic: str, value: bytes | None, key: bytes | str | None = None, *,
     partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
     on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    timestamp: int = 0,
 ) -> None:
     """Produce one message with back-pressure: while librdkafka's local queue is full
     (`BufferError`), serve delivery reports for 50 ms and retry; then serve the callbacks that
-    are due (`poll(0)`). `partition` None: the one the key hashes to. Every refold producer
-    sends through this."""
+    are due (`poll(0)`). `partition` None: the one the key hashes to; `timestamp` (ms) 0: now.
+    Every refold producer sends through this."""
     while True:
         try:
             producer.produce(topic, value, key, -1 if partition is None else partition,
-                             headers=headers, on_delivery=on_delivery)
+                             headers=headers, on_delivery=on_delivery, timestamp=timestamp)
             break
         except BufferError:  # local queue full: let librdkafka send, then retry
             producer.poll(0.05)

@@ -190,6 +190,35 @@ ADWIN_WIDTH = Gauge(
     "refold_drift_adwin_width_events", "Events in ADWIN's current hit-rate window.",
     **_NO_REGISTRY)
 
+# -- closing the loop: what users were shown, and what they did with it -------------------------
+SLOTS = ("1", "2", "3", "4-5", "6-10", "11+")
+"""Positions of shown items, bucketed: CTR@1 is slot 1, CTR@3 slots 1-3, CTR@K all."""
+IMPRESSIONS = Counter(
+    "refold_impressions", "Impressions read (a list a service showed), by list source and "
+    "exploration policy.", ["source", "policy"], **_NO_REGISTRY)
+IMPRESSION_SLOTS = Counter(
+    "refold_impression_slots", "Items shown in impressions, by list source, position (slot) and "
+    "whether exploration put the item there.", ["source", "slot", "explored"], **_NO_REGISTRY)
+IMPRESSION_CLICKS = Counter(
+    "refold_impression_clicks", "Shown items clicked within the attribution window (the first "
+    "click of each shown item).", ["source", "slot", "explored"], **_NO_REGISTRY)
+IMPRESSION_PURCHASES = Counter(
+    "refold_impression_purchases", "Shown items bought within the attribution window (the "
+    "first purchase of each shown item).", ["source", "slot", "explored"], **_NO_REGISTRY)
+PURCHASES = Counter(
+    "refold_purchases", "Purchases, by whether they followed a shown list (credited to one, or "
+    "naming its rec_id).", ["attributed"], **_NO_REGISTRY)
+TIME_TO_FIRST_CONVERSION = Histogram(
+    "refold_time_to_first_conversion_seconds", "New users: from their first event to their "
+    "first purchase.", buckets=(60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
+                                3 * 86400, 7 * 86400, 30 * 86400), **_NO_REGISTRY)
+LIST_IMPRESSIONS = Histogram(
+    "refold_list_impressions", "How often each list was shown before a new one replaced it (0: "
+    "never shown).", buckets=(0, 1, 2, 3, 5, 10, 20, 50), **_NO_REGISTRY)
+EXPOSURE_DEMOTED = Counter(
+    "refold_exposure_demoted_lists", "Lists in which exposure feedback demoted an item the user "
+    "had been shown too often without acting on it.", **_NO_REGISTRY)
+
 # -- refold serve (the HTTP read path)
 SERVE_REQUESTS = Counter(
     "refold_serve_requests_total", "HTTP requests refold serve answered, by route and status.",
@@ -259,6 +288,13 @@ KNOWN_LABELS: dict[Counter, list[dict[str, str]]] = {
     REFITS: [{"outcome": o} for o in ("accepted", "refused", "failed")],
     SERVE_RECORDS: [{"topic": t} for t in ("items", "recommendations", "similar-items",
                                            "events")],
+    IMPRESSIONS: [{"source": s, "policy": p} for s in ("collaborative", "content", "popular")
+                  for p in ("none", "epsilon", "plackett_luce")],
+    **{m: [{"source": s, "slot": slot, "explored": e} for s in ("collaborative", "content",
+                                                                "popular")
+           for slot in SLOTS for e in ("true", "false")]
+       for m in (IMPRESSION_SLOTS, IMPRESSION_CLICKS, IMPRESSION_PURCHASES)},
+    PURCHASES: [{"attributed": a} for a in ("true", "false")],
 }
 
 

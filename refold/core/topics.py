@@ -52,6 +52,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec("similar_items", 1, compact, "item_id",
                   "SimilarItems v1 (JSON); null value = the item left the model"),
         TopicSpec("users", p, compact, "user_id", "User v1 (JSON): a declared profile"),
+        TopicSpec("impressions", p, {"retention.ms": str(WEEK_MS)}, "user_id",
+                  "Impression v1 (JSON): what services showed, from which list"),
     ]
     return [
         TopicSpec(settings.topic(s.name), s.partitions, s.config, s.key, s.value) for s in specs

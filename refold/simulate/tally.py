@@ -4,8 +4,8 @@ The shop knows exactly which item it showed where and what the customer did with
 counts without attribution windows: CTR@n is the share of shown slots at positions 1..n that were
 clicked (first click per slot), the conversion rate the share of shown slots bought, coverage the
 share of the catalog shown at least once. Time to first conversion is measured for the users who
-arrive during the run, from their first page to their first purchase (from the list or not);
-those who never buy count as never converting, so the median is None when fewer than half did.
+arrive during the run, from their first page to their first purchase (from the list or not): the
+median over those who bought, next to the share who did.
 
 >>> t = Tally(shown=3, catalog_size=10)
 >>> t.impression(["a", "b", "c"], [False, False, True])
@@ -89,7 +89,8 @@ class Tally:
             return round(float(np.sum(num)) / d, 4) if d else 0.0
 
         ttfc = self.ttfc()
-        median = ttfc[len(ttfc) // 2] if ttfc else math.inf
+        bought = [x for x in ttfc if math.isfinite(x)]
+        median = float(np.median(bought)) if bought else math.inf
         return {
             "ctr_at_1": rate(self.clicks[:1], self.slots[:1]),
             "ctr_at_3": rate(self.clicks[:3], self.slots[:3]),

@@ -62,15 +62,32 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
         time.sleep(0.2)
 
 
-def committed(settings: Settings, partitions: int | None = None) -> int:
-    """Input messages the worker group committed, over all events partitions (not waiting for
-    a pending transaction: a killed worker's stays open until its successor starts)."""
-    topic = settings.topic("events")
+def committed(settings: Settings, partitions: int | None = None,
+              topics: tuple[str, ...] = ("events",)) -> int:
+    """Input messages the worker group committed, over all partitions of `topics` (not waiting
+    for a pending transaction: a killed worker's stays open until its successor starts)."""
     consumer = make_consumer(settings, settings.consumer_group,
                              {"isolation.level": "read_uncommitted"})
     try:
         n = settings.events_partitions if partitions is None else partitions
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(n)], 10)
+        tps = consumer.committed([TopicPartition(settings.topic(t), p)
+                                  for t in topics for p in range(n)], 10)
         return sum(max(tp.offset, 0) for tp in tps)
     finally:
         consumer.close()
+
+
+def delete_topics(prefix: str) -> None:
+    """Delete the broker's topics named `prefix*` (best effort: no broker, nothing to do)."""
+    from confluent_kafka import KafkaException
+
+    from refold.core.config import load_settings
+    from refold.core.kafka import make_admin
+
+    try:
+        admin = make_admin(load_settings())
+        names = [t for t in admin.list_topics(timeout=5).topics if t.startswith(prefix)]
+        for fut in admin.delete_topics(names, request_timeout=15).values() if names else ():
+            fut.result(15)
+    except KafkaException:
+        pass

@@ -2,11 +2,14 @@
 
 Every scenario replays the same input: a seeded synthetic world (sessions, funnels, dismissals,
 users and items arriving; the model is fitted on the first half, so later items are outside it),
-with re-sent events (same ids) and one poison message in every partition. Each run's FINAL state
-(the changelog, latest per key: every user's history, blocks and recent ids, every partition's
-popularity, new items' interactions and vectors, and offsets) and FINAL recommendations (latest
-per user, read_committed) must equal those of one uninterrupted run: all state is partition
-scoped, so popular and cold-start lists are reproducible too.
+with impressions of what users were shown (the same few popular items again and again, so
+exposure feedback demotes them), re-sent events and impressions (same ids), and one poison
+message in every partition of both topics. Workers explore (Plackett-Luce) and demote. Each run's
+FINAL state (the changelog, latest per key: every user's history, feedback, blocks and recent
+ids, every partition's popularity, new items' interactions and vectors, and offsets) and FINAL
+recommendations (latest per user, read_committed, with their rec_id and propensities) must equal
+those of one uninterrupted run: all state is partition scoped and exploration is seeded from the
+list's id, so popular, cold-start and explored lists are reproducible too.
 
 Workers run as `refold consume` subprocesses where they are killed with SIGKILL (at random
 moments, and at the `REFOLD_TEST_CRASH_AT` points between produce and commit), in threads
@@ -20,6 +23,8 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +39,10 @@ from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
 from refold.core.config import Settings
 from refold.core.kafka import make_admin
-from refold.core.schemas import Event, Item
+from refold.core.schemas import Event, Impression, Item, ShownItem
 from refold.core.topics import create_topics
 
-from .helpers import committed, free_port, wait_for
+from .helpers import committed, delete_topics, free_port, wait_for
 from .processes import RefoldProcess
 from .workers import WorkerThread
 
@@ -45,6 +50,10 @@ pytestmark = pytest.mark.slow
 
 PARTITIONS = 3
 N_EVENTS = 3000
+N_IMPRESSIONS = 400
+RESENT = 40 + 20
+"""Events and impressions sent twice."""
+BOTH = ("events", "impressions")
 FAST = {"heartbeat.interval.ms": 250, "session.timeout.ms": 6000}
 """A dead member is noticed within 6 s; members learn of a rebalance within 250 ms."""
 TXN_TIMEOUT_MS = 8000
@@ -53,13 +62,16 @@ TXN_TIMEOUT_MS = 8000
 
 @dataclass(frozen=True)
 class Input:
-    """What every scenario publishes, in order: events (some re-sent) and poison messages."""
+    """What every scenario publishes, in order: events and impressions (some re-sent) and poison
+    messages."""
 
-    messages: list[tuple[Event | None, int | None]]
-    """(event, None) or (None, partition) for a poison message in that partition."""
+    messages: list[tuple[Event | Impression | None, tuple[str, int] | None]]
+    """(event or impression, None), or (None, (topic, partition)) for a poison message."""
     catalog: list[Item]
     factors: ItemFactors
     model_path: Path
+    first_timestamp: int
+    """Kafka timestamp (ms) of the first message; the j-th gets this + j."""
 
     @property
     def total(self) -> int:
@@ -74,20 +86,45 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Input:
     # re-sent events: the same ids again, a few positions later (inside the de-dup window)
     for j in sorted(rng.sample(range(100, N_EVENTS - 50), 40), reverse=True):
         events.insert(j + rng.randrange(1, 30), events[j])
-    messages: list[tuple[Event | None, int | None]] = [(ev, None) for ev in events]
+    messages: list = [(ev, None) for ev in events]
+    for j, imp in impressions(events, rng):
+        messages.insert(j, (imp, None))
     for p in range(PARTITIONS):
-        messages.insert(rng.randrange(200, len(messages) - 200), (None, p))
+        for topic in BOTH:
+            messages.insert(rng.randrange(200, len(messages) - 200), (None, (topic, p)))
     path = tmp_path_factory.mktemp("model") / "model.npz"
     model_source.save_npz(path, model_source.fit_log(log[: N_EVENTS // 2],
                                                      worker_settings("", "")))
     # every worker serves the model as `refold consume --model` loads it
-    return Input(messages, list(catalog), model_source.load_item_factors(path), path)
+    return Input(messages, list(catalog), model_source.load_item_factors(path), path,
+                 int(time.time() * 1000))
+
+
+def impressions(events: list[Event], rng: random.Random) -> list[tuple[int, Impression]]:
+    """(index, impression) pairs, last index first: before some events, the page that showed the
+    event's item with two of the most popular items (unanswered, again and again); the last 20
+    are sent again a few positions later."""
+    popular = [i for i, _ in Counter(ev.item_id for ev in events).most_common(6)]
+    out = []
+    for n, j in enumerate(sorted(rng.sample(range(50, N_EVENTS - 50), N_IMPRESSIONS))):
+        ev = events[j]
+        shown = [ev.item_id, *[i for i in rng.sample(popular, 3) if i != ev.item_id][:2]]
+        rng.shuffle(shown)
+        out.append((j, Impression(
+            impression_id=f"x{n}", rec_id=f"r{n}", user_id=ev.user_id, shown_at=ev.event_time,
+            source="collaborative", items=[ShownItem(item_id=i, position=k + 1)
+                                           for k, i in enumerate(shown)])))
+    for j, imp in list(out[-20:]):  # re-sent: the same ids again, a little later
+        out.append((j + rng.randrange(1, 20), imp))
+    return sorted(out, key=lambda x: x[0], reverse=True)
 
 
 def worker_settings(bootstrap: str, prefix: str) -> Settings:
     return Settings(bootstrap_servers=bootstrap or None, topic_prefix=prefix,
                     events_partitions=PARTITIONS, consumer_group=f"{prefix}foldin", batch_size=40,
-                    k=10, factors=8, iterations=4, trending_half_life_seconds=3600.0)
+                    k=10, factors=8, iterations=4, trending_half_life_seconds=3600.0,
+                    exploration="plackett_luce", exploration_temperature=0.3,
+                    exposure_min_count=2, exposure_strength=0.5)
 
 
 def make_topics(bootstrap: str, prefix: str, world: Input) -> Settings:
@@ -105,15 +142,28 @@ def publish(settings: Settings, world: Input, pause: float = 0.0, lo: int = 0,
             hi: int | None = None) -> None:
     """Messages `lo:hi` in order (`pause` s between chunks of 300: a replay)."""
     with EventProducer(settings) as producer:
-        for j, (ev, poison) in enumerate(world.messages[lo:hi], lo):
-            if ev is not None:
-                producer.send(ev)
+        for j, (msg, poison) in enumerate(world.messages[lo:hi], lo):
+            # Kafka timestamps are part of the input: a worker reads the events and the
+            # impressions of a partition in their order, so every run gets the same ones
+            ts = world.first_timestamp + j
+            if isinstance(msg, Event):
+                producer.send(msg, timestamp=ts)
+            elif isinstance(msg, Impression):
+                # a page is reported after the list it shows was read, and before the user
+                # acts on it: seconds apart, so each is on the broker before the next message
+                producer.flush()
+                producer.send_impression(msg, timestamp=ts)
+                producer.flush()
             else:
-                producer.producer.produce(settings.topic("events"), b'{"v":1,"event_id":',
-                                          b"poison", partition=poison)
+                topic, p = poison
+                producer.producer.produce(settings.topic(topic), POISON[topic], b"poison",
+                                          partition=p, timestamp=ts)
             if pause and j % 300 == 299:
                 producer.flush()
                 time.sleep(pause)
+
+
+POISON = {"events": b'{"v":1,"event_id":', "impressions": b'{"v":1,"impression_id":'}
 
 
 def replay_in_background(settings: Settings, world: Input, pause: float, lo: int = 0,
@@ -172,7 +222,8 @@ def final_lists(settings: Settings) -> dict[str, tuple]:
     with RecommendationsView(settings) as view:
         assert view.catch_up(30)
         return {u: ([i.item_id for i in r.items], [i.score for i in r.items], r.source,
-                    r.model_version, r.cause.event_id, r.cause.partition, r.cause.offset)
+                    r.model_version, r.cause.event_id, r.cause.partition, r.cause.offset,
+                    r.rec_id, [i.propensity for i in r.items], r.candidate_scores)
                 for u, r in view.latest.items()}
 
 
@@ -192,15 +243,19 @@ class Final:
 
 
 @pytest.fixture(scope="module")
-def reference(bootstrap: str, world: Input) -> Final:
+def reference(bootstrap: str, world: Input) -> Iterator[Final]:
     """One uninterrupted worker over the whole input."""
-    s = make_topics(bootstrap, f"t-ref{random.randrange(1 << 30):x}.", world)
+    prefix = f"t-ref{random.randrange(1 << 30):x}."
+    s = make_topics(bootstrap, prefix, world)
     publish(s, world)
     w = ThreadWorker(s, world)
-    wait_for(lambda: committed(s) == world.total, 60, "the reference run")
+    wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "the reference run")
     w.stop()
-    assert w.worker.counts["duplicates"] == 40
-    return Final(final_state(s), final_lists(s))
+    assert w.worker.counts["duplicates"] == RESENT
+    assert w.worker.counts["impressions"] == N_IMPRESSIONS
+    assert w.worker.counts["demoted"] > 0  # exposure feedback changed lists
+    yield Final(final_state(s), final_lists(s))
+    delete_topics(prefix)
 
 
 def assert_same_as(reference: Final, settings: Settings,
@@ -220,14 +275,18 @@ def assert_same_as(reference: Final, settings: Settings,
     assert lists.keys() == reference.lists.keys()
     for user, want in reference.lists.items():
         got = lists[user]
-        assert (got[0], got[2:]) == (want[0], want[2:]), user
-        assert got[1] == pytest.approx(want[1], rel=1e-5, abs=1e-6), user
+        assert (got[0], got[2:7]) == (want[0], want[2:7]), user
+        assert got[7] == want[7], user  # rec_id
+        for g, w in ((got[1], want[1]), (got[8], want[8]), (got[9], want[9])):
+            assert g == pytest.approx(w, rel=1e-5, abs=1e-6), user
     letters = dead_letters(settings)
-    sources = sorted(int(dict(m.headers())["source_partition"]) for m in letters)
+    sources = sorted((dict(m.headers())["source_topic"].decode(),
+                      int(dict(m.headers())["source_partition"])) for m in letters)
+    every = sorted((settings.topic(t), p) for t in BOTH for p in range(PARTITIONS))
     if dead_letters_at_least_once:
-        assert sorted(set(sources)) == list(range(PARTITIONS))
+        assert sorted(set(sources)) == every
     else:  # every poison message once, however many crashes
-        assert sources == list(range(PARTITIONS))
+        assert sources == every
 
 
 def test_the_reference_run_exercises_every_kind_of_state(reference: Final) -> None:
@@ -240,6 +299,11 @@ def test_the_reference_run_exercises_every_kind_of_state(reference: Final) -> No
     # popularity was renormalised (a list: the adaptive trending's rungs), and its choice kept
     assert len({str(m["t_ref"]) for m in metas}) == PARTITIONS
     assert all("trend" in m for m in metas)
+    explored = [v for v in reference.lists.values() if v[8] and min(v[8]) < 1.0]
+    assert len(explored) == len(reference.lists)  # every list drawn, with its propensities
+    feedback = [v["history"]["feedback"] for v in reference.state.values()
+                if "history" in v and v["history"].get("feedback")]
+    assert any(f["exposure"] for f in feedback) and any(f["slots"] for f in feedback)
 
 
 def test_kill_9_at_random_points_and_at_each_crash_point(bootstrap, unique_prefix, world,
@@ -255,18 +319,18 @@ def test_kill_9_at_random_points_and_at_each_crash_point(bootstrap, unique_prefi
     for crash, upto in zip(crashes, steps, strict=True):
         publish(s, world, lo=published, hi=upto)
         published = upto
-        before = committed(s)
+        before = committed(s, topics=BOTH)
         proc = spawn(refold_process, s, world, log, crash=crash, static=True)
         if crash is None:  # a random moment once it made progress
-            wait_for(lambda: committed(s) > before, 30, "progress")  # noqa: B023
+            wait_for(lambda: committed(s, topics=BOTH) > before, 30, "progress")  # noqa: B023
             time.sleep(rng.uniform(0.0, 0.3))
             proc.kill()
         assert proc.wait(60) == -signal.SIGKILL, log.read_text()[-3000:]
-        assert committed(s) < published, "each kill lands mid-stream"
+        assert committed(s, topics=BOTH) < published, "each kill lands mid-stream"
     publish(s, world, lo=published)
     last = spawn(refold_process, s, world, log, static=True)
     try:
-        wait_for(lambda: committed(s) == world.total, 60, "the last worker")
+        wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "the last worker")
     finally:
         last.stop()
     text = log.read_text()
@@ -285,11 +349,11 @@ def test_two_workers_one_killed_the_survivor_restores_its_partitions(
         wait_for(lambda: all("restored partition(s)" in log.read_text()
                              for log in (log_a, log_b)), 30, "both workers to own partitions")
         replay = replay_in_background(s, world, pause=0.3)
-        wait_for(lambda: committed(s) > world.total // 3, 60, "a third of the input")
+        wait_for(lambda: committed(s, topics=BOTH) > world.total // 3, 60, "a third of the input")
         a.kill()
         assert a.wait(10) == -signal.SIGKILL
         replay.join(60)
-        wait_for(lambda: committed(s) == world.total, 90, "the survivor to finish")
+        wait_for(lambda: committed(s, topics=BOTH) == world.total, 90, "the survivor to finish")
     finally:
         for proc in (a, b):
             proc.stop()
@@ -302,19 +366,23 @@ def test_two_workers_one_killed_the_survivor_restores_its_partitions(
 def test_scale_one_two_one_during_a_replay(bootstrap, unique_prefix, world, reference) -> None:
     s = make_topics(bootstrap, unique_prefix, world)
     a = ThreadWorker(s, world)
-    wait_for(lambda: len(a.loop.assigned) == PARTITIONS, 30, "the first worker's assignment")
+
+    def owned(w: ThreadWorker) -> set[int]:  # events partitions (impressions come with them)
+        return {p for t, p in w.loop.assigned if t == s.topic("events")}
+
+    wait_for(lambda: len(owned(a)) == PARTITIONS, 30, "the first worker's assignment")
     half = world.total // 2
     replay = replay_in_background(s, world, pause=0.2, hi=half)
-    wait_for(lambda: committed(s) > world.total // 4, 60, "a quarter of the input")
+    wait_for(lambda: committed(s, topics=BOTH) > world.total // 4, 60, "a quarter of the input")
     b = ThreadWorker(s.replace(instance_id="b"), world)
-    wait_for(lambda: b.loop.assigned and len(a.loop.assigned) < PARTITIONS, 30, "a rebalance")
+    wait_for(lambda: owned(b) and len(owned(a)) < PARTITIONS, 30, "a rebalance")
     replay.join(60)
     replay = replay_in_background(s, world, pause=0.2, lo=half)  # B surely has events to handle
     wait_for(lambda: b.worker.counts["events"] > 0, 60, "the second worker's first events")
     b.stop()
-    wait_for(lambda: len(a.loop.assigned) == PARTITIONS, 30, "the partitions to come back")
+    wait_for(lambda: len(owned(a)) == PARTITIONS, 30, "the partitions to come back")
     replay.join(60)
-    wait_for(lambda: committed(s) == world.total, 60, "the end")
+    wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "the end")
     a.stop()
     assert b.worker.counts["events"] > 0
     assert len(a.worker.restores) >= 2 and b.worker.restores  # taken over, handed back
@@ -326,13 +394,14 @@ def test_a_poison_message_in_every_partition_is_a_dead_letter_and_nothing_else_i
     s = make_topics(bootstrap, unique_prefix, world)
     publish(s, world)
     w = ThreadWorker(s, world)
-    wait_for(lambda: committed(s) == world.total, 60, "the input")
+    wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "the input")
     w.stop()
     letters = dead_letters(s)
-    assert [m.value() for m in letters] == [b'{"v":1,"event_id":'] * PARTITIONS
+    assert sorted(m.value() for m in letters) == sorted(list(POISON.values()) * PARTITIONS)
     assert {dict(m.headers())["error_class"] for m in letters} == {b"not_json"}
-    assert w.worker.counts["dead_letters"] == PARTITIONS
-    assert w.worker.counts["events"] + 40 + PARTITIONS == world.total  # 40 duplicates
+    assert w.worker.counts["dead_letters"] == 2 * PARTITIONS
+    assert w.worker.counts["events"] + w.worker.counts["impressions"] + RESENT \
+        + 2 * PARTITIONS == world.total
     assert_same_as(reference, s)
 
 
@@ -353,14 +422,14 @@ def test_a_broker_restart_stalls_processing_which_then_resumes(tmp_path, world, 
         half = world.total // 2
         publish(s, world, hi=half)
         w = ThreadWorker(s, world)
-        wait_for(lambda: committed(s) > half // 3, 60, "progress before the restart")
+        wait_for(lambda: committed(s, topics=BOTH) > half // 3, 60, "progress before the restart")
         broker.stop()
         stalled = w.loop.stats.messages
         time.sleep(2.0)
         assert w.loop.stats.messages == stalled and w.thread.is_alive()  # stalled, not dead
         broker.start()
         publish(s, world, lo=half)
-        wait_for(lambda: committed(s) == world.total, 60, "processing to resume")
+        wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "processing to resume")
         w.stop()
         assert w.loop.stats.messages > stalled
         assert_same_as(reference, s)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from consumers.recs_view import RecommendationsView
 from producers.replay import replay
 from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
@@ -75,6 +76,24 @@ def send_bad_messages(settings: Settings, n: int = 5) -> None:
     for i in range(n):
         producer.produce(settings.topic("events"), b"not json", key=f"bad{i}".encode())
     producer.flush(10)
+
+
+def show_lists(settings: Settings, users: int = 150) -> None:
+    """Report impressions of the first three items of some users' lists, each user then clicking
+    (and some buying) one shown item: the loop's metrics get data."""
+    with RecommendationsView(settings) as view, EventProducer(settings) as producer:
+        assert view.catch_up(30)
+        for n, user in enumerate(sorted(view)[:users]):
+            rec = view.get(user)
+            if rec is None or rec.cause is None or len(rec.items) < 3:
+                continue
+            at = rec.cause.event_time + 1.0
+            producer.impression(rec, 3, shown_at=at, impression_id=f"x{n}")
+            producer.flush()
+            item = rec.items[n % 3].item_id
+            for kind in ("click", "purchase")[: 1 + n % 2]:
+                producer.send(Event(event_id=f"x{n}-{kind}", user_id=user, item_id=item,
+                                    event_type=kind, event_time=at + 10.0))
 
 
 def value(prom: Prometheus, expr: str) -> float:
@@ -156,10 +175,12 @@ def test_every_dashboard_and_rule_expression_has_data(make_settings, refold_proc
             serving = ('max(refold_model_version and on (job, instance) '
                        'refold_build_info{component="consumer"})')
             wait_for(prom, serving, lambda v: v >= 1, 120, tmp_path)
+            show_lists(settings)
             with EventProducer(settings) as producer:
                 replay(events[3000:], producer, progress=False)
             wait_for(prom, "sum(refold_events_consumed_total)", lambda v: v >= len(events), 120,
                      tmp_path)
+            wait_for(prom, "sum(refold_impression_clicks_total)", lambda v: v > 0, 30, tmp_path)
             wait_for(prom, "sum(refold_online_evaluated_events_total)", lambda v: v > 0, 30,
                      tmp_path)
             wait_for(prom, "sum(refold_bridge_records_total)", lambda v: v >= 42, 60, tmp_path)

@@ -144,6 +144,31 @@ UNIT_TESTS = [
 ]
 
 
+UNIT_TESTS.append(
+    {   # click-through on the first slots halves; then impressions stop while lists go on
+        "interval": "1m",
+        "input_series": [
+            {"series": 'refold_impression_slots_total{slot="1",source="collaborative",'
+                       'explored="false",job="refold"}', "values": "0+100x1600"},
+            {"series": 'refold_impression_clicks_total{slot="1",source="collaborative",'
+                       'explored="false",job="refold"}',
+             "values": "0+20x1500 30000+10x100"},
+            {"series": 'refold_impressions_total{source="collaborative",policy="none",'
+                       'job="refold"}', "values": "0+30x1540 46200x60"},
+            {"series": 'refold_recommendations_published_total{source="collaborative",'
+                       'job="refold"}', "values": "0+50x1600"},
+        ],
+        "alert_rule_test": [
+            alert("RefoldCtrAt3Drop", "1490m"),
+            alert("RefoldCtrAt3Drop", "1595m", "CTR@3 10% is 20% below its 24-hour level",
+                  severity="warning"),
+            alert("RefoldImpressionsStopped", "1560m"),
+            alert("RefoldImpressionsStopped", "1595m", "lists are published but no impression "
+                  "was reported for 30 minutes", severity="warning"),
+        ],
+    })
+
+
 def test_alerts_fire_on_the_series_they_watch(promtool, tmp_path: Path):
     spec = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": UNIT_TESTS}
     path = tmp_path / "rules_test.yml"
@@ -157,7 +182,7 @@ def test_dashboards_are_provisionable():
         (ROOT / "deploy/grafana/provisioning/dashboards/refold.yml").read_text())["providers"][0]
     boards = [json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
-    assert len(boards) == 3 and len({b["uid"] for b in boards}) == 3
+    assert len(boards) == 4 and len({b["uid"] for b in boards}) == 4
     for board in boards:
         for panel in board["panels"]:
             grid = panel["gridPos"]

@@ -18,7 +18,7 @@ def test_topics_created_idempotently_with_documented_configs(bootstrap, unique_p
     specs = {spec.name: spec for spec in topic_specs(s)}
     assert set(specs) == {f"{unique_prefix}{n}" for n in (
         "events", "recommendations", "snapshots", "items", "dead-letter", "state-changelog",
-        "control", "similar-items", "users")}
+        "control", "similar-items", "users", "impressions")}
     configs = describe_topic_configs(admin, list(specs))
     for name, spec in specs.items():
         assert len(md[name].partitions) == spec.partitions
@@ -31,6 +31,7 @@ def test_topics_created_idempotently_with_documented_configs(bootstrap, unique_p
     assert configs[f"{unique_prefix}similar-items"]["cleanup.policy"] == "compact"
     assert configs[f"{unique_prefix}users"]["cleanup.policy"] == "compact"
     assert len(md[f"{unique_prefix}users"].partitions) == 3  # like the events
+    assert len(md[f"{unique_prefix}impressions"].partitions) == 3  # co-partitioned with them
     assert configs[f"{unique_prefix}events"]["cleanup.policy"] == "delete"
 
 

@@ -33,6 +33,13 @@ DOCUMENTED: dict[str, object] = {
     "min_events": 1,  # Configuration table
     "session_weight": 1.0,  # "session weight 1"
     "content_weight": 0.5,  # Configuration table
+    "exploration": "plackett_luce",  # Configuration table, and "Closing the loop"
+    "exploration_epsilon": 0.1,  # Configuration table
+    "exploration_temperature": 0.1,  # Configuration table
+    "exploration_candidates": 0,  # Configuration table ("0: 2 × k")
+    "exposure_min_count": 2,  # Configuration table
+    "exposure_strength": 1.0,  # Configuration table ("0: off")
+    "attribution_window_seconds": 3600.0,  # Configuration table
 }
 """The worker's fold-in defaults as the README states them."""
 

@@ -1,0 +1,128 @@
+"""`refold simulate`: policies compared on one simulated population, and off-policy estimates of
+the CTR@3 of some of them from the logs of another, next to what running them measured.
+
+Each variant gets the same customers (`producers.population`, same seed: same tastes, visits and
+random draws) and its own pipeline (`refold.simulate.pipeline`), served by `refold.simulate.shop`.
+The *logging* variant (`refold`, the default settings) is the one whose impressions and events
+are read back from its topics when its run ends; each *candidate* (a variant that differs from it
+only in its exploration policy) is estimated from them with IPS, SNIPS and doubly robust
+(`refold.ope`), and its estimate is set next to its `truth`: the CTR@3 its own run measured.
+Variants run `parallel` at a time (each waits on its pipeline most of the time).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.exploration import Policy
+from models.ope import OPEError
+from producers.population import Population, ShopConfig
+from refold.core.config import Settings
+from refold.ope import Logs, estimate, join, read_topics
+from refold.simulate.pipeline import Pipeline, Variant
+from refold.simulate.shop import Shop
+from refold.simulate.tally import Tally
+
+LOGGING = "refold"
+
+
+def variants(settings: Settings) -> list[Variant]:
+    """The compared policies: refold as configured, refold without exploration or exposure
+    feedback, two other exploration settings, popularity only, random, and the oracle."""
+    explore = {"exploration": "epsilon", "exploration_epsilon": 0.1}
+    softer = {"exploration": "plackett_luce",
+              "exploration_temperature": round(settings.exploration_temperature * 2, 4)}
+    return [
+        Variant(LOGGING),
+        Variant("refold-no-exploration", {"exploration": "none"}, candidate=True),
+        Variant("refold-epsilon", explore, candidate=True),
+        Variant("refold-plackett-luce-x2", softer, candidate=True),
+        Variant("refold-no-exposure", {"exposure_strength": 0.0}),
+        Variant("popularity", fold_in={"min_events": 1_000_000_000}),
+        Variant("random", shop="random"),
+        Variant("oracle", shop="oracle"),
+    ]
+
+
+def policy_of(settings: Settings) -> Policy:
+    return Policy(settings.exploration, settings.exploration_epsilon,
+                  settings.exploration_temperature, settings.exploration_candidates)
+
+
+@dataclass
+class Outcome:
+    """One variant's run: the shop's figures, and (logging variant) the logs read back."""
+
+    name: str
+    figures: dict[str, Any]
+    seconds: float
+    policy: Policy | None = None
+    logs: Logs | None = field(default=None, repr=False)
+
+
+def run_variant(variant: Variant, shop: ShopConfig, settings: Settings, run: str,
+                log_dir: Path, refit_every: float, keep_logs: bool,
+                progress: Callable[[int], Any] | None = None) -> Outcome:
+    """Serve one variant to a fresh copy of the population."""
+    started = time.monotonic()
+    population = Population(shop)
+    tally = Tally(shop.shown, shop.n_items)
+    if variant.shop is not None:
+        Shop(population, variant, tally).run(progress)
+        return Outcome(variant.name, tally.result(), time.monotonic() - started)
+    with Pipeline(settings, variant, run, log_dir) as pipeline:
+        Shop(population, variant, tally, pipeline, refit_every).run(progress)
+        logs = read_topics(pipeline.settings) if keep_logs else None
+        figures = {**tally.result(), "model_version": pipeline.version}
+        return Outcome(variant.name, figures, time.monotonic() - started,
+                       policy_of(pipeline.settings), logs)
+
+
+def simulate(shop: ShopConfig, settings: Settings, log_dir: Path, *,
+             only: Sequence[str] | None = None, parallel: int = 3,
+             refit_every: float = 6 * 3600.0,
+             progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """Every variant (or those named in `only`), then the off-policy estimates."""
+    run = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"  # two runs at once
+    chosen = [v for v in variants(settings) if only is None or v.name in only]
+    with ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
+        futures = [pool.submit(run_variant, v, shop, settings, run, log_dir, refit_every,
+                               v.name == LOGGING, progress) for v in chosen]
+        outcomes = {f.result().name: f.result() for f in futures}
+    report: dict[str, Any] = {
+        "policies": {name: {**o.figures, "seconds": round(o.seconds, 1)}
+                     for name, o in outcomes.items()},
+        "ope": off_policy(outcomes, [v.name for v in chosen if v.candidate]),
+        "population": asdict(shop),
+    }
+    return report
+
+
+def off_policy(outcomes: dict[str, Outcome], candidates: Sequence[str],
+               positions: int = 3) -> list[dict[str, Any]]:
+    """IPS, SNIPS and DR estimates of each candidate's CTR@3 from the logging run, with the
+    CTR@3 its own run measured as `truth` (a candidate outside the logging policy's support
+    gets a row with the refusal instead)."""
+    logging = outcomes.get(LOGGING)
+    if logging is None or logging.logs is None:
+        return []
+    lists = join(logging.logs)
+    truth = {name: o.figures["ctr_at_3"] for name, o in outcomes.items()}
+    out = [{**asdict(row), "truth": truth[LOGGING]} for row in estimate(lists, [], positions)]
+    for name in candidates:
+        o = outcomes.get(name)
+        if o is None or o.policy is None:
+            continue
+        try:
+            rows = estimate(lists, [(name, o.policy)], positions)[1:]
+        except OPEError as exc:
+            out.append({"policy": name, "error": str(exc), "truth": truth[name]})
+            continue
+        out += [{**asdict(row), "truth": truth[name]} for row in rows]
+    return out
