@@ -139,9 +139,7 @@ def choose(policy: Policy, scores: np.ndarray, k: int, rng: np.random.Generator)
         P = _epsilon_matrix(policy.epsilon, len(s), k)
         props = P[ranks, np.arange(len(ranks))]
     else:
-        w = pl_weights(s, policy.temperature)
-        ranks = plackett_luce.sample(w, k, rng)
-        props = plackett_luce.propensities(w, ranks)
+        ranks, props = plackett_luce.draw(pl_weights(s, policy.temperature), k, rng)
     return Slate(ranks, props, ranks > np.arange(len(ranks)))
 
 

@@ -29,6 +29,18 @@ def bench_serde(messages: int, as_json: bool) -> None:
     emit(result, as_json, serde.table(result))
 
 
+@bench.command("exploration")
+@click.option("--lists", type=int, default=2000, show_default=True)
+@click.option("--k", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def bench_exploration(lists: int, k: int, as_json: bool) -> None:
+    """µs to draw one list: each exploration policy next to the plain top-K (`none`)."""
+    from refold.bench import exploration
+
+    result = exploration.run(lists, k)
+    emit(result, as_json, exploration.table(result))
+
+
 @bench.command("produce")
 @click.option("--events", type=int, default=100_000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
