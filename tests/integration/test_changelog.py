@@ -16,6 +16,7 @@ from refold.core.topics import create_topics, delete_topics
 from tests.integration import test_faults as faults
 from tests.integration.helpers import committed, wait_for
 from tests.integration.test_faults import (
+    BOTH,
     FAST,
     ThreadWorker,
     assert_same_as,
@@ -48,7 +49,7 @@ def test_a_new_worker_restores_exactly_the_state_the_last_one_had(bootstrap, uni
     half = world.total // 2
     publish(s, world, hi=half)
     a = ThreadWorker(s, world)
-    wait_for(lambda: committed(s) == half, 60, "half of the input")
+    wait_for(lambda: committed(s, topics=BOTH) == half, 60, "half of the input")
     before = memory(a.worker)  # idle: nothing left to read
     a.stop()
     b = ThreadWorker(s, world)
@@ -66,7 +67,7 @@ def test_missing_state_is_an_error_not_a_silent_fresh_start(bootstrap, unique_pr
     s = make_topics(bootstrap, unique_prefix, world)
     publish(s, world, hi=300)
     a = ThreadWorker(s, world)
-    wait_for(lambda: committed(s) == 300, 60, "the input")
+    wait_for(lambda: committed(s, topics=BOTH) == 300, 60, "the input")
     a.stop()
     admin = make_admin(s)
     delete_topics(admin, [s.topic("changelog")])
@@ -88,10 +89,10 @@ def test_at_least_once_a_crash_repeats_outputs_but_the_state_is_exact(
     first = spawn(refold_process, s, world, log, crash="after_produce:12",
                   guarantee="at-least-once")
     assert first.wait(60) == -signal.SIGKILL, log.read_text()[-3000:]
-    assert 0 < committed(s) < world.total
+    assert 0 < committed(s, topics=BOTH) < world.total
     last = spawn(refold_process, s, world, log, guarantee="at-least-once")
     try:
-        wait_for(lambda: committed(s) == world.total, 60, "the second worker")
+        wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "the second worker")
     finally:
         last.stop()
     # the batch of the crash was read again: its events skipped as duplicates, by their ids
@@ -138,7 +139,7 @@ def test_a_failed_abort_gets_a_new_producer_and_nothing_is_lost(
     w = WorkerThread(s, world.factors, join_timeout=60, consumer_extra=FAST)
     w.loop.on_producer = FailingAbort
     w.start()
-    wait_for(lambda: committed(s) == world.total, 60, "the input")
+    wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "the input")
     w.stop()
     assert w.loop.stats.aborts == 1
     assert "starting a new transactional producer" in caplog.text
