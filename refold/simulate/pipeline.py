@@ -8,6 +8,8 @@ real `refold` process with its own /metrics, and exposes what the simulated shop
   them), so a refit trains on exactly what the shop sent so far;
 - `refit()`: ask for a refit on the control topic, wait for its snapshot, then for every worker
   to serve it; the shop calls it at fixed simulated times, so runs are repeatable;
+- `measured(impressions)`: once the workers have read that many impressions, what their own
+  metrics say (`refold_impression_*`: what Prometheus would chart for this run);
 - `close()`: stop the processes (SIGTERM, they commit and leave) and delete the topics.
 """
 
@@ -124,6 +126,25 @@ class Pipeline:
             min(values(w.scrape(), "refold_model_version"), default=0) >= self.version
             for w in self.workers))
         return self.version
+
+    def measured(self, impressions: int) -> dict[str, float]:
+        """The workers' view of the run from their /metrics, once they have read `impressions`
+        impressions: impressions read, CTR@1 and CTR@3 of the slots they counted."""
+        def pages() -> list:
+            return [w.scrape() for w in self.workers]
+
+        self._wait(f"the workers reading {impressions} impressions",
+                   lambda: total(pages(), "refold_impressions_total") >= impressions)
+        samples = pages()
+
+        def rate(slots: tuple[str, ...]) -> float:
+            shown = sum(total(samples, "refold_impression_slots_total", slot=s) for s in slots)
+            clicked = sum(total(samples, "refold_impression_clicks_total", slot=s)
+                          for s in slots)
+            return round(clicked / shown, 4) if shown else 0.0
+
+        return {"impressions": int(total(samples, "refold_impressions_total")),
+                "ctr_at_1": rate(("1",)), "ctr_at_3": rate(("1", "2", "3"))}
 
     def _refits(self) -> float:
         return total(self.refitter.scrape(), "refold_refits_total")

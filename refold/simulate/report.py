@@ -18,8 +18,8 @@ def markdown(report: dict[str, Any]) -> str:
     pols = report["policies"]
     shown = report["population"]["shown"]
     lines = [f"| policy | CTR@1 | CTR@3 | CTR@{shown} | conversion | TTFC median (new users "
-             "who bought) | coverage | purchases from lists | explored slots (CTR) | run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "who bought) | coverage | purchases from lists | explored slots (CTR) | "
+             "CTR@3 on /metrics | run |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, p in pols.items():
         explored = (f"{_pct(p['explored_share'])} ({_pct(p['ctr_explored'])})"
                     if p.get("explored_share") else "—")
@@ -28,7 +28,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_pct(p[f'ctr_at_{shown}'])} | {_pct(p['conversion_rate'])} | "
             f"{_hours(p['ttfc_seconds_median'])} ({_pct(p['new_users_converted'])}) | "
             f"{_pct(p['coverage'])} | "
-            f"{_pct(p['purchases_from_lists'])} | {explored} | {p['seconds']:.0f} s |")
+            f"{_pct(p['purchases_from_lists'])} | {explored} | "
+            f"{_pct((p.get('metrics') or {}).get('ctr_at_3'))} | {p['seconds']:.0f} s |")
     rows = report.get("ope") or []
     if rows:
         lines += ["", "| policy | estimator | CTR@3 estimate | 95% interval | ESS | truth "

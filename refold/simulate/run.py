@@ -77,9 +77,12 @@ def run_variant(variant: Variant, shop: ShopConfig, settings: Settings, run: str
         Shop(population, variant, tally).run(progress)
         return Outcome(variant.name, tally.result(), time.monotonic() - started)
     with Pipeline(settings, variant, run, log_dir) as pipeline:
-        Shop(population, variant, tally, pipeline, refit_every).run(progress)
-        logs = read_topics(pipeline.settings) if keep_logs else None
+        shop_ = Shop(population, variant, tally, pipeline, refit_every)
+        shop_.run(progress)
         figures = {**tally.result(), "model_version": pipeline.version}
+        pipeline.catch_up(shop_.sent)
+        figures["metrics"] = pipeline.measured(figures["impressions"])
+        logs = read_topics(pipeline.settings) if keep_logs else None
         return Outcome(variant.name, figures, time.monotonic() - started,
                        policy_of(pipeline.settings), logs)
 
