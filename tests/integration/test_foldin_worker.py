@@ -2,9 +2,10 @@
 
 Lists are compared with an offline recompute: the same `OnlineRecommender` fed the same events,
 each in the partition it was read from. State other than a user's (popularity, co-visitation) is
-kept per partition, so the comparison is exact whatever the batches were; the recommender here
-is configured so that every user with an event is served collaboratively (ratings count as
-positive, CF from the first event on). `test_faults` compares popular and blended lists too.
+kept per partition, so the comparison is exact whatever the batches were (the exploration
+policy's draw too: it is seeded by the list's id); the recommender here is configured so that
+every user with an event is served collaboratively (ratings count as positive, CF from the first
+event on). `test_faults` compares popular and blended lists too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from consumers.feedback import Facts, Feedback
 from consumers.foldin_worker import FoldInWorker
 from consumers.model_source import fit_log
 from consumers.recs_view import RecommendationsView
@@ -59,11 +61,14 @@ def recommender(factors) -> OnlineRecommender:
 
 
 def offline(events, catalog, factors, partitions) -> dict:
-    """What every user's last list must be: the events learned in order, recommended once."""
+    """What every user's last list must be: the events learned in order, ranked once, and the
+    list drawn from the candidates by the exploration policy (seeded by the list's id)."""
     rec = recommender(factors)
     for item in catalog:
         rec.set_item_active(item.item_id, item.active, item.categories)
-    return {recs.user_id: (ev, recs) for ev, recs in rec.process_batch(events, partitions)}
+    fb = Feedback(rec)
+    return {recs.user_id: (ev, recs, fb.decide(ev, recs, Facts()))
+            for ev, recs in rec.process_batch(events, partitions, k=fb.depth)}
 
 
 def publish(settings, events, catalog=()) -> None:
@@ -112,10 +117,12 @@ def assert_matches_offline(settings, events, catalog, factors) -> dict:
         assert view.catch_up(20)
         got = dict(view.latest)
     assert set(got) == {ev.user_id for ev in events}
-    for user, (ev, want) in expected.items():
+    for user, (ev, want, drawn) in expected.items():
         rec = got[user]
-        assert [it.item_id for it in rec.items] == want.items, user
-        assert [it.score for it in rec.items] == pytest.approx(want.scores, abs=1e-4), user
+        assert rec.rec_id == drawn.rec_id and rec.policy.name == CONFIG.exploration, user
+        assert [it.item_id for it in rec.items] == drawn.items, user
+        assert [it.score for it in rec.items] == pytest.approx(drawn.scores, abs=1e-4), user
+        assert [it.propensity for it in rec.items] == pytest.approx(drawn.propensities), user
         assert (rec.source, rec.model_version) == (want.source, want.model_version) == (
             "collaborative", factors.version)
         assert (rec.cause.event_id, rec.cause.event_time) == (ev.event_id, ev.event_time)
