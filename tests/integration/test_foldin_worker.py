@@ -122,7 +122,8 @@ def assert_matches_offline(settings, events, catalog, factors) -> dict:
         assert rec.rec_id == drawn.rec_id and rec.policy.name == CONFIG.exploration, user
         assert [it.item_id for it in rec.items] == drawn.items, user
         assert [it.score for it in rec.items] == pytest.approx(drawn.scores, abs=1e-4), user
-        assert [it.propensity for it in rec.items] == pytest.approx(drawn.propensities), user
+        assert [it.propensity for it in rec.items] == pytest.approx(drawn.propensities,
+                                                                    rel=1e-4), user
         assert (rec.source, rec.model_version) == (want.source, want.model_version) == (
             "collaborative", factors.version)
         assert (rec.cause.event_id, rec.cause.event_time) == (ev.event_id, ev.event_time)
