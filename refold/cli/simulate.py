@@ -31,8 +31,9 @@ from refold.cli import cli, settings_from
 @click.option("--parallel", type=int, default=3, show_default=True,
               help="Policies run at a time (each has its own refitter and worker).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-@click.option("--out", type=click.Path(file_okay=False), help="Also write report.md and "
-              "report.json there.")
+@click.option("--out", type=click.Path(file_okay=False), help="Also write report.md, "
+              "report.json and logs.jsonl (refold's impressions and events, for refold ope "
+              "--from-file) there.")
 @click.pass_context
 def simulate(ctx: click.Context, users: int, items: int, days: float, seed: int, shown: int,
              sessions_per_day: float, refit_every_hours: float, only: tuple[str, ...],
@@ -61,12 +62,14 @@ def simulate(ctx: click.Context, users: int, items: int, days: float, seed: int,
     log_dir = Path(settings.home) / "simulate"
     from tqdm import tqdm
 
-    with tqdm(desc="pages", unit="page", disable=as_json, file=sys.stderr) as bar:
-        report = run(shop, settings, log_dir, only=list(only) or None, parallel=parallel,
-                     refit_every=refit_every_hours * 3600.0, progress=bar.update)
-    text = markdown(report)
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
+    with tqdm(desc="pages", unit="page", disable=as_json, file=sys.stderr) as bar:
+        report = run(shop, settings, log_dir, only=list(only) or None, parallel=parallel,
+                     refit_every=refit_every_hours * 3600.0, progress=bar.update,
+                     export_to=Path(out) / "logs.jsonl" if out else None)
+    text = markdown(report)
+    if out:
         (Path(out) / "report.md").write_text(text)
         (Path(out) / "report.json").write_text(json.dumps(_finite(report), indent=2))
     click.echo(json.dumps(_finite(report), indent=2) if as_json else text)

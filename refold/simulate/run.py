@@ -24,7 +24,7 @@ from models.exploration import Policy
 from models.ope import OPEError
 from producers.population import Population, ShopConfig
 from refold.core.config import Settings
-from refold.ope import Logs, estimate, join, read_topics
+from refold.ope import Logs, estimate, export, join, read_topics
 from refold.simulate.pipeline import Pipeline, Variant
 from refold.simulate.shop import Shop
 from refold.simulate.tally import Tally
@@ -34,7 +34,8 @@ LOGGING = "refold"
 
 def variants(settings: Settings) -> list[Variant]:
     """The compared policies: refold as configured, refold without exploration or exposure
-    feedback, two other exploration settings, popularity only, random, and the oracle."""
+    feedback, two other exploration settings, popularity only (the trending list as it is: no
+    exploration, no exposure feedback), random, and the oracle."""
     explore = {"exploration": "epsilon", "exploration_epsilon": 0.1}
     softer = {"exploration": "plackett_luce",
               "exploration_temperature": round(settings.exploration_temperature * 2, 4)}
@@ -44,7 +45,8 @@ def variants(settings: Settings) -> list[Variant]:
         Variant("refold-epsilon", explore, candidate=True),
         Variant("refold-plackett-luce-x2", softer, candidate=True),
         Variant("refold-no-exposure", {"exposure_strength": 0.0}),
-        Variant("popularity", fold_in={"min_events": 1_000_000_000}),
+        Variant("popularity", {"exploration": "none", "exposure_strength": 0.0},
+                fold_in={"min_events": 1_000_000_000}),
         Variant("random", shop="random"),
         Variant("oracle", shop="oracle"),
     ]
@@ -90,8 +92,10 @@ def run_variant(variant: Variant, shop: ShopConfig, settings: Settings, run: str
 def simulate(shop: ShopConfig, settings: Settings, log_dir: Path, *,
              only: Sequence[str] | None = None, parallel: int = 3,
              refit_every: float = 6 * 3600.0,
-             progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
-    """Every variant (or those named in `only`), then the off-policy estimates."""
+             progress: Callable[[int], Any] | None = None,
+             export_to: Path | None = None) -> dict[str, Any]:
+    """Every variant (or those named in `only`), then the off-policy estimates; `export_to`:
+    also write the logging variant's impressions and events there (JSON lines)."""
     run = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"  # two runs at once
     chosen = [v for v in variants(settings) if only is None or v.name in only]
     with ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
@@ -104,6 +108,9 @@ def simulate(shop: ShopConfig, settings: Settings, log_dir: Path, *,
         "ope": off_policy(outcomes, [v.name for v in chosen if v.candidate]),
         "population": asdict(shop),
     }
+    logging = outcomes.get(LOGGING)
+    if export_to is not None and logging is not None and logging.logs is not None:
+        export(logging.logs, export_to)  # for `refold ope --from-file`
     return report
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from models.exploration import Policy
 from producers.population import ShopConfig
+from refold.ope import estimate, join, read_file
 from refold.simulate.run import simulate
 
 pytestmark = pytest.mark.slow
@@ -21,7 +23,7 @@ def test_the_whole_loop_runs_and_its_logs_estimate_what_was_measured(make_settin
                                                                      tmp_path) -> None:
     s = make_settings(events_partitions=2)
     report = simulate(SHOP, s, tmp_path, only=["refold", "refold-no-exploration", "random"],
-                      parallel=2, refit_every=2 * 3600.0)
+                      parallel=2, refit_every=2 * 3600.0, export_to=tmp_path / "logs.jsonl")
     pols = report["policies"]
     assert set(pols) == {"refold", "refold-no-exploration", "random"}
     for name, p in pols.items():
@@ -43,3 +45,7 @@ def test_the_whole_loop_runs_and_its_logs_estimate_what_was_measured(make_settin
         assert r["ci_low"] <= r["estimate"] <= r["ci_high"], r
         assert 0 < r["ess"] <= logged["n"]
         assert r["truth"] == pols["refold-no-exploration"]["ctr_at_3"]
+    # the exported logs give `refold ope --from-file` the same estimates
+    exported = estimate(join(read_file(tmp_path / "logs.jsonl")), [("none", Policy())], 3)
+    assert [(r.estimator, r.estimate) for r in exported[1:]] == [
+        (e, rows["refold-no-exploration", e]["estimate"]) for e in ("ips", "snips", "dr")]
