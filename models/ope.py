@@ -212,7 +212,7 @@ def _weights(logs: Sequence[LoggedList], target: Policy, positions: int) -> _Arr
         shown = min(len(log.ranks), positions)
         pe, p0 = table(target, log), table(log.policy, log)
         cols = min(pe.shape[1], p0.shape[1])
-        if np.any((pe[:, :cols] > 0) & (p0[:, :cols] == 0)):
+        if np.any((pe[:, :cols] > 0) & (p0[:, :cols] == 0)) or _deeper(target, log):
             unsupported.append(i)
         matrices.append(pe)
         a, j = log.ranks[:shown], np.arange(shown)
@@ -232,6 +232,13 @@ def _weights(logs: Sequence[LoggedList], target: Policy, positions: int) -> _Arr
             "unbiased estimate exists: log with more exploration, or evaluate candidates "
             "inside its support")
     return _Arrays(w, r, mask, matrices)
+
+
+def _deeper(target: Policy, log: LoggedList) -> bool:
+    """Whether `target` would draw from candidates beyond those logged: it reaches deeper than
+    the logging policy did, and the log holds all the logging policy asked for (a shorter log
+    means the catalog ran out, for the candidate too)."""
+    return target.depth(log.k) > len(log.scores) >= log.policy.depth(log.k)
 
 
 def _cross_fitted(logs: Sequence[LoggedList], arrays: _Arrays, positions: int,

@@ -122,6 +122,17 @@ def test_a_candidate_outside_the_logging_support_is_refused() -> None:
     evaluate(logs, Policy("none"))  # inside: fine
 
 
+def test_a_candidate_reaching_beyond_the_logged_candidates_is_refused() -> None:
+    logs = simulate(Policy("plackett_luce", temperature=0.3), 20, seed=7)  # 12 = 2k candidates
+    evaluate(logs, Policy("plackett_luce", temperature=0.5, candidates=12))
+    with pytest.raises(SupportError, match="never shows"):
+        evaluate(logs, Policy("plackett_luce", temperature=0.3, candidates=20))
+    # a log with fewer candidates than its policy asked for: the catalog ran out for both
+    short = simulate(Policy("plackett_luce", temperature=0.3), 20, seed=8,
+                     scores=np.linspace(1.0, 0.0, 8))
+    evaluate(short, Policy("plackett_luce", temperature=0.3, candidates=20))
+
+
 def test_lists_without_propensities_are_refused() -> None:
     logs = simulate(Policy("epsilon"), 5, seed=6)
     bare = LoggedList(logs[0].scores, logs[0].policy, 6, logs[0].ranks, None, logs[0].rewards)
