@@ -8,11 +8,16 @@ transaction committed, together with the offsets they cover). Use it as a contex
         rec = view.get("u1")          # a refold.core.schemas.Recommendation, or None
 
 `start()` keeps it up to date in a background thread until `stop()` (or the end of the `with`).
+
+Memory: about 2.7 KB a user at K = 20 (`refold bench serve` measures it). Item ids repeat across
+users, so each decoded list's ids (and its cause's topic) are interned: one string per item
+instead of one per list entry, about 1 KB a user less at K = 20.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -70,7 +75,7 @@ class RecommendationsView:
             except SchemaError as exc:
                 log.warning("bad recommendation %s: %s", where(msg), exc)
                 continue
-            self.latest[rec.user_id] = rec
+            self.latest[rec.user_id] = interned(rec)
 
     # -- background following
 
@@ -112,3 +117,23 @@ class RecommendationsView:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def interned(rec: Recommendation) -> Recommendation:
+    """`rec` with its item ids and its cause's topic interned (shared with every other list).
+
+    >>> from refold.core.schemas import RecommendedItem
+    >>> a, b = (Recommendation(user_id=u, items=[RecommendedItem("".join(["i", "7"]), 1.0)],
+    ...                        model_version=1, source="popular", generated_at=0.0)
+    ...         for u in ("u1", "u2"))
+    >>> interned(a).items[0].item_id is interned(b).items[0].item_id
+    True
+    """
+    intern = sys.intern
+    for item in rec.items:
+        item.item_id = intern(item.item_id)
+    for basis in rec.basis:
+        basis.item_id = intern(basis.item_id)
+    if rec.cause is not None:
+        rec.cause.topic = intern(rec.cause.topic)
+    return rec

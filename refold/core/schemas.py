@@ -107,7 +107,10 @@ Propensity = Annotated[float, msgspec.Meta(
     gt=0, le=1, description="probability that the policy put this item at this position")]
 
 
-class RecommendedItem(msgspec.Struct, omit_defaults=True):
+# gc=False (also on Cause and BasisItem): scalar fields only, so never part of a reference cycle;
+# untracked by the collector an object is 16 bytes smaller, which a reader holding millions of
+# lists (RecommendationsView) feels. The wire format is unchanged.
+class RecommendedItem(msgspec.Struct, omit_defaults=True, gc=False):
     item_id: str
     score: float
     position: int | None = None
@@ -132,7 +135,7 @@ class PolicyInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     """How many ranked candidates the policy drew from (M)."""
 
 
-class Cause(msgspec.Struct, kw_only=True):
+class Cause(msgspec.Struct, kw_only=True, gc=False):
     """The event that produced a recommendation list, and where it was read."""
 
     event_id: str
@@ -142,7 +145,7 @@ class Cause(msgspec.Struct, kw_only=True):
     offset: int
 
 
-class BasisItem(msgspec.Struct, kw_only=True, omit_defaults=True):
+class BasisItem(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One of the items a list was computed from: a recent positive interaction of the user."""
 
     item_id: str
