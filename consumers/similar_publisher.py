@@ -23,9 +23,10 @@ import numpy as np
 from confluent_kafka import Message, Producer
 
 from consumers.tail import TopicTail
+from models.ann import AnnConfig
 from models.similar import covisit_counts, named, similar_items
 from refold.core.config import Settings
-from refold.core.errors import ConsumerError
+from refold.core.errors import ConsumerError, ModelError
 from refold.core.kafka import make_producer, produce
 from refold.core.schemas import RecommendedItem, SimilarItems, encode
 
@@ -47,6 +48,11 @@ class SimilarParams:
     weight: float = 0.5
     window: int = 10
     decay: float = 0.8
+    ann_min_items: int = 200_000
+    """From this many items the neighbours' candidates come from a graph index (faiss HNSW;
+    exact scores), below it from the exact scan; 0: always exact. On synthetic 64-factor
+    catalogs the exact scan took 22 CPU s at 30K items and 193 s at 100K (n², so hours at 1M);
+    the graph 12 and 102 s (recall@50 0.97 and 0.90; `refold bench similar`)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,14 @@ class SimilarItemsPublisher:
         if sequences is not None and len(sequences.items):
             C, n = covisit_counts(sequences.users, sequences.items, sequences.times,
                                   len(item_ids), p.window, p.decay)
-        idx, val = similar_items(Y, C, n, k=p.k, weight=p.weight)
+        ann = AnnConfig(min_items=p.ann_min_items) if p.ann_min_items > 0 else None
+        try:
+            idx, val = similar_items(Y, C, n, k=p.k, weight=p.weight, ann=ann)
+        except ModelError as exc:  # faiss missing: the exact scan, however long it takes
+            if ann is None or "faiss" not in str(exc):
+                raise
+            log.warning("similar items: %s; scanning every pair instead", exc)
+            idx, val = similar_items(Y, C, n, k=p.k, weight=p.weight)
         computed = time.perf_counter() - t0
         if self.published is None:
             self.published = self._keys_on_topic(timeout)

@@ -127,15 +127,17 @@ class MipsIndex:
             del self._pending[label]
         return len(take)
 
-    def search(self, X: np.ndarray, n: int) -> np.ndarray:
-        """The graph's best `n` labels per row of `X` (B, dim), -1 where it has fewer."""
+    def search(self, X: np.ndarray, n: int, ef: int | None = None) -> np.ndarray:
+        """The graph's best `n` labels per row of `X` (B, dim), -1 where it has fewer; `ef` the
+        beam (default `ef_search`; at least `n`)."""
         X = np.ascontiguousarray(np.atleast_2d(X), dtype=np.float32)
         if X.shape[1] != self.dim:
             raise ModelError(f"queries have {X.shape[1]} dimensions, the index {self.dim}")
         n = max(1, min(int(n), len(self)))
         params = self._params
-        if n > self.config.ef_search:  # the beam must hold the answer
-            params = _faiss().SearchParametersHNSW(efSearch=n)
+        beam = self.config.ef_search if ef is None else ef
+        if n > beam or beam != self.config.ef_search:  # the beam must hold the answer
+            params = _faiss().SearchParametersHNSW(efSearch=max(n, beam))
         _, pos = self._graph.search(X, n, params=params)
         return np.where(pos >= 0, self.labels[np.maximum(pos, 0)], -1)
 

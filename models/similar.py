@@ -18,8 +18,10 @@ top-10 neighbours of the 603 films with at least 50 ratings share a genre with t
 of neighbours from the factors alone, 65% from co-visits alone, and 71.5% blended with weight
 0.5 (the default), against 34% for random pairs (`tests/unit/test_similar.py`).
 
-The cost is that of an exact all-pairs scan: n² · factors multiply-adds in blocks of `chunk`
-rows (ml-100k's 1,682 items: 0.3 s with co-visits).
+The exact path scans all pairs: n² · factors multiply-adds in blocks of `chunk` rows, one
+partial sort per block, the co-visits read sparse (`models.similar_search.ExactBlocks`). From
+`AnnConfig.min_items` items (when an `ann` config is given) the cosine candidates come from a
+graph index instead (`GraphBlocks`); every candidate's score is still exact.
 
 >>> Y = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
 >>> idx, val = similar_items(Y, k=1)
@@ -41,6 +43,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from models.ann import AnnConfig
+from models.similar_search import ExactBlocks, GraphBlocks, blended_top, covisited_columns
 from refold.core.errors import ModelError
 
 
@@ -77,10 +81,12 @@ def covisit_counts(
 
 def similar_items(
     Y: np.ndarray, covisits: sp.csr_matrix | None = None, counts: np.ndarray | None = None,
-    k: int = 20, weight: float = 0.5, chunk: int = 512,
+    k: int = 20, weight: float = 0.5, chunk: int = 512, ann: AnnConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each item's `k` nearest neighbours: (indices int32, blended scores float32), both n × k,
-    best first; rows with fewer candidates are padded with index -1 and score NaN."""
+    best first; rows with fewer candidates are padded with index -1 and score NaN. From
+    `ann.min_items` items (when `ann` is given) the cosine candidates come from a graph index
+    (`models.similar_search.GraphBlocks`), else from the exact scan in blocks of `chunk` rows."""
     Y = np.asarray(Y, dtype=np.float32)
     if Y.ndim != 2 or not np.isfinite(Y).all():
         raise ModelError(f"item factors must be a finite 2-d array, got shape {Y.shape}")
@@ -88,7 +94,7 @@ def similar_items(
     if k < 1:
         raise ModelError("k must be >= 1")
     norms = np.linalg.norm(Y, axis=1)
-    unit = Y / np.where(norms > 0, norms, 1.0)[:, None]
+    unit = np.ascontiguousarray(Y / np.where(norms > 0, norms, 1.0)[:, None], dtype=np.float32)
     session = None
     if covisits is not None and weight > 0:
         if covisits.shape != (n, n) or counts is None or len(counts) != n:
@@ -96,45 +102,23 @@ def similar_items(
         inv = 1.0 / np.sqrt(np.maximum(np.asarray(counts, np.float64), 1.0))
         session = sp.diags(inv) @ covisits @ sp.diags(inv)
         session = session.tocsr()
-    idx = np.full((n, min(k, n)), -1, dtype=np.int32)
+    kk = min(k, n)
+    idx = np.full((n, kk), -1, dtype=np.int32)
     val = np.full(idx.shape, np.nan, dtype=np.float32)
+    graph = ann is not None and ann.enabled_for(n)
+    search = GraphBlocks(unit, ann) if graph else ExactBlocks(unit)  # type: ignore[arg-type]
     for lo in range(0, n, chunk):
         rows = np.arange(lo, min(lo + chunk, n))
-        scores = _blended(unit, rows, session, weight)
-        top, top_val = _top(scores, idx.shape[1])
-        idx[rows], val[rows] = top, top_val
+        S = session[rows] if session is not None else None
+        if S is None:
+            covisited: list[np.ndarray] = []
+        elif isinstance(search, GraphBlocks):
+            covisited = search.covisited(S)
+        else:
+            covisited = covisited_columns(S)
+        block = search.block(rows, kk, covisited)
+        idx[rows], val[rows] = blended_top(rows, block, S, weight, kk)
     return idx, val
-
-
-def _blended(
-    unit: np.ndarray, rows: np.ndarray, session: sp.csr_matrix | None, weight: float
-) -> np.ndarray:
-    """The blended scores of `rows` against every item, an item against itself -inf."""
-    f = (unit[rows] @ unit.T).astype(np.float64)
-    f[np.arange(len(rows)), rows] = 0.0
-    f_max = np.abs(f).max(axis=1, keepdims=True)
-    f /= np.where(f_max > 0, f_max, 1.0)
-    if session is not None:
-        s = session[rows].toarray()
-        s[np.arange(len(rows)), rows] = 0.0
-        s_max = s.max(axis=1, keepdims=True)
-        f += weight * s / np.where(s_max > 0, s_max, 1.0)
-    f[np.arange(len(rows)), rows] = -np.inf
-    return f
-
-
-def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the `k` best columns (ties by column), -inf ones replaced by -1 / NaN."""
-    n = scores.shape[1]
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else \
-        np.tile(np.arange(n), (len(scores), 1))
-    part.sort(axis=1)  # so that the stable sort below breaks ties by column
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    part, vals = np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
-    missing = ~np.isfinite(vals)
-    return (np.where(missing, -1, part).astype(np.int32),
-            np.where(missing, np.nan, vals).astype(np.float32))
 
 
 def named(

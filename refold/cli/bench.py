@@ -183,3 +183,20 @@ def bench_guarantee(ctx: click.Context, events: int, partitions: int | None,
     ensure_bootstrap(settings)
     result = guarantee.run(settings, events, repeat, restore_users)
     emit(result, as_json, guarantee.table(result))
+
+
+@bench.command("similar")
+@click.option("--items", type=int, default=100_000, show_default=True, help="Catalog size.")
+@click.option("--k", type=int, default=50, show_default=True, help="Neighbours per item.")
+@click.option("--sample", type=int, default=2000, show_default=True,
+              help="Items the exact scan is timed on (its cost is linear in them).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def bench_similar(items: int, k: int, sample: int, as_json: bool) -> None:
+    """Similar items of a large synthetic catalog: the graph index (HNSW) against the exact
+    scan, CPU seconds side by side, with the graph's recall@k against exact."""
+    from refold.bench import similar
+
+    if min(items, k, sample) < 1 or k >= items:
+        raise click.UsageError("--items, --k, --sample must be >= 1 and --k < --items")
+    result = similar.run(items, k, sample)
+    emit(result, as_json, similar.table(result))
