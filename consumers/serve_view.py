@@ -67,8 +67,11 @@ class ServeView:
     """Reads the four topics into `state` (see the module docstring)."""
 
     def __init__(self, settings: Settings, state: ServeState, held: set[int] | None = None,
-                 events_lookback: float = 86400.0) -> None:
+                 events_lookback: float = 86400.0,
+                 on_caught_up: Callable[[], object] | None = None) -> None:
         self.settings, self.state = settings, state
+        self.on_caught_up = on_caught_up
+        """Called once, after the first read to the end and before `/ready` turns 200."""
         self.recs = TopicTail(settings, settings.topic("recommendations"), BATCH, held,
                               fetch_wait_ms=FETCH_WAIT_MS)
         self.similar = TopicTail(settings, settings.topic(SIMILAR_TOPIC), BATCH,
@@ -111,6 +114,8 @@ class ServeView:
             ok = self.catalog.catch_up(timeout)
             for tail, apply in self._tails():
                 ok = tail.catch_up(apply, max(deadline - time.monotonic(), 0.1)) and ok
+        if ok and not self.caught_up and self.on_caught_up is not None:
+            self.on_caught_up()
         self.caught_up = self.caught_up or ok
         return ok
 

@@ -4,27 +4,28 @@
 popularity) are published to a fresh recommendations topic, with the catalog and some events for
 trending. Then, side by side in one run:
 
-- **serve**: `refold serve` in a child process pinned to one core (core 0), read to the end
-  (`/ready`), then driven by wrk (Debian's package, installed by `deploy/install-wrk.sh` when
-  missing) pinned to the other core: first at a fixed `rate` for `duration` seconds (a Lua script
-  spaces requests by the clock; latency percentiles from wrk's histogram), then as fast as
-  `connections` connections go (the saturation throughput, `max_rps`). Each request asks for a
-  random one of the users, so every answer is a real list.
+- **serve**: two `refold serve` child processes pinned to the same core (core 0), both read to
+  the end (`/ready`): the shipped one (`--gc freeze`) and the same with Python's collector left
+  as it is (`--gc default`, under `baseline`). wrk (Debian's package, installed by
+  `deploy/install-wrk.sh` when missing), pinned to the other core, drives them in turn at a fixed
+  `rate` (segments in the order A B B A ..., `duration` seconds each in all; a Lua script spaces
+  requests by the clock; percentiles from wrk's histograms, merged per server), then each as
+  fast as `connections` connections go (the saturation throughput, `max_rps`). Each request asks
+  for a random one of the users, so every answer is a real list. Both servers' garbage collector
+  pauses while driven are read from their `/metrics`.
 - **view**: the topic-only read, `RecommendationsView.get`, in this process pinned to core 0: as
   many calls as serve answered, each timed.
 
 Memory per million users is measured for both: the bytes of the Python objects that hold the lists
-(sampled users, deep sizes, plus the dictionary's own table), and the resident size of each process
-once the lists are in (`rss_mb`, which adds the interpreter and libraries). Every topic lives under
-a throwaway prefix and is deleted at the end.
+(sampled users, deep sizes, objects shared between users counted once, plus the dictionary's own
+table), and the resident size of each process once the lists are in (`rss_mb`, which adds the
+interpreter and libraries). Every topic lives under a throwaway prefix and is deleted at the end.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,24 +38,34 @@ import httpx
 import numpy as np
 
 from consumers.recs_view import RecommendationsView
+from refold import scrape
+from refold.bench.wrk import (
+    BenchError,
+    Latency,
+    drive,
+    ensure_wrk,
+    may_raise_priority,
+    pinned,
+    schedstat,
+)
 from refold.core.config import Settings
-from refold.core.errors import AppError
 from refold.core.kafka import make_admin, make_producer, produce
 from refold.core.schemas import Cause, Event, Item, Recommendation, RecommendedItem, encode
 from refold.core.topics import create_topics, delete_topics, topic_specs
 
 K, BASIS, CATEGORIES = 20, 5, 12
-INSTALL_WRK = Path(__file__).resolve().parents[2] / "deploy" / "install-wrk.sh"
-LUA = Path(__file__).with_name("serve_wrk.lua")
-
-
-class BenchError(AppError):
-    """The benchmark could not run (no wrk, a server that did not get ready ...)."""
+VARIANTS = {"shipped": ("freeze", 0), "baseline": ("default", 0), "priority": ("freeze", -10)}
+"""The servers driven in turns: `refold serve --gc` and the nice level of each. `priority` is
+the shipped server with its core's scheduler on its side (nice -10, when this user may): what it
+does with a core of its own on a machine whose other processes use the same core."""
+__all__ = ["BenchError", "run", "table"]
 
 
 def run(settings: Settings, users: int = 1_000_000, items: int = 20_000, rate: float = 2000.0,
-        duration: float = 15.0, connections: int = 16, seed: int = 0) -> dict[str, Any]:
-    """Publish the lists, measure serve and the view side by side; see the module docstring."""
+        duration: float = 15.0, connections: int = 16, seed: int = 0,
+        rounds: int = 2) -> dict[str, Any]:
+    """Publish the lists, measure serve (two settings) and the view side by side; see the
+    module docstring."""
     wrk = ensure_wrk()
     s = settings.replace(topic_prefix=f"{settings.topic_prefix}bench-serve{int(time.time())}.")
     admin = make_admin(s)
@@ -65,23 +76,14 @@ def run(settings: Settings, users: int = 1_000_000, items: int = 20_000, rate: f
         published = time.perf_counter() - t0
         out: dict[str, Any] = {"users": users, "items": items, "k": K, "rate": rate,
                                "duration_s": duration, "publish_s": round(published, 1)}
-        out.update(measure_serve(s, wrk, users, rate, duration, connections, seed))
+        served = measure_serve(s, wrk, users, rate, duration, connections, seed, rounds)
+        out.update(served.pop("shipped"))
+        out.update(served)  # baseline, and priority when it could be raised
         out["view"] = measure_view(s, users, out["requests"], seed)
         out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
         return out
     finally:
         delete_topics(admin, [spec.name for spec in topic_specs(s)])
-
-
-def ensure_wrk() -> str:
-    """The path of wrk, installed from Debian's packages by the project script when missing."""
-    if (path := shutil.which("wrk")) is None:
-        print(f"wrk is missing: running {INSTALL_WRK}", file=sys.stderr)
-        subprocess.run(["sh", str(INSTALL_WRK)], check=False)
-        path = shutil.which("wrk")
-    if path is None:
-        raise BenchError(f"wrk is not installed and {INSTALL_WRK} could not install it")
-    return path
 
 
 def user_id(n: int) -> str:
@@ -118,33 +120,106 @@ def publish(s: Settings, users: int, items: int, seed: int) -> None:
 
 
 def measure_serve(s: Settings, wrk: str, users: int, rate: float, duration: float,
-                  connections: int, seed: int) -> dict[str, Any]:
-    """Start `refold serve` on core 0, wait for /ready, run wrk on core 1 (rate, then max)."""
-    port = free_port()
+                  connections: int, seed: int, rounds: int) -> dict[str, dict[str, Any]]:
+    """Start a server per variant on core 0, wait for /ready, drive them in turn with wrk on
+    core 1 (at `rate`, then at saturation); figures per variant."""
+    nice = may_raise_priority()
+    variants = {k: v for k, v in VARIANTS.items() if nice or v[1] == 0}
+    ports = {name: free_port() for name in variants}
+    servers = {name: start_server(s, ports[name], *variants[name]) for name in variants}
+    wrk_nice = min(n for _, n in variants.values())
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        t0 = time.perf_counter()
+        for name, (gc_mode, level) in variants.items():
+            wait_ready(ports[name], servers[name], timeout=max(300.0, users / 2000))
+            out[name] = {"gc": gc_mode, "nice": level,
+                         "ready_s": round(time.perf_counter() - t0, 1)}
+        before = {name: metrics(ports[name]) for name in variants}
+        runs: dict[str, list[Latency]] = {name: [] for name in variants}
+        used = {name: np.zeros(3) for name in variants}  # CPU, loop's CPU, loop's CPU wait
+        order = list(variants)
+        for r in range(2 * rounds):  # A B C, C B A ...: a trend in the load hits all alike
+            for name in order if r % 2 == 0 else order[::-1]:
+                before_run = server_times(servers[name].pid)
+                runs[name].append(drive(wrk, ports[name], users, duration / (2 * rounds),
+                                        connections, rate, seed + r, nice=wrk_nice))
+                used[name] += server_times(servers[name].pid) - before_run
+        for name in variants:
+            after = metrics(ports[name])
+            at_max = drive(wrk, ports[name], users, max(duration / 3, 3.0), connections,
+                           None, seed + 100, nice=wrk_nice)
+            driven = Latency.merge(runs[name])
+            out[name].update(driven.figures())
+            cpu, loop_cpu, loop_wait = used[name]
+            per_s = 1000 / max(driven.seconds, 1e-9)
+            out[name].update(
+                server_cpu_us_per_request=round(1e6 * cpu / max(driven.requests, 1)),
+                loop_wait_ms_per_s=round(loop_wait * per_s, 1),
+                other_threads_cpu_ms_per_s=round((cpu - loop_cpu) * per_s, 1),
+                handler_p99_ms=round(1000 * handler_quantile(before[name], after, 0.99), 2))
+            out[name].update(gc_figures(before[name], after))
+            out[name].update(held_figures(after), rss_mb=rss_mb(servers[name].pid),
+                             max_rps=at_max.rps, max_rps_p99_ms=at_max.percentile(99) / 1000)
+    finally:
+        for server in servers.values():
+            stop(server)
+    return out
+
+
+def server_times(pid: int) -> np.ndarray:
+    """CPU seconds of all the server's threads; CPU and CPU-wait seconds of its main thread,
+    which runs the HTTP event loop."""
+    return np.array([schedstat(pid)[0], *schedstat(pid, main_only=True)])
+
+
+def start_server(s: Settings, port: int, gc_mode: str, nice: int) -> subprocess.Popen:
     env = {**os.environ, "REFOLD_TOPIC_PREFIX": s.topic_prefix, "REFOLD_LOG_LEVEL": "WARNING",
            "REFOLD_BOOTSTRAP_SERVERS": s.bootstrap}
     cmd = [sys.executable, "-m", "refold", "serve", "--port", str(port),
-           "--events-lookback", "3600"]
-    server = subprocess.Popen(cmd, env=env, preexec_fn=lambda: os.sched_setaffinity(0, {0}))
+           "--events-lookback", "3600", "--gc", gc_mode]
+    return subprocess.Popen(cmd, env=env, preexec_fn=pinned(0, nice))
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.send_signal(signal.SIGTERM)
     try:
-        t0 = time.perf_counter()
-        wait_ready(port, server, timeout=max(120.0, users / 5000))
-        ready_s = time.perf_counter() - t0
-        metrics = scrape(port)
-        at_rate = drive(wrk, port, users, duration, connections, rate, seed)
-        at_max = drive(wrk, port, users, max(duration / 3, 3.0), connections, None, seed + 1)
-        rss = rss_mb(server.pid)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    held = metrics.get("refold_serve_users", 0.0)
-    return {**at_rate, "max_rps": at_max["rps"], "max_rps_p99_ms": at_max["p99_ms"],
-            "ready_s": round(ready_s, 1), "users_held": int(held), "rss_mb": rss,
-            "memory_mb_per_million_users": round(
-                metrics.get("refold_serve_lists_bytes", 0.0) / max(held, 1) * 1e6 / 2**20, 1)}
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def metrics(port: int) -> scrape.Samples:
+    return scrape.scrape(f"http://127.0.0.1:{port}/metrics", 10)
+
+
+def handler_quantile(before: scrape.Samples, after: scrape.Samples, q: float) -> float:
+    """The q-quantile of the server's own time per user request (from the ASGI call to the
+    last byte handed to the socket; no queueing before it) between two scrapes."""
+    name, route = "refold_serve_request_seconds", "recommendations"
+    b0, b1 = scrape.buckets(before, name, route=route), scrape.buckets(after, name, route=route)
+    return scrape.bucket_quantile(q, {le: b1[le] - b0.get(le, 0.0) for le in b1})
+
+
+def gc_figures(before: scrape.Samples, after: scrape.Samples) -> dict[str, Any]:
+    """The collector's pauses between two scrapes: full (generation 2) collections, and the
+    seconds all collections held the process."""
+    name = "refold_serve_gc_pause_seconds"
+
+    def delta(sample: str, **labels: str) -> float:
+        return scrape.total(after, sample, **labels) - scrape.total(before, sample, **labels)
+
+    return {"gc_full_collections": int(delta(f"{name}_count", generation="2")),
+            "gc_pause_ms": round(delta(f"{name}_sum") * 1000, 1),
+            "gc_full_pause_ms": round(delta(f"{name}_sum", generation="2") * 1000, 1)}
+
+
+def held_figures(samples: scrape.Samples) -> dict[str, Any]:
+    held = scrape.total(samples, "refold_serve_users")
+    lists = scrape.total(samples, "refold_serve_lists_bytes")
+    return {"users_held": int(held),
+            "memory_mb_per_million_users": round(lists / max(held, 1) * 1e6 / 2**20, 1)}
 
 
 def free_port() -> int:
@@ -167,34 +242,6 @@ def wait_ready(port: int, server: subprocess.Popen, timeout: float) -> None:
     raise BenchError(f"refold serve was not ready after {timeout:.0f} s")
 
 
-def scrape(port: int) -> dict[str, float]:
-    """The unlabelled samples of /metrics."""
-    out = {}
-    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, _, value = line.partition(" ")
-            out[name] = float(value)
-    return out
-
-
-def drive(wrk: str, port: int, users: int, duration: float, connections: int,
-          rate: float | None, seed: int) -> dict[str, Any]:
-    """One wrk run on core 1: at `rate` requests/s (None: as fast as it goes)."""
-    cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration:.0f}s", "-s", str(LUA),
-           f"http://127.0.0.1:{port}", "--", str(users), str(rate or 0), str(seed)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
-                          preexec_fn=lambda: os.sched_setaffinity(0, {1}))
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("refold-result ")]
-    if proc.returncode != 0 or not lines:
-        raise BenchError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
-    r = json.loads(lines[-1].removeprefix("refold-result "))
-    seconds = r["duration_us"] / 1e6
-    return {"requests": r["requests"], "rps": round(r["requests"] / seconds, 1),
-            "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-            "p999_ms": r["p999_us"] / 1000, "max_ms": r["max_us"] / 1000,
-            "errors": r["errors"] + r["non2xx"]}
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -214,7 +261,8 @@ def measure_view(s: Settings, users: int, requests: int, seed: int) -> dict[str,
         rss = rss_mb(os.getpid()) - before
         sample = [user_id(int(n)) for n in
                   np.random.default_rng(seed).integers(0, users, min(users, 2000))]
-        per_user = np.mean([deep_size(view.get(u)) + deep_size(u) for u in sample])
+        seen: set[int] = set()  # what users share (interned item ids) is counted once
+        per_user = sum(deep_size(view.get(u), seen) for u in sample) / len(sample)
         table = sys.getsizeof(view.latest) / max(len(view), 1)
         keys = [user_id(int(n)) for n in np.random.default_rng(seed + 2).integers(0, users,
                                                                                  requests)]
@@ -263,18 +311,29 @@ def deep_size(obj: Any, seen: set[int] | None = None) -> int:
 
 def table(r: dict[str, Any]) -> str:
     v = r["view"]
-    rows = [
-        f"{r['users']:,} users x {r['k']} items, {r['items']:,} items; serve on core 0, wrk on "
-        f"core 1 at {r['rate']:,.0f} req/s for {r['duration_s']:.0f} s "
-        f"(load average {', '.join(map(str, r['load_avg']))})",
-        f"{'':24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'MB/1M users':>13}"
-        f"{'RSS MB':>9}{'ready s':>9}",
-        f"{'serve (HTTP, wrk)':24}{r['rps']:>10,.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-        f"{r['errors']:>8}{r['memory_mb_per_million_users']:>13,.0f}{r['rss_mb']:>9,.0f}"
-        f"{r['ready_s']:>9.1f}",
-        f"{'view.get (in-process)':24}{v['rps']:>10,.0f}{v['p50_ms']:>9.4f}{v['p99_ms']:>9.4f}"
-        f"{v['errors']:>8}{v['memory_mb_per_million_users']:>13,.0f}{v['rss_mb']:>9,.0f}"
-        f"{v['ready_s']:>9.1f}",
-        f"serve at saturation ({r['max_rps']:,.0f} req/s): p99 {r['max_rps_p99_ms']:.2f} ms",
-    ]
-    return "\n".join(rows)
+    head = (f"{'':30}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'p99.9':>8}{'errors':>7}"
+            f"{'MB/1M users':>12}{'RSS MB':>8}{'ready s':>8}")
+
+    def row(name: str, x: dict[str, Any], digits: int = 2) -> str:
+        p999 = f"{x['p999_ms']:>8.{digits}f}" if "p999_ms" in x else f"{'':>8}"
+        return (f"{name:30}{x['rps']:>8,.0f}{x['p50_ms']:>8.{digits}f}{x['p99_ms']:>8.{digits}f}"
+                f"{p999}{x['errors']:>7}{x['memory_mb_per_million_users']:>12,.0f}"
+                f"{x['rss_mb']:>8,.0f}{x['ready_s']:>8.1f}")
+
+    def why(name: str, x: dict[str, Any]) -> str:
+        return (f"{name}: own time p99 {x['handler_p99_ms']} ms, {x['server_cpu_us_per_request']}"
+                f" CPU µs a request; the loop waited for its core {x['loop_wait_ms_per_s']} ms/s,"
+                f" other threads ran {x['other_threads_cpu_ms_per_s']} ms/s (wrk waited "
+                f"{x['wrk_wait_ms_per_s']} ms/s); {x['gc_full_collections']} full collections "
+                f"({x['gc_full_pause_ms']} ms), {x['gc_pause_ms']} ms in all; at saturation "
+                f"{x['max_rps']:,.0f} req/s, p99 {x['max_rps_p99_ms']:.2f} ms")
+
+    servers = [("serve (HTTP)", r)] + [
+        (f"serve --gc {r[k]['gc']}, nice {r[k]['nice']}", r[k]) for k in ("baseline", "priority")
+        if k in r]
+    return "\n".join([
+        f"{r['users']:,} users x {r['k']} items, {r['items']:,} items; servers on core 0, wrk on "
+        f"core 1 at {r['rate']:,.0f} req/s, {r['duration_s']:.0f} s each in turns "
+        f"(load average {', '.join(map(str, r['load_avg']))})", head,
+        *(row(name, x) for name, x in servers), row("view.get (in-process)", v, 4),
+        *(why(name, x) for name, x in servers)])

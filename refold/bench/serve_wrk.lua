@@ -1,5 +1,6 @@
 -- wrk script of `refold bench serve`: GET a random user's recommendations, spaced by the clock
--- to a fixed rate (0: as fast as the connections go), and write the figures as JSON.
+-- to a fixed rate (0: as fast as the connections go), and write the counts and the latency
+-- histogram as JSON.
 -- Arguments (after --): users, rate (requests/s), seed. `done` runs in wrk's main Lua state,
 -- where `init` never ran: it prints one line, "refold-result {json}", for the caller to parse.
 local ffi = require("ffi")
@@ -37,10 +38,15 @@ function request()
 end
 
 function done(summary, latency, requests)
+  -- the whole histogram: latency(i) is the i-th distinct latency (µs) and its count
+  local pairs = {}
+  for i = 1, #latency do
+    local value, count = latency(i)
+    pairs[#pairs + 1] = string.format("[%d,%d]", value, count)
+  end
   local e = summary.errors
   io.write(string.format(
-    'refold-result {"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,' ..
-    '"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d}\n',
+    'refold-result {"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,"histogram":[%s]}\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
+    table.concat(pairs, ",")))
 end

@@ -32,9 +32,13 @@ def parse_partitions(raw: str | None) -> set[int] | None:
               metavar="SECONDS", help="Read the events of this many seconds back at start "
                                       "(trending, and dismissals not yet in a list).")
 @click.option("--k", type=int, help="Items per answer when a request does not say [20].")
+@click.option("--gc", "gc_mode", type=click.Choice(["freeze", "default"]), default="freeze",
+              show_default=True, help="freeze: once the topics are read, what the process holds "
+              "is left out of the garbage collector's walks (shorter pauses); default: Python's "
+              "collector unchanged (for comparison).")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, partitions: str, max_users: int,
-          events_lookback: float, k: int | None) -> None:
+          events_lookback: float, k: int | None, gc_mode: str) -> None:
     """Serve recommendations over HTTP (OpenAPI at /schema), read from the topics.
 
     GET /v1/users/USER/recommendations?k=&category=&exclude=&explain=, /v1/items/ITEM/similar?k=,
@@ -49,7 +53,8 @@ def serve(ctx: click.Context, host: str, port: int, partitions: str, max_users: 
     settings = settings_from(ctx, k=k)
     ensure_bootstrap(settings)
     try:
-        served = build(settings, parse_partitions(partitions), max_users, events_lookback)
+        served = build(settings, parse_partitions(partitions), max_users, events_lookback,
+                       gc_mode)  # type: ignore[arg-type]
     except KafkaFatalError as exc:
         raise click.ClickException(str(exc)) from exc
     ctx.exit(run(served, host, port, settings.log_level))

@@ -245,6 +245,10 @@ SERVE_RECORDS = Gauge("refold_serve_records_read",
 SERVE_REJECTED = Gauge("refold_serve_records_rejected",
                        "Records refold serve could not decode, by topic kind.", ["topic"],
                        **_NO_REGISTRY)
+SERVE_GC_PAUSE = Histogram(
+    "refold_serve_gc_pause_seconds", "Pauses of Python's cyclic garbage collector in refold "
+    "serve, by generation (every thread waits them out).", ["generation"],
+    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25), **_NO_REGISTRY)
 BRIDGE_RECORDS = Counter(
     "refold_bridge_records", "Source records the bridge committed, by outcome: events produced, "
     "dead letters, or skipped on purpose.", ["outcome"], **_NO_REGISTRY)
@@ -260,7 +264,7 @@ _REFIT_ONLY = (REFIT_DURATION, REFITS, REFIT_EVENTS, REFIT_SCORE, SNAPSHOTS_PUBL
 REFITTER = (*_REFIT_ONLY, REFIT_REQUESTS, MODEL_VERSION, SNAPSHOT_CREATED, CONSUMER_LAG, ERRORS,
             BUILD)
 _SERVE_ONLY = (SERVE_REQUESTS, SERVE_LATENCY, SERVE_USERS, SERVE_LISTS_BYTES, SERVE_ITEMS,
-               SERVE_PENDING, SERVE_EVICTED, SERVE_RECORDS, SERVE_REJECTED)
+               SERVE_PENDING, SERVE_EVICTED, SERVE_RECORDS, SERVE_REJECTED, SERVE_GC_PAUSE)
 SERVE = (*_SERVE_ONLY, BUILD)
 BRIDGE = (BRIDGE_RECORDS, DEAD_LETTERS, CONSUMER_LAG, ERRORS, BUILD)
 CONSUMER = tuple(c for c in ALL if c not in (*_REFIT_ONLY, *_SERVE_ONLY, BRIDGE_RECORDS))

@@ -4,7 +4,9 @@
 use it); `run` serves it until SIGINT/SIGTERM. The HTTP app runs on the main thread's event loop
 (uvloop, httptools), the view follows the topics on a thread of its own; the interpreter's switch
 interval is lowered so that the view's thread holds the GIL for at most a millisecond at a time
-(the default 5 ms would show up in the request latency's tail).
+(the default 5 ms would show up in the request latency's tail). Once the topics were read to
+their end, what the process holds is frozen out of the garbage collector's walks
+(`refold.serve.tuning`: a full collection would otherwise stop every request for tens of ms).
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from refold.core.config import Settings
 from refold.core.kafka import KafkaFatalError, make_consumer
 from refold.serve import metrics
 from refold.serve.app import create_app
+from refold.serve.tuning import GcMode, GcPauses, settle
 
 log = logging.getLogger(__name__)
 SWITCH_INTERVAL = 0.001
+PAUSES = GcPauses()
+"""The process's collector pauses (one callback however many times `build` runs)."""
 
 
 @dataclass
@@ -51,13 +56,16 @@ def recommendation_partitions(settings: Settings) -> int:
 
 
 def build(settings: Settings, held: set[int] | None = None, max_users: int = 10_000_000,
-          events_lookback: float = 86400.0) -> Served:
-    """State, view and app for `settings`; `held` recommendation partitions (None: all)."""
+          events_lookback: float = 86400.0, gc_mode: GcMode = "freeze") -> Served:
+    """State, view and app for `settings`; `held` recommendation partitions (None: all);
+    `gc_mode` freeze: `settle()` the collector once the topics were read."""
     state = ServeState(
         partitions=recommendation_partitions(settings), held=held, max_users=max_users,
         weights=foldin_config(settings).weights,
         trending_half_life=settings.trending_half_life_seconds)
-    view = ServeView(settings, state, held, events_lookback)
+    PAUSES.install()
+    view = ServeView(settings, state, held, events_lookback,
+                     on_caught_up=settle if gc_mode == "freeze" else None)
     app = create_app(state, view, default_k=settings.k,
                      on_scrape=lambda: metrics.record_view(view))
     return Served(state, view, app)
