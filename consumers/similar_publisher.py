@@ -51,8 +51,8 @@ class SimilarParams:
     ann_min_items: int = 200_000
     """From this many items the neighbours' candidates come from a graph index (faiss HNSW;
     exact scores), below it from the exact scan; 0: always exact. On synthetic 64-factor
-    catalogs the exact scan took 22 CPU s at 30K items and 193 s at 100K (n², so hours at 1M);
-    the graph 12 and 102 s (recall@50 0.97 and 0.90; `refold bench similar`)."""
+    catalogs the exact scan took 22 CPU s at 30K items and 198 s at 100K (n²: hours at 1M), the
+    graph 12 and 76 s, finding 97% and 90% of the exact top 50 (`refold bench similar`)."""
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,8 @@ EXPOSURE_DEMOTED = Counter(
     "had been shown too often without acting on it.", **_NO_REGISTRY)
 
 # -- refold serve (the HTTP read path)
+SERVE_ROUTES = ("recommendations", "similar", "popular", "health", "metrics", "other")
+"""The route label's values (never the ids in a path)."""
 SERVE_REQUESTS = Counter(
     "refold_serve_requests_total", "HTTP requests refold serve answered, by route and status.",
     ["route", "status"], **_NO_REGISTRY)
@@ -248,7 +250,8 @@ SERVE_REJECTED = Gauge("refold_serve_records_rejected",
 SERVE_GC_PAUSE = Histogram(
     "refold_serve_gc_pause_seconds", "Pauses of Python's cyclic garbage collector in refold "
     "serve, by generation (every thread waits them out).", ["generation"],
-    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25), **_NO_REGISTRY)
+    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 2.5),
+    **_NO_REGISTRY)
 BRIDGE_RECORDS = Counter(
     "refold_bridge_records", "Source records the bridge committed, by outcome: events produced, "
     "dead letters, or skipped on purpose.", ["outcome"], **_NO_REGISTRY)
@@ -273,7 +276,7 @@ ROLES = {"consumer": CONSUMER, "refitter": REFITTER, "serve": SERVE, "bridge": B
 
 # Label values known in advance start at zero, so a dashboard shows 0 rather than "No data" and
 # `increase()` sees the first event (see `init_labels`).
-KNOWN_LABELS: dict[Counter, list[dict[str, str]]] = {
+KNOWN_LABELS: dict[Counter | Histogram, list[dict[str, str]]] = {
     EVENTS_CONSUMED: [{"event_type": t} for t in EVENT_TYPES],
     RECOMMENDATIONS: [{"source": s} for s in ("collaborative", "content", "popular")],
     GUARD_EVENTS: [{"outcome": o} for o in ("automated", "capped", "withdrawn")],
@@ -290,6 +293,8 @@ KNOWN_LABELS: dict[Counter, list[dict[str, str]]] = {
         "foldin_residual", "user_vector_norm", "item_popularity", "event_type", "snapshot_churn")],
     REFIT_REQUESTS: [{"reason": r} for r in ("hit_rate", "foldin_residual", "item_popularity")],
     REFITS: [{"outcome": o} for o in ("accepted", "refused", "failed")],
+    SERVE_GC_PAUSE: [{"generation": g} for g in ("0", "1", "2")],
+    SERVE_LATENCY: [{"route": r} for r in SERVE_ROUTES],
     SERVE_RECORDS: [{"topic": t} for t in ("items", "recommendations", "similar-items",
                                            "events")],
     IMPRESSIONS: [{"source": s, "policy": p} for s in ("collaborative", "content", "popular")

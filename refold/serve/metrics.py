@@ -10,7 +10,7 @@ from consumers.serve_view import ServeView
 from refold import __version__
 from refold.core import metrics as M
 
-ROUTES = ("recommendations", "similar", "popular", "health", "metrics", "other")
+ROUTES = M.SERVE_ROUTES
 _latency = {r: M.SERVE_LATENCY.labels(r) for r in ROUTES}
 _counts: dict[tuple[str, int], Counter] = {}
 
