@@ -9,7 +9,7 @@ transaction committed, together with the offsets they cover). Use it as a contex
 
 `start()` keeps it up to date in a background thread until `stop()` (or the end of the `with`).
 
-Memory: about 2.7 KB a user at K = 20 (`refold bench serve` measures it). Item ids repeat across
+Memory: about 2.9 KB a user at K = 20 (`refold bench serve` measures it). Item ids repeat across
 users, so each decoded list's ids (and its cause's topic) are interned: one string per item
 instead of one per list entry, about 1 KB a user less at K = 20.
 """

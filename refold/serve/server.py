@@ -6,7 +6,8 @@ use it); `run` serves it until SIGINT/SIGTERM. The HTTP app runs on the main thr
 interval is lowered so that the view's thread holds the GIL for at most a millisecond at a time
 (the default 5 ms would show up in the request latency's tail). Once the topics were read to
 their end, what the process holds is frozen out of the garbage collector's walks
-(`refold.serve.tuning`: a full collection would otherwise stop every request for tens of ms).
+(`refold.serve.tuning`: a full collection, rare under steady traffic, would otherwise stop
+every request for tens of ms).
 """
 
 from __future__ import annotations

@@ -39,3 +39,11 @@ def test_settle_moves_what_survives_out_of_the_collectors_walks() -> None:
     finally:
         gc.unfreeze()
     assert any(o is held for o in gc.get_objects(2))
+
+
+def test_the_cli_offers_every_mode() -> None:
+    from refold.cli.serve import serve
+    from refold.serve.tuning import GC_MODES
+
+    option = next(p for p in serve.params if p.name == "gc_mode")
+    assert tuple(option.type.choices) == GC_MODES and option.default == GC_MODES[0]
