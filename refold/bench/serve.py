@@ -4,15 +4,20 @@
 popularity) are published to a fresh recommendations topic, with the catalog and some events for
 trending. Then, side by side in one run:
 
-- **serve**: two `refold serve` child processes pinned to the same core (core 0), both read to
-  the end (`/ready`): the shipped one (`--gc freeze`) and the same with Python's collector left
-  as it is (`--gc default`, under `baseline`). wrk (Debian's package, installed by
-  `deploy/install-wrk.sh` when missing), pinned to the other core, drives them in turn at a fixed
-  `rate` (segments in the order A B B A ..., `duration` seconds each in all; a Lua script spaces
-  requests by the clock; percentiles from wrk's histograms, merged per server), then each as
-  fast as `connections` connections go (the saturation throughput, `max_rps`). Each request asks
-  for a random one of the users, so every answer is a real list. Both servers' garbage collector
-  pauses while driven are read from their `/metrics`.
+- **serve**: `refold serve` child processes pinned to the same core (core 0), all read to the
+  end (`/ready`), one per `VARIANTS`: as shipped (`--gc freeze`, the top-level figures), with
+  Python's collector left as it is (`--gc default`, under `baseline`) and as shipped at nice -10
+  (under `priority`; only where this user may raise a priority). wrk (Debian's package,
+  installed by `deploy/install-wrk.sh` when missing), pinned to the other core (at the highest
+  of those priorities: the instrument should not wait), drives them in turns at a fixed `rate`
+  (A B C, C B A, ...: `duration` seconds each in all; a Lua script spaces requests by the clock;
+  percentiles from wrk's whole histograms, merged per server), then each as fast as
+  `connections` connections go (the saturation throughput, `max_rps`). Each request asks for a
+  random one of the users, so every answer is a real list. While each server is driven: its own
+  time per request (`handler_p99_ms`, from its `/metrics`), its CPU per request, how long its
+  event-loop thread waited for the core (`loop_wait_ms_per_s`, the kernel's schedstat run
+  delay), its other threads' CPU, and its garbage collector's pauses (`gc_*`); wrk's own wait
+  (`wrk_wait_ms_per_s`).
 - **view**: the topic-only read, `RecommendationsView.get`, in this process pinned to core 0: as
   many calls as serve answered, each timed.
 
