@@ -25,12 +25,10 @@ from refold.core.config import Settings
 from refold.core.kafka import KafkaFatalError, make_consumer
 from refold.serve import metrics
 from refold.serve.app import create_app
-from refold.serve.tuning import GcMode, GcPauses, settle
+from refold.serve.tuning import PAUSES, GcMode, settle
 
 log = logging.getLogger(__name__)
 SWITCH_INTERVAL = 0.001
-PAUSES = GcPauses()
-"""The process's collector pauses (one callback however many times `build` runs)."""
 
 
 @dataclass

@@ -75,3 +75,7 @@ class GcPauses:
         self.count += 1
         self.longest = max(self.longest, seconds)
         self._children[info["generation"]].observe(seconds)
+
+
+PAUSES = GcPauses()
+"""The process's one timer of collections (two would count each pause twice)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 from refold.core import metrics as M
-from refold.serve.tuning import GcPauses, settle
+from refold.serve.tuning import PAUSES, settle
 
 
 def full_collections() -> float:
@@ -17,7 +17,7 @@ def full_collections() -> float:
 
 
 def test_each_collection_is_timed_into_the_histogram_by_generation() -> None:
-    pauses = GcPauses().install()
+    pauses = PAUSES.install()  # the process's one timer (a served app in this process too)
     try:
         before, seen = full_collections(), pauses.count
         gc.collect(2)
@@ -34,7 +34,7 @@ def test_settle_moves_what_survives_out_of_the_collectors_walks() -> None:
     held = [[i] for i in range(10_000)]  # containers the collector would walk
     try:
         frozen = settle()
-        assert frozen == gc.get_freeze_count() >= len(held)
+        assert frozen >= len(held) and gc.get_freeze_count() >= len(held)
         assert not any(o is held for o in gc.get_objects(2))  # a full collection skips them
     finally:
         gc.unfreeze()
