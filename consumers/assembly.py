@@ -112,11 +112,12 @@ class Worker:
             log.info("metrics: http://%s:%d/metrics", settings.metrics_host, self.metrics_port)
         self.requester = RefitRequester(settings) if options.refit_on_drift else None
         self.monitor = self._monitor() if options.monitor else None
-        catalog = CatalogReader(settings, apply_many=recommender.apply_items)
         self.worker = FoldInWorker(
-            settings, recommender, side_inputs=[catalog, *options.side_inputs],
+            settings, recommender, side_inputs=list(options.side_inputs),
             exact_restore=options.guarantee == "exactly-once",
             prepare_swaps=options.prepare_swaps)
+        self.worker.side_inputs.insert(0, CatalogReader(
+            settings, apply_many=self._apply_items, on_delete=self.worker.forget_item))
         self.processor: FoldInWorker | Monitored = self.worker
         if self.monitor is not None:
             self.processor = Monitored(self.worker, self.monitor, settings.consumer_group)
@@ -132,6 +133,12 @@ class Worker:
             self.processor.attach(self.loop)
         self.follower: SnapshotFollower | None = None
         self._started = self._closed = False
+
+    def _apply_items(self, items: list[Any]) -> None:
+        self.recommender.apply_items(items)
+        for item in items:
+            if item.active:  # back in the catalog
+                self.worker.deleted_items.discard(item.item_id)
 
     def _monitor(self) -> Monitor:
         """Drift and online quality, with the recommender's catalog for categories and size."""

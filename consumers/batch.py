@@ -37,10 +37,16 @@ class Output:
 
     def produce(self, topic: str, value: bytes | None, key: bytes | str | None = None,
                 headers: list[tuple[str, bytes]] | None = None,
-                partition: int | None = None) -> None:
-        """Produce to `partition`, or to the one the key hashes to when None."""
+                partition: int | None = None,
+                on_delivery: Callable[[KafkaError | None, Message], None] | None = None
+                ) -> None:
+        """Produce to `partition`, or to the one the key hashes to when None; `on_delivery`
+        gets the delivery report (a transaction's commit serves them all before it returns)."""
+        callback = self._on_delivery
+        if on_delivery is not None:
+            callback = on_delivery if callback is None else _both(callback, on_delivery)
         produce(self.producer, topic, value, key, partition=partition, headers=headers,
-                on_delivery=self._on_delivery)
+                on_delivery=callback)
         self.produced += 1
 
     def serve_reports(self, timeout: float = 5.0) -> None:
@@ -59,14 +65,32 @@ class Output:
             self.failed_topics.append(msg.topic())
 
 
+def _both(first: Callable[[KafkaError | None, Message], None],
+          second: Callable[[KafkaError | None, Message], None]
+          ) -> Callable[[KafkaError | None, Message], None]:
+    def both(err: KafkaError | None, msg: Message) -> None:
+        first(err, msg)
+        second(err, msg)
+
+    return both
+
+
 class Processor(Protocol):
-    """What a batch means. `handle` stages; `promote` or `rollback` settles the staged state."""
+    """What a batch means. `handle` stages; `promote` or `rollback` settles the staged state.
+
+    `on_partitions_assigned` may return partitions that are not ready yet (their state is being
+    restored): the loop pauses them, keeps polling the others, and resumes each one once
+    `resumable()` (asked between batches, optional) names it. `quarantine(msg, exc)` (optional)
+    is told the message whose handling kept raising (`consumers.isolate`): the processor rejects
+    it in the next batch, which holds it alone; without it, the loop raises.
+    """
 
     def handle(self, messages: list[Message], out: Output) -> None: ...
     def promote(self) -> None: ...
     def rollback(self) -> None: ...
     def between_batches(self) -> None: ...
-    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None: ...
+    def on_partitions_assigned(self, partitions: list[TopicPartition]
+                               ) -> list[TopicPartition] | None: ...
     def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None: ...
 
 
@@ -93,7 +117,7 @@ class WithoutHooks:
         pass
 
     def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
-        pass
+        return None
 
     def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
         pass
@@ -105,6 +129,8 @@ class LoopStats:
 
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    handle_failures: int = 0
+    """Batches whose handling raised (each rolled back and retried)."""
     batches: int = 0
     messages: int = 0
     aborts: int = 0

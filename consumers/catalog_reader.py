@@ -33,12 +33,15 @@ class CatalogReader:
     """
 
     def __init__(self, settings: Settings, apply: ApplyItem | None = None,
-                 apply_many: ApplyItems | None = None) -> None:
+                 apply_many: ApplyItems | None = None,
+                 on_delete: Callable[[str], None] | None = None) -> None:
         if (apply is None) == (apply_many is None):
             raise TypeError("give exactly one of apply and apply_many")
         self.tail = TopicTail(settings, settings.topic("items"))
         self.apply = apply
         self.apply_many = apply_many
+        self.on_delete = on_delete
+        """Called with the id of each item deleted (a tombstone), after it was applied."""
         self.applied = 0
         self.rejected = 0
 
@@ -53,10 +56,14 @@ class CatalogReader:
         return len(messages)
 
     def _handle(self, messages: list[Message]) -> None:
-        items = []
+        items: list[Item] = []
+        deleted: dict[str, None] = {}  # in order; an item back later in the poll is not deleted
         for msg in messages:
             try:
                 items.append(self._decode(msg))
+                deleted.pop(items[-1].item_id, None)
+                if msg.value() is None:
+                    deleted[items[-1].item_id] = None
             except SchemaError as exc:
                 self.rejected += 1
                 log.warning("bad catalog item %s: %s", where(msg), exc)
@@ -67,6 +74,9 @@ class CatalogReader:
             for item in items:
                 self.apply(item)  # type: ignore[misc]
         self.applied += len(items)
+        if self.on_delete is not None:
+            for item_id in deleted:
+                self.on_delete(item_id)
 
     @staticmethod
     def _decode(msg: Message) -> Item:

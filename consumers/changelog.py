@@ -12,9 +12,9 @@ owns events partition p owns changelog partition p); values are JSON:
 - key `~p<p>/covisit/<item_id>`: `{"n", "ids", "w"}` (the item's co-visit count and neighbours,
   `models.covisit`), written by the batches whose co-visit refresh changed it: rows are the bulk
   of the state and change once per refresh, not with every event that touches the item;
-- key `~p<p>/meta`: `{"v", "offset": next events offset, "events", "t_ref", "dirty", "trend"}`
-  ("trend": the adaptive trending's choice, `models.adaptive_trending`), written
-  by every batch that reads partition p.
+- key `~p<p>/meta`: `{"v", "offset": next events offset, "events", "t_ref", "dirty", "trend",
+  "w"}` ("trend": the adaptive trending's choice, `models.adaptive_trending`; "w": the newest
+  event time learned, on which users expire), written by every batch that reads partition p.
 
 A user id that starts with `~` is keyed with one more `~`, so every key `~p...` is a partition's.
 Partition state is one record per item, not one per partition: a batch changes few of a
@@ -122,15 +122,18 @@ def unpack_history(packed: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def partition_records(
-    partition: int, plain: Mapping[str, Any], offset: int
+    partition: int, plain: Mapping[str, Any], offset: int, watermark: float | None = None
 ) -> Iterator[tuple[bytes, bytes]]:
     """The records of a partition's changed items and co-visit rows
-    (`PartitionState.to_plain`), then its meta."""
+    (`PartitionState.to_plain`), then its meta (with the partition's `watermark`, the newest
+    event time learned, when there is one: users expire on it)."""
     for item_id, entry in plain["items"].items():
         yield item_key(partition, item_id), _encode(entry)
     for item_id, row in plain.get("rows", {}).items():
         yield covisit_key(partition, item_id), _encode(row)
     meta = {"v": VERSION, "offset": offset, **{k: plain[k] for k in META_KEYS if k in plain}}
+    if watermark is not None:
+        meta["w"] = watermark
     yield meta_key(partition), _encode(meta)
 
 

@@ -1,11 +1,14 @@
-"""The fault tests' hook into `consumers.loop`: kill the process between produce and commit.
+"""The fault tests' hook: kill the process at a chosen point of its work.
 
-`REFOLD_TEST_CRASH_AT=<point>:<n>` makes a `TransactionalLoop` kill its own process with SIGKILL
-at `point` of its n-th batch, once the batch's outputs are flushed to the broker:
+`REFOLD_TEST_CRASH_AT=<point>:<n>` makes the process kill itself with SIGKILL at `point` of its
+n-th batch (or chunk, or swap):
 
-- `after_produce`: the outputs are in the open transaction, the offsets are not sent;
+- `after_produce`: (`consumers.loop`) the outputs are flushed into the open transaction, the
+  offsets are not sent;
 - `after_offsets`: the offsets are sent too, nothing is committed;
-- `after_commit`: the transaction is committed, the staged state is not promoted.
+- `after_commit`: the transaction is committed, the staged state is not promoted;
+- `restore_chunk`: (`consumers.state.restore`) a restore has applied its n-th chunk to a store;
+- `swap`: (`consumers.foldin_worker`) the n-th model version is being swapped in.
 
 Only the fault tests set it; unset, nothing happens.
 
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 CRASH_ENV = "REFOLD_TEST_CRASH_AT"
-CRASH_POINTS = ("after_produce", "after_offsets", "after_commit")
+CRASH_POINTS = ("after_produce", "after_offsets", "after_commit", "restore_chunk", "swap")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ not_json | not valid JSON (JSON is malformed: invalid character (byte 0))
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -67,6 +68,8 @@ def _error_class(err: SchemaError) -> str:
             return "not_utf8"
         if text.startswith("not valid JSON"):
             return "not_json"
+        if text.startswith("JSON nested too deeply"):
+            return "too_deep"
     if err.field == "event_type":
         return "unknown_type"
     if err.field in ID_FIELDS and ("length >= 1" in text or "regex" in text):
@@ -143,17 +146,34 @@ def dead_letter_headers(msg: Message, err: Rejected, failed_at: float) -> list[t
     ]
 
 
+def truncated_copy(value: bytes, limit: int) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The first `limit` bytes of `value`, and headers with its full size and sha256."""
+    return value[:limit], [("original_size", str(len(value)).encode()),
+                           ("original_sha256", hashlib.sha256(value).hexdigest().encode()),
+                           ("truncated", b"true")]
+
+
 class DeadLetters:
-    """Send rejected messages to `settings.topic("dead_letter")` and count them by class."""
+    """Send rejected messages to `settings.topic("dead_letter")` and count them by class.
+
+    A value larger than `max_message_bytes` (an `oversize` event, up to what the events topic
+    accepts) is cut to its first `max_message_bytes` bytes, with its size and sha256 in headers:
+    the whole of it might not fit the producer's own limit, and the transaction would fail."""
 
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.topic("dead_letter")
+        self.keep_bytes = settings.max_message_bytes
         self.counts: Counter[str] = Counter()
 
     def send(self, out: Output, msg: Message, err: Rejected, now: float | None = None) -> None:
-        """Publish the message's original key and value with the reason (in the caller's txn)."""
+        """Publish the message's original key and value (cut if oversize) with the reason, in
+        the caller's transaction."""
         now = time.time() if now is None else now
-        out.produce(self.topic, msg.value(), msg.key(), dead_letter_headers(msg, err, now))
+        value, headers = msg.value(), dead_letter_headers(msg, err, now)
+        if value is not None and len(value) > self.keep_bytes:
+            value, extra = truncated_copy(value, self.keep_bytes)
+            headers += extra
+        out.produce(self.topic, value, msg.key(), headers)
         log.warning("dead letter %s: %s (%s)", where(msg), err, err.error_class)
 
     def count(self, counts: Counter[str]) -> None:

@@ -4,11 +4,11 @@
 partition by partition in timestamp order, the impressions services reported. For a micro-batch
 it
 
-1. checks every message (`consumers.deadletter`): a bad one becomes a dead letter, in the same
-   transaction, and processing goes on;
-2. skips an event or impression whose id is among its user's recent ids (a re-sent one counts
-   once);
-3. saves the state of the batch's users and partitions (`consumers.undo`), applies the users'
+1. checks every message (`consumers.deadletter`, `consumers.poison`): a bad one becomes a dead
+   letter, in the same transaction, and processing goes on;
+2. skips an event or impression whose id it has applied already (`state.admit`: a re-sent one
+   counts once);
+3. saves the state of the batch's partitions (`consumers.undo`; users: `state`), applies the users'
    impressions and events up to their last event to their feedback state (`consumers.feedback`),
    then runs the events through `OnlineRecommender.process_batch` (per-event semantics, one
    batched solve; state other than users' is kept per partition, see `models.partition`), which
@@ -18,12 +18,17 @@ it
    with its log (positions, propensities, policy, candidate scores) and its cause: the user's
    last event of the batch and where it was read; then applies what came after that event;
 5. writes the new state of the batch's users and partitions to the changelog
-   (`consumers.changelog`), in the same transaction.
+   (`consumers.changelog`), in the same transaction (`state.write`).
 
-After the commit the loop calls `promote` (forget the undo log, count); after an abort,
-`rollback` puts the saved states back, so the re-read batch is applied to the state it first saw.
-When partitions are assigned, their state is read back from the changelog before any of their
-events (`on_partitions_assigned`); when they go, it is dropped.
+Per-user state is `state`: by default users live in a local store per partition behind a bounded
+cache (`consumers.state.stored`), or all in memory (`consumers.state.memory`, `state_store =
+"memory"`). After the commit the loop calls `promote` (the store takes the batch's records, the
+undo log is forgotten); after an abort, `rollback` puts the saved partitions back and the batch's
+users are evicted (or, in memory, put back), so the re-read batch meets the state it first saw.
+When partitions are assigned, their state is restored before any of their events is read (the
+store: on a thread, the partitions paused until `resumable` names them); when they go, it is
+dropped. A message whose handling keeps raising is `quarantine`d by the loop
+(`consumers.isolate`) and rejected as a dead letter with the exception as its reason.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from confluent_kafka import Message, TopicPartition
 
 from consumers import changelog
 from consumers.batch import SideInput
+from consumers.crash import CrashPoint
 from consumers.deadletter import (
     DeadLetters,
     Limits,
@@ -48,13 +54,17 @@ from consumers.deadletter import (
 )
 from consumers.feedback import Facts, Feedback, Op
 from consumers.loop import Output, next_offsets
+from consumers.poison import check_numbers, exception_reason
+from consumers.state.memory import MemoryState
+from consumers.state.stored import StoreState
 from consumers.undo import BatchUndo
 from models.decision import Decision
 from models.foldin import ItemFactors
 from models.recommender import OnlineRecommender, PreparedFactors, Recs
 from models.snapshot import Snapshot
+from refold.core import metrics as M
 from refold.core.config import Settings
-from refold.core.errors import ModelError
+from refold.core.errors import ConfigError, ModelError
 from refold.core.kafka import where
 from refold.core.schemas import BasisItem, Cause, Event, Impression, Recommendation, encode
 
@@ -101,24 +111,6 @@ class Swap:
     ended: float
 
 
-class RecentIds:
-    """Each user's last `size` event ids, oldest first, to apply a re-sent event only once."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.by_user: dict[str, dict[str, None]] = {}
-
-    def seen(self, user_id: str, event_id: str) -> bool:
-        """Whether `event_id` is recent for the user; if not, remember it."""
-        ids = self.by_user.setdefault(user_id, {})
-        if event_id in ids:
-            return True
-        ids[event_id] = None
-        if len(ids) > self.size:
-            del ids[next(iter(ids))]
-        return False
-
-
 class FoldInWorker:
     """Fold a micro-batch of events into `recommender` and publish the affected users' lists."""
 
@@ -146,16 +138,35 @@ class FoldInWorker:
         self.events_topic = settings.topic("events")
         self.impressions_topic = settings.topic("impressions")
         self.feedback = Feedback(recommender)
-        self.changelog_topic = settings.topic("changelog")
         self.changelog = changelog.ChangelogReader(settings, exact=exact_restore)
-        self.restores: list[changelog.RestoreReport] = []
         self.dead_letters = DeadLetters(settings)
-        self.recent = RecentIds(dedup_window or 2 * settings.history_size)
-        self.partition_of: dict[str, int] = {}
+        self.state: StoreState | MemoryState
+        if settings.state_store == "memory":
+            self.state = MemoryState(recommender, self.changelog,
+                                     dedup_window or 2 * settings.history_size)
+        elif settings.state_store == "rocksdb":
+            self.state = StoreState(settings, recommender, committed=self.changelog.committed,
+                                    exact=exact_restore)
+        else:
+            raise ConfigError(f"state_store must be rocksdb or memory, not "
+                              f"{settings.state_store!r}")
         self.counts: Counter[str] = Counter()
         """Committed totals: events, impressions, duplicates, recommendations, demoted (lists
         exposure feedback changed), dead_letters, changelog_records, changelog_bytes."""
-        self.undo = BatchUndo(recommender, self.recent.by_user, self.partition_of)
+        self.undo = BatchUndo(recommender, {}, {})
+        """The batch's partitions as they were (users: `state`)."""
+        self._quarantined: dict[tuple[str, int, int], str] = {}
+        """Messages whose handling kept raising: rejected when read again."""
+        self._rejected_now: list[tuple[str, int, int]] = []
+        self._crash = CrashPoint.from_env()
+        self._swaps = 0
+        self._held: set[int] = set()
+        """Partitions whose state is installed (restored)."""
+        self.deleted_items: set[str] = set()
+        """Items deleted from the catalog: their partition state goes, with tombstones."""
+        self._tombstones: dict[tuple[int, str], None] = {}
+        """(partition, item) whose records the next committed batch tombstones."""
+        self._ready: list[TopicPartition] = []
         self._staged: Counter[str] = Counter()
         self._staged_dead: Counter[str] = Counter()
         self._next_model: PreparedFactors | ItemFactors | None = None
@@ -181,8 +192,8 @@ class FoldInWorker:
                 self._staged_dead[err.error_class] += 1
                 done.dead_letters.append(err.error_class)
                 continue
-            self.undo.save_user(item.user_id, msg.partition())
-            if self.recent.seen(item.user_id, _id_of(item)):
+            offset = msg.offset() if isinstance(item, Event) else None
+            if not self.state.admit(item, _id_of(item), msg.partition(), offset):
                 log.info("duplicate %s at %s: skipped", _id_of(item), where(msg))
                 self._staged["duplicates"] += 1
                 continue
@@ -200,7 +211,12 @@ class FoldInWorker:
             self._publish(batch, out, now, done)
         self.feedback.apply(after, done.feedback)
         self._staged["impressions"] += len(ops) - len(batch)
-        self._write_changelog(out, messages, {op[0].user_id: None for op in ops})
+        records, size = self.state.write(
+            out, {op[0].user_id: None for op in ops},
+            [tp for tp in next_offsets(messages) if tp.topic == self.events_topic],
+            list(self._tombstones))  # impressions change users only
+        self._staged["changelog_records"] += records
+        self._staged["changelog_bytes"] += size
 
     def _publish(self, batch: list[tuple[Event, Message]], out: Output, now: float,
                  done: CommittedBatch) -> None:
@@ -230,8 +246,14 @@ class FoldInWorker:
 
     def promote(self) -> None:
         """The batch committed: its state is the state; count what it did."""
+        self.state.commit()
         self.undo.clear()
+        self._tombstones.clear()
+        for key in self._rejected_now:
+            self._quarantined.pop(key, None)
+        self._rejected_now.clear()
         self.counts.update(self._staged)
+        M.DUPLICATES.inc(self._staged["duplicates"])
         self.counts["dead_letters"] += sum(self._staged_dead.values())
         self.dead_letters.count(self._staged_dead)
         self._staged.clear()
@@ -240,7 +262,7 @@ class FoldInWorker:
             done, self._batch = self._batch, CommittedBatch()
             done.committed = self.clock()
             done.model_version = self.recommender.model_version
-            done.users_in_state = len(self.partition_of)
+            done.users_in_state = self.state.users_in_state
             done.guard_users = self.recommender.guard_stats.automated_users()
             try:
                 self.on_commit(done)
@@ -249,8 +271,10 @@ class FoldInWorker:
 
     def rollback(self) -> None:
         """The batch aborted: put back every touched user's state and the popularity."""
-        users, partitions = self.undo.revert()
-        log.warning("rolled back the state of %d user(s) and %d partition(s)", users, partitions)
+        _, partitions = self.undo.revert()
+        self.state.abort()
+        self._rejected_now.clear()
+        log.warning("rolled back the state of %d partition(s) and their users", partitions)
         self._staged.clear()
         self._staged_dead.clear()
         self._batch = CommittedBatch()
@@ -264,6 +288,9 @@ class FoldInWorker:
         with self._next_lock:
             prepared, self._next_model = self._next_model, None
         if prepared is not None:
+            self._swaps += 1
+            if self._crash is not None and self._crash.due("swap", self._swaps):
+                self._crash.kill()  # the fault tests: killed with a new version on its way in
             t0 = time.perf_counter()
             self.recommender.swap_factors(prepared)
             log.info("serving model version %s (swapped in %.1f ms)", prepared.version,
@@ -271,37 +298,64 @@ class FoldInWorker:
             if self.on_swap is not None:
                 self.on_swap(Swap(prepared.version, started, time.time()))
 
-    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
-        """Restore the partitions' state from the changelog, as of their committed offsets,
-        before any of their events is read (this runs inside the consumer's poll)."""
+    def on_partitions_assigned(self, partitions: list[TopicPartition]
+                               ) -> list[TopicPartition]:
+        """Restore the partitions' state, as of their committed offsets, before any of their
+        events is read (this runs inside the consumer's poll); returns those still restoring,
+        for the loop to pause until `resumable` names them."""
         mine = sorted(tp.partition for tp in partitions if tp.topic == self.events_topic)
         if not mine:
+            return []
+        waiting = set(self.state.assign(mine))
+        self._installed([p for p in mine if p not in waiting])
+        return [tp for tp in partitions if tp.topic == self.events_topic and
+                tp.partition in waiting]
+
+    def resumable(self) -> list[TopicPartition]:
+        """Partitions restored since the last call (their state installed now)."""
+        ready = self.state.ready()
+        self._installed(ready)
+        return [TopicPartition(self.events_topic, p) for p in ready]
+
+    def _installed(self, partitions: list[int]) -> None:
+        """Restored partitions forget what the catalog deleted meanwhile."""
+        self._held.update(partitions)
+        for item in self.deleted_items:
+            self._forget(item, partitions)
+
+    def forget_item(self, item_id: str) -> None:
+        """An item left the catalog (between batches): its state in every partition goes, and
+        the next batch writes tombstones for its records."""
+        self.deleted_items.add(item_id)
+        self._forget(item_id, sorted(self._held))
+
+    def _forget(self, item_id: str, partitions: list[int]) -> None:
+        i = self.recommender.catalog.get(item_id)
+        if i < 0:
             return
-        restored, report = self.changelog.restore(mine)
-        rec = self.recommender
-        for p, part in restored.items():
-            for user, (history, ids) in part.users.items():
-                rec.restore_user(user, history, partition=p)
-                self.recent.by_user[user] = dict.fromkeys(ids)
-                self.partition_of[user] = p
-            plain = part.plain()
-            if plain is not None:
-                rec.restore_partition(p, plain)
-        self.restores.append(report)
-        log.info("%s", report)
+        for p in partitions:
+            part = self.recommender.partition(p)
+            if part.holds(i):
+                part.forget(i)
+                self._tombstones[(p, item_id)] = None
 
     def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
         """Forget the state of partitions that moved away (their new owner restores it)."""
-        gone = {tp.partition for tp in partitions if tp.topic == self.events_topic}
-        users = [u for u, p in self.partition_of.items() if p in gone]
-        for user in users:
-            self.recommender.drop_user(user)
-            self.recent.by_user.pop(user, None)
-            del self.partition_of[user]
+        gone = sorted({tp.partition for tp in partitions if tp.topic == self.events_topic})
+        self.state.revoke(gone)
+        self._held.difference_update(gone)
+        self._tombstones = {k: None for k in self._tombstones if k[0] not in gone}
         for p in gone:
             self.recommender.drop_partition(p)
-        if users:
-            log.info("dropped the state of %d user(s) of revoked partitions", len(users))
+
+    @property
+    def restores(self) -> list[changelog.RestoreReport]:
+        """One report per assignment whose partitions were all restored."""
+        return self.state.reports
+
+    def quarantine(self, msg: Message, exc: BaseException) -> None:
+        """`msg` raised whenever it was handled: reject it when it is read again."""
+        self._quarantined[(msg.topic(), msg.partition(), msg.offset())] = exception_reason(exc)
 
     # -- start, stop and hooks for other processes
 
@@ -315,6 +369,7 @@ class FoldInWorker:
     def close(self) -> None:
         for side in self.side_inputs:
             side.close()
+        self.state.close()
         self.changelog.close()
 
     def swap_model(self, factors: ItemFactors) -> None:
@@ -341,36 +396,21 @@ class FoldInWorker:
     # -- internals
 
     def _check(self, msg: Message, now: float) -> Event | Impression:
+        if self._quarantined:  # forgotten once the batch rejecting it commits
+            key = (msg.topic(), msg.partition(), msg.offset())
+            reason = self._quarantined.get(key)
+            if reason is not None:
+                self._rejected_now.append(key)
+                raise Rejected("", f"handling it raised {reason}", "exception")
         if msg.topic() == self.impressions_topic:
             return check_impression_message(msg.key(), msg.value(), self.limits, now)
         event = check_event_message(msg.key(), msg.value(), self.limits, now)
+        check_numbers(event, self.settings.max_abs_weight)
         try:  # the model's own rules (e.g. event weights) are part of "usable"
             self.recommender.config.weights.weight(event.event_type, event.value, event.weight)
         except ModelError as exc:
             raise Rejected("", str(exc), "model") from None
         return event
-
-    def _write_changelog(self, out: Output, messages: list[Message],
-                         users: dict[str, None]) -> None:
-        """The new state of the batch's users and partitions, each partition's records last
-        with the events offset they cover, into the changelog partition of the events'."""
-        rec, topic = self.recommender, self.changelog_topic
-        records, size = 0, 0
-        for user in users:
-            state = rec.user_state(user)
-            assert state is not None
-            value = changelog.user_value(state, self.recent.by_user[user])
-            out.produce(topic, value, changelog.user_key(user), partition=self.partition_of[user])
-            records, size = records + 1, size + len(value)
-        for tp in next_offsets(messages):
-            if tp.topic != self.events_topic:  # impressions change users only
-                continue
-            plain = rec.partition_changes(tp.partition)
-            for key, value in changelog.partition_records(tp.partition, plain, tp.offset):
-                out.produce(topic, value, key, partition=tp.partition)
-                records, size = records + 1, size + len(value)
-        self._staged["changelog_records"] += records
-        self._staged["changelog_bytes"] += size
 
     def _recommendation(self, ev: Event, msg: Message, recs: Recs, d: Decision,
                         now: float) -> Recommendation:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from refold.core.config import Settings
 from refold.core.errors import ConsumerError
+from refold.core.kafka import client_id, consumer_config, make_admin
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +30,8 @@ class DuplicateInstance(ConsumerError):
     """Another live process uses this instance id in the same group."""
 
 
-def members_with(admin: AdminClient, group: str, client_id: str,
-                 timeout: float = 10.0) -> list[str]:
-    """The hosts of the group's members whose client.id is `client_id`."""
+def members(admin: AdminClient, group: str, timeout: float = 10.0) -> list[Any]:
+    """The group's members (`client_id`, `host`, ...); none when the group does not exist."""
     try:
         description = admin.describe_consumer_groups([group], request_timeout=timeout)[
             group].result(timeout)
@@ -37,7 +39,7 @@ def members_with(admin: AdminClient, group: str, client_id: str,
         if "GROUP_ID_NOT_FOUND" in str(exc):
             return []
         raise
-    return [m.host for m in description.members if m.client_id == client_id]
+    return list(description.members)
 
 
 def ensure_unique(admin: AdminClient, group: str, client_id: str, instance_id: str,
@@ -45,17 +47,54 @@ def ensure_unique(admin: AdminClient, group: str, client_id: str, instance_id: s
                   sleep: Callable[[float], None] = time.sleep) -> None:
     """Return once no member of `group` has `client_id`; `DuplicateInstance` if one stays
     longer than a session timeout (it heartbeats: a live twin, not a ghost)."""
-    deadline = clock() + session_timeout + 5.0
-    hosts = members_with(admin, group, client_id)
-    if hosts:
-        log.info("group %s has a member with instance id %s (%s): waiting up to %.0f s for it "
-                 "to time out, in case it is this instance's previous run", group, instance_id,
-                 ", ".join(hosts), session_timeout + 5.0)
-    while hosts:
+    def hosts() -> list[str]:
+        return [m.host for m in members(admin, group) if m.client_id == client_id]
+
+    _wait_gone(hosts, session_timeout, clock, sleep,
+               f"group {group} has a member with instance id {instance_id}",
+               "this instance's previous run", lambda found: DuplicateInstance(
+                   f"instance id {instance_id!r} is in use by a live member of group {group!r} "
+                   f"(host {found}): give every replica its own instance id "
+                   "(--instance-id, REFOLD_INSTANCE_ID; the default is the host name)"))
+
+
+def refuse_twin(settings: Settings, group: str, role: str,
+                consumer_extra: Mapping[str, Any] | None = None) -> None:
+    """`ensure_unique` for a process of `role` about to join `group` with its consumer's
+    session timeout: stop (`DuplicateInstance`) rather than fence a live twin."""
+    conf = consumer_config(settings, group, consumer_extra)
+    session = float(conf.get("session.timeout.ms", 45_000)) / 1000.0
+    ensure_unique(make_admin(settings, purpose=f"{role}-check"), group,
+                  client_id(settings, role), settings.instance_id, session)
+
+
+def ensure_alone(admin: AdminClient, group: str, what: str, session_timeout: float,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+    """For a singleton (the refitter): return once `group` has no member; `DuplicateInstance`
+    if one stays longer than a session timeout (a live process, not a killed one's ghost)."""
+    def found() -> list[str]:
+        return [f"{m.client_id}@{m.host}" for m in members(admin, group)]
+
+    _wait_gone(found, session_timeout, clock, sleep, f"group {group} has member(s)",
+               f"this {what}'s previous run", lambda who: DuplicateInstance(
+                   f"another {what} is running in group {group!r} ({who}): stop it first; "
+                   "two would publish colliding versions"))
+
+
+def _wait_gone(find: Callable[[], list[str]], session_timeout: float,
+               clock: Callable[[], float], sleep: Callable[[float], None], what: str,
+               ghost: str, refusal: Callable[[str], DuplicateInstance]) -> None:
+    """Poll `find` every second until it finds nothing; past a session timeout (and a
+    margin), raise `refusal(what it found)`."""
+    wait = session_timeout + 5.0
+    deadline = clock() + wait
+    found = find()
+    if found:
+        log.info("%s (%s): waiting up to %.0f s for it to time out, in case it is %s", what,
+                 ", ".join(found), wait, ghost)
+    while found:
         if clock() > deadline:
-            raise DuplicateInstance(
-                f"instance id {instance_id!r} is in use by a live member of group {group!r} "
-                f"(host {', '.join(hosts)}): give every replica its own instance id "
-                "(--instance-id, REFOLD_INSTANCE_ID; the default is the host name)")
+            raise refusal(", ".join(found))
         sleep(1.0)
-        hosts = members_with(admin, group, client_id)
+        found = find()

@@ -94,9 +94,11 @@ class Monitored:
             self._last_lag = now
             record_lag(consumer, self.group)
 
-    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
-        self.worker.on_partitions_assigned(partitions)
+    def on_partitions_assigned(self, partitions: list[TopicPartition]
+                               ) -> list[TopicPartition] | None:
+        waiting = self.worker.on_partitions_assigned(partitions)
         self.monitor.on_assigned(partitions)
+        return waiting
 
     def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
         self.worker.on_partitions_revoked(partitions)

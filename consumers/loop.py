@@ -31,48 +31,40 @@ outputs are produced and flushed, then the offsets are committed, so a crash in 
 the batch's outputs again (the worker's event-id de-dup keeps its state exact). Test hook:
 `consumers.crash` (`REFOLD_TEST_CRASH_AT`, fault tests) kills between produce and commit.
 
-Rebalance callbacks run inside `poll()`/`consume()` only, and no transaction spans those calls,
-so when partitions are revoked every handled batch is already committed: the processor only
-drops state. Stopping (`stop()`, e.g. from SIGTERM) lets the current batch commit first.
+When `handle()` raises something unexpected, the batch is aborted and rolled back like a failed
+transaction, then retried smaller and smaller (`consumers.isolate`) until the one message that
+raises is found: the processor's `quarantine` dead-letters it, and the partition moves on.
+
+Rebalances (`consumers.rebalance`): partitions whose state the processor restores are paused
+meanwhile, and resumed between batches. Stopping (`stop()`, e.g. from SIGTERM) lets the current
+batch commit first.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from consumers.batch import LoopStats, Output, Processor, first_offsets, names, next_offsets, usable
+from consumers.batch import LoopStats, Output, Processor, first_offsets, next_offsets, usable
 from consumers.companions import Companions
 from consumers.crash import CrashPoint
-from consumers.instances import ensure_unique
-from consumers.txn import (
-    CALL_TIMEOUT_S,
-    TXN_PRODUCER,
-    TXN_TIMEOUT_S,
-    Fenced,
-    Stalled,
-    abortable,
-    call,
-    error_of,
-    fatal_error,
-    let_go,
-)
+from consumers.instances import refuse_twin
+from consumers.isolate import PoisonIsolator
+from consumers.output_producer import OutputProducer
+from consumers.rebalance import Assignment
+from consumers.txn import CALL_TIMEOUT_S, TXN_TIMEOUT_S, Stalled, abortable, error_of
 from refold.core.config import Settings
 from refold.core.kafka import (
     AUTHORIZATION,
     KafkaFatalError,
-    client_id,
     consumer_config,
-    error_cb,
-    make_admin,
     make_consumer,
-    make_producer,
     not_authorized,
+    raise_fatal_cause,
     where,
 )
 from refold.core.probes import Probes
@@ -127,8 +119,6 @@ class TransactionalLoop:
             else consumer_extra or {}
         self.producer_extra = producer_extra or {}
         self.guarantee = guarantee
-        self.on_producer = on_producer
-        """Wraps each producer the loop makes (tests inject faults)."""
         self.client_role = client_role
         """Names the clients (`refold.<role>.<instance id>`) and the instance check's member."""
         self.probes = probes or Probes()
@@ -136,15 +126,33 @@ class TransactionalLoop:
         processor has taken them (a worker restores their state then)."""
         self.check_instance = check_instance
         self.stats = LoopStats()
-        self.assigned: set[tuple[str, int]] = set()
+        strategy = consumer_config(settings, group_id, self.consumer_extra)[
+            "partition.assignment.strategy"]
+        self._companions = Companions(settings, topics[0], companions) if companions else None
+        self.assignment = Assignment(processor, self.probes,
+                                     cooperative="cooperative" in strategy, touched=self._touch,
+                                     companions=self._companions)
+        """The partitions assigned (and paused while restoring); the rebalance callbacks."""
+        self.isolator = PoisonIsolator(self.batch_size, settings.handle_retries)
         self._stopping = False
         self._aborts_in_a_row = 0
         self._last_activity = time.monotonic()
         self.consumer: Consumer | None = None
         """The consumer, made by `run` (a monitor reads lag through it between batches)."""
-        self._producer: Producer | None = None
+        self.output = OutputProducer(settings, transactional_id, exactly_once=(
+            guarantee == "exactly-once"), extra=self.producer_extra, purpose=client_role,
+            on_producer=on_producer)
+        """The output producer; `on_producer` is called with each one it makes and returns the
+        one to use (tests wrap it to inject faults)."""
         self._crash = CrashPoint.from_env()
-        self._companions = Companions(settings, topics[0], companions) if companions else None
+
+    @property
+    def assigned(self) -> set[tuple[str, int]]:
+        return self.assignment.assigned
+
+    @property
+    def paused(self) -> set[tuple[str, int]]:
+        return self.assignment.paused
 
     # -- lifecycle
 
@@ -157,18 +165,18 @@ class TransactionalLoop:
         exactly_once = self.guarantee == "exactly-once"
         self.probes.hold("joining", f"joining group {self.group_id}")
         if self.check_instance:
-            self._ensure_unique()
-        self._producer = self._make_producer()
+            refuse_twin(self.settings, self.group_id, self.client_role, self.consumer_extra)
+        self.output.start()
         self.consumer = make_consumer(self.settings, self.group_id, self.consumer_extra,
                                       purpose=self.client_role)
-        self.consumer.subscribe(self.topics, on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.assignment.subscribe(self.consumer, self.topics)
         self.stats = LoopStats()
         self._last_activity = time.monotonic()
         try:
             while not self._done():
                 self.probes.beat()
                 self.processor.between_batches()
+                self.assignment.resume_ready(self.consumer)
                 messages = self._consume()
                 if messages:
                     self._last_activity = time.monotonic()
@@ -183,33 +191,8 @@ class TransactionalLoop:
             self._close()
         return self.stats
 
-    def _make_producer(self) -> Producer:
-        """The output producer: transactional (initialised: any open transaction of this id is
-        aborted) under exactly-once, idempotent under at-least-once."""
-        txn = {"transactional.id": self.transactional_id,
-               "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000), **TXN_PRODUCER}
-        exactly_once = self.guarantee == "exactly-once"
-        only_errors = {"delivery.report.only.error": True}  # the failures are what a batch checks
-        producer = make_producer(self.settings, {
-            **(txn if exactly_once else {}), **only_errors, "error_cb": self._producer_error,
-            **self.producer_extra}, purpose=self.client_role)
-        if self.on_producer is not None:
-            producer = self.on_producer(producer)
-        if exactly_once:
-            try:
-                self._call("init_transactions", producer.init_transactions, TXN_TIMEOUT_S)
-            except KafkaException as exc:
-                not_authorized(error_of(exc), "WRITE", self.transactional_id)
-                raise
-        return producer
-
-    def _ensure_unique(self) -> None:
-        """Stop (`DuplicateInstance`) rather than fence a live twin with this instance id."""
-        conf = consumer_config(self.settings, self.group_id, self.consumer_extra)
-        session = float(conf.get("session.timeout.ms", 45_000)) / 1000.0
-        ensure_unique(make_admin(self.settings, purpose=f"{self.client_role}-check"),
-                      self.group_id, client_id(self.settings, self.client_role),
-                      self.settings.instance_id, session)
+    def _touch(self) -> None:
+        self._last_activity = time.monotonic()
 
     def _done(self) -> bool:
         if self._stopping:
@@ -220,10 +203,12 @@ class TransactionalLoop:
         return self.idle_exit is not None and idle >= self.idle_exit
 
     def _consume(self) -> list[Message]:
-        """Step 1: wait for a first message, then take what is already fetched, up to a batch
-        (`consume(n, timeout)` would wait for n: at low traffic, every event would wait the
-        whole timeout). Messages of partitions revoked meanwhile are left out."""
-        n = self.batch_size
+        """Step 1: wait for a first message, then take what is already fetched, up to a batch.
+
+        (`consume(n, timeout)` would wait for n messages: at low traffic, every event would wait
+        the whole timeout.) Messages of partitions revoked meanwhile are left out.
+        """
+        n = min(self.batch_size, self.isolator.cap)  # smaller while a poison message is sought
         if self.max_messages is not None:
             n = min(n, self.max_messages - self.stats.messages)
         assert self.consumer is not None
@@ -251,19 +236,14 @@ class TransactionalLoop:
                 self.consumer.close()  # leaves the group: revokes (committed) partitions now
             except (KafkaException, KafkaFatalError, RuntimeError) as exc:
                 log.warning("closing the consumer: %s", exc)
-        if self._producer is not None:
-            try:
-                self._producer.flush(5)  # nothing is pending after a commit; after a fatal error
-            except (KafkaException, KafkaFatalError, SystemError) as exc:  # the cause is already
-                # on its way (SystemError: confluent-kafka, when the error callback has raised
-                # and a failed message's delivery report is served in the same flush)
-                log.debug("flushing the producer: %s", exc)
+        self.output.close()
 
     # -- one batch, one transaction
 
     def _batch(self, messages: list[Message]) -> None:
-        assert self.consumer is not None and self._producer is not None
-        producer, out = self._producer, Output(self._producer, track_delivery=True)
+        assert self.consumer is not None and self.output.producer is not None
+        producer = self.output.producer
+        out = Output(producer, track_delivery=True)
         try:
             self._call("begin_transaction", producer.begin_transaction)  # 2
             self.processor.handle(messages, out)  # 3
@@ -281,7 +261,7 @@ class TransactionalLoop:
         except Stalled as exc:
             log.warning("the batch %s..%s stalled: %s", where(messages[0]), where(messages[-1]),
                         exc)
-            self._replace_producer(exc)
+            self.output.replace(exc)
             if self._landed(messages):
                 self._committed(messages, handled)
             else:
@@ -293,17 +273,42 @@ class TransactionalLoop:
             for topic, err in zip(out.failed_topics, out.failed, strict=True):
                 not_authorized(err, "WRITE", topic)  # a missing ACL: redoing would not help
             if not abortable(error_of(exc)):
-                raise self._fatal("transaction", error_of(exc)) from exc
+                raise self.output.fatal("transaction", error_of(exc)) from exc
             log.warning("aborting the batch %s..%s: %s",
                         where(messages[0]), where(messages[-1]), error_of(exc))
-            self._abort(messages)
+            self.output.abort()
             self._redo(messages, error_of(exc))
             return
+        except Exception as exc:  # handle() raised: leave Kafka and memory clean, then retry
+            raise_fatal_cause(exc)
+            self.output.abort()
+            self._roll_back(messages)
+            self._isolate(messages, exc)
+            return
         except BaseException:
-            self._abort(messages)  # a bug in handle(): leave Kafka and memory clean, then crash
+            self.output.abort()
             self._roll_back(messages)
             raise
         self._committed(messages, handled)
+
+    def _isolate(self, messages: list[Message], exc: Exception) -> None:
+        """A batch's handling raised (the batch is rolled back): retry it, smaller and smaller
+        (`consumers.isolate`), until the one message that raises is found; the processor then
+        rejects it. A processor that cannot reject (no `quarantine`) stops the loop."""
+        quarantine = getattr(self.processor, "quarantine", None)
+        if quarantine is None:
+            raise exc
+        self.stats.handle_failures += 1
+        log.error("handling %d message(s) %s..%s raised (%s: %s): retrying%s", len(messages),
+                  where(messages[0]), where(messages[-1]), type(exc).__name__, exc,
+                  " smaller" if self.isolator.searching else "")
+        culprit = self.isolator.failed(messages)
+        if culprit is not None:
+            log.error("%s raises whenever it is handled: it goes to the dead letters",
+                      where(culprit))
+            quarantine(culprit, exc)
+            self.isolator.isolated()
+        time.sleep(0.05)
 
     def _redo(self, messages: list[Message], cause: object) -> None:
         """After a failed transaction: roll the batch back and rewind its partitions, so it is
@@ -321,7 +326,8 @@ class TransactionalLoop:
         committed). Asked after a new producer ended the transaction, so the answer is stable;
         if it cannot be had, the worker stops rather than guess."""
         assert self.consumer is not None
-        want = self._held({(tp.topic, tp.partition): tp.offset for tp in next_offsets(messages)})
+        want = self.assignment.held({(tp.topic, tp.partition): tp.offset
+                                     for tp in next_offsets(messages)})
         tps = [TopicPartition(t, p) for t, p in want]
         try:
             got = self._call("committed", self.consumer.committed, tps, timeout=CALL_TIMEOUT_S)
@@ -332,6 +338,7 @@ class TransactionalLoop:
 
     def _committed(self, messages: list[Message], handled: float) -> None:
         self.processor.promote()  # 6
+        self.isolator.succeeded(len(messages))
         self._aborts_in_a_row = 0
         self.stats.batches += 1
         self.stats.messages += len(messages)
@@ -341,13 +348,13 @@ class TransactionalLoop:
     def _batch_at_least_once(self, messages: list[Message]) -> None:
         """handle → flush every output → commit the offsets: a crash between flush and commit
         delivers the batch's outputs again."""
-        assert self.consumer is not None and self._producer is not None
-        out = Output(self._producer, track_delivery=True)
+        assert self.consumer is not None and self.output.producer is not None
+        out = Output(self.output.producer, track_delivery=True)
         try:
             self.processor.handle(messages, out)
             handled = time.monotonic()
             self._crash_if("after_produce")
-            left = self._producer.flush(TXN_TIMEOUT_S)
+            left = self.output.producer.flush(TXN_TIMEOUT_S)
             if left or out.failed:
                 raise KafkaFatalError(f"{left} output(s) not delivered, "
                                       f"{len(out.failed)} failed: {out.failed[:3]}")
@@ -356,6 +363,14 @@ class TransactionalLoop:
             self._call("commit", self.consumer.commit, offsets=next_offsets(messages),
                        asynchronous=True)
             self._crash_if("after_commit")
+        except KafkaFatalError:
+            self._roll_back(messages)
+            raise
+        except Exception as exc:  # handle() raised: the offsets stay, the batch is redone
+            self._roll_back(messages)
+            raise_fatal_cause(exc)
+            self._isolate(messages, exc)
+            return
         except BaseException:
             self._roll_back(messages)  # the offsets stay where they were: the batch is redone
             raise
@@ -364,43 +379,16 @@ class TransactionalLoop:
     def _crash_if(self, point: str) -> None:
         """The test hook (`consumers.crash`): SIGKILL at `point` of the n-th batch."""
         if self._crash is not None and self._crash.due(point, self.stats.batches + 1):
-            assert self._producer is not None
-            self._producer.flush(TXN_TIMEOUT_S)  # the outputs reach the broker, uncommitted
+            assert self.output.producer is not None
+            self.output.producer.flush(TXN_TIMEOUT_S)  # the outputs reach the broker, uncommitted
             self._crash.kill()
-
-    def _abort(self, messages: list[Message]) -> None:
-        """Abort the open transaction (the caller rolls the batch back)."""
-        assert self.consumer is not None and self._producer is not None
-        try:
-            self._call("abort_transaction", self._producer.abort_transaction, CALL_TIMEOUT_S,
-                       stalls=True)
-        except Fenced:
-            raise
-        except (KafkaFatalError, Stalled) as exc:
-            # librdkafka can fail an abort with a fatal INVALID_TXN_STATE (its issue 4849), or
-            # stall: a new producer of the same transactional.id aborts the transaction instead.
-            self._replace_producer(exc)
-        except KafkaException as exc:
-            if error_of(exc).code() != KafkaError._STATE:  # no transaction was open
-                raise KafkaFatalError(f"abort_transaction: {error_of(exc)}") from exc
-
-    def _replace_producer(self, cause: object) -> None:
-        """A new producer of the same transactional.id: its `init_transactions` fences the old
-        one and ends its open transaction. The old one is let go on a thread of its own, as
-        destroying a producer that lost its brokers can take a while."""
-        log.warning("%s: starting a new transactional producer", cause)
-        old, self._producer = self._producer, None
-        threading.Thread(target=let_go, args=(old,), name="refold-old-producer",
-                         daemon=True).start()
-        del old
-        self._producer = self._make_producer()
 
     def _roll_back(self, messages: list[Message]) -> None:
         """Drop the batch's staged state and seek its partitions (those still assigned) back to
         their committed offsets, so that the batch is read and handled again."""
         assert self.consumer is not None
         self.processor.rollback()
-        first = self._held(first_offsets(messages))
+        first = self.assignment.held(first_offsets(messages))
         tps = [TopicPartition(t, p) for t, p in first]
         try:
             committed = self.consumer.committed(tps, timeout=CALL_TIMEOUT_S)
@@ -414,48 +402,7 @@ class TransactionalLoop:
         if self._companions is not None:
             self._companions.rewound(first)
 
-    def _held(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
-        """`offsets` of the partitions still assigned to this loop."""
-        return {tp: off for tp, off in offsets.items() if tp in self.assigned}
-
-    def _call(self, what: str, fn: Callable[..., T], *args: Any, stalls: bool = False,
-              **kwargs: Any) -> T:
-        return call(what, fn, *args, fatal=self._fatal, stalls=stalls, **kwargs)
-
-    def _producer_error(self, err: KafkaError) -> None:
-        if err.fatal():  # e.g. fenced, seen while serving callbacks: say which id
-            raise self._fatal("producer", err)
-        error_cb(err)
-
-    def _fatal(self, what: str, err: KafkaError) -> KafkaFatalError:
-        return fatal_error(what, err, self._producer, self.transactional_id)
-
-    # -- rebalance callbacks (run inside consume(), between transactions)
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._companions is not None:
-            partitions = self._companions.assign(consumer, partitions)
-        self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
-        self._last_activity = time.monotonic()
-        log.info("assigned %s", names(partitions))
-        if partitions:
-            self.probes.hold("restoring", f"taking over {len(partitions)} partition(s): "
-                             "restoring their state", busy=True)
-        try:
-            self.processor.on_partitions_assigned(partitions)
-        finally:
-            self.probes.clear("restoring")
-            self.probes.clear("joining")
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Every handled batch was committed before consume() was called, so nothing is in flight.
-        if self._companions is not None:
-            partitions = self._companions.revoke(consumer, partitions)
-        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
-        self._last_activity = time.monotonic()
-        log.info("revoked %s", names(partitions))
-        self.processor.on_partitions_revoked(partitions)
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("lost %s (session timed out): dropping their state", names(partitions))
-        self._on_revoke(consumer, partitions)
+    def _call(
+        self, what: str, fn: Callable[..., T], *args: Any, stalls: bool = False, **kwargs: Any
+    ) -> T:
+        return self.output.call(what, fn, *args, stalls=stalls, **kwargs)

@@ -3,13 +3,13 @@
 Each check raises `Rejected` (a dead letter with a reason and a bounded error class) or builds
 the dead letter's form; none needs a broker:
 
-- `decode_guarded`: JSON nested thousands of levels deep made the decoder raise `RecursionError`,
-  which is not a `SchemaError`, so the worker crashed on it, restarted and read it again: now
-  it is `too_deep`;
+- (in `refold.core.schemas`) JSON nested thousands of levels deep made the decoder raise
+  `RecursionError`, which is not a `SchemaError`, so the worker crashed on it, restarted and read
+  it again: it is a `SchemaError` now, a `too_deep` dead letter;
 - `check_numbers`: a weight beyond `max_abs_weight` (or any number beyond float32's range) would
   turn a user's confidences into infinities and NaN the fold-in: `out_of_range`;
-- `truncated_copy`: a dead letter must itself fit the producer's message limit, so an oversize
-  event's dead letter keeps its first bytes, with its size and sha256 in headers;
+- (in `consumers.deadletter.truncated_copy`) a dead letter must itself fit the producer's message
+  limit, so an oversize event's dead letter keeps its first bytes, with its size and sha256;
 - `exception_reason`: the reason of a message whose handling raised an unexpected exception, after
   the retries (the loop isolates it), short enough for a header.
 
@@ -21,30 +21,17 @@ the dead letter's form; none needs a broker:
 ... except Rejected as exc:
 ...     print(exc.error_class, "|", exc)
 out_of_range | weight: 1e+39 is beyond float32's range (±3.4e+38)
->>> value, headers = truncated_copy(b"x" * 10, limit=4)
->>> value, dict(headers)["original_size"], dict(headers)["truncated"]
-(b'xxxx', b'10', b'true')
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 from consumers.deadletter import Rejected
-from refold.core.schemas import Event, SchemaError, decode_event
+from refold.core.schemas import Event
 
 FLOAT32_MAX = 3.4028234663852886e38
 EXCEPTION_REASON_CHARS = 500
-
-
-def decode_guarded(value: bytes) -> Event:
-    """`decode_event`, with nesting too deep for the decoder as a `Rejected("too_deep")`."""
-    try:
-        return decode_event(value)
-    except RecursionError:
-        raise Rejected("", "JSON nested too deeply (the decoder's recursion limit)",
-                       "too_deep") from None
 
 
 def check_numbers(event: Event, max_abs_weight: float) -> None:
@@ -61,19 +48,8 @@ def check_numbers(event: Event, max_abs_weight: float) -> None:
                        "(max_abs_weight)", "out_of_range")
 
 
-def truncated_copy(value: bytes, limit: int) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """The first `limit` bytes of `value`, and headers with its full size and sha256."""
-    return value[:limit], [("original_size", str(len(value)).encode()),
-                           ("original_sha256", hashlib.sha256(value).hexdigest().encode()),
-                           ("truncated", b"true")]
-
-
 def exception_reason(exc: BaseException) -> str:
     """`Type: message`, cut to `EXCEPTION_REASON_CHARS`."""
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= EXCEPTION_REASON_CHARS else \
         text[: EXCEPTION_REASON_CHARS - 3] + "..."
-
-
-__all__ = ["Rejected", "SchemaError", "check_numbers", "decode_guarded", "exception_reason",
-           "truncated_copy"]

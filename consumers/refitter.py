@@ -33,10 +33,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    TopicCollection,
+    TopicPartition,
+)
 
 from consumers import instrument
 from consumers.control import RefitRequestReader
+from consumers.instances import ensure_alone
+from consumers.poison import check_numbers
 from consumers.similar_publisher import (
     Sequences,
     SimilarItemsPublisher,
@@ -44,17 +53,24 @@ from consumers.similar_publisher import (
     SimilarPublishError,
 )
 from consumers.snapshots import SnapshotFollower, SnapshotPublisher
+from consumers.state.seen import SeenIds
+from models.expiry import Horizon
 from models.refit import Gate, RefitParams, train
 from models.snapshot import CHUNK_BYTES, Snapshot, Watermark
 from models.store import InteractionStore, StoreConfig
 from models.weights import EventWeights
 from refold.core.config import Settings
 from refold.core.errors import ConsumerError, ModelError
-from refold.core.kafka import KafkaFatalError, make_consumer, watermarks, where
+from refold.core.kafka import KafkaFatalError, make_admin, make_consumer, watermarks, where
 from refold.core.probes import Probes
 from refold.core.schemas import SchemaError, decode_event
 
 log = logging.getLogger(__name__)
+
+SESSION_TIMEOUT_S = 10.0
+"""A refitter restarted after a crash gets its partitions back within this (heartbeats run in the
+background, so a long training does not miss them); a second one waits this long for the
+group to empty before refusing to start."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +111,9 @@ class Refitter:
             weights = foldin_config(settings).weights
         self.store = InteractionStore(store_config, weights)
         self.gate = Gate(self.params)
-        self.publisher = SnapshotPublisher(settings, keep_versions, chunk_bytes, flush_every,
-                                           publish_pause)
+        self.publisher = SnapshotPublisher(
+            settings, keep_versions, chunk_bytes, flush_every, publish_pause,
+            transactional_id=publisher_transactional_id(settings))
         self.similar = None if similar is None else SimilarItemsPublisher(settings, similar)
         """Publishes each version's similar items (None: off)."""
         self.checkpoint_path = (Path(settings.home) / "refit"
@@ -107,6 +124,9 @@ class Refitter:
         """Next offset to read per events partition: what the store covers."""
         self.refits = self.published = self.refused = self.failed = self.aborted = 0
         self.bad_events = 0
+        self.duplicates = 0
+        """Events whose id was seen within `dedup_horizon_seconds` (any partition): skipped."""
+        self.seen: SeenIds | None = None
         self.requests_taken = self.requests_answered = 0
         """Workers' refit requests acted upon, and those a refit had answered already."""
         self.last_refit: dict[str, float] = {}
@@ -169,13 +189,20 @@ class Refitter:
 
     # -- the loop
     def run(self, once: bool = False, restore_timeout: float = 60.0) -> int:
-        """Consume and refit until `stop()` (or, with `once`, until one refit at the end)."""
+        """Consume and refit until `stop()` (or, with `once`, until one refit at the end).
+
+        A refitter is alone in its group: one started next to a live one refuses to start
+        (`DuplicateInstance`), and publishing is transactional with one id per group, so even
+        two that raced past that check cannot both publish: the later fences the earlier,
+        whose open version is aborted, before it picks its next version number."""
+        admin = make_admin(self.settings, purpose="refitter-check")
+        ensure_alone(admin, self.settings.refit_group, "refitter", SESSION_TIMEOUT_S)
+        self.publisher.fence()
+        self.seen = self._open_seen(admin)
         self.restore(restore_timeout)
-        # A short session: a refitter restarted after a crash gets its partitions back within
-        # 10 s (heartbeats run in the background, so a long training does not miss them).
         consumer = self._consumer = make_consumer(self.settings, self.settings.refit_group, {
             "partition.assignment.strategy": "range", "max.poll.interval.ms": 3_600_000,
-            "session.timeout.ms": 10_000}, purpose="refitter")
+            "session.timeout.ms": int(SESSION_TIMEOUT_S * 1000)}, purpose="refitter")
         consumer.subscribe([self.topic], on_assign=self._on_assign)
         self._requests = RefitRequestReader(self.settings)
         ends = watermarks(consumer, self.topic)
@@ -215,6 +242,9 @@ class Refitter:
             self.publisher.close()
             if self.similar is not None:
                 self.similar.close()
+            if self.seen is not None:
+                self.seen.close()
+                self.seen = None
         log.info("refitter stopped: %d refits, %d published, %d refused, %d failed",
                  self.refits, self.published, self.refused, self.failed)
         return 0
@@ -227,9 +257,22 @@ class Refitter:
             self.offsets[msg.partition()] = msg.offset() + 1
             self._add(msg)
 
+    def _open_seen(self, admin) -> SeenIds:
+        """The de-duplication's ids, under the state directory (per events topic and group)."""
+        topic_id = str(admin.describe_topics(TopicCollection([self.topic]))[self.topic]
+                       .result(30).topic_id)
+        path = self.settings.state_path / "refit" / f"{self.topic}.{self.settings.refit_group}"
+        return SeenIds(path, Horizon(self.settings.dedup_horizon_seconds), topic_id)
+
     def _add(self, msg: Message) -> None:
         try:
             ev = decode_event(msg.value())
+            check_numbers(ev, self.settings.max_abs_weight)
+            if self.seen is not None and self.seen.duplicate(
+                    ev.event_id, ev.event_time, msg.partition(), msg.offset()):
+                self.duplicates += 1
+                log.debug("duplicate event %s at %s: skipped", ev.event_id, where(msg))
+                return
             self.store.add(ev.user_id, ev.item_id, ev.event_type, ev.event_time, ev.value,
                            ev.weight)
         except (SchemaError, ModelError) as exc:  # the worker dead-letters it; here, skip
@@ -359,6 +402,9 @@ class Refitter:
     # -- checkpoint
     def checkpoint(self) -> Path:
         """Write the store atomically (temp file, fsync, rename), then commit its offsets."""
+        if self.seen is not None:  # the ids first: they may be ahead of the checkpoint
+            self.seen.flush()
+            self.seen.prune()
         self.store.meta["offsets"] = {str(p): o for p, o in self.offsets.items()}
         self.store.meta.setdefault("version", self.next_version - 1)
         path = self.checkpoint_path
@@ -381,3 +427,9 @@ class Refitter:
     def _where(self, offsets: dict[int, int] | None = None) -> str:
         offsets = self.offsets if offsets is None else offsets
         return ", ".join(f"{self.topic}[{p}]@{o}" for p, o in sorted(offsets.items())) or "nothing"
+
+
+def publisher_transactional_id(settings: Settings) -> str:
+    """One per refit group, not per instance: a second refitter of the group, whatever its
+    instance id, fences the first's publisher."""
+    return f"{settings.topic_prefix}{settings.refit_group}-publisher"

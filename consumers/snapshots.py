@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from models.snapshot import (
     CHUNK_BYTES,
@@ -45,7 +45,9 @@ from refold.core.kafka import (
     make_admin,
     make_consumer,
     make_producer,
+    not_authorized,
     produce,
+    raise_fatal_cause,
     watermarks,
     where,
 )
@@ -72,7 +74,8 @@ class SnapshotPublisher:
     """Publishes snapshots with an idempotent producer, then prunes versions beyond `keep`."""
 
     def __init__(self, settings: Settings, keep: int = 3, chunk_bytes: int = CHUNK_BYTES,
-                 flush_every: int = 64, pause_seconds: float = 0.0) -> None:
+                 flush_every: int = 64, pause_seconds: float = 0.0,
+                 transactional_id: str | None = None) -> None:
         self.settings = settings
         self.topic = settings.topic("snapshots")
         self.keep = keep
@@ -81,20 +84,33 @@ class SnapshotPublisher:
         self.pause_seconds = pause_seconds
         """A throttle: sleep after each `flush_every` chunks, to spare the brokers' bandwidth."""
         self.published: deque[Published] = deque()
+        self.transactional_id = transactional_id
+        """Publish each version in a transaction of this id: a second publisher with the same
+        id (another refitter) fences this one, whose versions then never become visible."""
         self._producer = None
         self._admin = None
 
     def publish(self, snap: Snapshot, timeout: float = 120.0) -> Published:
-        """Chunks, flush, then the manifest; raises `SnapshotPublishError` if any is lost."""
+        """Chunks, flush, then the manifest (in one transaction when transactional); raises
+        `SnapshotPublishError` if any is lost, `KafkaFatalError` once fenced."""
+        try:
+            return self._publish(snap, timeout)
+        except SystemError as exc:
+            raise_fatal_cause(exc)
+            raise
+        except SnapshotPublishError:
+            self._abort()  # its chunks never become visible; the next version starts clean
+            raise
+
+    def _publish(self, snap: Snapshot, timeout: float) -> Published:
         t0 = time.perf_counter()
         payload = snap.to_bytes()
         size = len(payload)
         chunks, manifest = encode_chunks(payload, snap.version, self.chunk_bytes)
         del payload  # the chunks hold a copy
-        if self._producer is None:  # factors do not compress: spare the CPU
-            self._producer = make_producer(self.settings, {"compression.type": "none",
-                                                           "linger.ms": 20},
-                                           purpose="refitter-snapshots")
+        self.fence()
+        if self.transactional_id is not None:
+            self._producer.begin_transaction()
         offsets: list[int] = []
         log.info("publishing snapshot v%d: %d chunks, %.1f MB to %s", snap.version, len(chunks),
                  size / MB, self.topic)
@@ -113,6 +129,12 @@ class SnapshotPublisher:
         done: list[int] = []
         self._produce(manifest.key, manifest.value, manifest.headers, done)
         self._flush(timeout, done, 1)
+        if self.transactional_id is not None:
+            try:
+                self._producer.commit_transaction(timeout)
+            except KafkaException as exc:
+                raise SnapshotPublishError(f"snapshot v{snap.version} not committed: "
+                                           f"{exc.args[0]}") from exc
         result = Published(snap.version, first, done[0], len(chunks), size,
                            time.perf_counter() - t0)
         log.info("snapshot v%d live: %s[0]@%d..%d, %.1f MB in %.2f s", snap.version, self.topic,
@@ -120,6 +142,32 @@ class SnapshotPublisher:
         self.published.append(result)
         self.prune()
         return result
+
+    def fence(self) -> None:
+        """Make the producer; a transactional one is initialised now, which fences any other
+        publisher of the same id and aborts what it left open."""
+        if self._producer is not None:
+            return
+        extra = {"compression.type": "none", "linger.ms": 20}  # factors do not compress
+        if self.transactional_id is not None:
+            extra.update({"transactional.id": self.transactional_id,
+                          "transaction.timeout.ms": 600_000})
+        self._producer = make_producer(self.settings, extra, purpose="refitter-snapshots")
+        if self.transactional_id is not None:
+            try:
+                self._producer.init_transactions(60)
+            except KafkaException as exc:
+                not_authorized(exc.args[0], "WRITE", self.transactional_id)
+                raise
+
+    def _abort(self) -> None:
+        """Abort an open transaction after a failed publish (nothing to do without one)."""
+        if self.transactional_id is None or self._producer is None:
+            return
+        try:
+            self._producer.abort_transaction(30)
+        except KafkaException as exc:
+            log.warning("aborting the snapshot transaction: %s", exc.args[0])
 
     def _produce(self, key: str, value: bytes, headers: dict[str, bytes], acks: list) -> None:
         def delivered(err: KafkaError | None, msg: Message) -> None:
@@ -203,7 +251,10 @@ class SnapshotFollower:
                                             "fetch.wait.max.ms": 20,
                                             # with a full prefetch queue, retry in 10 ms
                                             # rather than the default second
-                                            "fetch.queue.backoff.ms": 10},
+                                            "fetch.queue.backoff.ms": 10,
+                                            # a probe at a transaction's commit marker gets
+                                            # no message: the end of the log says so
+                                            "enable.partition.eof": True},
                                            purpose="snapshots")
         return self._consumer
 
@@ -256,6 +307,8 @@ class SnapshotFollower:
             for msg in consumer.consume(1, timeout=0.5):
                 if msg.error() is None:
                     return msg
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    return None  # `offset` held a commit marker (or an aborted record)
         return None
 
     def _assemble(self, first: int, last: int, version: int, deadline: float) -> Snapshot | None:

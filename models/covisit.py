@@ -202,6 +202,20 @@ class CoVisits:
             del buf[undo.buffered :]
         self._by_row, self._journal = None, None
 
+    def forget(self, item: int) -> None:
+        """Drop an item's row and its buffered updates (it left the catalog). Other rows keep
+        it as a neighbour until their counts push it out; ranking skips inactive items."""
+        if item < len(self):
+            self._remember([item])
+            self.count[item], self._inv[item], self._deg[item] = 0.0, 1.0, 0
+            self._nbr[item], self._wt[item] = -1, 0.0
+        keep = [k for k, r in enumerate(self._buf_r) if r != item]
+        if len(keep) < len(self._buf_r):
+            self._buf_r = [self._buf_r[k] for k in keep]
+            self._buf_c = [self._buf_c[k] for k in keep]
+            self._buf_g = [self._buf_g[k] for k in keep]
+            self._by_row = None
+
     # -- plain data with item ids
 
     def items(self) -> list[int]:

@@ -137,6 +137,24 @@ class PartitionState:
                 XtX, alpha, regularization)
         self.set_vectors(updates)
 
+    def holds(self, item: int) -> bool:
+        """Whether the partition has any state of `item`."""
+        pop = self.trending.ranking_scores()
+        return (item < len(pop) and pop[item] != 0) or bool(self.cold.users_of(item)) or \
+            item in self.vectors or item in set(self.covisits.items())
+
+    def forget(self, item: int) -> None:
+        """Drop everything of an item that left the catalog (the caller tombstones its
+        records): popularity, interactions, vector, co-visit row and buffered updates."""
+        self.trending.forget(item)
+        self.cold.forget([item])
+        self.cold.dirty.discard(item)
+        if item in self.vectors:
+            self.set_vectors({item: None})
+        self.covisits.forget(item)
+        self.changed.discard(item)
+        self.rows_changed.discard(item)
+
     def take_changed(self) -> tuple[list[int], list[int]]:
         """The items and the co-visit rows changed since the last call (sorted), forgetting
         them."""

@@ -29,6 +29,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -158,9 +159,12 @@ class Snapshot:
             ids = tuple(msgspec.json.decode(arrays["ids"].tobytes(), type=list[str]))
         except msgspec.DecodeError as exc:
             raise SnapshotError(f"item ids do not decode: {exc}", version) from None
-        snap = cls(version, float(header["created_at"]), ids, arrays["Y"], arrays["YtY"],
-                   arrays.get("XtX"), Watermark.from_json(header.get("watermark", {})),
-                   dict(header.get("params", {})), dict(header.get("metrics", {})))
+        try:
+            snap = cls(version, float(header["created_at"]), ids, arrays["Y"], arrays["YtY"],
+                       arrays.get("XtX"), Watermark.from_json(header.get("watermark", {})),
+                       dict(header.get("params", {})), dict(header.get("metrics", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"header does not describe a snapshot: {exc!r}", version) from None
         snap.check(int(header.get("factors", 0)) or None)
         return snap
 
@@ -216,8 +220,13 @@ def unpack(magic: bytes, data: Buffer) -> tuple[dict[str, Any], dict[str, np.nda
         dtype = np.dtype(spec["dtype"])
         if spec["name"] in _DTYPES and dtype.str != _DTYPES[spec["name"]]:
             raise SnapshotError(f"array {spec['name']!r} has dtype {dtype.str}")
+        shape = [int(n) for n in spec["shape"]]
+        if min(shape, default=0) < 0 or math.prod(shape) * dtype.itemsize != spec["nbytes"]:
+            raise SnapshotError(f"array {spec['name']!r}: shape {shape} of {dtype.str} does "
+                                f"not fill its {spec['nbytes']} bytes",
+                                int(header.get("version", 0)))
         flat = np.frombuffer(buf[start + spec["offset"]: end], dtype=dtype)
-        arrays[spec["name"]] = flat.reshape(spec["shape"])
+        arrays[spec["name"]] = flat.reshape(shape)
     return header, arrays
 
 

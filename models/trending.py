@@ -94,6 +94,11 @@ class Trending:
         self._acc[items] = values
         self.t_ref = t_ref
 
+    def forget(self, item: int) -> None:
+        """Drop an item's popularity (it left the catalog)."""
+        if item < self._n:
+            self._acc[item] = 0.0
+
     def _grow(self, n: int) -> None:
         if n > len(self._acc):
             acc = np.zeros(max(n, 2 * len(self._acc)), dtype=np.float64)

@@ -86,6 +86,8 @@ def role_acls(settings: Settings, role: str, bridge_group: str | None = None) ->
             Acl("Topic", t("similar_items"), "WRITE"),
             Acl("Group", settings.refit_group, "READ"),
             _tail_groups(settings),
+            Acl("TransactionalId", transactional_id_prefix(settings, settings.refit_group),
+                "WRITE", "PREFIXED"),  # publishes each version in a transaction
         ]
     if role == "bridge":
         group = bridge_group or getattr(settings, "bridge_group", "refold-bridge")

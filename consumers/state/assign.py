@@ -193,6 +193,18 @@ class PartitionRestores:
         if self._stands_at(p, offset, job.target):  # type: ignore[arg-type]
             self._done.put(Restored(p, offset, job.progress, time.monotonic() - job.started))
             return True
+        if not self.restorer.open_transaction(p):
+            # read to its end with no transaction open: the state will never get there, unless
+            # the last one closed just now (read again once before saying so)
+            job.progress.append(self.restorer.catch_up(store, job.stop))
+            offset = self._state_offset(p)
+            if not self._stands_at(p, offset, job.target):  # type: ignore[arg-type]
+                raise ChangelogError(
+                    f"{self.restorer.topic}: state of partition {p} does not reach the committed "
+                    f"offset {job.target} (it stands at {offset}, and no transaction is open on "
+                    "the changelog): the changelog lost records (re-created?)")
+            self._done.put(Restored(p, offset, job.progress, time.monotonic() - job.started))
+            return True
         if time.monotonic() - job.logged >= WAIT_LOG_EVERY_S:
             job.logged = time.monotonic()
             log.info("partition %d: state at events offset %s, the group's committed offset is "
@@ -219,4 +231,7 @@ class PartitionRestores:
             raise ChangelogError(f"{topic}[{p}] holds state up to events offset {offset}, "
                                  f"beyond the committed {target}: the group's offsets were "
                                  "moved back")
+        if offset > target:
+            log.info("%s[%d]: state at offset %d, committed %s: the events in between are read "
+                     "again and skipped as duplicates", topic, p, offset, target)
         return True

@@ -85,6 +85,8 @@ class LocalState:
         for user, entry in self.cache.items():
             if entry.partition == partition:
                 self.cache.pop(user)
+                if self.cache.on_evict is not None:
+                    self.cache.on_evict(user, entry)
         store = self.stores.pop(partition, None)
         if store is not None:
             store.close()
@@ -113,9 +115,9 @@ class LocalState:
         return out
 
     # -- users
-    def user(self, user_id: str, partition: int, watermark: float) -> UserEntry | None:
-        """The user's entry (from the cache or its store), None for a user never seen; a user
-        whose last event is expired comes back as a new one, its old ids to be forgotten."""
+    def load(self, user_id: str, partition: int) -> UserEntry | None:
+        """The user's entry as it is (from the cache, or decoded from the partition's store),
+        None for a user the partition does not hold."""
         entry = self.cache.get(user_id)
         if entry is None:
             raw = self.stores[partition].get(user_key(user_id))
@@ -125,6 +127,14 @@ class LocalState:
             entry.stored_bucket = self._bucket(entry.last_time)
             self.cache.put(user_id, entry)
         self._touched.add(user_id)
+        return entry
+
+    def user(self, user_id: str, partition: int, watermark: float) -> UserEntry | None:
+        """`load`, where a user whose last event is expired at `watermark` comes back as a new
+        one (its old ids to be forgotten)."""
+        entry = self.load(user_id, partition)
+        if entry is None:
+            return None
         last = entry.last_time
         if last is not None and self.user_horizon.expired(last, watermark):
             # a new user; event ids within their own horizon still count (the batch may have
@@ -142,10 +152,11 @@ class LocalState:
         self._touched.add(user_id)
         return entry
 
-    def seen(self, entry: UserEntry, event_id: str, partition: int, watermark: float) -> bool:
-        """Whether `event_id` was applied in the partition within the id horizon (by this user
-        or another)."""
-        t = entry.ids.get(event_id)
+    def seen(self, entry: UserEntry | None, event_id: str, partition: int,
+             watermark: float) -> bool:
+        """Whether `event_id` was applied in the partition within the id horizon (by this user,
+        whose entry is `entry`, or another)."""
+        t = None if entry is None else entry.ids.get(event_id)
         if t is not None:
             return not self.id_horizon.expired(t, watermark)
         if (partition, event_id) in self._batch_ids:

@@ -51,7 +51,11 @@ class UserEntry:
 
     @property
     def last_time(self) -> float | None:
-        return self.history.last_time
+        """The user's latest event or impression (a user shown lists but never acting expires
+        too)."""
+        times = [t for t in (self.history.last_time, max(self.ids.values(), default=None))
+                 if t is not None]
+        return max(times) if times else None
 
     def remember(self, event_id: str, t: float) -> None:
         self.ids[event_id] = t
@@ -108,13 +112,16 @@ def _id_times(ids: list[str], packed: str | None, last: float | None) -> tuple[f
 
 
 def index_of(value: bytes) -> tuple[float | None, list[tuple[str, float]]]:
-    """(last event time, [(event id, time)]) of a user record, without decoding the history."""
+    """(last event or impression time, [(id, time)]) of a user record, without decoding the
+    history."""
     rec = _index_decoder.decode(value)
     if rec.v != VERSION:
         raise ValueError(f"user record of unknown version {rec.v!r}")
     times = _floats(rec.history.times)
     last = times[-1] if times else None
-    return last, list(zip(rec.ids, _id_times(rec.ids, rec.id_times, last), strict=True))
+    ids = list(zip(rec.ids, _id_times(rec.ids, rec.id_times, last), strict=True))
+    latest = [t for t in (last, max((t for _, t in ids), default=None)) if t is not None]
+    return (max(latest) if latest else None), ids  # as `UserEntry.last_time`
 
 
 def decode_user(value: bytes, index: Callable[[str], int], partition: int) -> UserEntry:

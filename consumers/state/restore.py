@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, TopicCollection, TopicPartition
 
+from consumers.crash import CrashPoint
 from consumers.state.store import Checkpoint, PartitionStore, StoreBatch
 from refold.core.config import Settings
 from refold.core.kafka import KafkaFatalError, make_admin, make_consumer, watermarks
@@ -47,6 +48,8 @@ class RestoreProgress:
     position: int
     records: int = 0
     bytes: int = 0
+    users: int = 0
+    """User records applied (the latest of each key in a chunk)."""
     started: float = field(default_factory=time.monotonic)
     wiped: str | None = None
     """Why the store was wiped first (None: it was kept)."""
@@ -62,8 +65,9 @@ class RestoreProgress:
     def __str__(self) -> str:
         rate = self.records / self.seconds if self.seconds > 0 else 0.0
         return (f"restore of partition {self.partition}: offset {self.position:,} of "
-                f"{self.end:,} ({self.remaining:,} left), {self.records:,} records "
-                f"({self.bytes / 1e6:.1f} MB) in {self.seconds:.1f} s ({rate:,.0f}/s)")
+                f"{self.end:,} ({self.remaining:,} left, from {self.start:,}), "
+                f"{self.records:,} records ({self.bytes / 1e6:.1f} MB) in {self.seconds:.1f} s "
+                f"({rate:,.0f}/s)")
 
 
 class StoreRestorer:
@@ -82,20 +86,25 @@ class StoreRestorer:
         self.max_checkpoint_age = max_checkpoint_age
         self._consumer: Consumer | None = None
         self._marks: Consumer | None = None
+        self._uncommitted: Consumer | None = None
         self._topic_id: str | None = None
+        self._crash = CrashPoint.from_env()
+        self.chunks = 0
+        """Chunks applied by this restorer (the fault tests' `restore_chunk` kill point)."""
 
     @property
     def consumer(self) -> Consumer:
         if self._consumer is None:
             self._consumer = make_consumer(self.settings, f"{self.topic}.restore", {
                 "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20,
-                "fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 262144})
+                "fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 262144},
+                purpose="worker-restore")
         return self._consumer
 
     def topic_id(self) -> str | None:
         """The changelog topic's id (it changes when the topic is deleted and created again)."""
         if self._topic_id is None:
-            admin = make_admin(self.settings)
+            admin = make_admin(self.settings, purpose="worker-restore")
             got = admin.describe_topics(TopicCollection([self.topic]))[self.topic].result(30)
             self._topic_id = str(got.topic_id)
         return self._topic_id
@@ -104,11 +113,22 @@ class StoreRestorer:
         """(first offset, last stable offset) of the changelog partition, asked by an idle
         client: behind the reader's parked fetch the answer would wait."""
         if self._marks is None:
-            self._marks = make_consumer(self.settings, f"{self.topic}.restore")
+            self._marks = make_consumer(self.settings, f"{self.topic}.restore",
+                                        purpose="worker-restore")
         marks = watermarks(self._marks, self.topic)
         if partition not in marks:
             raise KafkaFatalError(f"{self.topic} has no partition {partition}")
         return marks[partition]
+
+    def open_transaction(self, partition: int) -> bool:
+        """Whether a transaction is open on the changelog partition (its last stable offset is
+        below its high watermark): then more of its records may still commit."""
+        if self._uncommitted is None:
+            self._uncommitted = make_consumer(self.settings, f"{self.topic}.restore",
+                                              {"isolation.level": "read_uncommitted"},
+                                              purpose="worker-restore")
+        high = watermarks(self._uncommitted, self.topic)[partition][1]
+        return self.offsets(partition)[1] < high
 
     def check(self, store: PartitionStore) -> str | None:
         """Wipe `store` if the changelog no longer backs it; returns why (None: kept)."""
@@ -166,6 +186,7 @@ class StoreRestorer:
             if not msgs:
                 break
         batch = StoreBatch()
+        progress.users += sum(1 for key in latest if key[:2] != b"~p")
         if self.derive is not None and latest:
             keys = list(latest)
             for key, old in zip(keys, store.get_many(keys), strict=True):
@@ -174,6 +195,9 @@ class StoreRestorer:
             batch.put(key, value)
         checkpoint = Checkpoint(self.topic, self.topic_id(), store.partition, progress.position)
         store.commit(batch, checkpoint)
+        self.chunks += 1
+        if self._crash is not None and self._crash.due("restore_chunk", self.chunks):
+            self._crash.kill()
 
     def _report(self, progress: RestoreProgress) -> None:
         log.info("%s", progress)
@@ -181,7 +205,7 @@ class StoreRestorer:
             self.on_progress(progress)
 
     def close(self) -> None:
-        for client in (self._consumer, self._marks):
+        for client in (self._consumer, self._marks, self._uncommitted):
             if client is not None:
                 client.close()
-        self._consumer = self._marks = None
+        self._consumer = self._marks = self._uncommitted = None

@@ -9,9 +9,11 @@ how many ids a horizon holds depends on the traffic, not on a setting.
     m/topic                       -> the events topic's id the offsets belong to
 
 An id is a duplicate when it was seen at *another* message (partition, offset) and its first
-time is not expired (`models.expiry.Horizon` on the refitter's newest event time). The same
-message read again (after a restart from an older checkpoint) is not a duplicate, so the
-store of ids never has to agree with the refitter's checkpoint: it may be ahead of it.
+time is within the horizon of this event's time (`models.expiry.Horizon`: the event's own time,
+not the newest one read, as the refitter reads partitions at their own paces). The same message
+read again (after a restart from an older checkpoint) is not a duplicate, so the store of ids
+never has to agree with the refitter's checkpoint: it may be ahead of it. `prune` forgets the ids
+a full horizon older than that (the partitions read behind still find theirs).
 
 >>> import tempfile
 >>> from models.expiry import Horizon
@@ -66,7 +68,7 @@ class SeenIds:
             t0, p0, o0 = _SEEN.unpack(raw)
             if (p0, o0) == (partition, offset):
                 return False
-            if not self.horizon.expired(t0, self.watermark):
+            if not self.horizon.expired(t0, t):
                 self.duplicates += 1
                 return True
         self._pending[key] = _SEEN.pack(t, partition, offset)
@@ -91,14 +93,15 @@ class SeenIds:
         if not self.horizon.forgets or self.watermark == float("-inf"):
             return 0
         self.flush()
-        stop = b"t" + _BUCKET.pack(self.horizon.first_live_bucket(self.watermark) + _BIAS)
+        behind = self.watermark - self.horizon.seconds  # room for partitions read behind
+        stop = b"t" + _BUCKET.pack(self.horizon.first_live_bucket(behind) + _BIAS)
         gone: list[tuple[bytes, bytes | None]] = []
         for key, _ in self.kv.scan(b"t", stop):
             gone.append((key, None))
             dkey = b"d" + key[1 + _BUCKET.size:]
             raw = self.kv.get(dkey)
             # the id may have been seen again later (kept under a newer bucket): keep it then
-            if raw is not None and self.horizon.expired(_SEEN.unpack(raw)[0], self.watermark):
+            if raw is not None and self.horizon.expired(_SEEN.unpack(raw)[0], behind):
                 gone.append((dkey, None))
         self.kv.write(gone)
         return sum(1 for k, _ in gone if k[:1] == b"d")

@@ -25,7 +25,7 @@ ones after `commit` and go back to them after `abort`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from consumers.state.local import LocalState
@@ -91,9 +91,9 @@ class StoredUsers:
     def drop(self, user_id: str) -> None:
         self.local.cache.pop(user_id)
 
-    def users(self) -> Iterator[str]:
-        """The cached users (the rest are on disk)."""
-        return self.local.cache.keys()
+    def users(self) -> set[str]:
+        """The cached users (the rest are on disk: ask `in` for one user)."""
+        return set(self.local.cache.keys())
 
     def __contains__(self, user_id: object) -> bool:
         return isinstance(user_id, str) and self.entry(user_id) is not None

@@ -135,7 +135,7 @@ class Coverage:
 
 def _cause_of(kind: str) -> Callable[[bytes], tuple[str, str]]:
     """(user, event id) named by an output of `kind`."""
-    if kind == "refold":
+    if kind.startswith("refold"):
         def recommendation(value: bytes) -> tuple[str, str]:
             rec = decode_recommendation(value)
             return rec.user_id, rec.cause.event_id if rec.cause else ""
@@ -280,6 +280,7 @@ def run(settings: Settings, workload: Workload, *, rate: float = 1000.0,
         return s
 
     with TemporaryDirectory() as tmp:
+        base = base.replace(state_dir=str(Path(tmp) / "state"))  # the workers' local stores
         model = Path(tmp) / "model.snapshot"
         model.write_bytes(workload.model)
         try:
@@ -312,19 +313,23 @@ def _result(settings: Settings, workload: Workload, runs: dict[str, list[dict]],
         "passthrough_events_per_s": best["passthrough"]["events_per_s"],
         "refold_over_passthrough": (best["refold"]["events_per_s"]
                                     / best["passthrough"]["events_per_s"]),
+        "memory_events_per_s": best["refold-memory"]["events_per_s"],
+        "store_over_memory": (best["refold"]["events_per_s"]
+                              / best["refold-memory"]["events_per_s"]),
         "rate_events_per_s": rate,
         "latency_events": calm["refold"]["latency_events"],
         "changelog_bytes_per_event": _changelog_per_event(best["refold"]),
         "live_changelog_bytes_per_event": _changelog_per_event(calm["refold"]),
     }
-    for kind, prefix in (("refold", ""), ("passthrough", "passthrough_")):
+    for kind, prefix in (("refold", ""), ("refold-memory", "memory_"),
+                         ("passthrough", "passthrough_")):
         out |= {f"{prefix}{key}": float(calm[kind][key]) for key in LATENCY_KEYS}
         out |= {
-            f"{kind}_transactions": best[kind]["batches"],
-            f"{kind}_outputs": best[kind]["outputs"],
-            f"{kind}_sent_events_per_s": calm[kind]["sent_events_per_s"],
-            f"{kind}_runs_events_per_s": [r["events_per_s"] for r in runs[kind]],
-            f"{kind}_runs_latency_p50_p99_ms": [[float(r["latency_p50_ms"]),
+            f"{prefix or 'refold_'}transactions": best[kind]["batches"],
+            f"{prefix or 'refold_'}outputs": best[kind]["outputs"],
+            f"{prefix or 'refold_'}sent_events_per_s": calm[kind]["sent_events_per_s"],
+            f"{prefix or 'refold_'}runs_events_per_s": [r["events_per_s"] for r in runs[kind]],
+            f"{prefix or 'refold_'}runs_latency_p50_p99_ms": [[float(r["latency_p50_ms"]),
                                                  float(r["latency_p99_ms"])]
                                                 for r in live[kind]],
         }
@@ -358,21 +363,26 @@ def table(r: dict) -> str:
         f"{f'throughput, preloaded, first read to last commit (best of {n})':62}"
         f"{'events/s':>10}{'txns':>8}{'outputs':>10}",
     ]
-    for name, kind in (("refold (fold-in, top-K, publish, changelog)", "refold"),
-                       ("pass-through (decode, re-produce)", "passthrough")):
-        lines.append(f"{'  ' + name:62}{r[f'{kind}_events_per_s']:10,.0f}"
-                     f"{r[f'{kind}_transactions']:8,}{r[f'{kind}_outputs']:10,}")
+    for name, prefix in (("refold (fold-in, top-K, publish, changelog; local stores)",
+                          "refold_"),
+                         ("refold with every user in memory (state_store=memory)", "memory_"),
+                         ("pass-through (decode, re-produce)", "passthrough_")):
+        lines.append(f"{'  ' + name:62}{r[f'{prefix}events_per_s']:10,.0f}"
+                     f"{r[f'{prefix}transactions']:8,}{r[f'{prefix}outputs']:10,}")
     lines += [
         f"{'  refold / pass-through':62}{r['refold_over_passthrough']:10.2f}",
+        f"{'  local stores / all in memory':62}{r['store_over_memory']:10.2f}",
         f"{'  refold state changelog, bytes per event (preloaded; live)':62}"
         f"{r['changelog_bytes_per_event']:10,.0f}{r['live_changelog_bytes_per_event']:8,.0f}",
         f"{f'latency, send -> read_committed output (lowest p99 of {n})':62}"
         f"{'p50':>7}{'p95':>7}{'p99':>7}{'max':>7} ms",
         f"  {r['latency_events']:,} events at {r['rate_events_per_s']:,.0f}/s "
-        f"(sent at {r['refold_sent_events_per_s']:,.0f}/s and "
+        f"(sent at {r['refold_sent_events_per_s']:,.0f}/s, "
+        f"{r['memory_sent_events_per_s']:,.0f}/s and "
         f"{r['passthrough_sent_events_per_s']:,.0f}/s)",
     ]
     for name, prefix in (("refold (event -> its recommendation)", ""),
+                         ("refold, every user in memory", "memory_"),
                          ("pass-through (event -> its copy)", "passthrough_")):
         lines.append(f"{'  ' + name:62}" + "".join(
             f"{r[f'{prefix}latency_{q}_ms']:7.1f}" for q in ("p50", "p95", "p99", "max")))

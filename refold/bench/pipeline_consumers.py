@@ -1,7 +1,9 @@
 """The two consumers of `refold bench pipeline`, each run in a process of its own.
 
 `refold` is the fold-in worker as `refold consume --model` builds it (with its monitor and its
-snapshot follower; `fold_in` changes `FoldInConfig` settings); `passthrough` is
+snapshot follower; `fold_in` changes `FoldInConfig` settings), `refold-memory` the same with every
+user in memory (`state_store = "memory"`, the state as it was before the local stores);
+`passthrough` is
 `PassThrough` in the same `TransactionalLoop`: same consumer and transactional-producer settings,
 same batch size, no model. `python -m refold.bench.pipeline_consumers SPEC` runs one (SPEC: the
 JSON `ConsumerProcess` writes) and prints what its loop did (`LoopStats` and its processor's
@@ -28,7 +30,9 @@ from refold.core.config import Settings
 from refold.core.errors import AppError
 from refold.core.schemas import decode_event, encode
 
-KINDS = ("refold", "passthrough")
+KINDS = ("refold", "refold-memory", "passthrough")
+"""refold with its users in local stores (the default); refold with every user in memory
+(`state_store = "memory"`, as before the stores); the pass-through."""
 MODULE = "refold.bench.pipeline_consumers"
 
 
@@ -68,10 +72,12 @@ def _build(kind: str, settings: Settings, model: Path, fold_in: dict[str, Any],
     outputs."""
     from consumers.foldin_worker import transactional_id
 
-    if kind == "refold":  # as `refold consume --model` runs it: monitored, following snapshots
-        from consumers.assembly import WorkerOptions, assemble_worker
+    if kind in ("refold", "refold-memory"):  # as `refold consume --model` runs it: monitored,
+        from consumers.assembly import WorkerOptions, assemble_worker  # following snapshots
         from consumers.model_source import load_item_factors
 
+        if kind == "refold-memory":
+            settings = settings.replace(state_store="memory")
         options = WorkerOptions(fold_in=fold_in, snapshot_wait=10.0, refit_on_drift=False,
                                 **loop_options)
         worker = assemble_worker(settings, load_item_factors(model), options).start()

@@ -200,3 +200,66 @@ def bench_similar(items: int, k: int, sample: int, as_json: bool) -> None:
         raise click.UsageError("--items, --k, --sample must be >= 1 and --k < --items")
     result = similar.run(items, k, sample)
     emit(result, as_json, similar.table(result))
+
+
+@bench.command("state")
+@click.option("--users", "users", type=int, multiple=True,
+              help="Users held (repeatable) [1000000, 5000000, 10000000].")
+@click.option("--events-per-user", type=int, default=5, show_default=True,
+              help="Events in each user's history.")
+@click.option("--tail", type=int, default=1000, show_default=True,
+              help="Users who act between the restore and the restart.")
+@click.option("--cache-users", type=int, default=100_000, show_default=True,
+              help="The worker's bounded cache of users (state_cache_users).")
+@click.option("--serve-events", type=int, default=200_000, show_default=True,
+              help="Events of random users served after the restart (memory is read then).")
+@click.option("--in-memory-max", type=int, default=1_000_000, show_default=True,
+              help="Run the all-in-memory restore, for comparison, up to this many users.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def bench_state(ctx: click.Context, users: tuple[int, ...], events_per_user: int, tail: int,
+                cache_users: int, serve_events: int, in_memory_max: int, as_json: bool) -> None:
+    """A worker's state at scale: restart on the same disk, restore on a new disk (from the
+    changelog), and resident memory through the bounded cache, per number of users held, next
+    to the all-in-memory restore. Throwaway topics, deleted after."""
+    from refold.bench import state
+    from refold.broker import ensure_bootstrap
+    from refold.cli import settings_from
+
+    settings = settings_from(ctx)
+    ensure_bootstrap(settings)
+    result = state.run(settings, list(users) or [1_000_000, 5_000_000, 10_000_000],
+                       events_per_user=events_per_user, tail=tail, cache_users=cache_users,
+                       serve_events=serve_events, in_memory_max=in_memory_max,
+                       progress=lambda text: click.echo(text, err=True))
+    emit(result, as_json, state.table(result))
+
+
+@bench.command("soak")
+@click.option("--minutes", type=float, default=30.0, show_default=True)
+@click.option("--rate", type=float, default=1000.0, show_default=True, help="Events/s sent.")
+@click.option("--new-user-share", type=float, default=0.3, show_default=True,
+              help="Share of events from a brand-new user (the population grows all along).")
+@click.option("--cache-users", type=int, default=100_000, show_default=True,
+              help="The worker's bounded cache of users (state_cache_users).")
+@click.option("--sample-seconds", type=float, default=60.0, show_default=True,
+              help="Memory, lag and latency are sampled this often.")
+@click.option("--png", type=click.Path(dir_okay=False), default="soak.png", show_default=True,
+              help="Where to draw the curves.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def bench_soak(ctx: click.Context, minutes: float, rate: float, new_user_share: float,
+               cache_users: int, sample_seconds: float, png: str, as_json: bool) -> None:
+    """A `refold consume` process under a steady stream with a growing user population:
+    resident memory, lag and latency percentiles sampled every --sample-seconds, errors; the
+    memory slope after the population passed the cache. Throwaway topics, deleted after."""
+    from refold.bench import soak
+    from refold.broker import ensure_bootstrap
+    from refold.cli import settings_from
+
+    settings = settings_from(ctx)
+    ensure_bootstrap(settings)
+    result = soak.run(settings, minutes=minutes, rate=rate, new_user_share=new_user_share,
+                      cache_users=cache_users, sample_seconds=sample_seconds, png=png,
+                      progress=lambda text: click.echo(text, err=True))
+    emit(result, as_json, soak.table(result))

@@ -190,6 +190,31 @@ class Settings(BaseModel):
         "implicit's device: auto (its CUDA fit when a GPU is present), cpu or gpu"))
     spark_master: str = Field("local[*]", min_length=1, description=(
         "Spark's master URL for refit_backend = spark (local threads, or a cluster's URL)"))
+    max_abs_weight: float = Field(1000.0, gt=0, le=1e30, description=(
+        "events whose weight is larger in magnitude are dead-lettered (out_of_range)"))
+
+    # -- per-user state of a worker (consumers/state/)
+    state_store: Literal["rocksdb", "memory"] = Field("rocksdb", description=(
+        "rocksdb: users in a local store per partition behind a bounded cache; "
+        "memory: every user in memory (small deployments, the comparison path)"))
+    state_dir: str | None = Field(None, description=(
+        "where the local stores live; unset: <home>/state"))
+    state_cache_users: int = Field(100_000, ge=1, description="users kept decoded in memory")
+    state_cache_mb: int = Field(64, ge=8, le=1 << 20, description=(
+        "RocksDB's block cache and memtables, for all of a process's stores"))
+    state_max_checkpoint_age_seconds: float = Field(12 * 3600.0, gt=0, description=(
+        "an older store is rebuilt from the changelog (tombstones live 24 h after compaction)"))
+    user_expiry_seconds: float = Field(90 * 86400.0, ge=0, description=(
+        "users inactive this long (event time, before the partition's newest event) are "
+        "forgotten; 0: never"))
+    dedup_horizon_seconds: float = Field(86400.0, gt=0, description=(
+        "an event id counts once within this much event time (at most user_expiry_seconds)"))
+    dedup_max_ids_per_user: int = Field(200, ge=0, le=100_000, description=(
+        "a user's newest event ids kept for the de-duplication (0: all within the horizon)"))
+    state_restore_chunk_records: int = Field(20_000, ge=1, le=10_000_000, description=(
+        "changelog records a restore writes to a store per atomic write and checkpoint"))
+    handle_retries: int = Field(3, ge=1, le=100, description=(
+        "tries of a batch whose handling raises before it is halved to find the message"))
 
     # -- processes
     metrics_host: str = Field("127.0.0.1", description="where /metrics, /healthz, /ready listen")
@@ -223,7 +248,8 @@ class Settings(BaseModel):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("bootstrap_servers", "bridge_source_topic", "full_events", mode="before")
+    @field_validator("bootstrap_servers", "bridge_source_topic", "full_events", "state_dir",
+                     mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip() == "" else value
@@ -258,6 +284,11 @@ class Settings(BaseModel):
     @property
     def uses_local_broker(self) -> bool:
         return not self.bootstrap_servers
+
+    @property
+    def state_path(self) -> Path:
+        """The directory of the local stores (`state_dir`, else `<home>/state`)."""
+        return Path(self.state_dir) if self.state_dir else Path(self.home) / "state"
 
     def replace(self, **changes: Any) -> Settings:
         """A validated copy with `changes`."""

@@ -251,3 +251,26 @@ _SETTLING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABL
              KafkaError.UNKNOWN_TOPIC_OR_PART)
 """Errors of a topic just created, whose leaders the broker is still settling (not flagged
 retriable by librdkafka here)."""
+
+
+def fatal_cause(exc: BaseException) -> KafkaFatalError | None:
+    """The fatal error behind confluent-kafka's `SystemError`, if any.
+
+    When a callback raises (`error_cb` raises `KafkaFatalError` for a fatal error, such as being
+    fenced) while librdkafka serves another one in the same call (a failed message's delivery
+    report, in a `flush`, `poll` or `commit_transaction`), confluent-kafka raises `SystemError`
+    with the callback's exception as its `__cause__`.
+    """
+    cause = exc.__cause__ if isinstance(exc, SystemError) else None
+    if isinstance(cause, KafkaFatalError):
+        return cause
+    if isinstance(cause, KafkaException) and cause.args[0].fatal():
+        return KafkaFatalError(str(cause.args[0]))
+    return None
+
+
+def raise_fatal_cause(exc: BaseException) -> None:
+    """Raise `fatal_cause(exc)` instead of `exc` when there is one (else return)."""
+    cause = fatal_cause(exc)
+    if cause is not None:
+        raise cause from None

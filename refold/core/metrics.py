@@ -83,7 +83,32 @@ ERRORS = Counter(
     "refold_errors", "Errors handled without stopping the process, by kind.",
     ["kind"], **_NO_REGISTRY)
 USERS_IN_STATE = Gauge(
-    "refold_users_in_state", "Users whose state this worker holds.", **_NO_REGISTRY)
+    "refold_users_in_state", "Users whose state this worker holds in memory.", **_NO_REGISTRY)
+DUPLICATES = Counter(
+    "refold_duplicate_events", "Events skipped because their id was applied already.",
+    **_NO_REGISTRY)
+
+# -- the local state stores --------------------------------------------------------------------
+STATE_RESTORE_RECORDS = Counter(
+    "refold_state_restore_records", "Changelog records applied to a local store by restores.",
+    ["partition"], **_NO_REGISTRY)
+STATE_RESTORE_REMAINING = Gauge(
+    "refold_state_restore_remaining_records",
+    "Changelog records a partition's restore has still to read (0: restored).",
+    ["partition"], **_NO_REGISTRY)
+STATE_RESTORES = Histogram(
+    "refold_state_restore_duration_seconds",
+    "Wall time from an assignment to the last of its partitions restored.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600), **_NO_REGISTRY)
+STATE_CACHE_LOOKUPS = Counter(
+    "refold_state_cache_lookups", "Users looked up in the bounded cache, by result (a miss "
+    "reads the user from its store).", ["result"], **_NO_REGISTRY)
+STATE_STORE_MEMORY = Gauge(
+    "refold_state_store_memory_bytes",
+    "Block cache and memtables of the local stores (bounded by state_cache_mb).", **_NO_REGISTRY)
+EXPIRED_USERS = Counter(
+    "refold_expired_users", "Users tombstoned because inactive beyond user_expiry_seconds.",
+    **_NO_REGISTRY)
 
 GUARD_EVENTS = Counter(
     "refold_guard_events", "Positive events the bot and shill guard kept out of the shared "
@@ -282,8 +307,10 @@ KNOWN_LABELS: dict[Counter | Histogram, list[dict[str, str]]] = {
     GUARD_EVENTS: [{"outcome": o} for o in ("automated", "capped", "withdrawn")],
     DEAD_LETTERS: [{"reason": r} for r in (
         "not_json", "not_utf8", "null_value", "unknown_type", "empty_id", "schema", "oversize",
-        "future_time", "key_mismatch", "model", "missing_field", "bad_time", "not_object")],
+        "future_time", "key_mismatch", "model", "too_deep", "out_of_range", "exception",
+        "missing_field", "bad_time", "not_object")],
     BRIDGE_RECORDS: [{"outcome": o} for o in ("events", "dead_letters", "skipped")],
+    STATE_CACHE_LOOKUPS: [{"result": r} for r in ("hit", "miss")],
     REBALANCES: [{"kind": k} for k in ("assign", "revoke", "lost")],
     ERRORS: [{"kind": k} for k in ("kafka", "abort", "snapshot")],
     SNAPSHOT_LOADS: [{"outcome": o} for o in ("loaded", "rejected")],

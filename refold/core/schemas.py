@@ -246,6 +246,9 @@ def _decode(data: bytes, kind: type) -> msgspec.Struct:
         raise _utf8_error(data) or _schema_error(exc) from None
     except UnicodeDecodeError as exc:  # msgspec before 0.19 let the codec's error through
         raise _utf8_error(data) or SchemaError("", f"not valid UTF-8 ({exc})") from None
+    except RecursionError:  # thousands of levels deep, in a field the type skips
+        raise SchemaError("", "JSON nested too deeply (beyond the decoder's recursion "
+                          "limit)") from None
 
 
 def _utf8_error(data: bytes) -> SchemaError | None:

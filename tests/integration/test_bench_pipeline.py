@@ -12,7 +12,8 @@ pytestmark = pytest.mark.slow
 
 KEYS = ("events", "partitions", "batch_size", "refold_events_per_s", "passthrough_events_per_s",
         "refold_over_passthrough", "latency_p50_ms", "latency_p99_ms",
-        "passthrough_latency_p50_ms", "passthrough_latency_p99_ms", "rate_events_per_s")
+        "passthrough_latency_p50_ms", "passthrough_latency_p99_ms", "rate_events_per_s",
+        "memory_events_per_s", "store_over_memory", "memory_latency_p99_ms")
 
 
 def test_a_small_run_covers_every_event_and_cleans_up(bootstrap: str, unique_prefix: str):
@@ -30,6 +31,7 @@ def test_a_small_run_covers_every_event_and_cleans_up(bootstrap: str, unique_pre
     assert r["latency_p50_ms"] <= r["latency_p99_ms"] <= r["latency_max_ms"]
     # one list per user and batch: at most one per event; the copy is one per event
     assert 0 < r["refold_outputs"] <= r["events"] == r["passthrough_outputs"]
+    assert r["refold_outputs"] == r["memory_outputs"]  # the same lists, whatever the state
     left = [t for t in make_admin(settings).list_topics(timeout=10).topics
             if t.startswith(unique_prefix)]
     assert left == []

@@ -31,35 +31,62 @@ pytestmark = pytest.mark.slow
 world, reference = faults.world, faults.reference  # the fault tests' input and uninterrupted run
 
 
-def memory(worker: FoldInWorker) -> dict:
-    """A worker's state as plain data: users (history, recent ids) and partitions."""
+def memory(worker: FoldInWorker, users: dict[str, int]) -> dict:
+    """A worker's state as plain data: `users` (user -> partition; history, recent ids) as the
+    worker sees them (read from its store when not in memory), and its partitions."""
     rec = worker.recommender
-    users = {u: (rec.user_state(u), list(worker.recent.by_user[u]), p)
-             for u, p in worker.partition_of.items()}
+    known = {u: (rec.user_state(u), worker.state.event_ids(u, p), p) for u, p in users.items()}
     parts = {p: rec.partition(p).to_plain(rec.catalog.ids, rec.model_version) for p in range(3)}
     for plain in parts.values():
         for entry in plain["items"].values():
             entry.pop("vec", None)  # folded in by a solver: compared by the fault tests, nearly
-    return {"users": users, "parts": parts}
+    return {"users": known, "parts": parts}
 
 
+@pytest.mark.parametrize("disk", ["same", "new"])
 def test_a_new_worker_restores_exactly_the_state_the_last_one_had(bootstrap, unique_prefix,
-                                                                  world) -> None:
-    s = make_topics(bootstrap, unique_prefix, world)
+                                                                  world, disk, tmp_path) -> None:
+    """The same disk: the store is kept, only the changelog's tail is read (none here); a new
+    disk: the store is rebuilt from the changelog. Users are read from the store on demand."""
+    s = make_topics(bootstrap, unique_prefix, world).replace(state_dir=str(tmp_path / "a"))
     half = world.total // 2
     publish(s, world, hi=half)
     a = ThreadWorker(s, world)
     wait_for(lambda: committed(s, topics=BOTH) == half, 60, "half of the input")
-    before = memory(a.worker)  # idle: nothing left to read
+    users = {u: p for u, p in user_partitions(s).items()}
+    before = memory(a.worker, users)  # idle: nothing left to read
     a.stop()
+    if disk == "new":
+        s = s.replace(state_dir=str(tmp_path / "b"))
     b = ThreadWorker(s, world)
     wait_for(lambda: b.worker.restores, 30, "the restore")
-    after = memory(b.worker)
+    after = memory(b.worker, users)
     b.stop()  # (which drops the state: the partitions are revoked)
     report = b.worker.restores[0]
-    assert report.partitions == [0, 1, 2] and report.users == len(before["users"]) > 100
+    assert report.partitions == [0, 1, 2] and len(users) > 100
+    assert report.users == (len(users) if disk == "new" else 0)
     assert after["users"] == before["users"]
     assert after["parts"] == before["parts"]
+
+
+def user_partitions(settings) -> dict[str, int]:
+    """Every user of the changelog, with the changelog partition that holds it."""
+    from consumers.changelog import parse_key
+    from consumers.tail import TopicTail
+
+    tail, out = TopicTail(settings, settings.topic("changelog"), batch=10_000), {}
+
+    def keep(messages) -> None:
+        for m in messages:
+            kind, name = parse_key(m.key())
+            if kind == "user":
+                out[name] = m.partition()
+
+    try:
+        assert tail.catch_up(keep, 30)
+    finally:
+        tail.close()
+    return out
 
 
 def test_missing_state_is_an_error_not_a_silent_fresh_start(bootstrap, unique_prefix,
@@ -78,7 +105,7 @@ def test_missing_state_is_an_error_not_a_silent_fresh_start(bootstrap, unique_pr
     b.worker.changelog.timeout = 2.0
     b.thread.join(30)
     assert isinstance(b.error, ChangelogError)
-    assert "does not reach the committed offsets" in str(b.error)
+    assert "does not reach the committed offset" in str(b.error)
 
 
 def test_at_least_once_a_crash_repeats_outputs_but_the_state_is_exact(

@@ -38,8 +38,15 @@ def setup(bootstrap, unique_prefix, tmp_path):
     local.close_all()
 
 
-def write_meta(s: Settings, p: int, offset: int, users: int = 0) -> None:
-    producer = make_producer(s)
+def write_meta(s: Settings, p: int, offset: int, users: int = 0, open_txn: bool = False):
+    """Records of `users` users and the partition's meta at `offset`; with `open_txn`, inside a
+    transaction left open (a worker that died mid-commit, or whose marker is on its way): the
+    producer is returned, to commit or abort it."""
+    producer = make_producer(s, {"transactional.id": f"{s.topic_prefix}writer-{p}"}
+                             if open_txn else None)
+    if open_txn:
+        producer.init_transactions(30)
+        producer.begin_transaction()
     for u in range(users):
         h = UserHistory(5)
         h.add(0, 1.0, 1.0)
@@ -49,6 +56,7 @@ def write_meta(s: Settings, p: int, offset: int, users: int = 0) -> None:
     for key, value in changelog.partition_records(p, plain, offset):
         producer.produce(s.topic("changelog"), value, key, partition=p)
     producer.flush(10)
+    return producer
 
 
 def commit(s: Settings, offsets: dict[int, int]) -> None:
@@ -71,12 +79,13 @@ def test_a_partition_is_ready_once_its_state_reaches_the_committed_offset(setup)
     s, local, restores = setup
     write_meta(s, 0, 40, users=30)
     commit(s, {0: 40, 1: 70})
-    restores.start([1, 0])  # 1 waits for its state: 0 is not held back
+    pending = write_meta(s, 1, 70, open_txn=True)  # partition 1's state: not committed yet
+    restores.start([1, 0])  # 1 waits for its transaction: 0 is not held back
     done = until(restores, 0)
     assert [(r.partition, r.offset) for r in done] == [(0, 40)]
     time.sleep(1.0)
     assert restores.ready() == [] and restores.pending == {1}
-    write_meta(s, 1, 70)  # partition 1's state lands
+    pending.commit_transaction(30)  # the marker lands
     assert [(r.partition, r.offset) for r in until(restores, 1)] == [(1, 70)]
     assert local.partition_records(0).meta["offset"] == 40
     assert local.stores[0].get(changelog.user_key("p0-u7")) is not None
@@ -91,12 +100,23 @@ def test_state_beyond_the_committed_offset_is_an_error(setup) -> None:
         restores.wait(30)
 
 
+def test_state_that_cannot_reach_the_committed_offset_is_an_error(setup) -> None:
+    """No transaction open on the changelog and the state behind: the records are gone."""
+    s, _, restores = setup
+    write_meta(s, 0, 20)
+    commit(s, {0: 50})
+    restores.start([0])
+    with pytest.raises(ChangelogError, match="no transaction is open"):
+        restores.wait(30)
+
+
 def test_a_cancelled_restore_is_never_reported(setup) -> None:
     s, _, restores = setup
-    commit(s, {1: 10})  # never reached: the restore waits
+    commit(s, {1: 10})
+    pending = write_meta(s, 1, 10, open_txn=True)  # the restore waits for it
     restores.start([1])
     time.sleep(0.5)
     restores.cancel([1])
-    write_meta(s, 1, 10)
+    pending.commit_transaction(30)
     time.sleep(1.0)
     assert restores.ready() == [] and not restores.pending

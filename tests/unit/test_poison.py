@@ -6,23 +6,25 @@ import hashlib
 
 import pytest
 
-from consumers.deadletter import Rejected
-from consumers.poison import check_numbers, decode_guarded, exception_reason, truncated_copy
+from consumers.deadletter import Limits, Rejected, check_event_message, truncated_copy
+from consumers.poison import check_numbers, exception_reason
+from refold.core.config import Settings
 from refold.core.schemas import Event
 
 HEAD = b'{"v":1,"event_id":"e","user_id":"u1","item_id":"i","event_type":"click","event_time":1'
 
 
-@pytest.mark.parametrize("depth", [2_000, 100_000])
+@pytest.mark.parametrize("depth", [2_000, 30_000])  # 60 KB: within max_message_bytes
 def test_json_nested_thousands_deep_is_rejected_as_too_deep(depth) -> None:
     deep = HEAD + b',"extra":' + b"[" * depth + b"]" * depth + b"}"
     with pytest.raises(Rejected) as err:
-        decode_guarded(deep)
+        check_event_message(b"u1", deep, Limits.of(Settings()), now=10.0)
     assert err.value.error_class == "too_deep"
 
 
 def test_shallow_json_decodes() -> None:
-    assert decode_guarded(HEAD + b',"extra":[[[1]]]}').user_id == "u1"
+    ok = HEAD + b',"extra":[[[1]]]}'
+    assert check_event_message(b"u1", ok, Limits.of(Settings()), now=10.0).user_id == "u1"
 
 
 def event(**kw) -> Event:

@@ -35,10 +35,19 @@ def test_ids_of_another_incarnation_of_the_topic_are_forgotten(tmp_path) -> None
         assert not seen.duplicate("e1", 1.0, 0, 5)
 
 
-def test_prune_forgets_expired_ids_and_keeps_the_rest(tmp_path) -> None:
+def test_prune_forgets_ids_a_horizon_older_than_any_would_look_for(tmp_path) -> None:
     with SeenIds(tmp_path, Horizon(DAY, granularity=24), "t") as seen:
-        for n in range(48):
-            seen.duplicate(f"e{n}", n * 3600.0, 0, n)  # one an hour for two days
-        assert seen.prune() == 23  # hours 0..22 ended a day before the watermark (47 h)
-        assert not seen.duplicate("e0", 47 * 3600.0, 0, 100)
-        assert seen.duplicate("e30", 47 * 3600.0, 0, 101)
+        for n in range(72):
+            seen.duplicate(f"e{n}", n * 3600.0, 0, n)  # one an hour for three days
+        # the newest is at 71 h: a partition read behind may still look a day before 47 h
+        assert seen.prune() == 23  # hours 0..22
+        assert not seen.duplicate("e0", 23 * 3600.0, 0, 100)  # forgotten: a new event
+        assert seen.duplicate("e30", 40 * 3600.0, 0, 101)
+
+
+def test_the_horizon_is_judged_on_the_events_own_time(tmp_path) -> None:
+    """A partition read late still finds its duplicates, whatever time others reached."""
+    with SeenIds(tmp_path, Horizon(DAY), "t") as seen:
+        assert not seen.duplicate("a", 100.0, 0, 1)
+        assert not seen.duplicate("z", 10 * DAY, 1, 1)  # another partition, far ahead
+        assert seen.duplicate("a", 160.0, 2, 1)
