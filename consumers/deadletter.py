@@ -153,16 +153,22 @@ def truncated_copy(value: bytes, limit: int) -> tuple[bytes, list[tuple[str, byt
                            ("truncated", b"true")]
 
 
+KEEP_BYTES = 1_000_000 - 16_384
+"""A dead letter keeps at most this much of its message: under the 1 MB default message limit of
+producers and topics, with room for the headers."""
+
+
 class DeadLetters:
     """Send rejected messages to `settings.topic("dead_letter")` and count them by class.
 
-    A value larger than `max_message_bytes` (an `oversize` event, up to what the events topic
-    accepts) is cut to its first `max_message_bytes` bytes, with its size and sha256 in headers:
-    the whole of it might not fit the producer's own limit, and the transaction would fail."""
+    A value larger than `KEEP_BYTES` (an `oversize` event, up to what the events topic accepts)
+    is cut to its first `KEEP_BYTES` bytes, with its size and sha256 in headers: the whole of it
+    would not fit the producer's own limit (1 MB unless `max_message_bytes` is larger) or the
+    dead-letter topic's, and the transaction would fail again and again."""
 
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.topic("dead_letter")
-        self.keep_bytes = settings.max_message_bytes
+        self.keep_bytes = KEEP_BYTES
         self.counts: Counter[str] = Counter()
 
     def send(self, out: Output, msg: Message, err: Rejected, now: float | None = None) -> None:

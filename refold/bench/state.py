@@ -224,6 +224,7 @@ def _in_memory(s: Settings, args: dict[str, Any]) -> dict[str, Any]:
     group.commit(offsets=[TopicPartition(s.topic("events"), p, 0)
                           for p in range(s.events_partitions)], asynchronous=False)
     group.close()
+    s = s.replace(state_store="memory")  # every user decoded into memory, as before the stores
     with assemble_worker(s, options=WorkerOptions.bare()) as assembled:
         worker = assembled.worker
         worker.changelog.timeout = 24 * 3600.0  # measured, not capped

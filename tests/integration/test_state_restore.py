@@ -198,9 +198,9 @@ def test_a_restore_from_a_compacted_changelog_gives_the_same_state(bootstrap, un
     r = StoreRestorer(s, topic)
     try:
         with PartitionStore.open(tmp_path / "before", topic, 1) as st:
-            before = r.catch_up(st)
+            r.catch_up(st)
             want = contents(st)
-        assert before.records == len(records) and want == latest(records)
+        assert want == latest(records)  # (the cleaner may have run already)
         deadline, compacted = time.monotonic() + 120, None
         while compacted is None or compacted.records >= len(records) * 0.5:
             assert time.monotonic() < deadline, "the log cleaner did not run"
