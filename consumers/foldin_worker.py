@@ -64,7 +64,7 @@ from models.recommender import OnlineRecommender, PreparedFactors, Recs
 from models.snapshot import Snapshot
 from refold.core import metrics as M
 from refold.core.config import Settings
-from refold.core.errors import ConfigError, ModelError
+from refold.core.errors import ModelError
 from refold.core.kafka import where
 from refold.core.schemas import BasisItem, Cause, Event, Impression, Recommendation, encode
 
@@ -144,12 +144,9 @@ class FoldInWorker:
         if settings.state_store == "memory":
             self.state = MemoryState(recommender, self.changelog,
                                      dedup_window or 2 * settings.history_size)
-        elif settings.state_store == "rocksdb":
+        else:  # rocksdb (the settings allow no other value)
             self.state = StoreState(settings, recommender, committed=self.changelog.committed,
                                     exact=exact_restore)
-        else:
-            raise ConfigError(f"state_store must be rocksdb or memory, not "
-                              f"{settings.state_store!r}")
         self.counts: Counter[str] = Counter()
         """Committed totals: events, impressions, duplicates, recommendations, demoted (lists
         exposure feedback changed), dead_letters, changelog_records, changelog_bytes."""

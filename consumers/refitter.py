@@ -1,9 +1,11 @@
 """`refold refit`: read events into the interaction store, refit on triggers, gate, publish.
 
-The refitter is a singleton in its own consumer group (`settings.refit_group`, read_committed).
-Its store is authoritative for what it has read: partitions start at the offsets of its checkpoint
-(an atomic file under `settings.home`), or at the beginning of the topic (the store is rebuilt
-from what retention keeps). The group's committed offsets follow each checkpoint, for lag only.
+The refitter is a singleton in its own consumer group (`settings.refit_group`, read_committed):
+one started next to a live one refuses to start, and one that raced past that check fences the
+other's publisher. Its store (`consumers.refit_intake`, events de-duplicated by id) is
+authoritative for what it has read: partitions start at the offsets of its checkpoint (an atomic
+file under `settings.home`), or at the beginning of the topic (the store is rebuilt from what
+retention keeps). The group's committed offsets follow each checkpoint, for lag only.
 
 A refit runs when the live model is `every_events` events behind, every `every_seconds`, on
 `request_refit(reason)` (e.g. a drift alarm, from any thread), on a worker's refit request on the
@@ -14,7 +16,8 @@ steps:
 1. `store.training_data`: the CSR (decayed weights) and a holdout the live model has not seen;
 2. `models.refit.train`: implicit ALS warm-started from the live snapshot, a log line per iteration;
 3. `Gate.check`: NaN/inf, dimensions, holdout recall@K against the live snapshot;
-4. `SnapshotPublisher.publish`: chunks, then the manifest; the version is live once it is written;
+4. `SnapshotPublisher.publish`: chunks, then the manifest, in one transaction; the version is
+   live once it commits;
 5. `SimilarItemsPublisher.publish`: every item's neighbours (the new factors blended with the
    co-visits of the store's positive interactions) to the compacted similar-items topic.
 
@@ -25,7 +28,6 @@ writes the checkpoint, commits and returns 0.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -33,37 +35,28 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaException,
-    Message,
-    TopicCollection,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from consumers import instrument
 from consumers.control import RefitRequestReader
 from consumers.instances import ensure_alone
-from consumers.poison import check_numbers
+from consumers.refit_intake import RefitIntake
 from consumers.similar_publisher import (
     Sequences,
     SimilarItemsPublisher,
     SimilarParams,
     SimilarPublishError,
 )
-from consumers.snapshots import SnapshotFollower, SnapshotPublisher
-from consumers.state.seen import SeenIds
-from models.expiry import Horizon
+from consumers.snapshot_publisher import SnapshotPublisher
+from consumers.snapshots import SnapshotFollower
 from models.refit import Gate, RefitParams, train
 from models.snapshot import CHUNK_BYTES, Snapshot, Watermark
 from models.store import InteractionStore, StoreConfig
 from models.weights import EventWeights
 from refold.core.config import Settings
 from refold.core.errors import ConsumerError, ModelError
-from refold.core.kafka import KafkaFatalError, make_admin, make_consumer, watermarks, where
+from refold.core.kafka import KafkaFatalError, make_admin, make_consumer, watermarks
 from refold.core.probes import Probes
-from refold.core.schemas import SchemaError, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -109,24 +102,17 @@ class Refitter:
             from consumers.model_source import foldin_config
 
             weights = foldin_config(settings).weights
-        self.store = InteractionStore(store_config, weights)
+        self.intake = RefitIntake(settings, store_config, weights)
+        """The store, the offsets it covers, de-duplication and the checkpoint."""
         self.gate = Gate(self.params)
         self.publisher = SnapshotPublisher(
             settings, keep_versions, chunk_bytes, flush_every, publish_pause,
             transactional_id=publisher_transactional_id(settings))
         self.similar = None if similar is None else SimilarItemsPublisher(settings, similar)
         """Publishes each version's similar items (None: off)."""
-        self.checkpoint_path = (Path(settings.home) / "refit"
-                                / f"{self.topic}.{settings.refit_group}.store")
         self.live: Snapshot | None = None
         self.next_version = 1
-        self.offsets: dict[int, int] = {}
-        """Next offset to read per events partition: what the store covers."""
         self.refits = self.published = self.refused = self.failed = self.aborted = 0
-        self.bad_events = 0
-        self.duplicates = 0
-        """Events whose id was seen within `dedup_horizon_seconds` (any partition): skipped."""
-        self.seen: SeenIds | None = None
         self.requests_taken = self.requests_answered = 0
         """Workers' refit requests acted upon, and those a refit had answered already."""
         self.last_refit: dict[str, float] = {}
@@ -143,6 +129,24 @@ class Refitter:
         """Unix time at which the last refit started: workers' requests before it are answered."""
         self._baseline = 0
         self._last_attempt = time.monotonic()
+
+    @property
+    def store(self) -> InteractionStore:
+        return self.intake.store
+
+    @property
+    def offsets(self) -> dict[int, int]:
+        """Next offset to read per events partition: what the store covers."""
+        return self.intake.offsets
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.intake.checkpoint_path
+
+    @property
+    def duplicates(self) -> int:
+        """Events whose id was seen within `dedup_horizon_seconds` (any partition): skipped."""
+        return self.intake.duplicates
 
     # -- control, from any thread
     def request_refit(self, reason: str) -> None:
@@ -163,12 +167,7 @@ class Refitter:
     # -- start
     def restore(self, timeout: float = 60.0) -> None:
         """Load the checkpoint and the live snapshot; pick the next version number."""
-        if self.checkpoint_path.exists():
-            blob = self.checkpoint_path.read_bytes()
-            self.store = InteractionStore.from_bytes(blob, self.store.config, self.store.weights)
-            self.offsets = {int(p): int(o) for p, o in self.store.meta.get("offsets", {}).items()}
-            log.info("restored the store from %s: %s, %s", self.checkpoint_path,
-                     self.store.stats(), self._where())
+        self.intake.restore()
         with SnapshotFollower(self.settings) as follower:
             self.live = follower.load_latest(timeout)
             seen = max(follower.max_version_seen, self.live.version if self.live else 0,
@@ -198,7 +197,7 @@ class Refitter:
         admin = make_admin(self.settings, purpose="refitter-check")
         ensure_alone(admin, self.settings.refit_group, "refitter", SESSION_TIMEOUT_S)
         self.publisher.fence()
-        self.seen = self._open_seen(admin)
+        self.intake.open_seen(admin)
         self.restore(restore_timeout)
         consumer = self._consumer = make_consumer(self.settings, self.settings.refit_group, {
             "partition.assignment.strategy": "range", "max.poll.interval.ms": 3_600_000,
@@ -211,7 +210,7 @@ class Refitter:
         try:
             while not self._stopping.is_set():
                 self.probes.beat()
-                self._consume(consumer, self.settings.batch_size * 10)
+                self.intake.consume(consumer, self.settings.batch_size * 10)
                 self._read_requests()
                 if time.monotonic() - last_lag >= 5.0:
                     instrument.record_lag(consumer, self.settings.refit_group)
@@ -242,42 +241,10 @@ class Refitter:
             self.publisher.close()
             if self.similar is not None:
                 self.similar.close()
-            if self.seen is not None:
-                self.seen.close()
-                self.seen = None
+            self.intake.close()
         log.info("refitter stopped: %d refits, %d published, %d refused, %d failed",
                  self.refits, self.published, self.refused, self.failed)
         return 0
-
-    def _consume(self, consumer: Consumer, max_messages: int) -> None:
-        for msg in consumer.consume(max_messages, timeout=0.5):
-            if msg.error() is not None or msg.topic() != self.topic:
-                log.warning("ignored %s: %s", where(msg), msg.error() or "not the events topic")
-                continue
-            self.offsets[msg.partition()] = msg.offset() + 1
-            self._add(msg)
-
-    def _open_seen(self, admin) -> SeenIds:
-        """The de-duplication's ids, under the state directory (per events topic and group)."""
-        topic_id = str(admin.describe_topics(TopicCollection([self.topic]))[self.topic]
-                       .result(30).topic_id)
-        path = self.settings.state_path / "refit" / f"{self.topic}.{self.settings.refit_group}"
-        return SeenIds(path, Horizon(self.settings.dedup_horizon_seconds), topic_id)
-
-    def _add(self, msg: Message) -> None:
-        try:
-            ev = decode_event(msg.value())
-            check_numbers(ev, self.settings.max_abs_weight)
-            if self.seen is not None and self.seen.duplicate(
-                    ev.event_id, ev.event_time, msg.partition(), msg.offset()):
-                self.duplicates += 1
-                log.debug("duplicate event %s at %s: skipped", ev.event_id, where(msg))
-                return
-            self.store.add(ev.user_id, ev.item_id, ev.event_type, ev.event_time, ev.value,
-                           ev.weight)
-        except (SchemaError, ModelError) as exc:  # the worker dead-letters it; here, skip
-            self.bad_events += 1
-            log.debug("skipped a bad event at %s: %s", where(msg), exc)
 
     def _read_requests(self) -> None:
         """Ask for a refit on each worker's request newer than the last refit started."""
@@ -399,34 +366,12 @@ class Refitter:
 
         return callback
 
-    # -- checkpoint
     def checkpoint(self) -> Path:
-        """Write the store atomically (temp file, fsync, rename), then commit its offsets."""
-        if self.seen is not None:  # the ids first: they may be ahead of the checkpoint
-            self.seen.flush()
-            self.seen.prune()
-        self.store.meta["offsets"] = {str(p): o for p, o in self.offsets.items()}
-        self.store.meta.setdefault("version", self.next_version - 1)
-        path = self.checkpoint_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            fh.write(self.store.to_bytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        if self._consumer is not None and self.offsets:
-            tps = [TopicPartition(self.topic, p, o) for p, o in self.offsets.items()]
-            try:
-                self._consumer.commit(offsets=tps, asynchronous=False)
-            except Exception as exc:  # informational only: the checkpoint is what counts
-                log.warning("could not commit offsets: %s", exc)
-        log.info("checkpoint %s: %s", path, self._where())
-        return path
+        """Write the store's checkpoint (`RefitIntake.checkpoint`)."""
+        return self.intake.checkpoint(self.next_version - 1, self._consumer)
 
     def _where(self, offsets: dict[int, int] | None = None) -> str:
-        offsets = self.offsets if offsets is None else offsets
-        return ", ".join(f"{self.topic}[{p}]@{o}" for p, o in sorted(offsets.items())) or "nothing"
+        return self.intake.where(offsets)
 
 
 def publisher_transactional_id(settings: Settings) -> str:

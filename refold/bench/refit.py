@@ -22,7 +22,8 @@ from threadpoolctl import threadpool_limits
 
 from consumers.assembly import RefitterOptions, assemble_refitter
 from consumers.refitter import Refitter, Triggers
-from consumers.snapshots import SnapshotPublisher, load_latest
+from consumers.snapshot_publisher import SnapshotPublisher
+from consumers.snapshots import load_latest
 from models.refit import RefitParams
 from models.snapshot import Snapshot
 from producers.datasets import InteractionLog

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from consumers.snapshots import SnapshotPublisher
+from consumers.snapshot_publisher import SnapshotPublisher
 from consumers.tail import TopicTail
 from models.snapshot import Snapshot
 from producers.sdk import EventProducer

@@ -388,40 +388,9 @@ def environment(settings: Settings) -> dict[str, str]:
     >>> s.k, s.event_weights.view, s.exclude_types, s.kafka_client["sasl.password"].file
     (5, 0.5, frozenset({'dismiss'}), '/pw')
     """
-    base, out = Settings(instance_id=settings.instance_id, home=settings.home), {}
-    for name in Settings.model_fields:
-        value, default = getattr(settings, name), getattr(base, name)
-        if value == default and name not in ("instance_id", "home"):
-            continue
-        var = ENV_PREFIX + name.upper()
-        if name.startswith("kafka_"):
-            for prop, v in value.items():
-                key = f"{var}_{prop.upper().replace('.', '_')}"
-                if isinstance(v, SecretRef):
-                    key, v = (key + "_FILE", v.file) if v.file else (key, v.resolve(prop))
-                out[key] = str(v).lower() if isinstance(v, bool) else str(v)
-        elif isinstance(value, BaseModel):
-            out.update({f"{var}__{k.upper()}": str(v) for k, v in value.model_dump().items()
-                        if v != getattr(default, k)})
-        elif isinstance(value, list | frozenset):
-            out[var] = ",".join(sorted(value) if isinstance(value, frozenset) else value)
-        else:
-            out[var] = "" if value is None else str(value)
-    if settings.instance_id == _default_instance_id():
-        out.pop(ENV_PREFIX + "INSTANCE_ID", None)
-    if settings.home == _default_home():
-        out.pop(ENV_PREFIX + "HOME", None)
-    return out
+    return sources.environment(settings, derived=("instance_id", "home"))
 
 
 def describe() -> list[tuple[str, str, str, str, str]]:
     """(field, environment variable, type, default, description) of every setting."""
-    out = []
-    for name, field in Settings.model_fields.items():
-        if field.default_factory is not None:
-            default = repr(field.default_factory())  # type: ignore[call-arg]
-        else:
-            default = repr(field.default)
-        kind = getattr(field.annotation, "__name__", str(field.annotation))
-        out.append((name, ENV_PREFIX + name.upper(), kind, default, field.description or ""))
-    return out
+    return sources.describe(Settings)

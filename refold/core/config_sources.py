@@ -23,6 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from refold.core.config_types import SecretRef
 from refold.core.errors import ConfigError
 
 ENV_PREFIX = "REFOLD_"
@@ -226,3 +227,50 @@ def where(name: str, sources: Mapping[str, Any]) -> str:
     if path and name in values:
         return f" (config file {path})"
     return ""
+
+
+# -- the other way: settings to the environment, and the list of settings
+
+def environment(settings: BaseModel, derived: tuple[str, ...] = ()) -> dict[str, str]:
+    """`REFOLD_*` variables of each field of `settings` that differs from its default
+    (`refold.core.config.environment`). `derived` fields (defaults computed on this machine,
+    such as the host name) are given unless they equal what this machine would compute."""
+    cls = type(settings)
+    base = cls(**{name: getattr(settings, name) for name in derived})
+    out: dict[str, str] = {}
+    for name in cls.model_fields:
+        value, default = getattr(settings, name), getattr(base, name)
+        if value == default and name not in derived:
+            continue
+        var = ENV_PREFIX + name.upper()
+        if name.startswith("kafka_"):
+            for prop, v in value.items():
+                key = f"{var}_{prop.upper().replace('.', '_')}"
+                if isinstance(v, SecretRef):  # its file, else its value
+                    key, v = (key + "_FILE", v.file) if v.file else (key, v.resolve(prop))
+                out[key] = str(v).lower() if isinstance(v, bool) else str(v)
+        elif isinstance(value, BaseModel):
+            out.update({f"{var}__{k.upper()}": str(v) for k, v in value.model_dump().items()
+                        if v != getattr(default, k)})
+        elif isinstance(value, list | frozenset):
+            out[var] = ",".join(sorted(value) if isinstance(value, frozenset) else value)
+        else:
+            out[var] = "" if value is None else str(value)
+    for name in derived:
+        factory = cls.model_fields[name].default_factory
+        if factory is not None and getattr(settings, name) == factory():  # type: ignore[call-arg]
+            out.pop(ENV_PREFIX + name.upper(), None)
+    return out
+
+
+def describe(cls: type[BaseModel]) -> list[tuple[str, str, str, str, str]]:
+    """(field, environment variable, type, default, description) of every field of `cls`."""
+    out = []
+    for name, field in cls.model_fields.items():
+        if field.default_factory is not None:
+            default = repr(field.default_factory())  # type: ignore[call-arg]
+        else:
+            default = repr(field.default)
+        kind = getattr(field.annotation, "__name__", str(field.annotation))
+        out.append((name, ENV_PREFIX + name.upper(), kind, default, field.description or ""))
+    return out

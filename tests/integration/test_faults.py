@@ -381,7 +381,7 @@ def swap_run(refold_process, s: Settings, world: Input, log: Path, crash: str | 
     """The first half with the model of `--model`; then a new version on the snapshots topic,
     which the worker (following snapshots) swaps in, or is killed while swapping in (`crash`:
     its successor loads it at start); then the second half."""
-    from consumers.snapshots import SnapshotPublisher
+    from consumers.snapshot_publisher import SnapshotPublisher
     from models.snapshot import Snapshot
 
     half = world.total // 2

@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry
 from consumers.assembly import assemble_refitter
 from consumers.control import RefitRequester
 from consumers.monitor import Monitor
-from consumers.snapshots import SnapshotPublisher, load_latest
+from consumers.snapshot_publisher import SnapshotPublisher
+from consumers.snapshots import load_latest
 from consumers.tail import TopicTail
 from producers.sdk import EventProducer
 from refold.core import metrics as M

@@ -13,7 +13,8 @@ import pytest
 from consumers.assembly import RefitterOptions, assemble_refitter
 from consumers.instances import DuplicateInstance, members
 from consumers.refitter import Triggers
-from consumers.snapshots import SnapshotPublisher, load_latest
+from consumers.snapshot_publisher import SnapshotPublisher
+from consumers.snapshots import load_latest
 from consumers.tail import TopicTail
 from models.snapshot import Snapshot, parse_key
 from producers.sdk import EventProducer

@@ -9,7 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumers.monitor import Monitor
-from consumers.snapshots import SnapshotFollower, SnapshotPublisher, follow, load_latest
+from consumers.snapshot_publisher import SnapshotPublisher
+from consumers.snapshots import SnapshotFollower, follow, load_latest
 from models.snapshot import Snapshot, Watermark, encode_chunks
 from refold.core import metrics as M
 from refold.core.config import Settings

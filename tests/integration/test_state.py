@@ -212,7 +212,7 @@ def test_poison_messages_are_dead_letters_and_the_partitions_move_on(
 
 def test_a_snapshot_with_wrong_shapes_is_refused_and_the_worker_keeps_its_version(
         bootstrap, unique_prefix, tmp_path) -> None:
-    from consumers.snapshots import SnapshotPublisher
+    from consumers.snapshot_publisher import SnapshotPublisher
     from models.snapshot import Snapshot, encode_chunks
     from tests.unit.test_snapshot_shapes import tampered
 
