@@ -30,7 +30,7 @@ class Output:
         self.producer = producer
         self.produced = 0
         self.failed: list[KafkaError] = []
-        """Delivery errors (with `track_delivery`; the producer reports failures only)."""
+        """Delivery errors (with `track_delivery`)."""
         self.failed_topics: list[str] = []
         """The topic of each failed delivery: what a missing WRITE permission names."""
         self._on_delivery = self._delivered if track_delivery else None
@@ -58,6 +58,14 @@ class Output:
                 self.producer.poll(0.1)
             except (KafkaException, KafkaFatalError):  # the error callback raised the cause
                 return
+
+    def serve_delivered(self, timeout: float = 5.0) -> None:
+        """After a commit: serve the delivery reports it left queued (a transaction's commit
+        delivers the messages but does not call their callbacks), so `on_delivery` has seen
+        every report (the worker's checkpoints take the changelog offsets from them)."""
+        deadline = time.monotonic() + timeout
+        while self.producer.poll(0) > 0 and time.monotonic() < deadline:
+            pass
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:

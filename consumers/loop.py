@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -71,7 +71,6 @@ from refold.core.probes import Probes
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 MAX_ABORTS_IN_A_ROW = 8
 GUARANTEES = ("exactly-once", "at-least-once")
 
@@ -245,15 +244,15 @@ class TransactionalLoop:
         producer = self.output.producer
         out = Output(producer, track_delivery=True)
         try:
-            self._call("begin_transaction", producer.begin_transaction)  # 2
+            self.output.call("begin_transaction", producer.begin_transaction)  # 2
             self.processor.handle(messages, out)  # 3
             handled = time.monotonic()
             self._crash_if("after_produce")
-            self._call("send_offsets_to_transaction", producer.send_offsets_to_transaction,
+            self.output.call("send_offsets_to_transaction", producer.send_offsets_to_transaction,
                        next_offsets(messages), self.consumer.consumer_group_metadata(),
                        CALL_TIMEOUT_S, stalls=True)  # 4
             self._crash_if("after_offsets")
-            self._call("commit_transaction", producer.commit_transaction, CALL_TIMEOUT_S,
+            self.output.call("commit_transaction", producer.commit_transaction, CALL_TIMEOUT_S,
                        stalls=True)  # 5
             self._crash_if("after_commit")
         except KafkaFatalError:
@@ -289,6 +288,7 @@ class TransactionalLoop:
             self.output.abort()
             self._roll_back(messages)
             raise
+        out.serve_delivered()
         self._committed(messages, handled)
 
     def _isolate(self, messages: list[Message], exc: Exception) -> None:
@@ -330,7 +330,8 @@ class TransactionalLoop:
                                      for tp in next_offsets(messages)})
         tps = [TopicPartition(t, p) for t, p in want]
         try:
-            got = self._call("committed", self.consumer.committed, tps, timeout=CALL_TIMEOUT_S)
+            got = self.output.call("committed", self.consumer.committed, tps,
+                                   timeout=CALL_TIMEOUT_S)
         except KafkaException as exc:
             raise KafkaFatalError(f"whether a stalled transaction committed is unknown: "
                                   f"{error_of(exc)}") from exc
@@ -360,7 +361,7 @@ class TransactionalLoop:
                                       f"{len(out.failed)} failed: {out.failed[:3]}")
             # asynchronous: a commit waits behind the consumer's parked fetch, and a lost one
             # only means more duplicates after a crash, which this mode accepts
-            self._call("commit", self.consumer.commit, offsets=next_offsets(messages),
+            self.output.call("commit", self.consumer.commit, offsets=next_offsets(messages),
                        asynchronous=True)
             self._crash_if("after_commit")
         except KafkaFatalError:
@@ -401,8 +402,3 @@ class TransactionalLoop:
             log.info("rewound %s[%d] to %d", tp.topic, tp.partition, offset)
         if self._companions is not None:
             self._companions.rewound(first)
-
-    def _call(
-        self, what: str, fn: Callable[..., T], *args: Any, stalls: bool = False, **kwargs: Any
-    ) -> T:
-        return self.output.call(what, fn, *args, stalls=stalls, **kwargs)

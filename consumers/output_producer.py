@@ -62,10 +62,11 @@ class OutputProducer:
         id is aborted)."""
         txn = {"transactional.id": self.transactional_id,
                "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000), **TXN_PRODUCER}
-        only_errors = {"delivery.report.only.error": True}  # the failures are what a batch checks
+        # Every delivery is reported (not only failures): the worker's store checkpoints take
+        # the changelog offsets from the reports (a Python call per message: ~0.5 us).
         producer = make_producer(self.settings, {
-            **(txn if self.exactly_once else {}), **only_errors, "error_cb": self._error,
-            **self.extra}, purpose=self.purpose)
+            **(txn if self.exactly_once else {}), "delivery.report.only.error": False,
+            "error_cb": self._error, **self.extra}, purpose=self.purpose)
         if self.on_producer is not None:
             producer = self.on_producer(producer)
         self.producer = producer

@@ -164,7 +164,7 @@ def test_a_failed_abort_gets_a_new_producer_and_nothing_is_lost(
     monkeypatch.setattr("consumers.assembly.FoldInWorker", FailOnce)
     caplog.set_level(logging.WARNING, "consumers.loop")
     w = WorkerThread(s, world.factors, join_timeout=60, consumer_extra=FAST)
-    w.loop.on_producer = FailingAbort
+    w.loop.output.on_producer = FailingAbort
     w.start()
     wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "the input")
     w.stop()
