@@ -107,6 +107,11 @@ class AdaptiveTrending:
         for rung in self.rungs:
             rung.update(item, -weight, t)
 
+    def forget(self, item: int) -> None:
+        """Drop an item's popularity in every rung (it left the catalog)."""
+        for rung in self.rungs:
+            rung.forget(item)
+
     def refresh(self) -> None:
         """Publish each rung's current top-K and serve the rung with the most hits."""
         self._tops = [frozenset(rung.top(self.k)[0].tolist()) for rung in self.rungs]

@@ -100,8 +100,14 @@ class PartitionState:
         if t_refs[0] is not None and _t_refs(self.trending) != t_refs:
             self.changed.update(_popular(self.trending).tolist())
 
-    def add_covisit(self, item: int, previous: np.ndarray) -> None:
-        """`CoVisits.add`, noting the changed items."""
+    def add_covisit(self, item: int, previous: np.ndarray,
+                    active: np.ndarray | None = None) -> None:
+        """`CoVisits.add`, noting the changed items; items not `active` (inactive or deleted
+        from the catalog: their state was forgotten) take no part."""
+        if active is not None:
+            if not active[item]:
+                return
+            previous = previous[active[previous]]
         self.changed.update(self.covisits.add(item, previous))
 
     def refresh_covisits(self) -> None:
@@ -139,9 +145,9 @@ class PartitionState:
 
     def holds(self, item: int) -> bool:
         """Whether the partition has any state of `item`."""
-        pop = self.trending.ranking_scores()
-        return (item < len(pop) and pop[item] != 0) or bool(self.cold.users_of(item)) or \
-            item in self.vectors or item in set(self.covisits.items())
+        popular = any(item < len(c) and c[item] != 0 for c in _pop_columns(self.trending))
+        return popular or bool(self.cold.users_of(item)) or item in self.vectors or \
+            item in set(self.covisits.items())
 
     def forget(self, item: int) -> None:
         """Drop everything of an item that left the catalog (the caller tombstones its

@@ -327,8 +327,8 @@ class OnlineRecommender:
                 back = withdrawn(*h.ring(), self._guard)
                 self.guard_stats.withdrawn_events += len(back)
         part = self.partitions.get(partition)
-        if previous is not None and shared > 0:
-            part.add_covisit(i, previous)
+        if previous is not None and shared > 0:  # items out of the catalog take no part
+            part.add_covisit(i, previous, self.catalog.active)
         # Negative signals are personal: they do not lower an item's popularity.
         if popularity:
             _shared_popularity(part, i, shared, t, back)

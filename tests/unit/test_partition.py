@@ -243,3 +243,16 @@ def test_a_row_restored_from_an_earlier_versions_item_record_is_written_again() 
     want = rec.partition(0).to_plain(rec.catalog.ids, rec.model_version)
     assert other.partition(0).to_plain(other.catalog.ids, other.model_version) == want
     assert other.partition_changes(0)["rows"] == want["rows"]
+
+
+@pytest.mark.parametrize("half_life", [3600.0, (900.0, 3600.0, 86400.0)])
+def test_an_item_that_left_the_catalog_is_forgotten_in_every_count(half_life) -> None:
+    part = PartitionState(half_life, max_item_users=5)
+    for t, item in enumerate([0, 1, 0, 2, 1, 1]):
+        part.add_popularity(item, 1.0, float(t))
+        part.cold.add(item, f"u{t}", 1.0)
+    assert part.holds(1)
+    part.forget(1)
+    assert not part.holds(1) and part.holds(0) and part.holds(2)
+    plain = part.to_plain(["a", "b", "c"], version=None)
+    assert "b" not in plain["items"] and {"a", "c"} <= set(plain["items"])
