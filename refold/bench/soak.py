@@ -37,7 +37,7 @@ from producers.sdk import EventProducer
 from refold.core.config import Settings
 from refold.core.kafka import make_admin, make_consumer, watermarks
 from refold.core.schemas import Event, decode_recommendation
-from refold.core.topics import create_topics, delete_topics
+from refold.core.topics import create_topics, delete_topics, topic_specs
 
 
 def run(settings: Settings, *, minutes: float = 30.0, rate: float = 1000.0,
@@ -80,9 +80,7 @@ def run(settings: Settings, *, minutes: float = 30.0, rate: float = 1000.0,
                 worker.wait(60)
             except subprocess.TimeoutExpired:
                 worker.kill()
-            delete_topics(admin, [s.topic(t) for t in ("events", "recommendations",
-                                                       "snapshots", "items", "dead_letter",
-                                                       "changelog", "control")])
+            delete_topics(admin, [spec.name for spec in topic_specs(s)])
         errors = _errors(log.read_text(), lists.dead_letters, worker.returncode)
     result = _result(samples, latencies, sender, errors, minutes, rate, cache_users,
                      new_user_share)

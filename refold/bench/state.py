@@ -15,7 +15,10 @@ resident memory is only comparable between fresh processes):
    one event learned, written back at each commit of 500 (no Kafka here: the cost measured is
    the state's), and reports its resident memory: `rss_mb`;
 3. the alternative, for N up to `in_memory_max`: the restore every worker did before the store
-   (every user decoded into memory, the changelog read to its end), with its time and memory.
+   (every user decoded into memory, the changelog read to its end), with its time and memory,
+   then the same `serve_events` state updates with every user in memory (the undo copy, the
+   recent ids, the event learned, each user encoded at each commit of 500): the store's cost
+   side by side, `serve_events_per_second` against `serve_events_per_second_in_memory`.
 
 Topics live under a throwaway prefix and are deleted at the end; the stores in a temporary
 directory. The machine's load is printed with the figures: re-run when it is high.
@@ -39,7 +42,7 @@ from models.history import UserHistory
 from models.packing import pack
 from refold.core.config import Settings
 from refold.core.kafka import make_admin, make_producer, produce
-from refold.core.topics import create_topics, delete_topics
+from refold.core.topics import create_topics, delete_topics, topic_specs
 
 DAY = 86400.0
 BASE_TIME = 1.75e9
@@ -60,9 +63,7 @@ def run(settings: Settings, users: list[int], *, events_per_user: int = 5,
                 runs.append(_one(s, n, Path(tmp), events_per_user, tail, cache_users,
                                  serve_events, in_memory_max, progress))
         finally:
-            delete_topics(admin, [s.topic(t) for t in ("events", "recommendations", "snapshots",
-                                                       "items", "dead_letter", "changelog",
-                                                       "control")])
+            delete_topics(admin, [spec.name for spec in topic_specs(s)])
     machine = {"cpus": os.cpu_count(), "load": [round(x, 2) for x in os.getloadavg()]}
     return {**runs[0], "machine": machine} if len(runs) == 1 else \
         {"runs": runs, "machine": machine}
@@ -94,8 +95,9 @@ def _one(s: Settings, n: int, tmp: Path, events_per_user: int, tail: int, cache_
            "store_mb_on_disk": same["disk_mb"]}
     if n <= in_memory_max:
         say(f"{n:,} users: restoring into memory, as before the store")
-        old = _child("in_memory", args)
-        out.update(restore_seconds_in_memory=old["seconds"], rss_mb_in_memory=old["rss_mb"])
+        old = _child("in_memory", {**args, "serve_events": serve_events})
+        out.update(restore_seconds_in_memory=old["seconds"], rss_mb_in_memory=old["rss_mb"],
+                   serve_events_per_second_in_memory=old["served_per_s"])
     return out
 
 
@@ -233,7 +235,33 @@ def _in_memory(s: Settings, args: dict[str, Any]) -> dict[str, Any]:
                                        for p in range(s.events_partitions)])
         seconds = time.perf_counter() - t0
         users = worker.restores[-1].users
-    return {"seconds": seconds, "users": users}
+        served = _serve_in_memory(worker, s, args)
+    return {"seconds": seconds, "users": users, **served}
+
+
+def _serve_in_memory(worker: Any, s: Settings, args: dict[str, Any]) -> dict[str, Any]:
+    """`_serve`'s events with every user in memory (`consumers.state.memory`): the batch's undo
+    copy of each user, its recent ids, the event learned, each user encoded at each commit."""
+    rng = np.random.default_rng(7)
+    users = rng.integers(0, args["users"], args["serve_events"]).tolist()
+    rec, mem, parts = worker.recommender, worker.state, s.events_partitions
+    t0 = time.perf_counter()
+    batch: set[str] = set()
+    for j, u in enumerate(users):
+        uid, p = f"user-{u}", u % parts
+        mem.undo.save_user(uid, p)
+        mem.recent.seen(uid, f"serve-{j}")
+        item = rec.catalog.index(f"item-{j % 1000}")
+        rec.users.get_or_create(uid, p, BASE_TIME).add(item, 0.3, BASE_TIME)
+        mem.partition_of.setdefault(uid, p)
+        batch.add(uid)
+        if len(batch) >= 500 or j == len(users) - 1:
+            for user in batch:
+                changelog.user_value(rec.user_state(user), mem.recent.by_user[user])
+            mem.commit()
+            batch.clear()
+    seconds = time.perf_counter() - t0
+    return {"served": len(users), "served_per_s": len(users) / seconds if users else 0.0}
 
 
 def rss_mb() -> float:
@@ -258,5 +286,8 @@ def table(r: dict[str, Any]) -> str:
         if "restore_seconds_in_memory" in x:
             lines.append(
                 f"{'':>11}  before the store (all users in memory): restore "
-                f"{x['restore_seconds_in_memory']:.1f} s, RSS {x['rss_mb_in_memory']:,.0f} MB")
+                f"{x['restore_seconds_in_memory']:.1f} s, RSS {x['rss_mb_in_memory']:,.0f} MB; "
+                f"state updates {x['serve_events_per_second_in_memory']:,.0f}/s against "
+                f"{x['serve_events_per_second']:,.0f}/s with the store "
+                f"({x['serve_events_per_second'] / x['serve_events_per_second_in_memory']:.2f}x)")
     return "\n".join(lines)

@@ -21,4 +21,5 @@ def test_state_bench_restores_restarts_and_serves(bootstrap, unique_prefix):
     assert r["rss_mb"] > 0 and r["rss_mb_per_million_users"] == pytest.approx(
         r["rss_mb"] * 1e6 / 3000)
     assert r["restore_seconds_in_memory"] > 0 and r["rss_mb_in_memory"] > 0
+    assert r["serve_events_per_second_in_memory"] > 0 and r["serve_events_per_second"] > 0
     assert "restart on the same disk" in state.table(r)
