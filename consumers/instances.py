@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from refold.core.config import Settings
@@ -30,16 +30,31 @@ class DuplicateInstance(ConsumerError):
     """Another live process uses this instance id in the same group."""
 
 
-def members(admin: AdminClient, group: str, timeout: float = 10.0) -> list[Any]:
-    """The group's members (`client_id`, `host`, ...); none when the group does not exist."""
-    try:
-        description = admin.describe_consumer_groups([group], request_timeout=timeout)[
-            group].result(timeout)
-    except KafkaException as exc:
-        if "GROUP_ID_NOT_FOUND" in str(exc):
-            return []
-        raise
-    return list(description.members)
+COORDINATOR_BUSY = frozenset({
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR, KafkaError._TIMED_OUT, KafkaError._TRANSPORT})
+"""Answers of a group coordinator that is not ready yet (a broker just started loads its
+groups), asked again."""
+
+
+def members(admin: AdminClient, group: str, timeout: float = 10.0, patience: float = 60.0,
+            sleep: Callable[[float], None] = time.sleep) -> list[Any]:
+    """The group's members (`client_id`, `host`, ...); none when the group does not exist.
+    A coordinator that is not ready is asked again for up to `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            description = admin.describe_consumer_groups([group], request_timeout=timeout)[
+                group].result(timeout)
+            return list(description.members)
+        except KafkaException as exc:
+            if "GROUP_ID_NOT_FOUND" in str(exc):
+                return []
+            err = exc.args[0]
+            if err.code() not in COORDINATOR_BUSY or time.monotonic() > deadline:
+                raise
+            log.info("describing group %s: %s (asking again)", group, err)
+            sleep(0.5)
 
 
 def ensure_unique(admin: AdminClient, group: str, client_id: str, instance_id: str,
