@@ -63,6 +63,7 @@ import numpy as np
 
 from models import kernels
 from models.packing import pack, unpack
+from models.session_blend import blend as blend  # where it was first: models.covisit.blend
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,30 +362,6 @@ class CoVisits:
         self._deg = np.concatenate([self._deg, np.zeros(extra, dtype=np.int32)])
         self.count = np.concatenate([self.count, np.zeros(extra)])
         self._inv = np.concatenate([self._inv, np.ones(extra)])
-
-
-def blend(
-    cf: np.ndarray, cols: np.ndarray, terms: np.ndarray, weight: float,
-    exclude: np.ndarray | None = None,
-) -> np.ndarray:
-    """f / max|f| + weight · s / max s (see the module docstring), with the session scores s
-    given as `CoVisits.contributions` or `scores` (`cols`, `terms`); the maxima skip `exclude`
-    (indices or a mask). Returns `cf` itself when there is nothing to blend."""
-    if weight == 0 or not len(cols):
-        return cf
-    s = np.bincount(cols, weights=terms, minlength=len(cf))
-    hidden = ~np.isfinite(cf)
-    if exclude is not None and len(exclude):
-        hidden[exclude] = True
-    s[hidden] = 0.0  # hidden items are never shown: their score does not matter
-    s_max = s.max()
-    if s_max <= 0:
-        return cf
-    shown = np.where(hidden, 0.0, cf)
-    f_max = max(shown.max(), -shown.min())
-    s *= weight / s_max
-    s += cf / f_max if f_max > 0 else cf
-    return s
 
 
 def recent_items(history: Any, n: int) -> np.ndarray:
