@@ -18,7 +18,7 @@ from typing import Protocol
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from refold.core.errors import KafkaFatalError
-from refold.core.kafka import produce
+from refold.core.kafka import not_authorized, produce
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,16 @@ def usable(messages: Iterable[Message], assigned: Container[tuple[str, int]],
         elif (msg.topic(), msg.partition()) in assigned:
             out.append(msg)
     return out
+
+
+def fetch_error(msg: Message, group_id: str, topics: list[str]) -> None:
+    """A fetch's error: a missing authorization or a fatal error stops the loop (raises)."""
+    group = msg.error().code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+    not_authorized(msg.error(), "READ", group_id if group else (
+        msg.topic() or ", ".join(topics)))
+    if msg.error().fatal():
+        raise KafkaFatalError(f"consumer: {msg.error()}")
+    log.warning("consumer: %s", msg.error())
 
 
 def first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:

@@ -20,15 +20,13 @@ it
 5. writes the new state of the batch's users and partitions to the changelog
    (`consumers.changelog`), in the same transaction (`state.write`).
 
-Per-user state is `state`: by default users live in a local store per partition behind a bounded
-cache (`consumers.state.stored`), or all in memory (`consumers.state.memory`, `state_store =
-"memory"`). After the commit the loop calls `promote` (the store takes the batch's records, the
-undo log is forgotten); after an abort, `rollback` puts the saved partitions back and the batch's
-users are evicted (or, in memory, put back), so the re-read batch meets the state it first saw.
-When partitions are assigned, their state is restored before any of their events is read (the
-store: on a thread, the partitions paused until `resumable` names them); when they go, it is
-dropped. A message whose handling keeps raising is `quarantine`d by the loop
-(`consumers.isolate`) and rejected as a dead letter with the exception as its reason.
+Users live in `state`: local stores per partition behind a bounded cache
+(`consumers.state.stored`), or all in memory (`state_store = "memory"`). `promote` (after the
+commit) hands the batch's records to the stores; `rollback` (after an abort) puts the saved
+partitions back and evicts the batch's users, so the re-read batch meets the state it first saw.
+Assigned partitions' state is restored before any of their messages is read (on a thread, the
+partitions paused until `resumable` names them). A message whose handling keeps raising is
+`quarantine`d by the loop (`consumers.isolate`): a dead letter with the exception as reason.
 """
 
 from __future__ import annotations
@@ -38,12 +36,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from confluent_kafka import Message, TopicPartition
 
 from consumers import changelog
 from consumers.batch import SideInput
+from consumers.committed import CommittedBatch, Swap
 from consumers.crash import CrashPoint
 from consumers.deadletter import (
     DeadLetters,
@@ -52,7 +50,7 @@ from consumers.deadletter import (
     check_event_message,
     check_impression_message,
 )
-from consumers.feedback import Facts, Feedback, Op
+from consumers.feedback import Feedback, Op
 from consumers.loop import Output, next_offsets
 from consumers.poison import check_numbers, exception_reason
 from consumers.state.memory import MemoryState
@@ -72,43 +70,6 @@ log = logging.getLogger(__name__)
 
 IMPRESSION_ID = "~imp/"
 """Prefix of impression ids among a user's recent ids (so they never meet an event id)."""
-
-
-@dataclass
-class CommittedBatch:
-    """What a committed batch did, for `FoldInWorker.on_commit` (metrics, drift, quality)."""
-
-    events: list[Event] = field(default_factory=list)
-    """The events applied, in order (not the dead letters or duplicates)."""
-    published: list[Recs] = field(default_factory=list)
-    dead_letters: list[str] = field(default_factory=list)
-    """The error class of each rejected message."""
-    timestamps: list[float] = field(default_factory=list)
-    """Each applied event's Kafka timestamp (s): commit time minus it is its freshness."""
-    started: float = 0.0
-    committed: float = 0.0
-    model_version: int | None = None
-    users_in_state: int = 0
-    user_vector_norm: float | None = None
-    """Mean norm of the user vectors folded in for the batch's lists (None: none)."""
-    foldin_residual: float | None = None
-    """Mean fold-in residual of those users (`models.foldin.residuals`; None: none)."""
-    guard: dict[str, int] = field(default_factory=dict)
-    """Events the guard kept out of the shared counts in this batch, by outcome."""
-    guard_users: int = 0
-    """Users judged automated within the last hour of event time."""
-    feedback: Facts = field(default_factory=Facts)
-    """Impressions, credited outcomes, conversions (`consumers.feedback`)."""
-
-
-@dataclass(frozen=True)
-class Swap:
-    """A model version swapped in between two batches: the processing thread's pause, from the
-    start of `between_batches` to its end (Unix seconds)."""
-
-    version: int
-    started: float
-    ended: float
 
 
 class FoldInWorker:
@@ -328,13 +289,8 @@ class FoldInWorker:
 
     def _forget(self, item_id: str, partitions: list[int]) -> None:
         i = self.recommender.catalog.get(item_id)
-        if i < 0:
-            return
-        for p in partitions:
-            part = self.recommender.partition(p)
-            if part.holds(i):
-                part.forget(i)
-                self._tombstones[(p, item_id)] = None
+        for p in self.recommender.partitions.forget(i, partitions) if i >= 0 else []:
+            self._tombstones[(p, item_id)] = None
 
     def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
         """Forget the state of partitions that moved away (their new owner restores it)."""

@@ -26,18 +26,12 @@ transaction in its `init_transactions` (fencing the old one); whether the batch 
 commit may time out after the broker took it) is then read from the group's committed offsets:
 if it did, the batch is done, if not, it is redone as after an abort.
 
-`guarantee="at-least-once"` is the comparison path for what the guarantee costs: no transaction;
-outputs are produced and flushed, then the offsets are committed, so a crash in between delivers
-the batch's outputs again (the worker's event-id de-dup keeps its state exact). Test hook:
-`consumers.crash` (`REFOLD_TEST_CRASH_AT`, fault tests) kills between produce and commit.
-
-When `handle()` raises something unexpected, the batch is aborted and rolled back like a failed
-transaction, then retried smaller and smaller (`consumers.isolate`) until the one message that
-raises is found: the processor's `quarantine` dead-letters it, and the partition moves on.
-
-Rebalances (`consumers.rebalance`): partitions whose state the processor restores are paused
-meanwhile, and resumed between batches. Stopping (`stop()`, e.g. from SIGTERM) lets the current
-batch commit first.
+`guarantee="at-least-once"` (what the guarantee costs): outputs flushed, then offsets committed;
+a crash in between delivers outputs again (the worker's id de-dup keeps its state exact). Test
+hook: `consumers.crash` (`REFOLD_TEST_CRASH_AT`) kills between produce and commit. A `handle()`
+that raises is rolled back like a failed transaction and retried smaller and smaller
+(`consumers.isolate`) until its one message is found: `quarantine` dead-letters it. Partitions
+whose state is restoring are paused (`consumers.rebalance`). `stop()` lets a batch commit first.
 """
 
 from __future__ import annotations
@@ -45,11 +39,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from consumers.batch import LoopStats, Output, Processor, first_offsets, next_offsets, usable
+from consumers.batch import (
+    LoopStats,
+    Output,
+    Processor,
+    fetch_error,
+    first_offsets,
+    next_offsets,
+    usable,
+)
 from consumers.companions import Companions
 from consumers.crash import CrashPoint
 from consumers.instances import refuse_twin
@@ -144,6 +147,7 @@ class TransactionalLoop:
         """The output producer; `on_producer` is called with each one it makes and returns the
         one to use (tests wrap it to inject faults)."""
         self._crash = CrashPoint.from_env()
+        self._fetch_error = partial(fetch_error, group_id=group_id, topics=topics)
 
     @property
     def assigned(self) -> set[tuple[str, int]]:
@@ -217,15 +221,6 @@ class TransactionalLoop:
         first = self.consumer.poll(self.poll_timeout)
         more = self.consumer.consume(n - 1, 0) if first is not None and n > 1 else []
         return usable([] if first is None else [first, *more], self.assigned, self._fetch_error)
-
-    def _fetch_error(self, msg: Message) -> None:
-        """A fetch's error: a missing authorization or a fatal error stops the loop."""
-        group = msg.error().code() == KafkaError.GROUP_AUTHORIZATION_FAILED
-        not_authorized(msg.error(), "READ", self.group_id if group else (
-            msg.topic() or ", ".join(self.topics)))
-        if msg.error().fatal():
-            raise KafkaFatalError(f"consumer: {msg.error()}")
-        log.warning("consumer: %s", msg.error())
 
     def _close(self) -> None:
         if self._companions is not None:

@@ -297,6 +297,13 @@ class Partitions:
     def states(self) -> Iterable[PartitionState]:
         return self._states.values()
 
+    def forget(self, item: int, partitions: Iterable[int]) -> list[int]:
+        """Forget an item (it left the catalog) in `partitions`; returns those that held it."""
+        held = [p for p in partitions if self.get(p).holds(item)]
+        for p in held:
+            self.get(p).forget(item)
+        return held
+
 
 def _t_refs(trending: Trending | AdaptiveTrending) -> list[float | None]:
     if isinstance(trending, AdaptiveTrending):
