@@ -18,6 +18,7 @@ from tests.conftest import delete_prefixed
 from . import test_faults as faults
 from .helpers import committed, wait_for
 from .test_faults import (
+    BOTH,
     FAST,
     TXN_TIMEOUT_MS,
     Final,
@@ -43,7 +44,7 @@ def test_kill_9_during_a_restore_which_the_next_worker_finishes(
     log, half = tmp_path / "worker.log", world.total // 2
     publish(s, world, hi=half)
     first = spawn(refold_process, s, world, log, static=True)
-    wait_for(lambda: committed(s) == half, 60, "the first half")
+    wait_for(lambda: committed(s, topics=BOTH) == half, 60, "the first half")
     first.kill()
     assert first.wait(30) == -signal.SIGKILL
     new_disk = s.replace(state_dir=str(tmp_path / "new-disk"), state_restore_chunk_records=60)
@@ -53,7 +54,7 @@ def test_kill_9_during_a_restore_which_the_next_worker_finishes(
     publish(s, world, lo=half)
     last = spawn(refold_process, new_disk, world, log, static=True)
     try:
-        wait_for(lambda: committed(s) == world.total, 60, "the last worker")
+        wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "the last worker")
     finally:
         last.stop()
     after = log.read_text()[killed_at:]
@@ -79,7 +80,7 @@ def swap_run(refold_process, s: Settings, world: Input, log: Path, crash: str | 
             "--consumer-config", f"group.instance.id={s.topic_prefix}0"]
     env = {"REFOLD_TEST_CRASH_AT": crash} if crash else None
     worker = refold_process(s, *args, log=log, env=env)
-    wait_for(lambda: committed(s) == half, 60, "the first half")
+    wait_for(lambda: committed(s, topics=BOTH) == half, 60, "the first half")
     f = world.factors
     y = f.Y * np.float32(0.9) + np.float32(0.01)  # another version of the same items
     with SnapshotPublisher(s) as publisher:
@@ -90,7 +91,7 @@ def swap_run(refold_process, s: Settings, world: Input, log: Path, crash: str | 
     worker.wait_for_line(f"serving model version {f.version + 1}", 60)
     publish(s, world, lo=half)
     try:
-        wait_for(lambda: committed(s) == world.total, 60, "the second half")
+        wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "the second half")
     finally:
         worker.stop()
 
