@@ -147,11 +147,11 @@ def a_partition(worker: WorkerThread, user: str) -> int:
 class RaisesOnBoom(OnlineRecommender):
     """A recommender with a bug only the event "boom" triggers."""
 
-    def process_batch(self, events, partitions=None):
+    def process_batch(self, events, partitions=None, **options):
         events = list(events)
         if any(ev.event_id == "boom" for ev in events):
             raise RuntimeError("a bug that only this event triggers")
-        return super().process_batch(events, partitions)
+        return super().process_batch(events, partitions, **options)
 
 
 def test_poison_messages_are_dead_letters_and_the_partitions_move_on(
