@@ -26,23 +26,22 @@ products scale with the user's vector, counts with traffic). β = 0, or a user w
 co-visits, leaves f as it was.
 
 **Memory.** An item keeps at most `max_neighbors` neighbours, in fixed numpy rows (12 bytes
-a neighbour: 3 KB an item at 256). When a refresh overflows a row, the row first forgets its
-neighbours below its median count (lossy counting: the pairs seen once go, the strong ones stay,
-and the row has room again for many refreshes); new neighbours that still do not fit are
-dropped. Below the cap the counts are exact. The rows are per partition: a worker holds
-items × partitions × 3 KB at 256 neighbours (lower `max_neighbors` for large catalogs).
+a neighbour: 3 KB an item at 256). A refresh that overflows a row first makes the row forget its
+neighbours below its median count (lossy counting: the pairs seen once go, the strong ones
+stay); new neighbours that still do not fit are dropped. Below the cap the counts are exact.
+The rows are per partition: items × partitions × 3 KB at 256 neighbours.
 
 **Cost.** About 35 µs per event on ml-100k's evaluation (two short reads of the user's history,
-the buffered update, the gather of ten rows and an O(items) blend; a lone user's gather and blend
-are compiled, `models.kernels`): 10.5 against 7.7 CPU s of per-event work over 80,000 events with
-the blend off. A partition's changelog holds an item's row (count and neighbours) in its own
-record, written when a refresh changed it, and its buffered updates in the item's record.
+the buffered update, the gather of ten rows and an O(items) blend, compiled for a lone user).
+A partition's changelog holds an item's row (count and neighbours) in its own record, written
+when a refresh changed it, and the updates buffered by the item's events (both directions of
+each pair) in the item's record: an event changes one record, not one per recent item.
 
 >>> cv = CoVisits(window=2, decay=0.5)
 >>> for item, previous in [(0, []), (1, [0]), (2, [0, 1])]:
 ...     _ = cv.add(item, np.array(previous))
->>> cv.neighbours(2), cv.pending()        # buffered until the next refresh
-(([], []), 9)
+>>> cv.neighbours(2), cv.pending()        # buffered until the next refresh (3 events, 3 pairs)
+(([], []), 6)
 >>> _ = cv.refresh()
 >>> cv.neighbours(2)                      # 1 came just before 2, 0 one step earlier
 ([0, 1], [0.5, 1.0])
@@ -63,7 +62,10 @@ import numpy as np
 
 from models import kernels
 from models.packing import pack, unpack
-from models.session_blend import blend as blend  # where it was first: models.covisit.blend
+from models.session_blend import blend
+from models.session_scores import recent_items, session_of
+
+__all__ = ["CoVisits", "Undo", "blend", "for_config", "recent_items", "session_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +75,16 @@ class Undo:
 
     rows: dict[int, tuple[np.ndarray, np.ndarray, int, float]]
     buffered: int
-    buffer: list[tuple[list[int], list[int], list[float]]]
+    buffer: list[tuple[list[int], list[int], list[float], list[bool]]]
 
 
 class CoVisits:
     """Co-visitation counts of one partition's users, per item a bounded row of neighbours, and
     the buffer of updates not applied yet."""
 
-    __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_by_row", "_deg", "_ids", "_inv", "_journal",
-                 "_nbr", "_pending", "_recency", "_wt", "count", "decay", "max_neighbors",
-                 "window")
+    __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_buf_s", "_by_row", "_deg", "_ids", "_inv",
+                 "_journal", "_nbr", "_pending", "_powers", "_recency", "_wt", "count", "decay",
+                 "max_neighbors", "window")
 
     def __init__(self, window: int = 10, decay: float = 0.8, max_neighbors: int = 256) -> None:
         if window < 1 or max_neighbors < 1 or not 0 < decay <= 1:
@@ -90,6 +92,7 @@ class CoVisits:
         self.window = window
         self.decay = decay
         self.max_neighbors = max_neighbors
+        self._powers = [decay**g for g in range(window)]
         self._nbr = np.full((0, max_neighbors), -1, dtype=np.int32)
         self._wt = np.zeros((0, max_neighbors))
         self._deg = np.zeros(0, dtype=np.int32)
@@ -97,12 +100,16 @@ class CoVisits:
         """Positive events per item (n_i), as of the last refresh."""
         self._inv = np.ones(0)
         """1 / sqrt(max(n_i, 1)), kept with `count`."""
-        # The buffer: (row, neighbour, gain) in arrival order; neighbour -1 is one event of row.
+        # The buffer: (row, neighbour, gain, symmetric) in arrival order; neighbour -1 is one
+        # event of row; a symmetric entry adds its gain to (neighbour, row) too. An event's
+        # entries all have its item as their row, so the event changes that item's record only.
         self._buf_r: list[int] = []
         self._buf_c: list[int] = []
         self._buf_g: list[float] = []
+        self._buf_s: list[bool] = []
         self._by_row: dict[int, tuple[int, int]] | None = None
-        self._pending: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
+        self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] = (
+            np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool))
         self._ids: np.ndarray | None = None
         self._journal: Undo | None = None
         self._recency: dict[tuple[int, float], np.ndarray] = {}
@@ -112,17 +119,25 @@ class CoVisits:
 
     def add(self, item: int, previous: np.ndarray) -> list[int]:
         """Buffer a positive event on `item` after the user's `previous` positive items (oldest
-        first); returns the items whose state changed."""
+        first); returns the items whose state changed: `item` alone (its buffered updates hold
+        both directions of each pair until the refresh)."""
+        recent = previous[-self.window :].tolist() if isinstance(previous, np.ndarray) else \
+            list(previous)[-self.window :]
+        recent.reverse()
         gains: dict[int, float] = {}
-        for g, j in enumerate(reversed(np.asarray(previous)[-self.window :].tolist())):
+        for g, j in zip(self._powers, recent, strict=False):
             if j != item:
-                gains[j] = gains.get(j, 0.0) + self.decay**g
-        js, gs = list(gains), list(gains.values())
-        self._buf_r += [item] * (len(js) + 1) + js
-        self._buf_c += [-1, *js] + [item] * len(js)
-        self._buf_g += [1.0, *gs, *gs]
+                gains[j] = gains.get(j, 0.0) + g
+        n = len(gains)
+        self._buf_r += [item] * (n + 1)
+        self._buf_c.append(-1)
+        self._buf_c += gains
+        self._buf_g.append(1.0)
+        self._buf_g += gains.values()
+        self._buf_s.append(False)
+        self._buf_s += [True] * n
         self._by_row = None
-        return [item, *js]
+        return [item]
 
     def pending(self) -> int:
         """Buffered updates, not yet in the counts."""
@@ -133,11 +148,14 @@ class CoVisits:
         if not self._buf_r:
             return []
         rows, cols = np.array(self._buf_r, dtype=np.int64), np.array(self._buf_c, dtype=np.int64)
-        gains = np.array(self._buf_g)
+        gains, sym = np.array(self._buf_g), np.array(self._buf_s, dtype=bool)
         journal = self._journal
         if journal is not None and not journal.buffer:
-            journal.buffer.append((self._buf_r, self._buf_c, self._buf_g))
-        self._buf_r, self._buf_c, self._buf_g, self._by_row = [], [], [], None
+            journal.buffer.append((self._buf_r, self._buf_c, self._buf_g, self._buf_s))
+        self._buf_r, self._buf_c, self._buf_g, self._buf_s = [], [], [], []
+        self._by_row = None
+        rows, cols = np.concatenate([rows, cols[sym]]), np.concatenate([cols, rows[sym]])
+        gains = np.concatenate([gains, gains[sym]])
         self._grow(int(max(rows.max(), cols.max())) + 1)
         changed = np.unique(rows)
         self._remember(changed.tolist())
@@ -147,9 +165,10 @@ class CoVisits:
         self._inv[counted] = 1.0 / np.sqrt(np.maximum(self.count[counted], 1.0))
         rows, cols, gains = rows[~event], cols[~event], gains[~event]
         if len(rows):
-            # one sum per (row, neighbour), in arrival order (a stable sort keeps it)
+            # one sum per (row, neighbour), its terms in ascending order: the same sum however
+            # the buffer was ordered (a restored buffer is grouped by item, not by arrival)
             key = rows * len(self) + cols
-            order = np.argsort(key, kind="stable")
+            order = np.lexsort((gains, key))
             key, gains = key[order], gains[order]
             first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
             self._apply(key[first] // len(self), key[first] % len(self),
@@ -198,8 +217,8 @@ class CoVisits:
             self._nbr[i], self._wt[i], self._deg[i], self.count[i] = nbr, wt, deg, n
             self._inv[i] = 1.0 / np.sqrt(max(n, 1.0))
         if undo.buffer:
-            self._buf_r, self._buf_c, self._buf_g = (list(b) for b in undo.buffer[0])
-        for buf in (self._buf_r, self._buf_c, self._buf_g):
+            self._buf_r, self._buf_c, self._buf_g, self._buf_s = (list(b) for b in undo.buffer[0])
+        for buf in (self._buf_r, self._buf_c, self._buf_g, self._buf_s):
             del buf[undo.buffered :]
         self._by_row, self._journal = None, None
 
@@ -241,15 +260,18 @@ class CoVisits:
         return {"n": n, "ids": self._names(ids)[self._nbr[item, :d]].tolist() if d else [],
                 "w": pack(self._wt[item, :d] if d else (), "<f8")}
 
-    def pending_of(self, item: int, ids: Sequence[str]) -> list[tuple[str | None, float]]:
-        """The item's buffered updates as plain data, in arrival order: (neighbour id, gain)
-        pairs, None for an event of the item."""
+    def pending_of(self, item: int, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The item's buffered updates as plain data, in arrival order: `(None, 1.0)` for an
+        event of the item, `(neighbour id, gain, 1)` for a co-visit counted both ways (this
+        version writes these), `(neighbour id, gain)` for the item's side alone (as earlier
+        versions wrote them, each side in its own item's record)."""
         start, end = self._pending_slice(item)
         if start == end:
             return []
-        cols, gains = self._pending
+        cols, gains, sym = self._pending
         names = self._names(ids)[cols[start:end]].tolist()
-        return list(zip(names, gains[start:end].tolist(), strict=True))
+        return [(j, g, 1) if s else (j, g) for j, g, s in
+                zip(names, gains[start:end].tolist(), sym[start:end].tolist(), strict=True)]
 
     def load_row(self, item: int, row: dict[str, Any], index: Callable[[str], int]) -> None:
         """Install a `row` (beyond `max_neighbors`, the strongest neighbours are kept)."""
@@ -275,11 +297,13 @@ class CoVisits:
         self, item: int, pending: Iterable[Sequence[Any]], index: Callable[[str], int]
     ) -> None:
         """Buffer `pending_of` updates again. The updates of different items may come in any
-        order: a refresh sums each pair's in the order of its row's."""
-        for j, g in pending:
+        order: a refresh sums each pair's terms in ascending order."""
+        for entry in pending:
+            j, g = entry[0], entry[1]
             self._buf_r.append(item)
             self._buf_c.append(-1 if j is None else index(j))
             self._buf_g.append(float(g))
+            self._buf_s.append(len(entry) > 2 and bool(entry[2]))
         self._by_row = None
 
     def _names(self, ids: Sequence[str]) -> np.ndarray:
@@ -296,7 +320,8 @@ class CoVisits:
             order = np.argsort(rows, kind="stable")
             rows = rows[order]
             self._pending = (np.asarray(self._buf_c, dtype=np.int64)[order],
-                             np.asarray(self._buf_g, dtype=np.float64)[order])
+                             np.asarray(self._buf_g, dtype=np.float64)[order],
+                             np.asarray(self._buf_s, dtype=bool)[order])
             starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
             ends = np.r_[starts[1:], len(rows)] if len(rows) else rows
             self._by_row = dict(zip(rows[starts].tolist(),
@@ -364,23 +389,6 @@ class CoVisits:
         self._inv = np.concatenate([self._inv, np.ones(extra)])
 
 
-def recent_items(history: Any, n: int) -> np.ndarray:
-    """The items of a `UserHistory`'s last `n` positive events, oldest first."""
-    return history.positive_items(n)
-
-
 def for_config(config: Any) -> CoVisits:
     """An empty state with a `FoldInConfig`'s session settings."""
     return CoVisits(config.session_window, config.session_decay, config.max_neighbors)
-
-
-def session_of(
-    covisits: CoVisits, history: Any, config: Any
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """A user's session scores under a `FoldInConfig`, as `CoVisits.contributions` (None: the
-    blend is off, or the user's recent items have no co-visits)."""
-    if config.session_weight == 0:
-        return None
-    cols, terms = covisits.contributions(recent_items(history, config.session_items),
-                                         config.session_half_life)
-    return (cols, terms) if len(cols) else None

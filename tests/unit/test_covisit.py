@@ -236,35 +236,64 @@ def test_a_partition_restored_elsewhere_goes_on_identically() -> None:
     assert plain(other) == plain(rec)
 
 
-def test_rows_written_by_earlier_versions_still_load() -> None:
-    """Counts packed (now), as a list of numbers, or as [id, count] pairs: the same state."""
-    cv = CoVisits(window=4, decay=0.8, max_neighbors=8)
+def buffered_state(window: int = 4, n: int = 200) -> CoVisits:
+    """Counts of `n` events, the last 50 of them still buffered."""
+    cv = CoVisits(window=window, decay=0.8, max_neighbors=8)
     previous: dict[int, list[int]] = {}
-    for n, (u, i) in enumerate(sequences(n=200)):
-        cv.add(i, np.array(previous.setdefault(u, [])[-4:]))
+    for k, (u, i) in enumerate(sequences(n=n)):
+        cv.add(i, np.array(previous.setdefault(u, [])[-window:]))
         previous[u].append(i)
-        if n == 150:
-            cv.refresh()  # the last 50 events stay buffered: entries carry pending updates too
+        if k == n - 51:
+            cv.refresh()
+    return cv
+
+
+def one_sided(pending: dict[str, list]) -> dict[str, list]:
+    """Buffered updates as earlier versions wrote them: each side of a pair in its own item's
+    record, as (neighbour, gain)."""
+    out: dict[str, list] = {item: [] for item in pending}
+    for item, entries in pending.items():
+        for e in entries:
+            out[item].append(e[:2])
+            if len(e) > 2:
+                out.setdefault(e[0], []).append([item, e[1]])
+    return out
+
+
+def test_rows_written_by_earlier_versions_still_load() -> None:
+    """Counts packed (now), as a list of numbers, or as [id, count] pairs; buffered updates
+    both ways in one record (now) or one side per record: the same state."""
+    cv = buffered_state()
     index = {item_id: n for n, item_id in enumerate(IDS)}.__getitem__
     applied = copy.deepcopy(cv)
     applied.refresh()
-    pending = 0
-    for item in cv.items():
-        row = cv.row(item, IDS) or {"n": 0.0, "ids": [], "w": pack((), "<f8")}
-        assert isinstance(row["w"], str)
-        counts = unpack(row["w"], "<f8").tolist()
-        assert len(row["ids"]) == len(counts)
-        pend = cv.pending_of(item, IDS)
-        pending += len(pend)
-        numbers = {**row, "w": counts}
-        pairs = {"n": row["n"], "nbrs": [[j, w] for j, w in zip(row["ids"], counts, strict=True)]}
-        loaded = []
-        for form in (row, numbers, pairs):
+    rows = {IDS[i]: cv.row(i, IDS) or {"n": 0.0, "ids": [], "w": pack((), "<f8")}
+            for i in cv.items()}
+    pending = {IDS[i]: json.loads(json.dumps(cv.pending_of(i, IDS))) for i in cv.items()}
+    assert sum(map(len, pending.values())) == cv.pending() > 0
+    assert all(isinstance(r["w"], str) for r in rows.values())
+    numbers = {i: {**r, "w": unpack(r["w"], "<f8").tolist()} for i, r in rows.items()}
+    pairs = {i: {"n": r["n"], "nbrs": [[j, w] for j, w in zip(r["ids"], r["w"], strict=True)]}
+             for i, r in numbers.items()}
+    for form in (rows, numbers, pairs):
+        for buffered in (pending, one_sided(pending)):
             c = CoVisits(4, 0.8, 8)
-            c.load_row(item, json.loads(json.dumps(form)), index)
-            c.load_pending(item, json.loads(json.dumps(pend)), index)
+            for item, row in form.items():
+                c.load_row(index(item), json.loads(json.dumps(row)), index)
+            for item, entries in buffered.items():
+                c.load_pending(index(item), entries, index)
             c.refresh()
-            loaded.append((c.neighbours(item), c.count[item]))
-        assert loaded[0] == loaded[1] == loaded[2] == (applied.neighbours(item),
-                                                        applied.count[item])
-    assert pending == cv.pending() > 0
+            for i in applied.items():
+                assert (c.neighbours(i), c.count[i]) == (applied.neighbours(i),
+                                                         applied.count[i])
+
+
+def test_an_event_changes_its_own_items_record_only() -> None:
+    """A co-visit is buffered both ways in the record of the event's item, so an event writes
+    one record, not one per recent item; the refresh changes every touched row."""
+    cv = CoVisits(window=3, decay=0.5, max_neighbors=8)
+    assert cv.add(2, np.array([0, 1])) == [2]
+    assert cv.pending_of(0, IDS) == [] and cv.pending_of(1, IDS) == []
+    assert cv.pending_of(2, IDS) == [(None, 1.0), ("i1", 1.0, 1), ("i0", 0.5, 1)]
+    assert cv.refresh() == [0, 1, 2]
+    assert cv.neighbours(0) == ([2], [0.5]) and cv.neighbours(2) == ([0, 1], [0.5, 1.0])
