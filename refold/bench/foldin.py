@@ -26,6 +26,7 @@ as implicit's ALS spreads them (`refold.bench.factors`).
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -197,7 +198,8 @@ def run(items: int = 10_000, factors: int = 64, events: int = 2_000, k: int = 20
         approx = ann_run(stream, k, lists, batched) if ann else {}  # type: ignore[arg-type]
         if not baselines:
             return {"items": items, "factors": factors, "events": events, "k": k,
-                    "shape": shape, "refold_events_per_s": events / t_batched,
+                    "shape": shape, "loadavg": os.getloadavg(),
+                    "refold_events_per_s": events / t_batched,
                     "refold_per_event_events_per_s": events / t_refold, **approx}
         t_implicit, t_recommend, lists_implicit = _implicit(stream, k)
         funk = _river(stream, k, river_n, biased=False)
@@ -208,6 +210,7 @@ def run(items: int = 10_000, factors: int = 64, events: int = 2_000, k: int = 20
     per_event, refold = events / t_refold, events / t_batched
     return {
         "items": items, "factors": factors, "events": events, "k": k, "shape": shape,
+        "loadavg": os.getloadavg(),
         "refold_events_per_s": refold,
         "refold_per_event_events_per_s": per_event, **approx,
         "implicit_events_per_s": events / t_implicit,
@@ -236,9 +239,10 @@ def ann_table(results: list[dict]) -> str:
             f"{r['refold_per_event_events_per_s']:10,.0f} {r['ann_events_per_s']:8,.0f} "
             f"{r['ann_per_event_events_per_s']:10,.0f} {r['ann_recall_at_20']:10.3f} "
             f"{r['ann_build_seconds']:8.1f}")
+    load = results[-1]["loadavg"][0]
     return (f"fold-in + top-{results[0]['k']} events/s, one thread: exact scan next to "
-            "approximate candidates re-scored exactly (micro-batches of 500, and per event)\n"
-            + "\n".join(rows))
+            "approximate candidates re-scored exactly (micro-batches of 500, and per event); "
+            f"load average {load:.1f}\n" + "\n".join(rows))
 
 
 def table(results: list[dict]) -> str:
