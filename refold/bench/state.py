@@ -64,9 +64,13 @@ def run(settings: Settings, users: list[int], *, events_per_user: int = 5,
                                  serve_events, in_memory_max, progress))
         finally:
             delete_topics(admin, [spec.name for spec in topic_specs(s)])
-    machine = {"cpus": os.cpu_count(), "load": [round(x, 2) for x in os.getloadavg()]}
+    machine = _machine()
     return {**runs[0], "machine": machine} if len(runs) == 1 else \
         {"runs": runs, "machine": machine}
+
+
+def _machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "load": [round(x, 2) for x in os.getloadavg()]}
 
 
 def _one(s: Settings, n: int, tmp: Path, events_per_user: int, tail: int, cache_users: int,
@@ -98,6 +102,7 @@ def _one(s: Settings, n: int, tmp: Path, events_per_user: int, tail: int, cache_
         old = _child("in_memory", {**args, "serve_events": serve_events})
         out.update(restore_seconds_in_memory=old["seconds"], rss_mb_in_memory=old["rss_mb"],
                    serve_events_per_second_in_memory=old["served_per_s"])
+    say(table({**out, "machine": _machine()}))  # each size's figures as soon as they are in
     return out
 
 
