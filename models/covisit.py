@@ -229,11 +229,13 @@ class CoVisits:
             self._remember([item])
             self.count[item], self._inv[item], self._deg[item] = 0.0, 1.0, 0
             self._nbr[item], self._wt[item] = -1, 0.0
-        keep = [k for k, r in enumerate(self._buf_r) if r != item]
+        keep = [k for k, (r, c) in enumerate(zip(self._buf_r, self._buf_c, strict=True))
+                if r != item and c != item]  # a buffered pair counts both ways at the refresh
         if len(keep) < len(self._buf_r):
             self._buf_r = [self._buf_r[k] for k in keep]
             self._buf_c = [self._buf_c[k] for k in keep]
             self._buf_g = [self._buf_g[k] for k in keep]
+            self._buf_s = [self._buf_s[k] for k in keep]
             self._by_row = None
 
     # -- plain data with item ids

@@ -297,3 +297,17 @@ def test_an_event_changes_its_own_items_record_only() -> None:
     assert cv.pending_of(2, IDS) == [(None, 1.0), ("i1", 1.0, 1), ("i0", 0.5, 1)]
     assert cv.refresh() == [0, 1, 2]
     assert cv.neighbours(0) == ([2], [0.5]) and cv.neighbours(2) == ([0, 1], [0.5, 1.0])
+
+
+def test_forgetting_an_item_drops_its_row_and_every_buffered_pair_naming_it() -> None:
+    cv = CoVisits(window=3, decay=0.5)
+    for item, previous in [(0, []), (1, [0]), (2, [0, 1]), (3, [1, 2])]:
+        cv.add(item, np.array(previous))
+    cv.refresh()
+    cv.add(0, np.array([1, 3]))
+    cv.add(1, np.array([0, 3]))  # buffered, both directions counted at the refresh
+    before = dict(zip(*cv.neighbours(0), strict=True))[1]
+    cv.forget(1)
+    cv.refresh()  # (raised when the buffer's lists went out of step)
+    assert cv.neighbours(1) == ([], [])  # its row stays empty
+    assert dict(zip(*cv.neighbours(0), strict=True))[1] == before  # nothing new toward it
