@@ -34,7 +34,15 @@ from models.feedback import UserFeedback
 from models.history import UserHistory
 from models.recommender import OnlineRecommender, Recs
 from refold.core import metrics as M
-from refold.core.schemas import Event, Impression, PolicyInfo, RecommendedItem
+from refold.core.schemas import (
+    BasisItem,
+    Cause,
+    Event,
+    Impression,
+    PolicyInfo,
+    Recommendation,
+    RecommendedItem,
+)
 
 Op = tuple[Event | Impression, int]
 """A message of the batch in stream order, with its partition."""
@@ -110,6 +118,16 @@ class Feedback:
         scores = None if d.policy["name"] == "none" else d.candidate_scores
         return {"items": items, "rec_id": d.rec_id, "policy": PolicyInfo(**d.policy),
                 "candidate_scores": scores}
+
+    @staticmethod
+    def message(ev: Event, cause: Cause, recs: Recs, d: Decision, now: float,
+                basis: Sequence[str]) -> Recommendation:
+        """The list as published: the decision with its log, what caused it, its basis."""
+        return Recommendation(
+            user_id=recs.user_id, **Feedback.message_fields(d), model_version=recs.model_version,
+            source=recs.source, generated_at=now, cause=cause,
+            basis=[BasisItem(item_id=i, event_type=ev.event_type if i == ev.item_id else None)
+                   for i in basis])
 
     # -- internals
 

@@ -56,7 +56,6 @@ from consumers.poison import check_numbers, exception_reason
 from consumers.state.memory import MemoryState
 from consumers.state.stored import StoreState
 from consumers.undo import BatchUndo
-from models.decision import Decision
 from models.foldin import ItemFactors
 from models.recommender import OnlineRecommender, PreparedFactors, Recs
 from models.snapshot import Snapshot
@@ -64,7 +63,7 @@ from refold.core import metrics as M
 from refold.core.config import Settings
 from refold.core.errors import ModelError
 from refold.core.kafka import where
-from refold.core.schemas import BasisItem, Cause, Event, Impression, Recommendation, encode
+from refold.core.schemas import Cause, Event, Impression, encode
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +188,10 @@ class FoldInWorker:
             d = self.feedback.decide(ev, candidates, done.feedback)
             recs = Recs(candidates.user_id, d.items, d.scores, candidates.source,
                         candidates.model_version)
-            out.produce(self.recs_topic, encode(self._recommendation(ev, msg, recs, d, now)),
+            cause = Cause(event_id=ev.event_id, event_time=ev.event_time, topic=msg.topic(),
+                          partition=msg.partition(), offset=msg.offset())
+            basis = self.recommender.basis(recs.user_id)
+            out.produce(self.recs_topic, encode(Feedback.message(ev, cause, recs, d, now, basis)),
                         ev.user_id)
             done.published.append(recs)
         done.events = [ev for ev, _ in batch]
@@ -365,19 +367,6 @@ class FoldInWorker:
             raise Rejected("", str(exc), "model") from None
         return event
 
-    def _recommendation(self, ev: Event, msg: Message, recs: Recs, d: Decision,
-                        now: float) -> Recommendation:
-        return Recommendation(
-            user_id=recs.user_id,
-            **self.feedback.message_fields(d),
-            model_version=recs.model_version,
-            source=recs.source,
-            generated_at=now,
-            cause=Cause(event_id=ev.event_id, event_time=ev.event_time, topic=msg.topic(),
-                        partition=msg.partition(), offset=msg.offset()),
-            basis=[BasisItem(item_id=i, event_type=ev.event_type if i == ev.item_id else None)
-                   for i in self.recommender.basis(recs.user_id)],
-        )
 
     def summary(self, seconds: float) -> str:
         """One line: what was done, how fast."""

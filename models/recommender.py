@@ -139,13 +139,10 @@ class OnlineRecommender:
         fields)."""
         return self._learn_event(ev, partition, popularity=True)[0]
 
-    def process_batch(
-        self, events: Iterable[Any], partitions: Iterable[int] | None = None,
-        k: int | None = None,
-    ) -> list[tuple[Any, Recs]]:
+    def process_batch(self, events: Iterable[Any], partitions: Iterable[int] | None = None,
+                      k: int | None = None) -> list[tuple[Any, Recs]]:
         """Learn `events` in order (event j of partition `partitions[j]`, default 0), then one
-        `Recs` of `k` (default `config.k`; the worker asks for `config.depth()` candidates) per
-        affected user with its last event, as of that event."""
+        `Recs` of `k` (default `config.k`) per affected user with its last event, as of it."""
         k = self.config.k if k is None else k
         events = list(events)
         parts = [0] * len(events) if partitions is None else list(partitions)

@@ -9,7 +9,7 @@ from consumers.feedback import Facts, Feedback, record, slot_of
 from models.foldin import ItemFactors
 from models.foldin_config import FoldInConfig
 from models.recommender import OnlineRecommender
-from refold.core.schemas import Event, Impression, ShownItem
+from refold.core.schemas import Cause, Event, Impression, ShownItem
 
 ITEMS = [f"i{k}" for k in range(30)]
 
@@ -87,6 +87,10 @@ def test_none_keeps_the_ranking_and_logs_propensity_one() -> None:
     fields = Feedback.message_fields(d)
     assert fields["candidate_scores"] is None and fields["policy"].name == "none"
     assert [i.position for i in fields["items"]] == [1, 2, 3, 4, 5]
+    cause = Cause(event_id=ev.event_id, event_time=10.0, topic="t", partition=0, offset=7)
+    msg = Feedback.message(ev, cause, cands, d, 11.0, ["i1", "i9"])
+    assert (msg.rec_id, msg.cause, msg.generated_at) == (d.rec_id, cause, 11.0)
+    assert [(b.item_id, b.event_type) for b in msg.basis] == [("i1", "click"), ("i9", None)]
 
 
 def test_metrics_of_a_batch() -> None:
