@@ -48,6 +48,9 @@ class UserEntry:
     """Ids applied since the store last took this entry (to index)."""
     dropped: list[str] = field(default_factory=list)
     """Ids forgotten since then (to remove from the index)."""
+    oldest: float | None = None
+    """At most the earliest time in `ids` (None: not known), so that `forget` scans the ids
+    only when one of them may have expired."""
 
     @property
     def last_time(self) -> float | None:
@@ -58,14 +61,20 @@ class UserEntry:
         return max(times) if times else None
 
     def remember(self, event_id: str, t: float) -> None:
+        had = self.oldest is not None or not self.ids
         self.ids[event_id] = t
         self.added.append(event_id)
+        if had:
+            self.oldest = t if self.oldest is None else min(self.oldest, t)
 
     def forget(self, keep: Callable[[float], bool], cap: int) -> None:
-        """Drop the ids whose time `keep` refuses, then the oldest beyond `cap` (0: no cap)."""
-        for i in [i for i, t in self.ids.items() if not keep(t)]:
-            del self.ids[i]
-            self.dropped.append(i)
+        """Drop the ids whose time `keep` refuses (`keep` holds for every time after one it
+        holds for), then the oldest beyond `cap` (0: no cap)."""
+        if self.oldest is None or not keep(self.oldest):  # else every id is kept
+            for i in [i for i, t in self.ids.items() if not keep(t)]:
+                del self.ids[i]
+                self.dropped.append(i)
+            self.oldest = min(self.ids.values(), default=None)
         while cap and len(self.ids) > cap:
             i = next(iter(self.ids))
             del self.ids[i]

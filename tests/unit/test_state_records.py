@@ -1,0 +1,43 @@
+"""A user entry's applied event ids: forgetting by time scans the ids only when one may have
+expired, and forgets exactly the ids a full scan would."""
+
+from __future__ import annotations
+
+from consumers.state.records import UserEntry
+from models.history import UserHistory
+
+
+def entry(ids: dict[str, float]) -> UserEntry:
+    e = UserEntry(UserHistory(), {}, partition=0)
+    for event_id, t in ids.items():
+        e.remember(event_id, t)
+    return e
+
+
+def test_forgets_the_ids_a_scan_forgets_and_scans_only_when_needed() -> None:
+    times = {f"e{n}": float((n * 7) % 50) for n in range(50)}  # out of order
+    e = entry(times)
+    calls: list[float] = []
+
+    def keep_from(limit: float):
+        def keep(t: float) -> bool:
+            calls.append(t)
+            return t >= limit
+        return keep
+
+    e.forget(keep_from(0.0), 0)
+    assert len(calls) == 1 and e.ids == times  # the oldest is kept: nothing else is read
+    e.forget(keep_from(20.0), 0)
+    assert e.ids == {i: t for i, t in times.items() if t >= 20.0}
+    assert sorted(e.dropped) == sorted(i for i, t in times.items() if t < 20.0)
+    calls.clear()
+    e.remember("late", 10.0)  # an event older than the rest arrives
+    e.forget(keep_from(15.0), 0)
+    assert "late" not in e.ids and len(calls) > 1
+
+
+def test_an_entry_whose_oldest_time_is_unknown_scans() -> None:
+    e = UserEntry(UserHistory(), {"a": 1.0, "b": 5.0}, partition=0)  # as decoded
+    e.remember("c", 9.0)
+    e.forget(lambda t: t >= 3.0, 0)
+    assert e.ids == {"b": 5.0, "c": 9.0} and e.oldest == 5.0
