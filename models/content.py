@@ -117,6 +117,32 @@ class Idf:
         return cls(n_docs, features, values, n_features)
 
 
+class DocumentFrequencies:
+    """How many texts hold each hashed feature, kept as texts come and go, and the `Idf` they
+    make (what `Idf.fit` computes from scratch, without hashing the catalog again)."""
+
+    def __init__(self, n_features: int = N_FEATURES) -> None:
+        self.df = np.zeros(n_features, dtype=np.int64)
+        self.n_docs = 0
+
+    def add(self, features: np.ndarray) -> None:
+        """A text with these distinct features arrived."""
+        self.df[features] += 1
+        self.n_docs += 1
+
+    def remove(self, features: np.ndarray) -> None:
+        """A text with these features left (replaced or deleted)."""
+        self.df[features] -= 1
+        self.n_docs -= 1
+
+    def idf(self) -> Idf:
+        if self.n_docs == 0:
+            return Idf.uniform(len(self.df))
+        seen = np.flatnonzero(self.df > 0)
+        values = np.log((1.0 + self.n_docs) / (1.0 + self.df[seen])) + 1.0
+        return Idf(self.n_docs, seen.astype(np.int64), values, len(self.df))
+
+
 def tfidf(counts: sp.spmatrix, idf: Idf) -> sp.csr_matrix:
     """Unit-length (1 + log tf) · idf rows (float64)."""
     X = sp.csr_matrix(counts, dtype=np.float64, copy=True)

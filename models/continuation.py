@@ -56,16 +56,18 @@ class Continuation:
         """Open items opened within `window_seconds` before `now`, newest first."""
         return [i for i, t in reversed(self._open.items()) if now - t <= window_seconds]
 
-    def to_state(self, item_ids: Sequence[str]) -> list[list[Any]]:
-        """[[item id, time], ...] oldest first (JSON friendly)."""
-        return [[item_ids[i], t] for i, t in self._open.items()]
+    def to_state(self, item_ids: Sequence[str] | None = None) -> list[list[Any]]:
+        """[[item id (`item_ids[i]`, or the index), time], ...] oldest first (JSON friendly)."""
+        return [[i if item_ids is None else item_ids[i], t] for i, t in self._open.items()]
 
     @classmethod
-    def from_state(cls, state: Sequence[Sequence[Any]], index: Callable[[str], int],
+    def from_state(cls, state: Sequence[Sequence[Any]],
+                   index: Callable[[str], int] | None = None,
                    max_items: int = 20) -> Continuation:
+        """Rebuild from `to_state` (`index` maps saved ids back to indices)."""
         c = cls(max_items)
-        for item_id, t in state[-max_items:]:
-            c._open[index(item_id)] = float(t)
+        for item, t in state[-max_items:]:
+            c._open[int(item) if index is None else index(item)] = float(t)
         return c
 
 

@@ -61,3 +61,16 @@ EXPOSURE_STRENGTH = 1.0
 impressions and strength 1, `refold simulate` measured CTR@3 16.6% against 12.8% without."""
 ATTRIBUTION_WINDOW_SECONDS = 3600.0
 """A click, cart or purchase of a shown item within this time counts for the list that showed it."""
+LEARN_MIXER = True
+"""The refitter fits the learned mixer and ships it in each snapshot (`models.mixer`)."""
+MIXER_WINDOW_EVENTS = 50_000
+"""Recent events the refitter replays to fit the mixer."""
+MIXER_SCORED_EVENTS = 5_000
+"""Positive events of a replay, at most, whose candidates become examples (1:3 negatives)."""
+GUARD_REPEAT_SECONDS = 86400.0
+"""The guard counts one vote per user, item and this period."""
+GUARD_WINDOW_SECONDS = 3600.0
+GUARD_MIN_EVENTS = 20
+"""Events of a user the guard's automated-behaviour verdict looks at (fewer: no verdict)."""
+CONTINUATION_SECONDS = 7 * 86400.0
+"""Bookmarked or carted items not bought come back in a reserved slot for a week."""

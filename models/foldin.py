@@ -42,7 +42,8 @@ class ItemFactors:
     item's vector from its interactions is exactly implicit's `recalculate_item`.
     """
 
-    __slots__ = ("XtX", "Y", "YtY", "_inverse", "_regularized", "item_ids", "row", "version")
+    __slots__ = ("XtX", "Y", "YtY", "_inverse", "_regularized", "counts", "idf", "item_ids",
+                 "mixer", "row", "version")
 
     def __init__(
         self,
@@ -50,7 +51,14 @@ class ItemFactors:
         Y: np.ndarray,
         version: int,
         XtX: np.ndarray | None = None,
+        counts: np.ndarray | None = None,
+        mixer: Any = None,
+        idf: Any = None,
     ) -> None:
+        """`counts`: each item's interactions in the training data (the mixer's item context);
+        `mixer`: the `models.mixer.Mixer` fitted with this version (None: the hand-set blend);
+        `idf`: the content model's `models.content.Idf` fitted with it (None: keep the one in
+        use)."""
         Y = np.ascontiguousarray(Y, dtype=np.float32)
         if Y.ndim != 2 or Y.shape[0] != len(item_ids):
             raise ModelError(f"Y has shape {Y.shape} for {len(item_ids)} item ids")
@@ -68,6 +76,14 @@ class ItemFactors:
             if XtX.shape != self.YtY.shape:
                 raise ModelError(f"XtX has shape {XtX.shape}, expected {self.YtY.shape}")
         self.XtX = XtX
+        if counts is not None:
+            counts = np.asarray(counts, dtype=np.float64)
+            if counts.shape != (len(self.item_ids),) or not np.isfinite(counts).all():
+                raise ModelError(f"counts has shape {counts.shape} for {len(self.item_ids)} "
+                                 "items, or is not finite")
+        self.counts = counts
+        self.mixer = mixer
+        self.idf = idf
         self.version = int(version)
         self._inverse: dict[float, np.ndarray] = {}
         self._regularized: dict[float, np.ndarray] = {}

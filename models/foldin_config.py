@@ -51,6 +51,27 @@ class FoldInConfig:
     content_text_weight: float = defaults.CONTENT_TEXT_WEIGHT
     content_tag_weight: float = defaults.CONTENT_TAG_WEIGHT
     """A user-item content score is text_weight · text cosine + tag_weight · tag Jaccard."""
+    mixer: bool = True
+    """Rank with the learned mixer of the served snapshot when it has one (`models.mixer`);
+    off, or without one, the hand-set blend ranks."""
+    mixer_depth: int = 200
+    """Candidates the mixer re-ranks from the hand-set blend ..."""
+    mixer_side_depth: int = 50
+    """... and from content similarity and from trending, each."""
+    max_item_age_seconds: float | None = None
+    """Items created longer ago than this (`Item.created_at`) are not recommended (None: no
+    limit; an item leaves within the hour after it reaches the age)."""
+    diversity: float = 0.0
+    """Strength of the maximal-marginal-relevance re-rank (`models.diversity`), 0 (off) to 1."""
+    diversity_depth: int = 50
+    """Items ranked before the re-rank picks a list's k from them."""
+    diversity_by: Literal["categories", "factors"] = "categories"
+    continuation_seconds: float = defaults.CONTINUATION_SECONDS
+    """Bookmarked or carted items not bought come back in reserved slots for this long
+    (`models.continuation`; 0: off)."""
+    continuation_slots: int = 1
+    continuation_position: int = 0
+    """First reserved slot (0: the top of the list)."""
     max_profiles: int = 1_000_000
     """Users' declared profiles kept (the least recently updated are forgotten first)."""
     exclude_types: frozenset[str] = frozenset({"purchase", "rating"})
@@ -89,10 +110,10 @@ class FoldInConfig:
     weights: EventWeights = field(default_factory=EventWeights)
     guard: bool = True
     """Cap what one user adds to the shared trending and co-visit counts (`models.guard`)."""
-    guard_repeat_seconds: float = 86400.0
-    guard_window_seconds: float = 3600.0
+    guard_repeat_seconds: float = defaults.GUARD_REPEAT_SECONDS
+    guard_window_seconds: float = defaults.GUARD_WINDOW_SECONDS
     guard_max_per_window: int = 0
-    guard_min_events: int = 20
+    guard_min_events: int = defaults.GUARD_MIN_EVENTS
     guard_max_rate_per_minute: float = 60.0
     guard_min_gap_cv: float = 0.3
     guard_regular_rate_per_minute: float = 2.0

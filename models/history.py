@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from models import kernels
+from models.continuation import OPENING, Continuation
 from models.feedback import UserFeedback
 
 EVENT_DTYPE = np.dtype(
@@ -59,7 +60,8 @@ class UserHistory:
 
     __slots__ = (
         "_buf", "_excluded", "_n_sessions", "_positive", "_session_id", "_session_no", "blocked",
-        "consumed", "feedback", "max_age", "max_events", "max_excluded", "seq",
+        "consumed", "continuation", "feedback", "first_time", "max_age", "max_events",
+        "max_excluded", "seq",
     )
 
     def __init__(
@@ -73,6 +75,10 @@ class UserHistory:
         self._buf = np.zeros(max_events, dtype=EVENT_DTYPE)
         self.seq = 0
         """How many events this user has had in total (the next event's sequence number)."""
+        self.first_time: float | None = None
+        """Time of the user's first event (the account's age, when no signup time is known)."""
+        self.continuation: Continuation | None = None
+        """Open bookmarks and carts (`models.continuation`), made at the first of them."""
         self._session_id: str | None = None
         self._session_no = -1
         self._n_sessions = 0
@@ -115,11 +121,21 @@ class UserHistory:
             session_no, self._n_sessions = self._n_sessions, self._n_sessions + 1
         self._session_id, self._session_no = session_id, session_no
         self._buf[self.seq % self.max_events] = (item, weight, t, self.seq, session_no)
+        if self.first_time is None:
+            self.first_time = t
         self.seq += 1
         if consume:
             _bounded_add(self.consumed, item, self.max_excluded)
         if block:
             _bounded_add(self.blocked, item, self.max_excluded)
+
+    def observe(self, item: int, event_type: str, t: float) -> None:
+        """Keep the user's open bookmarks and carts (`models.continuation`) up to date."""
+        if self.continuation is None:
+            if event_type not in OPENING:
+                return
+            self.continuation = Continuation()
+        self.continuation.observe(item, event_type, t)
 
     def unblock(self, item: int) -> None:
         self.blocked.pop(item, None)
@@ -184,7 +200,10 @@ class UserHistory:
             **{f"{name}s": ev[name].tolist() for name in EVENT_DTYPE.names or ()},
             "blocked": list(self.blocked),
             "consumed": list(self.consumed),
+            "first": self.first_time,
         }
+        if self.continuation:
+            state["open"] = self.continuation.to_state(item_ids)
         if item_ids is not None:
             for key in _ITEM_KEYS:
                 state[key] = [item_ids[i] for i in state[key]]
@@ -217,6 +236,11 @@ class UserHistory:
         h.consumed = dict.fromkeys(state["consumed"])
         if state.get("feedback") is not None:
             h.feedback = UserFeedback.from_state(state["feedback"], index or int)
+        if state.get("open"):
+            h.continuation = Continuation.from_state(state["open"], index)
+        first = state.get("first")  # states written before it was kept: the oldest event held
+        h.first_time = first if first is not None else (
+            float(min(state["times"])) if state["times"] else None)
         return h
 
 

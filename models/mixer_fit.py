@@ -92,12 +92,14 @@ def collect(
     sample: float = 1.0,
     negatives: int = 3,
     seed: int = 0,
-    partition_of: Callable[[Any], int] | None = None,
+    partitions: Iterable[int] | None = None,
 ) -> dict[str, int]:
-    """Replay `events` into `source`, adding examples from event `score_from` on; returns
-    counts: events, scored (positive and sampled), examples (their item was a candidate)."""
+    """Replay `events` (event j of partition `partitions[j]`, default 0) into `source`,
+    adding examples from event `score_from` on; returns counts: events, scored (positive and
+    sampled), examples (their item was a candidate)."""
     rng = np.random.default_rng(seed)
     counts = {"events": 0, "scored": 0, "examples": 0}
+    parts = iter(partitions) if partitions is not None else None
     for j, ev in enumerate(events):
         if j >= score_from and positive(ev) and (sample >= 1 or rng.random() < sample):
             counts["scored"] += 1
@@ -105,6 +107,6 @@ def collect(
             target = source.catalog.get(ev.item_id)
             if c is not None and target >= 0 and buffer.add(c, target, rng, negatives):
                 counts["examples"] += 1
-        source.learn_event(ev, 0 if partition_of is None else partition_of(ev))
+        source.learn_event(ev, 0 if parts is None else next(parts))
         counts["events"] += 1
     return counts

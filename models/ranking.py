@@ -36,8 +36,20 @@ from models.candidates import rescore
 from models.candidates import scores as candidate_scores
 from models.catalog import ItemIndex
 from models.content_index import ContentIndex
+from models.continuation import reserve
+from models.diversity import category_rows, mmr
 from models.foldin_config import FoldInConfig
 from models.history import UserHistory
+from models.item_age import ItemAges
+from models.mixer import (
+    Candidates,
+    Mixer,
+    Signals,
+    item_context,
+    scaled,
+    union_of_tops,
+    user_context,
+)
 from models.partition import PartitionState
 from models.profiles import DeclaredProfiles
 from models.served import ServedModel
@@ -58,6 +70,8 @@ class Recs:
     scores: list[float]
     source: Source
     model_version: int | None
+    reasons: list[str | None] | None = None
+    """Per item, why it holds a reserved slot (`continue`), None elsewhere; None: no slot."""
 
 
 @dataclass(slots=True)
@@ -84,12 +98,21 @@ class Ranker:
 
     def __init__(self, config: FoldInConfig, catalog: ItemIndex, served: ServedModel,
                  content: ContentIndex | None = None,
-                 profiles: DeclaredProfiles | None = None) -> None:
+                 profiles: DeclaredProfiles | None = None, ages: ItemAges | None = None) -> None:
         self.config = config
         self.catalog = catalog
         self.served = served
         self.content = content if content is not None else ContentIndex()
         self.profiles = profiles if profiles is not None else DeclaredProfiles()
+        self.ages = ages if ages is not None else ItemAges()
+
+    def too_old(self, now: float) -> np.ndarray:
+        """Items older than `max_item_age_seconds` at `now` (`models.item_age`; none: off)."""
+        return self.ages.too_old(now, self.config.max_item_age_seconds)
+
+    def depth(self, k: int) -> int:
+        """Items to rank for a list of `k`: more when the diversity re-rank picks among them."""
+        return max(k, self.config.diversity_depth) if self.config.diversity > 0 else k
 
     def content_scores(self, p: Plan) -> np.ndarray | None:
         """Per catalog item, the user's content similarity from their items and declared
@@ -108,18 +131,27 @@ class Ranker:
         s[s <= 0] = -np.inf
         return s
 
+    def mixer(self) -> Mixer | None:
+        """The served version's learned mixer, when it has one and `config.mixer` is on."""
+        m = self.served.current
+        return m.factors.mixer if self.config.mixer and m is not None else None
+
     def rank_pure_cf(
         self, plans: list[Plan], vecs: list[np.ndarray | None],
         overlays: list[dict[int, np.ndarray]], k: int | None = None,
     ) -> list[Recs | None]:
-        """The lists of the pure-CF plans, None for the others. Plans are grouped by the new
-        items' vectors they see (`overlays`, usually one or a few per batch)."""
+        """The lists of the pure-CF plans, None for the others (all of them when a learned
+        mixer ranks: `rank_blend` then ranks each, as of its last event). Plans are grouped by
+        the new items' vectors they see (`overlays`, usually one or a few per batch)."""
         k = self.config.k if k is None else k
         out: list[Recs | None] = [None] * len(plans)
+        if self.mixer() is not None:
+            return out
         groups: dict[int, list[int]] = {}
         for j, p in enumerate(plans):
-            if p.w_cf == 1.0 and vecs[j] is not None:
-                groups.setdefault(id(overlays[j]) if overlays[j] else 0, []).append(j)
+            if p.w_cf == 1.0 and vecs[j] is not None:  # one group per overlay and age cut-off
+                key = (id(overlays[j]) if overlays[j] else 0, id(self.too_old(p.now)))
+                groups.setdefault(key, []).append(j)
         for at in groups.values():
             ranked = self._rank_cf([plans[j] for j in at], vecs, at, k, overlays[at[0]])
             for j, recs in zip(at, ranked, strict=True):
@@ -136,8 +168,13 @@ class Ranker:
         assert m is not None
         Y = m.Y[:n]
         new, V, never = self.served.overlay(overlay)
+        old = self.too_old(plans[0].now)  # the same for every plan of the group
+        if len(old):
+            never = np.union1d(never, old)
+        k_list, k = k, self.depth(k)
         if self.served.index is not None:
-            return self._rank_cf_ann(plans, [vecs[j] for j in at], k, new, V, never)
+            return self._rank_cf_ann(plans, [vecs[j] for j in at], k, new, V, never, old,
+                                     k_list)
         if len(plans) == 1:  # the per-event path: a plain matrix-vector product
             x = vecs[at[0]]
             scores = Y @ x  # type: ignore[operator]
@@ -147,7 +184,7 @@ class Ranker:
             cols, terms = plans[0].session or _NO_SESSION
             idx, val = kernels.blend_topk(scores, exclude, cols, terms,
                                           self.config.session_weight, k)
-            return [self._recs(plans[0], idx, val, "collaborative")]
+            return [self._recs(plans[0], idx, val, "collaborative", k_list)]
         out = []
         for lo in range(0, len(plans), SCORE_CHUNK):
             chunk = plans[lo : lo + SCORE_CHUNK]
@@ -158,12 +195,12 @@ class Ranker:
             S = self._with_sessions(S, chunk, never)
             idx, val = topk_batch(S, k, [p.history.excluded() for p in chunk], never)
             ranked = zip(chunk, idx, val, strict=True)
-            out += [self._recs(p, i, v, "collaborative") for p, i, v in ranked]
+            out += [self._recs(p, i, v, "collaborative", k_list) for p, i, v in ranked]
         return out
 
     def _rank_cf_ann(
         self, plans: list[Plan], vecs: list[np.ndarray | None], k: int, new: np.ndarray,
-        V: np.ndarray, never: np.ndarray,
+        V: np.ndarray, never: np.ndarray, old: np.ndarray, k_list: int,
     ) -> list[Recs]:
         """`_rank_cf` from retrieved candidates (see the module docstring)."""
         index, m, cfg = self.served.index, self.served.current, self.config
@@ -175,9 +212,10 @@ class Ranker:
         extra = [new if s is None else np.concatenate([new, s[0]]) for s in sessions]
         cands = index.candidates(X, n, extra)
         hidden = self.served.never_mask()
-        if len(new):  # the partition's new items with a vector can be shown
+        if len(new) or len(old):  # the partition's new items with a vector can be shown
             hidden = hidden.copy()
             hidden[new[self.catalog.active[new]]] = False
+            hidden[old] = True
         blend = cfg.session_weight != 0 and any(s is not None for s in sessions)
         f_max = None
         if blend:
@@ -191,8 +229,8 @@ class Ranker:
         idx, val = rescore(m.Y, X, cands, k, hidden, excluded, (new, V),
                            sessions if blend else None, cfg.session_weight, f_max)
         short = np.flatnonzero((idx < 0).any(axis=1))
-        out = [self._recs(p, i, v, "collaborative") for p, i, v in zip(plans, idx, val,
-                                                                          strict=True)]
+        out = [self._recs(p, i, v, "collaborative", k_list)
+               for p, i, v in zip(plans, idx, val, strict=True)]
         for r in short.tolist():  # too few shown candidates: scan every item
             exclude = np.concatenate([never, excluded[r]])
             scores = m.Y[: len(self.catalog)] @ X[r]
@@ -200,7 +238,7 @@ class Ranker:
                 scores[new] = V @ X[r]
             cols, terms = plans[r].session or _NO_SESSION
             i, v = kernels.blend_topk(scores, exclude, cols, terms, cfg.session_weight, k)
-            out[r] = self._recs(plans[r], i, v, "collaborative")
+            out[r] = self._recs(plans[r], i, v, "collaborative", k_list)
         return out
 
     def _cf_scores(self, x: np.ndarray, depth: int, excluded: np.ndarray) -> np.ndarray:
@@ -237,10 +275,16 @@ class Ranker:
         overlay: dict[int, np.ndarray],
     ) -> Recs:
         """Popular, content and partial-CF users: truncated-rank blend of their lists, with the
-        popularity and new items' vectors of their partition."""
+        popularity and new items' vectors of their partition (every user, when a learned mixer
+        ranks: `rank_mixed`)."""
+        mixer = self.mixer()
+        if mixer is not None:
+            return self.rank_mixed(p, x, k, part, overlay, mixer)
         cfg, m, n = self.config, self.served.current, len(self.catalog)
         exclude = ~self.catalog.active
         exclude[p.history.excluded()] = True
+        exclude[self.too_old(p.now)] = True
+        k_list, k = k, self.depth(k)
         trending = part.trending
         trending.resize(n)
         pop = trending.ranking_scores()[:n]
@@ -249,7 +293,7 @@ class Ranker:
             p.w_cf if x is not None else 0.0, aff is not None, cfg.content_weight)
         if weights[2] == 1.0:
             idx, _ = topk(pop, k, exclude)
-            return self._recs(p, idx, trending.scores(p.now)[idx], "popular")
+            return self._recs(p, idx, trending.scores(p.now)[idx], "popular", k_list)
         cf = None
         if x is not None and m is not None:
             cf = self._cf_scores(x, max(cfg.blend_depth, k), p.history.excluded())
@@ -259,11 +303,97 @@ class Ranker:
             cf = self._with_session(cf, p, exclude)
         lists = [s if s is not None else pop for s in (cf, aff, pop)]
         idx, val = coldstart.rank_blend(lists, weights, k, max(cfg.blend_depth, k), exclude)
-        return self._recs(p, idx, val, source)
+        return self._recs(p, idx, val, source, k_list)
 
-    def _recs(self, p: Plan, idx: np.ndarray, val: np.ndarray, source: str) -> Recs:
+    def rank_mixed(
+        self, p: Plan, x: np.ndarray | None, k: int, part: PartitionState,
+        overlay: dict[int, np.ndarray], mixer: Mixer,
+    ) -> Recs:
+        """The learned mixer's list: its scores of the user's `candidates`. `source` names the
+        strongest signal the user has: collaborative with a vector, else content, else
+        popular."""
+        c = self.candidates(p, x, part, overlay)
+        idx, val = mixer.rank(c, self.depth(k))
+        source = "collaborative" if c.signals.cf is not None else (
+            "content" if c.signals.content is not None else "popular")
+        return self._recs(p, idx, val, source, k)
+
+    def candidates(
+        self, p: Plan, x: np.ndarray | None, part: PartitionState,
+        overlay: dict[int, np.ndarray],
+    ) -> Candidates:
+        """The items the mixer chooses from, with their signals (`models.mixer`): the union of
+        the best `mixer_depth` of the hand-set blend (CF plus session, or popularity without a
+        vector) and the best `mixer_side_depth` by content and by trending, among the items
+        the user may be shown."""
+        cfg, m, n = self.config, self.served.current, len(self.catalog)
+        allowed = self.catalog.active.copy()
+        allowed[p.history.excluded()] = False
+        allowed[self.too_old(p.now)] = False
+        cf = session = None
+        if x is not None and m is not None:
+            raw = (m.Y[:n] @ x).astype(np.float64)
+            has = m.has_vec[:n].copy()
+            new, V, _ = self.served.overlay(overlay)
+            if len(new):
+                raw[new], has[new] = V @ x, True
+            raw[~has] = 0.0
+            cf = scaled(raw, allowed & has)
+        if p.session is not None:
+            session = scaled(np.bincount(p.session[0], p.session[1], minlength=n)[:n], allowed)
+        content = self.content_scores(p)
+        if content is not None:
+            content[~np.isfinite(content)] = 0.0
+        part.trending.resize(n)
+        trend = scaled(part.trending.ranking_scores()[:n], allowed)
+        hand = trend if cf is None else cf + cfg.session_weight * (
+            session if session is not None else 0.0)
+        lists = [(hand, cfg.mixer_depth), (trend, cfg.mixer_side_depth)]
+        if content is not None:
+            lists.append((content, cfg.mixer_side_depth))
+        items = union_of_tops(lists, allowed)
+        declared = self.profiles.get(p.user_id)
+        born = declared.signup_at if declared is not None and declared.signup_at is not None \
+            else p.history.first_time
+        user = user_context(p.history.seq, 0.0 if born is None else p.now - born)
+        signals = Signals(cf, session, content, trend).of(items)
+        return Candidates(items, signals, user, item_context(self.served.counts()[items]))
+
+    def _recs(self, p: Plan, idx: np.ndarray, val: np.ndarray, source: str,
+              k: int | None = None) -> Recs:
+        """The list of `k` (default: all given) from the ranked `idx`: re-ranked for diversity
+        when it is on (`models.diversity`), then with the user's reserved continuation slots
+        (`models.continuation`)."""
         keep = idx >= 0
-        return Recs(
-            p.user_id, list(map(self.catalog.ids.__getitem__, idx[keep].tolist())),
-            val[keep].tolist(), source, self.served.version,  # type: ignore[arg-type]
-        )
+        idx, val = idx[keep], val[keep]
+        k = len(idx) if k is None else k
+        cfg = self.config
+        if cfg.diversity > 0 and len(idx) > k:
+            at = mmr(val, self._features(idx), k, cfg.diversity)
+            idx, val = idx[at], val[at]
+        items, scores = idx[:k].tolist(), val[:k].tolist()
+        reasons = None
+        opened = p.history.continuation
+        if cfg.continuation_seconds > 0 and opened:
+            pending = opened.pending(p.now, cfg.continuation_seconds)
+            if pending:
+                items, scores, marks = reserve(
+                    items, scores, pending, k, cfg.continuation_slots,
+                    cfg.continuation_position, self._showable(p))
+                reasons = marks if any(marks) else None
+        return Recs(p.user_id, list(map(self.catalog.ids.__getitem__, items)), scores,
+                    source, self.served.version, reasons)  # type: ignore[arg-type]
+
+    def _features(self, idx: np.ndarray) -> Any:
+        """Rows the diversity re-rank compares items by: categories, or factor vectors."""
+        m = self.served.current
+        if self.config.diversity_by == "factors" and m is not None:
+            return m.Y[idx]
+        return category_rows([self.catalog.categories_of(i) for i in idx.tolist()])
+
+    def _showable(self, p: Plan) -> Any:
+        """Whether an item may take a reserved slot: active, not consumed or blocked, not too
+        old."""
+        hidden = set(p.history.excluded().tolist()) | set(self.too_old(p.now).tolist())
+        active = self.catalog.active
+        return lambda i: i < len(active) and bool(active[i]) and i not in hidden

@@ -49,6 +49,8 @@ from models.foldin import ItemFactors, VectorCache, residuals
 from models.foldin_config import FoldInConfig
 from models.guard import GuardStats, shared_weight_ring, withdrawn
 from models.history import UserHistory, confidences_many
+from models.item_age import ItemAges
+from models.mixer import Candidates
 from models.partition import Partitions, PartitionState, PartitionUndo
 from models.profiles import DeclaredProfiles
 from models.ranking import Plan, Ranker, Recs
@@ -87,8 +89,9 @@ class OnlineRecommender:
         self.profiles = DeclaredProfiles(self.config.max_profiles, self.content.encoder)
         self.served = ServedModel(self.catalog, self.config.alpha, self.config.regularization,
                                   self.config.ann_config(), self.content)
+        self.ages = ItemAges()
         self.ranker = Ranker(self.config, self.catalog, self.served, self.content,
-                             self.profiles)
+                             self.profiles, self.ages)
         tagged = self.catalog.with_categories()  # a catalog given filled: categories are tags
         if tagged:
             self.content.set_items(tagged, [None] * len(tagged),
@@ -194,13 +197,27 @@ class OnlineRecommender:
                 out[j] = self.ranker.rank_blend(p, vecs[j], k, parts[j], parts[j].vectors)
         return out  # type: ignore[return-value]
 
+    def candidates_of(self, user_id: str, now: float) -> Candidates:
+        """The user's candidates and signals for the mixer at `now` (`Ranker.candidates`), as
+        a list would see them: what fitting the mixer on a replay records."""
+        self.served.sync()
+        plan = self.plans([user_id], [now])[0]
+        part = self.partitions.get(self.users.partition_of(user_id))
+        plan.session = covisit.session_of(part.covisits, plan.history, self.config)
+        x = self.user_vectors([plan])[0]
+        return self.ranker.candidates(plan, x, part, part.vectors)
+
     def prepare_factors(self, factors: ItemFactors) -> PreparedFactors:
         """The costly part of `swap_factors` (`ServedModel.prepare`), safe to run on another
         thread while this recommender serves."""
         return self.served.prepare(factors)
 
     def swap_factors(self, factors: ItemFactors | PreparedFactors) -> None:
-        """Serve a new model version; users' vectors are recomputed lazily on next use."""
+        """Serve a new model version (and its content idf, when it has one); users' vectors are
+        recomputed lazily on next use."""
+        idf = (factors.served.factors if isinstance(factors, PreparedFactors) else factors).idf
+        if idf is not None:
+            self.content.set_idf(idf)
         m = self.served.swap(factors)
         for part in self.partitions.states():  # new items' vectors, in the new model's space
             joined = [i for i in part.cold.items() if m.in_model(i)]
@@ -239,6 +256,7 @@ class OnlineRecommender:
         for i, it in zip(idx, items, strict=True):
             own = bool(getattr(it, "text", None) or getattr(it, "tags", None))
             self.served.item_changed(i, categorized=bool(it.categories), described=own)
+            self.ages.set(i, getattr(it, "created_at", None))
 
     def set_profiles(self, profiles: Sequence[Any]) -> None:
         """Apply users' declared profiles (`refold.core.schemas.User`, or anything with its
@@ -315,6 +333,7 @@ class OnlineRecommender:
         covisited = w > 0 and cfg.session_weight != 0
         previous = covisit.recent_items(h, cfg.session_window) if covisited else None
         h.add(i, w, t, session_id, consume, block)
+        h.observe(i, event_type, t)
         shared, back = w, []
         if w > 0 and self._guard.enabled:  # what this user may add to everyone's counts
             share, automated = shared_weight_ring(*h.ring(), self._guard)

@@ -83,6 +83,7 @@ class ServedModel:
         self._never: tuple[Any, ...] = (None, np.zeros(0, np.intp), np.zeros(0, bool))
         self._overlaid: tuple[Any, ...] = (None,)
         """`overlay`'s last result and what it was computed from."""
+        self._counts: tuple[Any, np.ndarray] = (None, np.zeros(0))
 
     @property
     def version(self) -> int | None:
@@ -160,6 +161,19 @@ class ServedModel:
         m.has_vec[i] = True
         m.changes += 1
         return True
+
+    def counts(self) -> np.ndarray:
+        """Each catalog item's interactions in the current version's training data (0 for items
+        outside it, or without a model or counts); cached per version and catalog size."""
+        m, n = self.current, len(self.catalog)
+        key = (None if m is None else m.factors.version, n)
+        if self._counts[0] != key:
+            out = np.zeros(n)
+            if m is not None and m.factors.counts is not None:
+                rows = m.row_of[:n]
+                out[rows >= 0] = m.factors.counts[rows[rows >= 0]]
+            self._counts = (key, out)
+        return self._counts[1]
 
     def never_recommended(self) -> np.ndarray:
         """Inactive items and items without a vector (cached until either changes)."""

@@ -1,7 +1,9 @@
 """Model snapshots: a versioned binary format, its checksum, chunking and verified reassembly.
 
 A snapshot is the item side of one refit: ids, float32 factors Y, YᵀY (and XᵀX), the data it covers
-(event offsets per partition, the newest event time), hyper-parameters and training metrics.
+(event offsets per partition, the newest event time), hyper-parameters and training metrics, and
+what the hybrid ranking needs: each item's interaction count, the learned mixer
+(`params["mixer"]`, `models.mixer`) and the content model's idf (`models.content`).
 
 Binary layout (no pickle; every number little-endian):
 
@@ -9,7 +11,8 @@ Binary layout (no pickle; every number little-endian):
 
 The header names each array's dtype, shape, offset and length in the array section (8-byte
 aligned): `ids` (the item ids as a UTF-8 JSON list), `Y` (<f4, n × k), `YtY` (<f8, k × k), `XtX`
-(<f8, k × k, optional). The checksum is the sha256 of the whole payload.
+(<f8, k × k, optional), and the optional `EXTRAS`: `counts` (<f4, n), `idf_features` (<i8),
+`idf_values` (<f8), `idf_meta` (<i8, 2). The checksum is the sha256 of the whole payload.
 
 On the topic a payload travels as chunks of at most `CHUNK_BYTES`, keyed `<version>/<index>`, then a
 manifest keyed `<version>/manifest`. A version exists for readers only once its manifest arrived,
@@ -46,7 +49,12 @@ FORMAT = 1
 CHUNK_BYTES = 900_000
 """Chunk size: with headers well below the broker's default 1 MB message limit."""
 Buffer = bytes | bytearray | memoryview
-_DTYPES = {"ids": "|u1", "Y": "<f4", "YtY": "<f8", "XtX": "<f8"}
+_DTYPES = {"ids": "|u1", "Y": "<f4", "YtY": "<f8", "XtX": "<f8", "counts": "<f4",
+           "idf_features": "<i8", "idf_values": "<f8", "idf_meta": "<i8"}
+EXTRAS = ("counts", "idf_features", "idf_values", "idf_meta")
+"""Optional arrays: each item's interactions in the training data (`counts`, the mixer's item
+context) and the content model's idf (`models.content.Idf.to_arrays`). Readers that do not know
+them skip them."""
 
 
 class SnapshotError(ModelError):
@@ -88,18 +96,23 @@ class Snapshot:
     watermark: Watermark = field(default_factory=Watermark)
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    """Optional arrays by name (`EXTRAS`)."""
 
     @classmethod
     def build(cls, version: int, created_at: float, item_ids: Sequence[str], Y: np.ndarray, *,
               XtX: np.ndarray | None = None, watermark: Watermark | None = None,
               params: Mapping[str, Any] | None = None,
-              metrics: Mapping[str, float] | None = None) -> Snapshot:
+              metrics: Mapping[str, float] | None = None,
+              extras: Mapping[str, np.ndarray] | None = None) -> Snapshot:
         """A snapshot of float32 `Y`; YᵀY is computed in float64, as the fold-in uses it."""
         Y = np.ascontiguousarray(Y, dtype=np.float32)
         Y64 = Y.astype(np.float64)
+        extra = {name: np.ascontiguousarray(a, dtype=np.dtype(_DTYPES[name]))
+                 for name, a in (extras or {}).items()}
         snap = cls(int(version), float(created_at), tuple(item_ids), Y, Y64.T @ Y64,
                    None if XtX is None else np.asarray(XtX, dtype=np.float64),
-                   watermark or Watermark(), dict(params or {}), dict(metrics or {}))
+                   watermark or Watermark(), dict(params or {}), dict(metrics or {}), extra)
         snap.check()
         return snap
 
@@ -122,6 +135,13 @@ class Snapshot:
             raise SnapshotError("item factors contain NaN or infinity", self.version)
         if len(set(self.item_ids)) != n:
             raise SnapshotError("item ids are not unique", self.version)
+        unknown = set(self.extras) - set(EXTRAS)
+        if unknown:
+            raise SnapshotError(f"unknown arrays {sorted(unknown)}", self.version)
+        counts = self.extras.get("counts")
+        if counts is not None and (counts.shape != (n,) or not np.isfinite(counts).all()):
+            raise SnapshotError(f"counts has shape {counts.shape} for {n} items, or is not "
+                                "finite", self.version)
 
     def item_factors(self) -> Any:
         """The fold-in's `ItemFactors` for this version, built once (an id index and YᵀY: a
@@ -129,9 +149,23 @@ class Snapshot:
         from models.foldin import ItemFactors
 
         if "_factors" not in self.__dict__:
-            self.__dict__["_factors"] = ItemFactors(self.item_ids, self.Y, self.version,
-                                                    XtX=self.XtX)
+            self.__dict__["_factors"] = ItemFactors(
+                self.item_ids, self.Y, self.version, XtX=self.XtX,
+                counts=self.extras.get("counts"), mixer=self.mixer(), idf=self.idf())
         return self.__dict__["_factors"]
+
+    def mixer(self) -> Any:
+        """The `models.mixer.Mixer` fitted with this version (`params["mixer"]`), or None."""
+        from models.mixer import Mixer
+
+        d = self.params.get("mixer")
+        return None if d is None else Mixer.from_json(d)
+
+    def idf(self) -> Any:
+        """The content model's `models.content.Idf`, or None when this version has none."""
+        from models.content import Idf
+
+        return Idf.from_arrays(self.extras) if "idf_meta" in self.extras else None
 
     def to_bytes(self) -> bytearray:
         """The binary payload (see the module docstring)."""
@@ -143,6 +177,7 @@ class Snapshot:
         arrays = {"ids": ids, "Y": self.Y, "YtY": self.YtY}
         if self.XtX is not None:
             arrays["XtX"] = self.XtX
+        arrays.update(self.extras)
         return pack(MAGIC, header, arrays)
 
     @classmethod
@@ -162,7 +197,8 @@ class Snapshot:
         try:
             snap = cls(version, float(header["created_at"]), ids, arrays["Y"], arrays["YtY"],
                        arrays.get("XtX"), Watermark.from_json(header.get("watermark", {})),
-                       dict(header.get("params", {})), dict(header.get("metrics", {})))
+                       dict(header.get("params", {})), dict(header.get("metrics", {})),
+                       {name: arrays[name] for name in EXTRAS if name in arrays})
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"header does not describe a snapshot: {exc!r}", version) from None
         snap.check(int(header.get("factors", 0)) or None)

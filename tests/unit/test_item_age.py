@@ -11,7 +11,7 @@ def test_items_created_before_the_cutoff_are_too_old() -> None:
     rng = np.random.default_rng(0)
     created = rng.uniform(0, 1000, 3000)
     created[::7] = np.nan
-    ages = ItemAges(capacity=4)
+    ages = ItemAges(capacity=4, step=1.0)
     for i, t in enumerate(created.tolist()):
         ages.set(i, None if t != t else t)
     for now, age in [(1000.0, 500.0), (1000.0, 0.0), (2000.0, 10.0), (100.0, 1000.0)]:
@@ -20,8 +20,15 @@ def test_items_created_before_the_cutoff_are_too_old() -> None:
     assert len(ages) == 3000
 
 
+def test_the_cutoff_is_rounded_down_to_the_step() -> None:
+    ages = ItemAges(step=3600.0)
+    ages.set(0, 3000.0)
+    assert ages.too_old(now=3500.0, max_age=0.0).tolist() == []  # cut-off 0
+    assert ages.too_old(now=7300.0, max_age=0.0).tolist() == [0]  # cut-off 7200
+
+
 def test_changes_are_seen_by_the_next_question() -> None:
-    ages = ItemAges()
+    ages = ItemAges(step=1.0)
     ages.set(0, 10.0)
     assert ages.too_old(100.0, 50.0).tolist() == [0]
     ages.set(0, 90.0)
