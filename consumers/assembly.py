@@ -37,6 +37,7 @@ from consumers.instrument import Monitored
 from consumers.loop import TransactionalLoop
 from consumers.model_source import foldin_config
 from consumers.monitor import Monitor
+from consumers.profiles_reader import ProfilesReader
 from consumers.refitter import DEFAULT_SIMILAR, Refitter, Triggers
 from consumers.similar_publisher import SimilarParams
 from consumers.snapshots import SnapshotFollower, follow
@@ -118,6 +119,8 @@ class Worker:
             prepare_swaps=options.prepare_swaps)
         self.worker.side_inputs.insert(0, CatalogReader(
             settings, apply_many=self._apply_items, on_delete=self.worker.forget_item))
+        self.worker.side_inputs.insert(1, ProfilesReader(
+            settings, recommender.set_profiles, recommender.drop_profile))
         self.processor: FoldInWorker | Monitored = self.worker
         if self.monitor is not None:
             self.processor = Monitored(self.worker, self.monitor, settings.consumer_group)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from models.attribution import Attributed, Slot
+from models.continuation import pin, split_reserved
 from models.decision import Decision, decide
 from models.exploration import make_rec_id
 from models.feedback import UserFeedback
@@ -98,12 +99,12 @@ class Feedback:
         fb = self._feedback(rec.users.get_or_create(recs.user_id, rec.users.partition_of(
             recs.user_id), ev.event_time))
         rec_id = make_rec_id(recs.user_id, ev.event_id, recs.model_version)
+        items, scores, reserved = split_reserved(recs.items, recs.scores, recs.reasons)
         counts = None
         if self.demotion.on:
-            counts = fb.counts(np.fromiter(map(rec.catalog.index, recs.items), np.int64,
-                                           len(recs.items)))
-        d = decide(recs.items, np.asarray(recs.scores), self.k, self.policy, rec_id, counts,
-                   self.demotion)
+            counts = fb.counts(np.fromiter(map(rec.catalog.index, items), np.int64, len(items)))
+        d = pin(decide(items, np.asarray(scores), self.k - len(reserved), self.policy, rec_id,
+                       counts, self.demotion), reserved)
         replaced = fb.published(rec_id)
         if replaced is not None:
             facts.replaced.append(replaced)
@@ -113,8 +114,10 @@ class Feedback:
     @staticmethod
     def message_fields(d: Decision) -> dict[str, Any]:
         """The `Recommendation` fields of a decision: items with their log, and the list's."""
-        items = [RecommendedItem(i, s, j + 1, p, r, e) for j, (i, s, p, r, e) in enumerate(
-            zip(d.items, d.scores, d.propensities, d.ranks, d.explored, strict=True))]
+        reasons = d.reasons or [None] * len(d.items)
+        items = [RecommendedItem(i, s, j + 1, p, r, e, why) for j, (i, s, p, r, e, why)
+                 in enumerate(zip(d.items, d.scores, d.propensities, d.ranks, d.explored,
+                                  reasons, strict=True))]
         scores = None if d.policy["name"] == "none" else d.candidate_scores
         return {"items": items, "rec_id": d.rec_id, "policy": PolicyInfo(**d.policy),
                 "candidate_scores": scores}

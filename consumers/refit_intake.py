@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Consumer, Message, TopicCollection, TopicPartition
@@ -25,7 +26,7 @@ from models.weights import EventWeights
 from refold.core.config import Settings
 from refold.core.errors import ModelError
 from refold.core.kafka import where
-from refold.core.schemas import SchemaError, decode_event
+from refold.core.schemas import Event, SchemaError, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class RefitIntake:
         self.duplicates = 0
         """Events whose id was seen within `dedup_horizon_seconds` (any partition): skipped."""
         self.seen: SeenIds | None = None
+        self.on_event: Callable[[Event, int], None] | None = None
+        """Called with each event the store took and its partition (the hybrid part's replay)."""
 
     def restore(self) -> None:
         """Load the checkpoint, if there is one."""
@@ -84,6 +87,8 @@ class RefitIntake:
                 return
             self.store.add(ev.user_id, ev.item_id, ev.event_type, ev.event_time, ev.value,
                            ev.weight)
+            if self.on_event is not None:
+                self.on_event(ev, msg.partition())
         except (SchemaError, ModelError) as exc:  # the worker dead-letters it; here, skip
             self.bad_events += 1
             log.debug("skipped a bad event at %s: %s", where(msg), exc)

@@ -15,9 +15,12 @@ steps:
 
 1. `store.training_data`: the CSR (decayed weights) and a holdout the live model has not seen;
 2. `models.refit.train`: implicit ALS warm-started from the live snapshot, a log line per iteration;
-3. `Gate.check`: NaN/inf, dimensions, holdout recall@K against the live snapshot;
+3. `Gate.check`: NaN/inf, dimensions, holdout recall@K against the live snapshot; meanwhile, on
+   the other core, the live model's holdout score and the learned mixer's fit on a replay of
+   recent events served by the live model (`consumers.refit_hybrid`);
 4. `SnapshotPublisher.publish`: chunks, then the manifest, in one transaction; the version is
-   live once it commits;
+   live once it commits. It carries the mixer, the items' interaction counts and the catalog's
+   idf;
 5. `SimilarItemsPublisher.publish`: every item's neighbours (the new factors blended with the
    co-visits of the store's positive interactions) to the compacted similar-items topic.
 
@@ -40,6 +43,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from consumers import instrument
 from consumers.control import RefitRequestReader
 from consumers.instances import ensure_alone
+from consumers.refit_hybrid import HybridRefit
 from consumers.refit_intake import RefitIntake
 from consumers.similar_publisher import (
     Sequences,
@@ -110,6 +114,9 @@ class Refitter:
             transactional_id=publisher_transactional_id(settings))
         self.similar = None if similar is None else SimilarItemsPublisher(settings, similar)
         """Publishes each version's similar items (None: off)."""
+        self.hybrid = HybridRefit(settings)
+        """The catalog's idf, items' counts and the learned mixer each version ships."""
+        self.intake.on_event = self.hybrid.add
         self.live: Snapshot | None = None
         self.next_version = 1
         self.refits = self.published = self.refused = self.failed = self.aborted = 0
@@ -204,6 +211,7 @@ class Refitter:
             "session.timeout.ms": int(SESSION_TIMEOUT_S * 1000)}, purpose="refitter")
         consumer.subscribe([self.topic], on_assign=self._on_assign)
         self._requests = RefitRequestReader(self.settings)
+        self.hybrid.catch_up()
         ends = watermarks(consumer, self.topic)
         caught_up = False
         last_checkpoint = last_lag = time.monotonic()
@@ -212,6 +220,7 @@ class Refitter:
                 self.probes.beat()
                 self.intake.consume(consumer, self.settings.batch_size * 10)
                 self._read_requests()
+                self.hybrid.poll()
                 if time.monotonic() - last_lag >= 5.0:
                     instrument.record_lag(consumer, self.settings.refit_group)
                     last_lag = time.monotonic()
@@ -239,6 +248,7 @@ class Refitter:
             if self._requests is not None:
                 self._requests.close()
             self.publisher.close()
+            self.hybrid.close()
             if self.similar is not None:
                 self.similar.close()
             self.intake.close()
@@ -299,6 +309,7 @@ class Refitter:
                  *data.matrix.shape, data.full.nnz, self._where())
         # The live model's holdout score needs no candidate: on the other core, while training.
         live_score = self._side.submit(self.gate.live_recall_of, self.live, data)
+        mixer = self._side.submit(self.hybrid.mixer, self.live)  # a replay on the live model
         try:
             cand = train(data, self.params, self.live, self._iteration(version))
         except RefitAborted:
@@ -321,12 +332,16 @@ class Refitter:
                                     training_events=data.full.nnz, scores=scores)
             log.warning("refit v%d refused by the gate: %s", version, verdict.reason)
             return None
+        mixed = mixer.result()
         snap = Snapshot.build(
             version, time.time(), cand.item_ids, cand.Y, XtX=cand.XtX,
             watermark=Watermark(dict(self.offsets), data.max_event_time),
-            params={**asdict(self.params), "reason": reason},
+            params={**asdict(self.params), "reason": reason,
+                    **({"mixer": mixed} if mixed is not None else {})},
             metrics={**cand.metrics, **verdict.metrics, "store_seconds": t_data,
-                     "gate_seconds": t_gate})
+                     "gate_seconds": t_gate,
+                     **{f"mixer_{k}": float(v) for k, v in self.hybrid.last.items()}},
+            extras=self.hybrid.extras(cand.item_ids, data))
         published = self.publisher.publish(snap)
         instrument.record_refit(time.perf_counter() - t0, "accepted",
                                 training_events=data.full.nnz, scores=scores)

@@ -54,15 +54,18 @@ class Decision:
     rec_id: str
     items: list[str]
     scores: list[float]
-    propensities: list[float]
-    ranks: list[int]
-    """Each item's rank among the candidates after demotion (0 = best)."""
+    propensities: list[float | None]
+    """None: a reserved slot (`reasons`), not drawn by the policy."""
+    ranks: list[int | None]
+    """Each item's rank among the candidates after demotion (0 = best); None: reserved."""
     explored: list[bool]
     candidate_scores: list[float]
     """What the policy drew from, best first: the context of off-policy evaluation."""
     policy: dict[str, Any]
     demoted: int
     """Candidates demoted by exposure feedback."""
+    reasons: list[str | None] | None = None
+    """Why an item holds a reserved slot (`models.continuation.pin`); None: no reserved slot."""
 
 
 def decide(

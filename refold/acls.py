@@ -69,6 +69,7 @@ def role_acls(settings: Settings, role: str, bridge_group: str | None = None) ->
             Acl("Topic", t("dead_letter"), "WRITE"),
             Acl("Topic", t("snapshots"), "READ"),
             Acl("Topic", t("items"), "READ"),
+            Acl("Topic", t("users"), "READ"),
             Acl("Topic", t("control"), "WRITE"),
             Acl("Group", settings.consumer_group, "READ"),
             _tail_groups(settings),
@@ -78,6 +79,7 @@ def role_acls(settings: Settings, role: str, bridge_group: str | None = None) ->
     if role == "refitter":
         return [
             Acl("Topic", t("events"), "READ"),
+            Acl("Topic", t("items"), "READ"),  # the catalog's texts: the content model's idf
             Acl("Topic", t("control"), "READ"),
             Acl("Topic", t("snapshots"), "READ"),
             Acl("Topic", t("snapshots"), "WRITE"),
@@ -102,7 +104,7 @@ def role_acls(settings: Settings, role: str, bridge_group: str | None = None) ->
         ]
     if role == "producer":
         return [Acl("Topic", t("events"), "WRITE"), Acl("Topic", t("items"), "WRITE"),
-                Acl("Topic", t("impressions"), "WRITE")]
+                Acl("Topic", t("impressions"), "WRITE"), Acl("Topic", t("users"), "WRITE")]
     if role == "reader":
         return [Acl("Topic", t("recommendations"), "READ"), _tail_groups(settings)]
     if role == "serve":
