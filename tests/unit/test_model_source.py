@@ -40,6 +40,23 @@ DOCUMENTED: dict[str, object] = {
     "exposure_min_count": 2,  # Configuration table
     "exposure_strength": 1.0,  # Configuration table ("0: off")
     "attribution_window_seconds": 3600.0,  # Configuration table
+    # the hybrid ranking's knobs, Configuration table
+    "trending_adaptive": True,
+    "content_text_weight": 0.4,
+    "content_tag_weight": 0.6,
+    "mixer": True,
+    "diversity": 0.0,
+    "diversity_depth": 50,
+    "continuation_seconds": 7 * 86400.0,
+    "continuation_slots": 1,
+    "continuation_position": 0,
+    "max_item_age_seconds": None,
+    "guard": True,
+    "guard_repeat_seconds": 86400.0,
+    "guard_window_seconds": 3600.0,
+    "guard_max_per_window": 0,
+    "guard_min_events": 20,
+    "guard_bot_weight": 0.0,
 }
 """The worker's fold-in defaults as the README states them."""
 
