@@ -17,16 +17,21 @@ so that content matters: items that no one has touched yet, and users with no hi
 >>> text, tags = w.items["i0"]
 >>> len(text.split()), len(tags)
 (30, 3)
+>>> item = catalog_with_content(w)[0]
+>>> item.text == text, declared_profiles(w)[0].user_id
+(True, 'u0')
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import msgspec
 import numpy as np
 
 from producers.datasets import Catalog, InteractionLog
 from producers.synth import SynthConfig, SynthTruth, SynthWorld
+from refold.core.schemas import User
 
 SYLLABLES = ("ka", "lo", "mi", "ru", "te", "sa", "no", "vi", "de", "pu", "ri", "go", "ba", "ze",
              "chi", "mo", "fa", "li", "tu", "ne")
@@ -84,6 +89,19 @@ def generate_content(config: SynthConfig | None = None,
         skills = tags[_draw(rng, T @ x, c.sharpness, c.profile_tags, False)].tolist()
         profiles[f"u{k}"] = (text, skills, t)
     return ContentWorld(log, world.catalog, items, profiles, truth)
+
+
+def catalog_with_content(world: ContentWorld) -> Catalog:
+    """The world's catalog messages with each item's text and tags."""
+    return Catalog(msgspec.structs.replace(item, text=world.items[item.item_id][0],
+                                           tags=world.items[item.item_id][1])
+                   for item in world.catalog)
+
+
+def declared_profiles(world: ContentWorld) -> list[User]:
+    """Every user's declared profile as a `User` message."""
+    return [User(user_id=u, interests=text, skills=skills, signup_at=t)
+            for u, (text, skills, t) in world.profiles.items()]
 
 
 def _word(k: int) -> str:

@@ -3,6 +3,7 @@
 from refold.cli import (  # noqa: F401
     acls,
     bench,
+    bench_attack,
     bench_drift,
     bench_serve,
     bridge,

@@ -12,20 +12,32 @@ from refold.cli import cli, mapping_options, typed_pairs
 
 
 def _load(dataset: str, path: str | None, csv_opts: dict[str, Any], synth: dict[str, Any]):
+    """(log, catalog, declared profiles) of a dataset."""
     from producers.datasets import load_csv, load_movielens
 
     if dataset == "ml-100k":
         if not path:
             raise click.UsageError("--dataset ml-100k needs --path DIR")
-        return load_movielens(path)
+        return (*load_movielens(path), [])
     if dataset == "csv":
         if not path:
             raise click.UsageError("--dataset csv needs --path FILE")
-        return load_csv(path, **csv_opts), []
+        return load_csv(path, **csv_opts), [], []
+    if dataset in ("slow", "fast"):
+        from producers import synth_pace
+
+        pace = synth_pace.slow_log if dataset == "slow" else synth_pace.fast_log
+        return synth_pace.generate_paced(pace(synth["seed"])), [], []
+    if dataset == "synth-content":
+        from producers import synth_content as sc
+
+        synth = {k: v for k, v in synth.items() if k != "drift_at"}
+        world = sc.generate_content(sc.content_synth_config(**synth))
+        return world.log, sc.catalog_with_content(world), sc.declared_profiles(world)
     from producers.synth import SynthConfig, generate
 
     log, catalog, _ = generate(SynthConfig(**synth))
-    return log, catalog
+    return log, catalog, []
 
 
 def _say(text: str) -> None:
@@ -33,8 +45,11 @@ def _say(text: str) -> None:
 
 
 @cli.command("evaluate")
-@click.option("--dataset", type=click.Choice(["ml-100k", "synth", "csv"]), default="ml-100k",
-              show_default=True)
+@click.option("--dataset", type=click.Choice(["ml-100k", "synth", "synth-content", "slow",
+                                              "fast", "csv"]),
+              default="ml-100k", show_default=True,
+              help="synth-content: the synthetic shop with item texts and tags and users' "
+                   "declared profiles; slow / fast: synthetic logs of 5 years / 6 hours.")
 @click.option("--path", type=click.Path(exists=True),
               help="ml-100k: a directory (GroupLens or atomic layout); csv: a file.")
 @click.option("--models", default=None, help="Comma-separated subset [all]: popularity, "
@@ -98,7 +113,7 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
                 "delimiter": delimiter, "mapping": mapping}
     synth = {"n_users": synth_users, "n_items": synth_items, "n_events": synth_events,
              "drift_at": synth_drift_at, "seed": seed}
-    log, catalog = _load(dataset, path, csv_opts, synth)
+    log, catalog, profiles = _load(dataset, path, csv_opts, synth)
     if offline:
         _offline(log, seed, out, as_json)
         return
@@ -106,7 +121,7 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
     try:
         protocol = runner.Protocol(warmup, window, 10, refit_every, oracle_every, seed,
                                    not weighted, typed_pairs(fold_in))
-        data = runner.encode(log, catalog, protocol)
+        data = runner.encode(log, catalog, protocol, profiles)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from exc
     tuned: dict[str, dict[str, Any]] = {}

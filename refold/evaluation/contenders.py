@@ -34,6 +34,8 @@ from models.baselines import (
     Trending,
 )
 from models.foldin import ItemFactors
+from models.mixer import Candidates
+from models.mixer_fit import ExampleBuffer
 from models.recommender import FoldInConfig, OnlineRecommender
 from refold.evaluation.clock import Clock
 
@@ -66,6 +68,12 @@ search cannot tune it, as its validation span holds no refit: 5 costs 0.4 % of m
 against 15, for a third of the refit time) and any `FoldInConfig` field."""
 
 
+MIXER_EXAMPLES = 120_000
+"""Examples a refit fits the mixer on: the newest, four per scored event (1:3 negatives)."""
+MIXER_NEGATIVES = 3
+MIXER_MIN_POSITIVES = 500
+
+
 def params_of(name: str, tuned: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The defaults of `name`, overridden by `tuned` (the search's results, keyed like DEFAULTS)."""
     key = "refold" if name in REFOLD_FAMILY else name
@@ -74,11 +82,17 @@ def params_of(name: str, tuned: Mapping[str, Mapping[str, Any]] | None = None) -
 
 @dataclass(frozen=True)
 class Names:
-    """What the worker sees instead of indices: ids, and each item's categories."""
+    """What the worker sees instead of indices: ids, and each item's categories; the catalog's
+    messages when they carry more (text, tags), and users' declared profiles."""
 
     user_ids: Sequence[str]
     item_ids: Sequence[str]
     item_categories: Sequence[Sequence[str]]
+    items: Sequence[Any] = ()
+    """`refold.core.schemas.Item`s applied as the worker's catalog reader would (empty: the
+    categories alone)."""
+    profiles: Sequence[Any] = ()
+    """`refold.core.schemas.User`s: declared profiles."""
 
 
 def build(
@@ -105,11 +119,14 @@ def build(
     if name in REFOLD_FAMILY:
         als = {k: p.pop(k) for k in ("factors", "regularization", "alpha", "iterations")}
         warm_iterations = p.pop("warm_iterations", als["iterations"])
+        learn_mixer = bool(p.pop("learn_mixer", False))
+        content = bool(p.pop("content", True))
         cfg = replace(config, alpha=als["alpha"], regularization=als["regularization"], **p)
         every = None if name == "foldin_only" else refit_every
         return RefoldModel(cfg, names, every, from_scratch=name == "oracle", seed=seed,
                            factors=als["factors"], iterations=als["iterations"],
-                           warm_iterations=warm_iterations)
+                           warm_iterations=warm_iterations, learn_mixer=learn_mixer,
+                           content=content)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
 
 
@@ -117,12 +134,16 @@ class RefoldModel:
     """`OnlineRecommender` under the `StreamModel` contract, plus the refit schedule.
 
     The recommender keeps its own histories and exclusions (consumed and dismissed items); the
-    harness checks its lists against the same exclusions.
+    harness checks its lists against the same exclusions. With `learn_mixer`, each scored
+    event also records its user's candidates as the served model saw them (what a replay of
+    the served model does in the refitter: `models.mixer_fit`), and each refit fits the mixer
+    on the newest of them and ships it, with the items' interaction counts, in the new version.
     """
 
     def __init__(
         self, config: FoldInConfig, names: Names, refit_every: int | None, from_scratch: bool,
         factors: int, iterations: int, seed: int = 0, warm_iterations: int | None = None,
+        learn_mixer: bool = False, content: bool = True,
     ) -> None:
         self.config = config
         self.names = names
@@ -132,6 +153,9 @@ class RefoldModel:
         self.iterations = iterations
         self.warm_iterations = iterations if warm_iterations is None else warm_iterations
         self.seed = seed
+        self.learn_mixer = learn_mixer
+        self.content = content
+        """False: the catalog's categories only, no texts, tags or declared profiles."""
         self.index = {item_id: i for i, item_id in enumerate(names.item_ids)}
         self.refits = 0
         self.refit_clock = Clock()
@@ -139,8 +163,16 @@ class RefoldModel:
 
     def fit(self, warmup: Events) -> None:
         self.rec = OnlineRecommender(self.config)
+        if self.names.items and self.content:
+            self.rec.apply_items(list(self.names.items))
         for item_id, cats in zip(self.names.item_ids, self.names.item_categories, strict=True):
-            self.rec.set_item_active(item_id, True, list(cats))
+            if item_id not in self.rec.catalog:
+                self.rec.set_item_active(item_id, True, list(cats))
+        if self.names.profiles and self.content:
+            self.rec.set_profiles(list(self.names.profiles))
+        self._examples = ExampleBuffer(MIXER_EXAMPLES)
+        self._asked: tuple[int, float, Candidates] | None = None
+        self._rng = np.random.default_rng(self.seed)
         self._users: list[int] = []
         self._items: list[int] = []
         self._weights: list[float] = []
@@ -152,11 +184,17 @@ class RefoldModel:
         self._refit()
 
     def recommend(self, user: int, k: int, exclude: np.ndarray, t: float = 0.0) -> np.ndarray:
+        if self.learn_mixer:
+            self._asked = (user, t, self.rec.candidates_of(self.names.user_ids[user], t))
         recs = self.rec.recommend(self.names.user_ids[user], now=t, k=k)
         return np.fromiter((self.index[i] for i in recs.items), dtype=np.int64,
                            count=len(recs.items))
 
     def learn(self, ev: Row) -> None:
+        asked, self._asked = self._asked, None
+        if asked is not None and asked[:2] == (ev.user, ev.t) and ev.weight > 0:
+            target = self.rec.catalog.get(self.names.item_ids[ev.item])
+            self._examples.add(asked[2], target, self._rng, MIXER_NEGATIVES)
         self._learn(ev)
         self._since += 1
         if self.refit_every and self._since >= self.refit_every:
@@ -196,5 +234,11 @@ class RefoldModel:
             self.seed, warm_start=warm, item_ids=[self.names.item_ids[i] for i in seen],
             version=self.refits + 1,
         )
+        if self.learn_mixer:
+            positive = np.asarray(self._weights) > 0
+            counts = np.bincount(cols[positive], minlength=len(seen)).astype(np.float64)
+            f = self._live
+            self._live = ItemFactors(f.item_ids, f.Y, f.version, f.XtX, counts,
+                                     self._examples.fit(MIXER_MIN_POSITIVES))
         self.refits += 1
         self.rec.swap_factors(self._live)

@@ -74,8 +74,10 @@ class Dataset:
     """Per event, whether it excludes its item for its user from then on."""
 
 
-def encode(log: Any, catalog: Sequence[Any], protocol: Protocol) -> Dataset:
-    """Index an `InteractionLog` and its `Catalog` (items: catalog order, then first sight)."""
+def encode(log: Any, catalog: Sequence[Any], protocol: Protocol,
+           profiles: Sequence[Any] = ()) -> Dataset:
+    """Index an `InteractionLog` and its `Catalog` (items: catalog order, then first sight);
+    items with text or tags, and users' declared `profiles`, reach refold's recommender."""
     cfg = protocol.fold_in_config()
     item_ids = list(dict.fromkeys([it.item_id for it in catalog] + log.item_ids.tolist()))
     user_ids = list(dict.fromkeys(log.user_ids.tolist()))
@@ -100,8 +102,10 @@ def encode(log: Any, catalog: Sequence[Any], protocol: Protocol) -> Dataset:
         np.fromiter(map(item_of.__getitem__, log.item_ids.tolist()), np.int64, len(log)),
         weights, log.times, len(user_ids), len(item_ids), values, kinds, log.session_ids,
     )
-    return Dataset(log.name or "log", events, Names(user_ids, item_ids, item_cats), categories,
-                   excluding)
+    described = [it for it in catalog if getattr(it, "text", None) or getattr(it, "tags", None)]
+    names_ = Names(user_ids, item_ids, item_cats, items=list(catalog) if described else (),
+                   profiles=list(profiles))
+    return Dataset(log.name or "log", events, names_, categories, excluding)
 
 
 def replay(
