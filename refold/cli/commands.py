@@ -5,6 +5,7 @@ from refold.cli import (  # noqa: F401
     bench,
     bench_attack,
     bench_drift,
+    bench_pace,
     bench_serve,
     bridge,
     consume,

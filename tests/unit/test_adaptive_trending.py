@@ -4,14 +4,14 @@ on a slow log of years and a fast one of hours against the popularity baselines.
 from __future__ import annotations
 
 import math
-import zlib
 
 import numpy as np
 import pytest
 
 from models.adaptive_trending import AdaptiveTrending
-from models.trending import Trending
-from producers.synth_pace import PaceConfig, fast_log, generate_paced, slow_log
+from producers.synth_pace import PaceConfig, fast_log, slow_log
+from refold.bench import pace
+from refold.bench.pace import BASELINES
 
 DAY = 86400.0
 
@@ -88,32 +88,9 @@ def test_rejects_bad_settings_and_states() -> None:
         tr.load_selector({"hits": [0, 0, 0], "events": 0, "chosen": 0, "tops": [[], [], []]})
 
 
-def first_list_recall(log, make, partitions: int = 6, k: int = 10) -> float:
-    """Recall@k of each new user's first list: the top-k of their partition's trending before
-    their first event (users hashed to partitions, like the worker's events)."""
-    users, uid = np.unique(log.user_ids, return_inverse=True)
-    _, iid = np.unique(log.item_ids, return_inverse=True)
-    part = np.array([zlib.crc32(u.encode()) % partitions for u in users.tolist()])[uid]
-    trending = [make() for _ in range(partitions)]
-    seen = np.zeros(len(users), dtype=bool)
-    hits = 0
-    for u, i, t, p in zip(uid.tolist(), iid.tolist(), log.times.tolist(), part.tolist(),
-                          strict=True):
-        if not seen[u]:
-            seen[u] = True
-            hits += i in trending[p].top(k)[0].tolist()
-        trending[p].update(i, 1.0, t)
-    return hits / len(users)
-
-
-BASELINES = {"all-time": math.inf, "one week": 7 * DAY, "90 days": 90 * DAY}
-
-
 def recalls(config: PaceConfig) -> dict[str, float]:
-    log = generate_paced(config)
-    out = {name: first_list_recall(log, lambda h=h: Trending(h)) for name, h in BASELINES.items()}
-    out["adaptive"] = first_list_recall(log, AdaptiveTrending)
-    return out
+    """First-list recall of the baselines and of adaptive trending (`refold bench pace`)."""
+    return pace.run(config)
 
 
 @pytest.mark.slow

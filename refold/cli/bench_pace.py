@@ -1,0 +1,30 @@
+"""`refold bench pace`: a newcomer's first list, adaptive trending against fixed half-lives."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from refold.cli.bench import bench, emit
+
+
+@bench.command("pace")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def bench_pace(seeds: int, as_json: bool) -> None:
+    """First-list recall@10 on a slow log (5 years) and a fast one (6 hours): all-time
+    popularity, a week's and 90 days' half-life, and adaptive trending."""
+    from producers.synth_pace import fast_log, slow_log
+    from refold.bench import pace
+
+    rows = []
+    with click.progressbar(length=2 * seeds, label="logs",
+                           file=click.get_text_stream("stderr")) as bar:
+        for name, make in (("slow", slow_log), ("fast", fast_log)):
+            for seed in range(seeds):
+                rows.append((name, seed, pace.run(make(seed))))
+                bar.update(1)
+    result = {"rows": [{"log": n, "seed": s, **r} for n, s, r in rows],
+              "loadavg": os.getloadavg()}
+    emit(result, as_json, pace.table(rows))
