@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -163,3 +164,14 @@ def tag_set(
             out.add(" ".join(f"{key}={value}".lower().split()))
     out.discard("")
     return frozenset(out)
+
+
+def attribute_tags(item: Any) -> list[str]:
+    """An item's textual and boolean attributes as `key=value` tags.
+
+    >>> class It: attributes = {"brand": "acme", "new": True, "weight": 1.5}
+    >>> attribute_tags(It())
+    ['brand=acme', 'new=True']
+    """
+    attributes = getattr(item, "attributes", None) or {}
+    return [f"{k}={v}" for k, v in attributes.items() if isinstance(v, str | bool)]

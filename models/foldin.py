@@ -238,6 +238,27 @@ def residuals(
         return np.bincount(user, weights=err, minlength=len(rows)) / total
 
 
+def batch_drift(
+    Y: np.ndarray | None, vecs: Sequence[np.ndarray | None], rows: Sequence[np.ndarray],
+    weights: Sequence[np.ndarray],
+) -> tuple[float | None, float | None]:
+    """A batch's drift signals: the mean L2 norm of its users' vectors (None: no user has one,
+    or no model `Y`) and their mean fold-in residual (`residuals`; None: none is finite).
+
+    >>> Y = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    >>> batch_drift(Y, [np.array([1.0, 0.5]), None], [np.array([0, 1]), np.array([0])],
+    ...             [np.array([1.0, 3.0]), np.array([1.0])])
+    (1.118033988749895, 0.1875)
+    """
+    have = [j for j, v in enumerate(vecs) if v is not None]
+    if not have or Y is None:
+        return None, None
+    X = np.stack([vecs[j] for j in have])  # type: ignore[misc]
+    res = residuals(Y, X, [rows[j] for j in have], [weights[j] for j in have])
+    res = res[np.isfinite(res)]
+    return float(np.linalg.norm(X, axis=1).mean()), float(res.mean()) if len(res) else None
+
+
 def _direct(
     U: np.ndarray, d: np.ndarray, b: np.ndarray, gram: np.ndarray | None, regularization: float
 ) -> np.ndarray:

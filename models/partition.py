@@ -100,6 +100,16 @@ class PartitionState:
         if t_refs[0] is not None and _t_refs(self.trending) != t_refs:
             self.changed.update(_popular(self.trending).tolist())
 
+    def share_popularity(self, item: int, shared: float, t: float,
+                         back: Sequence[tuple[int, float, float]]) -> None:
+        """An event's share of popularity (what the guard lets it add, `models.guard`), and
+        what a newly flagged user's earlier events added (`back`: item, weight, time), taken
+        back."""
+        for j, w, tj in back:
+            self.withdraw_popularity(j, w, tj)
+        if shared > 0:
+            self.add_popularity(item, shared, t)
+
     def add_covisit(self, item: int, previous: np.ndarray,
                     active: np.ndarray | None = None) -> None:
         """`CoVisits.add`, noting the changed items; items not `active` (inactive or deleted

@@ -44,8 +44,9 @@ import numpy as np
 
 from models import coldstart, covisit, kernels
 from models.catalog import ItemIndex
+from models.content import attribute_tags
 from models.content_index import ContentIndex
-from models.foldin import ItemFactors, VectorCache, residuals
+from models.foldin import ItemFactors, VectorCache, batch_drift
 from models.foldin_config import FoldInConfig
 from models.guard import GuardStats, shared_weight_ring, withdrawn
 from models.history import UserHistory, confidences_many
@@ -164,14 +165,17 @@ class OnlineRecommender:
         for q, j in enumerate(at):
             plans[q].session = sessions[j]
         vecs = self.user_vectors(plans)
-        self._batch_drift(plans, vecs)
+        m = self.served.current
+        self.batch_vector_norm, self.batch_residual = batch_drift(
+            m.factors.Y if m is not None else None, vecs,
+            [p.rows for p in plans], [p.row_weights for p in plans])
         out = self.ranker.rank_pure_cf(plans, vecs, [overlays[j] for j in at], k)
         # Popularity as of each other user's last event: apply the batch's updates in order.
         blend = {at[q]: q for q, r in enumerate(out) if r is None}
         for j, ((_, i, shared, back), ev, p) in enumerate(zip(learned, events, parts,
                                                                strict=True)):
             part = self.partitions.get(p)
-            _shared_popularity(part, i, shared, ev.event_time, back)
+            part.share_popularity(i, shared, ev.event_time, back)
             q = blend.get(j)
             if q is not None:
                 out[q] = self.ranker.rank_blend(plans[q], vecs[q], k, part, overlays[j])
@@ -252,7 +256,7 @@ class OnlineRecommender:
         idx = [self.catalog.set_item(it.item_id, it.active, it.categories) for it in items]
         self.content.set_items(
             idx, [getattr(it, "text", None) for it in items],
-            [[*getattr(it, "tags", ()), *it.categories, *_attribute_tags(it)] for it in items])
+            [[*getattr(it, "tags", ()), *it.categories, *attribute_tags(it)] for it in items])
         for i, it in zip(idx, items, strict=True):
             own = bool(getattr(it, "text", None) or getattr(it, "tags", None))
             self.served.item_changed(i, categorized=bool(it.categories), described=own)
@@ -347,7 +351,7 @@ class OnlineRecommender:
             part.add_covisit(i, previous, self.catalog.active)
         # Negative signals are personal: they do not lower an item's popularity.
         if popularity:
-            _shared_popularity(part, i, shared, t, back)
+            part.share_popularity(i, shared, t, back)
         if m is None or not m.in_model(i):
             part.cold.add(i, user_id, shared if w > 0 else w)
             part.changed.add(i)
@@ -358,19 +362,6 @@ class OnlineRecommender:
             dirty, part.cold.dirty = part.cold.dirty, set()
             self._refresh_partition(part, dirty)
         return w, i, shared, back
-
-    def _batch_drift(self, plans: Sequence[Plan], vecs: Sequence[np.ndarray | None]) -> None:
-        """The batch's drift signals: mean user-vector norm and mean fold-in residual."""
-        have, m = [j for j, v in enumerate(vecs) if v is not None], self.served.current
-        if not have or m is None:
-            self.batch_vector_norm = self.batch_residual = None
-            return
-        X = np.stack([vecs[j] for j in have])  # type: ignore[misc]
-        self.batch_vector_norm = float(np.linalg.norm(X, axis=1).mean())
-        res = residuals(m.factors.Y, X, [plans[j].rows for j in have],
-                        [plans[j].row_weights for j in have])
-        res = res[np.isfinite(res)]
-        self.batch_residual = float(res.mean()) if len(res) else None
 
     def _refresh_partition(self, part: PartitionState, items: Iterable[int]) -> None:
         """Fold in the vectors of `items` (outside the model) from the current vectors of the
@@ -433,19 +424,3 @@ class OnlineRecommender:
             m.factors, [(p.user_id, p.key, p.rows, p.row_weights) for p in need],
             self.config.alpha, self.config.regularization))
         return [next(got) if p.w_cf > 0 else None for p in plans]
-
-
-def _shared_popularity(part: PartitionState, item: int, shared: float, t: float,
-                       back: list[tuple[int, float, float]]) -> None:
-    """An event's share of popularity, and what a newly flagged user's earlier events added,
-    taken back."""
-    for j, w, tj in back:
-        part.withdraw_popularity(j, w, tj)
-    if shared > 0:
-        part.add_popularity(item, shared, t)
-
-
-def _attribute_tags(item: Any) -> list[str]:
-    """An item's textual and boolean attributes as `key=value` tags."""
-    attributes = getattr(item, "attributes", None) or {}
-    return [f"{k}={v}" for k, v in attributes.items() if isinstance(v, str | bool)]
