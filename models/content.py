@@ -53,8 +53,15 @@ class TextEncoder:
             dtype=np.float32)
 
     def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Term counts, one row per text (empty text: an empty row)."""
-        return self._vectorizer.transform(list(texts)).tocsr()
+        """Term counts, one row per text (empty text: an empty row; no texts: no rows).
+
+        >>> TextEncoder(16).counts([]).shape
+        (0, 16)
+        """
+        texts = list(texts)
+        if not texts:  # scikit-learn's hasher needs a first document
+            return sp.csr_matrix((0, self.n_features), dtype=np.float32)
+        return self._vectorizer.transform(texts).tocsr()
 
 
 @dataclass(frozen=True, eq=False)

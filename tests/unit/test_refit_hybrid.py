@@ -63,3 +63,19 @@ def test_a_replay_served_by_the_live_model_fits_a_mixer_and_ships_counts() -> No
                           extras=extras)
     back = Snapshot.from_bytes(snap.to_bytes()).item_factors()
     assert back.mixer is not None and back.idf.n_docs == len(world.items)
+
+
+def test_a_replay_without_any_catalog_message_still_runs() -> None:
+    """A shop that never published its catalog: the replay has no item content to apply."""
+    world = generate_content(content_synth_config(n_users=60, n_items=40, n_events=1500,
+                                                  seed=5))
+    log = world.log
+    settings = Settings(factors=4, iterations=3, learn_mixer=True)
+    factors = fit_log(log, settings)
+    live = Snapshot.build(1, 0.0, factors.item_ids, factors.Y,
+                          watermark=Watermark({}, float(log.times[len(log) // 2])))
+    hybrid = HybridRefit(settings, follow_catalog=False)
+    for ev in log.iter_events("t"):
+        hybrid.add(ev, 0)
+    hybrid.mixer(live)  # too few examples for a mixer, but no error
+    assert hybrid.last["events"] == len(log)
