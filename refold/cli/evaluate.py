@@ -54,7 +54,7 @@ def _say(text: str) -> None:
               help="ml-100k: a directory (GroupLens or atomic layout); csv: a file.")
 @click.option("--models", default=None, help="Comma-separated subset [all]: popularity, "
               "trending, river_funkmf, river_biasedmf, static_als, oryx_rank1, foldin_only, "
-              "refold, oracle.")
+              "refold, oracle; also refold_mixer (refold with the learned mixer).")
 @click.option("--warmup", type=float, default=0.2, show_default=True,
               help="Share of events used to fit (and search), never scored.")
 @click.option("--window", type=int, default=5000, show_default=True,
@@ -105,7 +105,7 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
     model learns it. See the report's Protocol section for the details.
     """
     from refold.evaluation import report, runner
-    from refold.evaluation.contenders import MODELS
+    from refold.evaluation.contenders import MODELS, REFOLD_FAMILY
 
     csv_opts = {"user_col": user_col, "item_col": item_col, "time_col": time_col,
                 "value_col": value_col, "type_col": type_col, "session_col": session_col,
@@ -133,7 +133,7 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
         tuned = search.tuned(search_result)
     for key, value in typed_pairs(params).items():
         model, _, name = key.partition(".")
-        family = "refold" if model in ("foldin_only", "oracle") else model
+        family = "refold" if model in REFOLD_FAMILY else model
         tuned.setdefault(family, {})[name] = value
     try:
         result = runner.evaluate(data, protocol, names, tuned, progress=not no_progress)

@@ -7,7 +7,10 @@ item factors from `models.als`: fitted on the warm-up, then
 - `foldin_only`: never refitted;
 - `refold`: refitted every `refit_every` events on all events so far, warm-started from the
   live factors (what the background refitter does; the new factors are swapped in at once);
-- `oracle`: refitted from scratch every `oracle_every` events: an expensive upper reference.
+- `oracle`: refitted from scratch every `oracle_every` events: an expensive upper reference;
+- `refold_mixer`: `refold` with the learned mixer (`learn_mixer`), fitted at each refit as the
+  refitter does; not in the default set (it costs ~8× `refold`'s CPU time: each scored event
+  records its user's candidates), name it with `--models`.
 
 The defaults below came from `refold evaluate --search` on ml-100k's warm-up (the first 20 % of
 events, never the evaluated part); see `refold.evaluation.search`.
@@ -41,8 +44,11 @@ from refold.evaluation.clock import Clock
 
 MODELS = ("popularity", "trending", "river_funkmf", "river_biasedmf", "static_als", "oryx_rank1",
           "foldin_only", "refold", "oracle")
+"""The default set of `refold evaluate`."""
+OPTIONAL = ("refold_mixer",)
+"""Models evaluated only when named."""
 BASELINES = MODELS[:6]
-REFOLD_FAMILY = ("foldin_only", "refold", "oracle")
+REFOLD_FAMILY = ("foldin_only", "refold", "oracle", "refold_mixer")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "popularity": {},
@@ -119,7 +125,7 @@ def build(
     if name in REFOLD_FAMILY:
         als = {k: p.pop(k) for k in ("factors", "regularization", "alpha", "iterations")}
         warm_iterations = p.pop("warm_iterations", als["iterations"])
-        learn_mixer = bool(p.pop("learn_mixer", False))
+        learn_mixer = bool(p.pop("learn_mixer", False)) or name == "refold_mixer"
         content = bool(p.pop("content", True))
         cfg = replace(config, alpha=als["alpha"], regularization=als["regularization"], **p)
         every = None if name == "foldin_only" else refit_every

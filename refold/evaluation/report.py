@@ -19,20 +19,22 @@ COLUMNS = (
 )
 PROTOCOL_TEXT = """\
 Test-then-train on the log in event-time order (ties kept in file order). The first {warmup:.0%}
-of events ({warmup_events:,}) is the warm-up: every model is fitted on it and any hyper-parameter
-search sees nothing else. Then for each event, in order: if it is positive (weight > 0; here
-{positives}) and its item is not already consumed or dismissed by the user, the model's top-{k}
-for the user at the event's time is scored against the event's item, *before* the model learns
-the event; then the model learns it. refold, foldin_only and oracle are the worker's own
-`OnlineRecommender`; refits train `models.als` on all events so far (refold: every
-{refit_every:,} events, warm-started; oracle: every {oracle_every:,} events, from scratch) and
-are swapped in at once. Recall@K is the per-event hit (one relevant item per event), NDCG@K
-1/log2(rank+2), HR@K the per-event hit averaged per user, cold recall is recall over events of
-users with 1-4 prior events, coverage the share of the catalog shown at least once, diversity
-the mean number of distinct categories per list, novelty the mean -log2 of the share of users
-who had interacted with a shown item. Compute is the CPU time (every thread of the process)
-inside each model's fit, recommend and learn calls, refits included, one model at a time on
-one process; wall-clock seconds are shown next to it."""
+of events ({warmup_events:,}) is the warm-up: every model is fitted on it and any
+hyper-parameter search sees nothing else. Then for each event, in order: if it is positive
+(weight > 0; here {positives}) and its item is not already consumed or dismissed by the user,
+the model's top-{k} for the user at the event's time is scored against the event's item,
+*before* the model learns the event; then the model learns it. refold, foldin_only, oracle and
+refold_mixer are the worker's own `OnlineRecommender` (refold_mixer ranks with the learned
+mixer, fitted at each refit on the candidates the served models gave the newest scored events,
+1:3 negatives); refits train `models.als` on all events so far (refold: every {refit_every:,}
+events, warm-started; oracle: every {oracle_every:,} events, from scratch) and are swapped in at
+once. Recall@K is the per-event hit (one relevant item per event), NDCG@K 1/log2(rank+2), HR@K
+the per-event hit averaged per user, cold recall is recall over events of users with 1-4 prior
+events, coverage the share of the catalog shown at least once, diversity the mean number of
+distinct categories per list, novelty the mean -log2 of the share of users who had interacted
+with a shown item. Compute is the CPU time (every thread of the process) inside each model's
+fit, recommend and learn calls, refits included, one model at a time on one process; wall-clock
+seconds are shown next to it."""
 
 
 def fmt(value: Any, spec: str) -> str:
@@ -72,7 +74,17 @@ def comparisons(models: dict[str, dict[str, Any]]) -> list[str]:
                    f"it with {_ratio(orc['seconds'], ref['seconds'], 2)} less compute in total"
                    f"{wall} and {_ratio(orc['refit_seconds'], ref['refit_seconds'])} less refit "
                    f"compute ({ref['refit_seconds']:.1f} vs {orc['refit_seconds']:.1f} CPU s)")
+    mix = models.get("refold_mixer")
+    if ref and mix:
+        out.append("- learned mixer against the hand-set blend: " + ", ".join(
+            f"{label} {mix[key]:.4f} vs {ref[key]:.4f} ({_change(mix[key], ref[key])})"
+            for key, label in (("recall_at_10", "recall@10"), ("ndcg_at_10", "NDCG@10"),
+                               ("cold_recall_at_10", "cold recall@10"))))
     return out
+
+
+def _change(a: float, b: float) -> str:
+    return f"{a / b - 1:+.1%}" if b else "–"
 
 
 def _num(x: Any) -> float:
@@ -107,7 +119,8 @@ def plots(result: dict[str, Any], out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for name, m in models.items():
         w = m["windowed"]
-        ax.plot(w["position"], w["recall"], label=name, lw=2.2 if name == "refold" else 1.2)
+        ax.plot(w["position"], w["recall"], label=name,
+                lw=2.2 if name.startswith("refold") else 1.2)
     ax.set(xlabel="event", ylabel=f"recall@10 over the last {window:,} scored events",
            title="Windowed prequential recall")
     ax.legend(fontsize=8, ncol=3)
@@ -129,7 +142,7 @@ def plots(result: dict[str, Any], out: Path) -> list[str]:
     for name, m in models.items():
         curve = [c for c in m["cold_curve"] if c["events"]]
         ax.plot([c["prior"] for c in curve], [c["recall"] for c in curve], marker="o",
-                label=name, lw=2.2 if name == "refold" else 1.2)
+                label=name, lw=2.2 if name.startswith("refold") else 1.2)
     ax.set(xlabel="the user's prior events", ylabel="recall@10", title="Cold start")
     ax.legend(fontsize=8, ncol=3)
     ax.grid(alpha=0.3)

@@ -33,7 +33,14 @@ from models.prequential import PrequentialMetrics
 from models.recommender import FoldInConfig
 from models.weights import EventWeights
 from refold.evaluation.clock import Clock
-from refold.evaluation.contenders import MODELS, REFOLD_FAMILY, Names, build, params_of
+from refold.evaluation.contenders import (
+    MODELS,
+    OPTIONAL,
+    REFOLD_FAMILY,
+    Names,
+    build,
+    params_of,
+)
 
 
 @dataclass(frozen=True)
@@ -167,9 +174,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Replay every model in `models`; the result is what `--json` prints, plus the series the
     report plots (`windowed`, `cold_curve`) under each model."""
-    unknown = [m for m in models if m not in MODELS]
+    unknown = [m for m in models if m not in MODELS + OPTIONAL]
     if unknown:
-        raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(MODELS + OPTIONAL)}")
     n = len(data.events)
     start = round(protocol.warmup * n)
     if not 0 < start < n:

@@ -164,3 +164,20 @@ def test_offline_split_and_metrics():
     assert m["precision_at_10"] == 0.5 and m["recall_at_10"] == 0.5
     assert m["ndcg_at_10"] == pytest.approx((1 / np.log2(3)) / (1 + 1 / np.log2(3)))
     assert m["map"] == pytest.approx((1 / 2) / 2)
+
+
+@pytest.mark.slow
+def test_the_mixer_row_is_evaluated_only_when_named(world, result):
+    """`refold_mixer` is refold with a mixer fitted at each refit; it is not in the default set,
+    and the report compares it with the hand-set blend."""
+    from refold.evaluation.contenders import MODELS
+    from refold.evaluation.report import comparisons
+
+    assert "refold_mixer" not in MODELS
+    mixed = evaluate(world, PROTOCOL, ["refold_mixer"], progress=False)["models"]["refold_mixer"]
+    assert mixed["params"] == result["models"]["refold"]["params"]
+    assert mixed["refits"] == result["models"]["refold"]["refits"] and mixed["violations"] == 0
+    lines = comparisons({"refold": result["models"]["refold"], "refold_mixer": mixed})
+    assert lines[-1].startswith("- learned mixer against the hand-set blend: recall@10 ")
+    with pytest.raises(ValueError, match="unknown model"):
+        evaluate(world, PROTOCOL, ["refold_mixed"], progress=False)
