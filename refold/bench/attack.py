@@ -11,7 +11,9 @@ each with the guard off and on (`models.guard`). Measured per run:
   after every batch;
 - the share of the lists published to honest users that hold the target;
 - honest users' quality: each honest positive event judged against its user's list in force
-  (`models.online_quality`: the worker's online recall@K, over the whole replay).
+  (`models.online_quality`: the worker's online recall@K, over the whole replay);
+- the guard's outcome counts, and the most users it judged automated within an hour of event
+  time (`refold_guard_automated_users`), after any batch.
 
 The figure puts the runs side by side; `--json` gives the numbers.
 """
@@ -85,7 +87,7 @@ def replay(s: Scenario, log: Any, fit: Any, guard: bool, target: str) -> dict[st
         rec.learn_event(ev, part(ev.user_id))
     quality = OnlineQuality(k=s.k)
     times, in_trending, exposed = [], [], []
-    shown = holding = judged = hits = 0
+    shown = holding = judged = hits = peak = 0
     batch: list = []
     for ev in log[n_fit:].iter_events("replay"):
         honest = not ev.user_id.startswith("bot")
@@ -107,11 +109,13 @@ def replay(s: Scenario, log: Any, fit: Any, guard: bool, target: str) -> dict[st
         in_trending.append(sum(ti in rec.partition(p).trending.top(10)[0].tolist()
                                for p in range(s.partitions)) if ti >= 0 else 0)
         exposed.append(sum(target in r.items for r in honest_lists) / max(len(honest_lists), 1))
+        peak = max(peak, rec.guard_stats.automated_users())
         batch = []
     return {"guard": guard, "times": times, "partitions_with_target": in_trending,
             "lists_with_target": exposed, "share_of_lists_with_target": holding / max(shown, 1),
+            "max_partitions_with_target": max(in_trending, default=0),
             "honest_recall": hits / max(judged, 1), "honest_judged": judged,
-            "automated_users": rec.guard_stats.automated_users(),
+            "automated_users": peak,
             "guard_events": rec.guard_stats.totals()}
 
 
@@ -137,7 +141,7 @@ def table(result: dict[str, Any]) -> str:
     for name, r in result["runs"].items():
         lines.append(f"{name:28} {r['honest_recall']:>16.4f} "
                      f"{r['share_of_lists_with_target']:>17.2%} "
-                     f"{max(r['partitions_with_target'], default=0):>14} "
+                     f"{r['max_partitions_with_target']:>14} "
                      f"{r['automated_users']:>15}")
     return "\n".join(lines)
 
