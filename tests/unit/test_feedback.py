@@ -142,3 +142,22 @@ def test_feedback_state_survives_its_plain_form() -> None:
     facts = Facts()
     fb.apply([(event("u7", "i4", "click", 3.0), 0)], facts)
     assert [(h.rec_id, h.position) for h in facts.outcomes] == [("r7", 2)]
+
+
+def test_a_reserved_slot_is_not_drawn_by_the_policy() -> None:
+    """A carted item not bought holds its reserved slot (the top) whatever exploration draws;
+    it logs no rank or propensity, so off-policy evaluation leaves the list out."""
+    rec = recommender(exploration="plackett_luce", exploration_temperature=5.0)
+    fb = Feedback(rec)
+    rec.learn("u1", "i3", "add_to_cart", t=1.0)
+    for n in range(8):
+        ev = event("u1", "i1", "click", 10.0 + n, n)
+        [(_, cands)] = rec.process_batch([ev], k=fb.depth)
+        assert cands.items[0] == "i3" and cands.reasons[0] == "continue"
+        d = fb.decide(ev, cands, Facts())
+        assert d.items[0] == "i3" and d.reasons[0] == "continue" and len(d.items) == 5
+        assert d.ranks[0] is None and d.propensities[0] is None
+        assert "i3" not in d.items[1:] and all(p is not None for p in d.propensities[1:])
+        fields = Feedback.message_fields(d)
+        assert [i.reason for i in fields["items"]] == ["continue", None, None, None, None]
+        assert [i.position for i in fields["items"]] == [1, 2, 3, 4, 5]
