@@ -49,7 +49,9 @@ def wait_for_lists(settings, users: list[str], timeout: float = 60.0
             time.sleep(0.2)
 
 
-def test_content_only_items_are_served_before_the_first_refit(settings, worker_thread) -> None:
+def test_content_only_items_are_served_before_the_first_refit(make_settings,
+                                                             worker_thread) -> None:
+    settings = make_settings(exploration="none")  # lists in ranking order
     publish_catalog_and_profile(settings)
     worker = worker_thread(settings)  # no factors, no snapshot: nothing was ever trained
     with EventProducer(settings) as events:
