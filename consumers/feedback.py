@@ -22,13 +22,12 @@ batch committed (`refold_impression_*`, `refold_purchases_total`, ...: `refold.c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from models.attribution import Attributed, Slot
-from models.continuation import pin, split_reserved
 from models.decision import Decision, decide
 from models.exploration import make_rec_id
 from models.feedback import UserFeedback
@@ -99,12 +98,17 @@ class Feedback:
         fb = self._feedback(rec.users.get_or_create(recs.user_id, rec.users.partition_of(
             recs.user_id), ev.event_time))
         rec_id = make_rec_id(recs.user_id, ev.event_id, recs.model_version)
-        items, scores, reserved = split_reserved(recs.items, recs.scores, recs.reasons)
         counts = None
         if self.demotion.on:
-            counts = fb.counts(np.fromiter(map(rec.catalog.index, items), np.int64, len(items)))
-        d = pin(decide(items, np.asarray(scores), self.k - len(reserved), self.policy, rec_id,
-                       counts, self.demotion), reserved)
+            counts = fb.counts(np.fromiter(map(rec.catalog.index, recs.items), np.int64,
+                                           len(recs.items)))
+        scores = np.asarray(recs.scores, dtype=np.float64)
+        if recs.reasons:  # a reserved slot's score may be below the next: lift it to sort
+            scores = np.maximum.accumulate(scores[::-1])[::-1]
+        d = decide(recs.items, scores, self.k, self.policy, rec_id, counts, self.demotion)
+        if recs.reasons:  # a reserved item keeps its reason wherever the policy draws it
+            why = {i: r for i, r in zip(recs.items, recs.reasons, strict=True) if r}
+            d = replace(d, reasons=[why.get(i) for i in d.items])
         replaced = fb.published(rec_id)
         if replaced is not None:
             facts.replaced.append(replaced)

@@ -19,10 +19,8 @@ already in the list moves there rather than appearing twice; the list keeps its 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
-from models.decision import Decision
 from refold.core.errors import ModelError
 
 OPENING = frozenset({"bookmark", "add_to_cart"})
@@ -94,48 +92,3 @@ def reserve(
     marks = [None] * at + [MARK] * len(chosen) + [None] * (len(rest) - at)
     out, marks = out[:k], marks[:k]
     return [i for i, _ in out], [s for _, s in out], marks
-
-
-def split_reserved(
-    items: Sequence[str], scores: Sequence[float], reasons: Sequence[str | None] | None,
-) -> tuple[list[str], list[float], list[tuple[int, str, float, str]]]:
-    """A ranked list's drawable items and scores, and its reserved slots (position, item,
-    score, reason): an exploration policy draws from the first and never moves the second.
-
-    >>> split_reserved(["a", "b", "c"], [0.5, 0.9, 0.8], ["continue", None, None])
-    (['b', 'c'], [0.9, 0.8], [(0, 'a', 0.5, 'continue')])
-    """
-    marks = reasons or [None] * len(items)
-    free = [(i, s) for i, s, r in zip(items, scores, marks, strict=True) if r is None]
-    held = [(j, i, s, r) for j, (i, s, r) in enumerate(zip(items, scores, marks, strict=True))
-            if r is not None]
-    return [i for i, _ in free], [s for _, s in free], held  # type: ignore[misc]
-
-
-def pin(d: Decision, reserved: Sequence[tuple[int, str, float, str]]) -> Decision:
-    """`d` (drawn from the other candidates) with the reserved slots put back at their
-    positions, marked with their reason; they were not drawn, so they log no rank and no
-    propensity (off-policy evaluation leaves such lists out of its weights).
-
-    >>> d = Decision("r", ["b", "c"], [0.9, 0.8], [0.7, 0.6], [0, 1], [False, True], [0.9, 0.8],
-    ...              {"name": "plackett_luce"}, 0)
-    >>> p = pin(d, [(0, "a", 0.5, "continue")])
-    >>> p.items, p.ranks, p.propensities, p.reasons
-    (['a', 'b', 'c'], [None, 0, 1], [None, 0.7, 0.6], ['continue', None, None])
-    """
-    if not reserved:
-        return d
-    items, scores = list(d.items), list(d.scores)
-    props: list[float | None] = list(d.propensities)
-    ranks: list[int | None] = list(d.ranks)
-    explored, reasons = list(d.explored), [None] * len(d.items)
-    for at, item, score, reason in sorted(reserved):
-        at = min(at, len(items))
-        items.insert(at, item)
-        scores.insert(at, score)
-        props.insert(at, None)
-        ranks.insert(at, None)
-        explored.insert(at, False)
-        reasons.insert(at, reason)  # type: ignore[arg-type]
-    return replace(d, items=items, scores=scores, propensities=props, ranks=ranks,
-                   explored=explored, reasons=reasons)

@@ -54,10 +54,9 @@ class Decision:
     rec_id: str
     items: list[str]
     scores: list[float]
-    propensities: list[float | None]
-    """None: a reserved slot (`reasons`), not drawn by the policy."""
-    ranks: list[int | None]
-    """Each item's rank among the candidates after demotion (0 = best); None: reserved."""
+    propensities: list[float]
+    ranks: list[int]
+    """Each item's rank among the candidates after demotion (0 = best)."""
     explored: list[bool]
     candidate_scores: list[float]
     """What the policy drew from, best first: the context of off-policy evaluation."""
@@ -65,7 +64,8 @@ class Decision:
     demoted: int
     """Candidates demoted by exposure feedback."""
     reasons: list[str | None] | None = None
-    """Why an item holds a reserved slot (`models.continuation.pin`); None: no reserved slot."""
+    """Why an item was reserved a slot by the ranking (`models.continuation`), item by item;
+    None: no item was."""
 
 
 def decide(
