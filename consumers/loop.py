@@ -296,7 +296,8 @@ class TransactionalLoop:
         self.stats.handle_failures += 1
         log.error("handling %d message(s) %s..%s raised (%s: %s): retrying%s", len(messages),
                   where(messages[0]), where(messages[-1]), type(exc).__name__, exc,
-                  " smaller" if self.isolator.searching else "")
+                  " smaller" if self.isolator.searching else "",
+                  exc_info=None if self.isolator.searching else exc)  # the first time: where
         culprit = self.isolator.failed(messages)
         if culprit is not None:
             log.error("%s raises whenever it is handled: it goes to the dead letters",

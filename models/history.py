@@ -240,7 +240,7 @@ class UserHistory:
             h.continuation = Continuation.from_state(state["open"], index)
         first = state.get("first")  # states written before it was kept: the oldest event held
         h.first_time = first if first is not None else (
-            float(min(state["times"])) if state["times"] else None)
+            float(np.min(state["times"])) if len(state["times"]) else None)
         return h
 
 

@@ -160,3 +160,19 @@ def test_confidences_many_equals_one_user_at_a_time() -> None:
         one = h.confidences(now, decay)
         assert items[offsets[j]:offsets[j + 1]].tolist() == one[0].tolist()
         assert conf[offsets[j]:offsets[j + 1]].tolist() == one[1].tolist()
+
+
+def test_a_state_without_its_first_time_takes_the_oldest_event_held_from_array_columns() -> None:
+    """States written before the first event time was kept, as a restore hands them over
+    (numeric columns as arrays): the oldest time held stands in for it."""
+    h = UserHistory(10)
+    for t in (5.0, 3.0, 9.0):
+        h.add(1, 1.0, t)
+    state = h.to_state()
+    state["first"] = None
+    state = {**state, **{k: np.asarray(state[k]) for k in ("weights", "times", "seqs", "sessions")}}
+    assert UserHistory.from_state(state).first_time == 3.0
+    empty = UserHistory(10).to_state()
+    empty["first"] = None
+    empty = {**empty, **{k: np.asarray(empty[k]) for k in ("weights", "times", "seqs", "sessions")}}
+    assert UserHistory.from_state(empty).first_time is None
