@@ -17,8 +17,9 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from refold.core.config import Settings
 from refold.core.errors import KafkaFatalError
-from refold.core.kafka import not_authorized, produce
+from refold.core.kafka import lacking_write, not_authorized, produce
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class Output:
         """Delivery errors (with `track_delivery`)."""
         self.failed_topics: list[str] = []
         """The topic of each failed delivery: what a missing WRITE permission names."""
+        self.topics: set[str] = set()
+        """Every topic produced to."""
         self._on_delivery = self._delivered if track_delivery else None
 
     def produce(self, topic: str, value: bytes | None, key: bytes | str | None = None,
@@ -48,6 +51,7 @@ class Output:
         produce(self.producer, topic, value, key, partition=partition, headers=headers,
                 on_delivery=callback)
         self.produced += 1
+        self.topics.add(topic)
 
     def serve_reports(self, timeout: float = 5.0) -> None:
         """Serve the delivery reports still due (for up to `timeout` s, until one failure is
@@ -58,6 +62,18 @@ class Output:
                 self.producer.poll(0.1)
             except (KafkaException, KafkaFatalError):  # the error callback raised the cause
                 return
+
+    def raise_unwritable(self, err: KafkaError, settings: Settings) -> None:
+        """The transaction failed with `err`, an authorization error: raise `KafkaFatalError`
+        naming the topic without WRITE (redoing would not help). The failed delivery names it
+        when its report is served in time; else the broker is asked (a fatal state can purge
+        the report)."""
+        self.serve_reports()
+        for topic, failed in zip(self.failed_topics, self.failed, strict=True):
+            not_authorized(failed, "WRITE", topic)
+        if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            for topic in lacking_write(settings, self.topics):
+                not_authorized(err, "WRITE", topic)
 
     def serve_delivered(self, timeout: float = 5.0) -> None:
         """After a commit: serve the delivery reports it left queued (a transaction's commit

@@ -66,7 +66,6 @@ from refold.core.kafka import (
     KafkaFatalError,
     consumer_config,
     make_consumer,
-    not_authorized,
     raise_fatal_cause,
     where,
 )
@@ -263,9 +262,7 @@ class TransactionalLoop:
             return
         except KafkaException as exc:
             if error_of(exc).code() in AUTHORIZATION:
-                out.serve_reports()  # the failed delivery names the topic lacking an ACL
-            for topic, err in zip(out.failed_topics, out.failed, strict=True):
-                not_authorized(err, "WRITE", topic)  # a missing ACL: redoing would not help
+                out.raise_unwritable(error_of(exc), self.settings)
             if not abortable(error_of(exc)):
                 raise self.output.fatal("transaction", error_of(exc)) from exc
             log.warning("aborting the batch %s..%s: %s",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import (
@@ -21,9 +21,10 @@ from confluent_kafka import (
     KafkaException,
     Message,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AclOperation, AdminClient
 
 from refold.core.config import REDACTED, Settings, is_secret
 from refold.core.errors import ConfigError, KafkaFatalError
@@ -191,6 +192,29 @@ def not_authorized(err: KafkaError | None, operation: str, resource: str) -> Non
         f"not authorized: {operation} on {kind} {resource!r} is not allowed for this client's "
         f"principal ({err.str()}); `refold acls <role> --principal User:...` lists the ACLs "
         "each role needs")
+
+
+def lacking_write(settings: Settings, topics: Iterable[str], timeout: float = 10.0) -> list[str]:
+    """Which of `topics` this principal may not WRITE to, asked of the broker (the topics'
+    authorized operations). A transaction that failed on a topic's authorization says only
+    that; this names the topic. An empty list when the broker cannot be asked."""
+    admin = make_admin(settings, purpose="acl-check")
+    names = sorted(set(topics))
+    if not names:
+        return []
+    futures = admin.describe_topics(TopicCollection(names), include_authorized_operations=True,
+                                    request_timeout=timeout)
+    missing = []
+    for name, future in futures.items():
+        try:
+            allowed = future.result().authorized_operations or []
+        except KafkaException as exc:  # no DESCRIBE either: writing is not allowed
+            if exc.args[0].code() != KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                continue
+            allowed = []
+        if not {AclOperation.WRITE, AclOperation.ALL} & set(allowed):
+            missing.append(name)
+    return sorted(missing)
 
 
 def produce(

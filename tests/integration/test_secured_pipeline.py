@@ -26,6 +26,7 @@ from confluent_kafka.admin import (
 
 from refold.acls import acl_bindings, role_acls
 from refold.core.config import load_settings
+from refold.core.kafka import lacking_write
 
 from .secured import ADMIN, ADMIN_PASSWORD, SecuredBroker
 from .test_secured_broker import allow
@@ -139,6 +140,16 @@ def test_a_worker_without_write_access_stops_with_a_clear_line(cluster: Cluster,
     assert last.startswith("refold consume: not authorized: WRITE on Topic "
                            f"'{cluster.prefix}recommendations'"), last
     assert done.stderr.count("not authorized") <= 2  # said once, not in a loop
+
+
+def test_the_broker_names_the_topics_a_principal_may_not_write(cluster: Cluster):
+    """What a worker asks when its transaction failed on authorization without naming a topic
+    (a fatal transaction can purge the delivery report that would)."""
+    no_recs = cluster.user("worker", without=f"Topic:LITERAL:{cluster.prefix}recommendations WRITE")
+    settings = load_settings(env={k: v for k, v in no_recs.items() if k.startswith("REFOLD_")})
+    topics = [settings.topic(name) for name in ("recommendations", "changelog", "events")]
+    assert lacking_write(settings, topics) == sorted([settings.topic("recommendations"),
+                                                      settings.topic("events")])
 
 
 def test_wrong_credentials_stop_with_a_clear_line(cluster: Cluster, tmp_path):
