@@ -20,7 +20,7 @@ A user id that starts with `~` is keyed with one more `~`, so every key `~p...` 
 Partition state is one record per item, not one per partition: a batch changes few of a
 partition's items, so it writes (and compaction keeps) one small record per changed item, where a
 per-partition record would rewrite every item the partition has ever seen, in every batch. A
-renormalisation of the popularity (once per 50 half-lives of event time) changes every item's raw
+renormalisation of the popularity (once per ~866 half-lives of event time, `models.trending`) changes every item's raw
 accumulator: the batch where it happens writes them all.
 
 The meta record carries the events offset its state covers. A restore reads the changelog

@@ -117,7 +117,9 @@ class Companions:
         nothing is buffered), then the next batch of at most `batch`, in merged order."""
         if not self._checked:  # before the first poll: never inside a rebalance callback
             self._leave_out_missing(consumer, timeout=10.0)
-        first = consumer.poll(0.05 if self.pending else timeout)
+        # A batch already fetched does not wait (50 ms a batch, when the partitions are paused)
+        pending = self.pending
+        first = consumer.poll(0.0 if pending >= batch else 0.05 if pending else timeout)
         fetched = [] if first is None else [first, *consumer.consume(PAUSE_AT * batch, 0)]
         self.merge.add(usable(self._delivered(fetched), assigned, on_error))
         ends: dict[tuple[str, int], int] = {}  # high watermarks asked during this take

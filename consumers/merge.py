@@ -30,6 +30,7 @@ to). It is then handled when it arrives: its timestamp does not move it back.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections import deque
@@ -70,16 +71,23 @@ class TimestampMerge:
         return {k: len(b) for k, b in self._buffers.items()}
 
     def take(self, limit: int, lagging: Lagging) -> list[Any]:
-        """Up to `limit` messages in merged order; groups that must wait are left buffered."""
+        """Up to `limit` messages in merged order; groups that must wait are left buffered.
+
+        A heap holds each ready group's head: taking a message changes only its own group,
+        so only that group is looked at again (O(log groups) a message)."""
         released: set[int] = set()
-        groups = sorted({p for (_, p), b in self._buffers.items() if b})
-        ready = [p for p in groups if self._ready(p, lagging, released)]
+        heap = []
+        for p in sorted({p for (_, p), b in self._buffers.items() if b}):
+            if self._ready(p, lagging, released) and (head := self._head(p)) is not None:
+                heap.append(head)
+        heapq.heapify(heap)
         out: list[Any] = []
-        while len(out) < limit and ready:
-            heads = [self._head(p) for p in ready]
-            _, key = min(h for h in heads if h is not None)
+        while len(out) < limit and heap:
+            _, key = heapq.heappop(heap)
             out.append(self._buffers[key].popleft())
-            ready = [p for p in ready if self._ready(p, lagging, released)]
+            p = key[1]
+            if self._ready(p, lagging, released) and (head := self._head(p)) is not None:
+                heapq.heappush(heap, head)
         return out
 
     def drop(self, partitions: Iterable[tuple[str, int]] | None = None) -> int:

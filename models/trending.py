@@ -23,8 +23,11 @@ import numpy as np
 
 from models.topk import Exclude, topk
 
-RENORM_EXPONENT = 50.0
-"""Rescale when an event's weight factor would exceed e^50 (float64 holds up to e^709)."""
+RENORM_EXPONENT = 600.0
+"""Rescale when an event's weight factor would exceed e^600: float64 holds up to e^709, which
+leaves room for sums of a billion events. Rare rescales matter: one changes every item's raw
+accumulator, which the worker's changelog must then write (once per ~866 half-lives of event
+time: every 9 days at a 15-minute half-life, where e^50 was every 18 hours)."""
 
 
 class Trending:

@@ -167,8 +167,8 @@ def test_changes_are_the_touched_items_and_a_renormalisation_touches_all() -> No
     assert set(rec.partition_changes(0)["items"]) == {"i1", "i2"}
     rec.learn("u1", "i3", "click", t=2.0)
     assert set(rec.partition_changes(0)["items"]) == {"i3"}
-    rec.learn("u1", "i4", "click", t=200.0)  # 200 half-lives: the accumulators are rescaled
-    assert rec.partition(0).trending.t_ref == 200.0
+    rec.learn("u1", "i4", "click", t=1000.0)  # 1000 half-lives: the accumulators are rescaled
+    assert rec.partition(0).trending.t_ref == 1000.0
     assert set(rec.partition_changes(0)["items"]) >= {"i1", "i2", "i3", "i4"}
 
 
