@@ -6,22 +6,25 @@ owns events partition p owns changelog partition p); values are JSON:
 
 - key `<user_id>`: `{"v", "history": UserHistory state (numeric columns packed, `PACKED`),
   "ids": recent event ids}`, written by every batch that applies an event of the user;
-- key `~p<p>/item/<item_id>`: `{"pop", "users", "vec", "version", "pend"}` (popularity, new
-  items' interactions and vector, buffered co-visit updates: `models.partition`), written by
+- key `~p<p>/item/<item_id>`: `{"pop", "sh", "users", "vec", "version", "pend"}` (popularity
+  and the rescales it was written after, new items' interactions and vector, buffered co-visit
+  updates: `models.partition`), written by
   every batch that changes the item in partition p;
 - key `~p<p>/covisit/<item_id>`: `{"n", "ids", "w"}` (the item's co-visit count and neighbours,
   `models.covisit`), written by the batches whose co-visit refresh changed it: rows are the bulk
   of the state and change once per refresh, not with every event that touches the item;
-- key `~p<p>/meta`: `{"v", "offset": next events offset, "events", "t_ref", "dirty", "trend",
-  "w"}` ("trend": the adaptive trending's choice, `models.adaptive_trending`; "w": the newest
-  event time learned, on which users expire), written by every batch that reads partition p.
+- key `~p<p>/meta`: `{"v", "offset": next events offset, "events", "t_ref", "sh", "dirty",
+  "trend", "w"}` ("trend": the adaptive trending's choice, `models.adaptive_trending`; "w":
+  the newest event time learned, on which users expire), written by every batch that reads
+  partition p.
 
 A user id that starts with `~` is keyed with one more `~`, so every key `~p...` is a partition's.
 Partition state is one record per item, not one per partition: a batch changes few of a
 partition's items, so it writes (and compaction keeps) one small record per changed item, where a
 per-partition record would rewrite every item the partition has ever seen, in every batch. A
-renormalisation of the popularity (once per ~866 half-lives of event time, `models.trending`) changes every item's raw
-accumulator: the batch where it happens writes them all.
+renormalisation of the popularity changes every item's raw accumulator by an exact power of two,
+so it writes none of them: "sh" counts the rescales an item's record (and the meta) came after,
+and a restore scales each record by the ones since (`models.trending`).
 
 The meta record carries the events offset its state covers. A restore reads the changelog
 partition to its end (read_committed) and checks that offset against the group's committed offset

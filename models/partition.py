@@ -34,7 +34,7 @@ from models.coldstart import ItemInteractions, item_vector_from_users
 from models.covisit import CoVisits, Undo, for_config
 from models.trending import Trending
 
-META_KEYS = ("events", "t_ref", "dirty", "trend")
+META_KEYS = ("events", "t_ref", "sh", "dirty", "trend")
 """The keys of `PartitionState.to_plain` that describe the partition, not an item (`trend`: the
 adaptive trending's choice, only with one)."""
 
@@ -82,23 +82,18 @@ class PartitionState:
         record of an earlier version (which kept it in the item's record)."""
 
     def add_popularity(self, item: int, weight: float, t: float) -> None:
-        """`Trending.update`, noting the changed items: all of them when it rescales."""
-        t_refs = _t_refs(self.trending)
+        """`Trending.update`, noting the changed item (a rescale changes no record: each item's
+        record says the shift it was written at, `Trending.load`)."""
         self.trending.update(item, weight, t)
         self.changed.add(item)
-        if t_refs[0] is not None and _t_refs(self.trending) != t_refs:
-            self.changed.update(_popular(self.trending).tolist())
 
     def withdraw_popularity(self, item: int, weight: float, t: float) -> None:
         """Take back `weight` that `add_popularity` added at time `t` (`models.guard`)."""
-        t_refs = _t_refs(self.trending)
         if isinstance(self.trending, AdaptiveTrending):
             self.trending.withdraw(item, weight, t)
         else:
             self.trending.update(item, -weight, t)
         self.changed.add(item)
-        if t_refs[0] is not None and _t_refs(self.trending) != t_refs:
-            self.changed.update(_popular(self.trending).tolist())
 
     def share_popularity(self, item: int, shared: float, t: float,
                          back: Sequence[tuple[int, float, float]]) -> None:
@@ -212,6 +207,7 @@ class PartitionState:
         weights if outside the model, and its vector with the model `version` it was folded in
         for; and the co-visit row of each of `rows` (all when `items` is None)."""
         pop = _pop_columns(self.trending)
+        shifts = _shifts(self.trending)
         if items is None:
             items = set(_popular(self.trending).tolist()) | set(self.cold.items())
             items |= set(self.covisits.items())
@@ -219,6 +215,8 @@ class PartitionState:
         out: dict[str, dict[str, Any]] = {}
         for i in sorted(items):
             entry: dict[str, Any] = {"pop": _pop_of(pop, i)}
+            if shifts is not None:
+                entry["sh"] = shifts
             pending = self.covisits.pending_of(i, ids)
             if pending:
                 entry["pend"] = pending
@@ -231,6 +229,8 @@ class PartitionState:
         co = {ids[i]: r for i in sorted(rows or ()) if (r := self.covisits.row(i, ids))}
         plain = {"events": self.events, "t_ref": self.trending.t_ref,
                  "dirty": [ids[i] for i in sorted(self.cold.dirty)], "items": out, "rows": co}
+        if shifts is not None:
+            plain["sh"] = shifts
         if isinstance(self.trending, AdaptiveTrending):
             selector = self.trending.selector_state()
             selector["tops"] = [[ids[i] for i in top] for top in selector["tops"]]
@@ -252,7 +252,7 @@ class PartitionState:
         entries = plain["items"]
         idx = [index(item_id) for item_id in entries]
         _load_popularity(self.trending, plain, np.array(idx, dtype=np.intp),
-                         [e["pop"] for e in entries.values()], index)
+                         list(entries.values()), index)
         stale, vectors = set(), {}
         for i, e in zip(idx, entries.values(), strict=True):
             self.covisits.load_pending(i, e.get("pend", ()), index)
@@ -328,6 +328,16 @@ def _pop_columns(trending: Trending | AdaptiveTrending) -> list[np.ndarray]:
     return [trending.ranking_scores()]
 
 
+def _shifts(trending: Trending | AdaptiveTrending) -> int | list[int] | None:
+    """The rescales so far (`Trending.shift`): a number, a list for a ladder; None before any
+    (records then leave it out)."""
+    rungs = trending.rungs if isinstance(trending, AdaptiveTrending) else [trending]
+    shifts = [rung.shift for rung in rungs]
+    if not any(shifts):
+        return None
+    return shifts if isinstance(trending, AdaptiveTrending) else shifts[0]
+
+
 def _pop_of(columns: list[np.ndarray], i: int) -> float | list[float]:
     """An item's accumulator for its plain record: a number, or a list for a ladder."""
     values = [float(c[i]) if i < len(c) else 0.0 for c in columns]
@@ -342,28 +352,38 @@ def _popular(trending: Trending | AdaptiveTrending) -> np.ndarray:
 
 def _load_popularity(
     trending: Trending | AdaptiveTrending, plain: Mapping[str, Any], idx: np.ndarray,
-    pops: list[Any], index: Callable[[str], int],
+    entries: list[Mapping[str, Any]], index: Callable[[str], int],
 ) -> None:
     """Install saved accumulators. A record of the other kind (one count where a ladder is
     kept, or the reverse, after the setting changed) loads as well as it can: a single count
     into every rung, a ladder's served rung into a single count."""
-    t_ref = plain["t_ref"]
+    pops = [e["pop"] for e in entries]
+    t_ref, shift = plain["t_ref"], plain.get("sh", 0)
+    saved = [e.get("sh", 0) for e in entries]  # the shift each item was written at
     if isinstance(trending, Trending):
         if isinstance(t_ref, list):
             rung = plain["trend"]["chosen"]
             t_ref, pops = t_ref[rung], [p[rung] for p in pops]
-        trending.load(t_ref, idx, np.array(pops, dtype=np.float64))
+            shift, saved = _rung(shift, rung), [_rung(s, rung) for s in saved]
+        trending.load(t_ref, idx, np.array(pops, dtype=np.float64), shift, np.array(saved))
         return
     n = len(trending.rungs)
     if not isinstance(t_ref, list):
         t_ref, pops = [t_ref] * n, [[p] * n for p in pops]
     values = np.array(pops, dtype=np.float64).reshape(len(idx), n)
+    shifts = np.array([[_rung(s, r) for r in range(n)] for s in [shift, *saved]],
+                      dtype=np.int64).reshape(len(idx) + 1, n)
     for r, rung in enumerate(trending.rungs):
-        rung.load(t_ref[r], idx, values[:, r])
+        rung.load(t_ref[r], idx, values[:, r], int(shifts[0, r]), shifts[1:, r])
     if "trend" in plain:
         selector = dict(plain["trend"])
         selector["tops"] = [[index(x) for x in top] for top in selector["tops"]]
         trending.load_selector(selector)
+
+
+def _rung(shift: int | list[int], r: int) -> int:
+    """Rung `r`'s shift of a record's `sh` (one number: every rung's)."""
+    return shift[r] if isinstance(shift, list) else shift
 
 
 def stacked(vectors: Mapping[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,10 @@ to a float64 accumulator, and a read multiplies by e^((t_ref − now)/τ). When 
 `RENORM_EXPONENT` every accumulator is rescaled and `t_ref` moves forward, so nothing overflows.
 A half-life of `inf` is all-time popularity (a plain sum). Ranking does not depend on `now`.
 
+A rescale moves `t_ref` by whole half-lives, so it multiplies every accumulator by an exact power
+of two (values below `FLUSH` become 0). A value saved `shift` rescales ago therefore converts to
+today's scale exactly (`load`): a saved state need not be written again after a rescale.
+
 >>> tr = Trending(half_life_seconds=10.0)
 >>> tr.update(0, 1.0, t=0.0)
 >>> tr.update(1, 1.0, t=10.0)
@@ -28,6 +32,9 @@ RENORM_EXPONENT = 600.0
 leaves room for sums of a billion events. Rare rescales matter: one changes every item's raw
 accumulator, which the worker's changelog must then write (once per ~866 half-lives of event
 time: every 9 days at a 15-minute half-life, where e^50 was every 18 hours)."""
+FLUSH = 2.0**-900
+"""Accumulators below this (900 half-lives below an event's weight) are 0 after a rescale: every
+value that remains is a normal float, so the rescale's multiplication by 2^-k is exact."""
 
 
 class Trending:
@@ -41,6 +48,9 @@ class Trending:
         self._acc = np.zeros(capacity, dtype=np.float64)
         self._n = 0
         self.t_ref: float | None = None
+        self.shift = 0
+        """Half-lives `t_ref` has moved by rescaling: a value saved at shift s is 2^(s - shift)
+        times its size now."""
 
     def __len__(self) -> int:
         return self._n
@@ -52,8 +62,8 @@ class Trending:
             self.t_ref = t
         x = (t - self.t_ref) * self._inv_tau
         if x > RENORM_EXPONENT:
-            self._acc[: self._n] *= math.exp(-x)
-            self.t_ref, x = t, 0.0
+            self._rescale(t)
+            x = (t - self.t_ref) * self._inv_tau
         self._acc[item] += weight * math.exp(x)
 
     def update_many(self, items: np.ndarray, weights: np.ndarray, times: np.ndarray) -> None:
@@ -67,8 +77,7 @@ class Trending:
             self.t_ref = float(times[0])
         top = float(times.max())
         if (top - self.t_ref) * self._inv_tau > RENORM_EXPONENT:
-            self._acc[: self._n] *= math.exp((self.t_ref - top) * self._inv_tau)
-            self.t_ref = top
+            self._rescale(top)
         np.add.at(self._acc, items, weights * np.exp((times - self.t_ref) * self._inv_tau))
 
     def scores(self, now: float) -> np.ndarray:
@@ -88,19 +97,49 @@ class Trending:
         idx, _ = topk(self._acc[: self._n], k, exclude)
         return idx, self.scores(self.t_ref if now is None else now)[idx]
 
-    def load(self, t_ref: float | None, items: np.ndarray, values: np.ndarray) -> None:
-        """Set raw accumulators saved from `ranking_scores()` with the `t_ref` they refer to
-        (restoring a saved state exactly: no rescaling, so no rounding)."""
+    def load(self, t_ref: float | None, items: np.ndarray, values: np.ndarray, shift: int = 0,
+             saved_at: np.ndarray | int | None = None) -> None:
+        """Set raw accumulators saved from `ranking_scores()`, with the `t_ref` and `shift` of
+        now; `saved_at`: the shift each value was saved at (`shift` when None). Values saved
+        before later rescales are scaled as those rescales did, exactly.
+
+        >>> a = Trending(half_life_seconds=1.0)
+        >>> a.update(0, 3.0, t=0.0)
+        >>> saved = a.ranking_scores().copy()
+        >>> a.update(1, 1.0, t=880.0)                  # a rescale: t_ref moves 880 half-lives
+        >>> a.shift, float(a.ranking_scores()[0]) == 3.0 * 2.0**-880
+        (880, True)
+        >>> b = Trending(half_life_seconds=1.0)
+        >>> b.load(a.t_ref, np.array([0]), saved, shift=a.shift, saved_at=0)
+        >>> bool(b.ranking_scores()[0] == a.ranking_scores()[0])
+        True
+        """
         items = np.asarray(items, dtype=np.intp)
         if len(items):
             self._grow(int(items.max()) + 1)
+        values = np.asarray(values, dtype=np.float64)
+        if saved_at is not None:
+            values = np.ldexp(values, np.asarray(saved_at, dtype=np.int64) - shift)
+            values[np.abs(values) < FLUSH] = 0.0
         self._acc[items] = values
         self.t_ref = t_ref
+        self.shift = shift
 
     def forget(self, item: int) -> None:
         """Drop an item's popularity (it left the catalog)."""
         if item < self._n:
             self._acc[item] = 0.0
+
+    def _rescale(self, t: float) -> None:
+        """Move `t_ref` forward by the whole half-lives it is behind `t`: each accumulator is
+        multiplied by 2^-k (exactly; the tiny ones are flushed to 0)."""
+        assert self.t_ref is not None
+        k = math.floor((t - self.t_ref) / self.half_life_seconds)
+        acc = self._acc[: self._n]
+        acc *= math.ldexp(1.0, -k)
+        acc[np.abs(acc) < FLUSH] = 0.0
+        self.t_ref += k * self.half_life_seconds
+        self.shift += k
 
     def _grow(self, n: int) -> None:
         if n > len(self._acc):
