@@ -35,6 +35,7 @@ item and rung.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -85,6 +86,19 @@ class AdaptiveTrending:
 
     def __len__(self) -> int:
         return len(self.rungs[0])
+
+    def copy(self) -> AdaptiveTrending:
+        """An independent copy (what a batch's undo keeps)."""
+        new = copy.copy(self)
+        new.unshare()
+        return new
+
+    def unshare(self) -> None:
+        """Own copies of the rungs and the selector's state (after a shallow `copy.copy`)."""
+        self.rungs = [rung.copy() for rung in self.rungs]
+        self.hits = self.hits.copy()
+        self._tops, self._bounds = list(self._tops), list(self._bounds)
+        self._touched = set(self._touched)
 
     @property
     def half_life_seconds(self) -> float:

@@ -22,7 +22,6 @@ process-local indices; `save` / `revert` are the undo log of one micro-batch.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -178,7 +177,7 @@ class PartitionState:
     def save(self, items: Iterable[int]) -> PartitionUndo:
         """What `revert` needs to undo a batch whose events touch `items` (indices)."""
         cold = {i: list(self.cold.users_of(i).items()) or None for i in set(items)}
-        return PartitionUndo(copy.deepcopy(self.trending), cold, self.vectors, self.events,
+        return PartitionUndo(self.trending.copy(), cold, self.vectors, self.events,
                              frozenset(self.cold.dirty), frozenset(self.changed),
                              frozenset(self.rows_changed), self.covisits.journal())
 

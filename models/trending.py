@@ -21,6 +21,7 @@ today's scale exactly (`load`): a saved state need not be written again after a 
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -124,6 +125,16 @@ class Trending:
         self._acc[items] = values
         self.t_ref = t_ref
         self.shift = shift
+
+    def copy(self) -> Trending:
+        """An independent copy (what a batch's undo keeps)."""
+        new = copy.copy(self)
+        new.unshare()
+        return new
+
+    def unshare(self) -> None:
+        """Own a copy of the accumulators (after a shallow `copy.copy`)."""
+        self._acc = self._acc.copy()
 
     def forget(self, item: int) -> None:
         """Drop an item's popularity (it left the catalog)."""

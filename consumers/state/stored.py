@@ -187,29 +187,38 @@ class StoreState:
               deleted: Iterable[tuple[int, str]] = ()) -> tuple[int, int]:
         """The batch's changelog records: tombstones of `deleted` items' records, users,
         expired users' tombstones, each partition's records (meta last, with the events offset
-        and the watermark); (records, bytes)."""
+        and the watermark); (records, bytes). The checkpoint needs the offset of each
+        partition's last record only: the delivery reports of the meta records give it (of
+        every record in a partition without one)."""
         records = size = 0
+        with_meta = {tp.partition for tp in offsets}
+
+        def report(p: int) -> Callable[[KafkaError | None, Message], None] | None:
+            return None if p in with_meta else self._delivered
+
         for p, item in deleted:  # items that left the catalog
             for key in (changelog.item_key(p, item), changelog.covisit_key(p, item)):
-                out.produce(self.topic, None, key, partition=p, on_delivery=self._delivered)
+                out.produce(self.topic, None, key, partition=p, on_delivery=report(p))
                 self.local.stage_record(p, key, None)
                 records += 1
         for user in users:
             p, key, value = self.local.stage_user(user)
-            out.produce(self.topic, value, key, partition=p, on_delivery=self._delivered)
+            out.produce(self.topic, value, key, partition=p, on_delivery=report(p))
             records, size = records + 1, size + len(value)
         for tp in offsets:
             p = tp.partition
             for bucket, key in self.local.inactive(p, self.users.watermark(p), SWEEP_LIMIT):
-                out.produce(self.topic, None, key, partition=p, on_delivery=self._delivered)
+                out.produce(self.topic, None, key, partition=p)
                 self.local.stage_expiry(p, key, bucket)
                 self._expired += 1
                 records += 1
             w = self.users.watermark(p)
             plain = self.recommender.partition_changes(p)
+            last = changelog.meta_key(p)  # written last: its offset covers the others
             for key, value in changelog.partition_records(
                     p, plain, tp.offset, None if w == float("-inf") else w):
-                out.produce(self.topic, value, key, partition=p, on_delivery=self._delivered)
+                out.produce(self.topic, value, key, partition=p,
+                            on_delivery=self._delivered if key == last else None)
                 self.local.stage_record(p, key, value)
                 records, size = records + 1, size + len(value)
         return records, size
