@@ -30,12 +30,26 @@ from models.topk import Exclude, topk
 
 RENORM_EXPONENT = 600.0
 """Rescale when an event's weight factor would exceed e^600: float64 holds up to e^709, which
-leaves room for sums of a billion events. Rare rescales matter: one changes every item's raw
-accumulator, which the worker's changelog must then write (once per ~866 half-lives of event
-time: every 9 days at a 15-minute half-life, where e^50 was every 18 hours)."""
+leaves room for sums of a billion events. A rescale touches every item (once per ~866
+half-lives of event time: every 9 days at a 15-minute half-life)."""
 FLUSH = 2.0**-900
 """Accumulators below this (900 half-lives below an event's weight) are 0 after a rescale: every
 value that remains is a normal float, so the rescale's multiplication by 2^-k is exact."""
+
+
+def at_shift(values: np.ndarray, saved_at: np.ndarray | int, shift: np.ndarray | int
+             ) -> np.ndarray:
+    """Accumulators saved at shift(s) `saved_at` as they are at `shift` (per rung, for the
+    rungs of a ladder side by side): what the rescales in
+    between made of them (exactly: powers of two, then `FLUSH`).
+
+    >>> at_shift(np.array([3.0, 2.0**-899]), 0, 2).tolist()  # the second went below FLUSH
+    [0.75, 0.0]
+    """
+    out = np.ldexp(np.asarray(values, dtype=np.float64),
+                   np.asarray(saved_at, dtype=np.int64) - shift)
+    out[np.abs(out) < FLUSH] = 0.0
+    return out
 
 
 class Trending:
@@ -120,8 +134,7 @@ class Trending:
             self._grow(int(items.max()) + 1)
         values = np.asarray(values, dtype=np.float64)
         if saved_at is not None:
-            values = np.ldexp(values, np.asarray(saved_at, dtype=np.int64) - shift)
-            values[np.abs(values) < FLUSH] = 0.0
+            values = at_shift(values, saved_at, shift)
         self._acc[items] = values
         self.t_ref = t_ref
         self.shift = shift
