@@ -53,14 +53,22 @@ class Output:
         self.produced += 1
         self.topics.add(topic)
 
-    def serve_reports(self, timeout: float = 5.0) -> None:
-        """Serve the delivery reports still due (for up to `timeout` s, until one failure is
-        known): a transaction can fail before the report that names the failed topic is served."""
+    def serve_reports(self, timeout: float = 5.0, *, until_failure: bool = False) -> None:
+        """Serve the delivery reports still queued, for up to `timeout` s. After a commit
+        (which delivers the messages but does not call their callbacks), so that `on_delivery`
+        has seen every report (the store's checkpoints take changelog offsets from them).
+        `until_failure`: after a failed transaction, waiting (0.1 s polls) until one failure is
+        known: the transaction can fail before the report naming the failed topic is served."""
         deadline = time.monotonic() + timeout
-        while not self.failed and len(self.producer) > 0 and time.monotonic() < deadline:
-            try:
-                self.producer.poll(0.1)
-            except (KafkaException, KafkaFatalError):  # the error callback raised the cause
+        while time.monotonic() < deadline:
+            if until_failure:
+                if self.failed or len(self.producer) == 0:
+                    return
+                try:
+                    self.producer.poll(0.1)
+                except (KafkaException, KafkaFatalError):  # the error callback raised the cause
+                    return
+            elif self.producer.poll(0) == 0:
                 return
 
     def raise_unwritable(self, err: KafkaError, settings: Settings) -> None:
@@ -68,20 +76,12 @@ class Output:
         naming the topic without WRITE (redoing would not help). The failed delivery names it
         when its report is served in time; else the broker is asked (a fatal state can purge
         the report)."""
-        self.serve_reports()
+        self.serve_reports(until_failure=True)
         for topic, failed in zip(self.failed_topics, self.failed, strict=True):
             not_authorized(failed, "WRITE", topic)
         if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
             for topic in lacking_write(settings, self.topics):
                 not_authorized(err, "WRITE", topic)
-
-    def serve_delivered(self, timeout: float = 5.0) -> None:
-        """After a commit: serve the delivery reports it left queued (a transaction's commit
-        delivers the messages but does not call their callbacks), so `on_delivery` has seen
-        every report (the worker's checkpoints take the changelog offsets from them)."""
-        deadline = time.monotonic() + timeout
-        while self.producer.poll(0) > 0 and time.monotonic() < deadline:
-            pass
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:

@@ -280,7 +280,7 @@ class TransactionalLoop:
             self.output.abort()
             self._roll_back(messages)
             raise
-        out.serve_delivered()
+        out.serve_reports()
         self._committed(messages, handled)
 
     def _isolate(self, messages: list[Message], exc: Exception) -> None:
