@@ -42,17 +42,18 @@ from typing import Any
 
 import numpy as np
 
-from models import coldstart, covisit, kernels
+from models import covisit, kernels
 from models.catalog import ItemIndex
 from models.content import attribute_tags
 from models.content_index import ContentIndex
 from models.foldin import ItemFactors, VectorCache, batch_drift
 from models.foldin_config import FoldInConfig
 from models.guard import GuardStats, shared_weight_ring, withdrawn
-from models.history import UserHistory, confidences_many
+from models.history import UserHistory
 from models.item_age import ItemAges
 from models.mixer import Candidates
 from models.partition import Partitions, PartitionState, PartitionUndo
+from models.plans import make_plans
 from models.profiles import DeclaredProfiles
 from models.ranking import Plan, Ranker, Recs
 from models.served import PreparedFactors, ServedModel
@@ -62,8 +63,6 @@ from models.weights import EventWeights
 
 __all__ = ["FoldInConfig", "OnlineRecommender", "PreparedFactors", "Recs"]
 
-_NO_ROWS = np.zeros(0, dtype=np.intp)
-"""`row_of` without a model: no item has a row."""
 _NO_HISTORY = UserHistory(1)
 
 
@@ -379,41 +378,11 @@ class OnlineRecommender:
         part.refresh(items, vecs, m.factors.XtX, cfg.alpha, cfg.regularization)
 
     def plans(self, user_ids: Sequence[str], nows: Sequence[float]) -> list[Plan]:
-        """Each user's aggregated history, model rows and CF weight (one pass for all users)."""
-        cfg, m = self.config, self.served.current
-        hs = [self.users.get(u, _NO_HISTORY) for u in user_ids]
-        offsets, items, weights = confidences_many(hs, nows, self._decay)
-        row_of = m.row_of if m is not None else _NO_ROWS
-        timed = self._decay.mode == "time" or cfg.max_age_seconds is not None
-        if len(hs) == 1:  # the per-event path: no segment bookkeeping
-            rows, row_weights, n_cf = kernels.model_rows(items, weights, row_of)
-            return [self._plan(user_ids[0], nows[0], hs[0], items, weights, rows, row_weights,
-                               n_cf, timed)]
-        rows = row_of[items] if m is not None else np.full(len(items), -1)
-        user = np.repeat(np.arange(len(hs)), offsets[1:] - offsets[:-1])
-        modelled = rows >= 0
-        n_cf = np.bincount(user, weights=modelled & (weights > 0), minlength=len(hs))
-        row_offsets = np.zeros(len(hs) + 1, dtype=np.intp)
-        np.cumsum(np.bincount(user[modelled], minlength=len(hs)), out=row_offsets[1:])
-        rows, row_weights = rows[modelled], weights[modelled]
-        plans = []
-        for j, (u, now, h) in enumerate(zip(user_ids, nows, hs, strict=True)):
-            lo, hi, rlo, rhi = offsets[j], offsets[j + 1], row_offsets[j], row_offsets[j + 1]
-            plans.append(self._plan(u, now, h, items[lo:hi], weights[lo:hi], rows[rlo:rhi],
-                                    row_weights[rlo:rhi], int(n_cf[j]), timed))
-        return plans
-
-    def _plan(
-        self, user_id: str, now: float, h: UserHistory, items: np.ndarray, weights: np.ndarray,
-        rows: np.ndarray, row_weights: np.ndarray, n_cf: int, timed: bool,
-    ) -> Plan:
-        """One user's `Plan`: the CF weight of `n_cf` positive modelled items, and the key its
-        vector is cached under."""
-        cfg = self.config
-        w_cf = coldstart.cf_weight(n_cf, cfg.shrink, cfg.min_events, cfg.full_events) \
-            if self.served.current else 0.0
-        key = (self.model_version, h.seq, now if timed else None)
-        return Plan(user_id, now, h, items, weights, rows, row_weights, w_cf, key)
+        """Each user's aggregated history, model rows and CF weight (`models.plans`)."""
+        m = self.served.current
+        return make_plans(user_ids, nows, [self.users.get(u, _NO_HISTORY) for u in user_ids],
+                          None if m is None else m.row_of, self.config, self._decay,
+                          self.model_version)
 
     def user_vectors(self, plans: Sequence[Plan]) -> list[np.ndarray | None]:
         """Vectors of the plans with w_cf > 0 (cached, or solved in one batch); None otherwise."""
