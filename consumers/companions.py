@@ -161,6 +161,9 @@ class Companions:
         return out
 
     def _high_watermark(self, topic: str, partition: int) -> int:
+        """Asked of the broker, not read from the consumer's cached end (the last fetch
+        response's): a stale end lets a live merge go on without a message a replay would wait
+        for, and the two orders then differ (the fault tests caught it)."""
         if self._ends is None:
             self._ends = make_consumer(self.settings, f"{self.subscribed}.ends")
         return int(self._ends.get_watermark_offsets(TopicPartition(topic, partition),
