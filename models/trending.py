@@ -72,7 +72,8 @@ class Trending:
 
     def update(self, item: int, weight: float, t: float) -> None:
         """Add one event's weight at time `t` (events may arrive slightly out of order)."""
-        self._grow(item + 1)
+        if item >= self._n:  # (the check inline: this runs for every rung of every event)
+            self._grow(item + 1)
         if self.t_ref is None:
             self.t_ref = t
         x = (t - self.t_ref) * self._inv_tau
