@@ -26,8 +26,10 @@ HISTORY_SIZE = 50
 """Events kept per user."""
 TRENDING_HALF_LIFE_SECONDS = 7 * 86400.0
 """Half-life of the trending (time-decayed popularity) counts, when not adaptive: a week."""
-TRENDING_HALF_LIVES = (900.0, 7200.0, 57600.0, 460800.0, 3686400.0, 29491200.0, float("inf"))
-"""The ladder adaptive trending chooses from: 15 min to 341 days, x8 apart, and all-time."""
+TRENDING_HALF_LIVES = (900.0, 7200.0, 57600.0, 604800.0, 2592000.0, 7776000.0, 31536000.0,
+                       float("inf"))
+"""The ladder adaptive trending chooses from: 15 min, 2 h, 16 h, a week, 30 days, 90 days, a
+year, and all-time."""
 SESSION_WEIGHT = 1.0
 """Weight of the session co-visitation blend (0 turns it off)."""
 SESSION_HALF_LIFE = 5.0

@@ -80,10 +80,15 @@ class PartitionState:
         """Items whose co-visit row changed since then: a refresh, or a row restored from a
         record of an earlier version (which kept it in the item's record)."""
 
-    def add_popularity(self, item: int, weight: float, t: float) -> None:
+    def add_popularity(self, item: int, weight: float, t: float,
+                       newcomer: bool = False) -> None:
         """`Trending.update`, noting the changed item (a rescale changes no record: each item's
-        record says the shift it was written at, `Trending.load`)."""
-        self.trending.update(item, weight, t)
+        record says the shift it was written at, `Trending.load`). `newcomer`: the event's user
+        had few events before it (adaptive trending's choice)."""
+        if isinstance(self.trending, AdaptiveTrending):
+            self.trending.update(item, weight, t, newcomer)
+        else:
+            self.trending.update(item, weight, t)
         self.changed.add(item)
 
     def withdraw_popularity(self, item: int, weight: float, t: float) -> None:
@@ -95,14 +100,15 @@ class PartitionState:
         self.changed.add(item)
 
     def share_popularity(self, item: int, shared: float, t: float,
-                         back: Sequence[tuple[int, float, float]]) -> None:
+                         back: Sequence[tuple[int, float, float]],
+                         newcomer: bool = False) -> None:
         """An event's share of popularity (what the guard lets it add, `models.guard`), and
         what a newly flagged user's earlier events added (`back`: item, weight, time), taken
         back."""
         for j, w, tj in back:
             self.withdraw_popularity(j, w, tj)
         if shared > 0:
-            self.add_popularity(item, shared, t)
+            self.add_popularity(item, shared, t, newcomer)
 
     def add_covisit(self, item: int, previous: np.ndarray,
                     active: np.ndarray | None = None) -> None:
@@ -354,19 +360,21 @@ def _load_popularity(
     entries: list[Mapping[str, Any]], index: Callable[[str], int],
 ) -> None:
     """Install saved accumulators. A record of the other kind (one count where a ladder is
-    kept, or the reverse, after the setting changed) loads as well as it can: a single count
-    into every rung, a ladder's served rung into a single count."""
+    kept, or the reverse, or a ladder of another length, after the setting changed) loads as
+    well as it can: a single count (a ladder's served rung) into every rung, a ladder's served
+    rung into a single count; the choice then starts afresh."""
     pops = [e["pop"] for e in entries]
     t_ref, shift = plain["t_ref"], plain.get("sh", 0)
     saved = [e.get("sh", 0) for e in entries]  # the shift each item was written at
+    n = len(trending.rungs) if isinstance(trending, AdaptiveTrending) else 1
+    if isinstance(t_ref, list) and (isinstance(trending, Trending) or len(t_ref) != n):
+        rung = plain["trend"]["chosen"]  # the ladder's served rung
+        t_ref, pops = t_ref[rung], [p[rung] for p in pops]
+        shift, saved = _rung(shift, rung), [_rung(s, rung) for s in saved]
+        plain = {key: v for key, v in plain.items() if key != "trend"}
     if isinstance(trending, Trending):
-        if isinstance(t_ref, list):
-            rung = plain["trend"]["chosen"]
-            t_ref, pops = t_ref[rung], [p[rung] for p in pops]
-            shift, saved = _rung(shift, rung), [_rung(s, rung) for s in saved]
         trending.load(t_ref, idx, np.array(pops, dtype=np.float64), shift, np.array(saved))
         return
-    n = len(trending.rungs)
     if not isinstance(t_ref, list):
         t_ref, pops = [t_ref] * n, [[p] * n for p in pops]
     values = np.array(pops, dtype=np.float64).reshape(len(idx), n)

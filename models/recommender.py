@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from models import covisit, kernels
+from models.adaptive_trending import NEWCOMER_EVENTS
 from models.catalog import ItemIndex
 from models.content import attribute_tags
 from models.content_index import ContentIndex
@@ -64,6 +65,8 @@ from models.weights import EventWeights
 __all__ = ["FoldInConfig", "OnlineRecommender", "PreparedFactors", "Recs"]
 
 _NO_HISTORY = UserHistory(1)
+Learned = tuple[float, int, float, list[tuple[int, float, float]], bool]
+"""What `_learn` did: weight, item, shared weight, weights given back, newcomer."""
 
 
 class OnlineRecommender:
@@ -171,10 +174,10 @@ class OnlineRecommender:
         out = self.ranker.rank_pure_cf(plans, vecs, [overlays[j] for j in at], k)
         # Popularity as of each other user's last event: apply the batch's updates in order.
         blend = {at[q]: q for q, r in enumerate(out) if r is None}
-        for j, ((_, i, shared, back), ev, p) in enumerate(zip(learned, events, parts,
-                                                               strict=True)):
+        for j, ((_, i, shared, back, new), ev, p) in enumerate(zip(learned, events, parts,
+                                                                    strict=True)):
             part = self.partitions.get(p)
-            part.share_popularity(i, shared, ev.event_time, back)
+            part.share_popularity(i, shared, ev.event_time, back, new)
             q = blend.get(j)
             if q is not None:
                 out[q] = self.ranker.rank_blend(plans[q], vecs[q], k, part, overlays[j])
@@ -314,8 +317,7 @@ class OnlineRecommender:
 
     # -- internals
 
-    def _learn_event(self, ev: Any, partition: int, popularity: bool
-                     ) -> tuple[float, int, float, list[tuple[int, float, float]]]:
+    def _learn_event(self, ev: Any, partition: int, popularity: bool) -> Learned:
         return self._learn(
             ev.user_id, ev.item_id, ev.event_type, ev.event_time, getattr(ev, "value", None),
             getattr(ev, "weight", None), getattr(ev, "session_id", None), partition, popularity)
@@ -323,15 +325,17 @@ class OnlineRecommender:
     def _learn(
         self, user_id: str, item_id: str, event_type: str, t: float, value: float | None,
         weight: float | None, session_id: str | None, partition: int, popularity: bool,
-    ) -> tuple[float, int, float, list[tuple[int, float, float]]]:
-        """`learn`; returns the weight, the item's index, the weight the shared counts get and
+    ) -> Learned:
+        """`learn`; returns the weight, the item's index, the weight the shared counts get,
         what they give back (`models.guard`: (item, weight, time) of a newly flagged user's
-        earlier events). `popularity=False` leaves the popularity updates to the caller
+        earlier events) and whether the user is a newcomer (adaptive trending chooses on
+        their events). `popularity=False` leaves the popularity updates to the caller
         (`process_batch`)."""
         cfg, m = self.config, self.served.current
         w = cfg.weights.weight(event_type, value, weight)
         i = self.catalog.index(item_id)
         h = self.users.get_or_create(user_id, partition, t)
+        newcomer = h.seq < NEWCOMER_EVENTS
         consume, block = event_type in cfg.exclude_types, EventWeights.blocks(event_type)
         covisited = w > 0 and cfg.session_weight != 0
         previous = covisit.recent_items(h, cfg.session_window) if covisited else None
@@ -350,7 +354,7 @@ class OnlineRecommender:
             part.add_covisit(i, previous, self.catalog.active)
         # Negative signals are personal: they do not lower an item's popularity.
         if popularity:
-            part.share_popularity(i, shared, t, back)
+            part.share_popularity(i, shared, t, back, newcomer)
         if m is None or not m.in_model(i):
             part.cold.add(i, user_id, shared if w > 0 else w)
             part.changed.add(i)
@@ -360,7 +364,7 @@ class OnlineRecommender:
         if m is not None and part.cold.dirty and part.events % cfg.cold_refresh_events == 0:
             dirty, part.cold.dirty = part.cold.dirty, set()
             self._refresh_partition(part, dirty)
-        return w, i, shared, back
+        return w, i, shared, back, newcomer
 
     def _refresh_partition(self, part: PartitionState, items: Iterable[int]) -> None:
         """Fold in the vectors of `items` (outside the model) from the current vectors of the

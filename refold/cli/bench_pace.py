@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -11,16 +12,25 @@ from refold.cli.bench import bench, emit
 
 @bench.command("pace")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1.")
+@click.option("--path", type=click.Path(file_okay=False), envvar="REFOLD_ML100K",
+              default="../shared/datasets/ml-100k", show_default=True,
+              help="The ml-100k directory (env REFOLD_ML100K); absent: synthetic logs only.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bench_pace(seeds: int, as_json: bool) -> None:
-    """First-list recall@10 on a slow log (5 years) and a fast one (6 hours): all-time
+def bench_pace(seeds: int, path: str, as_json: bool) -> None:
+    """First-list recall@10 on a slow log (5 years), a fast one (6 hours) and ml-100k: all-time
     popularity, a week's and 90 days' half-life, and adaptive trending."""
     from producers.synth_pace import fast_log, slow_log
     from refold.bench import pace
 
     rows = []
-    with click.progressbar(length=2 * seeds, label="logs",
+    movielens = Path(path).is_dir()
+    with click.progressbar(length=2 * seeds + movielens, label="logs",
                            file=click.get_text_stream("stderr")) as bar:
+        if movielens:
+            from producers.movielens import load_movielens
+
+            rows.append(("ml-100k", 0, pace.run_log(load_movielens(path)[0])))
+            bar.update(1)
         for name, make in (("slow", slow_log), ("fast", fast_log)):
             for seed in range(seeds):
                 rows.append((name, seed, pace.run(make(seed))))

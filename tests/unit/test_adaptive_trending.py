@@ -4,6 +4,8 @@ on a slow log of years and a fast one of hours against the popularity baselines.
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ from refold.bench import pace
 from refold.bench.pace import BASELINES
 
 DAY = 86400.0
+ML100K = Path(os.environ.get(
+    "REFOLD_ML100K", Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ml-100k"))
 
 
 def test_serves_all_time_popularity_until_the_first_refresh() -> None:
@@ -46,6 +50,22 @@ def test_keeps_the_long_half_life_on_a_stable_log() -> None:
     assert tr.half_life_seconds == math.inf
 
 
+def test_newcomers_events_choose_once_there_are_any() -> None:
+    """Regulars' events follow a fast rotation that newcomers do not: all events would serve
+    the short half-life, newcomers' events keep the long one."""
+    rng = np.random.default_rng(1)
+    tr = AdaptiveTrending(half_lives=(10.0, math.inf), k=1, refresh_events=5)
+    t = 0.0
+    for phase in range(8):
+        for _ in range(50):
+            t += 1.0
+            newcomer = bool(rng.random() < 0.2)
+            tr.update(0 if newcomer else 100 + phase, 1.0, t, newcomer=newcomer)
+    assert tr.hits[0] > tr.hits[1]  # every event: the short half-life's list
+    assert tr.newcomers > 0 and tr.newcomer_hits[1] > tr.newcomer_hits[0]
+    assert tr.half_life_seconds == math.inf
+
+
 def test_scores_are_the_served_rung() -> None:
     tr = AdaptiveTrending(half_lives=(10.0, math.inf), k=1, refresh_events=1)
     tr.update(0, 2.0, t=0.0)
@@ -62,18 +82,27 @@ def test_selector_state_round_trip_continues_identically() -> None:
     events = [(int(i), float(t)) for i, t in zip(rng.integers(0, 30, 600),
                                                  np.sort(rng.uniform(0, 1e5, 600)), strict=True)]
     a = AdaptiveTrending(half_lives=(100.0, 1e4, math.inf), k=5, refresh_events=7)
-    for i, t in events[:300]:
-        a.update(i, 1.0, t)
+    for n, (i, t) in enumerate(events[:300]):
+        a.update(i, 1.0, t, newcomer=n % 3 == 0)
     b = AdaptiveTrending(half_lives=(100.0, 1e4, math.inf), k=5, refresh_events=7)
     for src, dst in zip(a.rungs, b.rungs, strict=True):
         idx = np.arange(len(src))
         dst.load(src.t_ref, idx, src.ranking_scores().copy())
     b.load_selector(a.selector_state())
-    for i, t in events[300:]:
-        a.update(i, 1.0, t)
-        b.update(i, 1.0, t)
+    for n, (i, t) in enumerate(events[300:]):
+        a.update(i, 1.0, t, newcomer=n % 3 == 0)
+        b.update(i, 1.0, t, newcomer=n % 3 == 0)
     assert a.selector_state() == b.selector_state()
+    assert a.newcomers > 0 and a.selector_state()["newcomer_hits"] != [0.0] * 3
     assert np.array_equal(a.ranking_scores(), b.ranking_scores())
+
+
+def test_a_selector_state_without_newcomers_loads() -> None:
+    """Saved before newcomers' hits were kept: every event chooses until a newcomer's."""
+    tr = AdaptiveTrending(half_lives=(10.0, math.inf), k=1)
+    tr.load_selector({"hits": [3.0, 1.0], "events": 5, "chosen": 0, "tops": [[1], [0]]})
+    assert tr.newcomers == 0 and tr.newcomer_hits.tolist() == [0.0, 0.0]
+    assert tr.half_life_seconds == 10.0
 
 
 def test_rejects_bad_settings_and_states() -> None:
@@ -94,14 +123,29 @@ def recalls(config: PaceConfig) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_slow_log_first_lists_match_the_best_popularity_baseline(seed: int) -> None:
     """Five years at ~16 events a day: a week's half-life ranks noise (the failure this
-    fixes); the adaptive choice is never clearly worse than the best baseline."""
+    fixes); the adaptive choice is never clearly worse than the best baseline (here all-time,
+    90 days' and a year's half-life are within noise of each other: seed 2 is 0.988 of it)."""
     r = recalls(slow_log(seed))
     best = max(r[name] for name in BASELINES)
     assert r["one week"] < 0.6 * r["all-time"], r
     assert r["adaptive"] >= 0.98 * best, r  # 0.98: ~7,600 first lists, one standard error
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
+def test_ml100k_first_lists_beat_every_popularity_baseline() -> None:
+    """MovieLens 100K: established users rate old films, so every event hits the lists of
+    long half-lives as often as a month's, while newcomers' first events do not; choosing on
+    newcomers' events (not on every event: 0.87 of the best baseline) serves them better than
+    any baseline."""
+    from producers.movielens import load_movielens
+
+    r = pace.run_log(load_movielens(ML100K)[0])
+    best = max(r[name] for name in BASELINES)
+    assert r["adaptive"] >= best, r
 
 
 @pytest.mark.slow

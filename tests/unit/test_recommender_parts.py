@@ -4,6 +4,7 @@ worker's batch undo log (`consumers.undo.BatchUndo`)."""
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -225,3 +226,19 @@ def test_a_recommender_keeps_its_users_where_it_is_told() -> None:
     assert rec.users is mine and len(mine) == len({ev.user_id for ev in batch})
     assert asked == [(ev.user_id, 1, ev.event_time) for ev in batch]
     assert [r.items for _, r in got] == [r.items for _, r in want]
+
+
+def test_a_ladder_of_another_length_loads_its_served_rung_into_every_rung() -> None:
+    """A partition saved with one ladder, restored after the ladder changed: each rung starts
+    from the counts that were served, and the choice starts afresh."""
+    ids = ["a", "b", "c"]
+    old = Partitions(FoldInConfig(trending_half_lives=(10.0, 1e4, math.inf))).get(0)
+    for t, item in enumerate([0, 1, 1, 2, 1, 0, 1]):
+        old.add_popularity(item, 1.0, float(t), newcomer=True)
+    plain = old.to_plain(ids, None)
+    served = old.trending.served.ranking_scores().copy()
+    new = Partitions(FoldInConfig(trending_half_lives=(10.0, math.inf))).fresh()
+    new.load_plain(plain, ids.index, None, lambda i: False)
+    for rung in new.trending.rungs:
+        assert np.allclose(rung.ranking_scores()[:3], served[:3])
+    assert new.trending.newcomers == 0 and new.trending.half_life_seconds == math.inf
