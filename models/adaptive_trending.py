@@ -16,9 +16,10 @@ marks an event of a user with fewer than `NEWCOMER_EVENTS` earlier events): thei
 each rung's first-list recall on this very log. Every event's hits are kept too, and choose
 until the first newcomer's event is seen. The two differ where it matters: on ml-100k, where
 established users rate old films, every event hits the lists of long half-lives about as often
-as a month's, while newcomers' first events hit a month's far more often. Hits fade with a memory of `memory_events` events (of newcomers' events, for theirs); at
-each refresh the rung with the most wins (ties: the longer half-life, the steadier list). Until
-the first refresh, all-time popularity serves. Everything is a function of the events in order,
+as a month's, while newcomers' first events hit a month's far more often. Hits fade with a
+memory of `memory_events` events (of newcomers' events, for theirs); at each refresh the rung
+with the most wins (ties: the longer half-life, the steadier list). Until the first refresh,
+all-time popularity serves. Everything is a function of the events in order,
 counted rather than timed, so the same partition replayed gives the same choices.
 
 Cost per event: one update per rung (8 by default) and a set lookup per rung. Per refresh, a
