@@ -34,8 +34,9 @@ LOGGING = "refold"
 
 def variants(settings: Settings) -> list[Variant]:
     """The compared policies: refold as configured, refold without exploration or exposure
-    feedback, two other exploration settings, popularity only (the trending list as it is: no
-    exploration, no exposure feedback), random, and the oracle."""
+    feedback, two other exploration settings, refold ranking with the hand-set blend instead of
+    the learned mixer (none fitted, none served), popularity only (the trending list as it is:
+    no exploration, no exposure feedback), random, and the oracle."""
     explore = {"exploration": "epsilon", "exploration_epsilon": 0.1}
     softer = {"exploration": "plackett_luce",
               "exploration_temperature": round(settings.exploration_temperature * 2, 4)}
@@ -45,6 +46,7 @@ def variants(settings: Settings) -> list[Variant]:
         Variant("refold-epsilon", explore, candidate=True),
         Variant("refold-plackett-luce-x2", softer, candidate=True),
         Variant("refold-no-exposure", {"exposure_strength": 0.0}),
+        Variant("refold-no-mixer", {"mixer": False, "learn_mixer": False}),
         Variant("popularity", {"exploration": "none", "exposure_strength": 0.0},
                 fold_in={"min_events": 1_000_000_000}),
         Variant("random", shop="random"),
