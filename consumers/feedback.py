@@ -122,9 +122,10 @@ class Feedback:
         items = [RecommendedItem(i, s, j + 1, p, r, e, why) for j, (i, s, p, r, e, why)
                  in enumerate(zip(d.items, d.scores, d.propensities, d.ranks, d.explored,
                                   reasons, strict=True))]
-        scores = None if d.policy["name"] == "none" else d.candidate_scores
+        drawn = d.policy["name"] != "none"
         return {"items": items, "rec_id": d.rec_id, "policy": PolicyInfo(**d.policy),
-                "candidate_scores": scores}
+                "candidate_scores": d.candidate_scores if drawn else None,
+                "candidates": d.candidates if drawn else None}
 
     @staticmethod
     def message(ev: Event, cause: Cause, recs: Recs, d: Decision, now: float,

@@ -60,6 +60,8 @@ class Decision:
     explored: list[bool]
     candidate_scores: list[float]
     """What the policy drew from, best first: the context of off-policy evaluation."""
+    candidates: list[str]
+    """Their ids, in the same order (what another ranking re-scores offline)."""
     policy: dict[str, Any]
     demoted: int
     """Candidates demoted by exposure feedback."""
@@ -97,6 +99,7 @@ def decide(
         ranks=slate.ranks.tolist(),
         explored=slate.explored.tolist(),
         candidate_scores=s[: policy.depth(k)].tolist(),
+        candidates=[candidates[i] for i in order[: policy.depth(k)].tolist()],
         policy=policy.describe(),
         demoted=demoted,
     )

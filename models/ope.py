@@ -19,6 +19,10 @@ the ratios), so lists, not slots, are the independent units. `ess` is Kish's eff
 size (Σw)² / Σw² per position, averaged over the positions: the number of lists logged by the
 candidate itself that would be as informative.
 
+A candidate may also rank the logged candidates differently (`models.rescore`: another blend of
+the logged score and the items' popularity, then its own exploration): its table is the
+policy's on the re-ranked candidates, read at the logged ranks, and the estimators are the same.
+
 Evaluation refuses (`SupportError`) a candidate that puts probability on a (candidate, position)
 the logging policy could not produce, and (`MissingPropensities`) lists without propensities.
 
@@ -40,6 +44,7 @@ import numpy as np
 from scipy.stats import norm
 
 from models.exploration import Policy, position_matrix
+from models.rescore import Rescore
 from models.reward_model import RewardModel
 from refold.core.errors import ModelError
 
@@ -82,6 +87,10 @@ class LoggedList:
     ranks: np.ndarray
     propensities: np.ndarray | None
     rewards: np.ndarray
+    candidates: tuple[str, ...] | None = None
+    """The candidates' ids, in the order of `scores` (None: not logged)."""
+    popularity: np.ndarray | None = None
+    """Each candidate's popularity when the list was shown (`models.rescore.Popularity`)."""
 
 
 def _interval(estimate: float, influence: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -158,14 +167,16 @@ def evaluate(
     estimators: Sequence[str] = ESTIMATORS,
     alpha: float = 0.05,
     folds: int = 2,
+    rescore: Rescore | None = None,
 ) -> list[Estimate]:
-    """Estimate the candidate `target`'s rate over the first `positions` from `logs`."""
+    """Estimate the candidate `target`'s rate over the first `positions` from `logs`; with
+    `rescore`, `target` draws from the logged candidates ranked by it (`models.rescore`)."""
     unknown = sorted(set(estimators) - set(ESTIMATORS))
     if unknown:
         raise OPEError(f"unknown estimator(s) {unknown} (one of {ESTIMATORS})")
     if not logs:
         raise OPEError("no logged lists to evaluate")
-    arrays = _weights(logs, target, positions)
+    arrays = _weights(logs, target, positions, rescore)
     w, r, mask = arrays.w, arrays.r, arrays.mask
     out = []
     for name in estimators:
@@ -188,7 +199,8 @@ class _Arrays:
     """Per list, the candidate's (candidates, positions) matrix."""
 
 
-def _weights(logs: Sequence[LoggedList], target: Policy, positions: int) -> _Arrays:
+def _weights(logs: Sequence[LoggedList], target: Policy, positions: int,
+             rescore: Rescore | None = None) -> _Arrays:
     """Weights, outcomes and shown-slot mask as (lists, positions) arrays; checks propensities
     and support list by list."""
     n = len(logs)
@@ -205,12 +217,15 @@ def _weights(logs: Sequence[LoggedList], target: Policy, positions: int) -> _Arr
         return memo[key]
 
     for i, log in enumerate(logs):
-        if log.propensities is None or len(log.scores) == 0:
+        if log.propensities is None or len(log.scores) == 0 or (
+                rescore is not None and log.popularity is None):
             missing += 1
             matrices.append(np.zeros((0, positions)))
             continue
         shown = min(len(log.ranks), positions)
-        pe, p0 = table(target, log), table(log.policy, log)
+        p0 = table(log.policy, log)
+        pe = table(target, log) if rescore is None else rescore.table(
+            target, log.scores, log.popularity, log.k, positions)
         cols = min(pe.shape[1], p0.shape[1])
         if np.any((pe[:, :cols] > 0) & (p0[:, :cols] == 0)) or _deeper(target, log):
             unsupported.append(i)
@@ -220,10 +235,12 @@ def _weights(logs: Sequence[LoggedList], target: Policy, positions: int) -> _Arr
         r[i, :shown] = log.rewards[:shown]
         mask[i, :shown] = True
     if missing:
+        what = "propensities or candidate scores" if rescore is None else \
+            "propensities, candidate scores or candidate ids"
         raise MissingPropensities(
-            f"{missing} of {n} logged lists have no propensities or candidate scores: they "
-            "were not drawn by a policy that logs them (impressions built without their "
-            "recommendation, or lists from before exploration was logged)")
+            f"{missing} of {n} logged lists have no {what}: they were not drawn by a policy "
+            "that logs them (impressions built without their recommendation, or lists from "
+            "before exploration, or their candidates, were logged)")
     if unsupported:
         raise SupportError(
             f"the candidate {target.describe()} puts probability on candidates or positions "

@@ -7,7 +7,9 @@ carts and purchases. Each user's impressions and events are replayed in time ord
 impression before an event of the same second) through `models.attribution.Attribution`, so an
 outcome counts for the slot it answers exactly as the worker's metrics count it; the result is
 one `models.ope.LoggedList` per impression, rewards per shown position (1 if the slot got its
-first `outcome`, else 0).
+first `outcome`, else 0). A list that logged its candidates' ids also gets each candidate's
+popularity when it was shown (`models.rescore.Popularity`, from every user's events), which
+re-scored candidate policies rank by.
 
 Inputs are duck-typed (`refold.core.schemas.Impression` and `Event` fit; so do the JSON
 lines of an exported file read into objects with the same fields).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,7 @@ import numpy as np
 from models.attribution import OUTCOMES, Attribution, Slot
 from models.exploration import Policy, PolicyError
 from models.ope import LoggedList
+from models.rescore import Popularity
 
 
 def logged_lists(
@@ -52,7 +56,9 @@ def logged_lists(
     by_user: dict[str, list[tuple[float, int, Any]]] = defaultdict(list)
     for imp in impressions:
         by_user[imp.user_id].append((float(imp.shown_at), 0, imp))
+    popularity = Popularity()
     for ev in events:
+        popularity.add(ev.item_id, ev.event_type, float(ev.event_time))
         if ev.event_type in OUTCOMES and ev.user_id in by_user:
             by_user[ev.user_id].append((float(ev.event_time), 1, ev))
     out: list[tuple[float, LoggedList]] = []
@@ -60,7 +66,13 @@ def logged_lists(
         stream.sort(key=lambda x: (x[0], x[1]))
         out += _replay(stream, outcome, window)
     out.sort(key=lambda x: x[0])
-    return [log for _, log in out]
+    lists = []
+    for t, log in out:  # in time order: each list's candidates as popular as they were then
+        if log.candidates is not None:
+            popularity.advance(t)
+            log = replace(log, popularity=popularity.counts(log.candidates))
+        lists.append(log)
+    return lists
 
 
 def _replay(stream: list[tuple[float, int, Any]], outcome: str,
@@ -109,8 +121,10 @@ def _logged(imp: Any, rewards: np.ndarray) -> LoggedList:
     if not (complete and contiguous):
         return LoggedList(np.zeros(0), Policy(), len(items), np.zeros(len(items), np.int64),
                           None, r)
+    ids = getattr(imp, "candidates", None)
     return LoggedList(np.asarray(scores, dtype=np.float64), _policy(policy), int(k),
-                      np.asarray(ranks, dtype=np.int64), np.asarray(props, dtype=np.float64), r)
+                      np.asarray(ranks, dtype=np.int64), np.asarray(props, dtype=np.float64), r,
+                      tuple(ids) if ids and len(ids) == len(scores) else None)
 
 
 def _policy(d: Any) -> Policy:

@@ -7,10 +7,16 @@ read from the impressions and events topics up to their current ends, or from a 
 attribution rules the worker uses; `models.ope` estimates each candidate with IPS, SNIPS and DR.
 
 A candidate is written `NAME[:KEY=VALUE,...]`, e.g. `none`, `epsilon:epsilon=0.05` or
-`plackett_luce:temperature=0.2,candidates=40`.
+`plackett_luce:temperature=0.2,candidates=40`: another exploration of the logged ranking. With
+`score=` and/or `popularity=` it also ranks the logged candidates differently
+(`models.rescore`): `none:score=0,popularity=1` shows the most popular of refold's candidates,
+`plackett_luce:temperature=0.1,popularity=0.5` blends popularity into refold's scores.
 
 >>> parse_candidate("plackett_luce:temperature=0.2,candidates=40")
 Policy(name='plackett_luce', epsilon=0.1, temperature=0.2, candidates=40)
+>>> parse_candidate("none:score=0,popularity=1")
+Rescored(policy=Policy(name='none', epsilon=0.1, temperature=0.1, candidates=0), \
+rescore=Rescore(score=0.0, popularity=1.0))
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import msgspec
 from models.exploration import Policy, PolicyError
 from models.ope import Estimate, LoggedList, evaluate, on_policy
 from models.ope_log import logged_lists
+from models.rescore import Rescore, Rescored
 from refold.core.config import Settings
 from refold.core.errors import AppError
 from refold.core.schemas import (
@@ -48,17 +55,25 @@ class Logs:
     events: list[Event]
 
 
-def parse_candidate(spec: str) -> Policy:
-    """`NAME[:KEY=VALUE,...]` as a `Policy`."""
+def parse_candidate(spec: str) -> Policy | Rescored:
+    """`NAME[:KEY=VALUE,...]` as a `Policy`, or a `Rescored` one when it re-scores."""
     name, _, params = spec.partition(":")
     kwargs: dict[str, Any] = {}
+    weights: dict[str, float] = {}
     for part in filter(None, params.split(",")):
         key, eq, value = part.partition("=")
-        if not eq or key not in ("epsilon", "temperature", "candidates"):
+        key = key.strip()
+        if not eq or key not in ("epsilon", "temperature", "candidates", "score",
+                                 "popularity"):
             raise PolicyError(f"candidate {spec!r}: expected NAME[:epsilon=..,temperature=.., "
-                              "candidates=..]")
-        kwargs[key] = int(value) if key == "candidates" else float(value)
-    return Policy(name.strip(), **kwargs)
+                              "candidates=..,score=..,popularity=..]")
+        try:
+            number = int(value) if key == "candidates" else float(value)
+        except ValueError:
+            raise PolicyError(f"candidate {spec!r}: {key} must be a number") from None
+        (weights if key in ("score", "popularity") else kwargs)[key] = number
+    policy = Policy(name.strip(), **kwargs)
+    return Rescored(policy, Rescore(**weights)) if weights else policy
 
 
 def read_file(path: str | Path) -> Logs:
@@ -136,7 +151,8 @@ class Row:
 
 
 def estimate(
-    lists: Sequence[LoggedList], candidates: Iterable[tuple[str, Policy]], positions: int = 3,
+    lists: Sequence[LoggedList], candidates: Iterable[tuple[str, Policy | Rescored]],
+    positions: int = 3,
     alpha: float = 0.05,
 ) -> list[Row]:
     """The logging policy's own rate, then each candidate's estimates."""
@@ -148,8 +164,11 @@ def estimate(
         n = min(len(log.rewards), positions)
         rewards[i, :n], shown[i, :n] = log.rewards[:n], True
     rows = [Row.of("logged", on_policy(rewards, shown, alpha))]
-    for name, policy in candidates:
-        rows += [Row.of(name, est) for est in evaluate(lists, policy, positions, alpha=alpha)]
+    for name, cand in candidates:
+        policy, rescore = (cand.policy, cand.rescore) if isinstance(cand, Rescored) else \
+            (cand, None)
+        rows += [Row.of(name, est) for est in evaluate(lists, policy, positions, alpha=alpha,
+                                                        rescore=rescore)]
     return rows
 
 

@@ -26,8 +26,9 @@ from refold.cli import cli, settings_from
               help="Simulated hours between refits.")
 @click.option("--only", multiple=True, metavar="POLICY",
               help="Run only these policies (repeatable): refold, refold-no-exploration, "
-                   "refold-epsilon, refold-plackett-luce-x2, refold-no-exposure, "
-                   "refold-no-mixer, popularity, random, oracle.")
+                   "refold-epsilon, refold-plackett-luce-x2, refold-popularity-blend, "
+                   "refold-popularity-first, refold-no-exposure, refold-no-mixer, "
+                   "popularity, random, oracle.")
 @click.option("--parallel", type=int, default=3, show_default=True,
               help="Policies run at a time (each has its own refitter and worker).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
@@ -81,7 +82,9 @@ def simulate(ctx: click.Context, users: int, items: int, days: float, seed: int,
                    "impressions and events topics, read to their current ends.")
 @click.option("--candidate", "candidates", multiple=True, metavar="POLICY[:K=V,...]",
               help="A policy to estimate, e.g. none, epsilon:epsilon=0.05, "
-                   "plackett_luce:temperature=0.2,candidates=40 (repeatable) [none].")
+                   "plackett_luce:temperature=0.2,candidates=40; with score=/popularity= it "
+                   "re-ranks the logged candidates, e.g. none:score=0,popularity=1 "
+                   "(repeatable) [none].")
 @click.option("--outcome", type=click.Choice(["click", "add_to_cart", "purchase"]),
               default="click", show_default=True,
               help="What a slot's success is: click (CTR@n) or purchase (conversion).")

@@ -171,6 +171,9 @@ class Recommendation(msgspec.Struct, kw_only=True):
     candidate_scores: list[float] | None = None
     """The scores of the candidates the policy drew from, best first (absent for `none`: the
     items' own scores): what off-policy evaluation re-applies other policies to."""
+    candidates: list[str] | None = None
+    """The ids of those candidates, in the same order: what off-policy evaluation re-ranks
+    with another model (absent for `none`: the items)."""
 
 
 class ShownItem(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -201,6 +204,8 @@ class Impression(msgspec.Struct, kw_only=True, omit_defaults=True):
     list_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """How many items the list had (the policy's K)."""
     candidate_scores: list[float] | None = None
+    candidates: list[str] | None = None
+    """The ids of the candidates, in the order of `candidate_scores`."""
     context: dict[str, Scalar] | None = None
 
 
@@ -327,13 +332,15 @@ def impression_of(
         items.append(ShownItem(item_id=item_id, position=pos,
                                propensity=it.propensity if same else None,
                                rank=it.rank, explored=it.explored))
-    scores = rec.candidate_scores
+    scores, candidates = rec.candidate_scores, rec.candidates
     if scores is None and rec.policy is not None and rec.policy.name == "none":
         scores = [it.score for it in rec.items]  # "none" draws the top K: they are the context
+        candidates = [it.item_id for it in rec.items]
     return validate_impression(Impression(
         impression_id=impression_id, rec_id=rec.rec_id, user_id=rec.user_id, shown_at=shown_at,
         items=items, source=rec.source, model_version=rec.model_version, policy=rec.policy,
-        list_size=len(rec.items) or None, candidate_scores=scores, context=context))
+        list_size=len(rec.items) or None, candidate_scores=scores, candidates=candidates,
+        context=context))
 
 
 def decode_similar(data: bytes) -> SimilarItems:

@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from consumers.control import RefitRequest, encode_request
+from models.rescore import Rescore
 from refold.core.config import Settings, environment
 from refold.core.errors import AppError
 from refold.core.kafka import make_admin, make_producer, produce
@@ -49,8 +50,11 @@ class Variant:
     shop: str | None = None
     """`random` or `oracle`: the shop draws the lists itself, no pipeline."""
     candidate: bool = False
-    """Differs from the logging variant in its exploration policy only: estimated off-policy
-    from the logging variant's logs, next to its own run's figures."""
+    """Differs from the logging variant in its exploration policy, or in `rerank`, only:
+    estimated off-policy from the logging variant's logs, next to its own run's figures."""
+    rerank: Rescore | None = None
+    """The shop re-ranks each list's logged candidates so (`models.rescore`) and draws its
+    page with the list's own exploration policy: another ranking tried in the shop."""
 
 
 class Pipeline:

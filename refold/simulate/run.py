@@ -5,7 +5,8 @@ Each variant gets the same customers (`producers.population`, same seed: same ta
 random draws) and its own pipeline (`refold.simulate.pipeline`), served by `refold.simulate.shop`.
 The *logging* variant (`refold`, the default settings) is the one whose impressions and events
 are read back from its topics when its run ends; each *candidate* (a variant that differs from it
-only in its exploration policy) is estimated from them with IPS, SNIPS and doubly robust
+only in its exploration policy, or in the shop re-ranking the lists' logged candidates with
+popularity, `models.rescore`) is estimated from them with IPS, SNIPS and doubly robust
 (`refold.ope`), and its estimate is set next to its `truth`: the CTR@3 its own run measured.
 Variants run `parallel` at a time (each waits on its pipeline most of the time).
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 from models.exploration import Policy
 from models.ope import OPEError
+from models.rescore import Rescore, Rescored
 from producers.population import Population, ShopConfig
 from refold.core.config import Settings
 from refold.ope import Logs, estimate, export, join, read_topics
@@ -34,9 +36,10 @@ LOGGING = "refold"
 
 def variants(settings: Settings) -> list[Variant]:
     """The compared policies: refold as configured, refold without exploration or exposure
-    feedback, two other exploration settings, refold ranking with the hand-set blend instead of
-    the learned mixer (none fitted, none served), popularity only (the trending list as it is:
-    no exploration, no exposure feedback), random, and the oracle."""
+    feedback, two other exploration settings, refold's candidates re-ranked by the shop with
+    popularity blended in or alone, refold ranking with the hand-set blend instead of the
+    learned mixer (none fitted, none served), popularity only (the trending list as it is: no
+    exploration, no exposure feedback), random, and the oracle."""
     explore = {"exploration": "epsilon", "exploration_epsilon": 0.1}
     softer = {"exploration": "plackett_luce",
               "exploration_temperature": round(settings.exploration_temperature * 2, 4)}
@@ -45,6 +48,10 @@ def variants(settings: Settings) -> list[Variant]:
         Variant("refold-no-exploration", {"exploration": "none"}, candidate=True),
         Variant("refold-epsilon", explore, candidate=True),
         Variant("refold-plackett-luce-x2", softer, candidate=True),
+        Variant("refold-popularity-blend", rerank=Rescore(score=1.0, popularity=0.5),
+                candidate=True),
+        Variant("refold-popularity-first", rerank=Rescore(score=0.0, popularity=1.0),
+                candidate=True),
         Variant("refold-no-exposure", {"exposure_strength": 0.0}),
         Variant("refold-no-mixer", {"mixer": False, "learn_mixer": False}),
         Variant("popularity", {"exploration": "none", "exposure_strength": 0.0},
@@ -66,7 +73,7 @@ class Outcome:
     name: str
     figures: dict[str, Any]
     seconds: float
-    policy: Policy | None = None
+    policy: Policy | Rescored | None = None
     logs: Logs | None = field(default=None, repr=False)
 
 
@@ -87,8 +94,10 @@ def run_variant(variant: Variant, shop: ShopConfig, settings: Settings, run: str
         pipeline.catch_up(shop_.sent)
         figures["metrics"] = pipeline.measured(figures["impressions"])
         logs = read_topics(pipeline.settings) if keep_logs else None
+        policy = policy_of(pipeline.settings)
         return Outcome(variant.name, figures, time.monotonic() - started,
-                       policy_of(pipeline.settings), logs)
+                       policy if variant.rerank is None else Rescored(policy, variant.rerank),
+                       logs)
 
 
 def simulate(shop: ShopConfig, settings: Settings, log_dir: Path, *,

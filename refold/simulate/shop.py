@@ -13,6 +13,11 @@ For a variant served by refold, the shop
    anyone clicks on it;
 3. asks for a refit every `refit_every` simulated seconds, after the refitter read everything.
 
+A variant with `rerank` (`models.rescore`) shows, instead of the list's first slots, the list its
+exploration policy draws (seeded by the list's `rec_id`) from the list's logged candidates ranked
+by another blend of their scores and popularity (clicks, carts and purchases before the page,
+counted from the events the shop sent, as `refold ope` counts them from the logs).
+
 `random` and `oracle` variants are served by the shop alone (random items; the items the
 customer is most likely to click now, which no recommender can know): the bounds refold is judged
 between. A customer gets recommendations once they have had an event (before that, refold has no
@@ -28,9 +33,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from consumers.recs_view import RecommendationsView
+from models.exploration import Policy
+from models.rescore import Popularity
 from producers.population import Page, Population
 from producers.sdk import EventProducer
 from refold.core.schemas import Event, Recommendation
@@ -56,6 +64,7 @@ class Shop:
         self.last_event: dict[str, str] = {}
         self.sent = 0
         self.pages = 0
+        self.popularity = Popularity()
         self._ts = 0
         self._producer: EventProducer | None = None
         self._view: RecommendationsView | None = None
@@ -88,6 +97,7 @@ class Shop:
         history = sorted((t + act.after, u, n, act) for u in range(self.pop.config.n_users)
                          for n, (t, acts) in enumerate(self.pop.history(u)) for act in acts)
         for k, (t, u, n, act) in enumerate(history):
+            self.popularity.add(act.item_id, act.event_type, t)
             self._send(Event(event_id=f"h{u}-{n}-{k}", user_id=f"u{u}", item_id=act.item_id,
                              event_type=act.event_type, event_time=t))
         self._producer.flush()
@@ -134,7 +144,7 @@ class Shop:
                 self.tally.impression(shown, explored)
                 if rec is not None:
                     self._producer.impression(  # type: ignore[union-attr]
-                        rec, shown=len(shown), shown_at=page.time, timestamp=self._stamp())
+                        rec, shown=shown, shown_at=page.time, timestamp=self._stamp())
             events += self._acts(page, shown)
             self.pages += 1
         self._send_all(events)
@@ -162,6 +172,14 @@ class Shop:
             best = np.argsort(-p, kind="stable")[:n]
             return [self.pop.catalog[i].item_id for i in best], [False] * n, None
         rec = self._latest(user)
+        if self.variant.rerank is not None and rec.candidates and rec.policy is not None:
+            self.popularity.advance(page.time)
+            items, explored = self.variant.rerank.draw(
+                Policy.from_description({k: v for k, v in msgspec.structs.asdict(
+                    rec.policy).items() if v is not None}), rec.candidates,
+                np.asarray(rec.candidate_scores), self.popularity.counts(rec.candidates),
+                len(rec.items), rec.rec_id or "")
+            return items[:n], explored[:n], rec
         items = rec.items[:n]
         return [it.item_id for it in items], [bool(it.explored) for it in items], rec
 
@@ -193,6 +211,7 @@ class Shop:
             ev = Event(event_id=f"e{page.user}-{page.session}-{page.page}-{k}",
                        user_id=page.user_id, item_id=act.item_id, event_type=act.event_type,
                        event_time=t)
+            self.popularity.add(ev.item_id, ev.event_type, t)
             self.last_event[page.user_id] = ev.event_id
             out.append(ev)
         return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from models.exploration import Policy
+from models.rescore import Rescore, Rescored
 from producers.population import ShopConfig
 from refold.ope import estimate, join, read_file
 from refold.simulate.run import simulate
@@ -49,3 +50,10 @@ def test_the_whole_loop_runs_and_its_logs_estimate_what_was_measured(make_settin
     exported = estimate(join(read_file(tmp_path / "logs.jsonl")), [("none", Policy())], 3)
     assert [(r.estimator, r.estimate) for r in exported[1:]] == [
         (e, rows["refold-no-exploration", e]["estimate"]) for e in ("ips", "snips", "dr")]
+    # lists log their candidates' ids, so another ranking of them is estimable offline
+    lists = join(read_file(tmp_path / "logs.jsonl"))
+    assert all(log.candidates is not None and log.popularity is not None for log in lists)
+    assert any(log.popularity.sum() > 0 for log in lists)
+    rescored = Rescored(Policy("plackett_luce", temperature=0.1), Rescore(popularity=1.0))
+    for r in estimate(lists, [("blend", rescored)], 3)[1:]:
+        assert r.ci_low <= r.estimate <= r.ci_high and 0 < r.ess <= len(lists), r

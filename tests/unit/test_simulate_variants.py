@@ -20,11 +20,16 @@ def test_every_variant_is_a_valid_change_of_the_settings() -> None:
         assert all(getattr(changed, k) == val for k, val in v.settings.items()), v.name
 
 
-def test_candidates_differ_only_in_exploration() -> None:
-    """Off-policy estimates re-apply a candidate's exploration to the logging run's lists."""
-    for v in variants(Settings()):
+def test_candidates_differ_only_in_exploration_or_the_shops_re_ranking() -> None:
+    """Off-policy estimates re-apply a candidate's exploration, and re-ranking of the logged
+    candidates, to the logging run's lists."""
+    chosen = variants(Settings())
+    for v in chosen:
         if v.candidate:
             assert set(v.settings) <= EXPLORATION and not v.fold_in and v.shop is None, v.name
+        else:
+            assert v.rerank is None, v.name
+    assert sum(v.rerank is not None for v in chosen if v.candidate) >= 2
 
 
 def test_the_mixer_runs_next_to_the_hand_set_blend() -> None:
