@@ -55,6 +55,8 @@ class Variant:
     rerank: Rescore | None = None
     """The shop re-ranks each list's logged candidates so (`models.rescore`) and draws its
     page with the list's own exploration policy: another ranking tried in the shop."""
+    default: bool = True
+    """Run unless `only` names others; False: only when named."""
 
 
 class Pipeline:

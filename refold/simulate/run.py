@@ -37,9 +37,10 @@ LOGGING = "refold"
 def variants(settings: Settings) -> list[Variant]:
     """The compared policies: refold as configured, refold without exploration or exposure
     feedback, two other exploration settings, refold's candidates re-ranked by the shop with
-    popularity blended in or alone, refold ranking with the hand-set blend instead of the
-    learned mixer (none fitted, none served), popularity only (the trending list as it is: no
-    exploration, no exposure feedback), random, and the oracle."""
+    popularity blended in or alone (only when named: each is another pipeline), refold ranking
+    with the hand-set blend instead of the learned mixer (none fitted, none served), popularity
+    only (the trending list as it is: no exploration, no exposure feedback), random, and the
+    oracle."""
     explore = {"exploration": "epsilon", "exploration_epsilon": 0.1}
     softer = {"exploration": "plackett_luce",
               "exploration_temperature": round(settings.exploration_temperature * 2, 4)}
@@ -49,9 +50,9 @@ def variants(settings: Settings) -> list[Variant]:
         Variant("refold-epsilon", explore, candidate=True),
         Variant("refold-plackett-luce-x2", softer, candidate=True),
         Variant("refold-popularity-blend", rerank=Rescore(score=1.0, popularity=0.5),
-                candidate=True),
+                candidate=True, default=False),
         Variant("refold-popularity-first", rerank=Rescore(score=0.0, popularity=1.0),
-                candidate=True),
+                candidate=True, default=False),
         Variant("refold-no-exposure", {"exposure_strength": 0.0}),
         Variant("refold-no-mixer", {"mixer": False, "learn_mixer": False}),
         Variant("popularity", {"exploration": "none", "exposure_strength": 0.0},
@@ -108,7 +109,8 @@ def simulate(shop: ShopConfig, settings: Settings, log_dir: Path, *,
     """Every variant (or those named in `only`), then the off-policy estimates; `export_to`:
     also write the logging variant's impressions and events there (JSON lines)."""
     run = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"  # two runs at once
-    chosen = [v for v in variants(settings) if only is None or v.name in only]
+    chosen = [v for v in variants(settings) if v.name in only] if only else \
+        [v for v in variants(settings) if v.default]
     with ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
         futures = [pool.submit(run_variant, v, shop, settings, run, log_dir, refit_every,
                                v.name == LOGGING, progress) for v in chosen]
