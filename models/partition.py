@@ -80,8 +80,7 @@ class PartitionState:
         """Items whose co-visit row changed since then: a refresh, or a row restored from a
         record of an earlier version (which kept it in the item's record)."""
 
-    def add_popularity(self, item: int, weight: float, t: float,
-                       newcomer: bool = False) -> None:
+    def add_popularity(self, item: int, weight: float, t: float, newcomer: bool = False) -> None:
         """`Trending.update`, noting the changed item (a rescale changes no record: each item's
         record says the shift it was written at, `Trending.load`). `newcomer`: the event's user
         had few events before it (adaptive trending's choice)."""
