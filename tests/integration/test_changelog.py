@@ -15,11 +15,10 @@ from refold.core.kafka import make_admin
 from refold.core.topics import create_topics, delete_topics
 from tests.integration import test_faults as faults
 from tests.integration.helpers import committed, wait_for
+from tests.integration.outcome import BOTH, assert_same_as
 from tests.integration.test_faults import (
-    BOTH,
     FAST,
     ThreadWorker,
-    assert_same_as,
     make_topics,
     publish,
     spawn,

@@ -31,15 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
-import numpy as np
 import pytest
 
 from consumers import model_source
-from consumers.recs_view import RecommendationsView
-from consumers.tail import TopicTail
 from models.foldin import ItemFactors
-from models.trending import at_shift
 from producers.sdk import EventProducer
 from producers.synth import SynthConfig, generate
 from refold.core.config import Settings
@@ -48,6 +43,7 @@ from refold.core.schemas import Event, Impression, Item, ShownItem
 from refold.core.topics import create_topics
 
 from .helpers import committed, delete_topics, free_port, wait_for
+from .outcome import BOTH, Final, assert_same_as, dead_letters, final_lists, final_state
 from .processes import RefoldProcess
 from .workers import WorkerThread
 
@@ -58,7 +54,6 @@ N_EVENTS = 3000
 N_IMPRESSIONS = 400
 RESENT = 40 + 20
 """Events and impressions sent twice."""
-BOTH = ("events", "impressions")
 FAST = {"heartbeat.interval.ms": 250, "session.timeout.ms": 6000}
 """A dead member is noticed within 6 s; members learn of a rebalance within 250 ms."""
 TXN_TIMEOUT_MS = 8000
@@ -214,45 +209,6 @@ def spawn(refold_process, settings: Settings, world: Input, log: Path, instance:
 # -- the final state and lists, and the uninterrupted run they must equal
 
 
-def final_state(settings: Settings) -> dict[bytes, dict]:
-    """The changelog as compaction would leave it: the latest committed value of every key."""
-    tail, latest = TopicTail(settings, settings.topic("changelog"), batch=10_000), {}
-
-    def keep(messages) -> None:
-        for m in messages:
-            latest[m.key()] = m.value()
-
-    try:
-        assert tail.catch_up(keep, 30)
-    finally:
-        tail.close()
-    return {k: msgspec.json.decode(v) for k, v in latest.items() if v is not None}
-
-
-def final_lists(settings: Settings) -> dict[str, tuple]:
-    with RecommendationsView(settings) as view:
-        assert view.catch_up(30)
-        return {u: ([i.item_id for i in r.items], [i.score for i in r.items], r.source,
-                    r.model_version, r.cause.event_id, r.cause.partition, r.cause.offset,
-                    r.rec_id, [i.propensity for i in r.items], r.candidate_scores)
-                for u, r in view.latest.items()}
-
-
-def dead_letters(settings: Settings) -> list:
-    tail, out = TopicTail(settings, settings.topic("dead_letter")), []
-    try:
-        assert tail.catch_up(out.extend, 20)
-    finally:
-        tail.close()
-    return out
-
-
-@dataclass
-class Final:
-    state: dict[bytes, dict]
-    lists: dict[str, tuple]
-
-
 @pytest.fixture(scope="module")
 def reference(bootstrap: str, world: Input) -> Iterator[Final]:
     """One uninterrupted worker over the whole input."""
@@ -267,60 +223,6 @@ def reference(bootstrap: str, world: Input) -> Iterator[Final]:
     assert w.worker.counts["demoted"] > 0  # exposure feedback changed lists
     yield Final(final_state(s), final_lists(s))
     delete_topics(prefix)
-
-
-def assert_close(got: list | None, want: list | None, user: str) -> None:
-    """Scores, propensities and candidate scores agree to float32 precision; a reserved
-    slot's propensity is None in both."""
-    if got is None or want is None:
-        assert got == want, user
-        return
-    assert [g is None for g in got] == [w is None for w in want], user
-    assert [g for g in got if g is not None] == pytest.approx(
-        [w for w in want if w is not None], rel=1e-5, abs=1e-6), user
-
-
-def at_meta_shift(entry: dict, meta: dict) -> dict:
-    """An item record with its popularity as of the partition's last rescale: records written
-    either side of a rescale (batches end at different events in each run) hold one state."""
-    if "pop" not in entry:
-        return entry
-    pop = at_shift(np.array(entry["pop"]), np.array(entry.get("sh", 0)),
-                   np.array(meta.get("sh", 0)))
-    return {**{k: v for k, v in entry.items() if k != "sh"}, "pop": pop.tolist()}
-
-
-def assert_same_as(reference: Final, settings: Settings,
-                   dead_letters_at_least_once: bool = False) -> None:
-    state, lists = final_state(settings), final_lists(settings)
-    assert state.keys() == reference.state.keys()
-    for key, want in reference.state.items():
-        got = state[key]
-        if key.endswith(b"/meta") or "history" in want:  # users, offsets, counters: exact
-            assert got == want, key
-        else:  # an item of a partition: exact popularity and users; its vector, nearly
-            meta = reference.state[key.split(b"/")[0] + b"/meta"]
-            got, want = at_meta_shift(got, meta), at_meta_shift(want, meta)
-            vec, want_vec = got.pop("vec", None), want.get("vec")
-            assert got == {k: v for k, v in want.items() if k != "vec"}, key
-            assert (vec is None) == (want_vec is None), key
-            if vec is not None:
-                assert vec == pytest.approx(want_vec, rel=1e-4, abs=1e-6), key
-    assert lists.keys() == reference.lists.keys()
-    for user, want in reference.lists.items():
-        got = lists[user]
-        assert (got[0], got[2:7]) == (want[0], want[2:7]), user
-        assert got[7] == want[7], user  # rec_id
-        for g, w in ((got[1], want[1]), (got[8], want[8]), (got[9], want[9])):
-            assert_close(g, w, user)
-    letters = dead_letters(settings)
-    sources = sorted((dict(m.headers())["source_topic"].decode(),
-                      int(dict(m.headers())["source_partition"])) for m in letters)
-    every = sorted((settings.topic(t), p) for t in BOTH for p in range(PARTITIONS))
-    if dead_letters_at_least_once:
-        assert sorted(set(sources)) == every
-    else:  # every poison message once, however many crashes
-        assert sources == every
 
 
 def test_the_reference_run_exercises_every_kind_of_state(reference: Final) -> None:

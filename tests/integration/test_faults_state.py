@@ -17,15 +17,11 @@ from tests.conftest import delete_prefixed
 
 from . import test_faults as faults
 from .helpers import committed, wait_for
+from .outcome import BOTH, Final, assert_same_as, final_lists, final_state
 from .test_faults import (
-    BOTH,
     FAST,
     TXN_TIMEOUT_MS,
-    Final,
     Input,
-    assert_same_as,
-    final_lists,
-    final_state,
     make_topics,
     publish,
     spawn,
