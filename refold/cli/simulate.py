@@ -26,10 +26,10 @@ from refold.cli import cli, settings_from
               help="Simulated hours between refits.")
 @click.option("--only", multiple=True, metavar="POLICY",
               help="Run only these policies (repeatable): refold, refold-no-exploration, "
-                   "refold-epsilon, refold-plackett-luce-x2, refold-popularity-blend, "
-                   "refold-popularity-first, refold-no-exposure, refold-no-mixer, "
-                   "popularity, random, oracle (the two popularity re-rankings run only "
-                   "when named).")
+                   "refold-epsilon, refold-plackett-luce-x2, refold-popularity-light, "
+                   "refold-popularity-blend, refold-popularity-first, refold-no-exposure, "
+                   "refold-no-mixer, popularity, random, oracle (the popularity re-rankings "
+                   "run only when named).")
 @click.option("--parallel", type=int, default=3, show_default=True,
               help="Policies run at a time (each has its own refitter and worker).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")

@@ -37,10 +37,10 @@ LOGGING = "refold"
 def variants(settings: Settings) -> list[Variant]:
     """The compared policies: refold as configured, refold without exploration or exposure
     feedback, two other exploration settings, refold's candidates re-ranked by the shop with
-    popularity blended in or alone (only when named: each is another pipeline), refold ranking
-    with the hand-set blend instead of the learned mixer (none fitted, none served), popularity
-    only (the trending list as it is: no exploration, no exposure feedback), random, and the
-    oracle."""
+    popularity blended in lightly, more, or alone (only when named: each is another pipeline),
+    refold ranking with the hand-set blend instead of the learned mixer (none fitted, none
+    served), popularity only (the trending list as it is: no exploration, no exposure
+    feedback), random, and the oracle."""
     explore = {"exploration": "epsilon", "exploration_epsilon": 0.1}
     softer = {"exploration": "plackett_luce",
               "exploration_temperature": round(settings.exploration_temperature * 2, 4)}
@@ -49,6 +49,8 @@ def variants(settings: Settings) -> list[Variant]:
         Variant("refold-no-exploration", {"exploration": "none"}, candidate=True),
         Variant("refold-epsilon", explore, candidate=True),
         Variant("refold-plackett-luce-x2", softer, candidate=True),
+        Variant("refold-popularity-light", rerank=Rescore(score=1.0, popularity=0.2),
+                candidate=True, default=False),
         Variant("refold-popularity-blend", rerank=Rescore(score=1.0, popularity=0.5),
                 candidate=True, default=False),
         Variant("refold-popularity-first", rerank=Rescore(score=0.0, popularity=1.0),
