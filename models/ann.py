@@ -161,14 +161,16 @@ class MipsIndex:
         return with_columns(found, merged)
 
     def score_range(self, X: np.ndarray, vectors: np.ndarray, hidden: np.ndarray | None = None,
-                    exclude: list[np.ndarray] | None = None, n: int = 8) -> np.ndarray:
+                    exclude: list[np.ndarray] | None = None, n: int = 8,
+                    found: np.ndarray | None = None) -> np.ndarray:
         """Per row, max |x·y| over shown items (approximately: the best of x and of −x, and the
         pending items), the session blend's f_max. `vectors` are indexed by label; `hidden` (a
-        mask) and each row's `exclude` (labels) are not shown."""
+        mask) and each row's `exclude` (labels) are not shown. `found`: what `candidates`
+        retrieved for `X` (a wider beam than `n`): then only −x is searched."""
         X = np.atleast_2d(X).astype(np.float32)
         n += max(map(len, exclude), default=0) if exclude is not None else 0
-        cands = with_columns(np.hstack([self.search(X, n), self.search(-X, n)]),
-                             [self.pending] * len(X))
+        plus = self.search(X, n) if found is None else found  # x's best are retrieved already
+        cands = with_columns(np.hstack([plus, self.search(-X, n)]), [self.pending] * len(X))
         safe = np.maximum(cands, 0)
         S = np.abs(np.einsum("bck,bk->bc", vectors[safe], X))
         S[cands < 0] = 0.0

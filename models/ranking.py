@@ -219,7 +219,7 @@ class Ranker:
         blend = cfg.session_weight != 0 and any(s is not None for s in sessions)
         f_max = None
         if blend:
-            f_max = index.score_range(X, m.Y, hidden, excluded)
+            f_max = index.score_range(X, m.Y, hidden, excluded, found=cands)
             if len(new):  # the partition's new items, shown and not excluded
                 shown = ~hidden[new]
                 Sn = np.abs(X @ V[shown].T)
