@@ -105,8 +105,8 @@ class Processor(Protocol):
     `on_partitions_assigned` may return partitions that are not ready yet (their state is being
     restored): the loop pauses them, keeps polling the others, and resumes each one once
     `resumable()` (asked between batches, optional) names it. `quarantine(msg, exc)` (optional)
-    is told the message whose handling kept raising (`consumers.isolate`): the processor rejects
-    it in the next batch, which holds it alone; without it, the loop raises.
+    is told the message whose handling kept raising (`consumers.isolate`): the processor deals
+    with it when it is read again (the worker: `consumers.suspects`); without it, the loop raises.
     """
 
     def handle(self, messages: list[Message], out: Output) -> None: ...

@@ -182,6 +182,23 @@ class DeadLetters:
         out.produce(self.topic, value, msg.key(), headers)
         log.warning("dead letter %s: %s (%s)", where(msg), err, err.error_class)
 
+    def send_state(self, out: Output, topic: str, partition: int, key: bytes, value: bytes,
+                   reason: str, met_by: Message, now: float | None = None) -> None:
+        """Publish a stored state record that made handling raise (`bad_state`): its key and
+        bytes as stored, where it was kept (`topic`, the changelog, and `partition`; offset -1:
+        a store does not keep its records' offsets) and the message that met it (`met_by`)."""
+        now = time.time() if now is None else now
+        headers = [("reason", reason.encode()), ("error_class", b"bad_state"),
+                   ("source_topic", topic.encode()), ("source_partition", str(partition).encode()),
+                   ("source_offset", b"-1"), ("failed_at", f"{now:.6f}".encode()),
+                   ("met_by", where(met_by).encode())]
+        if len(value) > self.keep_bytes:
+            value, extra = truncated_copy(value, self.keep_bytes)
+            headers += extra
+        out.produce(self.topic, value, key, headers)
+        log.warning("dead letter: the stored state %r of %s[%d], met by %s: %s", key, topic,
+                    partition, where(met_by), reason)
+
     def count(self, counts: Counter[str]) -> None:
         """Add a committed batch's rejects to the totals (aborted batches are not counted)."""
         self.counts.update(counts)

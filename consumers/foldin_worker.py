@@ -52,9 +52,10 @@ from consumers.deadletter import (
 )
 from consumers.feedback import Feedback, Op
 from consumers.loop import Output, next_offsets
-from consumers.poison import check_numbers, exception_reason
+from consumers.poison import check_numbers
 from consumers.state.memory import MemoryState
 from consumers.state.stored import StoreState
+from consumers.suspects import Suspects
 from consumers.undo import BatchUndo
 from models.foldin import ItemFactors
 from models.recommender import OnlineRecommender, PreparedFactors, Recs
@@ -112,9 +113,8 @@ class FoldInWorker:
         exposure feedback changed), dead_letters, changelog_records, changelog_bytes."""
         self.undo = BatchUndo(recommender, {}, {})
         """The batch's partitions as they were (users: `state`)."""
-        self._quarantined: dict[tuple[str, int, int], str] = {}
-        """Messages whose handling kept raising: rejected when read again."""
-        self._rejected_now: list[tuple[str, int, int]] = []
+        self.suspects = Suspects(self.state.reset_user, self.dead_letters, self.changelog.topic)
+        """Messages whose handling kept raising (`consumers.suspects`)."""
         self._crash = CrashPoint.from_env()
         self._swaps = 0
         self._held: set[int] = set()
@@ -144,6 +144,10 @@ class FoldInWorker:
         for msg in messages:
             try:
                 item = self._check(msg, now)
+                if self.suspects and self.suspects.meet(item.user_id, msg, out, now):
+                    self._staged_dead["bad_state"] += 1  # and the user starts again
+                    self._staged["users_reset"] += 1
+                    done.dead_letters.append("bad_state")
             except Rejected as err:
                 self.dead_letters.send(out, msg, err, now)
                 self._staged_dead[err.error_class] += 1
@@ -209,10 +213,9 @@ class FoldInWorker:
         self.state.commit()
         self.undo.clear()
         self._tombstones.clear()
-        for key in self._rejected_now:
-            self._quarantined.pop(key, None)
-        self._rejected_now.clear()
+        self.suspects.commit()
         self.counts.update(self._staged)
+        M.STATE_USERS_RESET.inc(self._staged["users_reset"])
         M.DUPLICATES.inc(self._staged["duplicates"])
         self.counts["dead_letters"] += sum(self._staged_dead.values())
         self.dead_letters.count(self._staged_dead)
@@ -233,7 +236,7 @@ class FoldInWorker:
         """The batch aborted: put back every touched user's state and the popularity."""
         _, partitions = self.undo.revert()
         self.state.abort()
-        self._rejected_now.clear()
+        self.suspects.abort()
         log.warning("rolled back the state of %d partition(s) and their users", partitions)
         self._staged.clear()
         self._staged_dead.clear()
@@ -309,8 +312,9 @@ class FoldInWorker:
         return self.state.reports
 
     def quarantine(self, msg: Message, exc: BaseException) -> None:
-        """`msg` raised whenever it was handled: reject it when it is read again."""
-        self._quarantined[(msg.topic(), msg.partition(), msg.offset())] = exception_reason(exc)
+        """`msg` raised whenever it was handled: when it is read again, handle it on its user's
+        reset state, or, if it raised so already, reject it (`consumers.suspects`)."""
+        self.suspects.isolated((msg.topic(), msg.partition(), msg.offset()), exc)
 
     # -- start, stop and hooks for other processes
 
@@ -351,12 +355,10 @@ class FoldInWorker:
     # -- internals
 
     def _check(self, msg: Message, now: float) -> Event | Impression:
-        if self._quarantined:  # forgotten once the batch rejecting it commits
-            key = (msg.topic(), msg.partition(), msg.offset())
-            reason = self._quarantined.get(key)
-            if reason is not None:
-                self._rejected_now.append(key)
-                raise Rejected("", f"handling it raised {reason}", "exception")
+        reason = self.suspects.reject((msg.topic(), msg.partition(), msg.offset())) \
+            if self.suspects else None
+        if reason is not None:
+            raise Rejected("", f"handling it raised {reason}", "exception")
         if msg.topic() == self.impressions_topic:
             return check_impression_message(msg.key(), msg.value(), self.limits, now)
         event = check_event_message(msg.key(), msg.value(), self.limits, now)
@@ -366,7 +368,6 @@ class FoldInWorker:
         except ModelError as exc:
             raise Rejected("", str(exc), "model") from None
         return event
-
 
     def summary(self, seconds: float) -> str:
         """One line: what was done, how fast."""

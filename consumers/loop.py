@@ -30,8 +30,9 @@ if it did, the batch is done, if not, it is redone as after an abort.
 a crash in between delivers outputs again (the worker's id de-dup keeps its state exact). Test
 hook: `consumers.crash` (`REFOLD_TEST_CRASH_AT`) kills between produce and commit. A `handle()`
 that raises is rolled back like a failed transaction and retried smaller and smaller
-(`consumers.isolate`) until its one message is found: `quarantine` dead-letters it. Partitions
-whose state is restoring are paused (`consumers.rebalance`). `stop()` lets a batch commit first.
+(`consumers.isolate`) until its one message is found, for the processor's `quarantine`.
+Partitions whose state is restoring are paused (`consumers.rebalance`). `stop()` lets a batch
+commit first.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ is not expired, whichever user of the partition it came with (`seen`).
 
 from __future__ import annotations
 
+import binascii
 import logging
+import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -145,6 +147,23 @@ class LocalState:
             self.cache.put(user_id, fresh)
             return fresh
         return entry
+
+    def reset(self, user_id: str, partition: int) -> bytes | None:
+        """Give the user an empty state in place of the stored one, which made handling raise;
+        returns the stored record (None: the store holds none). The user's event ids are kept
+        (re-sent events stay duplicates) if the record still yields them, as a restore's index
+        read it. The store keeps the old record until the batch commits the new one."""
+        raw = self.stores[partition].get(user_key(user_id))
+        if raw is None:
+            return None
+        try:
+            last, ids = index_of(raw)
+        except (ValueError, msgspec.DecodeError, binascii.Error, struct.error):
+            last, ids = None, []
+        self.cache.put(user_id, UserEntry(self.new_history(), dict(ids), partition,
+                                          self._bucket(last)))
+        self._touched.add(user_id)
+        return raw
 
     def new_user(self, user_id: str, partition: int) -> UserEntry:
         entry = UserEntry(self.new_history(), {}, partition)

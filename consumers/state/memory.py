@@ -94,6 +94,20 @@ class MemoryState:
         self.undo.save_user(msg.user_id, partition)
         return not self.recent.seen(msg.user_id, msg_id)
 
+    def reset_user(self, user_id: str, partition: int) -> tuple[bytes, bytes] | None:
+        """Start the user again from an empty history (its recent ids kept); (changelog key,
+        the user's record as it was, or b"" if even that raises), None for an unknown user."""
+        if user_id not in self.partition_of:
+            return None
+        self.undo.save_user(user_id, partition)
+        try:
+            value = changelog.user_value(self.recommender.user_state(user_id) or {},
+                                         self.recent.by_user.get(user_id, {}))
+        except Exception:  # the state is what is broken
+            value = b""
+        self.recommender.drop_user(user_id)
+        return changelog.user_key(user_id), value
+
     def write(self, out: Output, users: Iterable[str], offsets: list[TopicPartition],
               deleted: Iterable[tuple[int, str]] = ()) -> tuple[int, int]:
         rec, records, size = self.recommender, 0, 0

@@ -183,6 +183,14 @@ class StoreState:
             self._dedup[partition] = t
         return True
 
+    def reset_user(self, user_id: str, partition: int) -> tuple[bytes, bytes] | None:
+        """Start the user again from an empty state (`LocalState.reset`); (changelog key, the
+        stored record it replaces), None if the partition's store holds no record of the user.
+        An abort puts the stored state back."""
+        self.recommender.drop_user(user_id)
+        raw = self.local.reset(user_id, partition)
+        return None if raw is None else (changelog.user_key(user_id), raw)
+
     def write(self, out: Output, users: Iterable[str], offsets: list[TopicPartition],
               deleted: Iterable[tuple[int, str]] = ()) -> tuple[int, int]:
         """The batch's changelog records: tombstones of `deleted` items' records, users,

@@ -109,6 +109,10 @@ STATE_STORE_MEMORY = Gauge(
 EXPIRED_USERS = Counter(
     "refold_expired_users", "Users tombstoned because inactive beyond user_expiry_seconds.",
     **_NO_REGISTRY)
+STATE_USERS_RESET = Counter(
+    "refold_state_users_reset", "Users whose stored state made handling their message raise, "
+    "reset to an empty state (the record goes to the dead letters as bad_state).",
+    **_NO_REGISTRY)
 
 GUARD_EVENTS = Counter(
     "refold_guard_events", "Positive events the bot and shill guard kept out of the shared "
@@ -308,7 +312,7 @@ KNOWN_LABELS: dict[Counter | Histogram, list[dict[str, str]]] = {
     DEAD_LETTERS: [{"reason": r} for r in (
         "not_json", "not_utf8", "null_value", "unknown_type", "empty_id", "schema", "oversize",
         "future_time", "key_mismatch", "model", "too_deep", "out_of_range", "exception",
-        "missing_field", "bad_time", "not_object")],
+        "missing_field", "bad_time", "not_object", "bad_state")],
     BRIDGE_RECORDS: [{"outcome": o} for o in ("events", "dead_letters", "skipped")],
     STATE_CACHE_LOOKUPS: [{"result": r} for r in ("hit", "miss")],
     REBALANCES: [{"kind": k} for k in ("assign", "revoke", "lost")],

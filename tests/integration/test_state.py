@@ -192,6 +192,7 @@ def test_poison_messages_are_dead_letters_and_the_partitions_move_on(
     w.stop()
     assert w.worker.counts["events"] == len(events)  # nothing valid lost
     assert w.loop.stats.handle_failures >= 3  # retried, then isolated
+    assert w.worker.counts["users_reset"] == 0  # tried on an empty state, it raised still
     tail, letters = TopicTail(s, s.topic("dead_letter")), []
     try:
         assert tail.catch_up(letters.extend, 20)

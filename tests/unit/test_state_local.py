@@ -135,3 +135,25 @@ def test_a_user_keeps_at_most_the_cap_of_ids(tmp_path, cap) -> None:
     ids = list(st.user("u", 0, 5.0).ids)
     assert ids == (["e3", "e4"] if cap else [f"e{n}" for n in range(5)])
     assert (st.stores[0].event("e0") is None) == bool(cap)
+
+
+def test_a_reset_user_starts_empty_keeps_its_ids_and_moves_its_activity_entry(tmp_path) -> None:
+    st = state(tmp_path, user_horizon=Horizon(30 * DAY), id_horizon=Horizon(DAY))
+    apply(st, [("u1", 0, "e1", 1, 0.0)], 0.0)
+    stored = st.stores[0].get(user_key("u1"))
+    assert st.reset("u1", 0) == stored and st.reset("nobody", 0) is None
+    st.abort()  # the stored state comes back
+    assert st.user("u1", 0, 0.0).history.events()["item"].tolist() == [1]
+    assert st.reset("u1", 0) == stored
+    entry = st.user("u1", 0, 0.5 * DAY)
+    assert len(entry.history) == 0 and list(entry.ids) == ["e1"]
+    assert st.seen(entry, "e1", 0, 0.5 * DAY)  # still a duplicate within its horizon
+    entry.history.add(2, 1.0, 20 * DAY)
+    st.remember("u1", entry, "e2", 20 * DAY, 20 * DAY)
+    st.stage_user("u1")
+    st.commit({0: 2})
+    st.close_all()
+    st = state(tmp_path, user_horizon=Horizon(30 * DAY), id_horizon=Horizon(DAY))
+    assert st.inactive(0, 45 * DAY, 10) == []  # the old activity entry went with the reset
+    again = st.user("u1", 0, 20 * DAY)
+    assert again.history.events()["item"].tolist() == [2] and list(again.ids) == ["e2"]
