@@ -238,7 +238,10 @@ class UserHistory:
             h.feedback = UserFeedback.from_state(state["feedback"], index or int)
         if state.get("open"):
             h.continuation = Continuation.from_state(state["open"], index)
-        first = state.get("first")  # states written before it was kept: the oldest event held
+        # None (columns empty) for a user with no event yet, whose record exists for the
+        # impressions it was shown; absent in states written before it was kept: there the
+        # oldest event held stands in
+        first = state.get("first")
         h.first_time = first if first is not None else (
             float(np.min(state["times"])) if len(state["times"]) else None)
         return h

@@ -146,7 +146,8 @@ def _history(rng: np.random.Generator, n: int) -> dict[str, Any]:
             "weights": rng.choice([1.0, 3.0, 5.0, -2.0], n).astype(np.float32).tolist(),
             "times": (1.7e9 + np.sort(rng.uniform(0, 86_400 * 30, n))).tolist(),
             "seqs": list(range(start, start + n)), "sessions": [k // 8 for k in range(n)],
-            "blocked": [], "consumed": [f"i{i}" for i in items[:3].tolist()]}
+            "blocked": [], "consumed": [f"i{i}" for i in items[:3].tolist()],
+            "first": 1.7e9}
 
 
 def _ids(u: int, n: int) -> list[str]:

@@ -3,7 +3,9 @@ expired, and forgets exactly the ids a full scan would."""
 
 from __future__ import annotations
 
-from consumers.state.records import UserEntry
+import msgspec
+
+from consumers.state.records import UserEntry, decode_user, encode_user
 from models.history import UserHistory
 
 
@@ -41,3 +43,21 @@ def test_an_entry_whose_oldest_time_is_unknown_scans() -> None:
     e.remember("c", 9.0)
     e.forget(lambda t: t >= 3.0, 0)
     assert e.ids == {"b": 5.0, "c": 9.0} and e.oldest == 5.0
+
+
+def test_a_user_with_impressions_and_no_event_yet_round_trips_without_a_first_time() -> None:
+    """Such a user's record is the one written without a first event time: a page is reported
+    before the user's first event (or before the next event of an expired user). Its columns
+    are empty arrays once decoded; the restore must take it as it is."""
+    from models.feedback import FeedbackConfig, UserFeedback
+
+    h = UserHistory(max_events=5)
+    h.feedback = UserFeedback.new(FeedbackConfig(), new_user=True)
+    value = encode_user(UserEntry(h, {"~imp/x1": 50.0}, partition=1), ["sku-1"])
+    assert msgspec.json.decode(value)["history"]["first"] is None
+    back = decode_user(value, {"sku-1": 0}.__getitem__, partition=1)
+    assert (back.history.seq, back.history.first_time, back.ids) == (0, None, {"~imp/x1": 50.0})
+    assert back.history.feedback is not None
+    back.history.add(0, 1.0, t=60.0)
+    again = decode_user(encode_user(back, ["sku-1"]), {"sku-1": 0}.__getitem__, partition=1)
+    assert again.history.first_time == 60.0
