@@ -27,7 +27,13 @@ import msgspec
 from consumers.changelog import VERSION, RestoredPartition, parse_key, user_key
 from consumers.state.cache import BoundedCache
 from consumers.state.kv import Resources
-from consumers.state.records import UserEntry, decode_user, encode_user, index_of
+from consumers.state.records import (
+    UserEntry,
+    decode_user,
+    encode_user,
+    index_entries,
+    index_of,
+)
 from consumers.state.store import Checkpoint, PartitionStore, StoreBatch
 from models.expiry import Horizon
 from models.history import UserHistory
@@ -288,6 +294,11 @@ def derive_user_indexes(user_horizon: Horizon) -> Callable[[bytes, bytes | None,
 
     def derive(key: bytes, old: bytes | None, new: bytes | None, batch: StoreBatch) -> None:
         if key[:2] == b"~p":  # a partition's record (a user key never starts so: `user_key`)
+            return
+        if old is None and new is not None:  # a new user of the store (all of a new disk's)
+            last, ids, times = index_entries(new)
+            batch.activity(key, None, None if last is None else user_horizon.bucket(last))
+            batch.packed_event_ids(key, ids, times)
             return
         last0, ids0 = index_of(old) if old is not None else (None, [])
         last1, ids1 = index_of(new) if new is not None else (None, [])

@@ -61,3 +61,28 @@ def test_a_user_with_impressions_and_no_event_yet_round_trips_without_a_first_ti
     back.history.add(0, 1.0, t=60.0)
     again = decode_user(encode_user(back, ["sku-1"]), {"sku-1": 0}.__getitem__, partition=1)
     assert again.history.first_time == 60.0
+
+
+def test_index_entries_say_what_index_of_says() -> None:
+    """The new-disk restore's reading of a record (times as bytes) against the general one, on
+    records with and without id times, with no event, and with ids newer than the events."""
+    import struct
+
+    from consumers.changelog import user_value
+    from consumers.state.records import index_entries, index_of
+
+    h = UserHistory(max_events=3)
+    for t in (10.0, 30.0, 20.0, 40.0):
+        h.add(0, 1.0, t=t)
+    records = [
+        encode_user(UserEntry(h, {"a": 5.0, "b": 45.0}, 0), ["x"]),  # an id after the events
+        encode_user(UserEntry(h, {}, 0), ["x"]),
+        encode_user(UserEntry(UserHistory(3), {"~imp/1": 7.0}, 0), ["x"]),  # no event
+        encode_user(UserEntry(UserHistory(3), {}, 0), ["x"]),
+        user_value(h.to_state(["x"]), ["old-1", "old-2"]),  # an earlier version: no id times
+    ]
+    for value in records:
+        last, pairs = index_of(value)
+        last2, ids, raw = index_entries(value)
+        assert last2 == last and ids == [i for i, _ in pairs]
+        assert list(struct.unpack(f"<{len(ids)}d", raw)) == [t for _, t in pairs]
