@@ -26,7 +26,8 @@ commit) hands the batch's records to the stores; `rollback` (after an abort) put
 partitions back and evicts the batch's users, so the re-read batch meets the state it first saw.
 Assigned partitions' state is restored before any of their messages is read (on a thread, the
 partitions paused until `resumable` names them). A message whose handling keeps raising is
-`quarantine`d by the loop (`consumers.isolate`): a dead letter with the exception as reason.
+`quarantine`d by the loop (`consumers.isolate`): a dead letter with the exception as reason, or,
+if on an empty state it does not raise, its user's stored state is (`consumers.suspects`).
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class FoldInWorker:
         self.feedback.apply(after, done.feedback)
         self._staged["impressions"] += len(ops) - len(batch)
         records, size = self.state.write(
-            out, {op[0].user_id: None for op in ops},
+            out, {**self.suspects.reset_users, **{op[0].user_id: None for op in ops}},
             [tp for tp in next_offsets(messages) if tp.topic == self.events_topic],
             list(self._tombstones))  # impressions change users only
         self._staged["changelog_records"] += records

@@ -61,6 +61,9 @@ class Suspects:
         self._reject: dict[Key, str] = {}
         self._now: list[Key] = []
         """Keys the current batch acted on (forgotten when it commits)."""
+        self.reset_users: dict[str, None] = {}
+        """Users the current batch reset: their records are written whatever the batch applies
+        to them (the message that met the bad state may be a duplicate)."""
 
     def __bool__(self) -> bool:
         return bool(self._retry or self._reject)
@@ -105,6 +108,7 @@ class Suspects:
         self.dead_letters.send_state(
             out, self.topic, msg.partition(), *reset, f"handling a message of the user raised "
             f"{reason}: the user starts again from an empty state", msg, now)
+        self.reset_users[user_id] = None
         return True
 
     def commit(self) -> None:
@@ -112,6 +116,8 @@ class Suspects:
             self._retry.pop(key, None)
             self._reject.pop(key, None)
         self._now.clear()
+        self.reset_users.clear()
 
     def abort(self) -> None:
         self._now.clear()
+        self.reset_users.clear()

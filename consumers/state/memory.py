@@ -106,6 +106,7 @@ class MemoryState:
         except Exception:  # the state is what is broken
             value = b""
         self.recommender.drop_user(user_id)
+        self.recommender.users.get_or_create(user_id, partition)  # empty, written at the end
         return changelog.user_key(user_id), value
 
     def write(self, out: Output, users: Iterable[str], offsets: list[TopicPartition],
