@@ -113,7 +113,6 @@ class StoreBatch:
         changes.extend((EVENT_IDS + i.encode(), None) for i in removed)
         changes.extend((EVENT_IDS + i.encode(), pack(t) + user_key) for i, t in added)
 
-
     def packed_event_ids(self, user_key: bytes, ids: list[str], times: bytes) -> None:
         """`event_ids` of a user new to the store, with the ids' times as little-endian float64
         bytes (8 per id, as a user record keeps them): the index values are sliced from them."""
