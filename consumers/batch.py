@@ -35,7 +35,7 @@ class Output:
         self.failed_topics: list[str] = []
         """The topic of each failed delivery: what a missing WRITE permission names."""
         self.topics: set[str] = set()
-        """Every topic produced to."""
+        """Every topic produced to (or tried: a refusal names the topic it was for)."""
         self._on_delivery = self._delivered if track_delivery else None
 
     def produce(self, topic: str, value: bytes | None, key: bytes | str | None = None,
@@ -48,10 +48,10 @@ class Output:
         callback = self._on_delivery
         if on_delivery is not None:
             callback = on_delivery if callback is None else _both(callback, on_delivery)
+        self.topics.add(topic)  # first: a producer in an error state refuses with the cause
         produce(self.producer, topic, value, key, partition=partition, headers=headers,
                 on_delivery=callback)
         self.produced += 1
-        self.topics.add(topic)
 
     def serve_reports(self, timeout: float = 5.0, *, until_failure: bool = False) -> None:
         """Serve the delivery reports still queued, for up to `timeout` s. After a commit
