@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,6 +46,14 @@ from refold.core.schemas import (
 
 Op = tuple[Event | Impression, int]
 """A message of the batch in stream order, with its partition."""
+
+
+class Trigger(NamedTuple):
+    """What a list no event caused is drawn for (`consumers.republish`): the id its `rec_id` is
+    made from, and the time it is ranked at."""
+
+    event_id: str
+    event_time: float
 
 
 @dataclass
@@ -92,7 +100,7 @@ class Feedback:
             else:
                 self._acted(msg, partition, facts)
 
-    def decide(self, ev: Event, recs: Recs, facts: Facts) -> Decision:
+    def decide(self, ev: Event | Trigger, recs: Recs, facts: Facts) -> Decision:
         """The user's list, drawn from `recs` (the ranked candidates, `depth` of them)."""
         rec = self.recommender
         fb = self._feedback(rec.users.get_or_create(recs.user_id, rec.users.partition_of(
@@ -109,7 +117,7 @@ class Feedback:
         if recs.reasons:  # a reserved item keeps its reason wherever the policy draws it
             why = {i: r for i, r in zip(recs.items, recs.reasons, strict=True) if r}
             d = replace(d, reasons=[why.get(i) for i in d.items])
-        replaced = fb.published(rec_id)
+        replaced = fb.published(rec_id, d.items)
         if replaced is not None:
             facts.replaced.append(replaced)
         facts.decisions.append(d)

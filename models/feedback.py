@@ -51,17 +51,21 @@ class FeedbackConfig:
 class UserFeedback:
     """Exposure, attribution and first conversion of one user."""
 
-    __slots__ = ("attribution", "conversion", "exposure", "list_id", "list_impressions")
+    __slots__ = ("attribution", "conversion", "exposure", "list_id", "list_impressions",
+                 "list_items")
 
     def __init__(self, exposure: Exposure, attribution: Attribution,
                  conversion: FirstConversion, list_id: str | None = None,
-                 list_impressions: int = 0) -> None:
+                 list_impressions: int = 0, list_items: tuple[str, ...] = ()) -> None:
         self.exposure = exposure
         self.attribution = attribution
         self.conversion = conversion
         self.list_id = list_id
         """The user's current list (the last published)."""
         self.list_impressions = list_impressions
+        self.list_items = list_items
+        """The item ids of the current list: a list holding an item the catalog deactivates is
+        published again (`consumers.republish`)."""
 
     @classmethod
     def new(cls, config: FeedbackConfig, new_user: bool) -> UserFeedback:
@@ -79,9 +83,10 @@ class UserFeedback:
         if slots and slots[0][1].rec_id == self.list_id:
             self.list_impressions += 1
 
-    def published(self, rec_id: str) -> int | None:
-        """A new list replaces the current one: how often the replaced one was shown (None:
-        there was none, or it is the same list again)."""
+    def published(self, rec_id: str, items: Sequence[str] = ()) -> int | None:
+        """A new list (of `items`) replaces the current one: how often the replaced one was
+        shown (None: there was none, or it is the same list again)."""
+        self.list_items = tuple(items)
         if rec_id == self.list_id:
             return None
         before = None if self.list_id is None else self.list_impressions
@@ -104,7 +109,8 @@ class UserFeedback:
                 "max_items": self.exposure.max_items,
                 "exposure": self.exposure.to_state(ids), "slots": a.to_state(),
                 "conversion": self.conversion.to_state(),
-                "list": [self.list_id, self.list_impressions]}
+                "list": [self.list_id, self.list_impressions],
+                "list_items": list(self.list_items)}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], index: Callable[[str], int]) -> UserFeedback:
@@ -112,7 +118,8 @@ class UserFeedback:
         list_id, list_impressions = state["list"]
         return cls(Exposure.from_state(state["exposure"], index, state["max_items"]),
                    Attribution.from_state(state["slots"], state["window"], state["max_slots"]),
-                   FirstConversion.from_state(state["conversion"]), list_id, list_impressions)
+                   FirstConversion.from_state(state["conversion"]), list_id, list_impressions,
+                   tuple(state.get("list_items", ())))
 
     def counts(self, items: np.ndarray) -> np.ndarray:
         """Unanswered impressions of `items` (indices)."""

@@ -162,3 +162,20 @@ def test_a_reserved_item_keeps_its_reason_wherever_the_policy_draws_it() -> None
         assert [i.reason for i in fields["items"]] == d.reasons
         marked += "i3" in d.items
     assert marked > 0
+
+
+def test_the_last_lists_items_ride_in_the_users_state() -> None:
+    rec = recommender()
+    fb, facts = Feedback(rec), Facts()
+    ev = event("u8", "i1", "view", 1.0)
+    fb.apply([(ev, 0)], facts)
+    (_, candidates), = rec.process_batch([ev], [0], k=fb.depth)
+    d = fb.decide(ev, candidates, facts)
+    state = rec.user_state("u8")
+    assert state["feedback"]["list_items"] == d.items and len(d.items) == 5
+    rec.drop_user("u8")
+    rec.restore_user("u8", state, 0)
+    assert list(rec.users.get("u8").feedback.list_items) == d.items
+    del state["feedback"]["list_items"]  # a state written before lists were kept
+    rec.restore_user("u8", state, 0)
+    assert rec.users.get("u8").feedback.list_items == ()
