@@ -155,7 +155,8 @@ class ServeView:
             self.state.put_list(
                 rec.user_id, [i.item_id for i in rec.items], [i.score for i in rec.items],
                 rec.source, rec.model_version, rec.generated_at,
-                rec.cause.offset if rec.cause is not None else None,
+                rec.cause.offset if rec.cause is not None and rec.cause.reason == "event"
+                else None,  # (a list re-published for the catalog keeps applying dismissals)
                 [(b.item_id, b.event_type) for b in rec.basis])
         self.records["recommendations"] += len(messages)
 

@@ -135,14 +135,17 @@ class PolicyInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     """How many ranked candidates the policy drew from (M)."""
 
 
-class Cause(msgspec.Struct, kw_only=True, gc=False):
-    """The event that produced a recommendation list, and where it was read."""
+class Cause(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """What produced a recommendation list, and where it was read: the user's event, or (with
+    `reason` "item_inactive") the catalog message that deactivated an item of the user's last
+    list (`event_id` is then that item's id, `event_time` the message's timestamp)."""
 
     event_id: str
     event_time: float
     topic: str
     partition: int
     offset: int
+    reason: Literal["event", "item_inactive"] = "event"
 
 
 class BasisItem(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
