@@ -32,7 +32,8 @@ from consumers.state.records import (
     decode_user,
     encode_user,
     index_entries,
-    index_of,
+    indexed,
+    listed_of,
 )
 from consumers.state.store import Checkpoint, PartitionStore, StoreBatch
 from models.expiry import Horizon
@@ -148,7 +149,8 @@ class LocalState:
             # a new user; event ids within their own horizon still count (the batch may have
             # just remembered one)
             fresh = UserEntry(self.new_history(), dict(entry.ids), partition,
-                              entry.stored_bucket, added=entry.added, dropped=entry.dropped)
+                              entry.stored_bucket, added=entry.added, dropped=entry.dropped,
+                              stored_list=entry.stored_list)
             fresh.forget(lambda t: not self.id_horizon.expired(t, watermark), 0)
             self.cache.put(user_id, fresh)
             return fresh
@@ -163,11 +165,11 @@ class LocalState:
         if raw is None:
             return None
         try:
-            last, ids = index_of(raw)
+            last, ids, listed = indexed(raw)
         except (ValueError, msgspec.DecodeError, binascii.Error, struct.error):
-            last, ids = None, []
+            last, ids, listed = None, [], []
         self.cache.put(user_id, UserEntry(self.new_history(), dict(ids), partition,
-                                          self._bucket(last)))
+                                          self._bucket(last), stored_list=tuple(listed)))
         self._touched.add(user_id)
         return raw
 
@@ -208,6 +210,7 @@ class LocalState:
         batch.activity(key, entry.stored_bucket, bucket)
         batch.event_ids(key, [(i, entry.ids[i]) for i in entry.added if i in entry.ids],
                         entry.dropped)
+        batch.listed(key, entry.stored_list, listed_of(entry.history))
         return entry.partition, key, value
 
     def stage_record(self, partition: int, key: bytes, value: bytes | None) -> None:
@@ -252,6 +255,7 @@ class LocalState:
             entry = self.cache.peek(user)
             if entry is not None:
                 entry.stored_bucket = self._bucket(entry.last_time)
+                entry.stored_list = listed_of(entry.history)
                 entry.added.clear()
                 entry.dropped.clear()
         self._end_batch()
@@ -278,7 +282,9 @@ class LocalState:
         raw = store.get(key)
         batch.activity(key, bucket, None)
         if raw is not None:
-            batch.event_ids(key, [], [i for i, _ in index_of(raw)[1]])
+            _, ids, listed = indexed(raw)
+            batch.event_ids(key, [], [i for i, _ in ids])
+            batch.listed(key, listed, ())
 
     def _end_batch(self) -> None:
         self._touched.clear()
@@ -289,22 +295,25 @@ class LocalState:
 
 def derive_user_indexes(user_horizon: Horizon) -> Callable[[bytes, bytes | None, bytes | None,
                                                             StoreBatch], None]:
-    """The restore's `derive` for user records: move the activity index entry and the event ids
-    from what the store held (`old`) to what the changelog says (`new`)."""
+    """The restore's `derive` for user records: move the activity index entry, the event ids and
+    the items of the last list from what the store held (`old`) to what the changelog says
+    (`new`)."""
 
     def derive(key: bytes, old: bytes | None, new: bytes | None, batch: StoreBatch) -> None:
         if key[:2] == b"~p":  # a partition's record (a user key never starts so: `user_key`)
             return
         if old is None and new is not None:  # a new user of the store (all of a new disk's)
-            last, ids, times = index_entries(new)
+            last, ids, times, listed = index_entries(new)
             batch.activity(key, None, None if last is None else user_horizon.bucket(last))
             batch.packed_event_ids(key, ids, times)
+            batch.listed(key, (), listed)
             return
-        last0, ids0 = index_of(old) if old is not None else (None, [])
-        last1, ids1 = index_of(new) if new is not None else (None, [])
+        last0, ids0, listed0 = indexed(old) if old is not None else (None, [], [])
+        last1, ids1, listed1 = indexed(new) if new is not None else (None, [], [])
         batch.activity(key, None if last0 is None else user_horizon.bucket(last0),
                        None if last1 is None else user_horizon.bucket(last1))
         now = {i for i, _ in ids1}
         batch.event_ids(key, ids1, [i for i, _ in ids0 if i not in now])
+        batch.listed(key, listed0, listed1)
 
     return derive

@@ -15,6 +15,7 @@ from confluent_kafka import TopicPartition
 from consumers import changelog
 from consumers.batch import Output
 from consumers.undo import BatchUndo
+from models.history import UserHistory
 from models.recommender import OnlineRecommender
 from refold.core.schemas import Event, Impression
 
@@ -88,6 +89,27 @@ class MemoryState:
     def event_ids(self, user_id: str, partition: int) -> list[str]:
         """The user's recent event ids, oldest first (tests, debugging)."""
         return list(self.recent.by_user.get(user_id, {}))
+
+    def holding(self, partition: int, items: Iterable[str]) -> list[str]:
+        """The partition's users whose last list holds one of `items` (a scan of its users:
+        the all-in-memory path keeps no index)."""
+        want, users = set(items), self.recommender.users
+        out = []
+        for user, p in self.partition_of.items():
+            h = users.get(user) if p == partition else None
+            if h is not None and h.feedback is not None and \
+                    not want.isdisjoint(h.feedback.list_items):
+                out.append(user)
+        return out
+
+    def load(self, user_id: str, partition: int) -> UserHistory | None:
+        if user_id not in self.partition_of:
+            return None
+        self.undo.save_user(user_id, partition)
+        return self.recommender.users.get(user_id)
+
+    def watermark(self, partition: int) -> float:
+        return float("-inf")
 
     def admit(self, msg: Event | Impression, msg_id: str, partition: int,
               offset: int | None = None) -> bool:

@@ -51,6 +51,8 @@ class UserEntry:
     oldest: float | None = None
     """At most the earliest time in `ids` (None: not known), so that `forget` scans the ids
     only when one of them may have expired."""
+    stored_list: tuple[str, ...] = ()
+    """The items of the user's last list as the store's index holds them."""
 
     @property
     def last_time(self) -> float | None:
@@ -88,8 +90,13 @@ def encode_user(entry: UserEntry, item_ids: Sequence[str]) -> bytes:
     return value[:-1] + b',"id_times":"' + times.encode() + b'"}'
 
 
+class _Feedback(msgspec.Struct):
+    list_items: list[str] = []
+
+
 class _History(msgspec.Struct):
     times: str | list[float]
+    feedback: _Feedback | None = None
 
 
 class _Indexed(msgspec.Struct):
@@ -123,6 +130,12 @@ def _id_times(ids: list[str], packed: str | None, last: float | None) -> tuple[f
 def index_of(value: bytes) -> tuple[float | None, list[tuple[str, float]]]:
     """(last event or impression time, [(id, time)]) of a user record, without decoding the
     history."""
+    last, ids, _ = indexed(value)
+    return last, ids
+
+
+def indexed(value: bytes) -> tuple[float | None, list[tuple[str, float]], list[str]]:
+    """`index_of`, and the items of the user's last list."""
     rec = _index_decoder.decode(value)
     if rec.v != VERSION:
         raise ValueError(f"user record of unknown version {rec.v!r}")
@@ -130,23 +143,25 @@ def index_of(value: bytes) -> tuple[float | None, list[tuple[str, float]]]:
     last = times[-1] if times else None
     ids = list(zip(rec.ids, _id_times(rec.ids, rec.id_times, last), strict=True))
     latest = [t for t in (last, max((t for _, t in ids), default=None)) if t is not None]
-    return (max(latest) if latest else None), ids  # as `UserEntry.last_time`
+    listed = rec.history.feedback.list_items if rec.history.feedback is not None else []
+    return (max(latest) if latest else None), ids, listed  # as `UserEntry.last_time`
 
 
 _F8 = struct.Struct("<d")
 
 
-def index_entries(value: bytes) -> tuple[float | None, list[str], bytes]:
-    """`index_of` as a restore on a new disk indexes it: (last time, ids, the ids' times as
-    little-endian float64 bytes, 8 per id), the times' bytes taken as stored, never decoded
-    into floats one by one.
+def index_entries(value: bytes) -> tuple[float | None, list[str], bytes, list[str]]:
+    """`indexed` as a restore on a new disk indexes it: (last time, ids, the ids' times as
+    little-endian float64 bytes, 8 per id, the items of the last list), the times' bytes taken
+    as stored, never decoded into floats one by one.
 
     >>> from models.history import UserHistory
     >>> h = UserHistory(max_events=5)
     >>> h.add(0, 1.0, t=50.0)
-    >>> last, ids, raw = index_entries(encode_user(UserEntry(h, {"e1": 40.0}, 0), ["sku-1"]))
-    >>> last, ids, _F8.unpack(raw)
-    (50.0, ['e1'], (40.0,))
+    >>> last, ids, raw, listed = index_entries(encode_user(UserEntry(h, {"e1": 40.0}, 0),
+    ...                                                    ["sku-1"]))
+    >>> last, ids, _F8.unpack(raw), listed
+    (50.0, ['e1'], (40.0,), [])
     """
     rec = _index_decoder.decode(value)
     if rec.v != VERSION:
@@ -166,7 +181,8 @@ def index_entries(value: bytes) -> tuple[float | None, list[str], bytes]:
     if packed:
         newest = max(struct.unpack(f"<{len(packed) // 8}d", packed))
         last = newest if last is None or newest > last else last
-    return last, rec.ids, packed
+    listed = rec.history.feedback.list_items if rec.history.feedback is not None else []
+    return last, rec.ids, packed, listed
 
 
 def decode_user(value: bytes, index: Callable[[str], int], partition: int) -> UserEntry:
@@ -177,4 +193,10 @@ def decode_user(value: bytes, index: Callable[[str], int], partition: int) -> Us
     history = UserHistory.from_state(unpack_history(rec["history"]), index)
     ids = rec["ids"]
     times = _id_times(ids, rec.get("id_times"), history.last_time)
-    return UserEntry(history, dict(zip(ids, times, strict=True)), partition)
+    return UserEntry(history, dict(zip(ids, times, strict=True)), partition,
+                     stored_list=listed_of(history))
+
+
+def listed_of(history: UserHistory) -> tuple[str, ...]:
+    """The items of the user's last published list."""
+    return () if history.feedback is None else history.feedback.list_items

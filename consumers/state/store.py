@@ -9,6 +9,7 @@ database per partition (`consumers.state.kv`):
     c<changelog key>                         -> changelog value (the mirror)
     a<bucket: 8 bytes, big-endian><user key> -> b""   users by the bucket of their last event
     d<event id>                              -> <event time: f8><user key>   applied event ids
+    l<item id length: 2 bytes><item id><user key> -> b""  users by the items of their last list
     m/checkpoint                             -> JSON {topic, topic_id, partition, offset, ...}
 
 **The checkpoint is a key of the store**, written in the same atomic write batch as the data it
@@ -29,10 +30,13 @@ store that missed it would bring the deleted key back.
 ...         b.put(b"u1", b'{"v":1}')
 ...         b.activity(b"u1", None, 7)
 ...         b.event_ids(b"u1", [("e1", 100.0)], [])
+...         b.listed(b"u1", [], ["i1", "i2"])
 ...         st.commit(b, Checkpoint("changelog", "id-1", 0, offset=42))
 ...     with PartitionStore.open(d, "changelog", 0) as st:
 ...         st.checkpoint.offset, st.get(b"u1"), st.event("e1"), st.inactive(below=8)
+...         st.listing("i2"), st.listing("i3")
 (42, b'{"v":1}', (100.0, b'u1'), [(7, b'u1')])
+([b'u1'], [])
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,12 +55,13 @@ from refold.core.errors import ConsumerError
 
 log = logging.getLogger(__name__)
 
-MIRROR, ACTIVITY, EVENT_IDS = b"c", b"a", b"d"
+MIRROR, ACTIVITY, EVENT_IDS, LISTED = b"c", b"a", b"d", b"l"
 CHECKPOINT_KEY = b"m/checkpoint"
 _BUCKET = struct.Struct(">Q")
 _BIAS = 1 << 63
 """Buckets are signed; biased, their big-endian bytes sort like the numbers."""
 _TIME = struct.Struct("<d")
+_LENGTH = struct.Struct(">H")
 LOCK_WAIT_S = 30.0
 """How long opening waits for another process (a worker being replaced) to let the store go."""
 
@@ -113,6 +118,15 @@ class StoreBatch:
         changes.extend((EVENT_IDS + i.encode(), None) for i in removed)
         changes.extend((EVENT_IDS + i.encode(), pack(t) + user_key) for i, t in added)
 
+    def listed(self, user_key: bytes, old: Sequence[str], new: Sequence[str]) -> None:
+        """Move the user in the items-of-last-lists index from the items `old` to `new`."""
+        if old == new:
+            return
+        changes, keep = self.changes, set(new)
+        changes.extend((_listed_key(i, user_key), None) for i in old if i not in keep)
+        keep = set(old)
+        changes.extend((_listed_key(i, user_key), b"") for i in new if i not in keep)
+
     def packed_event_ids(self, user_key: bytes, ids: list[str], times: bytes) -> None:
         """`event_ids` of a user new to the store, with the ids' times as little-endian float64
         bytes (8 per id, as a user record keeps them): the index values are sliced from them."""
@@ -124,6 +138,11 @@ class StoreBatch:
 
 def _activity_key(bucket: int, user_key: bytes) -> bytes:
     return ACTIVITY + _BUCKET.pack(bucket + _BIAS) + user_key
+
+
+def _listed_key(item_id: str, user_key: bytes) -> bytes:
+    item = item_id.encode()
+    return LISTED + _LENGTH.pack(len(item)) + item + user_key
 
 
 class PartitionStore:
@@ -175,6 +194,11 @@ class PartitionStore:
             if limit is not None and len(out) >= limit:
                 break
         return out
+
+    def listing(self, item_id: str) -> list[bytes]:
+        """The user keys whose last published list holds `item_id`."""
+        prefix = _listed_key(item_id, b"")
+        return [key[len(prefix):] for key, _ in self.kv.scan(prefix, _after_prefix(prefix))]
 
     def stale_reason(self, topic_id: str | None, low: int, high: int,
                      max_age: float | None = None, now: float | None = None) -> str | None:

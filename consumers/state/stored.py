@@ -162,6 +162,24 @@ class StoreState:
         entry = self.local.load(user_id, partition)
         return [] if entry is None else list(entry.ids)
 
+    # -- lists to publish again (`consumers.republish`)
+    def holding(self, partition: int, items: Iterable[str]) -> list[str]:
+        """The partition's users whose last list, as committed, holds one of `items` (the
+        store's index of last lists' items)."""
+        store = self.local.stores.get(partition)
+        users: dict[str, None] = {}
+        for item in items if store is not None else ():
+            users.update((changelog.parse_key(key)[1], None) for key in store.listing(item))
+        return list(users)
+
+    def load(self, user_id: str, partition: int) -> UserHistory | None:
+        """The user's history, for a change outside any event (None: not held)."""
+        entry = self.local.user(user_id, partition, self.users.watermark(partition))
+        return None if entry is None else entry.history
+
+    def watermark(self, partition: int) -> float:
+        return self.users.watermark(partition)
+
     # -- one batch
     def admit(self, msg: Event | Impression, msg_id: str, partition: int,
               offset: int | None = None) -> bool:

@@ -85,7 +85,8 @@ class StoredUsers:
         """Install a saved history (its event ids are kept if the user is cached)."""
         old = self.local.cache.peek(user_id)
         entry = UserEntry(UserHistory.from_state(state, index), {} if old is None else old.ids,
-                          partition, None if old is None else old.stored_bucket)
+                          partition, None if old is None else old.stored_bucket,
+                          stored_list=() if old is None else old.stored_list)
         self.local.cache.put(user_id, entry)
 
     def drop(self, user_id: str) -> None:

@@ -123,6 +123,62 @@ def test_derived_indexes_of_a_restore_equal_those_the_worker_wrote(tmp_path) -> 
                 assert rebuilt.event(f"e{n}-{k}") == st.stores[0].event(f"e{n}-{k}")
 
 
+def listed(st: LocalState, user: str, p: int, items: list[str]) -> None:
+    """The user's last published list is `items` (as the worker's feedback step keeps it)."""
+    from models.feedback import FeedbackConfig, UserFeedback
+    h = st.user(user, p, 0.0).history
+    h.feedback = h.feedback or UserFeedback.new(FeedbackConfig(), new_user=False)
+    h.feedback.published(f"r-{user}-{items}", items)
+
+
+def test_users_are_indexed_by_the_items_of_their_last_list(tmp_path) -> None:
+    horizon = Horizon(30 * DAY)
+    st = state(tmp_path / "a", user_horizon=horizon)
+    apply(st, [("u1", 0, "e1", 1, 1.0), ("u2", 0, "e2", 2, 2.0), ("u3", 1, "e3", 3, 3.0)], 3.0)
+    records = [(user_key(u), st.stores[p].get(user_key(u))) for u, p in
+               [("u1", 0), ("u2", 0)]]
+    for user, p, items in [("u1", 0, ["i7", "i8"]), ("u2", 0, ["i8", "i9"]),
+                           ("u3", 1, ["i8"])]:
+        listed(st, user, p, items)
+        st.stage_user(user)
+    st.commit({0: 2, 1: 2})
+    assert st.stores[0].listing("i8") == [b"u1", b"u2"] and st.stores[1].listing("i8") == [b"u3"]
+    listed(st, "u1", 0, ["i9", "i6"])  # a new list: the index follows at commit
+    st.stage_user("u1")
+    assert st.stores[0].listing("i7") == [b"u1"]  # not before
+    st.commit({0: 3})
+    assert st.stores[0].listing("i7") == [] and st.stores[0].listing("i9") == [b"u1", b"u2"]
+    records += [(user_key(u), st.stores[0].get(user_key(u))) for u in ("u1", "u2")]
+    derive = derive_user_indexes(horizon)
+    with PartitionStore.open(tmp_path / "b", "cl", 0) as rebuilt:  # a restore derives it
+        for key, value in records:
+            batch = StoreBatch()
+            derive(key, rebuilt.get(key), value, batch)
+            batch.put(key, value)
+            rebuilt.commit(batch, rebuilt.checkpoint or _cp())
+        for item in ("i6", "i7", "i8", "i9"):
+            assert rebuilt.listing(item) == st.stores[0].listing(item)
+    st.close(0)  # reloaded from the store, a user's next list moves its index entries
+    st.open(0)
+    listed(st, "u2", 0, ["i5"])
+    st.stage_user("u2")
+    st.commit({0: 4})
+    assert st.stores[0].listing("i9") == [b"u1"] and st.stores[0].listing("i5") == [b"u2"]
+
+
+def test_an_expired_users_list_leaves_the_index(tmp_path) -> None:
+    st = state(tmp_path, user_horizon=Horizon(30 * DAY))
+    apply(st, [("gone", 1, "e1", 1, 0.0)], 0.0)
+    listed(st, "gone", 1, ["i4"])
+    st.stage_user("gone")
+    st.commit({1: 2})
+    apply(st, [("here", 1, "e2", 2, 40 * DAY)], 40 * DAY)
+    for bucket, key in st.inactive(1, 40 * DAY, 10):
+        st.stage_expiry(1, key, bucket)
+    st.commit({1: 9})
+    assert st.stores[1].listing("i4") == []
+
+
 def _cp():
     from consumers.state.store import Checkpoint
     return Checkpoint("cl", None, 0, 0)

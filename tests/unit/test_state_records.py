@@ -69,7 +69,7 @@ def test_index_entries_say_what_index_of_says() -> None:
     import struct
 
     from consumers.changelog import user_value
-    from consumers.state.records import index_entries, index_of
+    from consumers.state.records import index_entries, index_of, indexed
 
     h = UserHistory(max_events=3)
     for t in (10.0, 30.0, 20.0, 40.0):
@@ -83,6 +83,7 @@ def test_index_entries_say_what_index_of_says() -> None:
     ]
     for value in records:
         last, pairs = index_of(value)
-        last2, ids, raw = index_entries(value)
+        last2, ids, raw, listed = index_entries(value)
+        assert listed == indexed(value)[2]
         assert last2 == last and ids == [i for i, _ in pairs]
         assert list(struct.unpack(f"<{len(ids)}d", raw)) == [t for _, t in pairs]
