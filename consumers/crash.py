@@ -8,7 +8,9 @@ n-th batch (or chunk, or swap):
 - `after_offsets`: the offsets are sent too, nothing is committed;
 - `after_commit`: the transaction is committed, the staged state is not promoted;
 - `restore_chunk`: (`consumers.state.restore`) a restore has applied its n-th chunk to a store;
-- `swap`: (`consumers.foldin_worker`) the n-th model version is being swapped in.
+- `swap`: (`consumers.foldin_worker`) the n-th model version is being swapped in;
+- `inputless`: (`consumers.inputless`) the n-th transaction with no input has produced its
+  outputs, nothing is committed.
 
 Only the fault tests set it; unset, nothing happens.
 
@@ -30,7 +32,8 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 CRASH_ENV = "REFOLD_TEST_CRASH_AT"
-CRASH_POINTS = ("after_produce", "after_offsets", "after_commit", "restore_chunk", "swap")
+CRASH_POINTS = ("after_produce", "after_offsets", "after_commit", "restore_chunk", "swap",
+                "inputless")
 
 
 @dataclass(frozen=True)

@@ -19,20 +19,18 @@ transaction, seeks the batch's partitions back to their committed offsets and ca
 transactional.id, among others) raises `KafkaFatalError`.
 
 A *stalled* producer is replaced: when `send_offsets_to_transaction`, `commit_transaction` or
-`abort_transaction` times out (`CALL_TIMEOUT_S`), retrying on the same producer may never
-succeed (librdkafka can be left without a broker to talk to after a broker restart, see
-`consumers.txn.TXN_PRODUCER`). A new producer of the same transactional.id ends the open
-transaction in its `init_transactions` (fencing the old one); whether the batch committed (a
-commit may time out after the broker took it) is then read from the group's committed offsets:
-if it did, the batch is done, if not, it is redone as after an abort.
+`abort_transaction` times out (`CALL_TIMEOUT_S`), retrying on the same producer may never succeed
+(librdkafka can be left without a broker after a broker restart, `consumers.txn.TXN_PRODUCER`).
+A new producer of the same transactional.id ends the open transaction (fencing the old one);
+whether the batch committed is then read from the group's committed offsets: if it did, the batch
+is done, if not, it is redone as after an abort. Between batches, a processor's `inputless` work
+runs in transactions of its own (`consumers.inputless`).
 
-`guarantee="at-least-once"` (what the guarantee costs): outputs flushed, then offsets committed;
-a crash in between delivers outputs again (the worker's id de-dup keeps its state exact). Test
-hook: `consumers.crash` (`REFOLD_TEST_CRASH_AT`) kills between produce and commit. A `handle()`
-that raises is rolled back like a failed transaction and retried smaller and smaller
-(`consumers.isolate`) until its one message is found, for the processor's `quarantine`.
-Partitions whose state is restoring are paused (`consumers.rebalance`). `stop()` lets a batch
-commit first.
+`guarantee="at-least-once"`: outputs flushed, then offsets committed; a crash in between delivers
+outputs again (the worker's id de-dup keeps its state exact). Test hook: `consumers.crash`. A
+`handle()` that raises is rolled back and retried smaller and smaller (`consumers.isolate`) until
+its one message is found, for the processor's `quarantine`. Partitions restoring are paused
+(`consumers.rebalance`). `stop()` lets a batch commit first.
 """
 
 from __future__ import annotations
@@ -56,6 +54,7 @@ from consumers.batch import (
 )
 from consumers.companions import Companions
 from consumers.crash import CrashPoint
+from consumers.inputless import InputlessRunner
 from consumers.instances import refuse_twin
 from consumers.isolate import PoisonIsolator
 from consumers.output_producer import OutputProducer
@@ -144,8 +143,9 @@ class TransactionalLoop:
         self.output = OutputProducer(settings, transactional_id, exactly_once=(
             guarantee == "exactly-once"), extra=self.producer_extra, purpose=client_role,
             on_producer=on_producer)
-        """The output producer; `on_producer` is called with each one it makes and returns the
-        one to use (tests wrap it to inject faults)."""
+        """The output producer (`on_producer` may wrap each one it makes: fault tests)."""
+        self.inputless = InputlessRunner(settings, self.output, topics[0], exactly_once=(
+            guarantee == "exactly-once"), consumer=lambda: self.consumer, touched=self._touch)
         self._crash = CrashPoint.from_env()
         self._fetch_error = partial(fetch_error, group_id=group_id, topics=topics)
 
@@ -180,6 +180,7 @@ class TransactionalLoop:
                 self.probes.beat()
                 self.processor.between_batches()
                 self.assignment.resume_ready(self.consumer)
+                self.inputless.run(getattr(self.processor, "inputless", None))
                 messages = self._consume()
                 if messages:
                     self._last_activity = time.monotonic()
