@@ -34,7 +34,8 @@ class CatalogReader:
 
     def __init__(self, settings: Settings, apply: ApplyItem | None = None,
                  apply_many: ApplyItems | None = None,
-                 on_delete: Callable[[str], None] | None = None) -> None:
+                 on_delete: Callable[[str], None] | None = None,
+                 on_read: Callable[[list[tuple[Item, Message]]], None] | None = None) -> None:
         if (apply is None) == (apply_many is None):
             raise TypeError("give exactly one of apply and apply_many")
         self.tail = TopicTail(settings, settings.topic("items"))
@@ -42,6 +43,9 @@ class CatalogReader:
         self.apply_many = apply_many
         self.on_delete = on_delete
         """Called with the id of each item deleted (a tombstone), after it was applied."""
+        self.on_read = on_read
+        """Called with the valid items of each poll and their messages, after they were
+        applied (the worker's `consumers.republish` watches items turn inactive)."""
         self.applied = 0
         self.rejected = 0
 
@@ -57,10 +61,12 @@ class CatalogReader:
 
     def _handle(self, messages: list[Message]) -> None:
         items: list[Item] = []
+        read: list[tuple[Item, Message]] = []
         deleted: dict[str, None] = {}  # in order; an item back later in the poll is not deleted
         for msg in messages:
             try:
                 items.append(self._decode(msg))
+                read.append((items[-1], msg))
                 deleted.pop(items[-1].item_id, None)
                 if msg.value() is None:
                     deleted[items[-1].item_id] = None
@@ -77,6 +83,8 @@ class CatalogReader:
         if self.on_delete is not None:
             for item_id in deleted:
                 self.on_delete(item_id)
+        if self.on_read is not None and read:
+            self.on_read(read)
 
     @staticmethod
     def _decode(msg: Message) -> Item:

@@ -54,6 +54,7 @@ from consumers.deadletter import (
 from consumers.feedback import Feedback, Op
 from consumers.loop import Output, next_offsets
 from consumers.poison import check_numbers
+from consumers.republish import Republisher
 from consumers.state.memory import MemoryState
 from consumers.state.stored import StoreState
 from consumers.suspects import Suspects
@@ -109,6 +110,11 @@ class FoldInWorker:
         else:  # rocksdb (the settings allow no other value)
             self.state = StoreState(settings, recommender, committed=self.changelog.committed,
                                     exact=exact_restore)
+        self.inputless = Republisher(
+            recommender, self.state, self.feedback, recs_topic=self.recs_topic,
+            items_topic=settings.topic("items"), clock=clock)
+        """Lists holding an item the catalog deactivated, published again (the loop runs it
+        between batches, in transactions of its own); `catalog_read` is the catalog's hook."""
         self.counts: Counter[str] = Counter()
         """Committed totals: events, impressions, duplicates, recommendations, demoted (lists
         exposure feedback changed), dead_letters, changelog_records, changelog_bytes."""
@@ -286,6 +292,7 @@ class FoldInWorker:
         self._held.update(partitions)
         for item in self.deleted_items:
             self._forget(item, partitions)
+        self.inputless.installed(partitions)
 
     def forget_item(self, item_id: str) -> None:
         """An item left the catalog (between batches): its state in every partition goes, and
@@ -302,6 +309,7 @@ class FoldInWorker:
         """Forget the state of partitions that moved away (their new owner restores it)."""
         gone = sorted({tp.partition for tp in partitions if tp.topic == self.events_topic})
         self.state.revoke(gone)
+        self.inputless.revoked(gone)
         self._held.difference_update(gone)
         self._tombstones = {k: None for k in self._tombstones if k[0] not in gone}
         for p in gone:
