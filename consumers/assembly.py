@@ -119,7 +119,7 @@ class Worker:
             prepare_swaps=options.prepare_swaps)
         self.worker.side_inputs.insert(0, CatalogReader(
             settings, apply_many=self._apply_items, on_delete=self.worker.forget_item,
-            on_read=self.worker.inputless.catalog_read))
+            on_read=None if self.worker.inputless is None else self.worker.inputless.catalog_read))
         self.worker.side_inputs.insert(1, ProfilesReader(
             settings, recommender.set_profiles, recommender.drop_profile))
         self.processor: FoldInWorker | Monitored = self.worker

@@ -75,9 +75,11 @@ class Facts:
 class Feedback:
     """Applies impressions and events to users' feedback and draws their lists."""
 
-    def __init__(self, recommender: OnlineRecommender) -> None:
+    def __init__(self, recommender: OnlineRecommender, keep_lists: bool = True) -> None:
         cfg = recommender.config
         self.recommender = recommender
+        self.keep_lists = keep_lists
+        """Whether users' records keep their last list's items (`consumers.republish`)."""
         self.k = cfg.k
         self.depth = cfg.depth()
         self.policy = cfg.policy()
@@ -117,7 +119,7 @@ class Feedback:
         if recs.reasons:  # a reserved item keeps its reason wherever the policy draws it
             why = {i: r for i, r in zip(recs.items, recs.reasons, strict=True) if r}
             d = replace(d, reasons=[why.get(i) for i in d.items])
-        replaced = fb.published(rec_id, d.items)
+        replaced = fb.published(rec_id, d.items if self.keep_lists else ())
         if replaced is not None:
             facts.replaced.append(replaced)
         facts.decisions.append(d)

@@ -100,7 +100,7 @@ class FoldInWorker:
         self.recs_topic = settings.topic("recommendations")
         self.events_topic = settings.topic("events")
         self.impressions_topic = settings.topic("impressions")
-        self.feedback = Feedback(recommender)
+        self.feedback = Feedback(recommender, keep_lists=settings.republish_inactive)
         self.changelog = changelog.ChangelogReader(settings, exact=exact_restore)
         self.dead_letters = DeadLetters(settings)
         self.state: StoreState | MemoryState
@@ -112,7 +112,8 @@ class FoldInWorker:
                                     exact=exact_restore)
         self.inputless = Republisher(
             recommender, self.state, self.feedback, recs_topic=self.recs_topic,
-            items_topic=settings.topic("items"), clock=clock)
+            items_topic=settings.topic("items"), clock=clock) \
+            if settings.republish_inactive else None
         """Lists holding an item the catalog deactivated, published again (the loop runs it
         between batches, in transactions of its own); `catalog_read` is the catalog's hook."""
         self.counts: Counter[str] = Counter()
@@ -292,7 +293,8 @@ class FoldInWorker:
         self._held.update(partitions)
         for item in self.deleted_items:
             self._forget(item, partitions)
-        self.inputless.installed(partitions)
+        if self.inputless is not None:
+            self.inputless.installed(partitions)
 
     def forget_item(self, item_id: str) -> None:
         """An item left the catalog (between batches): its state in every partition goes, and
@@ -309,7 +311,8 @@ class FoldInWorker:
         """Forget the state of partitions that moved away (their new owner restores it)."""
         gone = sorted({tp.partition for tp in partitions if tp.topic == self.events_topic})
         self.state.revoke(gone)
-        self.inputless.revoked(gone)
+        if self.inputless is not None:
+            self.inputless.revoked(gone)
         self._held.difference_update(gone)
         self._tombstones = {k: None for k in self._tombstones if k[0] not in gone}
         for p in gone:

@@ -41,6 +41,7 @@ store that missed it would bring the deleted key back.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 import time
@@ -122,10 +123,9 @@ class StoreBatch:
         """Move the user in the items-of-last-lists index from the items `old` to `new`."""
         if old == new:
             return
-        changes, keep = self.changes, set(new)
-        changes.extend((_listed_key(i, user_key), None) for i in old if i not in keep)
-        keep = set(old)
-        changes.extend((_listed_key(i, user_key), b"") for i in new if i not in keep)
+        changes, was, now = self.changes, set(old), set(new)
+        changes.extend([(_listed_prefix(i) + user_key, None) for i in was - now])
+        changes.extend([(_listed_prefix(i) + user_key, b"") for i in now - was])
 
     def packed_event_ids(self, user_key: bytes, ids: list[str], times: bytes) -> None:
         """`event_ids` of a user new to the store, with the ids' times as little-endian float64
@@ -140,9 +140,12 @@ def _activity_key(bucket: int, user_key: bytes) -> bytes:
     return ACTIVITY + _BUCKET.pack(bucket + _BIAS) + user_key
 
 
-def _listed_key(item_id: str, user_key: bytes) -> bytes:
+@functools.lru_cache(maxsize=1 << 16)
+def _listed_prefix(item_id: str) -> bytes:
+    """The index keys of the users listing `item_id` start with this (kept per item: a list
+    that changes writes ~K of them)."""
     item = item_id.encode()
-    return LISTED + _LENGTH.pack(len(item)) + item + user_key
+    return LISTED + _LENGTH.pack(len(item)) + item
 
 
 class PartitionStore:
@@ -197,7 +200,7 @@ class PartitionStore:
 
     def listing(self, item_id: str) -> list[bytes]:
         """The user keys whose last published list holds `item_id`."""
-        prefix = _listed_key(item_id, b"")
+        prefix = _listed_prefix(item_id)
         return [key[len(prefix):] for key, _ in self.kv.scan(prefix, _after_prefix(prefix))]
 
     def stale_reason(self, topic_id: str | None, low: int, high: int,

@@ -6,6 +6,7 @@ from refold.cli import (  # noqa: F401
     bench_attack,
     bench_drift,
     bench_pace,
+    bench_republish,
     bench_serve,
     bridge,
     consume,

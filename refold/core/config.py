@@ -218,6 +218,10 @@ class Settings(HybridSettings):
         "changelog records a restore writes to a store per atomic write and checkpoint"))
     handle_retries: int = Field(3, ge=1, le=100, description=(
         "tries of a batch whose handling raises before it is halved to find the message"))
+    republish_inactive: bool = Field(True, description=(
+        "workers keep each user's last list (indexed by item) and publish it again, at once, "
+        "when the catalog deactivates one of its items; false: the list waits for the user's "
+        "next event"))
 
     # -- processes
     metrics_host: str = Field("127.0.0.1", description="where /metrics, /healthz, /ready listen")

@@ -179,3 +179,13 @@ def test_the_last_lists_items_ride_in_the_users_state() -> None:
     del state["feedback"]["list_items"]  # a state written before lists were kept
     rec.restore_user("u8", state, 0)
     assert rec.users.get("u8").feedback.list_items == ()
+
+
+def test_without_republishing_no_list_is_kept() -> None:
+    rec = recommender()
+    fb = Feedback(rec, keep_lists=False)
+    ev = event("u9", "i1", "view", 1.0)
+    fb.apply([(ev, 0)], Facts())
+    (_, candidates), = rec.process_batch([ev], [0], k=fb.depth)
+    fb.decide(ev, candidates, Facts())
+    assert rec.users.get("u9").feedback.list_items == ()
