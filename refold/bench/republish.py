@@ -11,9 +11,11 @@ state's and the ranking's own costs, each next to what it is added to).
    500. Side by side, in alternating rounds, the same events recording no
    list (the state before lists were kept): `events_per_second` with and without, their ratio,
    and the bytes of a user's record both ways;
-2. a restored partition's re-check: the store's index looked up for `inactive` items nobody
-   holds (the steady state: a list holding an inactive item is replaced) and for the item held
-   by the most users: ms per partition;
+2. a new disk's restore: the user records of each store applied to an empty one with their
+   derived index entries, records per second with and without lists; a restored partition's
+   re-check: the store's index looked up for `inactive` items nobody holds (the steady state: a
+   list holding an inactive item is replaced) and for the item held by the most users: ms per
+   partition;
 3. lists published again per second (`consumers.republish.Republisher`, chunks of 500, from an
    in-memory recommender of `items` x `factors`) next to lists made on the event path (one
    more event per user: learned, ranked, drawn and encoded, batches of 500).
@@ -32,8 +34,10 @@ import numpy as np
 from consumers.batch import Output
 from consumers.feedback import Facts, Feedback
 from consumers.republish import Republisher
-from consumers.state.local import LocalState
+from consumers.state.local import LocalState, derive_user_indexes
 from consumers.state.memory import MemoryState
+from consumers.state.store import Checkpoint, PartitionStore, StoreBatch
+from models.expiry import Horizon
 from models.feedback import FeedbackConfig, UserFeedback
 from models.foldin import ItemFactors
 from models.foldin_config import FoldInConfig
@@ -81,6 +85,10 @@ def run(users: int = 20_000, events: int = 100_000, k: int = 20, n_items: int = 
             out[f"record_bytes_{w}_lists"] = _record_bytes(stores[w], users)
         out["ratio"] = seconds["without"] / seconds["with"]
         out.update(_recheck(stores["with"], inactive))
+        for w in ("with", "without"):
+            out[f"restore_records_per_second_{w}_lists"] = _rederive(stores[w], f"{d}/re-{w}")
+        out["restore_ratio"] = out["restore_records_per_second_with_lists"] / \
+            out["restore_records_per_second_without_lists"]
         for st in stores.values():
             st.close_all()
     out.update(_ranking(rank_users, n_items, factors, k, rng))
@@ -141,6 +149,23 @@ def _record_bytes(st: LocalState, users: int) -> float:
     sizes = [len(v) for v in st.stores[0].get_many([user_key(f"u{u}") for u in range(
         0, users, max(1, users // 1000))]) if v is not None]
     return float(np.mean(sizes)) if sizes else 0.0
+
+
+def _rederive(st: LocalState, path: str) -> float:
+    """Records per second of a new disk's restore: each user record of `st`'s store applied to
+    an empty store with its derived index entries (`derive_user_indexes`), in chunks of 20,000
+    records as a restore writes them."""
+    records = list(st.stores[0].records(b""))
+    derive = derive_user_indexes(Horizon(90 * 86400.0))
+    with PartitionStore.open(path, "cl", 0) as fresh:
+        t0 = time.perf_counter()
+        for lo in range(0, len(records), 20_000):
+            batch = StoreBatch()
+            for key, value in records[lo:lo + 20_000]:
+                derive(key, None, value, batch)
+                batch.put(key, value)
+            fresh.commit(batch, Checkpoint("cl", None, 0, lo))
+        return len(records) / (time.perf_counter() - t0)
 
 
 def _recheck(st: LocalState, inactive: int) -> dict[str, Any]:
@@ -227,6 +252,9 @@ def table(r: dict[str, Any]) -> str:
         f"  without                    {r['events_per_second_without_lists']:>10,.0f} events/s  "
         f"record {r['record_bytes_without_lists']:,.0f} B",
         f"  ratio (with / without)     {r['ratio']:>10.2f}",
+        f"new disk's restore: {r['restore_records_per_second_with_lists']:,.0f} user records/s "
+        f"with lists, {r['restore_records_per_second_without_lists']:,.0f} without "
+        f"({r['restore_ratio']:.2f})",
         f"restored partition: {r['recheck_inactive_items']:,} inactive items nobody holds "
         f"{r['recheck_ms_nobody_holds']:,.1f} ms; the top item ({r['holders_of_the_top_item']:,} "
         f"holders) {r['recheck_ms_top_item']:,.1f} ms",
