@@ -61,7 +61,8 @@ class Inputless(Protocol):
     def promote(self) -> None: ...
     def rollback(self) -> None: ...
     def give_up(self) -> None:
-        """The chunk's handling raised: drop it (logged), so that it does not stop the loop."""
+        """The chunk's handling raised: drop it (logged) before the `rollback`, so that it does
+        not stop the loop."""
         ...
 
 
@@ -130,8 +131,8 @@ class InputlessRunner:
             log.exception("inputless work raised: its chunk is dropped")
             if self.exactly_once:
                 self.output.abort()
-            work.rollback()
             work.give_up()
+            work.rollback()
             return False
         except BaseException:
             if self.exactly_once:

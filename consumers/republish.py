@@ -178,10 +178,9 @@ class Republisher:
         self._chunk, self._staged = [], (0, 0)
 
     def give_up(self) -> None:
-        """The chunk's handling raised: it is dropped (its users keep their lists until their
-        next event; `refold serve` still hides the inactive items)."""
-        for p, user in self._chunk:
-            self.queued.get(p, {}).pop(user, None)
+        """The chunk's handling raised: it is dropped, not queued again by the `rollback` that
+        follows (its users keep their lists until their next event; `refold serve` still hides
+        the inactive items)."""
         log.error("%d user(s) whose list holds an inactive item were dropped: %s",
                   len(self._chunk), [u for _, u in self._chunk[:5]])
         self._chunk = []

@@ -168,3 +168,24 @@ def test_a_partition_installed_finds_the_users_of_items_already_inactive() -> No
     assert set(republisher.queued[1]) == {u for u in holders if int(u[1:]) % 2 == 1}
     republisher.revoked([1])
     assert not republisher.due()
+
+
+def test_a_chunk_whose_handling_raises_is_dropped_and_the_state_kept() -> None:
+    rec, state, fb = worker_like()
+    users = [f"u{n}" for n in range(8)]
+    before = lists(rec, users)
+    x, _ = held_by_some(before)
+    republisher = Republisher(rec, state, fb, recs_topic="recs", items_topic="items")
+    republisher.installed([0, 1])
+    deactivate(rec, republisher, x, offset=5)
+
+    class Broken(Recorded):
+        def produce(self, *args: Any, **kw: Any) -> None:
+            raise RuntimeError("a bug")
+
+    try:
+        republisher.handle(Output(Broken()))  # type: ignore[arg-type]
+    except RuntimeError:
+        republisher.give_up()  # what consumers.inputless does, in this order
+        republisher.rollback()
+    assert lists(rec, users) == before and not republisher.due()
