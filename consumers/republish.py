@@ -39,6 +39,7 @@ from consumers.batch import Output
 from consumers.feedback import Facts, Feedback, Trigger
 from models.history import UserHistory
 from models.recommender import OnlineRecommender, Recs
+from refold.core import metrics as M
 from refold.core.schemas import BasisItem, Cause, Item, Recommendation, encode
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ class Republisher:
         self.published += self._staged[0]
         self.records += self._staged[1]
         if self._staged[0]:
+            M.REPUBLISHED.inc(self._staged[0])
             log.info("published %d list(s) again: an item of theirs is inactive",
                      self._staged[0])
         self._chunk, self._staged = [], (0, 0)

@@ -106,6 +106,9 @@ STATE_CACHE_LOOKUPS = Counter(
 STATE_STORE_MEMORY = Gauge(
     "refold_state_store_memory_bytes",
     "Block cache and memtables of the local stores (bounded by state_cache_mb).", **_NO_REGISTRY)
+REPUBLISHED = Counter(
+    "refold_lists_republished", "Lists published again, with no new event, because the catalog "
+    "deactivated an item of the user's last list.", **_NO_REGISTRY)
 EXPIRED_USERS = Counter(
     "refold_expired_users", "Users tombstoned because inactive beyond user_expiry_seconds.",
     **_NO_REGISTRY)
