@@ -134,6 +134,19 @@ class KeyValueStore:
             yield it.key(), it.value()
             it.next()
 
+    def scan_prefixes(self, prefixes: Iterable[bytes]) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """(prefix, key, value) of the keys starting with each of `prefixes` in turn: one
+        iterator sought to each prefix (much cheaper than a `scan` each when most prefixes hold
+        nothing)."""
+        read = rdb.ReadOptions()
+        read.fill_cache(False)
+        it = self.db.iter(read)
+        for prefix in prefixes:
+            it.seek(prefix)
+            while it.valid() and (key := it.key()).startswith(prefix):
+                yield prefix, key, it.value()
+                it.next()
+
     def delete_range(self, start: bytes, stop: bytes) -> None:
         """Delete every key in `[start, stop)`."""
         self.db.delete_range(start, stop)

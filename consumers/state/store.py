@@ -200,8 +200,13 @@ class PartitionStore:
 
     def listing(self, item_id: str) -> list[bytes]:
         """The user keys whose last published list holds `item_id`."""
-        prefix = _listed_prefix(item_id)
-        return [key[len(prefix):] for key, _ in self.kv.scan(prefix, _after_prefix(prefix))]
+        return [user for _, user in self.listings([item_id])]
+
+    def listings(self, item_ids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """(item, user key) of the users whose last published list holds each of `item_ids`."""
+        items = {_listed_prefix(i): i for i in item_ids}
+        for prefix, key, _ in self.kv.scan_prefixes(items):
+            yield items[prefix], key[len(prefix):]
 
     def stale_reason(self, topic_id: str | None, low: int, high: int,
                      max_age: float | None = None, now: float | None = None) -> str | None:

@@ -167,10 +167,8 @@ class StoreState:
         """The partition's users whose last list, as committed, holds one of `items` (the
         store's index of last lists' items)."""
         store = self.local.stores.get(partition)
-        users: dict[str, None] = {}
-        for item in items if store is not None else ():
-            users.update((changelog.parse_key(key)[1], None) for key in store.listing(item))
-        return list(users)
+        listed = store.listings(items) if store is not None else ()
+        return list(dict.fromkeys(changelog.parse_key(key)[1] for _, key in listed))
 
     def load(self, user_id: str, partition: int) -> UserHistory | None:
         """The user's history, for a change outside any event (None: not held)."""

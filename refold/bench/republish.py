@@ -117,8 +117,9 @@ def _lists(rng: np.random.Generator, stream: list[tuple[str, int]], k: int, n_it
 
 
 def _state(path: str, ids: list[str], cache_users: int) -> LocalState:
+    index = {item: n for n, item in enumerate(ids)}
     st = LocalState(path, "cl", new_history=lambda: UserHistory(50), item_ids=lambda: ids,
-                    item_index=int, cache_users=cache_users)
+                    item_index=index.__getitem__, cache_users=cache_users)
     st.open(0)
     return st
 
@@ -171,7 +172,7 @@ def _rederive(st: LocalState, path: str) -> float:
 def _recheck(st: LocalState, inactive: int) -> dict[str, Any]:
     store = st.stores[0]
     t0 = time.perf_counter()
-    held = sum(len(store.listing(f"gone-{n}")) for n in range(inactive))
+    held = sum(1 for _ in store.listings(f"gone-{n}" for n in range(inactive)))
     nobody = time.perf_counter() - t0
     t0 = time.perf_counter()
     most = len(store.listing("i0"))
