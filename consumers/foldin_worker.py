@@ -110,12 +110,10 @@ class FoldInWorker:
         else:  # rocksdb (the settings allow no other value)
             self.state = StoreState(settings, recommender, committed=self.changelog.committed,
                                     exact=exact_restore)
-        self.inputless = Republisher(
-            recommender, self.state, self.feedback, recs_topic=self.recs_topic,
-            items_topic=settings.topic("items"), clock=clock) \
-            if settings.republish_inactive else None
-        """Lists holding an item the catalog deactivated, published again (the loop runs it
-        between batches, in transactions of its own); `catalog_read` is the catalog's hook."""
+        self.inputless = Republisher(recommender, self.state, self.feedback, clock=clock,
+                                     recs_topic=self.recs_topic, items_topic=settings.topic(
+                                         "items")) if settings.republish_inactive else None
+        """Lists holding an item the catalog deactivated, published again between batches."""
         self.counts: Counter[str] = Counter()
         """Committed totals: events, impressions, duplicates, recommendations, demoted (lists
         exposure feedback changed), dead_letters, changelog_records, changelog_bytes."""
