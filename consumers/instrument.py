@@ -43,10 +43,9 @@ def record_lag(consumer: Consumer, group: str, timeout: float = 1.0) -> dict[tup
 
 
 class Monitored:
-    """The loop's `Processor`: a fold-in worker, observed by a `Monitor`.
-
-    Attributes it does not define (`start`, `close`, `summary`, `counts`, ...) are the worker's.
-    """
+    """The loop's `Processor`: a fold-in worker (`worker`: start, close and its counts are
+    reached there), observed by a `Monitor`. The loop's optional hooks are the worker's:
+    `resumable`, `quarantine` and its `inputless` work."""
 
     def __init__(self, worker: Any, monitor: Monitor, group: str,
                  lag_interval: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -67,8 +66,16 @@ class Monitored:
         the loop is not using it."""
         self.consumer = lambda: loop.consumer
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.worker, name)
+    @property
+    def inputless(self) -> Any:
+        """The worker's work done between batches without input (`consumers.inputless`)."""
+        return self.worker.inputless
+
+    def resumable(self) -> list[TopicPartition]:
+        return self.worker.resumable()
+
+    def quarantine(self, msg: Message, exc: BaseException) -> None:
+        self.worker.quarantine(msg, exc)
 
     # -- the Processor protocol, each step the worker's, then the monitor's
     def handle(self, messages: list[Message], out: Any) -> None:

@@ -265,6 +265,7 @@ def test_kill_9_at_random_points_and_at_each_crash_point(bootstrap, unique_prefi
         assert proc.wait(60) == -signal.SIGKILL, log.read_text()[-3000:]
         assert committed(s, topics=BOTH) < published, "each kill lands mid-stream"
     publish(s, world, lo=published)
+    start = len(log.read_text())
     last = spawn(refold_process, s, world, log, static=True)
     try:
         wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "the last worker")
@@ -272,7 +273,10 @@ def test_kill_9_at_random_points_and_at_each_crash_point(bootstrap, unique_prefi
         last.stop()
     text = log.read_text()
     assert text.count("killing this process") == 3
-    assert text.count("restored partition(s)") == 6
+    # the last worker restored from the changelog; an earlier one may be killed while one of
+    # its partitions is still restoring (the others already in work), before that line
+    assert "restored partition(s)" in text[start:]
+    assert 1 < text.count("restored partition(s)") <= 6
     assert_same_as(reference, s)
 
 

@@ -262,7 +262,7 @@ def test_monitored_worker_reports_swaps_aborts_rebalances_and_lag(reg):
     now[0] = 1.0
     monitored.between_batches()  # within lag_interval: not re-read
     assert value(reg, "refold_consumer_lag_messages", group="grp", topic="ev", partition="0") == 3
-    assert monitored.summary(1.0) == "summary"
+    assert monitored.worker.summary(1.0) == "summary"
 
 
 def test_monitor_takes_the_workers_committed_batch(reg):
