@@ -367,7 +367,7 @@ def test_a_broker_restart_stalls_processing_which_then_resumes(tmp_path, world, 
         broker.stop()
         stalled = w.loop.stats.messages
         time.sleep(2.0)
-        assert w.loop.stats.messages == stalled and w.thread.is_alive()  # stalled, not dead
+        assert w.loop.stats.messages == stalled and w.thread.is_alive(), repr(w.error)  # stalled
         broker.start()
         publish(s, world, lo=half)
         wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "processing to resume")
