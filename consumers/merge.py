@@ -76,18 +76,19 @@ class TimestampMerge:
         A heap holds each ready group's head: taking a message changes only its own group,
         so only that group is looked at again (O(log groups) a message)."""
         released: set[int] = set()
-        heap = []
-        for p in sorted({p for (_, p), b in self._buffers.items() if b}):
+        heap: list[Any] = []
+
+        def push(p: int) -> None:  # group p's head, when the group may go on
             if self._ready(p, lagging, released) and (head := self._head(p)) is not None:
-                heap.append(head)
-        heapq.heapify(heap)
+                heapq.heappush(heap, head)
+
+        for p in sorted({p for (_, p), b in self._buffers.items() if b}):
+            push(p)
         out: list[Any] = []
         while len(out) < limit and heap:
             _, key = heapq.heappop(heap)
             out.append(self._buffers[key].popleft())
-            p = key[1]
-            if self._ready(p, lagging, released) and (head := self._head(p)) is not None:
-                heapq.heappush(heap, head)
+            push(key[1])
         return out
 
     def drop(self, partitions: Iterable[tuple[str, int]] | None = None) -> int:

@@ -198,10 +198,10 @@ def lacking_write(settings: Settings, topics: Iterable[str], timeout: float = 10
     """Which of `topics` this principal may not WRITE to, asked of the broker (the topics'
     authorized operations). A transaction that failed on a topic's authorization says only
     that; this names the topic. An empty list when the broker cannot be asked."""
-    admin = make_admin(settings, purpose="acl-check")
     names = sorted(set(topics))
     if not names:
         return []
+    admin = make_admin(settings, purpose="acl-check")
     futures = admin.describe_topics(TopicCollection(names), include_authorized_operations=True,
                                     request_timeout=timeout)
     missing = []
