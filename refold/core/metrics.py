@@ -34,6 +34,19 @@ from prometheus_client import (
 
 from refold import __version__
 from refold.core.config import Settings
+from refold.core.metrics_serve import (  # refold serve's own, declared there
+    SERVE_EVICTED,
+    SERVE_GC_PAUSE,
+    SERVE_ITEMS,
+    SERVE_LATENCY,
+    SERVE_LISTS_BYTES,
+    SERVE_PENDING,
+    SERVE_RECORDS,
+    SERVE_REJECTED,
+    SERVE_REQUESTS,
+    SERVE_ROUTES,
+    SERVE_USERS,
+)
 from refold.core.probes import Probes, serve_http
 from refold.core.schemas import EVENT_TYPES
 
@@ -251,39 +264,6 @@ EXPOSURE_DEMOTED = Counter(
     "refold_exposure_demoted_lists", "Lists in which exposure feedback demoted an item the user "
     "had been shown too often without acting on it.", **_NO_REGISTRY)
 
-# -- refold serve (the HTTP read path)
-SERVE_ROUTES = ("recommendations", "similar", "popular", "health", "metrics", "other")
-"""The route label's values (never the ids in a path)."""
-SERVE_REQUESTS = Counter(
-    "refold_serve_requests_total", "HTTP requests refold serve answered, by route and status.",
-    ["route", "status"], **_NO_REGISTRY)
-SERVE_LATENCY = Histogram(
-    "refold_serve_request_seconds", "Time refold serve took to answer a request, by route.",
-    ["route"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 2.5),
-    **_NO_REGISTRY)
-SERVE_USERS = Gauge("refold_serve_users", "Users whose latest list refold serve holds.",
-                    **_NO_REGISTRY)
-SERVE_LISTS_BYTES = Gauge(
-    "refold_serve_lists_bytes", "Bytes of the users' lists refold serve holds (keys, packed "
-    "values, the table).", **_NO_REGISTRY)
-SERVE_ITEMS = Gauge("refold_serve_items", "Items refold serve knows (catalog, lists, similar).",
-                    **_NO_REGISTRY)
-SERVE_PENDING = Gauge(
-    "refold_serve_pending_dismissal_users", "Users with dismissals that no list of theirs "
-    "answers yet.", **_NO_REGISTRY)
-SERVE_EVICTED = Gauge("refold_serve_evicted_users",
-                      "Lists refold serve dropped by its max-users bound so far.", **_NO_REGISTRY)
-SERVE_RECORDS = Gauge("refold_serve_records_read",
-                      "Records refold serve applied since start, by topic kind.", ["topic"],
-                      **_NO_REGISTRY)
-SERVE_REJECTED = Gauge("refold_serve_records_rejected",
-                       "Records refold serve could not decode, by topic kind.", ["topic"],
-                       **_NO_REGISTRY)
-SERVE_GC_PAUSE = Histogram(
-    "refold_serve_gc_pause_seconds", "Pauses of Python's cyclic garbage collector in refold "
-    "serve, by generation (every thread waits them out).", ["generation"],
-    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 2.5),
-    **_NO_REGISTRY)
 BRIDGE_RECORDS = Counter(
     "refold_bridge_records", "Source records the bridge committed, by outcome: events produced, "
     "dead letters, or skipped on purpose.", ["outcome"], **_NO_REGISTRY)
