@@ -42,6 +42,7 @@ from pydantic_settings import NoDecode, SettingsError
 from models import defaults
 from models.foldin_config import FoldInConfig
 from refold.core import config_sources as sources
+from refold.core.config_bridge import BridgeSettings
 from refold.core.config_hybrid import HybridSettings
 from refold.core.config_sources import CLIENT_TABLES, ENV_PREFIX, is_secret
 from refold.core.config_types import (
@@ -82,7 +83,7 @@ def _default_instance_id() -> str:
 
 # -- the settings -------------------------------------------------------------------------------
 
-class Settings(HybridSettings):
+class Settings(HybridSettings, BridgeSettings):
     """All of refold's configuration, with its defaults (the README's configuration table)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
@@ -236,33 +237,17 @@ class Settings(HybridSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="logging level")
 
-    # -- the bridge (refold bridge): a shop's own event topic to refold events
-    bridge_source_topic: str | None = Field(None, description="the topic the bridge reads")
-    bridge_group: GroupId = Field("refold-bridge", description="the bridge's consumer group")
-    bridge_fields: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
-        "field mapping, refold=source (user_id=uid)"))
-    bridge_types: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
-        "event-type mapping, source=refold (pv=view)"))
-    bridge_skip_types: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
-        "source types dropped on purpose"))
-    bridge_time_unit: Literal["s", "ms", "us", "iso", "auto"] = Field(
-        "auto", description="unit of the source's timestamps")
-    bridge_default_type: EventType | None = Field(None, description=(
-        "event type of records without one"))
-
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("bootstrap_servers", "bridge_source_topic", "full_events", "state_dir",
-                     mode="before")
+    @field_validator("bootstrap_servers", "full_events", "state_dir", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip() == "" else value
 
-    @field_validator("exclude_types", "bridge_fields", "bridge_types", "bridge_skip_types",
-                     mode="before")
+    @field_validator("exclude_types", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         return split_list(value)
