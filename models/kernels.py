@@ -236,6 +236,76 @@ def fold_in(
     return b.astype(np.float32), True
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _worse(va: float, ia: int, vb: float, ib: int) -> bool:
+    """(va, ia) ranks below (vb, ib): a lower score, or the same score at a higher index."""
+    return va < vb or (va == vb and ia > ib)
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(hv: np.ndarray, hi: np.ndarray, p: int, m: int) -> None:
+    v, i = hv[p], hi[p]
+    while True:
+        c = 2 * p + 1
+        if c >= m:
+            break
+        if c + 1 < m and _worse(hv[c + 1], hi[c + 1], hv[c], hi[c]):
+            c += 1
+        if not _worse(hv[c], hi[c], v, i):
+            break
+        hv[p], hi[p] = hv[c], hi[c]
+        p = c
+    hv[p], hi[p] = v, i
+
+
+@njit(cache=True, nogil=True)
+def _heap_select(s: np.ndarray, k: int, stride: int, floor: float) -> tuple[np.ndarray, np.ndarray,
+                                                                             int]:
+    """The best `k` of s[::stride] at least `floor` in a heap whose root is the worst kept."""
+    hv = np.empty(k, np.float64)
+    hi = np.empty(k, np.int64)
+    m = 0
+    for i in range(0, s.shape[0], stride):
+        v = float(s[i])
+        if not v >= floor or v == -np.inf:  # NaN, below the floor, or never ranked
+            continue
+        if m < k:
+            p = m
+            m += 1
+            while p > 0 and _worse(v, i, hv[(p - 1) >> 1], hi[(p - 1) >> 1]):
+                hv[p], hi[p] = hv[(p - 1) >> 1], hi[(p - 1) >> 1]
+                p = (p - 1) >> 1
+            hv[p], hi[p] = v, i
+        elif v > hv[0]:  # a later index never beats an equal score
+            hv[0], hi[0] = v, i
+            _sift_down(hv, hi, 0, m)
+    return hv, hi, m
+
+
+@njit(cache=True, nogil=True)
+def select_topk(s: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the best `k` finite scores of `s`, best first, ties by ascending index.
+
+    One pass with a heap of K (O(n log K)): unlike `np.partition`, it does not slow down on
+    heavily tied scores (popularity counts, category affinities) or on mostly -inf ones. The
+    K-th best of every 8th score bounds the K-th best from below, so the full pass skips the
+    scores under it (an ascending array would otherwise enter the heap one score at a time).
+    """
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    floor = -np.inf
+    if s.shape[0] >= 16 * k:
+        hv, _, m = _heap_select(s, k, 8, -np.inf)
+        if m == k:
+            floor = hv[0]
+    hv, hi, m = _heap_select(s, k, 1, floor)
+    for end in range(m - 1, 0, -1):  # heap sort: the worst kept goes to the end, in turn
+        hv[0], hv[end] = hv[end], hv[0]
+        hi[0], hi[end] = hi[end], hi[0]
+        _sift_down(hv, hi, 0, end)
+    return hi[:m]
+
+
 _warm = False
 
 
@@ -258,3 +328,4 @@ def warm_up() -> None:
                                 np.ones(2))
     for cf in (np.zeros(2, np.float32), np.zeros(2, np.float64)):
         blend_topk(cf, np.zeros(0, np.int64), cols, terms, 1.0, 1)
+        select_topk(cf, 1)

@@ -1,15 +1,16 @@
 """Exact top-K with exclusions, in the order score descending, then index ascending.
 
-Selection is two-stage so that ties never make the result depend on numpy's partition order:
-`np.partition` finds the K-th best score t, every score above t is taken, and the ties at t are
-filled in by ascending index (one partition plus two comparisons: ~20 µs for 10K items).
-Both `topk` and `topk_batch` first narrow with a sample when there are at least 32·K scores: the
-K-th best of every 8th score is a lower bound on the K-th best, so only the ~8·K scores above it go
-through the exact select (~15 µs a row at 10K items, against ~25 µs for a row-wise argpartition
-and ~45 µs for implicit's own compiled top-K per query). Measured on numpy 2.4, `argpartition`
-itself showed no slowdown on heavily tied popularity scores (10K and 1M items, all-equal, 90 %
-zeros, integer counts): the two-stage select is for determinism, and costs no more than a
-key-packing trick would.
+One row (`topk`) is one compiled pass with a heap of K (`models.kernels.select_topk`): ties
+are broken by index as the heap orders them, and heavily tied or mostly -inf scores (popularity
+counts, category affinities, excluded items) cost no more than distinct ones, where
+`np.partition` slows down 10-100x on them (numpy 2.4: 5,000 scores of which 90% are zero, top
+200: ~0.5 ms against ~13 µs). Rows of a batch (`topk_batch`) stay in numpy, two-stage so that
+ties never make the result depend on numpy's partition order: `np.partition` finds the K-th best
+score t, every score above t is taken, and the ties at t are filled in by ascending index. With
+at least 32·K scores a row is first narrowed with a sample: the K-th best of every 8th score is a
+lower bound on the K-th best, so only the ~8·K scores above it go through the exact select
+(~15 µs a row at 10K items, against ~25 µs for a row-wise argpartition and ~45 µs for
+implicit's own compiled top-K per query).
 
 Excluded items (a boolean mask or an index array) and scores of -inf are never returned, so a
 result can be shorter than K. Scores must not be NaN.
@@ -27,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from models.kernels import select_topk
 
 Exclude = np.ndarray | Sequence[int] | None
 SAMPLE_STRIDE = 8
@@ -47,29 +50,8 @@ def topk(
     if candidates is not None:
         idx, val = topk(s[candidates], k)
         return candidates[idx].astype(np.int64), val
-    n = s.shape[0]
-    k = min(int(k), n)
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64), s[:0]
-    if n >= SAMPLE_STRIDE * 4 * k:  # narrow with a sample first, as `_topk_sampled` does
-        t0 = _sample_bound(s, k)
-        if t0 > -np.inf:
-            cand = np.flatnonzero(s >= t0)
-            if len(cand) <= n // 4:
-                idx, val = topk(s[cand], k)
-                return cand[idx].astype(np.int64), val
-    if k < n:
-        t = np.partition(s, n - k)[n - k]
-        idx = np.flatnonzero(s >= t)
-        if len(idx) > k:  # ties at t spill over: take them by ascending index
-            above = np.flatnonzero(s > t)
-            idx = np.concatenate([above, np.flatnonzero(s == t)[: k - len(above)]])
-    else:
-        idx = np.arange(n)
-    idx = idx[np.lexsort((idx, -s[idx]))]
-    val = s[idx]
-    keep = val > -np.inf
-    return idx[keep].astype(np.int64), val[keep]
+    idx = select_topk(s, min(int(k), s.shape[0]))
+    return idx, s[idx]
 
 
 def topk_batch(

@@ -23,16 +23,22 @@ def score_rows(kind: str, rng: np.random.Generator, rows: int, n: int) -> np.nda
         return np.sort(rng.normal(size=(rows, n)).astype(np.float32), axis=1)
     if kind == "mostly_zero":  # popularity: most items never seen
         return np.where(rng.random((rows, n)) < 0.97, 0.0, rng.random((rows, n))).astype(np.float32)
+    if kind == "mostly_minus_inf":  # category affinity: most items share no category
+        return np.where(rng.random((rows, n)) < 0.98, -np.inf, rng.random((rows, n)))
+    if kind == "tied_top":  # fewer than K scores above a tied K-th best
+        return np.where(rng.random((rows, n)) < 0.995, 0.5, rng.random((rows, n)) + 1.0)
     return np.zeros((rows, n), dtype=np.float32)  # all tied
 
 
-KINDS = ["distinct", "few_values", "sorted", "mostly_zero", "all_tied"]
+KINDS = ["distinct", "few_values", "sorted", "mostly_zero", "all_tied", "mostly_minus_inf",
+         "tied_top"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_topk_equals_brute_force(kind: str) -> None:
     rng = np.random.default_rng(0)
-    for n, k in [(1, 1), (5, 3), (50, 50), (50, 60), (300, 10), (3000, 20)]:
+    for n, k in [(1, 1), (5, 3), (50, 50), (50, 60), (300, 10), (3000, 20), (1682, 100),
+                 (5000, 200), (20000, 50)]:
         s = score_rows(kind, rng, 1, n)[0]
         idx, val = topk(s, k)
         assert idx.tolist() == brute(s, k)
@@ -43,13 +49,14 @@ def test_topk_equals_brute_force(kind: str) -> None:
 def test_topk_with_exclusions_as_mask_or_indices(kind: str) -> None:
     rng = np.random.default_rng(1)
     s = score_rows(kind, rng, 1, 2000)[0]
+    before = s.copy()
     banned = rng.choice(2000, 700, replace=False)
     mask = np.zeros(2000, dtype=bool)
     mask[banned] = True
     expected = brute(s, 25, banned)
     assert topk(s, 25, exclude=banned)[0].tolist() == expected
     assert topk(s, 25, exclude=mask)[0].tolist() == expected
-    assert not np.isinf(s).any()  # the caller's scores are untouched
+    assert np.array_equal(s, before)  # the caller's scores are untouched
 
 
 def test_topk_on_candidates_maps_back_to_indices() -> None:
