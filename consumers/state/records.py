@@ -53,34 +53,51 @@ class UserEntry:
     only when one of them may have expired."""
     stored_list: tuple[str, ...] = ()
     """The items of the user's last list as the store's index holds them."""
+    newest: float | None = field(default=None, init=False)
+    """The latest time in `ids` (kept as ids come and go: `last_time` is asked at every event,
+    and a scan of up to `dedup_max_ids_per_user` ids each time was most of its cost)."""
+
+    def __post_init__(self) -> None:
+        self.newest = max(self.ids.values(), default=None)
 
     @property
     def last_time(self) -> float | None:
         """The user's latest event or impression (a user shown lists but never acting expires
         too)."""
-        times = [t for t in (self.history.last_time, max(self.ids.values(), default=None))
-                 if t is not None]
-        return max(times) if times else None
+        last, newest = self.history.last_time, self.newest
+        if last is None or (newest is not None and newest > last):
+            return newest
+        return last
 
     def remember(self, event_id: str, t: float) -> None:
         had = self.oldest is not None or not self.ids
+        old = self.ids.get(event_id)
         self.ids[event_id] = t
         self.added.append(event_id)
         if had:
             self.oldest = t if self.oldest is None else min(self.oldest, t)
+        if self.newest is None or t > self.newest:
+            self.newest = t
+        elif old == self.newest and t < old:  # the newest id came again, earlier
+            self.newest = max(self.ids.values())
 
     def forget(self, keep: Callable[[float], bool], cap: int) -> None:
         """Drop the ids whose time `keep` refuses (`keep` holds for every time after one it
         holds for), then the oldest beyond `cap` (0: no cap)."""
+        newest_gone = False
         if self.oldest is None or not keep(self.oldest):  # else every id is kept
             for i in [i for i, t in self.ids.items() if not keep(t)]:
+                newest_gone = newest_gone or self.ids[i] == self.newest
                 del self.ids[i]
                 self.dropped.append(i)
             self.oldest = min(self.ids.values(), default=None)
         while cap and len(self.ids) > cap:
             i = next(iter(self.ids))
+            newest_gone = newest_gone or self.ids[i] == self.newest
             del self.ids[i]
             self.dropped.append(i)
+        if newest_gone:
+            self.newest = max(self.ids.values(), default=None)
 
 
 def encode_user(entry: UserEntry, item_ids: Sequence[str]) -> bytes:

@@ -87,3 +87,27 @@ def test_index_entries_say_what_index_of_says() -> None:
         assert listed == indexed(value)[2]
         assert last2 == last and ids == [i for i, _ in pairs]
         assert list(struct.unpack(f"<{len(ids)}d", raw)) == [t for _, t in pairs]
+
+
+def test_the_newest_id_time_follows_every_change_of_the_ids() -> None:
+    """`last_time` reads a kept maximum of the ids' times instead of scanning them: after any
+    sequence of remembering (ids out of order, an id again) and forgetting (by time, by cap),
+    it equals the scan."""
+    import random
+
+    rng = random.Random(7)
+    h = UserHistory(max_events=5)
+    h.add(0, 1.0, t=30.0)
+    e = UserEntry(h, {"a": 40.0, "b": 10.0}, partition=0)  # as decoded
+    for step in range(2000):
+        roll = rng.random()
+        if roll < 0.6:
+            e.remember(f"e{rng.randrange(300)}", float(rng.randrange(100)))
+        elif roll < 0.8:
+            limit = float(rng.randrange(60))
+            e.forget(lambda t, limit=limit: t >= limit, 0)
+        else:
+            e.forget(lambda t: True, rng.randrange(1, 20))
+        scanned = max([30.0, *e.ids.values()])
+        assert e.last_time == scanned, step
+        assert e.newest == max(e.ids.values(), default=None), step
