@@ -100,11 +100,14 @@ class _Counted:
 
 def serve(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one consumer until it is done (or SIGTERM); what its loop did."""
+    from consumers.assembly import freeze_startup_heap
+
     settings = Settings(**spec["settings"])
     loop, processor, outputs = _build(spec["kind"], settings, Path(spec["model"]),
                                       spec["fold_in"], max_messages=spec["max_messages"],
                                       idle_exit=spec["idle_exit"])
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    freeze_startup_heap()  # as `refold consume` does
     try:
         if spec["profile"] is None:
             stats = loop.run()

@@ -85,7 +85,7 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
         producer_extra=_key_values(producer_conf), fold_in=typed_pairs(fold_in))
     with assemble_worker(settings, factors, options) as worker:
         worker.stop_on_signals()
-        stats = worker.run()
+        stats = worker.run(freeze_heap=True)
     click.echo(f"consume: {worker.worker.summary(stats.busy_seconds)}; "
                f"{stats.batches:,} transactions, {stats.aborts} aborted")
 
