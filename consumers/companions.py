@@ -14,10 +14,11 @@ order per partition whatever the fetch timing. It needs to know whether the brok
 a topic-partition than was fetched. What was fetched ends at the last message delivered, or at a
 partition-EOF event (`enable.partition.eof`: the client says where a partition ends when it
 reaches it); unknown right after an assignment or a rewind. What the broker holds is its high
-watermark, asked when a batch is taken (through a second, idle client: a broker answers one
-connection's requests in order, and the first client's fetch is parked there), so it is later
-than every message buffered: a message the broker acknowledged before another topic's message
-was even produced is always read first. One query per held topic-partition and batch.
+watermark (the last stable offset, as a read_committed consumer sees it), asked when a batch is
+taken (through a second, idle client: a broker answers one connection's requests in order, and
+the first client's fetch is parked there), so it is later than every message buffered: a message
+the broker acknowledged before another topic's message was even produced is always read first.
+At most one request per batch, for every held topic-partition, when the merge first needs one.
 
 The loop reads ahead of its batches: with a backlog, the message a held-back partition waits for
 can sit behind many others in the client's queue. To bound memory without starving anyone, a
@@ -34,12 +35,20 @@ import logging
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from consumers.batch import usable
 from consumers.merge import TimestampMerge
 from refold.core.config import Settings
-from refold.core.kafka import make_consumer
+from refold.core.kafka import make_admin
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +69,7 @@ class Companions:
         self._fetched_to: dict[tuple[str, int], int] = {}
         """Per topic-partition, the offset after what was delivered (at its EOF: its end)."""
         self._paused: set[tuple[str, int]] = set()
-        self._ends: Consumer | None = None
+        self._ends: AdminClient | None = None
 
     @staticmethod
     def consumer_config(extra: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -128,8 +137,8 @@ class Companions:
             key = (topic, partition)
             if key not in self._fetched_to:
                 return True
-            if key not in ends:
-                ends[key] = self._high_watermark(topic, partition)
+            if key not in ends:  # one request for every held topic-partition
+                ends.update(self._high_watermarks([k for k in self._fetched_to if k not in ends]))
             return ends[key] > self._fetched_to[key]
 
         out = self.merge.take(batch, lagging)
@@ -141,9 +150,7 @@ class Companions:
         return self.merge.pending()
 
     def close(self) -> None:
-        if self._ends is not None:
-            self._ends.close()
-            self._ends = None
+        self._ends = None
 
     def _delivered(self, fetched: list[Message]) -> list[Message]:
         """`fetched` without its EOF events; each message and EOF moves where what was
@@ -160,14 +167,17 @@ class Companions:
             out.append(msg)
         return out
 
-    def _high_watermark(self, topic: str, partition: int) -> int:
-        """Asked of the broker, not read from the consumer's cached end (the last fetch
-        response's): a stale end lets a live merge go on without a message a replay would wait
-        for, and the two orders then differ (the fault tests caught it)."""
+    def _high_watermarks(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The ends of `keys` as the loop's read_committed consumer sees them (the last stable
+        offset), in one request. Asked of the broker, not read from the consumer's cached ends
+        (the last fetch responses'): a stale end lets a live merge go on without a message a
+        replay would wait for, and the two orders then differ (the fault tests caught it)."""
         if self._ends is None:
-            self._ends = make_consumer(self.settings, f"{self.subscribed}.ends")
-        return int(self._ends.get_watermark_offsets(TopicPartition(topic, partition),
-                                                    timeout=10.0, cached=False)[1])
+            self._ends = make_admin(self.settings, purpose=f"{self.subscribed}.ends")
+        asked = {TopicPartition(t, p): OffsetSpec.latest() for t, p in keys}
+        done = self._ends.list_offsets(asked, isolation_level=IsolationLevel.READ_COMMITTED,
+                                       request_timeout=10.0)
+        return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in done.items()}
 
     def _throttle(self, consumer: Consumer, batch: int) -> None:
         """Pause the topic-partitions holding `PAUSE_AT` batches, resume those down to one."""
