@@ -156,7 +156,8 @@ class Worker:
         return Monitor(self.settings.k, weights=self.recommender.config.weights,
                        categories=categories, catalog_size=lambda: int(catalog.active.sum()),
                        request_refit=self.requester,
-                       refit_cooldown=self.options.refit_request_interval)
+                       refit_cooldown=self.options.refit_request_interval,
+                       max_users=self.settings.state_cache_users)
 
     def start(self) -> Self:
         """Read the side inputs (the catalog) to their end, then load and follow snapshots."""

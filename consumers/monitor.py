@@ -81,6 +81,7 @@ class Monitor:
         refit_on: Iterable[str] = DEFAULT_REFIT_ON,
         refit_cooldown: float = 600.0,
         window: int = 5000,
+        max_users: int = 200_000,
         adwin_delta: float = 0.002,
         input_window: int = 5000,
         psi_threshold: float = 0.25,
@@ -93,7 +94,8 @@ class Monitor:
         self.refit_on = frozenset(refit_on)
         self.refit_cooldown = refit_cooldown
         self.clock = clock
-        self.quality = OnlineQuality(k=k, window=window, categories=categories)
+        self.quality = OnlineQuality(k=k, window=window, categories=categories,
+                                     max_users=max_users)
         self.hit_rate = HitRateDrift(delta=adwin_delta)
         self.ph_threshold = ph_threshold
         self.shifts = self._new_shifts()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -88,8 +89,9 @@ class OnlineQuality:
         self.hits = 0
         self.unjudged = 0
         """Positive events not judged: no list in force, or its item already judged against it."""
-        self._lists: OrderedDict[Hashable, tuple[tuple[Hashable, ...], set[Hashable]]] = \
-            OrderedDict()
+        self._lists: OrderedDict[Hashable, list[Any]] = OrderedDict()
+        """user -> [the list in force (a tuple), the items judged against it (a set, or None:
+        none yet)]; at most `max_users` users, the least recently listed forgotten first."""
         self._events: deque[tuple[Hashable, int, float]] = deque()
         self._hit_sum = 0
         self._gain_sum = 0.0
@@ -106,10 +108,12 @@ class OnlineQuality:
         """Judge a positive event: the item's 0-based rank in the user's list, -1 for a miss, or
         None when not judged (no list in force, or the item was already judged against it)."""
         entry = self._lists.get(user)
-        if entry is None or item in entry[1]:
+        if entry is None or (entry[1] is not None and item in entry[1]):
             self.unjudged += 1
             return None
         shown, judged = entry
+        if judged is None:
+            judged = entry[1] = set()
         judged.add(item)
         rank = shown.index(item) if item in shown else -1
         hit = int(rank >= 0)
@@ -147,7 +151,7 @@ class OnlineQuality:
     ) -> None:
         """Make `items` the user's list in force and count it in the list statistics."""
         shown = tuple(items[: self.k])
-        self._lists[user] = (shown, set())
+        self._lists[user] = [shown, None]
         self._lists.move_to_end(user)
         if len(self._lists) > self.max_users:
             self._lists.popitem(last=False)
