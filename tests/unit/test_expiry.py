@@ -33,3 +33,20 @@ def test_a_zero_horizon_never_forgets_and_bad_horizons_are_refused() -> None:
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError):
             Horizon(bad)
+
+
+def test_expired_written_out_agrees_with_the_bucket_formula() -> None:
+    """`Horizon.expired` computes `bucket(t) < first_live_bucket(watermark)` inline: the same
+    answer at and around every bucket boundary (floating point included)."""
+    import math
+
+    rng = random.Random(3)
+    for horizon in (Horizon(0.0), Horizon(86400.0), Horizon(90 * 86400.0), Horizon(100.0, 7)):
+        for _ in range(3000):
+            w = rng.uniform(8e8, 9e8)
+            edge = (horizon.first_live_bucket(w) * horizon.width) if horizon.forgets else w
+            t = rng.choice([edge, math.nextafter(edge, 0), math.nextafter(edge, math.inf),
+                            rng.uniform(w - 2 * horizon.seconds - 1, w)])
+            for mark in (w, -math.inf):
+                expected = horizon.forgets and horizon.bucket(t) < horizon.first_live_bucket(mark)
+                assert horizon.expired(t, mark) == expected, (horizon, t, mark)
