@@ -17,12 +17,16 @@ each rung's first-list recall on this very log. Every event's hits are kept too,
 until the first newcomer's event is seen. The two differ where it matters: on ml-100k, where
 established users rate old films, every event hits the lists of long half-lives about as often
 as a month's, while newcomers' first events hit a month's far more often. Hits fade with a
-memory of `memory_events` events (of newcomers' events, for theirs); at each refresh the rung
-with the most wins (ties: the longer half-life, the steadier list). Until the first refresh,
-all-time popularity serves. Everything is a function of the events in order,
-counted rather than timed, so the same partition replayed gives the same choices.
+memory of `memory_events` events (of newcomers' events, for theirs): the hits of a refresh
+window are whole counts, added at its refresh to the totals faded by the window's events; then
+the rung with the most wins (ties: the longer half-life, the steadier list). Until the first
+refresh, all-time popularity serves. Everything is a function of the events in order,
+counted rather than timed, so the same partition replayed gives the same choices, however its
+events were batched.
 
-Cost per event: one update per rung (8 by default) and a set lookup per rung. Per refresh, a
+Cost per event: one update per rung (8 by default) and a look-up of the item's bit mask of
+rungs holding it; `update_many` does the rungs' updates of a batch's events (between two
+refreshes) in a few numpy calls per rung, with the same result bit for bit. Per refresh, a
 rung's new top-K comes from its last top-K and the items counted since: every other item's count
 is unchanged and below the last K-th score, so the result is the scan's. A tie with that score,
 a withdrawal, a rescale or a load makes the next refresh scan every item. On a million items
@@ -41,7 +45,7 @@ item and rung.
 Newcomers' events decide once there are any. Regulars move on to item 1 while newcomers keep
 choosing the long-run favourite 0: every event alone would serve the short half-life.
 
->>> log = [0, 0, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1]
+>>> log = [0, 0, 0, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 1]
 >>> for marked in (False, True):
 ...     tr = AdaptiveTrending(half_lives=(10.0, math.inf), k=1, refresh_events=2)
 ...     for t, item in enumerate(log):
@@ -55,6 +59,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -70,6 +75,78 @@ NEWCOMER_EVENTS = 3
 """An event is a newcomer's when its user had fewer earlier events: the users trending serves.
 (On the paced logs and ml-100k, choosing on the first 1, 3 or 5 events of each user gave the
 same first-list recall within noise; 3 triples the sample of the first event alone.)"""
+
+
+BATCHED_FROM = 8
+"""Fewer events than this between refreshes are counted one by one (the same result, sooner)."""
+
+
+@dataclass(slots=True)
+class Window:
+    """Hits since the last refresh: per rung, of every event and of newcomers' events. Whole
+    numbers, so the order they were counted in (one by one, or batched) does not matter; at
+    the refresh they are added to the faded totals (`faded`)."""
+
+    held: list[int]
+    newcomer_held: list[int]
+    events: int = 0
+    newcomers: int = 0
+
+    @classmethod
+    def empty(cls, rungs: int) -> Window:
+        return cls([0] * rungs, [0] * rungs)
+
+    def copy(self) -> Window:
+        return Window(list(self.held), list(self.newcomer_held), self.events, self.newcomers)
+
+    def score(self, mask: int, newcomer: bool) -> None:
+        """One event whose item the rungs of bit `mask` held."""
+        self.events += 1
+        self.newcomers += newcomer
+        r = 0
+        while mask:
+            if mask & 1:
+                self.held[r] += 1
+                if newcomer:
+                    self.newcomer_held[r] += 1
+            mask >>= 1
+            r += 1
+
+    def score_many(self, masks: Sequence[int], newcomers: Sequence[bool]) -> int:
+        """`score` of each event; returns how many were newcomers'."""
+        bits = (np.asarray(masks, dtype=np.int64)[:, None] >> np.arange(len(self.held))) & 1
+        new = np.asarray(newcomers, dtype=bool)
+        self.held = [a + int(b) for a, b in zip(self.held, bits.sum(0).tolist(), strict=True)]
+        self.newcomer_held = [a + int(b) for a, b in
+                              zip(self.newcomer_held, bits[new].sum(0).tolist(), strict=True)]
+        self.events += len(new)
+        n = int(new.sum())
+        self.newcomers += n
+        return n
+
+    def faded(self, base: np.ndarray, fade: float, newcomers: bool = False) -> np.ndarray:
+        """`base` (the totals at the last refresh) faded by this window's events (newcomers'
+        events: `newcomers`), plus its hits."""
+        n, held = (self.newcomers, self.newcomer_held) if newcomers else (self.events, self.held)
+        return base * fade**n + np.asarray(held, dtype=np.float64)
+
+    def to_plain(self) -> list[Any]:
+        return [self.held, self.newcomer_held, self.events, self.newcomers]
+
+    @classmethod
+    def from_plain(cls, plain: Sequence[Any]) -> Window:
+        held, newcomer_held, events, newcomers = plain
+        return cls([int(x) for x in held], [int(x) for x in newcomer_held], int(events),
+                   int(newcomers))
+
+
+def held_masks(tops: Sequence[frozenset[int]]) -> dict[int, int]:
+    """Item -> bit mask of the tops holding it (bit r: `tops[r]`)."""
+    out: dict[int, int] = {}
+    for r, top in enumerate(tops):
+        for i in top:
+            out[i] = out.get(i, 0) | (1 << r)
+    return out
 
 
 class AdaptiveTrending:
@@ -93,16 +170,20 @@ class AdaptiveTrending:
         self.refresh_events = refresh_events
         self.memory_events = memory_events
         self.rungs = [Trending(h, capacity) for h in self.half_lives]
-        self.hits = np.zeros(len(self.rungs))
-        """Faded count of events each rung's published top-K held."""
-        self.newcomer_hits = np.zeros(len(self.rungs))
+        self._hits = np.zeros(len(self.rungs))
+        """Faded count of events each rung's published top-K held, as of the last refresh."""
+        self._newcomer_hits = np.zeros(len(self.rungs))
         """The same over newcomers' events only (faded per newcomer's event): what chooses."""
+        self._window = Window.empty(len(self.rungs))
+        """Hits since the last refresh (whole numbers: no order to depend on)."""
         self.newcomers = 0
         """Newcomers' events seen."""
         self.events = 0
         self.chosen = len(self.rungs) - 1
         self._fade = 2.0 ** (-1.0 / memory_events)
         self._tops: list[frozenset[int]] = [frozenset()] * len(self.rungs)
+        self._held: dict[int, int] = {}
+        """Item -> bit mask of the rungs whose published top-K holds it."""
         self._touched: set[int] = set()
         """Items counted since the last refresh."""
         self._bounds: list[tuple[float, float | None] | None] = [None] * len(self.rungs)
@@ -121,7 +202,8 @@ class AdaptiveTrending:
     def unshare(self) -> None:
         """Own copies of the rungs and the selector's state (after a shallow `copy.copy`)."""
         self.rungs = [rung.copy() for rung in self.rungs]
-        self.hits, self.newcomer_hits = self.hits.copy(), self.newcomer_hits.copy()
+        self._hits, self._newcomer_hits = self._hits.copy(), self._newcomer_hits.copy()
+        self._window = self._window.copy()
         self._tops, self._bounds = list(self._tops), list(self._bounds)
         self._touched = set(self._touched)
 
@@ -138,16 +220,21 @@ class AdaptiveTrending:
     def t_ref(self) -> float | None:
         return self.served.t_ref
 
+    @property
+    def hits(self) -> np.ndarray:
+        """Faded count of events each rung's published top-K held."""
+        return self._window.faded(self._hits, self._fade)
+
+    @property
+    def newcomer_hits(self) -> np.ndarray:
+        """The same over newcomers' events only (faded per newcomer's event): what chooses."""
+        return self._window.faded(self._newcomer_hits, self._fade, newcomers=True)
+
     def update(self, item: int, weight: float, t: float, newcomer: bool = False) -> None:
         """Score the rungs on `item` (a newcomer's event: in both tallies), then count the
         event (weight > 0) in every rung."""
-        held = [r for r, top in enumerate(self._tops) if item in top]
-        self.hits *= self._fade
-        self.hits[held] += 1.0
-        if newcomer:
-            self.newcomer_hits *= self._fade
-            self.newcomer_hits[held] += 1.0
-            self.newcomers += 1
+        self._window.score(self._held.get(item, 0), newcomer)
+        self.newcomers += newcomer
         for rung in self.rungs:
             rung.update(item, weight, t)
         if weight >= 0:
@@ -157,6 +244,31 @@ class AdaptiveTrending:
         self.events += 1
         if self.events % self.refresh_events == 0:
             self.refresh()
+
+    def update_many(self, items: Sequence[int], weights: Sequence[float],
+                    times: Sequence[float], newcomers: Sequence[bool]) -> None:
+        """`update` of each event in order (weights >= 0), the same state whatever the batches:
+        vectorised between refreshes (the published tops stand still there)."""
+        start, n = 0, len(items)
+        while start < n:
+            end = min(n, start + self.refresh_events - self.events % self.refresh_events)
+            chunk = items[start:end]
+            if end - start < BATCHED_FROM:
+                for j in range(start, end):
+                    self.update(items[j], weights[j], times[j], newcomers[j])
+            else:
+                self.newcomers += self._window.score_many(
+                    [self._held.get(i, 0) for i in chunk], newcomers[start:end])
+                at = np.asarray(chunk, dtype=np.intp)
+                w = np.asarray(weights[start:end], dtype=np.float64)
+                t = np.asarray(times[start:end], dtype=np.float64)
+                for rung in self.rungs:
+                    rung.update_many(at, w, t)
+                self._touched.update(chunk)
+                self.events += end - start
+                if self.events % self.refresh_events == 0:
+                    self.refresh()
+            start = end
 
     def withdraw(self, item: int, weight: float, t: float) -> None:
         """Take back `weight` added at time `t` (not an event: no hit is scored)."""
@@ -176,7 +288,10 @@ class AdaptiveTrending:
         for r in range(len(self.rungs)):
             since = self._top_since(r, touched)
             self._publish(r, *(since or self._scan(r)))
-        hits = self.newcomer_hits if self.newcomers else self.hits
+        self._hits, self._newcomer_hits = self.hits, self.newcomer_hits
+        self._window = Window.empty(len(self.rungs))
+        self._held = held_masks(self._tops)
+        hits = self._newcomer_hits if self.newcomers else self._hits
         best = hits.max()
         self.chosen = max(r for r, h in enumerate(hits) if h >= best)
 
@@ -239,21 +354,27 @@ class AdaptiveTrending:
     # -- plain state (the accumulators are saved per item by the caller, rung by rung)
 
     def selector_state(self) -> dict[str, Any]:
-        """What the choice depends on besides the counts: hits, events, published tops."""
-        return {"hits": self.hits.tolist(), "events": self.events, "chosen": self.chosen,
+        """What the choice depends on besides the counts: hits (as of the last refresh, and
+        since: `window`), events, published tops."""
+        return {"hits": self._hits.tolist(), "events": self.events, "chosen": self.chosen,
                 "tops": [sorted(top) for top in self._tops],
-                "newcomer_hits": self.newcomer_hits.tolist(), "newcomers": self.newcomers}
+                "newcomer_hits": self._newcomer_hits.tolist(), "newcomers": self.newcomers,
+                "window": self._window.to_plain()}
 
     def load_selector(self, state: Mapping[str, Any]) -> None:
         """Install `selector_state` (after the rungs' accumulators were loaded); a state saved
-        before newcomers' hits were kept chooses on all events until a newcomer's is seen."""
-        if len(state["hits"]) != len(self.rungs):
-            raise ModelError(f"selector state has {len(state['hits'])} rungs, "
-                             f"expected {len(self.rungs)}")
-        self.hits = np.asarray(state["hits"], dtype=np.float64)
-        self.newcomer_hits = np.asarray(state.get("newcomer_hits", np.zeros(len(self.rungs))),
-                                        dtype=np.float64)
+        before newcomers' hits were kept chooses on all events until a newcomer's is seen; one
+        saved before hits were counted per refresh window has every hit in `hits`."""
+        n = len(self.rungs)
+        if len(state["hits"]) != n:
+            raise ModelError(f"selector state has {len(state['hits'])} rungs, expected {n}")
+        self._hits = np.asarray(state["hits"], dtype=np.float64)
+        self._newcomer_hits = np.asarray(state.get("newcomer_hits", np.zeros(n)),
+                                         dtype=np.float64)
+        self._window = Window.from_plain(state["window"]) if "window" in state else \
+            Window.empty(n)
         self.newcomers = int(state.get("newcomers", 0))
         self.events, self.chosen = int(state["events"]), int(state["chosen"])
         self._tops = [frozenset(int(i) for i in top) for top in state["tops"]]
+        self._held = held_masks(self._tops)
         self.forget_tops()

@@ -54,6 +54,7 @@ from models.history import UserHistory
 from models.item_age import ItemAges
 from models.mixer import Candidates
 from models.partition import Partitions, PartitionState, PartitionUndo
+from models.pending_popularity import PendingPopularity
 from models.plans import make_plans
 from models.profiles import DeclaredProfiles
 from models.ranking import Plan, Ranker, Recs
@@ -106,8 +107,7 @@ class OnlineRecommender:
         self.batch_vector_norm: float | None = None
         """Mean L2 norm of the user vectors of the last `process_batch` (None: no vector)."""
         self.batch_residual: float | None = None
-        """Mean fold-in residual (`models.foldin.residuals`) of the users of the last
-        `process_batch` who have a vector (None: none has)."""
+        """Mean fold-in residual (`models.foldin.residuals`) of the last batch's users (None)."""
         if factors is not None:
             self.swap_factors(factors)
 
@@ -172,15 +172,15 @@ class OnlineRecommender:
             m.factors.Y if m is not None else None, vecs,
             [p.rows for p in plans], [p.row_weights for p in plans])
         out = self.ranker.rank_pure_cf(plans, vecs, [overlays[j] for j in at], k)
-        # Popularity as of each other user's last event: apply the batch's updates in order.
+        # Popularity as of each other user's last event: the batch's updates in order.
         blend = {at[q]: q for q, r in enumerate(out) if r is None}
-        for j, ((_, i, shared, back, new), ev, p) in enumerate(zip(learned, events, parts,
-                                                                    strict=True)):
-            part = self.partitions.get(p)
-            part.share_popularity(i, shared, ev.event_time, back, new)
-            q = blend.get(j)
-            if q is not None:
-                out[q] = self.ranker.rank_blend(plans[q], vecs[q], k, part, overlays[j])
+        pending = PendingPopularity(self.partitions)
+        for j, ((_, i, shared, back, new), p) in enumerate(zip(learned, parts, strict=True)):
+            pending.share(p, i, shared, events[j].event_time, back, new)
+            if (q := blend.get(j)) is not None:
+                out[q] = self.ranker.rank_blend(plans[q], vecs[q], k, pending.flush(p),
+                                                overlays[j])
+        pending.flush_all()
         return [(events[j], r) for j, r in zip(at, out, strict=True)]  # type: ignore[misc]
 
     def recommend(self, user_id: str, now: float, k: int | None = None) -> Recs:

@@ -37,6 +37,12 @@ FLUSH = 2.0**-900
 value that remains is a normal float, so the rescale's multiplication by 2^-k is exact."""
 
 
+def _exp(x: np.ndarray) -> np.ndarray:
+    """`math.exp` of each element: exactly what `Trending.update` adds (numpy's own `exp` may
+    differ from it in the last bit, and batches must not change the state)."""
+    return np.fromiter(map(math.exp, x.tolist()), dtype=np.float64, count=len(x))
+
+
 def at_shift(values: np.ndarray, saved_at: np.ndarray | int, shift: np.ndarray | int
              ) -> np.ndarray:
     """Accumulators saved at shift(s) `saved_at` as they are at `shift` (per rung, for the
@@ -83,18 +89,30 @@ class Trending:
         self._acc[item] += weight * math.exp(x)
 
     def update_many(self, items: np.ndarray, weights: np.ndarray, times: np.ndarray) -> None:
-        """Vectorised `update` for a batch of events."""
+        """`update` of each event in order, vectorised: the same accumulators, bit for bit (a
+        rescale happens at the event that needs it, and each item's additions are made in the
+        events' order), so a stream may be cut into batches anywhere."""
         items = np.asarray(items, dtype=np.intp)
         if not len(items):
             return
         times = np.asarray(times, dtype=np.float64)
+        weights = np.broadcast_to(np.asarray(weights, dtype=np.float64), times.shape)
         self._grow(int(items.max()) + 1)
         if self.t_ref is None:
             self.t_ref = float(times[0])
-        top = float(times.max())
-        if (top - self.t_ref) * self._inv_tau > RENORM_EXPONENT:
-            self._rescale(top)
-        np.add.at(self._acc, items, weights * np.exp((times - self.t_ref) * self._inv_tau))
+        start = 0
+        while start < len(items):
+            x = (times[start:] - self.t_ref) * self._inv_tau
+            over = np.flatnonzero(x > RENORM_EXPONENT)
+            end = len(items) if not len(over) else start + int(over[0])
+            if end > start:
+                np.add.at(self._acc, items[start:end],
+                          weights[start:end] * _exp(x[: end - start]))
+            if end < len(items):
+                self._rescale(float(times[end]))
+                x = (float(times[end]) - self.t_ref) * self._inv_tau
+                self._acc[items[end]] += float(weights[end]) * math.exp(x)
+            start = end + 1
 
     def scores(self, now: float) -> np.ndarray:
         """Decayed popularity of every item at `now` (float64)."""

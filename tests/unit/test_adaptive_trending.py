@@ -173,3 +173,46 @@ def test_published_tops_equal_a_scan_of_every_item(seed: int) -> None:
             tr.update(item, weight, 10.0 * n)
         full.forget_tops()  # never from the last top-K
         assert fast.selector_state() == full.selector_state(), n
+
+
+@pytest.mark.parametrize("cut", [1, 7, 100, 333])
+def test_batched_updates_give_the_state_of_one_by_one_bit_for_bit(cut: int) -> None:
+    """Runs of any length (across refreshes and rescales) leave the same accumulators, hits,
+    tops and choice as updating event by event: the worker's batches cannot change the state."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    items = rng.zipf(1.5, n) % 300
+    weights = rng.choice([0.5, 1.0, 3.0], n)
+    times = np.cumsum(rng.exponential(600.0, n))  # ~2 weeks: the 15-minute rung rescales
+    newcomers = rng.random(n) < 0.2
+    a, b = AdaptiveTrending(k=10, refresh_events=50), AdaptiveTrending(k=10, refresh_events=50)
+    for e in zip(items.tolist(), weights.tolist(), times.tolist(), newcomers.tolist(),
+                 strict=True):
+        a.update(*e)
+    for lo in range(0, n, cut):
+        hi = lo + cut
+        b.update_many(items[lo:hi].tolist(), weights[lo:hi].tolist(), times[lo:hi].tolist(),
+                      newcomers[lo:hi].tolist())
+    assert a.rungs[0].shift > 0  # rescales were crossed
+    assert a.selector_state() == b.selector_state()
+    for ra, rb in zip(a.rungs, b.rungs, strict=True):
+        assert (ra.t_ref, ra.shift) == (rb.t_ref, rb.shift)
+        assert np.array_equal(ra.ranking_scores(), rb.ranking_scores())
+
+
+def test_a_selector_state_saved_mid_window_continues_identically() -> None:
+    """The hits of the refresh window under way are part of the state."""
+    rng = np.random.default_rng(6)
+    items, times = rng.integers(0, 40, 500).tolist(), np.arange(500.0).tolist()
+    a = AdaptiveTrending(half_lives=(30.0, math.inf), k=3, refresh_events=40)
+    for n in range(230):  # mid-window
+        a.update(items[n], 1.0, times[n], newcomer=n % 4 == 0)
+    b = AdaptiveTrending(half_lives=(30.0, math.inf), k=3, refresh_events=40)
+    for src, dst in zip(a.rungs, b.rungs, strict=True):
+        dst.load(src.t_ref, np.arange(len(src)), src.ranking_scores().copy(), src.shift)
+    b.load_selector(a.selector_state())
+    assert np.array_equal(a.hits, b.hits) and np.array_equal(a.newcomer_hits, b.newcomer_hits)
+    for n in range(230, 500):
+        for tr in (a, b):
+            tr.update(items[n], 1.0, times[n], newcomer=n % 4 == 0)
+    assert a.selector_state() == b.selector_state()
