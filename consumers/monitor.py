@@ -28,7 +28,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from confluent_kafka import TopicPartition
+from prometheus_client import Histogram
 
 from consumers import feedback
 from models.drift import DistributionDrift, HitRateDrift, MeanShiftDrift, SnapshotChurn
@@ -60,6 +62,32 @@ class BatchReport:
     hits: int = 0
     detections: list[str] = field(default_factory=list)
     refit_requested: str | None = None
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for each of `values` (a histogram without labels), one update per
+    bucket: a batch's events share their latency, and an observation per event (a lock, a bucket
+    scan) cost more than the rest of the monitor.
+
+    >>> h = Histogram("demo_seconds", "demo", buckets=(0.1, 1.0), registry=None)
+    >>> observe_many(h, [0.05, 0.5, 0.5, 7.0])
+    >>> {s.labels.get("le"): s.value for s in h.collect()[0].samples if "le" in s.labels}
+    {'0.1': 1.0, '1.0': 3.0, '+Inf': 4.0}
+    """
+    if not len(values):
+        return
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets, total = getattr(histogram, "_buckets", None), getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:  # another client version
+        for v in values:
+            histogram.observe(v)
+        return
+    # observe() counts v in the first bucket whose bound is >= v: searchsorted, left side
+    at, n = np.unique(np.searchsorted(bounds, np.asarray(values, dtype=np.float64)),
+                      return_counts=True)
+    for b, count in zip(at.tolist(), n.tolist(), strict=True):
+        buckets[b].inc(count)
+    total.inc(float(np.sum(values)))
 
 
 def item_ids(items: Iterable[Any]) -> list[str]:
@@ -141,10 +169,8 @@ class Monitor:
         self._lists(published, report)
         for reason in dead_letters:
             M.DEAD_LETTERS.labels(reason=M.reason_label(reason, "dead_letter")).inc()
-        for seconds in latencies:
-            M.FOLDIN_LATENCY.observe(seconds)
-        for seconds in freshness:
-            M.FRESHNESS.observe(max(0.0, seconds))
+        observe_many(M.FOLDIN_LATENCY, latencies)
+        observe_many(M.FRESHNESS, [max(0.0, seconds) for seconds in freshness])
         for name, value in (("foldin_residual", foldin_residual),
                             ("user_vector_norm", user_vector_norm)):
             if value is not None:
