@@ -10,9 +10,13 @@ owns events partition p owns changelog partition p); values are JSON:
   and the rescales it was written after, new items' interactions and vector, buffered co-visit
   updates: `models.partition`), written by
   every batch that changes the item in partition p;
-- key `~p<p>/covisit/<item_id>`: `{"n", "ids", "w"}` (the item's co-visit count and neighbours,
-  `models.covisit`), written by the batches whose co-visit refresh changed it: rows are the bulk
-  of the state and change once per refresh, not with every event that touches the item;
+- key `~p<p>/covisit/<item_id>`: `{"n", "ids", "w", "g"}` (the item's co-visit count and
+  neighbours, `models.covisit`), written by the batches whose co-visit refresh changed it: rows
+  are the bulk of the state and change once per refresh, not with every event that touches the
+  item; key `~p<p>/codelta/<item_id>`: `{"g", "n", "d", "s", "ids", "w"}`, the slots changed
+  since the row's record `g` (`models.covisit_plain`), written instead of the whole row while
+  they are at most half of it (a restore applies it to the row of the same `g`, ignores it
+  otherwise; records without `g` are of generation 0);
 - key `~p<p>/meta`: `{"v", "offset": next events offset, "events", "t_ref", "sh", "dirty",
   "trend", "w"}` ("trend": the adaptive trending's choice, `models.adaptive_trending`; "w":
   the newest event time learned, on which users expire), written by every batch that reads
@@ -80,12 +84,23 @@ def covisit_key(partition: int, item_id: str) -> bytes:
     return f"~p{partition}/covisit/{item_id}".encode()
 
 
+def codelta_key(partition: int, item_id: str) -> bytes:
+    return f"~p{partition}/codelta/{item_id}".encode()
+
+
+def item_keys(partition: int, item_id: str) -> tuple[bytes, ...]:
+    """Every key an item's partition state may have (what its deletion tombstones)."""
+    return (item_key(partition, item_id), covisit_key(partition, item_id),
+            codelta_key(partition, item_id))
+
+
 def meta_key(partition: int) -> bytes:
     return f"~p{partition}/meta".encode()
 
 
 def parse_key(key: bytes) -> tuple[str, str]:
-    """`("user", user_id)`, `("item", item_id)`, `("covisit", item_id)` or `("meta", "")`.
+    """`("user", user_id)`, `("item", item_id)`, `("covisit", item_id)`, `("codelta", item_id)`
+    or `("meta", "")`.
 
     >>> parse_key(b"u1"), parse_key(b"~~p1"), parse_key(b"~p3/item/i9"), parse_key(b"~p3/meta")
     (('user', 'u1'), ('user', '~p1'), ('item', 'i9'), ('meta', ''))
@@ -98,7 +113,7 @@ def parse_key(key: bytes) -> tuple[str, str]:
     if text.startswith("~p"):
         _, _, rest = text.partition("/")
         kind, _, item = rest.partition("/")
-        return (kind, item) if kind in ("item", "covisit") else ("meta", "")
+        return (kind, item) if kind in ("item", "covisit", "codelta") else ("meta", "")
     return "user", text
 
 
@@ -134,6 +149,8 @@ def partition_records(
         yield item_key(partition, item_id), _encode(entry)
     for item_id, row in plain.get("rows", {}).items():
         yield covisit_key(partition, item_id), _encode(row)
+    for item_id, delta in plain.get("deltas", {}).items():
+        yield codelta_key(partition, item_id), _encode(delta)
     meta = {"v": VERSION, "offset": offset, **{k: plain[k] for k in META_KEYS if k in plain}}
     if watermark is not None:
         meta["w"] = watermark
@@ -153,9 +170,24 @@ class RestoredPartition:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     """`item -> co-visit row`."""
+    deltas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """`item -> co-visit row delta`."""
     meta: dict[str, Any] | None = None
     records: int = 0
     bytes: int = 0
+
+    def put(self, key: bytes, kind: str, name: str, data: dict[str, Any]) -> None:
+        """Keep a decoded partition record (`parse_key`'s kind and name) of this partition."""
+        if kind == "item":
+            self.items[name] = data
+        elif kind == "covisit":
+            self.rows[name] = data
+        elif kind == "codelta":
+            self.deltas[name] = data
+        elif data.get("v") != VERSION:
+            raise ChangelogError(f"changelog record {key!r}: unknown version {data.get('v')!r}")
+        else:
+            self.meta = data
 
     @property
     def offset(self) -> int | None:
@@ -167,7 +199,7 @@ class RestoredPartition:
         if self.meta is None:
             return None
         return {**{k: self.meta[k] for k in META_KEYS if k in self.meta},
-                "items": self.items, "rows": self.rows}
+                "items": self.items, "rows": self.rows, "deltas": self.deltas}
 
 
 @dataclass
@@ -316,9 +348,5 @@ def _decode_partition(raw: dict[bytes, bytes], out: RestoredPartition) -> None:
             raise ChangelogError(f"changelog record {key!r}: unknown version {data.get('v')!r}")
         if kind == "user":
             out.users[name] = (unpack_history(data["history"]), data["ids"])
-        elif kind == "item":
-            out.items[name] = data
-        elif kind == "covisit":
-            out.rows[name] = data
         else:
-            out.meta = data
+            out.put(key, kind, name, data)

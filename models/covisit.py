@@ -34,7 +34,8 @@ The rows are per partition: items × partitions × 3 KB at 256 neighbours.
 **Cost.** About 35 µs per event on ml-100k's evaluation (two short reads of the user's history,
 the buffered update, the gather of ten rows and an O(items) blend, compiled for a lone user).
 A partition's changelog holds an item's row (count and neighbours) in its own record, written
-when a refresh changed it, and the updates buffered by the item's events (both directions of
+when a refresh changed it (in full, or as the slots changed since its last full record:
+`models.covisit_plain`), and the updates buffered by the item's events (both directions of
 each pair) in the item's record: an event changes one record, not one per recent item.
 
 >>> cv = CoVisits(window=2, decay=0.5)
@@ -54,14 +55,14 @@ each pair) in the item's record: an event changes one record, not one per recent
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from models import kernels
-from models.packing import pack, unpack
+from models.covisit_plain import CoVisitRecords, RowUndo
 from models.session_blend import blend
 from models.session_scores import recent_items, session_of
 
@@ -76,15 +77,17 @@ class Undo:
     rows: dict[int, tuple[np.ndarray, np.ndarray, int, float]]
     buffered: int
     buffer: list[tuple[list[int], list[int], list[float], list[bool]]]
+    tracking: dict[int, RowUndo]
+    """Rows' changed slots and generations (`models.covisit_plain`)."""
 
 
-class CoVisits:
+class CoVisits(CoVisitRecords):
     """Co-visitation counts of one partition's users, per item a bounded row of neighbours, and
-    the buffer of updates not applied yet."""
+    the buffer of updates not applied yet (its records: `models.covisit_plain`)."""
 
-    __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_buf_s", "_by_row", "_deg", "_ids", "_inv",
-                 "_journal", "_nbr", "_pending", "_powers", "_recency", "_wt", "count", "decay",
-                 "max_neighbors", "window")
+    __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_buf_s", "_by_row", "_deg", "_gen", "_ids",
+                 "_inv", "_journal", "_nbr", "_pending", "_powers", "_recency", "_since", "_wt",
+                 "count", "decay", "max_neighbors", "window")
 
     def __init__(self, window: int = 10, decay: float = 0.8, max_neighbors: int = 256) -> None:
         if window < 1 or max_neighbors < 1 or not 0 < decay <= 1:
@@ -113,6 +116,10 @@ class CoVisits:
         self._ids: np.ndarray | None = None
         self._journal: Undo | None = None
         self._recency: dict[tuple[int, float], np.ndarray] = {}
+        self._since: dict[int, set[int]] = {}
+        """Per row, the slots changed since its last full record (none: the next in full)."""
+        self._gen: dict[int, int] = {}
+        """Per row, its full records so far."""
 
     def __len__(self) -> int:
         return len(self._deg)
@@ -209,13 +216,14 @@ class CoVisits:
 
     def journal(self) -> Undo:
         """Start recording state before it changes; `revert` with the result undoes the batch."""
-        self._journal = Undo({}, len(self._buf_r), [])
+        self._journal = Undo({}, len(self._buf_r), [], {})
         return self._journal
 
     def revert(self, undo: Undo) -> None:
         for i, (nbr, wt, deg, n) in undo.rows.items():
             self._nbr[i], self._wt[i], self._deg[i], self.count[i] = nbr, wt, deg, n
             self._inv[i] = 1.0 / np.sqrt(max(n, 1.0))
+        self._revert_tracking(undo.tracking)
         if undo.buffer:
             self._buf_r, self._buf_c, self._buf_g, self._buf_s = (list(b) for b in undo.buffer[0])
         for buf in (self._buf_r, self._buf_c, self._buf_g, self._buf_s):
@@ -229,6 +237,7 @@ class CoVisits:
             self._remember([item])
             self.count[item], self._inv[item], self._deg[item] = 0.0, 1.0, 0
             self._nbr[item], self._wt[item] = -1, 0.0
+            self._untrack([item])
         keep = [k for k, (r, c) in enumerate(zip(self._buf_r, self._buf_c, strict=True))
                 if r != item and c != item]  # a buffered pair counts both ways at the refresh
         if len(keep) < len(self._buf_r):
@@ -237,99 +246,6 @@ class CoVisits:
             self._buf_g = [self._buf_g[k] for k in keep]
             self._buf_s = [self._buf_s[k] for k in keep]
             self._by_row = None
-
-    # -- plain data with item ids
-
-    def items(self) -> list[int]:
-        """The items with a count, neighbours or buffered updates."""
-        return sorted(set(self.rows()) | set(self._buf_r))
-
-    def rows(self) -> list[int]:
-        """The items with a count or neighbours."""
-        return np.flatnonzero(self.count + self._deg).tolist()
-
-    def row(self, item: int, ids: Sequence[str]) -> dict[str, Any] | None:
-        """The item's count and neighbours (in slot order) as plain data, None when it has
-        neither: `{"n", "ids", "w"}` with the counts packed (`models.packing`, float64). It
-        changes only when a refresh does. `ids` only grows (an index keeps its id), as a
-        catalog's ids do."""
-        d = int(self._deg[item]) if item < len(self) else 0
-        n = float(self.count[item]) if item < len(self) else 0.0
-        if not (n or d):
-            return None
-        # Flat lists and packed counts: each neighbour as its own small list, and its count as
-        # a JSON number, was most of a worker's changelog time.
-        return {"n": n, "ids": self._names(ids)[self._nbr[item, :d]].tolist() if d else [],
-                "w": pack(self._wt[item, :d] if d else (), "<f8")}
-
-    def pending_of(self, item: int, ids: Sequence[str]) -> list[tuple[Any, ...]]:
-        """The item's buffered updates as plain data, in arrival order: `(None, 1.0)` for an
-        event of the item, `(neighbour id, gain, 1)` for a co-visit counted both ways (this
-        version writes these), `(neighbour id, gain)` for the item's side alone (as earlier
-        versions wrote them, each side in its own item's record)."""
-        start, end = self._pending_slice(item)
-        if start == end:
-            return []
-        cols, gains, sym = self._pending
-        names = self._names(ids)[cols[start:end]].tolist()
-        return [(j, g, 1) if s else (j, g) for j, g, s in
-                zip(names, gains[start:end].tolist(), sym[start:end].tolist(), strict=True)]
-
-    def load_row(self, item: int, row: dict[str, Any], index: Callable[[str], int]) -> None:
-        """Install a `row` (beyond `max_neighbors`, the strongest neighbours are kept)."""
-        # {"ids", "w"}; earlier versions wrote "w" as a list of numbers, or [id, count] pairs
-        # in "nbrs"
-        named = (zip(row["ids"], unpack(row["w"], "<f8").tolist(), strict=True) if "ids" in row
-                 else row["nbrs"])
-        pairs = [(index(j), float(w)) for j, w in named]
-        if len(pairs) > self.max_neighbors:
-            strongest = sorted(range(len(pairs)), key=lambda s: (-pairs[s][1], pairs[s][0]))
-            pairs = [pairs[s] for s in sorted(strongest[: self.max_neighbors])]
-        self._grow(max([item, *(j for j, _ in pairs)]) + 1)
-        self.count[item] = row["n"]
-        self._inv[item] = 1.0 / np.sqrt(max(row["n"], 1.0))
-        d = self._deg[item] = len(pairs)
-        self._nbr[item] = -1
-        self._wt[item] = 0.0
-        if d:
-            self._nbr[item, :d] = [j for j, _ in pairs]
-            self._wt[item, :d] = [w for _, w in pairs]
-
-    def load_pending(
-        self, item: int, pending: Iterable[Sequence[Any]], index: Callable[[str], int]
-    ) -> None:
-        """Buffer `pending_of` updates again. The updates of different items may come in any
-        order: a refresh sums each pair's terms in ascending order."""
-        for entry in pending:
-            j, g = entry[0], entry[1]
-            self._buf_r.append(item)
-            self._buf_c.append(-1 if j is None else index(j))
-            self._buf_g.append(float(g))
-            self._buf_s.append(len(entry) > 2 and bool(entry[2]))
-        self._by_row = None
-
-    def _names(self, ids: Sequence[str]) -> np.ndarray:
-        """`ids` as an object array, with None last (so that index -1, an event, names None)."""
-        if self._ids is None or len(self._ids) != len(ids) + 1:
-            self._ids = np.array([*ids, None], dtype=object)
-        return self._ids
-
-    def _pending_slice(self, item: int) -> tuple[int, int]:
-        """Where the item's buffered updates are in `_pending` (the buffer grouped by row, in
-        arrival order within a row)."""
-        if self._by_row is None:
-            rows = np.asarray(self._buf_r, dtype=np.int64)
-            order = np.argsort(rows, kind="stable")
-            rows = rows[order]
-            self._pending = (np.asarray(self._buf_c, dtype=np.int64)[order],
-                             np.asarray(self._buf_g, dtype=np.float64)[order],
-                             np.asarray(self._buf_s, dtype=bool)[order])
-            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
-            ends = np.r_[starts[1:], len(rows)] if len(rows) else rows
-            self._by_row = dict(zip(rows[starts].tolist(),
-                                    zip(starts.tolist(), ends.tolist(), strict=True),
-                                    strict=True))
-        return self._by_row.get(item, (0, 0))
 
     # -- internals
 
@@ -341,6 +257,7 @@ class CoVisits:
             if i not in journal.rows:
                 journal.rows[i] = (self._nbr[i].copy(), self._wt[i].copy(), int(self._deg[i]),
                                    float(self.count[i]))
+            self._remember_tracking(i)
 
     def _apply(self, rows: np.ndarray, cols: np.ndarray, gains: np.ndarray) -> None:
         """Add `gains` to the distinct pairs (rows, cols), sorted by row then column: known
@@ -350,6 +267,7 @@ class CoVisits:
         pos = kernels.slots_of(self._nbr, self._deg, rows, cols)
         found = pos >= 0
         self._wt[rows[found], pos[found]] += gains[found]
+        self._track(rows[found], pos[found])
         rows, cols, gains = rows[~found], cols[~found], gains[~found]
         if not len(rows):
             return
@@ -361,6 +279,7 @@ class CoVisits:
         room = slot < self.max_neighbors
         self._nbr[rows[room], slot[room]] = cols[room]
         self._wt[rows[room], slot[room]] = gains[room]
+        self._track(rows[room], slot[room])
         filled, n = np.unique(rows[room], return_counts=True)
         self._deg[filled] += n.astype(np.int32)
 
@@ -377,6 +296,7 @@ class CoVisits:
         self._wt[rows] = np.where(np.take_along_axis(keep, order, axis=1),
                                   np.take_along_axis(wt, order, axis=1), 0.0)
         self._deg[rows] = keep.sum(axis=1)
+        self._untrack(rows.tolist())
 
     def _grow(self, n: int) -> None:
         old = len(self._deg)

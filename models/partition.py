@@ -209,9 +209,9 @@ class PartitionState:
         """Plain data (JSON friendly) of the partition: its counters; each of `items` (all items
         with state when None): raw popularity accumulator, buffered co-visit updates, users and
         weights if outside the model, and its vector with the model `version` it was folded in
-        for; and the co-visit row of each of `rows` (all when `items` is None)."""
-        pop = _pop_columns(self.trending)
-        shifts = _shifts(self.trending)
+        for; and the co-visit row of each of `rows` (all, in full, when `items` is None; else
+        in full or as a delta, `CoVisits.records`)."""
+        pop, shifts, whole = _pop_columns(self.trending), _shifts(self.trending), items is None
         if items is None:
             items = set(_popular(self.trending).tolist()) | set(self.cold.items())
             items |= set(self.covisits.items())
@@ -221,8 +221,7 @@ class PartitionState:
             entry: dict[str, Any] = {"pop": _pop_of(pop, i)}
             if shifts is not None:
                 entry["sh"] = shifts
-            pending = self.covisits.pending_of(i, ids)
-            if pending:
+            if pending := self.covisits.pending_of(i, ids):
                 entry["pend"] = pending
             users = self.cold.users_of(i)
             if users:
@@ -230,8 +229,8 @@ class PartitionState:
                 entry.update(users=[[u, w] for u, w in users.items()], version=version,
                              vec=None if v is None else v.tolist())
             out[ids[i]] = entry
-        co = {ids[i]: r for i in sorted(rows or ()) if (r := self.covisits.row(i, ids))}
-        plain = {"events": self.events, "t_ref": self.trending.t_ref,
+        co, deltas = self.covisits.records(sorted(rows or ()), ids, full=whole)
+        plain = {"events": self.events, "t_ref": self.trending.t_ref, "deltas": deltas,
                  "dirty": [ids[i] for i in sorted(self.cold.dirty)], "items": out, "rows": co}
         if shifts is not None:
             plain["sh"] = shifts
@@ -253,6 +252,7 @@ class PartitionState:
         another model version, for the caller to fold in again."""
         for item_id, row in plain.get("rows", {}).items():
             self.covisits.load_row(index(item_id), row, index)
+        self.covisits.load_deltas(plain.get("deltas", {}), index)
         entries = plain["items"]
         idx = [index(item_id) for item_id in entries]
         _load_popularity(self.trending, plain, np.array(idx, dtype=np.intp),
@@ -261,7 +261,7 @@ class PartitionState:
         for i, e in zip(idx, entries.values(), strict=True):
             self.covisits.load_pending(i, e.get("pend", ()), index)
             if "co" in e:  # an earlier version's record: the row inside, written again soon
-                self.covisits.load_row(i, e["co"], index)
+                self.covisits.load_row(i, e["co"], index, own_record=False)
                 self.covisits.load_pending(i, e["co"].get("pend", ()), index)
                 self.rows_changed.add(i)
             if "users" not in e or in_model(i):

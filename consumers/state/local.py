@@ -24,7 +24,7 @@ from pathlib import Path
 
 import msgspec
 
-from consumers.changelog import VERSION, RestoredPartition, parse_key, user_key
+from consumers.changelog import RestoredPartition, parse_key, user_key
 from consumers.state.cache import BoundedCache
 from consumers.state.kv import Resources
 from consumers.state.records import (
@@ -113,14 +113,7 @@ class LocalState:
             data = msgspec.json.decode(value)
             out.records += 1
             out.bytes += len(value)
-            if kind == "item":
-                out.items[name] = data
-            elif kind == "covisit":
-                out.rows[name] = data
-            elif data.get("v") != VERSION:
-                raise ValueError(f"changelog record {key!r}: unknown version {data.get('v')!r}")
-            else:
-                out.meta = data
+            out.put(key, kind, name, data)
         return out
 
     # -- users

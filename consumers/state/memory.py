@@ -135,7 +135,7 @@ class MemoryState:
               deleted: Iterable[tuple[int, str]] = ()) -> tuple[int, int]:
         rec, records, size = self.recommender, 0, 0
         for p, item in deleted:  # items that left the catalog
-            for key in (changelog.item_key(p, item), changelog.covisit_key(p, item)):
+            for key in changelog.item_keys(p, item):
                 out.produce(self.topic, None, key, partition=p)
                 records += 1
         for user in users:

@@ -221,7 +221,7 @@ class StoreState:
             return None if p in with_meta else self._delivered
 
         for p, item in deleted:  # items that left the catalog
-            for key in (changelog.item_key(p, item), changelog.covisit_key(p, item)):
+            for key in changelog.item_keys(p, item):
                 out.produce(self.topic, None, key, partition=p, on_delivery=report(p))
                 self.local.stage_record(p, key, None)
                 records += 1

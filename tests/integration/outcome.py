@@ -12,6 +12,7 @@ import pytest
 
 from consumers.recs_view import RecommendationsView
 from consumers.tail import TopicTail
+from models.packing import unpack
 from models.trending import at_shift
 from refold.core.config import Settings
 
@@ -31,7 +32,31 @@ def final_state(settings: Settings) -> dict[bytes, dict]:
         assert tail.catch_up(keep, 30)
     finally:
         tail.close()
-    return {k: msgspec.json.decode(v) for k, v in latest.items() if v is not None}
+    return fold_deltas({k: msgspec.json.decode(v) for k, v in latest.items() if v is not None})
+
+
+def fold_deltas(state: dict[bytes, dict]) -> dict[bytes, dict]:
+    """Co-visit rows as a restore reads them: each row delta applied to the row record of its
+    generation, the generation left out (runs batched differently write a row in full at
+    different times: `models.covisit_plain`), counts unpacked."""
+    out = {}
+    for key, value in state.items():
+        if b"/codelta/" in key:
+            continue
+        if b"/covisit/" in key:
+            delta = state.get(key.replace(b"/covisit/", b"/codelta/"))
+            value = {k: v for k, v in value.items() if k != "g"}
+            ids, w = list(value["ids"]), unpack(value["w"], "<f8").tolist()
+            if delta is not None and delta["g"] == state[key].get("g", 0):
+                d = delta["d"]
+                ids, w = (ids + [None] * d)[:d], (w + [0.0] * d)[:d]
+                for slot, j, x in zip(unpack(delta["s"], "<i4").tolist(), delta["ids"],
+                                      unpack(delta["w"], "<f8").tolist(), strict=True):
+                    ids[slot], w[slot] = j, x
+                value["n"] = delta["n"]
+            value.update(ids=ids, w=w)
+        out[key] = value
+    return out
 
 
 def final_lists(settings: Settings) -> dict[str, tuple]:

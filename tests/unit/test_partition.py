@@ -226,12 +226,12 @@ def test_restored_co_visits_score_like_the_originals_whatever_their_arrays_size(
 def changelog_of(rec: OnlineRecommender, batches: list[list], merged: dict) -> dict[str, int]:
     """Process `batches`, folding each partition's changes into `merged` as a compacted
     changelog keeps them (the latest record per key); returns how many records of each kind."""
-    written = {"items": 0, "rows": 0}
+    written = {"items": 0, "rows": 0, "deltas": 0}
     for chunk in batches:
         rec.process_batch([e for e, _ in chunk], [p for _, p in chunk])
         for p in {q for _, q in chunk}:
             changes = json.loads(json.dumps(rec.partition_changes(p)))
-            part = merged.setdefault(p, {"items": {}, "rows": {}})
+            part = merged.setdefault(p, {"items": {}, "rows": {}, "deltas": {}})
             for kind in written:
                 part[kind].update(changes[kind])
                 written[kind] += len(changes[kind])
@@ -252,9 +252,36 @@ def test_the_changes_of_every_batch_add_up_to_the_whole_state(batch_size: int) -
     whole = json.loads(json.dumps({p: rec.partition(p).to_plain(rec.catalog.ids,
                                                                 rec.model_version)
                                    for p in range(PARTS)}))
-    assert json.loads(json.dumps(merged)) == whole
+    restored = OnlineRecommender(config(session_refresh_events=40), factors())
+    for item in rec.catalog.ids:
+        restored.catalog.index(item)
+    for p, plain in merged.items():
+        restored.restore_partition(p, json.loads(json.dumps(plain)))
+    assert json.loads(json.dumps({p: restored.partition(p).to_plain(
+        restored.catalog.ids, restored.model_version) for p in range(PARTS)})) == whole
     assert all(whole[str(p)]["rows"] for p in range(PARTS))
     assert written["rows"] < written["items"]
+    assert written["deltas"] > 0  # busy rows were written as their changed slots
+
+
+def test_a_row_delta_is_its_changed_slots_and_a_restore_applies_it_exactly() -> None:
+    events = stream(600, seed=7)
+    rec = OnlineRecommender(config(session_refresh_events=40), factors())
+    merged: dict = {}
+    written = changelog_of(rec, [events[lo : lo + 20] for lo in range(0, 600, 20)], merged)
+    assert written["deltas"] > 0
+    for p, plain in merged.items():
+        for item_id, delta in plain["deltas"].items():
+            row = plain["rows"][item_id]
+            if delta["g"] == row["g"]:  # the delta on its row: some of the row's slots
+                assert len(delta["ids"]) * 2 <= delta["d"]
+        other = OnlineRecommender(config(session_refresh_events=40), factors())
+        for item in rec.catalog.ids:
+            other.catalog.index(item)
+        other.restore_partition(p, plain)
+        for i in rec.partition(p).covisits.rows():
+            assert other.partition(p).covisits.neighbours(i) == rec.partition(p).covisits \
+                .neighbours(i)
 
 
 def test_a_row_restored_from_an_earlier_versions_item_record_is_written_again() -> None:
@@ -265,8 +292,10 @@ def test_a_row_restored_from_an_earlier_versions_item_record_is_written_again() 
     rec = OnlineRecommender(config(session_refresh_events=40), factors())
     rec.process_batch([e for e, _ in events], [p for _, p in events])
     old = json.loads(json.dumps(rec.partition(0).to_plain(rec.catalog.ids, rec.model_version)))
+    old.pop("deltas")  # (a full dump has none)
     for item_id, row in old.pop("rows").items():
         entry = old["items"][item_id]
+        row.pop("g")  # (nor had earlier versions' rows generations)
         entry["co"] = {**row, "pend": entry.pop("pend", [])}
     assert any("co" in e for e in old["items"].values())
     other = OnlineRecommender(config(session_refresh_events=40), factors())
@@ -274,8 +303,13 @@ def test_a_row_restored_from_an_earlier_versions_item_record_is_written_again() 
         other.catalog.index(item)
     other.restore_partition(0, old)
     want = rec.partition(0).to_plain(rec.catalog.ids, rec.model_version)
-    assert other.partition(0).to_plain(other.catalog.ids, other.model_version) == want
-    assert other.partition_changes(0)["rows"] == want["rows"]
+    got = other.partition(0).to_plain(other.catalog.ids, other.model_version)
+    for plain in (got, want):
+        plain["rows"] = {k: {**r, "g": 0} for k, r in plain["rows"].items()}
+    assert got == want
+    rows = other.partition_changes(0)["rows"]  # in full, as rows of a new generation
+    assert {k: {**r, "g": 0} for k, r in rows.items()} == want["rows"]
+    assert {r["g"] for r in rows.values()} == {1}
 
 
 @pytest.mark.parametrize("half_life", [3600.0, (900.0, 3600.0, 86400.0)])

@@ -1,0 +1,243 @@
+"""Co-visitation state as plain data with item ids: the records a partition's changelog holds.
+
+A row (an item's count and neighbours, `models.covisit`) is written in full, `{"n", "ids", "w",
+"g"}`, or as a *delta* against the last full record, `{"g", "n", "d", "s", "ids", "w"}`: the
+count, the degree, and the slots changed since that record with their neighbours and counts
+(absolute values, not increments). A refresh changes a few of a row's slots, so most rewrites of
+a busy row shrink to those; once the changed slots pass half the row (or the row was halved,
+forgotten or restored from an older version's record) the row is written in full again. `g`
+counts the row's full records, so a delta left from before the latest full record is ignored.
+Which slots changed is part of the state (restored from the delta, kept in a batch's undo), so a
+restored partition goes on writing what the original would have.
+
+>>> from models.covisit import CoVisits
+>>> cv, ids = CoVisits(window=2, max_neighbors=8), [f"i{n}" for n in range(6)]
+>>> for item, previous in [(1, [0]), (2, [0, 1]), (3, [2])]:
+...     _ = cv.add(item, np.array(previous))
+>>> _ = cv.refresh()
+>>> rows, deltas = cv.records([0, 1, 2], ids)
+>>> sorted(rows), deltas                       # new rows: in full
+(['i0', 'i1', 'i2'], {})
+>>> _ = cv.add(4, np.array([2]))
+>>> rows, deltas = cv.records(cv.refresh(), ids)
+>>> sorted(rows), {k: (d["ids"], unpack(d["w"], "<f8").tolist()) for k, d in deltas.items()}
+(['i4'], {'i2': (['i4'], [1.0])})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from models.packing import pack, unpack
+
+RowUndo = tuple[set[int] | None, int]
+"""A row's changed slots (None: next record in full) and full records so far."""
+
+
+class CoVisitRecords:
+    """`CoVisits`' plain data (its subclass holds the arrays)."""
+
+    __slots__ = ()
+    _nbr: np.ndarray
+    _wt: np.ndarray
+    _deg: np.ndarray
+    _inv: np.ndarray
+    _ids: np.ndarray | None
+    _by_row: dict[int, tuple[int, int]] | None
+    _pending: tuple[np.ndarray, np.ndarray, np.ndarray]
+    _buf_r: list[int]
+    _buf_c: list[int]
+    _buf_g: list[float]
+    _buf_s: list[bool]
+    _since: dict[int, set[int]]
+    _gen: dict[int, int]
+    _journal: Any
+    count: np.ndarray
+    max_neighbors: int
+
+    def __len__(self) -> int:
+        return len(self._deg)
+
+    def _grow(self, n: int) -> None:
+        raise NotImplementedError
+
+    def items(self) -> list[int]:
+        """The items with a count, neighbours or buffered updates."""
+        return sorted(set(self.rows()) | set(self._buf_r))
+
+    def rows(self) -> list[int]:
+        """The items with a count or neighbours."""
+        return np.flatnonzero(self.count + self._deg).tolist()
+
+    def row(self, item: int, ids: Sequence[str]) -> dict[str, Any] | None:
+        """The item's count and neighbours (in slot order) as plain data, None when it has
+        neither: `{"n", "ids", "w", "g"}` with the counts packed (`models.packing`, float64).
+        It changes only when a refresh does. `ids` only grows (an index keeps its id), as a
+        catalog's ids do."""
+        d = int(self._deg[item]) if item < len(self) else 0
+        n = float(self.count[item]) if item < len(self) else 0.0
+        if not (n or d):
+            return None
+        # Flat lists and packed counts: each neighbour as its own small list, and its count as
+        # a JSON number, was most of a worker's changelog time.
+        return {"n": n, "ids": self._names(ids)[self._nbr[item, :d]].tolist() if d else [],
+                "w": pack(self._wt[item, :d] if d else (), "<f8"), "g": self._gen.get(item, 0)}
+
+    def records(self, items: Iterable[int], ids: Sequence[str], full: bool = False
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """The rows of `items` to write now: `(full rows, deltas)` by item id (module
+        docstring); a full row starts the item's next generation. `full`: every row in full,
+        nothing changed (a whole partition's dump)."""
+        rows: dict[str, dict[str, Any]] = {}
+        deltas: dict[str, dict[str, Any]] = {}
+        for i in items:
+            since = self._since.get(i)
+            d = int(self._deg[i]) if i < len(self) else 0
+            if not full and since is not None and 2 * len(since) <= d:
+                deltas[ids[i]] = self._delta(i, sorted(since), ids)
+                continue
+            if not full:
+                self._remember_tracking(i)
+                self._gen[i] = self._gen.get(i, 0) + 1
+                self._since[i] = set()
+            if (r := self.row(i, ids)) is not None:
+                rows[ids[i]] = r
+        return rows, deltas
+
+    def _delta(self, item: int, slots: list[int], ids: Sequence[str]) -> dict[str, Any]:
+        at = np.asarray(slots, dtype=np.intp)
+        return {"g": self._gen.get(item, 0), "n": float(self.count[item]),
+                "d": int(self._deg[item]), "s": pack(at, "<i4"),
+                "ids": self._names(ids)[self._nbr[item, at]].tolist(),
+                "w": pack(self._wt[item, at], "<f8")}
+
+    def pending_of(self, item: int, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The item's buffered updates as plain data, in arrival order: `(None, 1.0)` for an
+        event of the item, `(neighbour id, gain, 1)` for a co-visit counted both ways (this
+        version writes these), `(neighbour id, gain)` for the item's side alone (as earlier
+        versions wrote them, each side in its own item's record)."""
+        start, end = self._pending_slice(item)
+        if start == end:
+            return []
+        cols, gains, sym = self._pending
+        names = self._names(ids)[cols[start:end]].tolist()
+        return [(j, g, 1) if s else (j, g) for j, g, s in
+                zip(names, gains[start:end].tolist(), sym[start:end].tolist(), strict=True)]
+
+    def load_row(self, item: int, row: dict[str, Any], index: Callable[[str], int],
+                 own_record: bool = True) -> None:
+        """Install a `row` (beyond `max_neighbors`, the strongest neighbours are kept);
+        `own_record=False`: it came inside an item record of an earlier version, so the row's
+        next record is in full."""
+        # {"ids", "w"}; earlier versions wrote "w" as a list of numbers, or [id, count] pairs
+        # in "nbrs"
+        named = (zip(row["ids"], unpack(row["w"], "<f8").tolist(), strict=True) if "ids" in row
+                 else row["nbrs"])
+        pairs = [(index(j), float(w)) for j, w in named]
+        trimmed = len(pairs) > self.max_neighbors
+        if trimmed:
+            strongest = sorted(range(len(pairs)), key=lambda s: (-pairs[s][1], pairs[s][0]))
+            pairs = [pairs[s] for s in sorted(strongest[: self.max_neighbors])]
+        self._grow(max([item, *(j for j, _ in pairs)]) + 1)
+        self.count[item] = row["n"]
+        self._inv[item] = 1.0 / np.sqrt(max(row["n"], 1.0))
+        d = self._deg[item] = len(pairs)
+        self._nbr[item] = -1
+        self._wt[item] = 0.0
+        if d:
+            self._nbr[item, :d] = [j for j, _ in pairs]
+            self._wt[item, :d] = [w for _, w in pairs]
+        self._gen[item] = int(row.get("g", 0))
+        if trimmed or "ids" not in row or not own_record:  # next record in full
+            self._since.pop(item, None)
+        else:
+            self._since[item] = set()
+
+    def load_deltas(self, deltas: Mapping[str, Mapping[str, Any]],
+                    index: Callable[[str], int]) -> None:
+        """Apply `records`' deltas to the rows loaded (`load_row`) of their generation; the
+        others are older than their row's full record, and ignored."""
+        for item_id, delta in deltas.items():
+            i = index(item_id)
+            if self._since.get(i) is None or delta["g"] != self._gen.get(i, 0):
+                continue
+            slots = unpack(delta["s"], "<i4").astype(np.intp)
+            cols = [index(j) for j in delta["ids"]]
+            self._grow(max([i, *cols]) + 1)
+            self._nbr[i, slots] = cols
+            self._wt[i, slots] = unpack(delta["w"], "<f8")
+            self._deg[i] = delta["d"]
+            self.count[i] = delta["n"]
+            self._inv[i] = 1.0 / np.sqrt(max(delta["n"], 1.0))
+            self._since[i] = set(slots.tolist())
+
+    def load_pending(
+        self, item: int, pending: Iterable[Sequence[Any]], index: Callable[[str], int]
+    ) -> None:
+        """Buffer `pending_of` updates again. The updates of different items may come in any
+        order: a refresh sums each pair's terms in ascending order."""
+        for entry in pending:
+            j, g = entry[0], entry[1]
+            self._buf_r.append(item)
+            self._buf_c.append(-1 if j is None else index(j))
+            self._buf_g.append(float(g))
+            self._buf_s.append(len(entry) > 2 and bool(entry[2]))
+        self._by_row = None
+
+    # -- which slots changed since each row's full record
+
+    def _track(self, rows: np.ndarray, slots: np.ndarray) -> None:
+        """Note changed `slots` of `rows` (sorted by row) for the rows' next records."""
+        if not len(rows):
+            return
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        for r, part in zip(rows[starts].tolist(), np.split(slots, starts[1:]), strict=True):
+            since = self._since.get(r)
+            if since is not None:
+                since.update(part.tolist())
+
+    def _untrack(self, rows: Iterable[int]) -> None:
+        """The next records of `rows` are in full."""
+        for r in rows:
+            self._since.pop(r, None)
+
+    def _remember_tracking(self, item: int) -> None:
+        journal = self._journal
+        if journal is not None and item not in journal.tracking:
+            since = self._since.get(item)
+            journal.tracking[item] = (None if since is None else set(since),
+                                      self._gen.get(item, 0))
+
+    def _revert_tracking(self, tracking: Mapping[int, RowUndo]) -> None:
+        for i, (since, gen) in tracking.items():
+            if since is None:
+                self._since.pop(i, None)
+            else:
+                self._since[i] = set(since)
+            self._gen[i] = gen
+
+    def _names(self, ids: Sequence[str]) -> np.ndarray:
+        """`ids` as an object array, with None last (so that index -1, an event, names None)."""
+        if self._ids is None or len(self._ids) != len(ids) + 1:
+            self._ids = np.array([*ids, None], dtype=object)
+        return self._ids
+
+    def _pending_slice(self, item: int) -> tuple[int, int]:
+        """Where the item's buffered updates are in `_pending` (the buffer grouped by row, in
+        arrival order within a row)."""
+        if self._by_row is None:
+            rows = np.asarray(self._buf_r, dtype=np.int64)
+            order = np.argsort(rows, kind="stable")
+            rows = rows[order]
+            self._pending = (np.asarray(self._buf_c, dtype=np.int64)[order],
+                             np.asarray(self._buf_g, dtype=np.float64)[order],
+                             np.asarray(self._buf_s, dtype=bool)[order])
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
+            ends = np.r_[starts[1:], len(rows)] if len(rows) else rows
+            self._by_row = dict(zip(rows[starts].tolist(),
+                                    zip(starts.tolist(), ends.tolist(), strict=True),
+                                    strict=True))
+        return self._by_row.get(item, (0, 0))
