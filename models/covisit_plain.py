@@ -127,6 +127,17 @@ class CoVisitRecords:
         return [(j, g, 1) if s else (j, g) for j, g, s in
                 zip(names, gains[start:end].tolist(), sym[start:end].tolist(), strict=True)]
 
+    def pending_record(self, item: int, ids: Sequence[str]) -> dict[str, Any] | None:
+        """`pending_of` packed in columns, as item records hold it (None: nothing buffered):
+        `{"ids": neighbour ids (None: an event of the item), "g": gains (float64), "s": counted
+        both ways (uint8)}`, base64 (`models.packing`)."""
+        start, end = self._pending_slice(item)
+        if start == end:
+            return None
+        cols, gains, sym = self._pending
+        return {"ids": self._names(ids)[cols[start:end]].tolist(),
+                "g": pack(gains[start:end], "<f8"), "s": pack(sym[start:end], "<u1")}
+
     def load_row(self, item: int, row: dict[str, Any], index: Callable[[str], int],
                  own_record: bool = True) -> None:
         """Install a `row` (beyond `max_neighbors`, the strongest neighbours are kept);
@@ -175,10 +186,15 @@ class CoVisitRecords:
             self._since[i] = set(slots.tolist())
 
     def load_pending(
-        self, item: int, pending: Iterable[Sequence[Any]], index: Callable[[str], int]
+        self, item: int, pending: Iterable[Sequence[Any]] | Mapping[str, Any],
+        index: Callable[[str], int],
     ) -> None:
-        """Buffer `pending_of` updates again. The updates of different items may come in any
-        order: a refresh sums each pair's terms in ascending order."""
+        """Buffer `pending_record` (or, as earlier versions wrote them, `pending_of`) updates
+        again. The updates of different items may come in any order: a refresh sums each
+        pair's terms in ascending order."""
+        if isinstance(pending, Mapping):
+            pending = zip(pending["ids"], unpack(pending["g"], "<f8").tolist(),
+                          unpack(pending["s"], "<u1").tolist(), strict=True)
         for entry in pending:
             j, g = entry[0], entry[1]
             self._buf_r.append(item)

@@ -31,6 +31,14 @@ import numpy as np
 from models.adaptive_trending import AdaptiveTrending
 from models.coldstart import ItemInteractions, item_vector_from_users
 from models.covisit import CoVisits, Undo, for_config
+from models.partition_popularity import (
+    load_popularity,
+    pop_columns,
+    pop_values,
+    popular,
+    shifts_of,
+    t_refs,
+)
 from models.trending import Trending
 
 META_KEYS = ("events", "t_ref", "sh", "dirty", "trend")
@@ -154,8 +162,8 @@ class PartitionState:
 
     def holds(self, item: int) -> bool:
         """Whether the partition has any state of `item`."""
-        popular = any(item < len(c) and c[item] != 0 for c in _pop_columns(self.trending))
-        return popular or bool(self.cold.users_of(item)) or item in self.vectors or \
+        counted = any(item < len(c) and c[item] != 0 for c in pop_columns(self.trending))
+        return counted or bool(self.cold.users_of(item)) or item in self.vectors or \
             item in set(self.covisits.items())
 
     def forget(self, item: int) -> None:
@@ -211,17 +219,18 @@ class PartitionState:
         weights if outside the model, and its vector with the model `version` it was folded in
         for; and the co-visit row of each of `rows` (all, in full, when `items` is None; else
         in full or as a delta, `CoVisits.records`)."""
-        pop, shifts, whole = _pop_columns(self.trending), _shifts(self.trending), items is None
+        pop, shifts, whole = pop_columns(self.trending), shifts_of(self.trending), items is None
         if items is None:
-            items = set(_popular(self.trending).tolist()) | set(self.cold.items())
+            items = set(popular(self.trending).tolist()) | set(self.cold.items())
             items |= set(self.covisits.items())
             rows = self.covisits.rows()
         out: dict[str, dict[str, Any]] = {}
-        for i in sorted(items):
-            entry: dict[str, Any] = {"pop": _pop_of(pop, i)}
+        items = sorted(items)
+        for i, popularity in zip(items, pop_values(pop, items), strict=True):
+            entry: dict[str, Any] = {"pop": popularity}
             if shifts is not None:
                 entry["sh"] = shifts
-            if pending := self.covisits.pending_of(i, ids):
+            if pending := self.covisits.pending_record(i, ids):
                 entry["pend"] = pending
             users = self.cold.users_of(i)
             if users:
@@ -237,7 +246,7 @@ class PartitionState:
         if isinstance(self.trending, AdaptiveTrending):
             selector = self.trending.selector_state()
             selector["tops"] = [[ids[i] for i in top] for top in selector["tops"]]
-            plain.update(t_ref=_t_refs(self.trending), trend=selector)
+            plain.update(t_ref=t_refs(self.trending), trend=selector)
         return plain
 
     def load_plain(
@@ -255,7 +264,7 @@ class PartitionState:
         self.covisits.load_deltas(plain.get("deltas", {}), index)
         entries = plain["items"]
         idx = [index(item_id) for item_id in entries]
-        _load_popularity(self.trending, plain, np.array(idx, dtype=np.intp),
+        load_popularity(self.trending, plain, np.array(idx, dtype=np.intp),
                          list(entries.values()), index)
         stale, vectors = set(), {}
         for i, e in zip(idx, entries.values(), strict=True):
@@ -317,79 +326,6 @@ class Partitions:
         for p in held:
             self.get(p).forget(item)
         return held
-
-
-def _t_refs(trending: Trending | AdaptiveTrending) -> list[float | None]:
-    if isinstance(trending, AdaptiveTrending):
-        return [rung.t_ref for rung in trending.rungs]
-    return [trending.t_ref]
-
-
-def _pop_columns(trending: Trending | AdaptiveTrending) -> list[np.ndarray]:
-    """The raw accumulators: one array, or one per rung of a ladder."""
-    if isinstance(trending, AdaptiveTrending):
-        return [rung.ranking_scores() for rung in trending.rungs]
-    return [trending.ranking_scores()]
-
-
-def _shifts(trending: Trending | AdaptiveTrending) -> int | list[int] | None:
-    """The rescales so far (`Trending.shift`): a number, a list for a ladder; None before any
-    (records then leave it out)."""
-    rungs = trending.rungs if isinstance(trending, AdaptiveTrending) else [trending]
-    shifts = [rung.shift for rung in rungs]
-    if not any(shifts):
-        return None
-    return shifts if isinstance(trending, AdaptiveTrending) else shifts[0]
-
-
-def _pop_of(columns: list[np.ndarray], i: int) -> float | list[float]:
-    """An item's accumulator for its plain record: a number, or a list for a ladder."""
-    values = [float(c[i]) if i < len(c) else 0.0 for c in columns]
-    return values[0] if len(columns) == 1 else values
-
-
-def _popular(trending: Trending | AdaptiveTrending) -> np.ndarray:
-    """Items with popularity in any count."""
-    columns = _pop_columns(trending)
-    return np.flatnonzero(np.logical_or.reduce([c != 0 for c in columns]))
-
-
-def _load_popularity(
-    trending: Trending | AdaptiveTrending, plain: Mapping[str, Any], idx: np.ndarray,
-    entries: list[Mapping[str, Any]], index: Callable[[str], int],
-) -> None:
-    """Install saved accumulators. A record of the other kind (one count where a ladder is
-    kept, or the reverse, or a ladder of another length, after the setting changed) loads as
-    well as it can: a single count (a ladder's served rung) into every rung, a ladder's served
-    rung into a single count; the choice then starts afresh."""
-    pops = [e["pop"] for e in entries]
-    t_ref, shift = plain["t_ref"], plain.get("sh", 0)
-    saved = [e.get("sh", 0) for e in entries]  # the shift each item was written at
-    n = len(trending.rungs) if isinstance(trending, AdaptiveTrending) else 1
-    if isinstance(t_ref, list) and (isinstance(trending, Trending) or len(t_ref) != n):
-        rung = plain["trend"]["chosen"]  # the ladder's served rung
-        t_ref, pops = t_ref[rung], [p[rung] for p in pops]
-        shift, saved = _rung(shift, rung), [_rung(s, rung) for s in saved]
-        plain = {key: v for key, v in plain.items() if key != "trend"}
-    if isinstance(trending, Trending):
-        trending.load(t_ref, idx, np.array(pops, dtype=np.float64), shift, np.array(saved))
-        return
-    if not isinstance(t_ref, list):
-        t_ref, pops = [t_ref] * n, [[p] * n for p in pops]
-    values = np.array(pops, dtype=np.float64).reshape(len(idx), n)
-    shifts = np.array([[_rung(s, r) for r in range(n)] for s in [shift, *saved]],
-                      dtype=np.int64).reshape(len(idx) + 1, n)
-    for r, rung in enumerate(trending.rungs):
-        rung.load(t_ref[r], idx, values[:, r], int(shifts[0, r]), shifts[1:, r])
-    if "trend" in plain:
-        selector = dict(plain["trend"])
-        selector["tops"] = [[index(x) for x in top] for top in selector["tops"]]
-        trending.load_selector(selector)
-
-
-def _rung(shift: int | list[int], r: int) -> int:
-    """Rung `r`'s shift of a record's `sh` (one number: every rung's)."""
-    return shift[r] if isinstance(shift, list) else shift
 
 
 def stacked(vectors: Mapping[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -99,7 +99,7 @@ def at_meta_shift(entry: dict, meta: dict) -> dict:
     either side of a rescale (batches end at different events in each run) hold one state."""
     if "pop" not in entry:
         return entry
-    pop = at_shift(np.array(entry["pop"]), np.array(entry.get("sh", 0)),
+    pop = at_shift(unpack(entry["pop"], "<f8").copy(), np.array(entry.get("sh", 0)),
                    np.array(meta.get("sh", 0)))
     return {**{k: v for k, v in entry.items() if k != "sh"}, "pop": pop.tolist()}
 

@@ -10,6 +10,7 @@ import pytest
 
 from models.covisit import CoVisits
 from models.foldin import ItemFactors
+from models.packing import unpack
 from models.partition import META_KEYS, PartitionState
 from models.recommender import FoldInConfig, OnlineRecommender
 
@@ -323,3 +324,29 @@ def test_an_item_that_left_the_catalog_is_forgotten_in_every_count(half_life) ->
     assert not part.holds(1) and part.holds(0) and part.holds(2)
     plain = part.to_plain(["a", "b", "c"], version=None)
     assert "b" not in plain["items"] and {"a", "c"} <= set(plain["items"])
+
+
+def test_item_records_of_earlier_versions_still_load() -> None:
+    """Popularity rungs as lists of numbers and buffered co-visits as [id, gain, both] lists
+    (earlier versions) restore the state that packed columns (now) restore."""
+    events = stream(300, seed=8)
+    rec = OnlineRecommender(config(session_refresh_events=1000), factors())
+    rec.process_batch([e for e, _ in events], [p for _, p in events])
+    part = rec.partition(0)
+    new = json.loads(json.dumps(part.to_plain(rec.catalog.ids, rec.model_version)))
+    assert any("pend" in e for e in new["items"].values())
+    assert all(isinstance(e["pop"], str) for e in new["items"].values())
+    old = json.loads(json.dumps(new))
+    for item_id, entry in old["items"].items():
+        entry["pop"] = unpack(entry["pop"], "<f8").tolist()
+        i = rec.catalog.index(item_id)
+        if "pend" in entry:
+            entry["pend"] = part.covisits.pending_of(i, rec.catalog.ids)
+    got = []
+    for plain in (new, old):
+        other = OnlineRecommender(config(session_refresh_events=1000), factors())
+        for item in rec.catalog.ids:
+            other.catalog.index(item)
+        other.restore_partition(0, json.loads(json.dumps(plain)))
+        got.append(other.partition(0).to_plain(other.catalog.ids, other.model_version))
+    assert got[0] == got[1] == part.to_plain(rec.catalog.ids, rec.model_version)
