@@ -215,11 +215,10 @@ class Monitor:
         """Count, feed the input distributions, judge positives against the lists in force
         (the counters move once per batch: a labelled increment per event cost more than the
         judging)."""
-        types: Counter[str] = Counter()
+        types: Counter[str] = Counter(ev.event_type for ev in events)
+        self.inputs["event_type"].add_many([ev.event_type for ev in events])
+        self.inputs["item_popularity"].add_many([ev.item_id for ev in events])
         for ev in events:
-            types[ev.event_type] += 1
-            self.inputs["event_type"].update(ev.event_type)
-            self.inputs["item_popularity"].update(ev.item_id)
             if not self._positive(ev):
                 continue
             rank = self.quality.judge(ev.user_id, ev.item_id)

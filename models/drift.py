@@ -264,9 +264,36 @@ class DistributionDrift:
 
     def update_many(self, values: Iterable[Hashable]) -> int:
         """Add several values, then evaluate once; returns 1 on a new detection, else 0."""
-        for v in values:
-            self.update(v)
+        self.add_many(values)
         return int(self.evaluate())
+
+    def add_many(self, values: Iterable[Hashable]) -> None:
+        """`update` with each of `values` in order, the recent window moved once.
+
+        >>> a, b = DistributionDrift(window=3, bins=2), DistributionDrift(window=3, bins=2)
+        >>> for v in "aabcbcca":
+        ...     a.update(v)
+        >>> b.add_many("aabcbcca")
+        >>> a.histograms()[1].tolist() == b.histograms()[1].tolist() == [1.0, 2.0]
+        True
+        """
+        values = list(values)
+        start = 0
+        while start < len(values) and self._ref_n < self.window:  # the reference fills first
+            self.update(values[start])
+            start += 1
+        rest = values[start:]
+        if not rest:
+            return
+        self._recent.extend(rest)
+        self._recent_counts.update(rest)
+        over = len(self._recent) - self.window
+        if over > 0:
+            gone = [self._recent.popleft() for _ in range(over)]
+            self._recent_counts.subtract(gone)
+            for v in set(gone):
+                if self._recent_counts[v] <= 0:
+                    del self._recent_counts[v]
 
 
 class SnapshotChurn:
