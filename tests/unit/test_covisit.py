@@ -311,3 +311,25 @@ def test_forgetting_an_item_drops_its_row_and_every_buffered_pair_naming_it() ->
     cv.refresh()  # (raised when the buffer's lists went out of step)
     assert cv.neighbours(1) == ([], [])  # its row stays empty
     assert dict(zip(*cv.neighbours(0), strict=True))[1] == before  # nothing new toward it
+
+
+def test_a_reverted_batch_writes_the_same_row_records_again() -> None:
+    """Which slots changed since a row's full record, and its generation, are part of the
+    batch's undo: a batch redone after an abort writes what it wrote the first time."""
+    rng = np.random.default_rng(4)
+    cv = CoVisits(window=3, decay=0.8, max_neighbors=64)
+    for _ in range(6):  # rows written in full, then as deltas
+        for _ in range(40):
+            cv.add(int(rng.integers(30)), rng.integers(0, 30, 3))
+        cv.records(cv.refresh(), IDS)
+    batch = [(int(rng.integers(30)), rng.integers(0, 30, 3)) for _ in range(40)]
+    undo = cv.journal()
+    for item, previous in batch:
+        cv.add(item, previous)
+    first = cv.records(cv.refresh(), IDS)
+    assert first[0] and first[1]  # both kinds
+    cv.revert(undo)
+    cv.journal()
+    for item, previous in batch:
+        cv.add(item, previous)
+    assert cv.records(cv.refresh(), IDS) == first
