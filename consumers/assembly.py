@@ -281,11 +281,12 @@ def freeze_startup_heap() -> int:
     """Collect once, then take every object alive now out of the cyclic collector's generations
     (`gc.freeze`); returns how many. What a worker builds at start (catalog, model, content
     index, clients: ~190K objects with ml-100k) lives as long as the process, and every full
-    collection scanned all of it again: a pause of 110-130 ms at load 5 (230-1,300 ms at load 9)
-    in the middle of the event stream, which decided the latency's p99. Later full collections
-    scan only what came after. For a process whose life is the worker (`refold consume`, the
-    benchmarks' consumers): an object alive now that later becomes garbage in a reference cycle
-    is never freed (without a cycle, it is freed as usual)."""
+    collection scanned all of it again: a pause of 110-130 ms at load 5 (230-1,300 ms at load 9),
+    one of which fell inside each 10-s latency run, delaying ~1% of its events (as many as its
+    p99 counts) by up to as long. Later full collections scan only what came after. For a
+    process whose life is the worker (`refold consume`, the benchmarks' consumers): an object
+    alive now that later becomes garbage in a reference cycle is never freed (without a cycle,
+    it is freed as usual)."""
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
