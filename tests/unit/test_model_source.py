@@ -37,7 +37,7 @@ DOCUMENTED: dict[str, object] = {
     "exploration_epsilon": 0.1,  # Configuration table
     "exploration_temperature": 0.1,  # Configuration table
     "exploration_candidates": 0,  # Configuration table ("0: 2 × k")
-    "exposure_min_count": 2,  # Configuration table
+    "exposure_min_count": 1,  # Configuration table
     "exposure_strength": 1.0,  # Configuration table ("0: off")
     "attribution_window_seconds": 3600.0,  # Configuration table
     # the hybrid ranking's knobs, Configuration table
