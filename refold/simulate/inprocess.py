@@ -37,6 +37,7 @@ import numpy as np
 from consumers.feedback import Facts, Feedback
 from consumers.model_source import foldin_config
 from models.catalog import ItemIndex
+from models.decision import decide
 from models.foldin import ItemFactors
 from models.mixer import Mixer
 from models.mixer_fit import ExampleBuffer, collect
@@ -93,6 +94,7 @@ class Loop:
         for lo in range(0, len(events), 500):
             self.learn(events[lo : lo + 500])
         self.refit()
+        first = self.first_lists()
         pages = sorted((p for s in self.pop.sessions for p in s.pages),
                        key=lambda p: (p.time, p.user))
         next_refit = c.start_time + self.refit_every
@@ -103,7 +105,37 @@ class Loop:
             self.page(page)
         rep = {str(n) if n < 3 else "3+": {"impressions": int(i), "ctr_at_3": round(
             float(k) / (3 * i), 4) if i else 0.0} for n, (i, k) in enumerate(self.repeats)}
-        return {**self.tally.result(), "repeats": rep, "model_version": self.rec.model_version}
+        return {**self.tally.result(), "repeats": rep, "first_lists": first,
+                "model_version": self.rec.model_version}
+
+    def first_lists(self) -> dict[str, float]:
+        """The expected CTR@3 (the customers' click probabilities, position bias, no fatigue)
+        of the returning customers' lists once the first model is served: the `held` ones,
+        drawn from their history before any model, and `ranked` ones the model would draw
+        now (the same policy, no exposure yet: nothing was shown); `oracle` is the best
+        possible. Nothing is changed: the run goes on with the held lists."""
+        users = sorted(self.lists)
+        if not users:
+            return {}
+        exam = 1.0 / np.log2(2 + np.arange(3))
+        now = self.pop.config.start_time
+
+        def ctr(user: str, ids: Sequence[str]) -> float:
+            idx = np.array([self.pop.item_index[i] for i in ids[:3]], dtype=np.int64)
+            p = self.pop.click_probability(int(user[1:]), idx)
+            return float(exam[: len(idx)] @ p) / 3
+
+        ranked = self.rec.recommend_many(users, [now] * len(users), self.feedback.depth)
+        held, drawn, best = [], [], []
+        for u, recs in zip(users, ranked, strict=True):
+            scores = np.maximum.accumulate(np.asarray(recs.scores)[::-1])[::-1]
+            d = decide(recs.items, scores, self.feedback.k, self.feedback.policy, f"first-{u}")
+            held.append(ctr(u, [it.item_id for it in self.lists[u].items]))
+            drawn.append(ctr(u, d.items))
+            p = self.pop.click_probability(int(u[1:]), np.arange(len(self.pop.catalog)))
+            best.append(ctr(u, [self.pop.catalog[i].item_id for i in np.argsort(-p)[:3]]))
+        return {"held": round(float(np.mean(held)), 4), "ranked": round(float(np.mean(drawn)), 4),
+                "oracle": round(float(np.mean(best)), 4), "users": len(users)}
 
     def page(self, page: Page) -> None:
         """Show the customer's list, count and apply the impression, then their acts."""

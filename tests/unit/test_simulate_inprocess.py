@@ -34,6 +34,9 @@ def test_the_loop_is_repeatable_and_every_policy_meets_the_same_pages(tmp_path) 
     repeats = a["refold"]["repeats"]
     assert sum(r["impressions"] for r in repeats.values()) == a["refold"]["impressions"]
     assert a["oracle"]["ctr_at_3"] > a["popularity"]["ctr_at_3"]
+    first = a["refold"]["first_lists"]
+    assert first["users"] > 0 and 0 < first["held"] <= first["oracle"]
+    assert 0 < first["ranked"] <= first["oracle"]
 
 
 def test_a_variant_served_by_the_shop_alone_is_refused(tmp_path) -> None:
