@@ -39,8 +39,10 @@ def variants(settings: Settings) -> list[Variant]:
     feedback, two other exploration settings, refold's candidates re-ranked by the shop with
     popularity blended in lightly, more, or alone (only when named: each is another pipeline),
     refold ranking with the hand-set blend instead of the learned mixer (none fitted, none
-    served), popularity only (the trending list as it is: no exploration, no exposure
-    feedback), random, and the oracle."""
+    served), `popularity` (refold without collaborative filtering: its cold-start lists,
+    trending blended with the content similarity of the customer's items, categories being
+    tags, or the mixer over those two signals; no exploration, no exposure feedback), random,
+    and the oracle."""
     explore = {"exploration": "epsilon", "exploration_epsilon": 0.1}
     softer = {"exploration": "plackett_luce",
               "exploration_temperature": round(settings.exploration_temperature * 2, 4)}
