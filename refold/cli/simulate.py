@@ -33,8 +33,8 @@ from refold.cli import cli, settings_from
 @click.option("--parallel", type=int, default=3, show_default=True,
               help="Policies run at a time (each has its own refitter and worker).")
 @click.option("--in-process", is_flag=True, help="Run refold's ranking, the customers and "
-              "the refits in this process, without a broker (about ten times faster; no "
-              "off-policy estimates): for studying the model in the loop.")
+              "the refits in this process, without a broker (repeatable; no off-policy "
+              "estimates): for studying the model in the loop.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.option("--out", type=click.Path(file_okay=False), help="Also write report.md, "
               "report.json and logs.jsonl (refold's impressions and events, for refold ope "
