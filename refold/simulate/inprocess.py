@@ -85,7 +85,7 @@ class Loop:
         self.repeats = np.zeros((4, 2))  # per times shown before: impressions, clicks at 1-3
 
     def run(self) -> dict[str, Any]:
-        """Serve every page; the shop's figures plus `repeats`."""
+        """Serve every page; the shop's figures plus `repeats` and `first_lists`."""
         c = self.pop.config
         history = sorted((t + act.after, u, n, act) for u in range(c.n_users)
                          for n, (t, acts) in enumerate(self.pop.history(u)) for act in acts)
@@ -202,6 +202,8 @@ class Loop:
         self.rec.swap_factors(self.live)
 
     def fit_mixer(self, live: ItemFactors) -> Mixer | None:
+        """The refitter's mixer step (`consumers.refit_hybrid.HybridRefit.mixer`): the recent
+        events replayed through `live`, examples from those after its data, a fit."""
         events = self.recent[-self.settings.mixer_window_events:]
         split = next((j for j, ev in enumerate(events) if ev.event_time > self.covered),
                      len(events))
