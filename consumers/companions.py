@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from confluent_kafka import (
@@ -40,6 +41,7 @@ from confluent_kafka import (
     Consumer,
     IsolationLevel,
     KafkaError,
+    KafkaException,
     Message,
     TopicPartition,
 )
@@ -54,6 +56,11 @@ log = logging.getLogger(__name__)
 
 PAUSE_AT = 4
 """Batches' worth of buffered messages at which a topic-partition is paused."""
+UNKNOWN_END = (1 << 63) - 1
+"""The end of a topic-partition the broker could not tell: more than anything fetched, so the
+merge holds its group back (at most `max_wait`) as for a partition known to lag."""
+_REFUSED = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                      KafkaError.CLUSTER_AUTHORIZATION_FAILED})
 
 
 class Companions:
@@ -177,7 +184,7 @@ class Companions:
         asked = {TopicPartition(t, p): OffsetSpec.latest() for t, p in keys}
         done = self._ends.list_offsets(asked, isolation_level=IsolationLevel.READ_COMMITTED,
                                        request_timeout=10.0)
-        return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in done.items()}
+        return {(tp.topic, tp.partition): _end(tp, f) for tp, f in done.items()}
 
     def _throttle(self, consumer: Consumer, batch: int) -> None:
         """Pause the topic-partitions holding `PAUSE_AT` batches, resume those down to one."""
@@ -200,3 +207,19 @@ class Companions:
                             "reading %s alone", topic, self.subscribed)
                 self.topics.remove(topic)
                 self.merge = TimestampMerge([self.subscribed, *self.topics], self.merge.max_wait)
+
+
+def _end(tp: TopicPartition, answer: Future) -> int:
+    """One partition's end from a ListOffsets answer; `UNKNOWN_END` when the broker is away or
+    its partitions are moving (a restart answers FENCED_LEADER_EPOCH, NOT_LEADER_...): the
+    loop then waits for it as for a lagging partition instead of stopping. Refusals (no
+    access) and fatal errors are raised."""
+    try:
+        return int(answer.result().offset)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if err is None or err.fatal() or err.code() in _REFUSED:
+            raise
+        log.warning("end of %s[%d] unknown (%s): its group waits", tp.topic, tp.partition,
+                    err.str())
+        return UNKNOWN_END
