@@ -65,9 +65,9 @@ from typing import Any
 import numpy as np
 
 from models.defaults import TRENDING_HALF_LIVES
+from models.errors import ModelError
 from models.topk import Exclude, topk
 from models.trending import Trending
-from refold.core.errors import ModelError
 
 DEFAULT_LADDER = TRENDING_HALF_LIVES
 """15 min, 2 h, 16 h, a week, 30 days, 90 days, a year, all-time."""

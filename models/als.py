@@ -36,8 +36,8 @@ from implicit.cpu.bpr import BayesianPersonalizedRanking
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
+from models.errors import ModelError
 from models.foldin import ItemFactors
-from refold.core.errors import ModelError
 
 
 def csr_from(

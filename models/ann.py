@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from models.candidates import with_columns
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 OUTCOMES = ("click", "add_to_cart", "purchase")
 """Event types that are outcomes of an impression."""

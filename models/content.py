@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.preprocessing import normalize
 
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 N_FEATURES = 1 << 18
 """Hashed text features: collisions are rare below ~100K distinct terms."""

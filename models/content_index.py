@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.content import Idf, TextEncoder, tag_set
+from models.errors import ModelError
 from models.topk import topk
-from refold.core.errors import ModelError
 
 _NO_INT = np.zeros(0, dtype=np.int64)
 _NO_FLOAT = np.zeros(0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 OPENING = frozenset({"bookmark", "add_to_cart"})
 CLOSING = frozenset({"purchase", "rating", "dismiss"})

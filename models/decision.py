@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from models.errors import ModelError
 from models.exploration import Policy, choose, rng_for
 from models.exposure import demote
-from refold.core.errors import ModelError
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 
 def mmr(

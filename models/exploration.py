@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from models import plackett_luce
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 POLICIES = ("none", "epsilon", "plackett_luce")
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 
 class Exposure:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from models import kernels
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 SOLVE_CHUNK = 128
 """Users solved per batched call: beyond this the padded temporaries fall out of cache."""

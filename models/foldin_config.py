@@ -18,12 +18,12 @@ from typing import Any, Literal
 from models import defaults
 from models.ann import AnnConfig
 from models.decision import Demotion
+from models.errors import ModelError
 from models.exploration import Policy
 from models.feedback import FeedbackConfig
 from models.guard import GuardConfig
 from models.history import Decay
 from models.weights import EventWeights
-from refold.core.errors import ModelError
 
 
 @dataclass(frozen=True)

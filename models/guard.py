@@ -42,8 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from models.errors import ModelError
 from models.history import EVENT_DTYPE
-from refold.core.errors import ModelError
 
 
 @dataclass(frozen=True)

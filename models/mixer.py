@@ -52,8 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from models.errors import ModelError
 from models.topk import topk
-from refold.core.errors import ModelError
 
 SIGNALS = ("cf", "session", "content", "trend")
 CONTEXT = ("user_events", "account_age", "item_events")

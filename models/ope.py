@@ -43,10 +43,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.stats import norm
 
+from models.errors import ModelError
 from models.exploration import Policy, position_matrix
 from models.rescore import Rescore
 from models.reward_model import RewardModel
-from refold.core.errors import ModelError
 
 ESTIMATORS = ("ips", "snips", "dr")
 

@@ -40,7 +40,7 @@ import math
 import numpy as np
 from numba import njit
 
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 STEP = 0.25
 """Trapezoid step in s = log t; the relative error falls like exp(-π² / STEP)."""

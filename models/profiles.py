@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.content import TextEncoder, tag_set
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 DeclaredUser = tuple[str, str | None, Iterable[str], Mapping[str, object] | None, float | None]
 """(user id, interests, skills, attributes, signup time), as a `User` message carries them."""

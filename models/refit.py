@@ -35,10 +35,10 @@ from implicit.cpu import _als
 from threadpoolctl import threadpool_limits
 
 from models import als, defaults
+from models.errors import ModelError
 from models.snapshot import Snapshot
 from models.store import TrainingData
 from models.topk import topk_batch
-from refold.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 

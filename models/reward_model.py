@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 RANK_INDICATORS = 3
 RIDGE = 1e-3

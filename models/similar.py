@@ -44,8 +44,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.ann import AnnConfig
+from models.errors import ModelError
 from models.similar_search import ExactBlocks, GraphBlocks, blended_top, covisited_columns
-from refold.core.errors import ModelError
 
 
 def covisit_counts(

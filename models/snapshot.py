@@ -42,7 +42,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 MAGIC = b"RFLDSNP1"
 FORMAT = 1

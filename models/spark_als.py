@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from models.errors import ModelError
 from models.foldin import fold_in_batch
 from models.refit import Candidate, RefitParams
 from models.store import TrainingData
-from refold.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 

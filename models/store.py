@@ -33,9 +33,9 @@ import msgspec
 import numpy as np
 import scipy.sparse as sp
 
+from models.errors import ModelError
 from models.snapshot import pack, unpack
 from models.weights import EventWeights
-from refold.core.errors import ModelError
 
 MAGIC = b"RFLDSTO1"
 ID_BYTES = 160

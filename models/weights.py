@@ -12,7 +12,7 @@ weight says "the user likes the item" (preference 1), a negative one "the user d
 >>> w.weight("like")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-refold.core.errors.ModelError: unknown event type 'like'; known: view, click, add_to_cart, ...
+models.errors.ModelError: unknown event type 'like'; known: view, click, add_to_cart, ...
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from refold.core.errors import ModelError
+from models.errors import ModelError
 
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "bookmark", "rating", "dismiss")
 BLOCKING_TYPES = frozenset({"dismiss"})

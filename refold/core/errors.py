@@ -2,8 +2,10 @@
 
 Every exception refold raises on purpose derives from `RefoldError`, through the class of the
 package that raises it (`CoreError`, `ModelError`, `ConsumerError`, `ProducerError`,
-`AppError`); the errors of bad input keep `ValueError` as a second base. This module imports
-nothing, so every layer may import it, the pure `models` package included.
+`AppError`); the errors of bad input keep `ValueError` as a second base. The root and
+`ModelError` are defined in `models.errors`, so that the pure `models` package imports nothing of
+refold's other layers; this module re-exports them and imports nothing else, so every layer
+above `models` may import it.
 
 The command line turns a `RefoldError` that reaches it into one line and `exit_code(exc)`:
 
@@ -19,20 +21,13 @@ The command line turns a `RefoldError` that reaches it into one line and `exit_c
 
 from __future__ import annotations
 
-
-class RefoldError(Exception):
-    """The base of every error refold raises on purpose."""
-
+from models.errors import ModelError, RefoldError
 
 # -- one class per package ------------------------------------------------------------------
 
 
 class CoreError(RefoldError):
     """`refold.core`: configuration, schemas, Kafka clients, topics."""
-
-
-class ModelError(RefoldError, ValueError):
-    """`models`: bad input to the math (unknown event type, shape mismatch, non-finite factors)."""
 
 
 class ConsumerError(RefoldError):
