@@ -18,7 +18,8 @@ from refold.cli.bench import bench, emit
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench_pace(seeds: int, path: str, as_json: bool) -> None:
     """First-list recall@10 on a slow log (5 years), a fast one (6 hours) and ml-100k: all-time
-    popularity, a week's and 90 days' half-life, and adaptive trending."""
+    popularity, a week's and 90 days' half-life, and adaptive trending; per log, adaptive
+    trending against the best baseline list by list, pooled over the seeds with a 95% CI."""
     from producers.synth_pace import fast_log, slow_log
     from refold.bench import pace
 
@@ -35,6 +36,8 @@ def bench_pace(seeds: int, path: str, as_json: bool) -> None:
             for seed in range(seeds):
                 rows.append((name, seed, pace.run(make(seed))))
                 bar.update(1)
-    result = {"rows": [{"log": n, "seed": s, **r} for n, s, r in rows],
+    flat = [{"log": n, "seed": s, **r} for n, s, r in rows]
+    result = {"rows": flat, "pooled": [pace.pooled([r for r in flat if r["log"] == log])
+                                       for log in dict.fromkeys(r["log"] for r in flat)],
               "loadavg": os.getloadavg()}
     emit(result, as_json, pace.table(rows))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -117,21 +118,24 @@ def test_rejects_bad_settings_and_states() -> None:
         tr.load_selector({"hits": [0, 0, 0], "events": 0, "chosen": 0, "tops": [[], [], []]})
 
 
-def recalls(config: PaceConfig) -> dict[str, float]:
+def recalls(config: PaceConfig) -> dict[str, Any]:
     """First-list recall of the baselines and of adaptive trending (`refold bench pace`)."""
     return pace.run(config)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_slow_log_first_lists_match_the_best_popularity_baseline(seed: int) -> None:
+def test_slow_log_first_lists_are_not_worse_than_the_best_popularity_baseline() -> None:
     """Five years at ~16 events a day: a week's half-life ranks noise (the failure this
-    fixes); the adaptive choice is never clearly worse than the best baseline (here all-time,
-    90 days' and a year's half-life are within noise of each other: seed 2 is 0.988 of it)."""
-    r = recalls(slow_log(seed))
-    best = max(r[name] for name in BASELINES)
-    assert r["one week"] < 0.6 * r["all-time"], r
-    assert r["adaptive"] >= 0.98 * best, r  # 0.98: ~7,600 first lists, one standard error
+    fixes). Tastes there are stable, so all-time popularity is about the best list there is, and
+    the best baseline of each seed is picked after the fact: no online choice beats it on every
+    seed, but over ten seeds (~75,000 first lists, compared list by list) adaptive trending is
+    within 1% of it with 95% confidence, and no seed is more than 3% below it."""
+    rows = [{"log": "slow", **recalls(slow_log(seed))} for seed in range(10)]
+    for r in rows:
+        assert r["one week"] < 0.6 * r["all-time"], r
+        assert r["adaptive"] >= 0.97 * r[r["best_baseline"]], r
+    summary = pace.pooled(rows)
+    assert summary["ci_low"] >= 0.99, summary
 
 
 @pytest.mark.slow
