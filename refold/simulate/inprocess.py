@@ -49,7 +49,7 @@ from producers.population import Page, Population, ShopConfig
 from refold.core.config import Settings
 from refold.core.schemas import Cause, Event, Recommendation, impression_of
 from refold.simulate.pipeline import Variant
-from refold.simulate.run import variants
+from refold.simulate.run import ttfc_against, variants
 from refold.simulate.shop import Shop
 from refold.simulate.tally import Tally
 
@@ -75,7 +75,7 @@ class Loop:
         self.rec.apply_items(self.pop.catalog)
         self.feedback = Feedback(self.rec, keep_lists=False)
         self.store = InteractionStore(StoreConfig(), self.config.weights)
-        self.tally = Tally(shop.shown, shop.n_items)
+        self.tally = Tally.for_shop(shop)
         self.lists: dict[str, Recommendation] = {}
         self.recent: list[Event] = []
         self.examples = ExampleBuffer()
@@ -232,14 +232,18 @@ def simulate_in_process(shop: ShopConfig, settings: Settings,
     (the re-ranking variants need the pipeline's logs)."""
     chosen = [v for v in variants(settings) if v.rerank is None
               and (v.name in only if only else v.default)]
-    policies = {}
+    policies, follow_ups = {}, {}
     for v in chosen:
         started = time.monotonic()
         if v.shop is not None:
-            tally = Tally(shop.shown, shop.n_items)
+            tally = Tally.for_shop(shop)
             Shop(Population(shop), v, tally).run()
             figures = tally.result()
         else:
-            figures = run_in_process(shop, settings, v, refit_every)
+            loop = Loop(shop, settings, v, refit_every)
+            figures, tally = loop.run(), loop.tally
+        follow_ups[v.name] = tally.follow_up()[:2]
         policies[v.name] = {**figures, "seconds": round(time.monotonic() - started, 1)}
-    return {"policies": policies, "ope": [], "population": asdict(shop)}
+    return {"policies": policies, "ope": [],
+            "ttfc_against_popularity": ttfc_against(follow_ups, shop),
+            "population": asdict(shop)}

@@ -42,13 +42,14 @@ class SimulationError(AppError):
 @dataclass(frozen=True)
 class Variant:
     """A policy the shop runs: served by refold with these settings (and fold-in settings), or
-    by the shop itself (`random`, `oracle`)."""
+    by the shop itself (`popularity`, `popularity-exposure`, `random`, `oracle`)."""
 
     name: str
     settings: Mapping[str, Any] = field(default_factory=dict)
     fold_in: Mapping[str, Any] = field(default_factory=dict)
     shop: str | None = None
-    """`random` or `oracle`: the shop draws the lists itself, no pipeline."""
+    """`popularity`, `popularity-exposure`, `random` or `oracle`: the shop draws the lists
+    itself, no pipeline."""
     candidate: bool = False
     """Differs from the logging variant in its exploration policy, or in `rerank`, only:
     estimated off-policy from the logging variant's logs, next to its own run's figures."""

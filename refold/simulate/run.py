@@ -29,9 +29,12 @@ from refold.core.config import Settings
 from refold.ope import Logs, estimate, export, join, read_topics
 from refold.simulate.pipeline import Pipeline, Variant
 from refold.simulate.shop import Shop
+from refold.simulate.survival import paired_difference
 from refold.simulate.tally import Tally
 
 LOGGING = "refold"
+BASELINE = "popularity"
+"""The policy refold's targets are set against: global popularity only."""
 
 
 def variants(settings: Settings) -> list[Variant]:
@@ -39,10 +42,12 @@ def variants(settings: Settings) -> list[Variant]:
     feedback, two other exploration settings, refold's candidates re-ranked by the shop with
     popularity blended in lightly, more, or alone (only when named: each is another pipeline),
     refold ranking with the hand-set blend instead of the learned mixer (none fitted, none
-    served), `popularity` (refold without collaborative filtering: its cold-start lists,
+    served), `content-trending` (refold without collaborative filtering: its cold-start lists,
     trending blended with the content similarity of the customer's items, categories being
-    tags, or the mixer over those two signals; no exploration, no exposure feedback), random,
-    and the oracle."""
+    tags, or the mixer over those two signals; no exploration, no exposure feedback: a
+    personalised, category-aware baseline), and the shop-served ones: `popularity` (global
+    popularity only, `refold.simulate.popular`), `popularity-exposure` (the same with refold's
+    exposure feedback at its default settings), random, and the oracle."""
     explore = {"exploration": "epsilon", "exploration_epsilon": 0.1}
     softer = {"exploration": "plackett_luce",
               "exploration_temperature": round(settings.exploration_temperature * 2, 4)}
@@ -59,8 +64,10 @@ def variants(settings: Settings) -> list[Variant]:
                 candidate=True, default=False),
         Variant("refold-no-exposure", {"exposure_strength": 0.0}),
         Variant("refold-no-mixer", {"mixer": False, "learn_mixer": False}),
-        Variant("popularity", {"exploration": "none", "exposure_strength": 0.0},
+        Variant("content-trending", {"exploration": "none", "exposure_strength": 0.0},
                 fold_in={"min_events": 1_000_000_000}),
+        Variant("popularity", shop="popularity"),
+        Variant("popularity-exposure", shop="popularity-exposure"),
         Variant("random", shop="random"),
         Variant("oracle", shop="oracle"),
     ]
@@ -80,6 +87,8 @@ class Outcome:
     seconds: float
     policy: Policy | Rescored | None = None
     logs: Logs | None = field(default=None, repr=False)
+    follow_up: tuple[Any, Any] | None = field(default=None, repr=False)
+    """The new customers' times to first conversion (or to the end) and whether each bought."""
 
 
 def run_variant(variant: Variant, shop: ShopConfig, settings: Settings, run: str,
@@ -88,10 +97,11 @@ def run_variant(variant: Variant, shop: ShopConfig, settings: Settings, run: str
     """Serve one variant to a fresh copy of the population."""
     started = time.monotonic()
     population = Population(shop)
-    tally = Tally(shop.shown, shop.n_items)
+    tally = Tally.for_shop(shop)
     if variant.shop is not None:
         Shop(population, variant, tally).run(progress)
-        return Outcome(variant.name, tally.result(), time.monotonic() - started)
+        return Outcome(variant.name, tally.result(), time.monotonic() - started,
+                       follow_up=tally.follow_up()[:2])
     with Pipeline(settings, variant, run, log_dir) as pipeline:
         shop_ = Shop(population, variant, tally, pipeline, refit_every)
         shop_.run(progress)
@@ -102,7 +112,7 @@ def run_variant(variant: Variant, shop: ShopConfig, settings: Settings, run: str
         policy = policy_of(pipeline.settings)
         return Outcome(variant.name, figures, time.monotonic() - started,
                        policy if variant.rerank is None else Rescored(policy, variant.rerank),
-                       logs)
+                       logs, tally.follow_up()[:2])
 
 
 def simulate(shop: ShopConfig, settings: Settings, log_dir: Path, *,
@@ -123,12 +133,32 @@ def simulate(shop: ShopConfig, settings: Settings, log_dir: Path, *,
         "policies": {name: {**o.figures, "seconds": round(o.seconds, 1)}
                      for name, o in outcomes.items()},
         "ope": off_policy(outcomes, [v.name for v in chosen if v.candidate]),
+        "ttfc_against_popularity": ttfc_against(
+            {name: o.follow_up for name, o in outcomes.items()}, shop),
         "population": asdict(shop),
     }
     logging = outcomes.get(LOGGING)
     if export_to is not None and logging is not None and logging.logs is not None:
         export(logging.logs, export_to)  # for `refold ope --from-file`
     return report
+
+
+def ttfc_against(follow_ups: dict[str, Any], shop: ShopConfig) -> dict[str, dict[str, Any]]:
+    """Per policy, its restricted mean time to first conversion minus popularity's, on the same
+    new customers, with a paired 95% bootstrap interval (`refold.simulate.survival`):
+    negative = its customers convert sooner (or more of them do)."""
+    base = follow_ups.get(BASELINE)
+    if base is None:
+        return {}
+    horizon = Tally.for_shop(shop).horizon or 0.0
+    out = {}
+    for name, f in follow_ups.items():
+        if name == BASELINE or f is None:
+            continue
+        d, low, high = paired_difference(f, base, horizon)
+        out[name] = {"restricted_mean_difference_seconds": round(d, 1),
+                     "interval": [round(low, 1), round(high, 1)]}
+    return out
 
 
 def off_policy(outcomes: dict[str, Outcome], candidates: Sequence[str],

@@ -18,10 +18,13 @@ exploration policy draws (seeded by the list's `rec_id`) from the list's logged 
 by another blend of their scores and popularity (clicks, carts and purchases before the page,
 counted from the events the shop sent, as `refold ope` counts them from the logs).
 
-`random` and `oracle` variants are served by the shop alone (random items; the items the
-customer is most likely to click now, which no recommender can know): the bounds refold is judged
-between. A customer gets recommendations once they have had an event (before that, refold has no
-list for them); every variant follows that rule.
+`popularity`, `random` and `oracle` variants are served by the shop alone: the catalog's
+most-interacted items so far, less what the customer bought (`refold.simulate.popular`: global
+popularity only, counted from every event the shop sent before the page); random items; the
+items the customer is most likely to click now, which no recommender can know. Random and the
+oracle are the bounds refold is judged between, popularity the baseline it must beat. A
+customer gets recommendations once they have had an event (before that, refold has no list for
+them); every variant follows that rule.
 
 Every message gets an explicit Kafka timestamp, strictly increasing, so a worker merges a
 customer's impressions and events in the order the shop sent them.
@@ -37,12 +40,15 @@ import msgspec
 import numpy as np
 
 from consumers.recs_view import RecommendationsView
+from models.decision import Demotion
+from models.defaults import EXPOSURE_MIN_COUNT, EXPOSURE_STRENGTH, K
 from models.exploration import Policy
 from models.rescore import Popularity
 from producers.population import Page, Population
 from producers.sdk import EventProducer
 from refold.core.schemas import Event, Recommendation
 from refold.simulate.pipeline import Pipeline, SimulationError, Variant
+from refold.simulate.popular import MostPopular
 from refold.simulate.tally import Tally
 
 WAIT_S = 120.0
@@ -65,6 +71,9 @@ class Shop:
         self.sent = 0
         self.pages = 0
         self.popularity = Popularity()
+        self.most_popular = MostPopular(len(population.catalog)) \
+            if variant.shop != "popularity-exposure" else MostPopular(
+                len(population.catalog), Demotion(EXPOSURE_MIN_COUNT, EXPOSURE_STRENGTH), K)
         self._ts = 0
         self._producer: EventProducer | None = None
         self._view: RecommendationsView | None = None
@@ -76,9 +85,9 @@ class Shop:
             self._view = RecommendationsView(self.pipeline.settings)
             self._start()
         else:  # the customers with a history have had events, as in a pipeline's run
-            for u in range(self.pop.config.n_users):
-                if self.pop.history(u):
-                    self.last_event[f"u{u}"] = "history"
+            for ev in self._history():
+                self._count(ev)
+                self.last_event[ev.user_id] = "history"
         try:
             self._ticks(progress)
         finally:
@@ -94,17 +103,31 @@ class Shop:
         assert self._producer is not None and self.pipeline is not None
         for item in self.pop.catalog:
             self._producer.send_item(item)
-        history = sorted((t + act.after, u, n, act) for u in range(self.pop.config.n_users)
-                         for n, (t, acts) in enumerate(self.pop.history(u)) for act in acts)
-        for k, (t, u, n, act) in enumerate(history):
-            self.popularity.add(act.item_id, act.event_type, t)
-            self._send(Event(event_id=f"h{u}-{n}-{k}", user_id=f"u{u}", item_id=act.item_id,
-                             event_type=act.event_type, event_time=t))
+        for ev in self._history():
+            self._count(ev)
+            self._send(ev)
         self._producer.flush()
         self.pipeline.ready()
         self.pipeline.catch_up(self.sent)
         self.pipeline.refit("first model")
         self._view.start(poll_interval=0.01)  # type: ignore[union-attr]
+
+    def _history(self) -> list[Event]:
+        """The organic history of the customers present at the start, in time order."""
+        history = sorted((t + act.after, u, n, act) for u in range(self.pop.config.n_users)
+                         for n, (t, acts) in enumerate(self.pop.history(u)) for act in acts)
+        return [Event(event_id=f"h{u}-{n}-{k}", user_id=f"u{u}", item_id=act.item_id,
+                      event_type=act.event_type, event_time=t)
+                for k, (t, u, n, act) in enumerate(history)]
+
+    def _count(self, ev: Event) -> None:
+        """An event the shop sent, in its popularity counts (and its orders)."""
+        self.popularity.add(ev.item_id, ev.event_type, ev.event_time)
+        i = self.pop.item_index[ev.item_id]
+        self.most_popular.add(i, ev.event_time)
+        self.most_popular.interacted(ev.user_id, i)
+        if ev.event_type == "purchase":
+            self.most_popular.bought(ev.user_id, i)
 
     def _ticks(self, progress: Callable[[int], Any] | None) -> None:
         c = self.pop.config
@@ -167,6 +190,10 @@ class Shop:
         if self.variant.shop == "random":
             items = self.rng.choice(len(self.pop.catalog), n, replace=False)
             return [self.pop.catalog[i].item_id for i in items], [False] * n, None
+        if self.variant.shop in ("popularity", "popularity-exposure"):
+            top = self.most_popular.top(user, n, page.time)
+            self.most_popular.shown(user, top.tolist())
+            return [self.pop.catalog[i].item_id for i in top], [False] * len(top), None
         if self.variant.shop == "oracle":
             p = self.pop.click_probability(page.user, np.arange(len(self.pop.catalog)))
             best = np.argsort(-p, kind="stable")[:n]
@@ -211,7 +238,7 @@ class Shop:
             ev = Event(event_id=f"e{page.user}-{page.session}-{page.page}-{k}",
                        user_id=page.user_id, item_id=act.item_id, event_type=act.event_type,
                        event_time=t)
-            self.popularity.add(ev.item_id, ev.event_type, t)
+            self._count(ev)
             self.last_event[page.user_id] = ev.event_id
             out.append(ev)
         return out

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 def _figures(settings: Settings) -> dict:
-    report = simulate_in_process(SHOP, settings, ["refold", "popularity", "oracle"],
+    report = simulate_in_process(SHOP, settings, ["refold", "content-trending", "popularity",
+                                                   "oracle"],
                                  refit_every=4 * 3600.0)
     for v in report["policies"].values():
         v.pop("seconds")
@@ -29,7 +30,7 @@ def test_the_loop_is_repeatable_and_every_policy_meets_the_same_pages(tmp_path) 
     # a customer gets a list once they have had an event, and their first event comes
     # before any list: every policy shows the same number of pages
     assert a["refold"]["impressions"] == a["popularity"]["impressions"] \
-        == a["oracle"]["impressions"] > 0
+        == a["content-trending"]["impressions"] == a["oracle"]["impressions"] > 0
     assert a["refold"]["model_version"] >= 2  # the first model, and a refit during the run
     repeats = a["refold"]["repeats"]
     assert sum(r["impressions"] for r in repeats.values()) == a["refold"]["impressions"]
