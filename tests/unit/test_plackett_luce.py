@@ -88,3 +88,63 @@ def test_negligible_weights_are_outside_the_policy() -> None:
 def test_bad_weights_are_refused(bad) -> None:
     with pytest.raises(ValueError):
         pl.marginals(np.array(bad), 1)
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.1, 0.3, 2.0])
+def test_propensities_of_longer_lists_equal_enumeration(temperature: float) -> None:
+    m, k = 8, 6  # 20,160 ordered prefixes
+    w = pl.normalized(np.exp(-np.sort(np.random.default_rng(5).random(m)) / temperature))
+    exact = enumerate_marginals(w, k)
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        items = pl.sample(w, k, rng)
+        np.testing.assert_allclose(pl.propensities(w, items), exact[items, np.arange(k)],
+                                   rtol=1e-9)
+
+
+def candidate_weights(temperature: float, seed: int) -> np.ndarray:
+    """PL weights of the top 40 of 2,000 dot-product scores, as the worker's lists have."""
+    rng = np.random.default_rng(seed)
+    scores = np.sort(rng.normal(size=(2000, 16)) @ rng.normal(size=16))[::-1][:40]
+    z = (scores - scores[0]) / (scores[0] - scores[-1])
+    return np.exp(z / temperature)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 1.0])
+def test_cut_ends_leave_out_at_most_the_budget(temperature: float) -> None:
+    """The node ranges: against the same quadrature over ranges wide enough to omit nothing
+    (a budget of 1e-40), the default budget changes no propensity by more than its share."""
+    rng = np.random.default_rng(3)
+    for seed in range(10):
+        w = candidate_weights(temperature, seed)
+        items = pl.sample(w, 20, rng)
+        wide = pl.propensities(w, items, budget=1e-40)
+        cut = pl.propensities(w, items)
+        assert np.all(np.abs(cut - wide) <= pl.BUDGET * wide)
+
+
+@pytest.mark.parametrize("temperature,rtol", [(0.1, 1e-8), (0.3, 1e-6), (100.0, 3e-6)])
+def test_propensities_of_20_of_40_match_the_marginals(temperature: float, rtol: float) -> None:
+    """Lists of the worker's size: every position against `marginals` (one node range, no
+    cut beyond 1e-13 absolute); the error budget is the step's (module docstring)."""
+    rng = np.random.default_rng(4)
+    for seed in range(5):
+        w = candidate_weights(temperature, seed)
+        P = pl.marginals(w, 20)
+        items = pl.sample(w, 20, rng)
+        np.testing.assert_allclose(pl.propensities(w, items), P[items, np.arange(20)],
+                                   rtol=rtol, atol=1e-12)
+
+
+def test_a_list_drawn_twice_has_the_same_bits() -> None:
+    w = candidate_weights(0.1, 0)
+    a = pl.draw(w, 20, np.random.default_rng(9))
+    b = pl.draw(w, 20, np.random.default_rng(9))
+    assert a[0].tolist() == b[0].tolist()
+    assert a[1].tobytes() == b[1].tobytes()
+
+
+@pytest.mark.parametrize("items", [[0, 0], [0, 3], [[0, 1]]])
+def test_propensities_refuse_lists_no_draw_could_give(items) -> None:
+    with pytest.raises(ValueError):
+        pl.propensities(np.array([1.0, 0.5, 0.2, 0.0]), np.array(items))
