@@ -253,10 +253,14 @@ class CoVisits(CoVisitRecords):
         journal = self._journal
         if journal is None:
             return
+        items = list(items)
+        new = [i for i in items if i not in journal.rows]
+        if new:  # one copy of the rows for all of them (each entry a row of it)
+            nbr, wt = self._nbr[new], self._wt[new]
+            for r, (i, deg, n) in enumerate(zip(new, self._deg[new].tolist(),
+                                                 self.count[new].tolist(), strict=True)):
+                journal.rows[i] = (nbr[r], wt[r], deg, n)
         for i in items:
-            if i not in journal.rows:
-                journal.rows[i] = (self._nbr[i].copy(), self._wt[i].copy(), int(self._deg[i]),
-                                   float(self.count[i]))
             self._remember_tracking(i)
 
     def _apply(self, rows: np.ndarray, cols: np.ndarray, gains: np.ndarray) -> None:

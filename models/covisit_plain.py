@@ -209,11 +209,11 @@ class CoVisitRecords:
         """Note changed `slots` of `rows` (sorted by row) for the rows' next records."""
         if not len(rows):
             return
-        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-        for r, part in zip(rows[starts].tolist(), np.split(slots, starts[1:]), strict=True):
-            since = self._since.get(r)
+        get = self._since.get
+        for r, slot in zip(rows.tolist(), slots.tolist(), strict=True):
+            since = get(r)
             if since is not None:
-                since.update(part.tolist())
+                since.add(slot)
 
     def _untrack(self, rows: Iterable[int]) -> None:
         """The next records of `rows` are in full."""
