@@ -41,6 +41,34 @@ def bench_exploration(lists: int, k: int, as_json: bool) -> None:
     emit(result, as_json, exploration.table(result))
 
 
+@bench.command("batch")
+@click.option("--path", type=click.Path(file_okay=False), envvar="REFOLD_ML100K",
+              default="../shared/datasets/ml-100k", show_default=True,
+              help="The ml-100k directory (env REFOLD_ML100K).")
+@click.option("--events", type=int, default=100_000, show_default=True)
+@click.option("--batch", type=int, default=500, show_default=True, help="Events per batch.")
+@click.option("--partitions", type=int, default=6, show_default=True)
+@click.option("--rounds", type=int, default=2, show_default=True,
+              help="Alternated runs of each mode (the best counts).")
+@click.option("--profile", type=click.Path(dir_okay=False), default=None,
+              help="Write cProfile stats of the worker's first round here.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int,
+                profile: str | None, as_json: bool) -> None:
+    """CPU per event of the worker's batch without the broker (every user in memory), next to
+    the same worker without exploration and to a pass-through's decode + encode."""
+    from pathlib import Path
+
+    from refold.bench import batch as batch_bench
+
+    if not Path(path).is_dir():
+        raise click.UsageError(f"no ml-100k directory at {path}: give --path")
+    with click.progressbar(length=rounds * len(batch_bench.MODES), label="batch",
+                           file=click.get_text_stream("stderr")) as bar:
+        result = batch_bench.run(path, events, batch, partitions, rounds, profile, bar.update)
+    emit(result, as_json, batch_bench.table(result))
+
+
 @bench.command("produce")
 @click.option("--events", type=int, default=100_000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

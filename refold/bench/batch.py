@@ -1,0 +1,189 @@
+"""The CPU a worker's batch costs, without the broker: `FoldInWorker.handle` + `promote` on
+ml-100k (every user in memory, the default exploration policy, a monitor fed each batch), next
+to the same worker with exploration `none` and to the per-message work of a pass-through
+consumer (decode the event, encode it again), on the same messages.
+
+Through Kafka the worker runs at a fraction of a pass-through consumer's events/s; this is the
+part of the gap that is the worker's own CPU, measured with `time.process_time` so that other
+processes on the machine do not count. The modes alternate `rounds` times (noise cancels in
+the ratios); each round starts from a fresh worker. `profile` writes cProfile stats of the
+first round of the worker to that file. `refold bench batch --json` prints
+`worker_events_per_cpu_s`, `passthrough_events_per_cpu_s`, `ratio_to_passthrough`,
+`worker_us_per_event` and `exploration_us_per_event`.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from consumers.foldin_worker import FoldInWorker
+from consumers.model_source import fit_log, foldin_config
+from consumers.monitor import Monitor
+from models.recommender import OnlineRecommender
+from producers.datasets import load_movielens
+from refold.core.config import Settings
+from refold.core.schemas import decode_event, encode
+
+MODES = ("worker", "worker, exploration none", "pass-through")
+
+
+@dataclass(slots=True)
+class Message:
+    """What the worker reads of a consumed Kafka message."""
+
+    _topic: str
+    _partition: int
+    _offset: int
+    _key: bytes
+    _value: bytes
+    _ts: int
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, self._ts
+
+    def error(self) -> None:
+        return None
+
+    def headers(self) -> None:
+        return None
+
+
+class Output:
+    """The transaction's producer, counting what was produced (nothing is sent)."""
+
+    def __init__(self, changelog: str) -> None:
+        self.changelog = changelog
+        self.records = 0
+        self.changelog_bytes = 0
+
+    def produce(self, topic: str, value: bytes | None, key: Any = None, headers: Any = None,
+                partition: int | None = None, on_delivery: Any = None) -> None:
+        self.records += 1
+        if topic == self.changelog:
+            self.changelog_bytes += len(value or b"")
+
+
+def messages(settings: Settings, events: list) -> list[Message]:
+    """The events as the worker's consumer would hand them over (partitioned by user)."""
+    topic, parts = settings.topic("events"), settings.events_partitions
+    offsets, out, now = [0] * parts, [], int(time.time() * 1000)
+    for ev in events:
+        p = zlib.crc32(ev.user_id.encode()) % parts
+        out.append(Message(topic, p, offsets[p], ev.user_id.encode(), encode(ev), now))
+        offsets[p] += 1
+    return out
+
+
+def _worker(settings: Settings, factors: Any) -> tuple[FoldInWorker, Output]:
+    rec = OnlineRecommender(foldin_config(settings), factors)
+    worker = FoldInWorker(settings, rec)
+    catalog = rec.catalog
+    monitor = Monitor(settings.k, weights=rec.config.weights, categories=lambda i: (),
+                      catalog_size=lambda: int(catalog.active.sum()))
+    worker.on_commit = monitor.on_commit
+    return worker, Output(settings.topic("changelog"))
+
+
+def _run_worker(settings: Settings, factors: Any, msgs: list[Message], batch: int,
+                profile: str | None) -> dict[str, Any]:
+    worker, out = _worker(settings, factors)
+
+    def run() -> None:
+        for b in range(0, len(msgs), batch):
+            worker.handle(msgs[b:b + batch], out)
+            worker.promote()
+
+    c0 = time.process_time()
+    if profile:
+        prof = cProfile.Profile()
+        prof.runcall(run)
+        prof.dump_stats(profile)
+    else:
+        run()
+    cpu = time.process_time() - c0
+    return {"cpu_s": cpu, "changelog_bytes_per_event": out.changelog_bytes / len(msgs),
+            "lists": worker.counts["recommendations"]}
+
+
+def _run_passthrough(msgs: list[Message]) -> dict[str, Any]:
+    c0 = time.process_time()
+    for m in msgs:
+        encode(decode_event(m.value()))
+    return {"cpu_s": time.process_time() - c0}
+
+
+def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: int = 6,
+        rounds: int = 2, profile: str | None = None, progress: Any = None) -> dict[str, Any]:
+    """Events per CPU second of each mode (`MODES`), best of `rounds` alternated runs."""
+    base = Settings(topic_prefix="bench-batch.", state_store="memory",
+                    events_partitions=partitions)
+    log, _ = load_movielens(path)
+    log = log[:events]
+    factors = fit_log(log, base, foldin_config(base))
+    msgs = messages(base, list(log.iter_events("ml-100k")))
+    settings = {"worker": base, "worker, exploration none": base.replace(exploration="none")}
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
+    for r in range(rounds):
+        for mode in MODES:
+            if mode == "pass-through":
+                runs[mode].append(_run_passthrough(msgs))
+            else:
+                runs[mode].append(_run_worker(settings[mode], factors, msgs, batch,
+                                              profile if r == 0 and mode == "worker" else None))
+            if progress is not None:
+                progress(1)
+    out: dict[str, Any] = {"events": len(msgs), "batch": batch, "partitions": partitions,
+                           "rounds": rounds, "loadavg": os.getloadavg(),
+                           "exploration": base.exploration, "modes": {}}
+    for mode, rs in runs.items():
+        best = min(rs, key=lambda x: x["cpu_s"])
+        out["modes"][mode] = {
+            "events_per_cpu_s": round(len(msgs) / best["cpu_s"]),
+            "us_per_event": round(best["cpu_s"] / len(msgs) * 1e6, 1),
+            "us_per_event_runs": [round(x["cpu_s"] / len(msgs) * 1e6, 1) for x in rs],
+            **{k: round(v, 1) for k, v in best.items() if k not in ("cpu_s",)}}
+    worker = out["modes"]["worker"]
+    out["worker_events_per_cpu_s"] = worker["events_per_cpu_s"]
+    out["worker_us_per_event"] = worker["us_per_event"]
+    out["passthrough_events_per_cpu_s"] = out["modes"]["pass-through"]["events_per_cpu_s"]
+    out["ratio_to_passthrough"] = round(
+        worker["events_per_cpu_s"] / out["passthrough_events_per_cpu_s"], 4)
+    out["exploration_us_per_event"] = round(
+        worker["us_per_event"] - out["modes"]["worker, exploration none"]["us_per_event"], 1)
+    return out
+
+
+def table(result: dict) -> str:
+    lines = [f"{result['events']:,} ml-100k events in batches of {result['batch']} over "
+             f"{result['partitions']} partitions, every user in memory, best of "
+             f"{result['rounds']} alternated rounds (load {result['loadavg'][0]:.1f})",
+             "| mode | events per CPU second | µs per event (each round) | lists |",
+             "|---|---|---|---|"]
+    for mode, r in result["modes"].items():
+        runs = ", ".join(f"{x:,.1f}" for x in r["us_per_event_runs"])
+        lines.append(f"| {mode} | {r['events_per_cpu_s']:,} | {r['us_per_event']:,.1f} "
+                     f"({runs}) | {r.get('lists', '')} |")
+    lines.append(f"worker / pass-through: {result['ratio_to_passthrough']:.4f}×; exploration "
+                 f"({result['exploration']}) {result['exploration_us_per_event']} µs per event")
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""`refold bench batch`: the worker's batch CPU without the broker, on real ml-100k events."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from refold.cli import cli
+from refold.cli import commands as _commands  # noqa: F401  (registers the commands)
+
+ML100K = Path(os.environ.get(
+    "REFOLD_ML100K", Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ml-100k"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
+def test_bench_batch_prints_each_mode_and_the_ratio(tmp_path: Path) -> None:
+    prof = tmp_path / "worker.prof"
+    result = CliRunner().invoke(cli, ["bench", "batch", "--path", str(ML100K), "--events",
+                                      "3000", "--rounds", "1", "--profile", str(prof), "--json"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.output[result.output.index("{"):])
+    assert set(r["modes"]) == {"worker", "worker, exploration none", "pass-through"}
+    assert r["events"] == 3000
+    assert r["modes"]["worker"]["lists"] == r["modes"]["worker, exploration none"]["lists"] > 0
+    assert r["modes"]["worker"]["changelog_bytes_per_event"] > 0
+    assert 0 < r["ratio_to_passthrough"] == pytest.approx(
+        r["worker_events_per_cpu_s"] / r["passthrough_events_per_cpu_s"], rel=1e-3)
+    assert prof.stat().st_size > 0
+
+
+def test_bench_batch_refuses_a_missing_dataset(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["bench", "batch", "--path", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert "no ml-100k directory" in result.output
