@@ -85,9 +85,9 @@ class CoVisits(CoVisitRecords):
     """Co-visitation counts of one partition's users, per item a bounded row of neighbours, and
     the buffer of updates not applied yet (its records: `models.covisit_plain`)."""
 
-    __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_buf_s", "_by_row", "_deg", "_gen", "_ids",
-                 "_inv", "_journal", "_nbr", "_pending", "_powers", "_recency", "_since", "_wt",
-                 "count", "decay", "max_neighbors", "window")
+    __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_buf_s", "_by_row", "_deg", "_flat", "_gen",
+                 "_ids", "_inv", "_journal", "_nbr", "_pending", "_powers", "_recency", "_since",
+                 "_wt", "count", "decay", "max_neighbors", "window")
 
     def __init__(self, window: int = 10, decay: float = 0.8, max_neighbors: int = 256) -> None:
         if window < 1 or max_neighbors < 1 or not 0 < decay <= 1:
@@ -111,6 +111,9 @@ class CoVisits(CoVisitRecords):
         self._buf_g: list[float] = []
         self._buf_s: list[bool] = []
         self._by_row: dict[int, tuple[int, int]] | None = None
+        self._flat: tuple[np.ndarray, ...] | None = None
+        """The buffer's first entries as arrays (rows, cols, gains, symmetric), kept while it
+        is only appended to (`_pending_slice` converts just the new tail)."""
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] = (
             np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool))
         self._ids: np.ndarray | None = None
@@ -154,13 +157,12 @@ class CoVisits(CoVisitRecords):
         """Apply the buffered updates in one pass; returns the items whose row changed."""
         if not self._buf_r:
             return []
-        rows, cols = np.array(self._buf_r, dtype=np.int64), np.array(self._buf_c, dtype=np.int64)
-        gains, sym = np.array(self._buf_g), np.array(self._buf_s, dtype=bool)
+        rows, cols, gains, sym = self._buffer_arrays()
         journal = self._journal
         if journal is not None and not journal.buffer:
             journal.buffer.append((self._buf_r, self._buf_c, self._buf_g, self._buf_s))
         self._buf_r, self._buf_c, self._buf_g, self._buf_s = [], [], [], []
-        self._by_row = None
+        self._by_row, self._flat = None, None
         rows, cols = np.concatenate([rows, cols[sym]]), np.concatenate([cols, rows[sym]])
         gains = np.concatenate([gains, gains[sym]])
         self._grow(int(max(rows.max(), cols.max())) + 1)
@@ -228,7 +230,7 @@ class CoVisits(CoVisitRecords):
             self._buf_r, self._buf_c, self._buf_g, self._buf_s = (list(b) for b in undo.buffer[0])
         for buf in (self._buf_r, self._buf_c, self._buf_g, self._buf_s):
             del buf[undo.buffered :]
-        self._by_row, self._journal = None, None
+        self._by_row, self._flat, self._journal = None, None, None
 
     def forget(self, item: int) -> None:
         """Drop an item's row and its buffered updates (it left the catalog). Other rows keep
@@ -245,7 +247,7 @@ class CoVisits(CoVisitRecords):
             self._buf_c = [self._buf_c[k] for k in keep]
             self._buf_g = [self._buf_g[k] for k in keep]
             self._buf_s = [self._buf_s[k] for k in keep]
-            self._by_row = None
+            self._by_row, self._flat = None, None
 
     # -- internals
 

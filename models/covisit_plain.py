@@ -47,6 +47,7 @@ class CoVisitRecords:
     _inv: np.ndarray
     _ids: np.ndarray | None
     _by_row: dict[int, tuple[int, int]] | None
+    _flat: tuple[np.ndarray, ...] | None
     _pending: tuple[np.ndarray, np.ndarray, np.ndarray]
     _buf_r: list[int]
     _buf_c: list[int]
@@ -245,15 +246,28 @@ class CoVisitRecords:
         """Where the item's buffered updates are in `_pending` (the buffer grouped by row, in
         arrival order within a row)."""
         if self._by_row is None:
-            rows = np.asarray(self._buf_r, dtype=np.int64)
+            rows, cols, gains, sym = self._buffer_arrays()
             order = np.argsort(rows, kind="stable")
             rows = rows[order]
-            self._pending = (np.asarray(self._buf_c, dtype=np.int64)[order],
-                             np.asarray(self._buf_g, dtype=np.float64)[order],
-                             np.asarray(self._buf_s, dtype=bool)[order])
+            self._pending = (cols[order], gains[order], sym[order])
             starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
             ends = np.r_[starts[1:], len(rows)] if len(rows) else rows
             self._by_row = dict(zip(rows[starts].tolist(),
                                     zip(starts.tolist(), ends.tolist(), strict=True),
                                     strict=True))
         return self._by_row.get(item, (0, 0))
+
+    def _buffer_arrays(self) -> tuple[np.ndarray, ...]:
+        """The buffer as arrays (rows, cols, gains, symmetric): only the entries appended since
+        the last call are converted (refresh, revert and forget start it again)."""
+        flat = self._flat
+        done = 0 if flat is None else len(flat[0])
+        if flat is None or done < len(self._buf_r):
+            new = (np.asarray(self._buf_r[done:], dtype=np.int64),
+                   np.asarray(self._buf_c[done:], dtype=np.int64),
+                   np.asarray(self._buf_g[done:], dtype=np.float64),
+                   np.asarray(self._buf_s[done:], dtype=bool))
+            flat = new if flat is None else tuple(
+                np.concatenate(pair) for pair in zip(flat, new, strict=True))
+            self._flat = flat
+        return flat
