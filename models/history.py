@@ -154,10 +154,8 @@ class UserHistory:
         seq, last_n, items = self._positive
         if seq == self.seq and last_n == n:
             return items
-        m = len(self)
-        at = np.arange(self.seq - m, self.seq) % self.max_events
-        items, weights = self._buf["item"][at], self._buf["weight"][at]
-        items = items[weights > 0][-n:].astype(np.intp)
+        items = kernels.last_positives(self._buf["item"], self._buf["weight"], self.seq,
+                                       len(self), n if n > 0 else len(self))
         self._positive = (self.seq, n, items)
         return items
 

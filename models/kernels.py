@@ -329,3 +329,20 @@ def warm_up() -> None:
     for cf in (np.zeros(2, np.float32), np.zeros(2, np.float64)):
         blend_topk(cf, np.zeros(0, np.int64), cols, terms, 1.0, 1)
         select_topk(cf, 1)
+
+
+@njit(cache=True, nogil=True)
+def last_positives(items: np.ndarray, weights: np.ndarray, seq: int, held: int, n: int
+                   ) -> np.ndarray:
+    """`UserHistory.positive_items`: the items of the last `n` events with weight > 0 among the
+    `held` newest of a ring (event s at s % len(items); `seq` events so far), oldest first."""
+    size = items.shape[0]
+    out = np.empty(n, np.intp)
+    found = 0
+    s = seq - 1
+    while s >= seq - held and found < n:
+        if weights[s % size] > 0:
+            out[n - 1 - found] = items[s % size]
+            found += 1
+        s -= 1
+    return out[n - found:].copy()

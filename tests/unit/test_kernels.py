@@ -97,3 +97,18 @@ def test_model_rows_keep_items_with_a_row() -> None:
     assert rows.tolist() == [3, 0]
     assert weights.tolist() == [0.5, -1.0]
     assert positive == 1
+
+
+def test_last_positives_equal_the_numpy_ring_walk() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        size = int(rng.integers(1, 30))
+        items = rng.integers(0, 50, size).astype(np.int32)
+        weights = rng.choice([-1.0, 0.0, 1.0, 2.5], size).astype(np.float32)
+        seq = int(rng.integers(0, 100))
+        held = min(seq, size)
+        n = int(rng.integers(1, 12))
+        at = np.arange(seq - held, seq) % size
+        expected = items[at][weights[at] > 0][-n:].astype(np.intp)
+        got = kernels.last_positives(items, weights, seq, held, n)
+        assert got.dtype == np.intp and got.tolist() == expected.tolist()
