@@ -210,11 +210,14 @@ class CoVisitRecords:
         """Note changed `slots` of `rows` (sorted by row) for the rows' next records."""
         if not len(rows):
             return
-        get = self._since.get
-        for r, slot in zip(rows.tolist(), slots.tolist(), strict=True):
-            since = get(r)
+        get, at, changed = self._since.get, rows.tolist(), slots.tolist()
+        bounds = [*np.flatnonzero(rows[1:] != rows[:-1]).tolist(), len(at) - 1]
+        start = 0
+        for end in bounds:  # one row's slots: at[start .. end]
+            since = get(at[start])
             if since is not None:
-                since.add(slot)
+                since.update(changed[start:end + 1])
+            start = end + 1
 
     def _untrack(self, rows: Iterable[int]) -> None:
         """The next records of `rows` are in full."""

@@ -6,8 +6,9 @@ consumer (decode the event, encode it again), on the same messages.
 Through Kafka the worker runs at a fraction of a pass-through consumer's events/s; this is the
 part of the gap that is the worker's own CPU, measured with `time.process_time` so that other
 processes on the machine do not count. The modes alternate `rounds` times (noise cancels in
-the ratios); each round starts from a fresh worker. `profile` writes cProfile stats of the
-first round of the worker to that file. `refold bench batch --json` prints
+the ratios); each round starts from a fresh worker. Native thread pools are held to one thread
+(the figures are per core). `profile` writes cProfile stats of one more, uncounted, run of the
+worker to that file. `refold bench batch --json` prints
 `worker_events_per_cpu_s`, `passthrough_events_per_cpu_s`, `ratio_to_passthrough`,
 `worker_us_per_event` and `exploration_us_per_event`.
 """
@@ -21,6 +22,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from threadpoolctl import threadpool_limits
 
 from consumers.foldin_worker import FoldInWorker
 from consumers.model_source import fit_log, foldin_config
@@ -144,15 +147,15 @@ def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: i
     msgs = messages(base, list(log.iter_events("ml-100k")))
     settings = {"worker": base, "worker, exploration none": base.replace(exploration="none")}
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
-    for r in range(rounds):
-        for mode in MODES:
-            if mode == "pass-through":
-                runs[mode].append(_run_passthrough(msgs))
-            else:
-                runs[mode].append(_run_worker(settings[mode], factors, msgs, batch,
-                                              profile if r == 0 and mode == "worker" else None))
-            if progress is not None:
-                progress(1)
+    with threadpool_limits(1):
+        for _ in range(rounds):
+            for mode in MODES:
+                runs[mode].append(_run_passthrough(msgs) if mode == "pass-through" else
+                                  _run_worker(settings[mode], factors, msgs, batch, None))
+                if progress is not None:
+                    progress(1)
+        if profile:
+            _run_worker(base, factors, msgs, batch, profile)
     out: dict[str, Any] = {"events": len(msgs), "batch": batch, "partitions": partitions,
                            "rounds": rounds, "loadavg": os.getloadavg(),
                            "exploration": base.exploration, "modes": {}}
