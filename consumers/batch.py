@@ -163,6 +163,16 @@ class LoopStats:
     commit_seconds: float = 0.0
     """Spent making handled batches durable: offsets and commit (exactly once), or flushing
     the outputs and committing the offsets (at least once)."""
+    longest_handle_seconds: float = 0.0
+    """The slowest handling of one committed batch (with the transaction's begin)."""
+    longest_commit_seconds: float = 0.0
+    """The slowest making-durable of one committed batch (what `commit_seconds` adds up)."""
+
+    def timed(self, handling: float, committing: float) -> None:
+        """A committed batch took `handling` seconds to handle, then `committing` to commit."""
+        self.commit_seconds += committing
+        self.longest_handle_seconds = max(self.longest_handle_seconds, handling)
+        self.longest_commit_seconds = max(self.longest_commit_seconds, committing)
 
     @property
     def seconds(self) -> float:

@@ -137,7 +137,7 @@ class TransactionalLoop:
         self.isolator = PoisonIsolator(self.batch_size, settings.handle_retries)
         self._stopping = False
         self._aborts_in_a_row = 0
-        self._last_activity = time.monotonic()
+        self._last_activity = self._begun = time.monotonic()  # _begun: the batch's start
         self.consumer: Consumer | None = None
         """The consumer, made by `run` (a monitor reads lag through it between batches)."""
         self.output = OutputProducer(settings, transactional_id, exactly_once=(
@@ -238,7 +238,7 @@ class TransactionalLoop:
     def _batch(self, messages: list[Message]) -> None:
         assert self.consumer is not None and self.output.producer is not None
         producer = self.output.producer
-        out = Output(producer, track_delivery=True)
+        out, self._begun = Output(producer, track_delivery=True), time.monotonic()
         try:
             self.output.call("begin_transaction", producer.begin_transaction)  # 2
             self.processor.handle(messages, out)  # 3
@@ -339,13 +339,13 @@ class TransactionalLoop:
         self.stats.batches += 1
         self.stats.messages += len(messages)
         self.stats.last_commit = time.monotonic()
-        self.stats.commit_seconds += self.stats.last_commit - handled
+        self.stats.timed(handled - self._begun, self.stats.last_commit - handled)
 
     def _batch_at_least_once(self, messages: list[Message]) -> None:
         """handle → flush every output → commit the offsets: a crash between flush and commit
         delivers the batch's outputs again."""
         assert self.consumer is not None and self.output.producer is not None
-        out = Output(self.output.producer, track_delivery=True)
+        out, self._begun = Output(self.output.producer, track_delivery=True), time.monotonic()
         try:
             self.processor.handle(messages, out)
             handled = time.monotonic()

@@ -19,6 +19,10 @@ from just before its send to the arrival of the first output that covers it. An 
 event it names (a Recommendation's `cause`, the pass-through's copy) and the same user's earlier
 events not yet covered: the worker publishes one list per user and batch, for the user's last event.
 
+What may stop a consumer for long enough to decide the p99 is reported from the same latency run:
+the cyclic garbage collector's full (generation 2) collections and their longest pause, and the
+slowest batch's handling and commit (begin .. handled; offsets + commit: the broker's part).
+
 Every topic lives under a throwaway prefix and is deleted at the end, with the consumer groups.
 """
 
@@ -44,6 +48,7 @@ from models.snapshot import Snapshot
 from producers.replay import replay
 from producers.sdk import EventProducer
 from refold.bench.pipeline_consumers import KINDS, BenchError, ConsumerProcess
+from refold.bench.pipeline_report import result
 from refold.core.config import Settings
 from refold.core.kafka import make_admin
 from refold.core.schemas import Event, Item, decode_event, decode_recommendation
@@ -51,7 +56,6 @@ from refold.core.topics import create_topics, delete_topics
 
 WARMUP_EVENTS = 100
 """Sent and covered before the latency stream starts: the consumer has joined and run a batch."""
-LATENCY_KEYS = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms")
 IDLE_EXIT_S = 60.0
 """A consumer with nothing to read for this long gives up (a safety net; runs end otherwise)."""
 
@@ -297,96 +301,4 @@ def run(settings: Settings, workload: Workload, *, rate: float = 1000.0,
                                                model, rate, latency_events))
         finally:
             _clean_up(admin, base.topic_prefix, groups)
-    return _result(settings, workload, runs, live, rate, repeat)
-
-
-def _result(settings: Settings, workload: Workload, runs: dict[str, list[dict]],
-            live: dict[str, list[dict]], rate: float, repeat: int) -> dict:
-    best = {k: max(rs, key=lambda r: r["events_per_s"]) for k, rs in runs.items()}
-    calm = {k: min(rs, key=lambda r: r["latency_p99_ms"]) for k, rs in live.items()}
-    out = {
-        "dataset": workload.name, "events": len(workload.events),
-        "partitions": settings.events_partitions, "batch_size": settings.batch_size,
-        "factors": settings.factors, "k": settings.k, "fold_in": workload.fold_in,
-        "repeat": repeat,
-        "refold_events_per_s": best["refold"]["events_per_s"],
-        "passthrough_events_per_s": best["passthrough"]["events_per_s"],
-        "refold_over_passthrough": (best["refold"]["events_per_s"]
-                                    / best["passthrough"]["events_per_s"]),
-        "memory_events_per_s": best["refold-memory"]["events_per_s"],
-        "store_over_memory": (best["refold"]["events_per_s"]
-                              / best["refold-memory"]["events_per_s"]),
-        "rate_events_per_s": rate,
-        "latency_events": calm["refold"]["latency_events"],
-        "changelog_bytes_per_event": _changelog_per_event(best["refold"]),
-        "live_changelog_bytes_per_event": _changelog_per_event(calm["refold"]),
-    }
-    for kind, prefix in (("refold", ""), ("refold-memory", "memory_"),
-                         ("passthrough", "passthrough_")):
-        out |= {f"{prefix}{key}": float(calm[kind][key]) for key in LATENCY_KEYS}
-        out |= {
-            f"{prefix or 'refold_'}transactions": best[kind]["batches"],
-            f"{prefix or 'refold_'}outputs": best[kind]["outputs"],
-            f"{prefix or 'refold_'}sent_events_per_s": calm[kind]["sent_events_per_s"],
-            f"{prefix or 'refold_'}runs_events_per_s": [r["events_per_s"] for r in runs[kind]],
-            f"{prefix or 'refold_'}runs_latency_p50_p99_ms": [[float(r["latency_p50_ms"]),
-                                                 float(r["latency_p99_ms"])]
-                                                for r in live[kind]],
-        }
-    out["checks"] = _verdict([r for rs in (*runs.values(), *live.values()) for r in rs])
-    return out
-
-
-def _changelog_per_event(run: dict) -> float:
-    """State changelog bytes the worker wrote per event it committed."""
-    counts = run["counts"]
-    return counts.get("changelog_bytes", 0) / max(counts.get("events", 0), 1)
-
-
-def _verdict(every: list[dict]) -> dict:
-    """What makes the figures trustworthy, over every run: all true on a sound pipeline."""
-    return {
-        "every_event_covered": all(r["covered"] == r["expected"] for r in every),
-        "every_event_committed": all(r["messages"] == r["expected"] for r in every),
-        "outputs_read_equal_outputs_committed": all(r["outputs_read"] == r["outputs"]
-                                                    for r in every),
-        "no_unmatched_outputs": all(r["unmatched_outputs"] == 0 for r in every),
-        "no_aborted_transactions": all(r["aborts"] == 0 for r in every),
-    }
-
-
-def table(r: dict) -> str:
-    n = r["repeat"]
-    lines = [
-        f"{r['dataset']}: {r['events']:,} events, {r['partitions']} partitions, batch "
-        f"{r['batch_size']}, {r['factors']} factors, top-{r['k']}, exactly-once",
-        f"{f'throughput, preloaded, first read to last commit (best of {n})':62}"
-        f"{'events/s':>10}{'txns':>8}{'outputs':>10}",
-    ]
-    for name, prefix in (("refold (fold-in, top-K, publish, changelog; local stores)",
-                          "refold_"),
-                         ("refold with every user in memory (state_store=memory)", "memory_"),
-                         ("pass-through (decode, re-produce)", "passthrough_")):
-        lines.append(f"{'  ' + name:62}{r[f'{prefix}events_per_s']:10,.0f}"
-                     f"{r[f'{prefix}transactions']:8,}{r[f'{prefix}outputs']:10,}")
-    lines += [
-        f"{'  refold / pass-through':62}{r['refold_over_passthrough']:10.2f}",
-        f"{'  local stores / all in memory':62}{r['store_over_memory']:10.2f}",
-        f"{'  refold state changelog, bytes per event (preloaded; live)':62}"
-        f"{r['changelog_bytes_per_event']:10,.0f}{r['live_changelog_bytes_per_event']:8,.0f}",
-        f"{f'latency, send -> read_committed output (lowest p99 of {n})':62}"
-        f"{'p50':>7}{'p95':>7}{'p99':>7}{'max':>7} ms",
-        f"  {r['latency_events']:,} events at {r['rate_events_per_s']:,.0f}/s "
-        f"(sent at {r['refold_sent_events_per_s']:,.0f}/s, "
-        f"{r['memory_sent_events_per_s']:,.0f}/s and "
-        f"{r['passthrough_sent_events_per_s']:,.0f}/s)",
-    ]
-    for name, prefix in (("refold (event -> its recommendation)", ""),
-                         ("refold, every user in memory", "memory_"),
-                         ("pass-through (event -> its copy)", "passthrough_")):
-        lines.append(f"{'  ' + name:62}" + "".join(
-            f"{r[f'{prefix}latency_{q}_ms']:7.1f}" for q in ("p50", "p95", "p99", "max")))
-    failed = [k for k, ok in r["checks"].items() if not ok]
-    lines.append("checks: " + (f"FAILED {', '.join(failed)}" if failed else
-                               "every event covered by an output; outputs and commits add up"))
-    return "\n".join(lines)
+    return result(settings, workload, runs, live, rate, repeat)

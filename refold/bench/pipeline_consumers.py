@@ -7,17 +7,20 @@ user in memory (`state_store = "memory"`, the state as it was before the local s
 `PassThrough` in the same `TransactionalLoop`: same consumer and transactional-producer settings,
 same batch size, no model. `python -m refold.bench.pipeline_consumers SPEC` runs one (SPEC: the
 JSON `ConsumerProcess` writes) and prints what its loop did (`LoopStats` and its processor's
-counts) as one JSON line; SIGTERM lets it commit its batch and leave, as `refold consume` does.
+counts, the pauses of Python's cyclic garbage collector by generation, and its slowest batch) as
+one JSON line; SIGTERM lets it commit its batch and leave, as `refold consume` does.
 """
 
 from __future__ import annotations
 
 import cProfile
+import gc
 import json
 import logging
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -91,6 +94,45 @@ def _build(kind: str, settings: Settings, model: Path, fold_in: dict[str, Any],
     raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
 
 
+class GcClock:
+    """Counts and times the cyclic collector's pauses per generation while entered
+    (`gc.callbacks`): whether full collections fall inside a run, and how long they stop it.
+
+    >>> with GcClock() as clock:
+    ...     _ = gc.collect()
+    >>> clock.summary()["gc_collections"][2] >= 1
+    True
+    """
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        g, took = info["generation"], time.perf_counter() - self._started
+        self.counts[g] += 1
+        self.seconds[g] += took
+        self.longest[g] = max(self.longest[g], took)
+
+    def summary(self) -> dict[str, list]:
+        """Per generation (0, 1, 2): collections, their total and longest pause in ms."""
+        return {"gc_collections": list(self.counts),
+                "gc_pause_ms": [s * 1000 for s in self.seconds],
+                "gc_longest_ms": [s * 1000 for s in self.longest]}
+
+
 class _Counted:
     """An assembled worker as `serve` reads it: its worker's counts, and `close`."""
 
@@ -109,17 +151,20 @@ def serve(spec: dict[str, Any]) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
     freeze_startup_heap()  # as `refold consume` does
     try:
-        if spec["profile"] is None:
-            stats = loop.run()
-        else:
-            profiler = cProfile.Profile()
-            stats = profiler.runcall(loop.run)
-            profiler.dump_stats(spec["profile"])
+        with GcClock() as clock:
+            if spec["profile"] is None:
+                stats = loop.run()
+            else:
+                profiler = cProfile.Profile()
+                stats = profiler.runcall(loop.run)
+                profiler.dump_stats(spec["profile"])
     finally:
         processor.close()
     counts = processor.counts
     return {"seconds": stats.busy_seconds, "messages": stats.messages, "batches": stats.batches,
-            "aborts": stats.aborts, "outputs": counts[outputs], "counts": dict(counts)}
+            "aborts": stats.aborts, "outputs": counts[outputs], "counts": dict(counts),
+            "longest_handle_ms": stats.longest_handle_seconds * 1000,
+            "longest_commit_ms": stats.longest_commit_seconds * 1000, **clock.summary()}
 
 
 class ConsumerProcess:

@@ -153,7 +153,7 @@ def bench_pipeline(ctx: click.Context, dataset: str, path: str, events: int | No
     Kafka settings and batch size, the Kafka-bound ceiling. Throwaway topics, deleted after."""
     from pathlib import Path
 
-    from refold.bench import pipeline
+    from refold.bench import pipeline, pipeline_report
     from refold.broker import ensure_bootstrap
     from refold.cli import settings_from
 
@@ -182,7 +182,7 @@ def bench_pipeline(ctx: click.Context, dataset: str, path: str, events: int | No
         Path(profile_dir).mkdir(parents=True, exist_ok=True)
     result = pipeline.run(settings, workload, rate=rate, latency_events=latency_events,
                           repeat=repeat, profile_dir=Path(profile_dir) if profile_dir else None)
-    emit(result, as_json, pipeline.table(result))
+    emit(result, as_json, pipeline_report.table(result))
 
 
 @bench.command("guarantee")
