@@ -7,29 +7,38 @@ population grows all along (`rate x minutes x new_user_share` users in the end).
 `sample_seconds` the bench records the worker's resident memory (VmRSS of its process), the
 group's lag (end offsets minus committed offsets of the events topic) and the latency of the
 lists published in the interval (from the event's time, which is its send time, to the moment
-the list is visible to a read_committed reader). `errors` counts dead letters, a worker exit
-and log lines at ERROR or above.
+the list is visible to a read_committed reader), and from the worker's /metrics: the memory of
+its local stores (RocksDB's block cache with the memtables charged to it, bounded by
+`state_cache_mb`), the users its bounded cache holds, and its full collections of Python's cyclic
+garbage collector so far. `errors` counts dead letters, a worker exit and log lines at ERROR or
+above.
 
-`rss_slope_mb_per_min` is the least-squares slope of memory over the samples taken after the
-population passed the worker's cache of users (`cache_users`); with no such sample, over the
-second half. The curve goes to a PNG. Topics live under a throwaway prefix, deleted at the end.
+Memory grows while the two caches fill, and is meant to be flat after. `rss_slope_mb_per_min` is
+the least-squares slope of memory over the samples taken once both are full (the users' cache at
+`cache_users`, the stores' at 90% of `state_cache_mb` or more), from `rss_slope_from_minute`;
+with no such sample, over the second half (`rss_slope_from_minute` says which). The largest rise
+between two samples after that (`rss_step_max_mb`) tells a step from a steady climb. The curves
+go to a PNG. Topics live under a throwaway prefix, deleted at the end.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from confluent_kafka import TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from consumers import model_source
 from models.foldin import ItemFactors
@@ -38,6 +47,10 @@ from refold.core.config import Settings
 from refold.core.kafka import make_admin, make_consumer, watermarks
 from refold.core.schemas import Event, decode_recommendation
 from refold.core.topics import create_topics, delete_topics, topic_specs
+
+STORE_FULL = 0.9
+"""The stores' cache counts as full from this share of `state_cache_mb` (RocksDB keeps some
+slack below its capacity)."""
 
 
 def run(settings: Settings, *, minutes: float = 30.0, rate: float = 1000.0,
@@ -55,7 +68,9 @@ def run(settings: Settings, *, minutes: float = 30.0, rate: float = 1000.0,
         model_source.save_npz(model, ItemFactors(
             [f"i{i}" for i in range(items)],
             (rng.standard_normal((items, factors)) * 0.1).astype(np.float32), version=1))
-        worker, log = _start_worker(s, model, Path(tmp), cache_users, worker_env or {})
+        port = _free_port()
+        worker, log = _start_worker(s, model, Path(tmp), cache_users,
+                                    {"REFOLD_METRICS_PORT": str(port), **(worker_env or {})})
         sender = Sender(s, rate, new_user_share, items, minutes * 60.0)
         lists = ListWatcher(s)
         samples: list[dict[str, float]] = []
@@ -68,7 +83,7 @@ def run(settings: Settings, *, minutes: float = 30.0, rate: float = 1000.0,
                 time.sleep(max(0.0, t0 + (len(samples) + 1) * sample_seconds
                                - time.monotonic()))
                 samples.append(_sample(s, worker, sender, lists, time.monotonic() - t0,
-                                       latencies))
+                                       latencies) | _scrape(port))
                 say(_line(samples[-1]))
                 if worker.poll() is not None:
                     break
@@ -83,7 +98,7 @@ def run(settings: Settings, *, minutes: float = 30.0, rate: float = 1000.0,
             delete_topics(admin, [spec.name for spec in topic_specs(s)])
         errors = _errors(log.read_text(), lists.dead_letters, worker.returncode)
     result = _result(samples, latencies, sender, errors, minutes, rate, cache_users,
-                     new_user_share)
+                     new_user_share, s.state_cache_mb)
     if png:
         plot(samples, result, png)
         result["png"] = png
@@ -94,7 +109,8 @@ def _start_worker(s: Settings, model: Path, tmp: Path, cache_users: int,
                   extra: dict[str, str]) -> tuple[subprocess.Popen, Path]:
     env = {**os.environ, "REFOLD_BOOTSTRAP_SERVERS": s.bootstrap,
            "REFOLD_TOPIC_PREFIX": s.topic_prefix, "REFOLD_CONSUMER_GROUP": s.consumer_group,
-           "REFOLD_HOME": str(tmp), "REFOLD_STATE_CACHE_USERS": str(cache_users), **extra}
+           "REFOLD_HOME": str(tmp), "REFOLD_STATE_CACHE_USERS": str(cache_users),
+           "REFOLD_STATE_CACHE_MB": str(s.state_cache_mb), **extra}
     log = tmp / "worker.log"
     proc = subprocess.Popen(
         [sys.executable, "-c", "from refold.cli import main; main()", "consume",
@@ -196,6 +212,34 @@ def _sample(s: Settings, worker: subprocess.Popen, sender: Sender, lists: ListWa
             "lists": len(lat)}
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """From the worker's /metrics: its stores' memory (MB), the users it holds in memory, and
+    its full (generation 2) collections so far (NaN: not answered)."""
+    got = {"store_cache_mb": float("nan"), "users_cached": float("nan"),
+           "gc_full_collections": float("nan")}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return got
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "refold_state_store_memory_bytes":
+                got["store_cache_mb"] = sample.value / (1 << 20)
+            elif sample.name == "refold_users_in_state":
+                got["users_cached"] = sample.value
+            elif sample.name == "python_gc_collections_total" and \
+                    sample.labels.get("generation") == "2":
+                got["gc_full_collections"] = sample.value
+    return got
+
+
 def _rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -226,27 +270,40 @@ def _errors(log_text: str, dead_letters: int, returncode: int | None) -> int:
     return logged + dead_letters + int(crashed)
 
 
-def _slope(samples: list[dict[str, float]], cache_users: int) -> float:
-    after = [x for x in samples if x["users"] > cache_users and np.isfinite(x["rss_mb"])]
+def full(x: dict[str, float], cache_users: int, cache_mb: int) -> bool:
+    """Whether both caches were full at sample `x` (module docstring)."""
+    return x["users"] > cache_users and x.get("users_cached", cache_users) >= cache_users \
+        and x.get("store_cache_mb", 0.0) >= STORE_FULL * cache_mb
+
+
+def _slope(samples: list[dict[str, float]], cache_users: int, cache_mb: int
+           ) -> tuple[float, float, float]:
+    """(MB/min, the minute it is fitted from, the largest rise between two samples since)."""
+    first = next((i for i, x in enumerate(samples) if full(x, cache_users, cache_mb)), None)
+    after = [x for x in samples[len(samples) // 2 if first is None else first:]
+             if np.isfinite(x["rss_mb"])]
     if len(after) < 2:
-        after = samples[len(samples) // 2:]
-    if len(after) < 2:
-        return float("nan")
+        return float("nan"), float("nan"), float("nan")
     m = np.array([x["minute"] for x in after])
     r = np.array([x["rss_mb"] for x in after])
-    return float(np.polyfit(m, r, 1)[0])
+    return float(np.polyfit(m, r, 1)[0]), float(m[0]), float(np.diff(r).max())
 
 
 def _result(samples: list[dict[str, float]], latencies: list[float], sender: Sender,
-            errors: int, minutes: float, rate: float, cache_users: int, share: float
-            ) -> dict[str, Any]:
+            errors: int, minutes: float, rate: float, cache_users: int, share: float,
+            cache_mb: int) -> dict[str, Any]:
     if not latencies:  # a run of a minute or less: its warm-up is all there is
         latencies = [x["latency_p99_ms"] for x in samples if np.isfinite(x["latency_p99_ms"])]
+    slope, since, step = _slope(samples, cache_users, cache_mb)
+    gcs = [x["gc_full_collections"] for x in samples if np.isfinite(x["gc_full_collections"])]
     return {"minutes": minutes, "events": sender.sent, "users": sender.users, "rate": rate,
-            "new_user_share": share, "cache_users": cache_users,
+            "new_user_share": share, "cache_users": cache_users, "state_cache_mb": cache_mb,
             "rss_mb_start": samples[0]["rss_mb"] if samples else float("nan"),
             "rss_mb_end": samples[-1]["rss_mb"] if samples else float("nan"),
-            "rss_slope_mb_per_min": _slope(samples, cache_users),
+            "rss_slope_mb_per_min": slope, "rss_slope_from_minute": since,
+            "caches_full": any(full(x, cache_users, cache_mb) for x in samples),
+            "rss_step_max_mb": step,
+            "gc_full_collections": gcs[-1] - gcs[0] if len(gcs) > 1 else float("nan"),
             "errors": errors, "lag_max": max((x["lag"] for x in samples), default=0),
             "latency_p99_ms": float(np.percentile(latencies, 99)) if latencies
             else float("nan"),
@@ -255,8 +312,10 @@ def _result(samples: list[dict[str, float]], latencies: list[float], sender: Sen
 
 
 def _line(x: dict[str, float]) -> str:
-    return (f"{x['minute']:6.1f} min: {x['sent']:,} sent, {x['users']:,} users, RSS "
-            f"{x['rss_mb']:,.0f} MB, lag {x['lag']:,}, p99 {x['latency_p99_ms']:,.0f} ms")
+    return (f"{x['minute']:6.1f} min: {x['sent']:,} sent, {x['users']:,} users "
+            f"({x.get('users_cached', float('nan')):,.0f} cached), RSS {x['rss_mb']:,.0f} MB "
+            f"(stores {x.get('store_cache_mb', float('nan')):,.1f}), lag {x['lag']:,}, p99 "
+            f"{x['latency_p99_ms']:,.0f} ms, full GCs {x.get('gc_full_collections', 0):,.0f}")
 
 
 def plot(samples: list[dict[str, float]], result: dict[str, Any], path: str) -> None:
@@ -267,13 +326,22 @@ def plot(samples: list[dict[str, float]], result: dict[str, Any], path: str) -> 
 
     m = [x["minute"] for x in samples]
     fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
-    axes[0].plot(m, [x["rss_mb"] for x in samples], marker=".")
-    axes[0].set_ylabel("worker RSS (MB)")
+    axes[0].plot(m, [x["rss_mb"] for x in samples], marker=".", label="worker RSS")
+    axes[0].plot(m, [x.get("store_cache_mb", np.nan) for x in samples], marker=".",
+                 label="of which RocksDB cache + memtables")
+    axes[0].set_ylabel("MB")
+    axes[0].legend(loc="center right")
     passed = next((x["minute"] for x in samples if x["users"] > result["cache_users"]), None)
     if passed is not None:
         for ax in axes:
             ax.axvline(passed, color="grey", linestyle=":")
         axes[0].annotate("users > cache", (passed, axes[0].get_ylim()[0]), color="grey")
+    since = result["rss_slope_from_minute"]
+    if result["caches_full"] and np.isfinite(since):
+        for ax in axes:
+            ax.axvline(since, color="black", linestyle="--")
+        axes[0].annotate(f"both caches full: {result['rss_slope_mb_per_min']:+.2f} MB/min",
+                         (since, axes[0].get_ylim()[1]), color="black", va="top")
     axes[1].plot(m, [x["lag"] for x in samples], marker=".")
     axes[1].set_ylabel("lag (events)")
     axes[2].plot(m, [x["latency_p99_ms"] for x in samples], marker=".", label="p99")
@@ -292,7 +360,13 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join([
         *(_line(x) for x in r["samples"]),
         f"{r['minutes']:g} min, {r['events']:,} events, {r['users']:,} users (cache "
-        f"{r['cache_users']:,}): RSS {r['rss_mb_start']:,.0f} -> {r['rss_mb_end']:,.0f} MB, "
-        f"slope {r['rss_slope_mb_per_min']:+.2f} MB/min after the cache filled; lag max "
-        f"{r['lag_max']:,}; latency p99 {r['latency_p99_ms']:,.0f} ms; errors {r['errors']}",
+        f"{r['cache_users']:,}; stores {r['state_cache_mb']} MB): RSS {r['rss_mb_start']:,.0f} "
+        f"-> {r['rss_mb_end']:,.0f} MB; lag max {r['lag_max']:,}; latency p99 "
+        f"{r['latency_p99_ms']:,.0f} ms; full GCs {r['gc_full_collections']:,.0f}; errors "
+        f"{r['errors']}",
+        f"RSS slope {r['rss_slope_mb_per_min']:+.2f} MB/min from minute "
+        f"{r['rss_slope_from_minute']:.1f} "
+        + ("(after the cache filled: both caches full)" if r["caches_full"] else
+           "(second half: the caches never both filled)")
+        + f", largest rise between samples since {r['rss_step_max_mb']:+.1f} MB",
         f"machine: {r['machine']['cpus']} cores, load {r['machine']['load']}"])
