@@ -23,7 +23,6 @@ A worker (`assemble_worker`), in the order its parts are made:
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import signal
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ from consumers.batch import LoopStats, SideInput
 from consumers.catalog_reader import CatalogReader
 from consumers.control import RefitRequester
 from consumers.foldin_worker import FoldInWorker, transactional_id
+from consumers.heap import freeze_startup_heap
 from consumers.instrument import Monitored
 from consumers.loop import TransactionalLoop
 from consumers.model_source import foldin_config
@@ -275,18 +275,3 @@ def assemble_refitter(settings: Settings, options: RefitterOptions | None = None
         port = metrics.serve(settings, role="refitter", probes=refitter.probes)
         log.info("metrics: http://%s:%d/metrics", settings.metrics_host, port)
     return refitter
-
-
-def freeze_startup_heap() -> int:
-    """Collect once, then take every object alive now out of the cyclic collector's generations
-    (`gc.freeze`); returns how many. What a worker builds at start (catalog, model, content
-    index, clients: ~190K objects with ml-100k) lives as long as the process, and every full
-    collection scanned all of it again: a pause of 110-130 ms at load 5 (230-1,300 ms at load 9),
-    one of which fell inside each 10-s latency run, delaying ~1% of its events (as many as its
-    p99 counts) by up to as long. Later full collections scan only what came after. For a
-    process whose life is the worker (`refold consume`, the benchmarks' consumers): an object
-    alive now that later becomes garbage in a reference cycle is never freed (without a cycle,
-    it is freed as usual)."""
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import TopicPartition
 
-from consumers import changelog
+from consumers import changelog, heap
 from consumers.batch import Output
 from consumers.undo import BatchUndo
 from models.history import UserHistory
@@ -154,6 +154,7 @@ class MemoryState:
 
     def commit(self) -> None:
         self.undo.clear()
+        heap.settle()
 
     def abort(self) -> None:
         self.undo.revert()

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
-from consumers import changelog
+from consumers import changelog, heap
 from consumers.batch import Output
 from consumers.state.assign import PartitionRestores, Restored
 from consumers.state.kv import Resources
@@ -265,6 +265,7 @@ class StoreState:
         M.STATE_CACHE_LOOKUPS.labels(result="miss").inc(cache.misses - self._counted[1])
         self._counted = (cache.hits, cache.misses)
         M.STATE_STORE_MEMORY.set(self.local.resources.usage() if self.local.resources else 0)
+        heap.settle()  # the users just committed are long-lived state
 
     def abort(self) -> None:
         self.users.abort()

@@ -142,7 +142,7 @@ class _Counted:
 
 def serve(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one consumer until it is done (or SIGTERM); what its loop did."""
-    from consumers.assembly import freeze_startup_heap
+    from consumers.heap import freeze_startup_heap
 
     settings = Settings(**spec["settings"])
     loop, processor, outputs = _build(spec["kind"], settings, Path(spec["model"]),
