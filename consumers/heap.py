@@ -56,3 +56,11 @@ def settle() -> bool:
     _full_collections = full_collections()
     gc.freeze()
     return True
+
+
+def release() -> None:
+    """Stop settling and put every frozen object back in the collector's generations (a test
+    that froze its own process)."""
+    global _settling
+    _settling = False
+    gc.unfreeze()
