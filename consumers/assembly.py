@@ -177,9 +177,10 @@ class Worker:
 
     def run(self, freeze_heap: bool = False) -> LoopStats:
         """`start()` if not done, then consume until stopped; what the loop did.
-        `freeze_heap`: for a process whose life is this worker (`freeze_startup_heap`)."""
+        `freeze_heap`: for a process whose life is this worker (`consumers.heap`), unless the
+        settings' `worker_gc` is "default"."""
         self.start()
-        if freeze_heap:
+        if freeze_heap and self.settings.worker_gc == "freeze":
             freeze_startup_heap()
         return self.loop.run()
 

@@ -149,7 +149,8 @@ def serve(spec: dict[str, Any]) -> dict[str, Any]:
                                       spec["fold_in"], max_messages=spec["max_messages"],
                                       idle_exit=spec["idle_exit"])
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
-    freeze_startup_heap()  # as `refold consume` does
+    if settings.worker_gc == "freeze":  # as `refold consume` does
+        freeze_startup_heap()
     try:
         with GcClock() as clock:
             if spec["profile"] is None:

@@ -206,6 +206,9 @@ class Settings(HybridSettings, BridgeSettings):
     state_cache_users: int = Field(100_000, ge=1, description="users kept decoded in memory")
     state_cache_mb: int = Field(64, ge=8, le=1 << 20, description=(
         "RocksDB's block cache and memtables, for all of a process's stores"))
+    worker_gc: Literal["freeze", "default"] = Field("freeze", description=(
+        "freeze: a worker process keeps its startup heap and what survives each full GC out "
+        "of later full passes (consumers/heap.py); default: Python's collector as it comes"))
     state_max_checkpoint_age_seconds: float = Field(12 * 3600.0, gt=0, description=(
         "an older store is rebuilt from the changelog (tombstones live 24 h after compaction)"))
     user_expiry_seconds: float = Field(90 * 86400.0, ge=0, description=(
