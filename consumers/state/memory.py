@@ -154,7 +154,7 @@ class MemoryState:
 
     def commit(self) -> None:
         self.undo.clear()
-        heap.settle()
+        heap.settle(self.recommender.model_version)
 
     def abort(self) -> None:
         self.undo.revert()

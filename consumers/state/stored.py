@@ -265,7 +265,7 @@ class StoreState:
         M.STATE_CACHE_LOOKUPS.labels(result="miss").inc(cache.misses - self._counted[1])
         self._counted = (cache.hits, cache.misses)
         M.STATE_STORE_MEMORY.set(self.local.resources.usage() if self.local.resources else 0)
-        heap.settle()  # the users just committed are long-lived state
+        heap.settle(self.recommender.model_version)  # committed users: long-lived state
 
     def abort(self) -> None:
         self.users.abort()
