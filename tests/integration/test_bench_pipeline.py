@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from refold.bench import pipeline
+from refold.bench import pipeline, pipeline_report
 from refold.core.config import Settings
 from refold.core.kafka import make_admin
 
@@ -32,6 +32,11 @@ def test_a_small_run_covers_every_event_and_cleans_up(bootstrap: str, unique_pre
     # one list per user and batch: at most one per event; the copy is one per event
     assert 0 < r["refold_outputs"] <= r["events"] == r["passthrough_outputs"]
     assert 0 < r["memory_outputs"] <= r["events"]
+    # what stopped each consumer in its latency run: every batch was handled and committed
+    for prefix in ("", "memory_", "passthrough_"):
+        assert r[f"{prefix}longest_handle_ms"] > 0 and r[f"{prefix}longest_commit_ms"] > 0
+        assert r[f"{prefix}gc_gen2_collections"] >= 0 and r[f"{prefix}gc_pause_ms"] >= 0
+    assert "slowest batch" in pipeline_report.table(r)
     left = [t for t in make_admin(settings).list_topics(timeout=10).topics
             if t.startswith(unique_prefix)]
     assert left == []
