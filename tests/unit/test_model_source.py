@@ -35,7 +35,7 @@ DOCUMENTED: dict[str, object] = {
     "content_weight": 0.5,  # Configuration table
     "exploration": "plackett_luce",  # Configuration table, and "Closing the loop"
     "exploration_epsilon": 0.1,  # Configuration table
-    "exploration_temperature": 0.1,  # Configuration table
+    "exploration_temperature": 0.05,  # Configuration table
     "exploration_candidates": 0,  # Configuration table ("0: 2 × k")
     "exposure_min_count": 1,  # Configuration table
     "exposure_strength": 1.0,  # Configuration table ("0: off")
