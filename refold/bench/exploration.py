@@ -30,6 +30,7 @@ def run(lists: int = 2000, k: int = 20, seed: int = 0) -> dict:
     exposure = np.zeros(len(items), dtype=np.int64)
     exposure[:3] = 3
     policies = {"none": Policy(), "epsilon 0.1": Policy("epsilon", epsilon=0.1),
+                "plackett_luce T=0.05": Policy("plackett_luce", temperature=0.05),
                 "plackett_luce T=0.1": Policy("plackett_luce", temperature=0.1),
                 "plackett_luce T=0.3": Policy("plackett_luce", temperature=0.3)}
     out: dict = {"lists": lists, "k": k, "loadavg": os.getloadavg(), "policies": {}}
