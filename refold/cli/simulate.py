@@ -29,7 +29,7 @@ from refold.cli import cli, settings_from
                    "refold-epsilon, refold-plackett-luce-x2, refold-popularity-light, "
                    "refold-popularity-blend, refold-popularity-first, refold-no-exposure, "
                    "refold-no-mixer, content-trending, popularity, popularity-exposure, random, "
-                   "oracle (the popularity re-rankings run only when named).")
+                   "oracle (the popularity re-rankings and refold-no-mixer run only when named).")
 @click.option("--parallel", type=int, default=3, show_default=True,
               help="Policies run at a time (each has its own refitter and worker).")
 @click.option("--in-process", is_flag=True, help="Run refold's ranking, the customers and "

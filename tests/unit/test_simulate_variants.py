@@ -30,7 +30,8 @@ def test_candidates_differ_only_in_exploration_or_the_shops_re_ranking() -> None
         else:
             assert v.rerank is None, v.name
     assert sum(v.rerank is not None for v in chosen if v.candidate) >= 2
-    assert all(v.default == (v.rerank is None) for v in chosen)  # re-rankings: when named
+    named = {v.name for v in chosen if not v.default}  # re-rankings and the blend: when named
+    assert named == {v.name for v in chosen if v.rerank is not None} | {"refold-no-mixer"}
 
 
 def test_the_mixer_runs_next_to_the_hand_set_blend() -> None:
@@ -40,3 +41,4 @@ def test_the_mixer_runs_next_to_the_hand_set_blend() -> None:
     changed = base.replace(**off.settings)
     assert not changed.mixer and not changed.learn_mixer
     assert set(off.settings) == {"mixer", "learn_mixer"} and not off.candidate
+    assert not off.default  # one pipeline more: only when named
