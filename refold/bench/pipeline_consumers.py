@@ -142,6 +142,7 @@ class _Counted:
 
 def serve(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one consumer until it is done (or SIGTERM); what its loop did."""
+    from consumers.assembly import one_blas_thread
     from consumers.heap import freeze_startup_heap
 
     settings = Settings(**spec["settings"])
@@ -149,7 +150,8 @@ def serve(spec: dict[str, Any]) -> dict[str, Any]:
                                       spec["fold_in"], max_messages=spec["max_messages"],
                                       idle_exit=spec["idle_exit"])
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
-    if settings.worker_gc == "freeze":  # as `refold consume` does
+    one_blas_thread()  # as `refold consume` does
+    if settings.worker_gc == "freeze":
         freeze_startup_heap()
     try:
         with GcClock() as clock:
