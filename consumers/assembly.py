@@ -180,13 +180,10 @@ class Worker:
 
     def run(self, freeze_heap: bool = False) -> LoopStats:
         """`start()` if not done, then consume until stopped; what the loop did.
-        `freeze_heap`: for a process whose life is this worker (`one_blas_thread`, and
-        `consumers.heap` unless the settings' `worker_gc` is "default")."""
+        `freeze_heap`: for a process whose life is this worker (`settle_process`)."""
         self.start()
         if freeze_heap:
-            one_blas_thread()
-            if self.settings.worker_gc == "freeze":
-                freeze_startup_heap()
+            settle_process(self.settings)
         return self.loop.run()
 
     def stop(self) -> None:
@@ -281,6 +278,15 @@ def assemble_refitter(settings: Settings, options: RefitterOptions | None = None
         port = metrics.serve(settings, role="refitter", probes=refitter.probes)
         log.info("metrics: http://%s:%d/metrics", settings.metrics_host, port)
     return refitter
+
+
+def settle_process(settings: Settings) -> None:
+    """What a process whose life is one worker does once it is built: one BLAS thread
+    (`one_blas_thread`), and its startup heap frozen (`consumers.heap`) unless the settings'
+    `worker_gc` is "default"."""
+    one_blas_thread()
+    if settings.worker_gc == "freeze":
+        freeze_startup_heap()
 
 
 BLAS_THREADS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")

@@ -60,12 +60,6 @@ def first_list_hits(log: Any, make: Callable[[], Any], partitions: int = 6,
     return np.array(hits, dtype=bool)
 
 
-def first_list_recall(log: Any, make: Callable[[], Any], partitions: int = 6,
-                      k: int = 10) -> float:
-    """Recall@k of each new user's first list (see `first_list_hits`)."""
-    return float(first_list_hits(log, make, partitions, k).mean())
-
-
 def run(config: Any) -> dict[str, Any]:
     """`run_log` on one paced log."""
     return run_log(generate_paced(config))

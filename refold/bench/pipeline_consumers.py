@@ -142,17 +142,14 @@ class _Counted:
 
 def serve(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one consumer until it is done (or SIGTERM); what its loop did."""
-    from consumers.assembly import one_blas_thread
-    from consumers.heap import freeze_startup_heap
+    from consumers.assembly import settle_process
 
     settings = Settings(**spec["settings"])
     loop, processor, outputs = _build(spec["kind"], settings, Path(spec["model"]),
                                       spec["fold_in"], max_messages=spec["max_messages"],
                                       idle_exit=spec["idle_exit"])
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
-    one_blas_thread()  # as `refold consume` does
-    if settings.worker_gc == "freeze":
-        freeze_startup_heap()
+    settle_process(settings)  # as `refold consume` does
     try:
         with GcClock() as clock:
             if spec["profile"] is None:
