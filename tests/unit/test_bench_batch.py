@@ -28,8 +28,9 @@ def test_bench_batch_prints_each_mode_and_the_ratio(tmp_path: Path) -> None:
     assert r["events"] == 3000
     assert r["modes"]["worker"]["lists"] == r["modes"]["worker, exploration none"]["lists"] > 0
     assert r["modes"]["worker"]["changelog_bytes_per_event"] > 0
+    # the ratio is printed to four decimals: equal to the quotient within that rounding
     assert 0 < r["ratio_to_passthrough"] == pytest.approx(
-        r["worker_events_per_cpu_s"] / r["passthrough_events_per_cpu_s"], rel=1e-3)
+        r["worker_events_per_cpu_s"] / r["passthrough_events_per_cpu_s"], abs=5e-5)
     assert prof.stat().st_size > 0
 
 
