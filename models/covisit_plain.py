@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from models.packing import pack, unpack
+from models.packing import pack, pack_slices, unpack
 
 RowUndo = tuple[set[int] | None, int]
 """A row's changed slots (None: next record in full) and full records so far."""
@@ -132,12 +132,26 @@ class CoVisitRecords:
         """`pending_of` packed in columns, as item records hold it (None: nothing buffered):
         `{"ids": neighbour ids (None: an event of the item), "g": gains (float64), "s": counted
         both ways (uint8)}`, base64 (`models.packing`)."""
-        start, end = self._pending_slice(item)
-        if start == end:
-            return None
+        return self.pending_records([item], ids)[0]
+
+    def pending_records(self, items: Sequence[int], ids: Sequence[str]
+                        ) -> list[dict[str, Any] | None]:
+        """`pending_record` of each of `items`, gathered in one pass over the buffer (a
+        partition's write asks for each item its batch changed)."""
+        spans = [self._pending_slice(i) for i in items]
+        starts = np.fromiter((s for s, _ in spans), np.intp, len(spans))
+        lengths = np.fromiter((e for _, e in spans), np.intp, len(spans)) - starts
+        ends = np.cumsum(lengths)
+        if not len(ends) or not ends[-1]:
+            return [None] * len(spans)
+        firsts = ends - lengths
+        at = np.repeat(starts - firsts, lengths) + np.arange(ends[-1])
         cols, gains, sym = self._pending
-        return {"ids": self._names(ids)[cols[start:end]].tolist(),
-                "g": pack(gains[start:end], "<f8"), "s": pack(sym[start:end], "<u1")}
+        names = self._names(ids)[cols[at]].tolist()
+        a, b = firsts.tolist(), ends.tolist()
+        packed = zip(a, b, pack_slices(gains[at], "<f8", a, b), pack_slices(sym[at], "<u1", a, b),
+                     strict=True)
+        return [{"ids": names[x:y], "g": g, "s": f} if x < y else None for x, y, g, f in packed]
 
     def load_row(self, item: int, row: dict[str, Any], index: Callable[[str], int],
                  own_record: bool = True) -> None:

@@ -226,11 +226,13 @@ class PartitionState:
             rows = self.covisits.rows()
         out: dict[str, dict[str, Any]] = {}
         items = sorted(items)
-        for i, popularity in zip(items, pop_values(pop, items), strict=True):
+        pending_records = self.covisits.pending_records(items, ids)
+        for i, popularity, pending in zip(items, pop_values(pop, items), pending_records,
+                                          strict=True):
             entry: dict[str, Any] = {"pop": popularity}
             if shifts is not None:
                 entry["sh"] = shifts
-            if pending := self.covisits.pending_record(i, ids):
+            if pending:
                 entry["pend"] = pending
             users = self.cold.users_of(i)
             if users:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from models.adaptive_trending import AdaptiveTrending
-from models.packing import pack, unpack
+from models.packing import pack_rows, unpack
 from models.trending import Trending
 
 
@@ -48,7 +48,7 @@ def pop_values(columns: list[np.ndarray], items: list[int]) -> list[float] | lis
         values[inside, r] = c[at[inside]]
     if len(columns) == 1:
         return values[:, 0].tolist()
-    return [pack(row, "<f8") for row in values]
+    return pack_rows(values, "<f8")
 
 
 def popular(trending: Trending | AdaptiveTrending) -> np.ndarray:
