@@ -27,6 +27,7 @@ restored partition goes on writing what the original would have.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -91,29 +92,65 @@ class CoVisitRecords:
                 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         """The rows of `items` to write now: `(full rows, deltas)` by item id (module
         docstring); a full row starts the item's next generation. `full`: every row in full,
-        nothing changed (a whole partition's dump)."""
-        rows: dict[str, dict[str, Any]] = {}
-        deltas: dict[str, dict[str, Any]] = {}
+        nothing changed (a whole partition's dump). The rows' columns are gathered for all of
+        them at once (`_gather`)."""
+        whole: list[int] = []
+        changed: list[int] = []
+        slots: list[list[int]] = []
+        size = len(self)
         for i in items:
             since = self._since.get(i)
-            d = int(self._deg[i]) if i < len(self) else 0
-            if not full and since is not None and 2 * len(since) <= d:
-                deltas[ids[i]] = self._delta(i, sorted(since), ids)
+            if not full and since is not None and 2 * len(since) <= (
+                    int(self._deg[i]) if i < size else 0):
+                changed.append(i)
+                slots.append(sorted(since))
                 continue
             if not full:
                 self._remember_tracking(i)
                 self._gen[i] = self._gen.get(i, 0) + 1
                 self._since[i] = set()
-            if (r := self.row(i, ids)) is not None:
-                rows[ids[i]] = r
-        return rows, deltas
+            if i < size and (self.count[i] or self._deg[i]):
+                whole.append(i)
+        return self._full_rows(whole, ids), self._deltas(changed, slots, ids)
 
-    def _delta(self, item: int, slots: list[int], ids: Sequence[str]) -> dict[str, Any]:
-        at = np.asarray(slots, dtype=np.intp)
-        return {"g": self._gen.get(item, 0), "n": float(self.count[item]),
-                "d": int(self._deg[item]), "s": pack(at, "<i4"),
-                "ids": self._names(ids)[self._nbr[item, at]].tolist(),
-                "w": pack(self._wt[item, at], "<f8")}
+    def _full_rows(self, items: list[int], ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """`row` of each of `items` (each with a count or neighbours)."""
+        if not items:
+            return {}
+        at = np.asarray(items, dtype=np.intp)
+        degrees = self._deg[at].astype(np.intp)
+        names, weights, _ = self._gather(at, degrees, np.arange(int(degrees.sum())) -
+                                         np.repeat(np.cumsum(degrees) - degrees, degrees), ids)
+        gen = self._gen.get
+        return {ids[i]: {"n": n, "ids": nm, "w": w, "g": gen(i, 0)} for i, n, nm, w in
+                zip(items, self.count[at].tolist(), names, weights, strict=True)}
+
+    def _deltas(self, items: list[int], slots: list[list[int]], ids: Sequence[str]
+                ) -> dict[str, dict[str, Any]]:
+        """The deltas of `items`, each with its changed `slots` (sorted)."""
+        if not items:
+            return {}
+        at = np.asarray(items, dtype=np.intp)
+        lengths = np.fromiter(map(len, slots), np.intp, len(slots))
+        flat = np.fromiter(chain.from_iterable(slots), np.intp, int(lengths.sum()))
+        names, weights, packed = self._gather(at, lengths, flat, ids)
+        gen = self._gen.get
+        return {ids[i]: {"g": gen(i, 0), "n": n, "d": d, "s": s, "ids": nm, "w": w}
+                for i, n, d, s, nm, w in zip(items, self.count[at].tolist(),
+                                             self._deg[at].tolist(), packed, names, weights,
+                                             strict=True)}
+
+    def _gather(self, rows: np.ndarray, lengths: np.ndarray, slots: np.ndarray,
+                ids: Sequence[str]) -> tuple[list[list[str]], list[str], list[str]]:
+        """For each of `rows`, its `lengths[r]` slots taken in turn from `slots`: the
+        neighbours' ids, their counts packed (float64) and the slots packed (int32)."""
+        ends = np.cumsum(lengths)
+        a, b = (ends - lengths).tolist(), ends.tolist()
+        flat_rows = np.repeat(rows, lengths)
+        names = self._names(ids)[self._nbr[flat_rows, slots]].tolist()
+        return ([names[x:y] for x, y in zip(a, b, strict=True)],
+                pack_slices(self._wt[flat_rows, slots], "<f8", a, b),
+                pack_slices(slots, "<i4", a, b))
 
     def pending_of(self, item: int, ids: Sequence[str]) -> list[tuple[Any, ...]]:
         """The item's buffered updates as plain data, in arrival order: `(None, 1.0)` for an
