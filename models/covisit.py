@@ -74,7 +74,10 @@ class Undo:
     """What `CoVisits.revert` needs to undo a batch: rows as they were before it changed them,
     and the buffer (its length, or its contents when a refresh emptied it)."""
 
-    rows: dict[int, tuple[np.ndarray, np.ndarray, int, float]]
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    """Blocks of rows as they were: (items, neighbours, counts, degrees, n_i), oldest first
+    (an item's first block holds it as the batch found it)."""
+    saved: set[int]
     buffered: int
     buffer: list[tuple[list[int], list[int], list[float], list[bool]]]
     tracking: dict[int, RowUndo]
@@ -134,16 +137,20 @@ class CoVisits(CoVisitRecords):
         recent = previous[-self.window :].tolist() if isinstance(previous, np.ndarray) else \
             list(previous)[-self.window :]
         recent.reverse()
-        gains: dict[int, float] = {}
-        for g, j in zip(self._powers, recent, strict=False):
-            if j != item:
-                gains[j] = gains.get(j, 0.0) + g
-        n = len(gains)
+        if item not in recent and len(set(recent)) == len(recent):  # each j once: its power
+            cols, values = recent, self._powers[:len(recent)]
+        else:
+            gains: dict[int, float] = {}
+            for g, j in zip(self._powers, recent, strict=False):
+                if j != item:
+                    gains[j] = gains.get(j, 0.0) + g
+            cols, values = list(gains), list(gains.values())
+        n = len(cols)
         self._buf_r += [item] * (n + 1)
         self._buf_c.append(-1)
-        self._buf_c += gains
+        self._buf_c += cols
         self._buf_g.append(1.0)
-        self._buf_g += gains.values()
+        self._buf_g += values
         self._buf_s.append(False)
         self._buf_s += [True] * n
         self._by_row = None
@@ -218,13 +225,13 @@ class CoVisits(CoVisitRecords):
 
     def journal(self) -> Undo:
         """Start recording state before it changes; `revert` with the result undoes the batch."""
-        self._journal = Undo({}, len(self._buf_r), [], {})
+        self._journal = Undo([], set(), len(self._buf_r), [], {})
         return self._journal
 
     def revert(self, undo: Undo) -> None:
-        for i, (nbr, wt, deg, n) in undo.rows.items():
-            self._nbr[i], self._wt[i], self._deg[i], self.count[i] = nbr, wt, deg, n
-            self._inv[i] = 1.0 / np.sqrt(max(n, 1.0))
+        for at, nbr, wt, deg, n in reversed(undo.rows):  # the oldest copy of a row wins
+            self._nbr[at], self._wt[at], self._deg[at], self.count[at] = nbr, wt, deg, n
+            self._inv[at] = 1.0 / np.sqrt(np.maximum(n, 1.0))
         self._revert_tracking(undo.tracking)
         if undo.buffer:
             self._buf_r, self._buf_c, self._buf_g, self._buf_s = (list(b) for b in undo.buffer[0])
@@ -256,12 +263,12 @@ class CoVisits(CoVisitRecords):
         if journal is None:
             return
         items = list(items)
-        new = [i for i in items if i not in journal.rows]
-        if new:  # one copy of the rows for all of them (each entry a row of it)
-            nbr, wt = self._nbr[new], self._wt[new]
-            for r, (i, deg, n) in enumerate(zip(new, self._deg[new].tolist(),
-                                                 self.count[new].tolist(), strict=True)):
-                journal.rows[i] = (nbr[r], wt[r], deg, n)
+        new = [i for i in items if i not in journal.saved]
+        if new:  # one copy of the rows for all of them
+            at = np.asarray(new, dtype=np.intp)
+            journal.rows.append((at, self._nbr[at], self._wt[at], self._deg[at],
+                                 self.count[at]))
+            journal.saved.update(new)
         for i in items:
             self._remember_tracking(i)
 

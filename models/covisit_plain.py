@@ -97,11 +97,14 @@ class CoVisitRecords:
         whole: list[int] = []
         changed: list[int] = []
         slots: list[list[int]] = []
-        size = len(self)
-        for i in items:
-            since = self._since.get(i)
-            if not full and since is not None and 2 * len(since) <= (
-                    int(self._deg[i]) if i < size else 0):
+        items = list(items)
+        size, get = len(self), self._since.get
+        at = np.asarray(items, dtype=np.intp)
+        degrees = np.where(at < size, self._deg[np.minimum(at, size - 1)], 0).tolist() \
+            if size else [0] * len(items)
+        for i, degree in zip(items, degrees, strict=True):
+            since = get(i)
+            if not full and since is not None and 2 * len(since) <= degree:
                 changed.append(i)
                 slots.append(sorted(since))
                 continue
@@ -109,7 +112,7 @@ class CoVisitRecords:
                 self._remember_tracking(i)
                 self._gen[i] = self._gen.get(i, 0) + 1
                 self._since[i] = set()
-            if i < size and (self.count[i] or self._deg[i]):
+            if i < size and (degree or self.count[i]):
                 whole.append(i)
         return self._full_rows(whole, ids), self._deltas(changed, slots, ids)
 
@@ -175,7 +178,11 @@ class CoVisitRecords:
                         ) -> list[dict[str, Any] | None]:
         """`pending_record` of each of `items`, gathered in one pass over the buffer (a
         partition's write asks for each item its batch changed)."""
-        spans = [self._pending_slice(i) for i in items]
+        if not items:
+            return []
+        self._pending_slice(items[0])  # groups the buffer by row, once
+        get, none = self._by_row.get, (0, 0)  # type: ignore[union-attr]
+        spans = [get(i, none) for i in items]
         starts = np.fromiter((s for s, _ in spans), np.intp, len(spans))
         lengths = np.fromiter((e for _, e in spans), np.intp, len(spans)) - starts
         ends = np.cumsum(lengths)
