@@ -26,6 +26,8 @@ from models.errors import ModelError
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "bookmark", "rating", "dismiss")
 BLOCKING_TYPES = frozenset({"dismiss"})
 """Event types after which the caller blocks the item for the user."""
+_KNOWN = 1024
+"""(type, value) pairs whose weights an `EventWeights` remembers."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,22 @@ class EventWeights:
     def __post_init__(self) -> None:
         if self.rating_max <= self.rating_neutral:
             raise ModelError("rating_max must be greater than rating_neutral")
+        object.__setattr__(self, "_known", {})
+
+    def weight(
+        self, event_type: str, value: float | None = None, override: float | None = None
+    ) -> float:
+        """The weight of one event; `override` (the event's own weight) wins over the type's.
+        (Each event is weighed by the checks, the model and the monitor: the weights of the
+        usual few (type, value) pairs are remembered.)"""
+        if override is None:
+            w = self._known.get((event_type, value))
+            if w is not None:
+                return w
+        w = self._weigh(event_type, value, override)
+        if override is None and len(self._known) < _KNOWN:
+            self._known[(event_type, value)] = w
+        return w
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> EventWeights:
@@ -64,10 +82,7 @@ class EventWeights:
             values[name] = bool(raw) if name == "ratings_as_positive" else float(raw)
         return cls(**values)
 
-    def weight(
-        self, event_type: str, value: float | None = None, override: float | None = None
-    ) -> float:
-        """The weight of one event; `override` (the event's own weight) wins over the type's."""
+    def _weigh(self, event_type: str, value: float | None, override: float | None) -> float:
         if event_type not in EVENT_TYPES:
             raise ModelError(f"unknown event type {event_type!r}; known: {', '.join(EVENT_TYPES)}")
         if override is not None:
