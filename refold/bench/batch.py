@@ -1,7 +1,9 @@
 """The CPU a worker's batch costs, without the broker: `FoldInWorker.handle` + `promote` on
 ml-100k (every user in memory, the default exploration policy, a monitor fed each batch), next
-to the same worker with exploration `none` and to the per-message work of a pass-through
-consumer (decode the event, encode it again), on the same messages.
+to the same worker with its users in local stores (`state_store = "rocksdb"`, a fresh store per
+partition in a temporary directory, nothing to restore), the same worker with exploration
+`none`, and the per-message work of a pass-through consumer (decode the event, encode it
+again), on the same messages.
 
 Through Kafka the worker runs at a fraction of a pass-through consumer's events/s; this is the
 part of the gap that is the worker's own CPU, measured with `time.process_time` so that other
@@ -10,13 +12,16 @@ the ratios); each round starts from a fresh worker. Native thread pools are held
 (the figures are per core). `profile` writes cProfile stats of one more, uncounted, run of the
 worker to that file. `refold bench batch --json` prints
 `worker_events_per_cpu_s`, `passthrough_events_per_cpu_s`, `ratio_to_passthrough`,
-`worker_us_per_event` and `exploration_us_per_event`.
+`worker_us_per_event`, `exploration_us_per_event`, `stores_us_per_event` and
+`stores_to_memory` (the stores' events per CPU second over memory's; the stores' own threads
+count in their CPU).
 """
 
 from __future__ import annotations
 
 import cProfile
 import os
+import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -33,7 +38,7 @@ from producers.datasets import load_movielens
 from refold.core.config import Settings
 from refold.core.schemas import decode_event, encode
 
-MODES = ("worker", "worker, exploration none", "pass-through")
+MODES = ("worker", "worker, local stores", "worker, exploration none", "pass-through")
 
 
 @dataclass(slots=True)
@@ -101,6 +106,9 @@ def messages(settings: Settings, events: list) -> list[Message]:
 def _worker(settings: Settings, factors: Any) -> tuple[FoldInWorker, Output]:
     rec = OnlineRecommender(foldin_config(settings), factors)
     worker = FoldInWorker(settings, rec)
+    if settings.state_store == "rocksdb":  # empty stores: nothing to restore from a changelog
+        for p in range(settings.events_partitions):
+            worker.state.local.open(p)  # type: ignore[union-attr]
     catalog = rec.catalog
     monitor = Monitor(settings.k, weights=rec.config.weights, categories=lambda i: (),
                       catalog_size=lambda: int(catalog.active.sum()))
@@ -125,6 +133,7 @@ def _run_worker(settings: Settings, factors: Any, msgs: list[Message], batch: in
     else:
         run()
     cpu = time.process_time() - c0
+    worker.state.close()
     return {"cpu_s": cpu, "changelog_bytes_per_event": out.changelog_bytes / len(msgs),
             "lists": worker.counts["recommendations"]}
 
@@ -137,25 +146,33 @@ def _run_passthrough(msgs: list[Message]) -> dict[str, Any]:
 
 
 def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: int = 6,
-        rounds: int = 2, profile: str | None = None, progress: Any = None) -> dict[str, Any]:
-    """Events per CPU second of each mode (`MODES`), best of `rounds` alternated runs."""
+        rounds: int = 2, profile: str | None = None, progress: Any = None,
+        profile_mode: str = "worker") -> dict[str, Any]:
+    """Events per CPU second of each mode (`MODES`), best of `rounds` alternated runs;
+    `profile` profiles one more run of `profile_mode`."""
     base = Settings(topic_prefix="bench-batch.", state_store="memory",
                     events_partitions=partitions)
     log, _ = load_movielens(path)
     log = log[:events]
     factors = fit_log(log, base, foldin_config(base))
     msgs = messages(base, list(log.iter_events("ml-100k")))
-    settings = {"worker": base, "worker, exploration none": base.replace(exploration="none")}
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
-    with threadpool_limits(1):
+    with threadpool_limits(1), tempfile.TemporaryDirectory(prefix="refold-bench-batch-") as d:
+        n = iter(range(1 << 30))
+
+        def settings(mode: str) -> Settings:  # the stores: a fresh directory each run
+            return {"worker": base, "worker, exploration none": base.replace(exploration="none"),
+                    "worker, local stores": base.replace(state_store="rocksdb",
+                                                         state_dir=f"{d}/{next(n)}")}[mode]
+
         for _ in range(rounds):
             for mode in MODES:
                 runs[mode].append(_run_passthrough(msgs) if mode == "pass-through" else
-                                  _run_worker(settings[mode], factors, msgs, batch, None))
+                                  _run_worker(settings(mode), factors, msgs, batch, None))
                 if progress is not None:
                     progress(1)
         if profile:
-            _run_worker(base, factors, msgs, batch, profile)
+            _run_worker(settings(profile_mode), factors, msgs, batch, profile)
     out: dict[str, Any] = {"events": len(msgs), "batch": batch, "partitions": partitions,
                            "rounds": rounds, "loadavg": os.getloadavg(),
                            "exploration": base.exploration, "modes": {}}
@@ -174,12 +191,15 @@ def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: i
         worker["events_per_cpu_s"] / out["passthrough_events_per_cpu_s"], 4)
     out["exploration_us_per_event"] = round(
         worker["us_per_event"] - out["modes"]["worker, exploration none"]["us_per_event"], 1)
+    stores = out["modes"]["worker, local stores"]
+    out["stores_us_per_event"] = stores["us_per_event"]
+    out["stores_to_memory"] = round(stores["events_per_cpu_s"] / worker["events_per_cpu_s"], 4)
     return out
 
 
 def table(result: dict) -> str:
     lines = [f"{result['events']:,} ml-100k events in batches of {result['batch']} over "
-             f"{result['partitions']} partitions, every user in memory, best of "
+             f"{result['partitions']} partitions, best of "
              f"{result['rounds']} alternated rounds (load {result['loadavg'][0]:.1f})",
              "| mode | events per CPU second | µs per event (each round) | lists |",
              "|---|---|---|---|"]
@@ -188,5 +208,6 @@ def table(result: dict) -> str:
         lines.append(f"| {mode} | {r['events_per_cpu_s']:,} | {r['us_per_event']:,.1f} "
                      f"({runs}) | {r.get('lists', '')} |")
     lines.append(f"worker / pass-through: {result['ratio_to_passthrough']:.4f}×; exploration "
-                 f"({result['exploration']}) {result['exploration_us_per_event']} µs per event")
+                 f"({result['exploration']}) {result['exploration_us_per_event']} µs per event; "
+                 f"local stores / memory: {result['stores_to_memory']:.4f}×")
     return "\n".join(lines)

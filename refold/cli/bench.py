@@ -51,12 +51,15 @@ def bench_exploration(lists: int, k: int, as_json: bool) -> None:
 @click.option("--rounds", type=int, default=2, show_default=True,
               help="Alternated runs of each mode (the best counts).")
 @click.option("--profile", type=click.Path(dir_okay=False), default=None,
-              help="Write cProfile stats of the worker's first round here.")
+              help="Write cProfile stats of one more run of the worker here.")
+@click.option("--profile-stores", is_flag=True,
+              help="Profile the worker with the local stores (default: every user in memory).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int,
-                profile: str | None, as_json: bool) -> None:
+                profile: str | None, profile_stores: bool, as_json: bool) -> None:
     """CPU per event of the worker's batch without the broker (every user in memory), next to
-    the same worker without exploration and to a pass-through's decode + encode."""
+    the same worker with the local stores, without exploration, and to a pass-through's
+    decode + encode."""
     from pathlib import Path
 
     from refold.bench import batch as batch_bench
@@ -65,7 +68,8 @@ def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int
         raise click.UsageError(f"no ml-100k directory at {path}: give --path")
     with click.progressbar(length=rounds * len(batch_bench.MODES), label="batch",
                            file=click.get_text_stream("stderr")) as bar:
-        result = batch_bench.run(path, events, batch, partitions, rounds, profile, bar.update)
+        result = batch_bench.run(path, events, batch, partitions, rounds, profile, bar.update,
+                                 "worker, local stores" if profile_stores else "worker")
     emit(result, as_json, batch_bench.table(result))
 
 

@@ -21,13 +21,20 @@ ML100K = Path(os.environ.get(
 def test_bench_batch_prints_each_mode_and_the_ratio(tmp_path: Path) -> None:
     prof = tmp_path / "worker.prof"
     result = CliRunner().invoke(cli, ["bench", "batch", "--path", str(ML100K), "--events",
-                                      "3000", "--rounds", "1", "--profile", str(prof), "--json"])
+                                      "3000", "--rounds", "1", "--profile", str(prof),
+                                      "--profile-stores", "--json"])
     assert result.exit_code == 0, result.output
     r = json.loads(result.output[result.output.index("{"):])
-    assert set(r["modes"]) == {"worker", "worker, exploration none", "pass-through"}
+    assert set(r["modes"]) == {"worker", "worker, local stores", "worker, exploration none",
+                               "pass-through"}
     assert r["events"] == 3000
     assert r["modes"]["worker"]["lists"] == r["modes"]["worker, exploration none"]["lists"] > 0
     assert r["modes"]["worker"]["changelog_bytes_per_event"] > 0
+    # the stores publish the same lists (same exploration) and write the same users
+    assert r["modes"]["worker, local stores"]["lists"] == r["modes"]["worker"]["lists"]
+    assert 0 < r["stores_to_memory"] == pytest.approx(
+        r["modes"]["worker, local stores"]["events_per_cpu_s"] / r["worker_events_per_cpu_s"],
+        abs=5e-5)
     # the ratio is printed to four decimals: equal to the quotient within that rounding
     assert 0 < r["ratio_to_passthrough"] == pytest.approx(
         r["worker_events_per_cpu_s"] / r["passthrough_events_per_cpu_s"], abs=5e-5)
