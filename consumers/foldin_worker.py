@@ -57,6 +57,7 @@ from consumers.poison import check_numbers
 from consumers.republish import Republisher
 from consumers.state.memory import MemoryState
 from consumers.state.stored import StoreState
+from consumers.state.users import Arrival
 from consumers.suspects import Suspects
 from consumers.undo import BatchUndo
 from models.foldin import ItemFactors
@@ -147,6 +148,7 @@ class FoldInWorker:
         self._batch = done = CommittedBatch(started=now)
         batch: list[tuple[Event, Message]] = []
         ops: list[Op] = []
+        cuts: list[tuple[int, int, str, int]] = []  # (op, event, user, partition)
         for msg in messages:
             try:
                 item = self._check(msg, now)
@@ -160,23 +162,30 @@ class FoldInWorker:
                 done.dead_letters.append(err.error_class)
                 continue
             offset = msg.offset() if isinstance(item, Event) else None
-            if not self.state.admit(item, _id_of(item), msg.partition(), offset):
+            admitted = self.state.admit(item, _id_of(item), msg.partition(), offset)
+            if not admitted:
                 log.info("duplicate %s at %s: skipped", _id_of(item), where(msg))
                 self._staged["duplicates"] += 1
                 continue
+            if admitted is Arrival.RENEW_BEFORE:  # expired after earlier messages of theirs
+                cuts.append((len(ops), len(batch), item.user_id, msg.partition()))
             ops.append((item, msg.partition()))
             if isinstance(item, Event):
                 batch.append((item, msg))
-        touched: dict[int, list[str]] = {msg.partition(): [] for msg in messages
-                                         if msg.topic() == self.events_topic}
+        touched = {m.partition(): [] for m in messages if m.topic() == self.events_topic}
         for ev, msg in batch:
             touched[msg.partition()].append(ev.item_id)
         self.undo.save_partitions(touched)
-        before, after = self.feedback.split(ops)
-        self.feedback.apply(before, done.feedback)
-        if batch:
-            self._publish(batch, out, now, done)
-        self.feedback.apply(after, done.feedback)
+        o0 = b0 = 0
+        for o, b, user, p in [*cuts, (len(ops), len(batch), None, 0)]:  # renewals between
+            before, after = self.feedback.split(ops[o0:o])
+            self.feedback.apply(before, done.feedback)
+            if b > b0:
+                self._publish(batch[b0:b], out, now, done)
+            self.feedback.apply(after, done.feedback)
+            if user is not None:
+                self.state.renew(user, p)
+            o0, b0 = o, b
         self._staged["impressions"] += len(ops) - len(batch)
         records, size = self.state.write(
             out, {**self.suspects.reset_users, **{op[0].user_id: None for op in ops}},
@@ -204,12 +213,12 @@ class FoldInWorker:
             out.produce(self.recs_topic, encode(Feedback.message(ev, cause, recs, d, now, basis)),
                         ev.user_id)
             done.published.append(recs)
-        done.events = [ev for ev, _ in batch]
+        done.events += [ev for ev, _ in batch]  # `handle` may publish a batch in parts
         counted = self.recommender.guard_stats.totals()
-        done.guard = {k: counted[k] - guarded[k] for k in counted}
-        done.user_vector_norm = self.recommender.batch_vector_norm
+        done.guard = {k: done.guard.get(k, 0) + counted[k] - guarded[k] for k in counted}
+        done.user_vector_norm = self.recommender.batch_vector_norm  # of the last part
         done.foldin_residual = self.recommender.batch_residual
-        done.timestamps = [msg.timestamp()[1] / 1000 for _, msg in batch]
+        done.timestamps += [msg.timestamp()[1] / 1000 for _, msg in batch]
         self._staged["events"] += len(batch)
         self._staged["recommendations"] += len(done.published)
         self._staged["demoted"] += sum(d.demoted > 0 for d in done.feedback.decisions)

@@ -132,22 +132,21 @@ class LocalState:
         return entry
 
     def user(self, user_id: str, partition: int, watermark: float) -> UserEntry | None:
-        """`load`, where a user whose last event is expired at `watermark` comes back as a new
-        one (its old ids to be forgotten)."""
+        """`load`, where a user whose last activity is expired at `watermark` comes back as a
+        new one (for a change outside any message; messages go through `StoredUsers.arrive`)."""
         entry = self.load(user_id, partition)
         if entry is None:
             return None
         last = entry.last_time
         if last is not None and self.user_horizon.expired(last, watermark):
-            # a new user; event ids within their own horizon still count (the batch may have
-            # just remembered one)
-            fresh = UserEntry(self.new_history(), dict(entry.ids), partition,
-                              entry.stored_bucket, added=entry.added, dropped=entry.dropped,
-                              stored_list=entry.stored_list)
-            fresh.forget(lambda t: not self.id_horizon.expired(t, watermark), 0)
-            self.cache.put(user_id, fresh)
-            return fresh
+            self.renew(entry, watermark)
         return entry
+
+    def renew(self, entry: UserEntry, watermark: float) -> None:
+        """Start an expired user anew in place: an empty history; the event ids within the id
+        horizon at `watermark` still count (the batch may have just remembered one)."""
+        entry.history = self.new_history()
+        entry.forget(lambda t: not self.id_horizon.expired(t, watermark), 0)
 
     def reset(self, user_id: str, partition: int) -> bytes | None:
         """Give the user an empty state in place of the stored one, which made handling raise;
@@ -189,7 +188,12 @@ class LocalState:
         """Record an applied event id, and forget the user's ids beyond the horizon or cap."""
         entry.remember(event_id, t)
         self._batch_ids[(entry.partition, event_id)] = user_id
-        entry.forget(lambda s: not self.id_horizon.expired(s, watermark), self.max_ids_per_user)
+        oldest, cap, horizon = entry.oldest, self.max_ids_per_user, self.id_horizon
+        # every id is kept while the oldest is within the horizon before the watermark and the
+        # cap is not passed (what `forget` would find, without its cost for most events)
+        if oldest is None or (cap and len(entry.ids) > cap) or (
+                oldest < watermark - horizon.seconds and horizon.expired(oldest, watermark)):
+            entry.forget(lambda s: not horizon.expired(s, watermark), cap)
 
     # -- staging (what the batch's transaction writes to the changelog) and commit
     def stage_user(self, user_id: str) -> tuple[int, bytes, bytes]:

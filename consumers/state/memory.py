@@ -116,6 +116,9 @@ class MemoryState:
         self.undo.save_user(msg.user_id, partition)
         return not self.recent.seen(msg.user_id, msg_id)
 
+    def renew(self, user_id: str, partition: int) -> None:
+        """Never asked (`admit` here never says a user expired: memory keeps every user)."""
+
     def reset_user(self, user_id: str, partition: int) -> tuple[bytes, bytes] | None:
         """Start the user again from an empty history (its recent ids kept); (changelog key,
         the user's record as it was, or b"" if even that raises), None for an unknown user."""

@@ -4,8 +4,10 @@ rebalance, when `state_store = "rocksdb"` (`consumers.state.memory` is the all-i
 - `assign` starts restoring the partitions on a thread and returns them to be paused; `ready`
   (between batches) installs each restored partition's own state (items, co-visit rows, its
   watermark) and returns it to be resumed;
-- `admit` de-duplicates an event by id within the horizon, across the partition's users, on the
-  partition's watermark before that event;
+- `admit` looks the user up once per event or impression and de-duplicates it by id within the
+  horizon, across the partition's users, on the partition's watermark before it; then judges
+  the user's expiry, once (`consumers.state.users`: `RENEW_BEFORE` asks the worker to apply the
+  user's earlier messages of the batch first, then `renew` the user);
 - `write` produces the batch's changelog records (users, tombstones of the users a sweep found
   expired, each partition's records with its meta last), staging each for the stores, and notes
   the changelog offsets from the delivery reports;
@@ -27,7 +29,7 @@ from consumers.state.assign import PartitionRestores, Restored
 from consumers.state.kv import Resources
 from consumers.state.local import LocalState, derive_user_indexes
 from consumers.state.restore import RestoreProgress, StoreRestorer
-from consumers.state.users import StoredUsers
+from consumers.state.users import Arrival, StoredUsers
 from models.expiry import Horizon
 from models.history import UserHistory
 from models.recommender import OnlineRecommender
@@ -38,6 +40,7 @@ from refold.core.schemas import Event, Impression
 
 log = logging.getLogger(__name__)
 
+NO_TIME = float("-inf")
 SWEEP_LIMIT = 1000
 """Expired users tombstoned per partition and batch at most (the rest in the next batches)."""
 
@@ -86,8 +89,6 @@ class StoreState:
         self._expired = 0
         self._counted = (0, 0)
         self._groups: list[tuple[set[int], float, list[Restored]]] = []
-        self._dedup: dict[int, float] = {}
-        self._dedup_committed: dict[int, float] = {}
         self._offsets: dict[int, int] = {}
         self._items: dict[int, int] = {}
         self._covered: dict[int, int] = {}
@@ -117,8 +118,6 @@ class StoreState:
         for p in partitions:
             self.local.close(p)
             self.users.set_watermark(p, None)
-            self._dedup.pop(p, None)
-            self._dedup_committed.pop(p, None)
             self._covered.pop(p, None)
         for gone, _, _ in self._groups:
             gone.difference_update(partitions)
@@ -133,8 +132,6 @@ class StoreState:
         self.users.set_watermark(p, w)
         if r.offset is not None:
             self._covered[p] = r.offset
-        if w is not None:
-            self._dedup[p] = self._dedup_committed[p] = w
         self._items[p] = len(part.items)
         M.STATE_RESTORE_RECORDS.labels(partition=str(p)).inc(sum(x.records for x in r.progress))
         M.STATE_RESTORE_REMAINING.labels(partition=str(p)).set(0)
@@ -180,24 +177,28 @@ class StoreState:
 
     # -- one batch
     def admit(self, msg: Event | Impression, msg_id: str, partition: int,
-              offset: int | None = None) -> bool:
+              offset: int | None = None) -> bool | Arrival:
         """Whether the event or impression (de-duplicated by `msg_id`) is new (then its id is
-        remembered); False: a duplicate. Under at-least-once the state may cover events beyond
-        the committed offset (a crash between the outputs and the offsets): those, read again,
-        are skipped by their `offset` in the events partition, whatever the horizon of their
-        ids."""
+        remembered and its user's expiry judged: `Arrival.RENEW_BEFORE` is new too, and asks
+        for `renew` before it is applied); False: a duplicate. Under at-least-once the state
+        may cover events beyond the committed offset (a crash between the outputs and the
+        offsets): those, read again, are skipped by their `offset` in the events partition,
+        whatever the horizon of their ids."""
         if offset is not None and offset < self._covered.get(partition, -1):
             return False
-        w = self._dedup.get(partition, float("-inf"))
-        entry = self.local.load(msg.user_id, partition)
+        w = self.users.watermarks.get(partition, NO_TIME)
+        entry = self.local.load(msg.user_id, partition)  # the one look-up of the message
         if self.local.seen(entry, msg_id, partition, w):
             return False
         t = msg.event_time if isinstance(msg, Event) else msg.shown_at
-        entry = entry or self.local.new_user(msg.user_id, partition)
+        entry, arrival = self.users.arrive(msg.user_id, partition, t, entry)
         self.local.remember(msg.user_id, entry, msg_id, t, w)
-        if t > w:
-            self._dedup[partition] = t
-        return True
+        return arrival if arrival is Arrival.RENEW_BEFORE else True
+
+    def renew(self, user_id: str, partition: int) -> None:
+        """Start the user anew (after `admit` said `Arrival.RENEW_BEFORE`), once the batch's
+        earlier messages are applied."""
+        self.users.renew(user_id, partition)
 
     def reset_user(self, user_id: str, partition: int) -> tuple[bytes, bytes] | None:
         """Start the user again from an empty state (`LocalState.reset`); (changelog key, the
@@ -256,7 +257,6 @@ class StoreState:
         """The transaction committed: the staged records into the stores, checkpointed."""
         self.users.commit(self._offsets)
         self._offsets.clear()
-        self._dedup_committed = dict(self._dedup)
         self.expired += self._expired
         M.EXPIRED_USERS.inc(self._expired)
         self._expired = 0
@@ -271,7 +271,6 @@ class StoreState:
         self.users.abort()
         self._offsets.clear()
         self._expired = 0
-        self._dedup = dict(self._dedup_committed)
 
     def close(self) -> None:
         self.restores.close()

@@ -1,11 +1,18 @@
 """`models.users.UserHistories` over the local stores: the recommender's users, bounded in memory.
 
 The recommender asks for users by id (`get`, `get_or_create`); here a miss reads the user from
-its partition's store (`LocalState.user`), and the bounded cache keeps the recently used. Users
-are expired per event: `get_or_create(user, partition, t)` judges the user on the partition's
-watermark *before* that event (then moves the watermark to `t`), in stream order, which is what
-makes the result independent of how events fall into batches. `watermarks` are the committed
-ones after `commit` and go back to them after `abort`.
+its partition's store (`LocalState.load`), and the bounded cache keeps the recently used.
+
+Expiry is judged once per message, when it arrives (`arrive`, in stream order, before anything
+applies it), by one rule: a user is expired at a message of theirs when their last activity
+before it (event or impression) is older than the horizon before the partition's watermark *as
+of that message* (the newest time the partition applied, that message included: the user's own
+gap counts as much as the partition's progress). An expired user starts anew: an empty history
+(feedback included, it lives in the history), the event ids within the id horizon kept. The
+sweep at the end of a batch tombstones the users expired at the watermark then, which is only
+ever what the next message of theirs would find, so the result does not depend on how messages
+fall into batches. `get_or_create` and `get` only look up; `watermarks` are the committed ones
+after `commit` and go back to them after `abort`.
 
 >>> import tempfile
 >>> from models.history import UserHistory
@@ -14,17 +21,19 @@ ones after `commit` and go back to them after `abort`.
 ...                        item_index={"a": 0}.__getitem__, user_horizon=Horizon(100.0))
 ...     _ = local.open(0)
 ...     users = StoredUsers(local)
-...     users.get_or_create("u1", 0, t=10.0).add(0, 1.0, t=10.0)
+...     users.arrive("u1", 0, 10.0)[0].history.add(0, 1.0, t=10.0)
 ...     local.stage_user("u1")[0], users.commit({0: 1}), users.watermarks
-...     users.get_or_create("u1", 0, t=500.0).events()["item"].tolist()   # not expired yet
-...     len(users.get_or_create("u1", 0, t=501.0))                          # expired at 500
+...     users.arrive("u1", 0, 110.0)[0].history.events()["item"].tolist()  # not expired yet
+...     users.commit({})
+...     users.arrive("u1", 0, 211.0)[1], len(users.get_or_create("u1", 0))  # 201 s after
 (0, None, {0: 10.0})
 [0]
-0
+(RENEWED, 0)
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -33,7 +42,25 @@ from consumers.state.records import UserEntry
 from models.expiry import Horizon
 from models.history import UserHistory
 
-__all__ = ["Horizon", "LocalState", "StoredUsers"]
+__all__ = ["Arrival", "Horizon", "LocalState", "StoredUsers"]
+
+
+_NONE = float("-inf")
+
+
+class Arrival(enum.Enum):
+    """What `StoredUsers.arrive` found of the user at a message."""
+
+    KNOWN = "known"
+    """Not expired (or new)."""
+    RENEWED = "renewed"
+    """Expired, and started anew here."""
+    RENEW_BEFORE = "renew_before"
+    """Expired, after earlier messages of theirs in this batch that are not applied yet: the
+    caller applies those, then `renew`s the user, then applies this message."""
+
+    def __repr__(self) -> str:
+        return self.name
 
 
 class StoredUsers:
@@ -44,6 +71,8 @@ class StoredUsers:
         self.watermarks: dict[int, float] = {}
         """Per partition, the newest event time learned (committed values between batches)."""
         self._committed: dict[int, float] = {}
+        self._arrived: set[str] = set()
+        """Users with a message that arrived in this batch."""
 
     def entry(self, user_id: str) -> UserEntry | None:
         """The user's entry if cached, else from whichever assigned partition's store has it."""
@@ -66,11 +95,49 @@ class StoredUsers:
 
     def get_or_create(self, user_id: str, partition: int, t: float | None = None
                       ) -> UserHistory:
-        w = self.watermark(partition)
-        entry = self.local.user(user_id, partition, w) or self.local.new_user(user_id, partition)
-        if t is not None and t > w:
-            self.watermarks[partition] = t
+        """The user's history (created empty if new). No expiry is judged here: `arrive`
+        judged it for the message being applied; `t` is not used."""
+        entry = self.local.cache.peek(user_id)  # `arrive`'s look-up counted (and ordered) it
+        if entry is None:
+            entry = self.local.load(user_id, partition) or self.local.new_user(user_id,
+                                                                               partition)
         return entry.history
+
+    # -- messages arriving
+    def arrive(self, user_id: str, partition: int, t: float,
+               entry: UserEntry | bool | None = True) -> tuple[UserEntry, Arrival]:
+        """A message of the user's at time `t` arrives (before it is applied): the user's entry
+        (`entry`: the one `LocalState.load` gave; True: look it up), created if new, with its
+        expiry judged (see the module docstring); the partition's watermark moves to `t`."""
+        if entry is True:
+            entry = self.local.load(user_id, partition)
+        w = self.watermarks.get(partition, _NONE)
+        if t > w:
+            self.watermarks[partition] = now = t
+        else:
+            now = w
+        if entry is None or entry is False:
+            entry = self.local.new_user(user_id, partition)
+            self._arrived.add(user_id)
+            return entry, Arrival.KNOWN
+        last = entry.last_time
+        horizon = self.local.user_horizon
+        # `last` within the horizon before `now` is never expired: the bucket test only for
+        # the rest (it is the rule; this skips its cost for most messages)
+        if last is None or last >= now - horizon.seconds or not horizon.expired(last, now):
+            self._arrived.add(user_id)
+            return entry, Arrival.KNOWN
+        if user_id in self._arrived:
+            return entry, Arrival.RENEW_BEFORE
+        self._arrived.add(user_id)
+        self.local.renew(entry, now)
+        return entry, Arrival.RENEWED
+
+    def renew(self, user_id: str, partition: int) -> None:
+        """Start a user `arrive` found expired (`Arrival.RENEW_BEFORE`) anew, now."""
+        entry = self.local.cache.peek(user_id)
+        assert entry is not None, user_id
+        self.local.renew(entry, self.watermark(partition))
 
     def partition_of(self, user_id: str) -> int:
         entry = self.entry(user_id)
@@ -108,11 +175,13 @@ class StoredUsers:
         """The batch committed: stores written (`LocalState.commit`), watermarks kept."""
         self.local.commit(offsets)
         self._committed = dict(self.watermarks)
+        self._arrived.clear()
 
     def abort(self) -> None:
         """The batch aborted: its users evicted, the watermarks back to the committed ones."""
         self.local.abort()
         self.watermarks = dict(self._committed)
+        self._arrived.clear()
 
     def set_watermark(self, partition: int, t: float | None) -> None:
         """A restored partition's watermark (from its meta record)."""

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from consumers.state.local import LocalState
-from consumers.state.users import StoredUsers
+from consumers.state.users import Arrival, StoredUsers
 from models.expiry import Horizon
 from models.history import UserHistory
 
@@ -26,12 +26,15 @@ def users_at(path, cache_users: int = 3) -> StoredUsers:
 
 
 def run(users: StoredUsers, events: list[tuple[str, int, int, float]], sizes: list[int]) -> None:
-    """Learn `events` (user, partition, item, t) in batches of `sizes`; each batch: learn in
-    order, stage the users, sweep the expired, commit."""
+    """Learn `events` (user, partition, item, t) in batches of `sizes`; each batch: each event
+    arrives (expiry judged) and is learned, in order; stage the users, sweep the expired,
+    commit."""
     at = 0
     for size in sizes:
         touched = []
         for user, p, item, t in events[at:at + size]:
+            if users.arrive(user, p, t)[1] is Arrival.RENEW_BEFORE:
+                users.renew(user, p)  # learned in order here: the earlier ones are applied
             users.get_or_create(user, p, t).add(item, 1.0, t)
             touched.append(user)
         for user in dict.fromkeys(touched):
@@ -82,7 +85,37 @@ def test_an_evicted_user_comes_back_from_its_store(tmp_path) -> None:
 def test_an_abort_puts_the_watermarks_back(tmp_path) -> None:
     users = users_at(tmp_path)
     run(users, [("a", 0, 1, 10.0)], [1])
-    users.get_or_create("a", 0, 99.0).add(2, 1.0, 99.0)
+    users.arrive("a", 0, 99.0)[0].history.add(2, 1.0, 99.0)
     users.abort()
     assert users.watermarks == {0: 10.0}
     assert users.get("a").events()["item"].tolist() == [1]
+
+
+def test_a_user_is_expired_by_their_own_gap_once_per_message(tmp_path) -> None:
+    """One rule: expired when the last activity is older than the horizon before the
+    partition's watermark as of the message, that message's own time included. Nothing else
+    moved partition 0's watermark, so only the user's own gap (1,200 s > 1,000) expires them."""
+    users = users_at(tmp_path)
+    run(users, [("a", 0, 1, 10.0)], [1])
+    entry, arrival = users.arrive("a", 0, 1210.0)
+    assert arrival is Arrival.RENEWED and len(entry.history) == 0
+    assert users.get_or_create("a", 0, 1210.0) is entry.history  # no second judgement
+    assert users.watermarks == {0: 1210.0}
+
+
+def test_within_the_horizon_the_user_is_kept(tmp_path) -> None:
+    users = users_at(tmp_path)
+    run(users, [("a", 0, 1, 10.0)], [1])
+    entry, arrival = users.arrive("a", 0, 900.0)
+    assert arrival is Arrival.KNOWN and entry.history.events()["item"].tolist() == [1]
+
+
+def test_an_expiry_after_the_users_earlier_messages_of_the_batch_waits_for_them(
+        tmp_path) -> None:
+    users = users_at(tmp_path)
+    users.arrive("a", 0, 10.0)[0].remember("e1", 10.0)  # as `StoreState.admit` does
+    entry, arrival = users.arrive("a", 0, 1500.0)  # the first message is not applied yet
+    assert arrival is Arrival.RENEW_BEFORE and len(entry.history) == 0
+    entry.history.add(1, 1.0, 10.0)  # the caller applies it, then renews
+    users.renew("a", 0)
+    assert len(users.get_or_create("a", 0)) == 0
