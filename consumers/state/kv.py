@@ -113,11 +113,12 @@ class KeyValueStore:
     def write(self, changes: Iterable[tuple[bytes, bytes | None]]) -> int:
         """Apply puts (value) and deletes (None) as one atomic batch; returns their number."""
         batch, n = rdb.WriteBatch(raw_mode=True), 0
+        put, delete = batch.put, batch.delete
         for key, value in changes:
             if value is None:
-                batch.delete(key)
+                delete(key)
             else:
-                batch.put(key, value)
+                put(key, value)
             n += 1
         if n:
             self.db.write(batch)

@@ -180,8 +180,8 @@ class LocalState:
             return not self.id_horizon.expired(t, watermark)
         if (partition, event_id) in self._batch_ids:
             return True
-        hit = self.stores[partition].event(event_id)
-        return hit is not None and not self.id_horizon.expired(hit[0], watermark)
+        t = self.stores[partition].event_time(event_id)
+        return t is not None and not self.id_horizon.expired(t, watermark)
 
     def remember(self, user_id: str, entry: UserEntry, event_id: str, t: float,
                  watermark: float) -> None:

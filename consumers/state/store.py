@@ -187,6 +187,12 @@ class PartitionStore:
         raw = self.kv.get(EVENT_IDS + event_id.encode())
         return None if raw is None else (_TIME.unpack_from(raw)[0], raw[_TIME.size:])
 
+    def event_time(self, event_id: str) -> float | None:
+        """The event time of an applied event id, if the index has it (`event`, read on every
+        new event: one call into the store)."""
+        raw = self.kv.db.get(EVENT_IDS + event_id.encode())
+        return None if raw is None else _TIME.unpack_from(raw)[0]
+
     def inactive(self, below: int, limit: int | None = None) -> list[tuple[int, bytes]]:
         """(bucket, user key) of the users whose last event is in a bucket below `below`,
         oldest first, at most `limit`."""
