@@ -26,6 +26,7 @@ class ItemIndex:
         self._index: dict[str, int] = {}
         self.ids: list[str] = []
         self._active = np.ones(1024, dtype=bool)
+        self._inactive: set[int] = set()
         self._categories: dict[int, tuple[str, ...]] = {}
         self._members: dict[str, dict[int, None]] = {}
         self._member_arrays: dict[str, np.ndarray] = {}
@@ -62,12 +63,20 @@ class ItemIndex:
         """Active flag per index (a view)."""
         return self._active[: len(self.ids)]
 
+    def all_active(self) -> bool:
+        """Whether no item is inactive (then `active` need not be read)."""
+        return not self._inactive
+
     def set_item(
         self, item_id: str, active: bool = True, categories: Iterable[str] | None = None
     ) -> int:
         """Apply a catalog message; `categories=None` keeps the known ones."""
         i = self.index(item_id)
         self._active[i] = active
+        if active:
+            self._inactive.discard(i)
+        else:
+            self._inactive.add(i)
         if categories is not None:
             for cat in self._categories.pop(i, ()):
                 self._members[cat].pop(i, None)

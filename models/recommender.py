@@ -351,7 +351,8 @@ class OnlineRecommender:
                 self.guard_stats.withdrawn_events += len(back)
         part = self.partitions.get(partition)
         if previous is not None and shared > 0:  # items out of the catalog take no part
-            part.add_covisit(i, previous, self.catalog.active)
+            cat = self.catalog
+            part.add_covisit(i, previous, None if cat.all_active() else cat.active)
         # Negative signals are personal: they do not lower an item's popularity.
         if popularity:
             part.share_popularity(i, shared, t, back, newcomer)
