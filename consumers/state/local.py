@@ -78,6 +78,12 @@ class LocalState:
         self._expired: dict[int, list[tuple[bytes, int | None]]] = {}
         self._batch_ids: dict[tuple[int, str], str] = {}
         """(partition, event id) -> user, for the ids applied in this batch (not stored yet)."""
+        self._swept: dict[int, int] = {}
+        """Per partition, a bucket below which the committed activity index holds nobody but
+        users committed since in buckets from `_lowest` up (a sweep that found nothing to skip
+        there need not scan again while the watermark stays in that bucket)."""
+        self._sweeping: dict[int, int] = {}
+        self._lowest: dict[int, int] = {}
 
     # -- partitions
     def open(self, partition: int, topic_id: str | None = None) -> PartitionStore:
@@ -87,6 +93,7 @@ class LocalState:
             store = PartitionStore.open(self.root, self.topic, partition, self.resources)
             self.stores[partition] = store
         self._topic_ids[partition] = topic_id
+        self._swept.pop(partition, None)  # a restore may index users into it
         return store
 
     def close(self, partition: int) -> None:
@@ -201,7 +208,7 @@ class LocalState:
         entry = self.cache.peek(user_id)
         assert entry is not None, user_id
         key, value = user_key(user_id), encode_user(entry, self.item_ids())
-        batch = self._batch(entry.partition)
+        batch = self.staged(entry.partition)
         batch.put(key, value)
         bucket = self._bucket(entry.last_time)
         batch.activity(key, entry.stored_bucket, bucket)
@@ -212,11 +219,11 @@ class LocalState:
 
     def stage_record(self, partition: int, key: bytes, value: bytes | None) -> None:
         """A partition's own changelog record (items, co-visit rows, meta)."""
-        self._batch(partition).put(key, value)
+        self.staged(partition).put(key, value)
 
     def stage_expiry(self, partition: int, key: bytes, bucket: int | None) -> None:
         """A user tombstoned by a sweep (its record, index entries and ids go at commit)."""
-        batch = self._batch(partition)
+        batch = self.staged(partition)
         batch.put(key, None)
         self._expired.setdefault(partition, []).append((key, bucket))
         entry = self.cache.pop(parse_key(key)[1])
@@ -226,17 +233,23 @@ class LocalState:
 
     def inactive(self, partition: int, watermark: float, limit: int) -> list[tuple[int, bytes]]:
         """(bucket, user key) of users expired at `watermark`, for a sweep to tombstone; users
-        the batch touched are judged by their entry, which is newer than the store's index."""
+        the batch touched are judged by their entry, which is newer than the store's index.
+        The index is not scanned again while it cannot hold anyone expired (`_swept`)."""
         if not self.user_horizon.forgets:
             return []
+        below = self.user_horizon.first_live_bucket(watermark)
+        if self._swept.get(partition) == below and self._lowest.get(partition, below) >= below:
+            return []
         out = []
-        for bucket, key in self.stores[partition].inactive(
-                self.user_horizon.first_live_bucket(watermark), limit):
+        found = self.stores[partition].inactive(below, limit)
+        for bucket, key in found:
             entry = self.cache.peek(parse_key(key)[1])
             if entry is not None and entry.last_time is not None and \
                     not self.user_horizon.expired(entry.last_time, watermark):
                 continue
             out.append((bucket, key))
+        if len(found) < limit and len(out) == len(found):  # all of them go at the commit
+            self._sweeping[partition] = below
         return out
 
     def commit(self, offsets: dict[int, int]) -> None:
@@ -248,10 +261,16 @@ class LocalState:
                 self._forget_indexed(store, key, bucket, batch)
             offset = offsets.get(p, store.checkpoint.offset if store.checkpoint else 0)
             store.commit(batch, Checkpoint(self.topic, self._topic_ids.get(p), p, offset))
+        for p, below in self._sweeping.items():  # swept: only this batch's users may be below
+            self._swept[p] = below
+            self._lowest.pop(p, None)
+        lowest = self._lowest
         for user in self._touched:
             entry = self.cache.peek(user)
             if entry is not None:
-                entry.stored_bucket = self._bucket(entry.last_time)
+                entry.stored_bucket = bucket = self._bucket(entry.last_time)
+                if bucket is not None and bucket < lowest.get(entry.partition, bucket + 1):
+                    lowest[entry.partition] = bucket
                 entry.stored_list = listed_of(entry.history)
                 entry.added.clear()
                 entry.dropped.clear()
@@ -265,7 +284,8 @@ class LocalState:
         self._end_batch()
 
     # -- internals
-    def _batch(self, partition: int) -> StoreBatch:
+    def staged(self, partition: int) -> StoreBatch:
+        """The batch's changes to the partition's store so far."""
         batch = self._staged.get(partition)
         if batch is None:
             batch = self._staged[partition] = StoreBatch()
@@ -284,6 +304,7 @@ class LocalState:
             batch.listed(key, listed, ())
 
     def _end_batch(self) -> None:
+        self._sweeping.clear()
         self._touched.clear()
         self._staged.clear()
         self._expired.clear()

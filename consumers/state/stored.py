@@ -240,11 +240,12 @@ class StoreState:
             w = self.users.watermark(p)
             plain = self.recommender.partition_changes(p)
             last = changelog.meta_key(p)  # written last: its offset covers the others
+            stage = self.local.staged(p).put
             for key, value in changelog.partition_records(
                     p, plain, tp.offset, None if w == float("-inf") else w):
                 out.produce(self.topic, value, key, partition=p,
                             on_delivery=self._delivered if key == last else None)
-                self.local.stage_record(p, key, value)
+                stage(key, value)
                 records, size = records + 1, size + len(value)
         return records, size
 

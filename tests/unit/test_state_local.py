@@ -213,3 +213,36 @@ def test_a_reset_user_starts_empty_keeps_its_ids_and_moves_its_activity_entry(tm
     assert st.inactive(0, 45 * DAY, 10) == []  # the old activity entry went with the reset
     again = st.user("u1", 0, 20 * DAY)
     assert again.history.events()["item"].tolist() == [2] and list(again.ids) == ["e2"]
+
+
+def sweep(st: LocalState, p: int, watermark: float) -> list[str]:
+    """One batch that only sweeps partition `p`: the users it tombstones."""
+    found = st.inactive(p, watermark, 1000)
+    for bucket, key in found:
+        st.stage_expiry(p, key, bucket)
+    st.commit({p: 1})
+    return sorted(parse_key(key)[1] for _, key in found)
+
+
+def test_a_sweep_that_skips_its_scan_still_finds_a_late_user(tmp_path) -> None:
+    """After a sweep that left nobody expired, the next ones at the same watermark bucket skip
+    the scan, unless a batch since committed a user into an expired bucket (a late event)."""
+    st = state(tmp_path, user_horizon=Horizon(DAY, granularity=24),
+               id_horizon=Horizon(DAY / 2))
+    apply(st, [("old", 0, "e1", 1, 0.0), ("new", 0, "e2", 2, 2 * DAY)], 2 * DAY)
+    assert sweep(st, 0, 2 * DAY) == ["old"]
+    assert sweep(st, 0, 2 * DAY) == []  # nothing left below: the next one need not scan
+    apply(st, [("late", 0, "e3", 3, 10.0)], 2 * DAY)  # committed into an expired bucket
+    assert sweep(st, 0, 2 * DAY) == ["late"]
+
+
+def test_a_sweep_scans_again_after_passing_over_a_user_it_found(tmp_path) -> None:
+    """A user the index lists as expired but whose cached entry is newer is passed over: the
+    scan is not skipped next time (the entry may be evicted before it reaches the store)."""
+    st = state(tmp_path, user_horizon=Horizon(DAY, granularity=24))
+    apply(st, [("u", 0, "e1", 1, 0.0)], 0.0)
+    entry = st.user("u", 0, 0.0)
+    entry.remember("e2", 2 * DAY)  # newer in memory than in the store's index, not staged
+    assert sweep(st, 0, 2 * DAY) == []
+    st.cache.pop("u")
+    assert sweep(st, 0, 2 * DAY) == ["u"]
