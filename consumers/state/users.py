@@ -73,6 +73,8 @@ class StoredUsers:
         self._committed: dict[int, float] = {}
         self._arrived: set[str] = set()
         """Users with a message that arrived in this batch."""
+        self._renewals: dict[str, list[float]] = {}
+        """Per user, the watermarks of the `RENEW_BEFORE` arrivals not renewed yet, in order."""
 
     def entry(self, user_id: str) -> UserEntry | None:
         """The user's entry if cached, else from whichever assigned partition's store has it."""
@@ -128,6 +130,7 @@ class StoredUsers:
             self._arrived.add(user_id)
             return entry, Arrival.KNOWN
         if user_id in self._arrived:
+            self._renewals.setdefault(user_id, []).append(now)
             return entry, Arrival.RENEW_BEFORE
         self._arrived.add(user_id)
         self.local.renew(entry, now)
@@ -137,7 +140,7 @@ class StoredUsers:
         """Start a user `arrive` found expired (`Arrival.RENEW_BEFORE`) anew, now."""
         entry = self.local.cache.peek(user_id)
         assert entry is not None, user_id
-        self.local.renew(entry, self.watermark(partition))
+        self.local.renew(entry, self._renewals[user_id].pop(0))  # as judged, not as now
 
     def partition_of(self, user_id: str) -> int:
         entry = self.entry(user_id)
@@ -176,12 +179,14 @@ class StoredUsers:
         self.local.commit(offsets)
         self._committed = dict(self.watermarks)
         self._arrived.clear()
+        self._renewals.clear()
 
     def abort(self) -> None:
         """The batch aborted: its users evicted, the watermarks back to the committed ones."""
         self.local.abort()
         self.watermarks = dict(self._committed)
         self._arrived.clear()
+        self._renewals.clear()
 
     def set_watermark(self, partition: int, t: float | None) -> None:
         """A restored partition's watermark (from its meta record)."""

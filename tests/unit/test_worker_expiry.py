@@ -101,14 +101,16 @@ def test_a_user_back_after_the_horizon_starts_anew_at_their_own_event(tmp_path) 
         worker.recommender.catalog.ids)["conversion"][0] == 2000.0  # a new user since
 
 
-@pytest.mark.parametrize("batches", [[4], [1, 3], [2, 2], [3, 1], [1, 1, 1, 1]])
+@pytest.mark.parametrize("batches", [[5], [1, 4], [2, 3], [3, 2], [4, 1], [1] * 5])
 def test_expiry_does_not_depend_on_the_batch_boundaries(tmp_path, batches) -> None:
     """u1's second event expires them after their first in the same batch or not; u2 keeps
-    the watermark moving in between."""
-    events = [("u1", "a", 10.0), ("u2", "c", 600.0), ("u1", "b", 1500.0), ("u2", "d", 1550.0)]
+    the watermark moving in between, and past the id horizon of u1's second event (which u1
+    keeps: it is forgotten at u1's next message, not at the end of a batch)."""
+    events = [("u1", "a", 10.0), ("u2", "c", 600.0), ("u1", "b", 1500.0), ("u2", "d", 1550.0),
+              ("u2", "e", 2100.0)]
     worker = worker_at(tmp_path / "w")
     run(worker, events, batches)
-    assert history(worker, "u1") == ["b"] and history(worker, "u2") == ["c", "d"]
+    assert history(worker, "u1") == ["b"] and history(worker, "u2") == ["c", "d", "e"]
     one_by_one = worker_at(tmp_path / "one")
     run(one_by_one, events, [1] * len(events))
     for user in ("u1", "u2"):
