@@ -63,8 +63,8 @@ class UserHistories:
     def get_or_create(self, user_id: str, partition: int, t: float | None = None
                       ) -> UserHistory:
         """The user's history, created empty if new; the user's events come from `partition`.
-        `t` is the time of the event about to be learned (a store that expires users uses it;
-        memory keeps every user)."""
+        `t` is the time of the event about to be learned (informative: memory keeps every
+        user, and the local stores judge expiry once per message before it is applied)."""
         h = self._histories.get(user_id)
         if h is None:
             h = self._histories[user_id] = UserHistory(
