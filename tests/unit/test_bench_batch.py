@@ -34,10 +34,11 @@ def test_bench_batch_prints_each_mode_and_the_ratio(tmp_path: Path) -> None:
     assert r["modes"]["worker, local stores"]["lists"] == r["modes"]["worker"]["lists"]
     assert 0 < r["stores_to_memory"] == pytest.approx(
         r["modes"]["worker, local stores"]["events_per_cpu_s"] / r["worker_events_per_cpu_s"],
-        abs=5e-5)
-    # the ratio is printed to four decimals: equal to the quotient within that rounding
+        abs=6e-5)
+    # the ratios are printed to four decimals: equal to the quotient within that rounding
+    # (half a unit of the last decimal, and a hair more for the binary representation)
     assert 0 < r["ratio_to_passthrough"] == pytest.approx(
-        r["worker_events_per_cpu_s"] / r["passthrough_events_per_cpu_s"], abs=5e-5)
+        r["worker_events_per_cpu_s"] / r["passthrough_events_per_cpu_s"], abs=6e-5)
     assert prof.stat().st_size > 0
 
 
