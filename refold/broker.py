@@ -225,7 +225,9 @@ class LocalBroker:
     def _spawn(self, java: str) -> int:
         """Run the JVM detached: `sh` backgrounds it in a new session and exits at once."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        cmd = self._jvm(java, "kafka.Kafka", str(self.properties))
+        gc_log = f"-Xlog:gc:file={self.logs / 'gc.log'}:time,uptime:filecount=2,filesize=20m"
+        cmd = self._jvm(java, gc_log, *self.settings.broker_jvm_options.split(),
+                        "kafka.Kafka", str(self.properties))
         script = 'out=$1; shift; "$@" >"$out" 2>&1 </dev/null & echo $!'
         done = subprocess.run(["sh", "-c", script, "sh", str(self.out_file), *cmd],
                               capture_output=True, text=True, start_new_session=True, check=True)

@@ -83,10 +83,15 @@ def test_compacted_topic_needs_keys(bootstrap: str, unique_prefix: str) -> None:
 
 @local_only
 def test_stop_frees_the_port_and_start_works_again(private_settings: Settings) -> None:
-    broker = LocalBroker(private_settings)
+    settings = private_settings.model_copy(update={"broker_jvm_options": "-XX:MaxGCPauseMillis=25"})
+    broker = LocalBroker(settings)
     try:
         started = broker.start()
         assert started.running and answers_metadata(broker.bootstrap)
+        # the extra JVM options reach the broker's JVM, and its collector logs its pauses
+        cmdline = Path(f"/proc/{started.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"-XX:MaxGCPauseMillis=25" in cmdline
+        assert (broker.logs / "gc.log").exists()
         create_topic(broker.bootstrap, "kept")
 
         stopped = broker.stop()
