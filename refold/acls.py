@@ -114,6 +114,7 @@ def role_acls(settings: Settings, role: str, bridge_group: str | None = None) ->
     if role == "admin":
         return [
             Acl("Topic", settings.topic_prefix, "CREATE", "PREFIXED"),
+            Acl("Topic", settings.topic_prefix, "DESCRIBE", "PREFIXED"),
             Acl("Topic", settings.topic_prefix, "DESCRIBE_CONFIGS", "PREFIXED"),
         ]
     raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")

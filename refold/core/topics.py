@@ -94,7 +94,13 @@ def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> 
             and all(p.leader >= 0 for p in md[n].partitions.values())
             for n in names
         )
-        if ready or time.monotonic() > deadline:
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            hidden = ", ".join(n for n in names if n not in md)
+            why = f"; not visible (no DESCRIBE on them?): {hidden}" if hidden else ""
+            log.warning("after %.0f s the metadata still lacks a leader for some topics%s",
+                        timeout, why)
             return
         time.sleep(0.1)
 

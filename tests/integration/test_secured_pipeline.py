@@ -89,6 +89,8 @@ def cluster(secured: SecuredBroker, unique_prefix: str, tmp_path: Path) -> Clust
     admin = c.user("admin")
     done = c.run(admin, "topics", "create")
     assert done.returncode == 0, done.stdout + done.stderr
+    # the admin role sees the topics it made (it waited for them, not for a timeout)
+    assert "metadata still lacks" not in done.stderr, done.stderr
     return c
 
 
