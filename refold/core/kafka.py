@@ -32,9 +32,27 @@ from refold.core.errors import ConfigError, KafkaFatalError
 log = logging.getLogger(__name__)
 
 
+TRANSIENT_AUTH = ("handshake failed: Local: Broker transport failure",
+                  "handshake failed: Local: Timed out")
+"""Authentication errors that are a connection lost during the SASL handshake (a broker starting
+or under load), not a refusal: librdkafka reconnects and tries again."""
+
+
 def error_cb(err: KafkaError) -> None:
-    """Escalate what cannot heal by itself; log the rest (librdkafka retries transient errors)."""
+    """Escalate what cannot heal by itself; log the rest (librdkafka retries transient errors).
+
+    >>> error_cb(KafkaError(KafkaError._AUTHENTICATION, "SASL SCRAM-SHA-512 mechanism handshake "
+    ...          "failed: Local: Broker transport failure: broker's supported mechanisms: (n/a)"))
+    >>> error_cb(KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: "
+    ...          "Authentication failed due to invalid credentials"))
+    Traceback (most recent call last):
+    ...
+    refold.core.errors.KafkaFatalError: authentication failed: SASL authentication error: ...
+    """
     auth = (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
+    if err.code() in auth and any(t in err.str() for t in TRANSIENT_AUTH):
+        log.warning("kafka: %s (a connection lost during authentication: retrying)", err.str())
+        return
     if err.code() in auth:
         raise KafkaFatalError(f"authentication failed: {err.str()} (check the client's "
                               "credentials: sasl.username/sasl.password, certificates)")
