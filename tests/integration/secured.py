@@ -245,3 +245,15 @@ class SecuredBroker:
             [UserScramCredentialUpsertion(name, info, password.encode())])
         for fut in futures.values():
             fut.result(30)
+        # the broker learns the credential from the metadata log a moment after the controller
+        # took it: until then the user's first login would be refused as a wrong password
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                fut = self.admin().describe_user_scram_credentials([name])[name]
+                if fut.result(30).scram_credential_infos:
+                    return
+            except KafkaException:
+                pass  # not known yet
+            assert time.monotonic() < deadline, f"the broker does not know the user {name}"
+            time.sleep(0.2)

@@ -370,7 +370,15 @@ def test_a_broker_restart_stalls_processing_which_then_resumes(tmp_path, world, 
         assert w.loop.stats.messages == stalled and w.thread.is_alive(), repr(w.error)  # stalled
         broker.start()
         publish(s, world, lo=half)
-        wait_for(lambda: committed(s, topics=BOTH) == world.total, 60, "processing to resume")
+        # the group rejoins on a broker that has just loaded its coordinators: slow on a busy
+        # machine (~15 s here when quiet); a failure says how far the worker got and why
+        try:
+            wait_for(lambda: committed(s, topics=BOTH) == world.total, 120, "processing to resume")
+        except AssertionError as exc:
+            got = committed(s, topics=BOTH)
+            raise AssertionError(f"{exc}: committed {got} of {world.total}, worker alive "
+                                 f"{w.thread.is_alive()}, error {w.error!r}, messages "
+                                 f"{w.loop.stats.messages} (stalled at {stalled})") from exc
         w.stop()
         assert w.loop.stats.messages > stalled
         assert_same_as(reference, s)
