@@ -4,7 +4,6 @@ as much as by the partition's progress, the same whatever the batch boundaries."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,42 +14,9 @@ from consumers.changelog import user_key
 from consumers.foldin_worker import FoldInWorker
 from consumers.model_source import foldin_config
 from models.recommender import OnlineRecommender
+from refold.bench.batch import Message
 from refold.core.config import Settings
 from refold.core.schemas import Event, encode
-
-
-@dataclass
-class Message:
-    """What the worker reads of a consumed message."""
-
-    _topic: str
-    _offset: int
-    _value: bytes
-    _key: bytes
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return self._key
-
-    def value(self) -> bytes:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return 1, 0
-
-    def error(self) -> None:
-        return None
-
-    def headers(self) -> None:
-        return None
 
 
 class Output:
@@ -70,8 +36,8 @@ def worker_at(path: Path) -> FoldInWorker:
 def run(worker: FoldInWorker, events: list[tuple[str, str, float]], batches: list[int]) -> None:
     """(user, item, time) events as messages of partition 0, handled in batches of the sizes."""
     topic = worker.events_topic
-    msgs = [Message(topic, n, encode(Event(event_id=f"e{n}", user_id=u, item_id=i,
-                                           event_type="click", event_time=t)), u.encode())
+    msgs = [Message(topic, 0, n, u.encode(), encode(Event(event_id=f"e{n}", user_id=u, item_id=i,
+                                                          event_type="click", event_time=t)), 0)
             for n, (u, i, t) in enumerate(events)]
     at = 0
     for size in batches:
