@@ -29,7 +29,7 @@ from consumers.state.assign import PartitionRestores, Restored
 from consumers.state.kv import Resources
 from consumers.state.local import LocalState, derive_user_indexes
 from consumers.state.restore import RestoreProgress, StoreRestorer
-from consumers.state.users import Arrival, StoredUsers
+from consumers.state.users import NO_TIME, Arrival, StoredUsers
 from models.expiry import Horizon
 from models.history import UserHistory
 from models.recommender import OnlineRecommender
@@ -40,7 +40,6 @@ from refold.core.schemas import Event, Impression
 
 log = logging.getLogger(__name__)
 
-NO_TIME = float("-inf")
 SWEEP_LIMIT = 1000
 """Expired users tombstoned per partition and batch at most (the rest in the next batches)."""
 
@@ -186,7 +185,7 @@ class StoreState:
         whatever the horizon of their ids."""
         if offset is not None and offset < self._covered.get(partition, -1):
             return False
-        w = self.users.watermarks.get(partition, NO_TIME)
+        w = self.users.watermark(partition)
         entry = self.local.load(msg.user_id, partition)  # the one look-up of the message
         if self.local.seen(entry, msg_id, partition, w):
             return False
@@ -242,7 +241,7 @@ class StoreState:
             last = changelog.meta_key(p)  # written last: its offset covers the others
             stage = self.local.staged(p).put
             for key, value in changelog.partition_records(
-                    p, plain, tp.offset, None if w == float("-inf") else w):
+                    p, plain, tp.offset, None if w == NO_TIME else w):
                 out.produce(self.topic, value, key, partition=p,
                             on_delivery=self._delivered if key == last else None)
                 stage(key, value)

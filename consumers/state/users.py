@@ -35,17 +35,18 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from consumers.state.local import LocalState
 from consumers.state.records import UserEntry
 from models.expiry import Horizon
 from models.history import UserHistory
 
-__all__ = ["Arrival", "Horizon", "LocalState", "StoredUsers"]
+__all__ = ["NO_TIME", "Arrival", "Horizon", "LocalState", "StoredUsers"]
 
 
-_NONE = float("-inf")
+NO_TIME = float("-inf")
+"""A partition's watermark before it applied any time."""
 
 
 class Arrival(enum.Enum):
@@ -88,7 +89,7 @@ class StoredUsers:
         return None
 
     def watermark(self, partition: int) -> float:
-        return self.watermarks.get(partition, float("-inf"))
+        return self.watermarks.get(partition, NO_TIME)
 
     # -- the UserHistories contract
     def get(self, user_id: str, default: UserHistory | None = None) -> UserHistory | None:
@@ -107,18 +108,18 @@ class StoredUsers:
 
     # -- messages arriving
     def arrive(self, user_id: str, partition: int, t: float,
-               entry: UserEntry | bool | None = True) -> tuple[UserEntry, Arrival]:
+               entry: UserEntry | Literal[True] | None = True) -> tuple[UserEntry, Arrival]:
         """A message of the user's at time `t` arrives (before it is applied): the user's entry
         (`entry`: the one `LocalState.load` gave; True: look it up), created if new, with its
         expiry judged (see the module docstring); the partition's watermark moves to `t`."""
         if entry is True:
             entry = self.local.load(user_id, partition)
-        w = self.watermarks.get(partition, _NONE)
+        w = self.watermark(partition)
         if t > w:
             self.watermarks[partition] = now = t
         else:
             now = w
-        if entry is None or entry is False:
+        if entry is None:
             entry = self.local.new_user(user_id, partition)
             self._arrived.add(user_id)
             return entry, Arrival.KNOWN
