@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from models import defaults
 from models.candidates import with_columns
 from models.errors import ModelError
 
@@ -51,12 +52,18 @@ class AnnConfig:
     """Graph degree (HNSW M): more is better recall, more memory and a slower build. On 300K
     ALS-like items, M = 32 reached recall 0.96 at a beam of 128 in 0.24 ms a user where M = 16
     needed 384 and 0.43 ms (the build took 1.9x as long)."""
-    ef_construction: int = 100
-    ef_search: int = 128
+    ef_construction: int = defaults.ANN_EF_CONSTRUCTION
+    ef_search: int = defaults.ANN_EF_SEARCH
     """Search beam: at least `candidates`; more is better recall and a slower search."""
     build_threads: int = 1
     drain_items: int = 256
     """Pending items moved into the graph per `drain` (bounds the work between batches)."""
+
+    def __post_init__(self) -> None:
+        small = {name: value for name, value in vars(self).items()
+                 if name != "min_items" and value < 1}
+        if small:
+            raise ModelError(f"index settings must be at least 1: {small}")
 
     def enabled_for(self, n_items: int) -> bool:
         return n_items >= self.min_items

@@ -36,12 +36,16 @@ SESSION_HALF_LIFE = 5.0
 """Recency half-life, in events, of the items that make a user's session."""
 ANN_MIN_ITEMS = 200_000
 """Catalog size from which lists come from approximate candidates re-scored exactly (0: never):
-where the exact scan of one user costs more than the index's search (README, retrieval table)."""
+where the exact scan of one user costs more than the index's search (docs/performance.md, large
+catalogs)."""
 ANN_CANDIDATES = 100
 """Candidates per user fetched from the index before exact re-scoring."""
 ANN_EF_SEARCH = 128
 """The index's search beam (graph degree 32): recall@20 0.958 at 1M ALS-like items with 100
-candidates (0.969 at 160, for 22% fewer events/s batched; README, retrieval table)."""
+candidates (0.969 at 160, for 22% fewer events/s batched; docs/performance.md, large catalogs)."""
+ANN_EF_CONSTRUCTION = 100
+"""The index's build beam: at 1M items, 40 builds in less than half the CPU time of 100 and needs
+a wider search beam for the same recall (docs/performance.md, large catalogs)."""
 CONTENT_TEXT_WEIGHT = 0.4
 CONTENT_TAG_WEIGHT = 0.6
 """A content score is 0.4 · text cosine + 0.6 · tag Jaccard (the blend job-matching systems use)."""

@@ -106,7 +106,12 @@ class FoldInConfig:
     ann_candidates: int = defaults.ANN_CANDIDATES
     """Candidates per user before exact re-scoring (plus the user's excluded items)."""
     ann_ef_search: int = defaults.ANN_EF_SEARCH
-    """Search beam of the index: recall against speed (see the README's retrieval table)."""
+    """Search beam of the index: recall against speed (see docs/performance.md, large catalogs)."""
+    ann_ef_construction: int = defaults.ANN_EF_CONSTRUCTION
+    """Build beam of the index: a better graph against a longer build (each snapshot's)."""
+    ann_build_threads: int = 1
+    """Threads that build each snapshot's index (off the processing thread; more only where
+    the worker has cores to spare)."""
     weights: EventWeights = field(default_factory=EventWeights)
     guard: bool = True
     """Cap what one user adds to the shared trending and co-visit counts (`models.guard`)."""
@@ -170,7 +175,9 @@ class FoldInConfig:
         if self.ann_min_items <= 0:
             return None
         return AnnConfig(min_items=self.ann_min_items, candidates=self.ann_candidates,
-                         ef_search=max(self.ann_ef_search, self.ann_candidates))
+                         ef_search=max(self.ann_ef_search, self.ann_candidates),
+                         ef_construction=self.ann_ef_construction,
+                         build_threads=self.ann_build_threads)
 
     def decay_spec(self) -> Decay:
         half_life = {"events": self.half_life_events, "time": self.half_life_seconds}

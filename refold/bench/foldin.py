@@ -157,20 +157,24 @@ def _recall(got: list[list[str]], want: list[list[str]]) -> float:
                           for g, w in zip(got, want, strict=True)]))
 
 
-def _config(k: int, ann: bool) -> FoldInConfig:
+def _config(k: int, ann: bool, index: dict[str, int] | None = None) -> FoldInConfig:
+    """refold set up as implicit is; `index`: `ann_*` fold-in settings (e.g. the build beam)."""
     return FoldInConfig(alpha=ALPHA, regularization=REG, decay="none", k=k,
                         full_events=1, min_events=1, exclude_types=frozenset({"click"}),
                         history_size=10_000, max_excluded=10_000, session_weight=0.0,
-                        ann_min_items=1 if ann else 0)
+                        ann_min_items=1 if ann else 0, **(index or {}))
 
 
-def ann_run(stream: Stream, k: int, lists: list[list[str]], batched: dict[int, list[str]]
-            ) -> dict:
+def ann_run(stream: Stream, k: int, lists: list[list[str]], batched: dict[int, list[str]],
+            index_settings: dict[str, int] | None = None) -> dict:
     """refold with approximate retrieval, per event and batched, next to the exact lists; the
-    index is built once (as a snapshot swap builds it, off the clock) and used by both."""
-    t0 = _clock()
-    index = MipsIndex(stream.Y, _config(k, True).ann_config())
-    build = _clock() - t0
+    index is built once (as a snapshot swap builds it, off the clock) and used by both. The
+    build's CPU time counts every thread it ran on (`ann_build_threads`)."""
+    config = _config(k, True, index_settings).ann_config()
+    assert config is not None
+    t0, w0 = _clock(), time.perf_counter()
+    index = MipsIndex(stream.Y, config)
+    build, build_wall = _clock() - t0, time.perf_counter() - w0
     t_one, one = _refold(stream, k, None, index)
     t_batch, many = _refold(stream, k, 500, index)
     events = len(stream.users)
@@ -181,21 +185,26 @@ def ann_run(stream: Stream, k: int, lists: list[list[str]], batched: dict[int, l
         "ann_recall_at_20": min(_recall(one, lists),
                                 _recall([many[j] for j in keys], [batched[j] for j in keys])),
         "ann_build_seconds": build,
+        "ann_build_wall_seconds": build_wall,
+        "ann_build_threads": config.build_threads,
+        "ann_ef_construction": config.ef_construction,
+        "ann_ef_search": config.ef_search,
     }
 
 
 def run(items: int = 10_000, factors: int = 64, events: int = 2_000, k: int = 20,
         river_events: int | None = None, seed: int = 0, ann: bool = False,
-        shape: synth.Shape = "gaussian", baselines: bool = True) -> dict:
+        shape: synth.Shape = "gaussian", baselines: bool = True,
+        index_settings: dict[str, int] | None = None) -> dict:
     """Events/s of each model on one thread, and how often refold's top-K equals implicit's;
     with `ann`, refold with approximate retrieval too (`baselines=False` skips implicit and
-    river, e.g. for 10M items)."""
+    river, e.g. for 10M items; `index_settings`: `ann_*` fold-in settings of the index)."""
     stream = Stream.make(items, factors, events, seed, shape)
     river_n = river_events or max(5, min(200, 2_000_000 // items))
     with threadpool_limits(1):
         t_refold, lists = _refold(stream, k, None)
         t_batched, batched = _refold(stream, k, 500)
-        approx = ann_run(stream, k, lists, batched) if ann else {}  # type: ignore[arg-type]
+        approx = ann_run(stream, k, lists, batched, index_settings) if ann else {}
         if not baselines:
             return {"items": items, "factors": factors, "events": events, "k": k,
                     "shape": shape, "loadavg": os.getloadavg(),

@@ -89,6 +89,24 @@ def bench_produce(ctx: click.Context, events: int, as_json: bool) -> None:
     emit(result, as_json, produce.table(result))
 
 
+def _ann_settings(pairs: tuple[str, ...]) -> dict[str, int]:
+    """`NAME=N` pairs of the index's fold-in settings (`ann_*`), refused with a clear error."""
+    from dataclasses import fields
+
+    from models.foldin_config import FoldInConfig
+
+    known = sorted(f.name for f in fields(FoldInConfig)
+                   if f.name.startswith("ann_") and f.name != "ann_min_items")
+    out: dict[str, int] = {}
+    for pair in pairs:
+        name, _, value = (part.strip() for part in pair.partition("="))
+        if name not in known or not value.isdigit() or int(value) < 1:
+            raise click.BadParameter(f"{pair!r}: expected NAME=N, N >= 1, NAME one of "
+                                     f"{', '.join(known)}", param_hint="--ann-setting")
+        out[name] = int(value)
+    return out
+
+
 @bench.command("foldin")
 @click.option("--items", "items", type=int, multiple=True,
               help="Catalog size(s); repeatable [10000, 100000, 1000000].")
@@ -105,19 +123,25 @@ def bench_produce(ctx: click.Context, events: int, as_json: bool) -> None:
                    "spread as ALS spreads them.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Run implicit and river too (skip them for very large catalogs).")
+@click.option("--ann-setting", "ann_settings", multiple=True, metavar="NAME=N",
+              help="An index fold-in setting for --ann, e.g. ann_build_threads=2, "
+                   "ann_ef_construction=40, ann_ef_search=192; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench_foldin(items: tuple[int, ...], factors: int, events: int, k: int, ann: bool,
-                 shape: str, baselines: bool, as_json: bool) -> None:
+                 shape: str, baselines: bool, ann_settings: tuple[str, ...],
+                 as_json: bool) -> None:
     """Fold-in + top-K events/s on one thread: refold vs implicit recalculate_user vs river;
     with --ann, refold's approximate retrieval next to its exact scan."""
     from refold.bench import foldin
 
     if not (ann or baselines):
         raise click.UsageError("--no-baselines needs --ann (nothing would be compared)")
+    index = _ann_settings(ann_settings)
     results = []
     for n in items or (10_000, 100_000, 1_000_000):
         results.append(foldin.run(items=n, factors=factors, events=events, k=k, ann=ann,
-                                  shape=shape, baselines=baselines))  # type: ignore[arg-type]
+                                  shape=shape, baselines=baselines,  # type: ignore[arg-type]
+                                  index_settings=index))
         if not as_json:
             click.echo(f"  {n:,} items done", err=True)
     out = results[0] if len(results) == 1 else {"runs": results}
