@@ -4,8 +4,8 @@
 partition by partition in timestamp order, the impressions services reported. For a micro-batch
 it
 
-1. checks every message (`consumers.deadletter`, `consumers.poison`): a bad one becomes a dead
-   letter, in the same transaction, and processing goes on;
+1. checks every message (`consumers.admission`): a bad one becomes a dead letter, in the same
+   transaction, and processing goes on;
 2. skips an event or impression whose id it has applied already (`state.admit`: a re-sent one
    counts once);
 3. saves the state of the batch's partitions (`consumers.undo`; users: `state`), applies the users'
@@ -41,23 +41,16 @@ from collections.abc import Callable, Sequence
 from confluent_kafka import Message, TopicPartition
 
 from consumers import changelog
+from consumers.admission import Admission, Cut
 from consumers.batch import SideInput
 from consumers.committed import CommittedBatch, Swap
 from consumers.crash import CrashPoint
-from consumers.deadletter import (
-    DeadLetters,
-    Limits,
-    Rejected,
-    check_event_message,
-    check_impression_message,
-)
-from consumers.feedback import Feedback, Op
+from consumers.deadletter import DeadLetters
+from consumers.feedback import Feedback
 from consumers.loop import Output, next_offsets
-from consumers.poison import check_numbers
 from consumers.republish import Republisher
 from consumers.state.memory import MemoryState
 from consumers.state.stored import StoreState
-from consumers.state.users import Arrival
 from consumers.suspects import Suspects
 from consumers.undo import BatchUndo
 from models.foldin import ItemFactors
@@ -65,14 +58,9 @@ from models.recommender import OnlineRecommender, PreparedFactors, Recs
 from models.snapshot import Snapshot
 from refold.core import metrics as M
 from refold.core.config import Settings
-from refold.core.errors import ModelError
-from refold.core.kafka import where
-from refold.core.schemas import Cause, Event, Impression, encode
+from refold.core.schemas import Cause, Event, encode
 
 log = logging.getLogger(__name__)
-
-IMPRESSION_ID = "~imp/"
-"""Prefix of impression ids among a user's recent ids (so they never meet an event id)."""
 
 
 class FoldInWorker:
@@ -97,10 +85,8 @@ class FoldInWorker:
         """Readers applied between batches, never mid-batch (the catalog is one)."""
         self.clock = clock
         self.prepare_swaps = prepare_swaps
-        self.limits = Limits.of(settings)
         self.recs_topic = settings.topic("recommendations")
         self.events_topic = settings.topic("events")
-        self.impressions_topic = settings.topic("impressions")
         self.feedback = Feedback(recommender, keep_lists=settings.republish_inactive)
         self.changelog = changelog.ChangelogReader(settings, exact=exact_restore)
         self.dead_letters = DeadLetters(settings)
@@ -122,6 +108,9 @@ class FoldInWorker:
         """The batch's partitions as they were (users: `state`)."""
         self.suspects = Suspects(self.state.reset_user, self.dead_letters, self.changelog.topic)
         """Messages whose handling kept raising (`consumers.suspects`)."""
+        self.admission = Admission(settings, recommender, self.state, self.suspects,
+                                   self.dead_letters)
+        """Steps 1-2: which of a batch's messages are applied (`consumers.admission`)."""
         self._crash = CrashPoint.from_env()
         self._swaps = 0
         self._held: set[int] = set()
@@ -144,49 +133,29 @@ class FoldInWorker:
     # -- the loop's Processor protocol
 
     def handle(self, messages: list[Message], out: Output) -> None:
+        """Steps 1-5 for a micro-batch."""
         now = self.clock()
         self._batch = done = CommittedBatch(started=now)
-        batch: list[tuple[Event, Message]] = []
-        ops: list[Op] = []
-        cuts: list[tuple[int, int, str, int]] = []  # (op, event, user, partition)
-        for msg in messages:
-            try:
-                item = self._check(msg, now)
-                if self.suspects and self.suspects.meet(item.user_id, msg, out, now):
-                    self._staged_dead["bad_state"] += 1  # and the user starts again
-                    self._staged["users_reset"] += 1
-                    done.dead_letters.append("bad_state")
-            except Rejected as err:
-                self.dead_letters.send(out, msg, err, now)
-                self._staged_dead[err.error_class] += 1
-                done.dead_letters.append(err.error_class)
-                continue
-            offset = msg.offset() if isinstance(item, Event) else None
-            admitted = self.state.admit(item, _id_of(item), msg.partition(), offset)
-            if not admitted:
-                log.info("duplicate %s at %s: skipped", _id_of(item), where(msg))
-                self._staged["duplicates"] += 1
-                continue
-            if admitted is Arrival.RENEW_BEFORE:  # expired after earlier messages of theirs
-                cuts.append((len(ops), len(batch), item.user_id, msg.partition()))
-            ops.append((item, msg.partition()))
-            if isinstance(item, Event):
-                batch.append((item, msg))
+        admitted = self.admission.admit(messages, out, now)
+        done.dead_letters.extend(admitted.dead_letters)
+        self._staged_dead.update(admitted.dead_letters)
+        self._staged.update(admitted.counts)
         touched = {m.partition(): [] for m in messages if m.topic() == self.events_topic}
-        for ev, msg in batch:
+        for ev, msg in admitted.events:
             touched[msg.partition()].append(ev.item_id)
         self.undo.save_partitions(touched)
+        ops, events = admitted.ops, admitted.events
         o0 = b0 = 0
-        for o, b, user, p in [*cuts, (len(ops), len(batch), None, 0)]:  # renewals between
+        for o, b, user, p in [*admitted.cuts, Cut(len(ops), len(events), None, 0)]:
             before, after = self.feedback.split(ops[o0:o])
             self.feedback.apply(before, done.feedback)
             if b > b0:
-                self._publish(batch[b0:b], out, now, done)
+                self._publish(events[b0:b], out, now, done)
             self.feedback.apply(after, done.feedback)
             if user is not None:
                 self.state.renew(user, p)
             o0, b0 = o, b
-        self._staged["impressions"] += len(ops) - len(batch)
+        self._staged["impressions"] += len(ops) - len(events)
         records, size = self.state.write(
             out, {**self.suspects.reset_users, **{op[0].user_id: None for op in ops}},
             [tp for tp in next_offsets(messages) if tp.topic == self.events_topic],
@@ -371,23 +340,6 @@ class FoldInWorker:
         """`swap_model` with a snapshot's factors (what a `SnapshotFollower` hands over)."""
         self.swap_model(snapshot.item_factors())
 
-    # -- internals
-
-    def _check(self, msg: Message, now: float) -> Event | Impression:
-        reason = self.suspects.reject((msg.topic(), msg.partition(), msg.offset())) \
-            if self.suspects else None
-        if reason is not None:
-            raise Rejected("", f"handling it raised {reason}", "exception")
-        if msg.topic() == self.impressions_topic:
-            return check_impression_message(msg.key(), msg.value(), self.limits, now)
-        event = check_event_message(msg.key(), msg.value(), self.limits, now)
-        check_numbers(event, self.settings.max_abs_weight)
-        try:  # the model's own rules (e.g. event weights) are part of "usable"
-            self.recommender.config.weights.weight(event.event_type, event.value, event.weight)
-        except ModelError as exc:
-            raise Rejected("", str(exc), "model") from None
-        return event
-
     def summary(self, seconds: float) -> str:
         """One line: what was done, how fast."""
         c = self.counts
@@ -396,11 +348,6 @@ class FoldInWorker:
         return (f"{c['events']:,} events, {c['recommendations']:,} recommendations, "
                 f"{c['dead_letters']:,} dead letters{f' ({dead})' if dead else ''}, "
                 f"{c['duplicates']:,} duplicates in {seconds:.1f} s ({rate:,.0f} events/s)")
-
-
-def _id_of(item: Event | Impression) -> str:
-    """The id a message is de-duplicated by."""
-    return item.event_id if isinstance(item, Event) else IMPRESSION_ID + item.impression_id
 
 
 def transactional_id(settings: Settings) -> str:
