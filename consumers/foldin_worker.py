@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from confluent_kafka import Message, TopicPartition
 
 from consumers import changelog
-from consumers.admission import Admission, Cut
+from consumers.admission import Admission, Admitted, Cut
 from consumers.batch import SideInput
 from consumers.committed import CommittedBatch, Swap
 from consumers.crash import CrashPoint
@@ -144,6 +144,21 @@ class FoldInWorker:
         for ev, msg in admitted.events:
             touched[msg.partition()].append(ev.item_id)
         self.undo.save_partitions(touched)
+        self._apply_in_order(admitted, out, now, done)
+        self._staged["impressions"] += len(admitted.ops) - len(admitted.events)
+        records, size = self.state.write(
+            out, {**self.suspects.reset_users, **{op[0].user_id: None for op in admitted.ops}},
+            [tp for tp in next_offsets(messages) if tp.topic == self.events_topic],
+            list(self._tombstones))  # impressions change users only
+        self._staged["changelog_records"] += records
+        self._staged["changelog_bytes"] += size
+
+    def _apply_in_order(self, admitted: Admitted, out: Output, now: float,
+                        done: CommittedBatch) -> None:
+        """Steps 3-4, in segments cut where a user is renewed (`admitted.cuts`): a user found
+        expired after earlier messages of theirs in the batch starts anew only once those are
+        applied to the old state, so each segment is applied and published, then the user
+        renewed, as if the batch had ended just before the message that found them expired."""
         ops, events = admitted.ops, admitted.events
         o0 = b0 = 0
         for o, b, user, p in [*admitted.cuts, Cut(len(ops), len(events), None, 0)]:
@@ -155,13 +170,6 @@ class FoldInWorker:
             if user is not None:
                 self.state.renew(user, p)
             o0, b0 = o, b
-        self._staged["impressions"] += len(ops) - len(events)
-        records, size = self.state.write(
-            out, {**self.suspects.reset_users, **{op[0].user_id: None for op in ops}},
-            [tp for tp in next_offsets(messages) if tp.topic == self.events_topic],
-            list(self._tombstones))  # impressions change users only
-        self._staged["changelog_records"] += records
-        self._staged["changelog_bytes"] += size
 
     def _publish(self, batch: list[tuple[Event, Message]], out: Output, now: float,
                  done: CommittedBatch) -> None:
