@@ -176,6 +176,7 @@ class FoldInWorker:
         """Steps 3-4 for the batch's events: learn, rank, draw and produce the lists."""
         read_at = {id(ev): msg for ev, msg in batch}
         guarded = self.recommender.guard_stats.totals()
+        lists, decided = len(done.published), len(done.feedback.decisions)  # earlier parts
         results = self.recommender.process_batch(
             [ev for ev, _ in batch], [msg.partition() for _, msg in batch],
             k=self.feedback.depth)
@@ -197,8 +198,8 @@ class FoldInWorker:
         done.foldin_residual = self.recommender.batch_residual
         done.timestamps += [msg.timestamp()[1] / 1000 for _, msg in batch]
         self._staged["events"] += len(batch)
-        self._staged["recommendations"] += len(done.published)
-        self._staged["demoted"] += sum(d.demoted > 0 for d in done.feedback.decisions)
+        self._staged["recommendations"] += len(done.published) - lists
+        self._staged["demoted"] += sum(d.demoted > 0 for d in done.feedback.decisions[decided:])
 
     def promote(self) -> None:
         """The batch committed: its state is the state; count what it did."""

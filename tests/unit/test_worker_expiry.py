@@ -4,8 +4,9 @@ as much as by the partition's progress, the same whatever the batch boundaries."
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import pytest
@@ -20,8 +21,12 @@ from refold.core.schemas import Event, encode
 
 
 class Output:
-    def produce(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    """Counts what is produced, per topic."""
+
+    produced: ClassVar[Counter[str]] = Counter()
+
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
+        Output.produced[topic] += 1
 
 
 def worker_at(path: Path) -> FoldInWorker:
@@ -75,8 +80,11 @@ def test_expiry_does_not_depend_on_the_batch_boundaries(tmp_path, batches) -> No
     events = [("u1", "a", 10.0), ("u2", "c", 600.0), ("u1", "b", 1500.0), ("u2", "d", 1550.0),
               ("u2", "e", 2100.0)]
     worker = worker_at(tmp_path / "w")
+    Output.produced.clear()
     run(worker, events, batches)
     assert history(worker, "u1") == ["b"] and history(worker, "u2") == ["c", "d", "e"]
+    # a batch applied in parts around u1's renewal counts each list once
+    assert worker.counts["recommendations"] == Output.produced[worker.recs_topic] > 0
     one_by_one = worker_at(tmp_path / "one")
     run(one_by_one, events, [1] * len(events))
     for user in ("u1", "u2"):
