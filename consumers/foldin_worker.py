@@ -119,7 +119,6 @@ class FoldInWorker:
         """Items deleted from the catalog: their partition state goes, with tombstones."""
         self._tombstones: dict[tuple[int, str], None] = {}
         """(partition, item) whose records the next committed batch tombstones."""
-        self._ready: list[TopicPartition] = []
         self._staged: Counter[str] = Counter()
         self._staged_dead: Counter[str] = Counter()
         self._next_model: PreparedFactors | ItemFactors | None = None
