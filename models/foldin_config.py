@@ -152,6 +152,7 @@ class FoldInConfig:
     def __post_init__(self) -> None:
         self.policy()  # refuse a bad exploration policy when the configuration is made
         self.demotion()
+        self.ann_config()  # and bad index settings, not at a snapshot's build
 
     def policy(self) -> Policy:
         """The exploration policy."""

@@ -45,4 +45,4 @@ def test_index_settings_below_one_are_refused():
     with pytest.raises(ModelError, match="build_threads"):
         AnnConfig(build_threads=0)
     with pytest.raises(ModelError, match="ef_construction"):
-        FoldInConfig(ann_ef_construction=0).ann_config()
+        FoldInConfig(ann_ef_construction=0)  # when the configuration is made
