@@ -6,7 +6,7 @@ import json
 
 import click
 
-from refold.cli import cli
+from refold.cli import cli, typed_pairs
 
 
 @cli.group()
@@ -97,13 +97,15 @@ def _ann_settings(pairs: tuple[str, ...]) -> dict[str, int]:
 
     known = sorted(f.name for f in fields(FoldInConfig)
                    if f.name.startswith("ann_") and f.name != "ann_min_items")
-    out: dict[str, int] = {}
-    for pair in pairs:
-        name, _, value = (part.strip() for part in pair.partition("="))
-        if name not in known or not value.isdigit() or int(value) < 1:
-            raise click.BadParameter(f"{pair!r}: expected NAME=N, N >= 1, NAME one of "
+    try:
+        out = typed_pairs(pairs)
+    except click.BadParameter as exc:
+        exc.param_hint = "--ann-setting"
+        raise
+    for name, value in out.items():
+        if name not in known or type(value) is not int or value < 1:
+            raise click.BadParameter(f"{name}={value!r}: expected NAME=N, N >= 1, NAME one of "
                                      f"{', '.join(known)}", param_hint="--ann-setting")
-        out[name] = int(value)
     return out
 
 
