@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 import pytest
@@ -23,10 +23,11 @@ from refold.core.schemas import Event, encode
 class Output:
     """Counts what is produced, per topic."""
 
-    produced: ClassVar[Counter[str]] = Counter()
+    def __init__(self) -> None:
+        self.produced: Counter[str] = Counter()
 
     def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
-        Output.produced[topic] += 1
+        self.produced[topic] += 1
 
 
 def worker_at(path: Path) -> FoldInWorker:
@@ -38,17 +39,20 @@ def worker_at(path: Path) -> FoldInWorker:
     return worker
 
 
-def run(worker: FoldInWorker, events: list[tuple[str, str, float]], batches: list[int]) -> None:
-    """(user, item, time) events as messages of partition 0, handled in batches of the sizes."""
+def run(worker: FoldInWorker, events: list[tuple[str, str, float]], batches: list[int]
+        ) -> Output:
+    """(user, item, time) events as messages of partition 0, handled in batches of the sizes;
+    the output every batch produced to."""
     topic = worker.events_topic
     msgs = [Message(topic, 0, n, u.encode(), encode(Event(event_id=f"e{n}", user_id=u, item_id=i,
                                                           event_type="click", event_time=t)), 0)
             for n, (u, i, t) in enumerate(events)]
-    at = 0
+    at, out = 0, Output()
     for size in batches:
-        worker.handle(msgs[at:at + size], Output())  # type: ignore[arg-type]
+        worker.handle(msgs[at:at + size], out)  # type: ignore[arg-type]
         worker.promote()
         at += size
+    return out
 
 
 def history(worker: FoldInWorker, user: str) -> list[str]:
@@ -80,11 +84,10 @@ def test_expiry_does_not_depend_on_the_batch_boundaries(tmp_path, batches) -> No
     events = [("u1", "a", 10.0), ("u2", "c", 600.0), ("u1", "b", 1500.0), ("u2", "d", 1550.0),
               ("u2", "e", 2100.0)]
     worker = worker_at(tmp_path / "w")
-    Output.produced.clear()
-    run(worker, events, batches)
+    out = run(worker, events, batches)
     assert history(worker, "u1") == ["b"] and history(worker, "u2") == ["c", "d", "e"]
     # a batch applied in parts around u1's renewal counts each list once
-    assert worker.counts["recommendations"] == Output.produced[worker.recs_topic] > 0
+    assert worker.counts["recommendations"] == out.produced[worker.recs_topic] > 0
     one_by_one = worker_at(tmp_path / "one")
     run(one_by_one, events, [1] * len(events))
     for user in ("u1", "u2"):
