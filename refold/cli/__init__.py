@@ -48,17 +48,22 @@ def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
     return load_settings(root.get("config"), merged)
 
 
-def typed_pairs(values: tuple[str, ...]) -> dict[str, Any]:
-    """KEY=VALUE flags; values are read as JSON when they parse (numbers, true, null)."""
+def typed_pairs(values: tuple[str, ...], flag: str | None = None) -> dict[str, Any]:
+    """KEY=VALUE flags; values are read as JSON when they parse (numbers, true, null), else
+    kept as strings without surrounding blanks; a pair without `=` is refused, named by `flag`.
+
+    >>> typed_pairs(("k=10", "decay=exp ", "session_weight=0.5"))
+    {'k': 10, 'decay': 'exp', 'session_weight': 0.5}
+    """
     out: dict[str, Any] = {}
     for item in values:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=flag)
         try:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
-            out[key.strip()] = raw
+            out[key.strip()] = raw.strip()
     return out
 
 

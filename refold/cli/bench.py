@@ -97,11 +97,7 @@ def _ann_settings(pairs: tuple[str, ...]) -> dict[str, int]:
 
     known = sorted(f.name for f in fields(FoldInConfig)
                    if f.name.startswith("ann_") and f.name != "ann_min_items")
-    try:
-        out = typed_pairs(pairs)
-    except click.BadParameter as exc:
-        exc.param_hint = "--ann-setting"
-        raise
+    out = typed_pairs(pairs, "--ann-setting")
     for name, value in out.items():
         if name not in known or type(value) is not int or value < 1:
             raise click.BadParameter(f"{name}={value!r}: expected NAME=N, N >= 1, NAME one of "
@@ -191,19 +187,11 @@ def bench_pipeline(ctx: click.Context, dataset: str, path: str, events: int | No
         raise click.UsageError(f"no ml-100k directory at {path}: give --path")
     if min(repeat, latency_events) < 1 or rate <= 0:
         raise click.UsageError("--repeat and --latency-events must be >= 1, --rate > 0")
+    changes = typed_pairs(fold_in, "--fold-in")
     settings = settings_from(ctx, events_partitions=partitions, batch_size=batch_size,
                              factors=factors)
     ensure_bootstrap(settings)
     click.echo(f"fitting ALS ({factors} factors) on {dataset}...", err=True)
-    changes = {}
-    for pair in fold_in:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}")
-        try:
-            changes[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            changes[key.strip()] = raw.strip()
     try:
         workload = pipeline.load_workload(settings, dataset, path, events, fold_in=changes)
     except (TypeError, ValueError) as exc:  # an unknown or bad --fold-in setting

@@ -82,7 +82,7 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
         guarantee=guarantee, follow_snapshots=follow_snapshots, snapshot_wait=snapshot_wait,
         refit_on_drift=refit_on_drift, refit_request_interval=refit_request_interval,
         max_messages=max_events, idle_exit=idle_exit, consumer_extra=_key_values(consumer_conf),
-        producer_extra=_key_values(producer_conf), fold_in=typed_pairs(fold_in))
+        producer_extra=_key_values(producer_conf), fold_in=typed_pairs(fold_in, "--fold-in"))
     with assemble_worker(settings, factors, options) as worker:
         worker.stop_on_signals()
         stats = worker.run(freeze_heap=True)

@@ -120,7 +120,7 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
     names = tuple(m.strip() for m in models.split(",")) if models else MODELS
     try:
         protocol = runner.Protocol(warmup, window, 10, refit_every, oracle_every, seed,
-                                   not weighted, typed_pairs(fold_in))
+                                   not weighted, typed_pairs(fold_in, "--fold-in"))
         data = runner.encode(log, catalog, protocol, profiles)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from exc
@@ -131,7 +131,7 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
 
         search_result = search.search(data, protocol, names, log=None if as_json else _say)
         tuned = search.tuned(search_result)
-    for key, value in typed_pairs(params).items():
+    for key, value in typed_pairs(params, "--param").items():
         model, _, name = key.partition(".")
         family = "refold" if model in REFOLD_FAMILY else model
         tuned.setdefault(family, {})[name] = value
