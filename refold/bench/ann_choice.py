@@ -5,7 +5,9 @@ item factors, with inner product as the similarity (the graph type that gives ma
 product results directly; the Euclidean reduction, an extra coordinate sqrt(M² − |y|²), is
 measured too as `faiss-l2-reduction`: it keeps the order exact but the graph, built on points
 crowded at the pole, navigates poorly), and faiss's inverted file (`faiss-ivf`, the beam being
-the lists probed), which builds in a fraction of a graph's time. Each folded-in user fetches
+the lists probed), which builds in a fraction of a graph's time, and faiss's graph over 8-bit or
+16-bit codes of the vectors (`faiss-8bit`, `faiss-fp16`: fewer bytes read per distance, the
+candidates still re-scored on the exact vectors). Each folded-in user fetches
 `candidates` items, which are re-scored exactly with the user's own items excluded, as the
 ranking does; recall@K is the share of the exact top-K found. The search beam is raised until
 the recall target is met, and the per-query (one user at a time) and batched latencies are
@@ -13,7 +15,8 @@ reported there, on one thread.
 Times are CPU seconds of this process (`time.process_time`), so that other load on the machine
 does not move them; builds run on one thread by default for the same reason.
 
-Run: `python -m refold.bench.ann_choice --items 1000000 --shape als`.
+Run: `python -m refold.bench.ann_choice --items 1000000 --shape als` (`--m`, `--efc`,
+`--threads`: the graph's degree, build beam and build threads).
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ def _usearch() -> Library:
     return Library("usearch", build, search, lambda ix: int(ix.memory_usage))
 
 
-def _faiss(reduction: bool) -> Library:
+def _faiss(reduction: bool, quantized: str | None = None) -> Library:
+    """faiss's graph; `quantized` ("8bit", "fp16"): its vectors stored by a scalar quantizer
+    (`IndexHNSWSQ`, trained on the items), a quarter or half of the bytes each distance reads."""
     import faiss
 
     def build(Y: np.ndarray, m: int, efc: int, threads: int) -> Any:
@@ -87,8 +92,13 @@ def _faiss(reduction: bool) -> Library:
             norms = np.linalg.norm(Y, axis=1)
             extra = np.sqrt(np.maximum(norms.max() ** 2 - norms**2, 0.0))
             Y = np.hstack([Y, extra[:, None]]).astype(np.float32)
-        ix = faiss.IndexHNSWFlat(Y.shape[1], m,
-                                 faiss.METRIC_L2 if reduction else faiss.METRIC_INNER_PRODUCT)
+        metric = faiss.METRIC_L2 if reduction else faiss.METRIC_INNER_PRODUCT
+        if quantized is None:
+            ix = faiss.IndexHNSWFlat(Y.shape[1], m, metric)
+        else:
+            qtype = getattr(faiss.ScalarQuantizer, f"QT_{quantized}")
+            ix = faiss.IndexHNSWSQ(Y.shape[1], qtype, m, metric)
+            ix.train(np.ascontiguousarray(Y))
         ix.hnsw.efConstruction = efc
         ix.add(np.ascontiguousarray(Y))
         faiss.omp_set_num_threads(1)
@@ -101,8 +111,10 @@ def _faiss(reduction: bool) -> Library:
         ix.hnsw.efSearch = max(ef, n)
         return ix.search(np.ascontiguousarray(X, dtype=np.float32), n)[1]
 
-    return Library("faiss-l2-reduction" if reduction else "faiss", build, search,
-                   lambda ix: ix.ntotal * (ix.d * 4 + ix.hnsw.nb_neighbors(0) * 4 * 2))
+    name = "faiss-l2-reduction" if reduction else "faiss"
+    code = {"8bit": 1, "fp16": 2}.get(quantized or "", 4)  # bytes a coordinate takes
+    return Library(name if quantized is None else f"{name}-{quantized}", build, search,
+                   lambda ix: ix.ntotal * (ix.d * code + ix.hnsw.nb_neighbors(0) * 4 * 2))
 
 
 def _faiss_ivf() -> Library:
@@ -133,6 +145,7 @@ def _faiss_ivf() -> Library:
 LIBRARIES: dict[str, Callable[[], Library]] = {
     "hnswlib": _hnswlib, "usearch": _usearch, "faiss": lambda: _faiss(False),
     "faiss-l2-reduction": lambda: _faiss(True), "faiss-ivf": _faiss_ivf,
+    "faiss-8bit": lambda: _faiss(False, "8bit"), "faiss-fp16": lambda: _faiss(False, "fp16"),
 }
 
 
@@ -224,10 +237,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--threads", type=int, default=1, help="build threads")
+    p.add_argument("--m", type=int, default=16, help="graph degree")
+    p.add_argument("--efc", type=int, default=100, help="build beam")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     r = run(a.items, a.shape, a.libraries.split(","), queries=a.queries,
-            candidates=a.candidates, threads=a.threads)
+            candidates=a.candidates, m=a.m, efc=a.efc, threads=a.threads)
     print(json.dumps(r, indent=2) if a.json else table(r))
 
 

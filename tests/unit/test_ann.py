@@ -81,3 +81,14 @@ def test_bad_input_is_refused() -> None:
 def test_enabled_by_catalog_size() -> None:
     c = AnnConfig(min_items=1000)
     assert not c.enabled_for(999) and c.enabled_for(1000)
+
+
+@pytest.mark.parametrize("name", ["faiss", "faiss-8bit", "faiss-fp16"])
+def test_ann_choice_measures_each_faiss_graph_on_the_same_users(name):
+    """The index-choice benchmark builds each graph type and reports what it found."""
+    from refold.bench import ann_choice
+
+    r = ann_choice.run(3000, "als", [name], factors=8, queries=40, candidates=50, m=8, efc=16)
+    row = r["libraries"][0]
+    assert row["library"] == name and 0.5 < row["recall"] <= 1.0
+    assert row["index_mb"] > 0 and row["single_ms"] > 0
