@@ -126,8 +126,10 @@ class Settings(HybridSettings, BridgeSettings):
     controller_port: Port = Field(9093, description="local broker's controller port")
     broker_heap: str = Field("768m", pattern=r"^\d+[kKmMgG]?$",
                              description="local broker's JVM heap (-Xmx)")
+    broker_gc: Literal["zgc", "g1"] = Field("zgc", description=(
+        "local broker's garbage collector: ZGC (pauses under a millisecond) or G1"))
     broker_jvm_options: str = Field("", description=(
-        "more JVM options of the local broker, space separated (after the heap and G1)"))
+        "more JVM options of the local broker, space separated (after the heap and collector)"))
 
     # -- recommendations and the model: defaults from `models.defaults` (the one source) and,
     # for what only the fold-in reads, from `models.foldin_config.FoldInConfig`
