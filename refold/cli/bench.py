@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -67,7 +68,7 @@ def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int
     if not Path(path).is_dir():
         raise click.UsageError(f"no ml-100k directory at {path}: give --path")
     with click.progressbar(length=rounds * len(batch_bench.MODES), label="batch",
-                           file=click.get_text_stream("stderr")) as bar:
+                           file=sys.stderr) as bar:
         result = batch_bench.run(path, events, batch, partitions, rounds, profile, bar.update,
                                  "worker, local stores" if profile_stores else "worker")
     emit(result, as_json, batch_bench.table(result))

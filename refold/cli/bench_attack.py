@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -26,7 +27,7 @@ def bench_attack(bots: int, events_per_bot: int, events: int, seed: int, out: st
 
     scenario = attack.Scenario(bots=bots, events_per_bot=events_per_bot, events=events,
                                seed=seed)
-    with click.progressbar(length=4, label="replays", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=4, label="replays", file=sys.stderr) as bar:
         result = attack.run(scenario, progress=lambda: bar.update(1))
     result["loadavg"] = os.getloadavg()
     path = attack.plot(result, out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -26,7 +27,7 @@ def bench_pace(seeds: int, path: str, as_json: bool) -> None:
     rows = []
     movielens = Path(path).is_dir()
     with click.progressbar(length=2 * seeds + movielens, label="logs",
-                           file=click.get_text_stream("stderr")) as bar:
+                           file=sys.stderr) as bar:
         if movielens:
             from producers.movielens import load_movielens
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from refold.cli.bench import bench, emit
@@ -24,7 +26,7 @@ def bench_republish(users: int, events: int, k: int, inactive: int, rank_users: 
     from refold.bench import republish
 
     with click.progressbar(length=1, label="republish",
-                           file=click.get_text_stream("stderr")) as bar:
+                           file=sys.stderr) as bar:
         result = republish.run(users=users, events=events, k=k, inactive=inactive,
                                rank_users=rank_users)
         bar.update(1)
