@@ -127,7 +127,7 @@ class Settings(HybridSettings, BridgeSettings):
     broker_heap: str = Field("768m", pattern=r"^\d+[kKmMgG]?$",
                              description="local broker's JVM heap (-Xmx)")
     broker_gc: Literal["zgc", "g1"] = Field("zgc", description=(
-        "local broker's garbage collector: ZGC (pauses under a millisecond) or G1"))
+        "local broker's garbage collector: ZGC (concurrent, short pauses) or G1"))
     broker_jvm_options: str = Field("", description=(
         "more JVM options of the local broker, space separated (after the heap and collector)"))
 
