@@ -14,7 +14,9 @@ worker to that file. `refold bench batch --json` prints
 `worker_events_per_cpu_s`, `passthrough_events_per_cpu_s`, `ratio_to_passthrough`,
 `worker_us_per_event`, `exploration_us_per_event`, `stores_us_per_event` and
 `stores_to_memory` (the stores' events per CPU second over memory's; the stores' own threads
-count in their CPU).
+count in their CPU). `fold_in` (`--fold-in KEY=VALUE`) changes fold-in settings in the fit and in
+every mode, so a feature's cost is this benchmark run with it switched off, next to a run
+without the flag (`--fold-in session_weight=0`: the session co-visits).
 """
 
 from __future__ import annotations
@@ -103,8 +105,9 @@ def messages(settings: Settings, events: list) -> list[Message]:
     return out
 
 
-def _worker(settings: Settings, factors: Any) -> tuple[FoldInWorker, Output]:
-    rec = OnlineRecommender(foldin_config(settings), factors)
+def _worker(settings: Settings, factors: Any, fold_in: dict[str, Any]
+            ) -> tuple[FoldInWorker, Output]:
+    rec = OnlineRecommender(foldin_config(settings, **fold_in), factors)
     worker = FoldInWorker(settings, rec)
     if settings.state_store == "rocksdb":  # empty stores: nothing to restore from a changelog
         for p in range(settings.events_partitions):
@@ -117,8 +120,8 @@ def _worker(settings: Settings, factors: Any) -> tuple[FoldInWorker, Output]:
 
 
 def _run_worker(settings: Settings, factors: Any, msgs: list[Message], batch: int,
-                profile: str | None) -> dict[str, Any]:
-    worker, out = _worker(settings, factors)
+                profile: str | None, fold_in: dict[str, Any] | None = None) -> dict[str, Any]:
+    worker, out = _worker(settings, factors, fold_in or {})
 
     def run() -> None:
         for b in range(0, len(msgs), batch):
@@ -147,14 +150,19 @@ def _run_passthrough(msgs: list[Message]) -> dict[str, Any]:
 
 def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: int = 6,
         rounds: int = 2, profile: str | None = None, progress: Any = None,
-        profile_mode: str = "worker") -> dict[str, Any]:
+        profile_mode: str = "worker", fold_in: dict[str, Any] | None = None) -> dict[str, Any]:
     """Events per CPU second of each mode (`MODES`), best of `rounds` alternated runs;
-    `profile` profiles one more run of `profile_mode`."""
+    `profile` profiles one more run of `profile_mode`; `fold_in`: fold-in settings changed for
+    the fit and every mode (e.g. `{"session_weight": 0}`: what the co-visits cost), exploration
+    aside in the mode without it."""
     base = Settings(topic_prefix="bench-batch.", state_store="memory",
                     events_partitions=partitions)
     log, _ = load_movielens(path)
     log = log[:events]
-    factors = fit_log(log, base, foldin_config(base))
+    fold_in = dict(fold_in or {})
+    factors = fit_log(log, base, foldin_config(base, **fold_in))  # refuses bad settings
+    changes = {m: {**fold_in, "exploration": "none"} if m == "worker, exploration none"
+               else fold_in for m in MODES}
     msgs = messages(base, list(log.iter_events("ml-100k")))
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     with threadpool_limits(1), tempfile.TemporaryDirectory(prefix="refold-bench-batch-") as d:
@@ -168,14 +176,17 @@ def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: i
         for _ in range(rounds):
             for mode in MODES:
                 runs[mode].append(_run_passthrough(msgs) if mode == "pass-through" else
-                                  _run_worker(settings(mode), factors, msgs, batch, None))
+                                  _run_worker(settings(mode), factors, msgs, batch, None,
+                                              changes[mode]))
                 if progress is not None:
                     progress(1)
         if profile:
-            _run_worker(settings(profile_mode), factors, msgs, batch, profile)
+            _run_worker(settings(profile_mode), factors, msgs, batch, profile,
+                        changes[profile_mode])
     out: dict[str, Any] = {"events": len(msgs), "batch": batch, "partitions": partitions,
                            "rounds": rounds, "loadavg": os.getloadavg(),
-                           "exploration": base.exploration, "modes": {}}
+                           "exploration": fold_in.get("exploration", base.exploration),
+                           "fold_in": fold_in, "modes": {}}
     for mode, rs in runs.items():
         best = min(rs, key=lambda x: x["cpu_s"])
         out["modes"][mode] = {
@@ -200,7 +211,8 @@ def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: i
 def table(result: dict) -> str:
     lines = [f"{result['events']:,} ml-100k events in batches of {result['batch']} over "
              f"{result['partitions']} partitions, best of "
-             f"{result['rounds']} alternated rounds (load {result['loadavg'][0]:.1f})",
+             f"{result['rounds']} alternated rounds (load {result['loadavg'][0]:.1f})"
+             + "".join(f"; {k}={v}" for k, v in result.get("fold_in", {}).items()),
              "| mode | events per CPU second | µs per event (each round) | lists |",
              "|---|---|---|---|"]
     for mode, r in result["modes"].items():

@@ -55,22 +55,33 @@ def bench_exploration(lists: int, k: int, as_json: bool) -> None:
               help="Write cProfile stats of one more run of the worker here.")
 @click.option("--profile-stores", is_flag=True,
               help="Profile the worker with the local stores (default: every user in memory).")
+@click.option("--fold-in", "fold_in", multiple=True, metavar="KEY=VALUE",
+              help="A FoldInConfig setting for the fit and every mode (repeatable), e.g. "
+                   "--fold-in session_weight=0 for the cost of the session co-visits.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int,
-                profile: str | None, profile_stores: bool, as_json: bool) -> None:
+                profile: str | None, profile_stores: bool, fold_in: tuple[str, ...],
+                as_json: bool) -> None:
     """CPU per event of the worker's batch without the broker (every user in memory), next to
     the same worker with the local stores, without exploration, and to a pass-through's
     decode + encode."""
     from pathlib import Path
 
+    from consumers.model_source import foldin_config
     from refold.bench import batch as batch_bench
+    from refold.core.config import Settings
 
     if not Path(path).is_dir():
         raise click.UsageError(f"no ml-100k directory at {path}: give --path")
+    changes = typed_pairs(fold_in, "--fold-in")
+    try:
+        foldin_config(Settings(), **changes)
+    except (TypeError, ValueError) as exc:  # an unknown or bad --fold-in setting
+        raise click.BadParameter(str(exc), param_hint="--fold-in") from exc
     with click.progressbar(length=rounds * len(batch_bench.MODES), label="batch",
                            file=sys.stderr) as bar:
         result = batch_bench.run(path, events, batch, partitions, rounds, profile, bar.update,
-                                 "worker, local stores" if profile_stores else "worker")
+                                 "worker, local stores" if profile_stores else "worker", changes)
     emit(result, as_json, batch_bench.table(result))
 
 

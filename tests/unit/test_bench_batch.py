@@ -46,3 +46,29 @@ def test_bench_batch_refuses_a_missing_dataset(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["bench", "batch", "--path", str(tmp_path / "none")])
     assert result.exit_code == 2
     assert "no ml-100k directory" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
+def test_bench_batch_fold_in_changes_reach_every_worker_mode() -> None:
+    """`--fold-in session_weight=0` runs the workers without session co-visits: none of the
+    co-visit rows reach the changelog, so each mode writes fewer bytes per event."""
+    def run(*extra: str) -> dict:
+        result = CliRunner().invoke(cli, ["bench", "batch", "--path", str(ML100K), "--events",
+                                          "3000", "--rounds", "1", "--json", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output[result.output.index("{"):])
+
+    default, without = run(), run("--fold-in", "session_weight=0")
+    assert default["fold_in"] == {} and without["fold_in"] == {"session_weight": 0}
+    for mode in ("worker", "worker, local stores", "worker, exploration none"):
+        assert (without["modes"][mode]["changelog_bytes_per_event"]
+                < default["modes"][mode]["changelog_bytes_per_event"]), mode
+
+
+@pytest.mark.parametrize("bad", ["nonsense=1", "exploration=bogus", "session_weight"])
+def test_bench_batch_refuses_a_bad_fold_in_setting_before_it_runs(tmp_path: Path, bad) -> None:
+    result = CliRunner().invoke(cli, ["bench", "batch", "--path", str(tmp_path),
+                                      "--fold-in", bad])
+    assert result.exit_code == 2, result.output
+    assert "--fold-in" in result.output
