@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 
 from models import kernels
-from models.covisit_plain import CoVisitRecords, RowUndo
+from models.covisit_plain import CoVisitRecords
 from models.session_blend import blend
 from models.session_scores import recent_items, session_of
 
@@ -74,23 +74,22 @@ class Undo:
     """What `CoVisits.revert` needs to undo a batch: rows as they were before it changed them,
     and the buffer (its length, or its contents when a refresh emptied it)."""
 
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
-    """Blocks of rows as they were: (items, neighbours, counts, degrees, n_i), oldest first
-    (an item's first block holds it as the batch found it)."""
+    rows: list[tuple[np.ndarray, ...]]
+    """Blocks of rows as they were: (items, neighbours, counts, degrees, n_i, changed slots,
+    tracked, generations: `models.covisit_plain`), oldest first (an item's first block holds
+    it as the batch found it)."""
     saved: set[int]
     buffered: int
     buffer: list[tuple[list[int], list[int], list[float], list[bool]]]
-    tracking: dict[int, RowUndo]
-    """Rows' changed slots and generations (`models.covisit_plain`)."""
 
 
 class CoVisits(CoVisitRecords):
     """Co-visitation counts of one partition's users, per item a bounded row of neighbours, and
     the buffer of updates not applied yet (its records: `models.covisit_plain`)."""
 
-    __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_buf_s", "_by_row", "_deg", "_flat", "_gen",
-                 "_ids", "_inv", "_journal", "_nbr", "_pending", "_powers", "_recency", "_since",
-                 "_wt", "count", "decay", "max_neighbors", "window")
+    __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_buf_s", "_by_row", "_changed", "_deg", "_flat",
+                 "_gen", "_ids", "_inv", "_journal", "_nbr", "_pending", "_powers", "_recency",
+                 "_tracked", "_wt", "count", "decay", "max_neighbors", "window")
 
     def __init__(self, window: int = 10, decay: float = 0.8, max_neighbors: int = 256) -> None:
         if window < 1 or max_neighbors < 1 or not 0 < decay <= 1:
@@ -122,9 +121,11 @@ class CoVisits(CoVisitRecords):
         self._ids: np.ndarray | None = None
         self._journal: Undo | None = None
         self._recency: dict[tuple[int, float], np.ndarray] = {}
-        self._since: dict[int, set[int]] = {}
-        """Per row, the slots changed since its last full record (none: the next in full)."""
-        self._gen: dict[int, int] = {}
+        self._changed = np.zeros((0, max_neighbors), dtype=bool)
+        """Per row, the slots changed since its last full record (of tracked rows)."""
+        self._tracked = np.zeros(0, dtype=bool)
+        """Per row, whether its next record may be a delta (False: in full)."""
+        self._gen = np.zeros(0, dtype=np.int64)
         """Per row, its full records so far."""
 
     def __len__(self) -> int:
@@ -173,11 +174,12 @@ class CoVisits(CoVisitRecords):
         rows, cols = np.concatenate([rows, cols[sym]]), np.concatenate([cols, rows[sym]])
         gains = np.concatenate([gains, gains[sym]])
         self._grow(int(max(rows.max(), cols.max())) + 1)
-        changed = np.unique(rows)
+        changed = np.flatnonzero(np.bincount(rows, minlength=len(self)))  # np.unique, no sort
         self._remember(changed.tolist())
         event = cols < 0
-        counted = np.unique(rows[event])
-        self.count += np.bincount(rows[event], minlength=len(self))
+        events = np.bincount(rows[event], minlength=len(self))
+        counted = np.flatnonzero(events)
+        self.count += events
         self._inv[counted] = 1.0 / np.sqrt(np.maximum(self.count[counted], 1.0))
         rows, cols, gains = rows[~event], cols[~event], gains[~event]
         if len(rows):
@@ -225,14 +227,14 @@ class CoVisits(CoVisitRecords):
 
     def journal(self) -> Undo:
         """Start recording state before it changes; `revert` with the result undoes the batch."""
-        self._journal = Undo([], set(), len(self._buf_r), [], {})
+        self._journal = Undo([], set(), len(self._buf_r), [])
         return self._journal
 
     def revert(self, undo: Undo) -> None:
-        for at, nbr, wt, deg, n in reversed(undo.rows):  # the oldest copy of a row wins
+        for at, nbr, wt, deg, n, changed, tracked, gen in reversed(undo.rows):  # oldest wins
             self._nbr[at], self._wt[at], self._deg[at], self.count[at] = nbr, wt, deg, n
             self._inv[at] = 1.0 / np.sqrt(np.maximum(n, 1.0))
-        self._revert_tracking(undo.tracking)
+            self._changed[at], self._tracked[at], self._gen[at] = changed, tracked, gen
         if undo.buffer:
             self._buf_r, self._buf_c, self._buf_g, self._buf_s = (list(b) for b in undo.buffer[0])
         for buf in (self._buf_r, self._buf_c, self._buf_g, self._buf_s):
@@ -259,18 +261,18 @@ class CoVisits(CoVisitRecords):
     # -- internals
 
     def _remember(self, items: Iterable[int]) -> None:
+        """Save the rows of `items` (all within the rows) for the batch's undo, once each."""
         journal = self._journal
         if journal is None:
             return
-        items = list(items)
-        new = [i for i in items if i not in journal.saved]
+        saved = journal.saved
+        new = [i for i in items if i not in saved]
         if new:  # one copy of the rows for all of them
             at = np.asarray(new, dtype=np.intp)
             journal.rows.append((at, self._nbr[at], self._wt[at], self._deg[at],
-                                 self.count[at]))
-            journal.saved.update(new)
-        for i in items:
-            self._remember_tracking(i)
+                                 self.count[at], self._changed[at], self._tracked[at],
+                                 self._gen[at]))
+            saved.update(new)
 
     def _apply(self, rows: np.ndarray, cols: np.ndarray, gains: np.ndarray) -> None:
         """Add `gains` to the distinct pairs (rows, cols), sorted by row then column: known
@@ -293,8 +295,7 @@ class CoVisits(CoVisitRecords):
         self._nbr[rows[room], slot[room]] = cols[room]
         self._wt[rows[room], slot[room]] = gains[room]
         self._track(rows[room], slot[room])
-        filled, n = np.unique(rows[room], return_counts=True)
-        self._deg[filled] += n.astype(np.int32)
+        self._deg += np.bincount(rows[room], minlength=len(self)).astype(np.int32)
 
     def _halve(self, rows: np.ndarray) -> None:
         """Full rows keep their neighbours with at least the median count, in slot order."""
@@ -322,6 +323,9 @@ class CoVisits(CoVisitRecords):
         self._deg = np.concatenate([self._deg, np.zeros(extra, dtype=np.int32)])
         self.count = np.concatenate([self.count, np.zeros(extra)])
         self._inv = np.concatenate([self._inv, np.ones(extra)])
+        self._changed = np.concatenate([self._changed, np.zeros((extra, m), dtype=bool)])
+        self._tracked = np.concatenate([self._tracked, np.zeros(extra, dtype=bool)])
+        self._gen = np.concatenate([self._gen, np.zeros(extra, dtype=np.int64)])
 
 
 def for_config(config: Any) -> CoVisits:

@@ -27,15 +27,11 @@ restored partition goes on writing what the original would have.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import chain
 from typing import Any
 
 import numpy as np
 
 from models.packing import pack, pack_slices, unpack
-
-RowUndo = tuple[set[int] | None, int]
-"""A row's changed slots (None: next record in full) and full records so far."""
 
 
 class CoVisitRecords:
@@ -54,8 +50,9 @@ class CoVisitRecords:
     _buf_c: list[int]
     _buf_g: list[float]
     _buf_s: list[bool]
-    _since: dict[int, set[int]]
-    _gen: dict[int, int]
+    _changed: np.ndarray
+    _tracked: np.ndarray
+    _gen: np.ndarray
     _journal: Any
     count: np.ndarray
     max_neighbors: int
@@ -64,6 +61,9 @@ class CoVisitRecords:
         return len(self._deg)
 
     def _grow(self, n: int) -> None:
+        raise NotImplementedError
+
+    def _remember(self, items: Iterable[int]) -> None:
         raise NotImplementedError
 
     def items(self) -> list[int]:
@@ -86,7 +86,7 @@ class CoVisitRecords:
         # Flat lists and packed counts: each neighbour as its own small list, and its count as
         # a JSON number, was most of a worker's changelog time.
         return {"n": n, "ids": self._names(ids)[self._nbr[item, :d]].tolist() if d else [],
-                "w": pack(self._wt[item, :d] if d else (), "<f8"), "g": self._gen.get(item, 0)}
+                "w": pack(self._wt[item, :d] if d else (), "<f8"), "g": int(self._gen[item])}
 
     def records(self, items: Iterable[int], ids: Sequence[str], full: bool = False
                 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -94,54 +94,49 @@ class CoVisitRecords:
         docstring); a full row starts the item's next generation. `full`: every row in full,
         nothing changed (a whole partition's dump). The rows' columns are gathered for all of
         them at once (`_gather`)."""
-        whole: list[int] = []
-        changed: list[int] = []
-        slots: list[list[int]] = []
-        items = list(items)
-        size, get = len(self), self._since.get
-        at = np.asarray(items, dtype=np.intp)
-        degrees = np.where(at < size, self._deg[np.minimum(at, size - 1)], 0).tolist() \
-            if size else [0] * len(items)
-        for i, degree in zip(items, degrees, strict=True):
-            since = get(i)
-            if not full and since is not None and 2 * len(since) <= degree:
-                changed.append(i)
-                slots.append(sorted(since))
-                continue
-            if not full:
-                self._remember_tracking(i)
-                self._gen[i] = self._gen.get(i, 0) + 1
-                self._since[i] = set()
-            if i < size and (degree or self.count[i]):
-                whole.append(i)
-        return self._full_rows(whole, ids), self._deltas(changed, slots, ids)
+        at = np.asarray(list(items), dtype=np.intp)
+        if not len(at):
+            return {}, {}
+        if full:
+            return self._full_rows(self._written(at), ids), {}
+        if int(at.max()) >= len(self):  # a forgotten item without a row counts a generation
+            self._grow(int(at.max()) + 1)
+        delta = self._tracked[at] & (2 * self._changed[at].sum(axis=1) <= self._deg[at])
+        whole = at[~delta]
+        if len(whole):  # the next generation starts: nothing changed since its full record
+            self._remember(whole.tolist())
+            self._gen[whole] += 1
+            self._tracked[whole] = True
+            self._changed[whole] = False
+        return self._full_rows(self._written(whole), ids), self._deltas(at[delta], ids)
 
-    def _full_rows(self, items: list[int], ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """`row` of each of `items` (each with a count or neighbours)."""
-        if not items:
+    def _written(self, items: np.ndarray) -> np.ndarray:
+        """Those of `items` with a count or neighbours (in their order)."""
+        inside = items[items < len(self)]
+        return inside[(self._deg[inside] > 0) | (self.count[inside] != 0)]
+
+    def _full_rows(self, at: np.ndarray, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """`row` of each of the items `at` (each with a count or neighbours)."""
+        if not len(at):
             return {}
-        at = np.asarray(items, dtype=np.intp)
         degrees = self._deg[at].astype(np.intp)
         names, weights, _ = self._gather(at, degrees, np.arange(int(degrees.sum())) -
                                          np.repeat(np.cumsum(degrees) - degrees, degrees), ids)
-        gen = self._gen.get
-        return {ids[i]: {"n": n, "ids": nm, "w": w, "g": gen(i, 0)} for i, n, nm, w in
-                zip(items, self.count[at].tolist(), names, weights, strict=True)}
+        return {ids[i]: {"n": n, "ids": nm, "w": w, "g": g} for i, n, nm, w, g in
+                zip(at.tolist(), self.count[at].tolist(), names, weights,
+                    self._gen[at].tolist(), strict=True)}
 
-    def _deltas(self, items: list[int], slots: list[list[int]], ids: Sequence[str]
-                ) -> dict[str, dict[str, Any]]:
-        """The deltas of `items`, each with its changed `slots` (sorted)."""
-        if not items:
+    def _deltas(self, at: np.ndarray, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The deltas of the items `at`: each row's slots changed since its full record."""
+        if not len(at):
             return {}
-        at = np.asarray(items, dtype=np.intp)
-        lengths = np.fromiter(map(len, slots), np.intp, len(slots))
-        flat = np.fromiter(chain.from_iterable(slots), np.intp, int(lengths.sum()))
-        names, weights, packed = self._gather(at, lengths, flat, ids)
-        gen = self._gen.get
-        return {ids[i]: {"g": gen(i, 0), "n": n, "d": d, "s": s, "ids": nm, "w": w}
-                for i, n, d, s, nm, w in zip(items, self.count[at].tolist(),
-                                             self._deg[at].tolist(), packed, names, weights,
-                                             strict=True)}
+        rows, slots = np.nonzero(self._changed[at])  # row by row, slots ascending
+        names, weights, packed = self._gather(at, np.bincount(rows, minlength=len(at)), slots,
+                                              ids)
+        return {ids[i]: {"g": g, "n": n, "d": d, "s": s, "ids": nm, "w": w}
+                for i, g, n, d, s, nm, w in zip(at.tolist(), self._gen[at].tolist(),
+                                                self.count[at].tolist(), self._deg[at].tolist(),
+                                                packed, names, weights, strict=True)}
 
     def _gather(self, rows: np.ndarray, lengths: np.ndarray, slots: np.ndarray,
                 ids: Sequence[str]) -> tuple[list[list[str]], list[str], list[str]]:
@@ -221,10 +216,8 @@ class CoVisitRecords:
             self._nbr[item, :d] = [j for j, _ in pairs]
             self._wt[item, :d] = [w for _, w in pairs]
         self._gen[item] = int(row.get("g", 0))
-        if trimmed or "ids" not in row or not own_record:  # next record in full
-            self._since.pop(item, None)
-        else:
-            self._since[item] = set()
+        self._changed[item] = False
+        self._tracked[item] = not (trimmed or "ids" not in row or not own_record)  # else: full
 
     def load_deltas(self, deltas: Mapping[str, Mapping[str, Any]],
                     index: Callable[[str], int]) -> None:
@@ -232,7 +225,7 @@ class CoVisitRecords:
         others are older than their row's full record, and ignored."""
         for item_id, delta in deltas.items():
             i = index(item_id)
-            if self._since.get(i) is None or delta["g"] != self._gen.get(i, 0):
+            if i >= len(self) or not self._tracked[i] or delta["g"] != self._gen[i]:
                 continue
             slots = unpack(delta["s"], "<i4").astype(np.intp)
             cols = [index(j) for j in delta["ids"]]
@@ -242,7 +235,8 @@ class CoVisitRecords:
             self._deg[i] = delta["d"]
             self.count[i] = delta["n"]
             self._inv[i] = 1.0 / np.sqrt(max(delta["n"], 1.0))
-            self._since[i] = set(slots.tolist())
+            self._changed[i] = False
+            self._changed[i, slots] = True
 
     def load_pending(
         self, item: int, pending: Iterable[Sequence[Any]] | Mapping[str, Any],
@@ -265,37 +259,13 @@ class CoVisitRecords:
     # -- which slots changed since each row's full record
 
     def _track(self, rows: np.ndarray, slots: np.ndarray) -> None:
-        """Note changed `slots` of `rows` (sorted by row) for the rows' next records."""
-        if not len(rows):
-            return
-        get, at, changed = self._since.get, rows.tolist(), slots.tolist()
-        bounds = [*np.flatnonzero(rows[1:] != rows[:-1]).tolist(), len(at) - 1]
-        start = 0
-        for end in bounds:  # one row's slots: at[start .. end]
-            since = get(at[start])
-            if since is not None:
-                since.update(changed[start:end + 1])
-            start = end + 1
+        """Note changed `slots` of `rows` for the rows' next records (a row whose next record
+        is in full starts again from none changed when it is written)."""
+        self._changed[rows, slots] = True
 
     def _untrack(self, rows: Iterable[int]) -> None:
         """The next records of `rows` are in full."""
-        for r in rows:
-            self._since.pop(r, None)
-
-    def _remember_tracking(self, item: int) -> None:
-        journal = self._journal
-        if journal is not None and item not in journal.tracking:
-            since = self._since.get(item)
-            journal.tracking[item] = (None if since is None else set(since),
-                                      self._gen.get(item, 0))
-
-    def _revert_tracking(self, tracking: Mapping[int, RowUndo]) -> None:
-        for i, (since, gen) in tracking.items():
-            if since is None:
-                self._since.pop(i, None)
-            else:
-                self._since[i] = set(since)
-            self._gen[i] = gen
+        self._tracked[np.fromiter(rows, np.intp)] = False
 
     def _names(self, ids: Sequence[str]) -> np.ndarray:
         """`ids` as an object array, with None last (so that index -1, an event, names None)."""
