@@ -7,10 +7,21 @@ come from `models.defaults`.
 
 >>> FoldInConfig.from_mapping({"k": 10, "decay": "none"}).decay_spec().mode
 'none'
+
+Each setting is checked against its type when a configuration is made, so a bad value is
+refused where it is given rather than inside a run (a whole number passes where a float is
+expected, never the other way round, and a bool is not a number):
+
+>>> FoldInConfig(session_weight="x")
+Traceback (most recent call last):
+    ...
+models.errors.ModelError: fold-in setting session_weight='x': expected float
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -150,6 +161,10 @@ class FoldInConfig:
     """Shown slots remembered per user for attribution (the oldest go)."""
 
     def __post_init__(self) -> None:
+        for name, hint in _hints().items():
+            value = getattr(self, name)
+            if not _fits(value, hint):
+                raise ModelError(f"fold-in setting {name}={value!r}: expected {_describe(hint)}")
         self.policy()  # refuse a bad exploration policy when the configuration is made
         self.demotion()
         self.ann_config()  # and bad index settings, not at a snapshot's build
@@ -196,3 +211,40 @@ class FoldInConfig:
         if "exclude_types" in values:
             values["exclude_types"] = frozenset(values["exclude_types"])
         return cls(**values)
+
+
+def _hints() -> dict[str, Any]:
+    """`FoldInConfig`'s field types, resolved once."""
+    global _HINTS
+    if _HINTS is None:
+        _HINTS = typing.get_type_hints(FoldInConfig)
+    return _HINTS
+
+
+_HINTS: dict[str, Any] | None = None
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether `value` is of the type `hint` (the kinds `FoldInConfig` uses)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_fits(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (tuple, frozenset):
+        return isinstance(value, origin) and all(_fits(v, args[0]) for v in value)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    """`hint` as a reader would write it (`float`, `int | None`, `one of 'a', 'b'`)."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    return str(hint) if origin is not None else hint.__name__

@@ -66,7 +66,8 @@ def test_bench_batch_fold_in_changes_reach_every_worker_mode() -> None:
                 < default["modes"][mode]["changelog_bytes_per_event"]), mode
 
 
-@pytest.mark.parametrize("bad", ["nonsense=1", "exploration=bogus", "session_weight"])
+@pytest.mark.parametrize("bad", ["nonsense=1", "exploration=bogus", "session_weight",
+                                 "session_weight=x", "k=2.5"])
 def test_bench_batch_refuses_a_bad_fold_in_setting_before_it_runs(tmp_path: Path, bad) -> None:
     result = CliRunner().invoke(cli, ["bench", "batch", "--path", str(tmp_path),
                                       "--fold-in", bad])

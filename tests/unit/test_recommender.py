@@ -246,6 +246,25 @@ def test_config_from_mapping() -> None:
     assert cfg.decay_spec().mode == s.decay
 
 
+@pytest.mark.parametrize(("setting", "expected"), [
+    ({"session_weight": "x"}, "expected float"), ({"k": 2.5}, "expected int"),
+    ({"k": True}, "expected int"), ({"guard": 1}, "expected bool"),
+    ({"full_events": "20"}, "expected int | None"),
+    ({"decay": "weekly"}, "expected one of 'events', 'time', 'none'"),
+    ({"trending_half_lives": (60.0, "1h")}, r"expected tuple\[float, ...\]"),
+    ({"exclude_types": ["purchase", 3]}, r"expected frozenset\[str\]"),
+])
+def test_config_refuses_a_value_of_the_wrong_type(setting, expected) -> None:
+    with pytest.raises(ModelError, match=f"{next(iter(setting))}=.*{expected}"):
+        FoldInConfig.from_mapping(setting)
+
+
+def test_config_takes_whole_numbers_for_floats_and_none_where_allowed() -> None:
+    cfg = FoldInConfig.from_mapping({"session_weight": 0, "max_age_seconds": 3600,
+                                     "full_events": None, "trending_half_lives": (60, 3600.0)})
+    assert (cfg.session_weight, cfg.max_age_seconds, cfg.full_events) == (0, 3600, None)
+
+
 def test_basis_is_the_latest_positive_items_newest_first() -> None:
     rec = OnlineRecommender(config(), factors())
     assert rec.basis("nobody") == []
