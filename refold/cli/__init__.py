@@ -67,6 +67,21 @@ def typed_pairs(values: tuple[str, ...], flag: str | None = None) -> dict[str, A
     return out
 
 
+def fold_in_changes(values: tuple[str, ...], settings: Settings | None = None
+                    ) -> dict[str, Any]:
+    """`--fold-in` KEY=VALUE pairs (`typed_pairs`), checked as fold-in settings over `settings`
+    (the defaults when None) before a command does any work: an unknown setting or a bad value
+    is a usage error that names the flag, not a failure after a fit or inside a run."""
+    from consumers.model_source import foldin_config
+
+    changes = typed_pairs(values, "--fold-in")
+    try:
+        foldin_config(settings or Settings(), **changes)
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--fold-in") from exc
+    return changes
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),

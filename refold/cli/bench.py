@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from refold.cli import cli, typed_pairs
+from refold.cli import cli, fold_in_changes, typed_pairs
 
 
 @cli.group()
@@ -67,17 +67,11 @@ def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int
     decode + encode."""
     from pathlib import Path
 
-    from consumers.model_source import foldin_config
     from refold.bench import batch as batch_bench
-    from refold.core.config import Settings
 
     if not Path(path).is_dir():
         raise click.UsageError(f"no ml-100k directory at {path}: give --path")
-    changes = typed_pairs(fold_in, "--fold-in")
-    try:
-        foldin_config(Settings(), **changes)
-    except (TypeError, ValueError) as exc:  # an unknown or bad --fold-in setting
-        raise click.BadParameter(str(exc), param_hint="--fold-in") from exc
+    changes = fold_in_changes(fold_in)
     with click.progressbar(length=rounds * len(batch_bench.MODES), label="batch",
                            file=sys.stderr) as bar:
         result = batch_bench.run(path, events, batch, partitions, rounds, profile, bar.update,
@@ -199,15 +193,12 @@ def bench_pipeline(ctx: click.Context, dataset: str, path: str, events: int | No
         raise click.UsageError(f"no ml-100k directory at {path}: give --path")
     if min(repeat, latency_events) < 1 or rate <= 0:
         raise click.UsageError("--repeat and --latency-events must be >= 1, --rate > 0")
-    changes = typed_pairs(fold_in, "--fold-in")
     settings = settings_from(ctx, events_partitions=partitions, batch_size=batch_size,
                              factors=factors)
+    changes = fold_in_changes(fold_in, settings)
     ensure_bootstrap(settings)
     click.echo(f"fitting ALS ({factors} factors) on {dataset}...", err=True)
-    try:
-        workload = pipeline.load_workload(settings, dataset, path, events, fold_in=changes)
-    except (TypeError, ValueError) as exc:  # an unknown or bad --fold-in setting
-        raise click.BadParameter(str(exc), param_hint="--fold-in") from exc
+    workload = pipeline.load_workload(settings, dataset, path, events, fold_in=changes)
     if profile_dir:
         Path(profile_dir).mkdir(parents=True, exist_ok=True)
     result = pipeline.run(settings, workload, rate=rate, latency_events=latency_events,

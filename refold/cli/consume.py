@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from refold.cli import cli, setting_help, settings_from, typed_pairs
+from refold.cli import cli, fold_in_changes, setting_help, settings_from
 
 
 @cli.command("consume")
@@ -72,6 +72,7 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
         raise click.UsageError("give --model or --fit-from, not both")
     settings = settings_from(ctx, instance_id=instance_id, batch_size=batch_size, k=k,
                              metrics_port=metrics_port)
+    changes = fold_in_changes(fold_in, settings)  # before a fit: a bad one is refused at once
     try:
         factors = (model_source.load_item_factors(model_path) if model_path
                    else _fit_from(fit_from, settings) if fit_from else None)
@@ -82,7 +83,7 @@ def consume(ctx: click.Context, instance_id: str | None, model_path: str | None,
         guarantee=guarantee, follow_snapshots=follow_snapshots, snapshot_wait=snapshot_wait,
         refit_on_drift=refit_on_drift, refit_request_interval=refit_request_interval,
         max_messages=max_events, idle_exit=idle_exit, consumer_extra=_key_values(consumer_conf),
-        producer_extra=_key_values(producer_conf), fold_in=typed_pairs(fold_in, "--fold-in"))
+        producer_extra=_key_values(producer_conf), fold_in=changes)
     with assemble_worker(settings, factors, options) as worker:
         worker.stop_on_signals()
         stats = worker.run(freeze_heap=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from refold.cli import cli, mapping_options, typed_pairs
+from refold.cli import cli, fold_in_changes, mapping_options, typed_pairs
 
 
 def _load(dataset: str, path: str | None, csv_opts: dict[str, Any], synth: dict[str, Any]):
@@ -107,6 +107,7 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
     from refold.evaluation import report, runner
     from refold.evaluation.contenders import MODELS, REFOLD_FAMILY
 
+    changes = fold_in_changes(fold_in)  # before the dataset is read
     csv_opts = {"user_col": user_col, "item_col": item_col, "time_col": time_col,
                 "value_col": value_col, "type_col": type_col, "session_col": session_col,
                 "default_event_type": event_type, "time_format": time_format,
@@ -120,7 +121,7 @@ def evaluate(dataset, path, models, warmup, window, refit_every, oracle_every, d
     names = tuple(m.strip() for m in models.split(",")) if models else MODELS
     try:
         protocol = runner.Protocol(warmup, window, 10, refit_every, oracle_every, seed,
-                                   not weighted, typed_pairs(fold_in, "--fold-in"))
+                                   not weighted, changes)
         data = runner.encode(log, catalog, protocol, profiles)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from exc
