@@ -13,9 +13,10 @@ DOCKERFILE = (ROOT / "deploy" / "Dockerfile").read_text()
 
 
 def test_license_file_matches_pyproject():
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     text = (ROOT / "LICENSE").read_text()
-    assert declared == {"text": "Apache-2.0"}
+    assert project["license"] == "Apache-2.0"  # an SPDX expression
+    assert project["license-files"] == ["LICENSE"]
     assert text.lstrip().startswith("Apache License\n") and "Version 2.0, January 2004" in text
     assert "END OF TERMS AND CONDITIONS" in text
 
