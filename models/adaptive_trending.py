@@ -67,7 +67,7 @@ import numpy as np
 from models.defaults import TRENDING_HALF_LIVES
 from models.errors import ModelError
 from models.topk import Exclude, topk
-from models.trending import Trending
+from models.trending import Trending, TrendingUndo
 
 DEFAULT_LADDER = TRENDING_HALF_LIVES
 """15 min, 2 h, 16 h, a week, 30 days, 90 days, a year, all-time."""
@@ -149,6 +149,15 @@ def held_masks(tops: Sequence[frozenset[int]]) -> dict[int, int]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class AdaptiveUndo:
+    """What `AdaptiveTrending.revert` needs: the selector's attributes as they were (the rungs'
+    list aside), and each rung's `TrendingUndo`."""
+
+    state: dict[str, Any]
+    rungs: list[TrendingUndo]
+
+
 class AdaptiveTrending:
     """A ladder of `Trending` counts and the prequential choice among them; reads like a
     `Trending` (scores, ranking_scores, top) of the chosen half-life."""
@@ -194,7 +203,7 @@ class AdaptiveTrending:
         return len(self.rungs[0])
 
     def copy(self) -> AdaptiveTrending:
-        """An independent copy (what a batch's undo keeps)."""
+        """An independent copy."""
         new = copy.copy(self)
         new.unshare()
         return new
@@ -202,10 +211,28 @@ class AdaptiveTrending:
     def unshare(self) -> None:
         """Own copies of the rungs and the selector's state (after a shallow `copy.copy`)."""
         self.rungs = [rung.copy() for rung in self.rungs]
-        self._hits, self._newcomer_hits = self._hits.copy(), self._newcomer_hits.copy()
-        self._window = self._window.copy()
-        self._tops, self._bounds = list(self._tops), list(self._bounds)
-        self._touched = set(self._touched)
+        vars(self).update(self._selector_copies())
+
+    def journal(self) -> AdaptiveUndo:
+        """Start noting the state before it changes, for `revert`: each rung notes the
+        accumulators it changes (`Trending.journal`: a batch's undo costs what the batch
+        changed, not the catalog); the selector's small state is copied now."""
+        return AdaptiveUndo({**vars(self), **self._selector_copies()},
+                            [rung.journal() for rung in self.rungs])
+
+    def revert(self, undo: AdaptiveUndo) -> None:
+        """Put back the state `journal` returned `undo` at."""
+        rungs = self.rungs
+        vars(self).update(undo.state)
+        self.rungs = rungs
+        for rung, rung_undo in zip(rungs, undo.rungs, strict=True):
+            rung.revert(rung_undo)
+
+    def _selector_copies(self) -> dict[str, Any]:
+        """Copies of the selector's state that changes in place."""
+        return {"_hits": self._hits.copy(), "_newcomer_hits": self._newcomer_hits.copy(),
+                "_window": self._window.copy(), "_tops": list(self._tops),
+                "_bounds": list(self._bounds), "_touched": set(self._touched)}
 
     @property
     def half_life_seconds(self) -> float:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from models.adaptive_trending import AdaptiveTrending
+from models.adaptive_trending import AdaptiveTrending, AdaptiveUndo
 from models.coldstart import ItemInteractions, item_vector_from_users
 from models.covisit import CoVisits, Undo, for_config
 from models.partition_popularity import (
@@ -39,7 +39,7 @@ from models.partition_popularity import (
     shifts_of,
     t_refs,
 )
-from models.trending import Trending
+from models.trending import Trending, TrendingUndo
 
 META_KEYS = ("events", "t_ref", "sh", "dirty", "trend")
 """The keys of `PartitionState.to_plain` that describe the partition, not an item (`trend`: the
@@ -50,7 +50,8 @@ adaptive trending's choice, only with one)."""
 class PartitionUndo:
     """A partition's state before a batch touched it (see `PartitionState.save`)."""
 
-    trending: Trending | AdaptiveTrending
+    trending: TrendingUndo | AdaptiveUndo
+    """The popularity's own journal: what the batch changed, not a copy of every item's."""
     cold: dict[int, list[tuple[str, float]] | None]
     vectors: dict[int, np.ndarray]
     events: int
@@ -190,13 +191,13 @@ class PartitionState:
     def save(self, items: Iterable[int]) -> PartitionUndo:
         """What `revert` needs to undo a batch whose events touch `items` (indices)."""
         cold = {i: list(self.cold.users_of(i).items()) or None for i in set(items)}
-        return PartitionUndo(self.trending.copy(), cold, self.vectors, self.events,
+        return PartitionUndo(self.trending.journal(), cold, self.vectors, self.events,
                              frozenset(self.cold.dirty), frozenset(self.changed),
                              frozenset(self.rows_changed), self.covisits.journal())
 
     def revert(self, undo: PartitionUndo) -> None:
         """Put back the state `save` saw."""
-        self.trending = undo.trending
+        self.trending.revert(undo.trending)  # type: ignore[arg-type]
         for i, users in undo.cold.items():
             self.cold.forget([i])
             for u, w in users or ():

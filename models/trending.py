@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +60,34 @@ def at_shift(values: np.ndarray, saved_at: np.ndarray | int, shift: np.ndarray |
     return out
 
 
+@dataclass(slots=True)
+class TrendingUndo:
+    """What `Trending.revert` needs to undo a batch: the scalars as `journal` found them and,
+    oldest first, each accumulator change's indices and the values they held before it (an
+    index, an index array, or None for the whole array before a rescale)."""
+
+    n: int
+    t_ref: float | None
+    shift: int
+    before: list[tuple[Any, Any]] = field(default_factory=list)
+
+
 class Trending:
-    """Decayed popularity per item index; grows as new indices appear."""
+    """Decayed popularity per item index; grows as new indices appear.
+
+    A batch's undo costs what the batch changed, not the catalog: `journal()` starts noting the
+    accumulators before they change, `revert` puts them back.
+
+    >>> tr = Trending(half_life_seconds=10.0)
+    >>> tr.update(0, 1.0, t=0.0)
+    >>> undo = tr.journal()
+    >>> tr.update_many(np.array([0, 2]), np.array([1.0, 1.0]), np.array([0.0, 0.0]))
+    >>> tr.ranking_scores().tolist()
+    [2.0, 0.0, 1.0]
+    >>> tr.revert(undo)
+    >>> tr.ranking_scores().tolist(), len(tr)
+    ([1.0], 1)
+    """
 
     def __init__(self, half_life_seconds: float = 86400.0, capacity: int = 1024) -> None:
         if not half_life_seconds > 0:
@@ -72,6 +100,7 @@ class Trending:
         self.shift = 0
         """Half-lives `t_ref` has moved by rescaling: a value saved at shift s is 2^(s - shift)
         times its size now."""
+        self._undo: TrendingUndo | None = None
 
     def __len__(self) -> int:
         return self._n
@@ -86,6 +115,8 @@ class Trending:
         if x > RENORM_EXPONENT:
             self._rescale(t)
             x = (t - self.t_ref) * self._inv_tau
+        if self._undo is not None:
+            self._undo.before.append((item, float(self._acc[item])))
         self._acc[item] += weight * math.exp(x)
 
     def update_many(self, items: np.ndarray, weights: np.ndarray, times: np.ndarray) -> None:
@@ -106,11 +137,13 @@ class Trending:
             over = np.flatnonzero(x > RENORM_EXPONENT)
             end = len(items) if not len(over) else start + int(over[0])
             if end > start:
+                self._note(items[start:end])
                 np.add.at(self._acc, items[start:end],
                           weights[start:end] * _exp(x[: end - start]))
             if end < len(items):
                 self._rescale(float(times[end]))
                 x = (float(times[end]) - self.t_ref) * self._inv_tau
+                self._note(items[end:end + 1])
                 self._acc[items[end]] += float(weights[end]) * math.exp(x)
             start = end + 1
 
@@ -151,6 +184,7 @@ class Trending:
         items = np.asarray(items, dtype=np.intp)
         if len(items):
             self._grow(int(items.max()) + 1)
+            self._note(items)
         values = np.asarray(values, dtype=np.float64)
         if saved_at is not None:
             values = at_shift(values, saved_at, shift)
@@ -159,7 +193,7 @@ class Trending:
         self.shift = shift
 
     def copy(self) -> Trending:
-        """An independent copy (what a batch's undo keeps)."""
+        """An independent copy (not journaling)."""
         new = copy.copy(self)
         new.unshare()
         return new
@@ -167,17 +201,44 @@ class Trending:
     def unshare(self) -> None:
         """Own a copy of the accumulators (after a shallow `copy.copy`)."""
         self._acc = self._acc.copy()
+        self._undo = None
+
+    def journal(self) -> TrendingUndo:
+        """Start noting the state before it changes (ending any earlier journal); `revert` with
+        the result undoes what changed since."""
+        self._undo = TrendingUndo(self._n, self.t_ref, self.shift)
+        return self._undo
+
+    def revert(self, undo: TrendingUndo) -> None:
+        """Put back the state `journal` returned `undo` at (the accumulators it noted, newest
+        change first, so the oldest value of each wins) and stop journaling."""
+        acc = self._acc
+        for at, values in reversed(undo.before):
+            if at is None:
+                acc[: len(values)] = values
+            else:
+                acc[at] = values
+        acc[undo.n : self._n] = 0.0  # items that arrived since: gone again
+        self._n, self.t_ref, self.shift, self._undo = undo.n, undo.t_ref, undo.shift, None
 
     def forget(self, item: int) -> None:
         """Drop an item's popularity (it left the catalog)."""
         if item < self._n:
+            self._note(np.array([item]))
             self._acc[item] = 0.0
+
+    def _note(self, items: np.ndarray) -> None:
+        """While journaling: the accumulators of `items` before they change."""
+        if self._undo is not None:
+            self._undo.before.append((items.copy(), self._acc[items]))
 
     def _rescale(self, t: float) -> None:
         """Move `t_ref` forward by the whole half-lives it is behind `t`: each accumulator is
         multiplied by 2^-k (exactly; the tiny ones are flushed to 0)."""
         assert self.t_ref is not None
         k = math.floor((t - self.t_ref) / self.half_life_seconds)
+        if self._undo is not None:
+            self._undo.before.append((None, self._acc[: self._n].copy()))
         acc = self._acc[: self._n]
         acc *= math.ldexp(1.0, -k)
         acc[np.abs(acc) < FLUSH] = 0.0

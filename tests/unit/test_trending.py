@@ -87,3 +87,37 @@ def test_ranking_does_not_depend_on_now() -> None:
     for now in (31.0, 100.0, 1000.0):
         s = tr.scores(now)
         assert np.argsort(-s, kind="stable").tolist() == tr.top(3)[0].tolist()
+
+
+def snapshot(tr: Trending) -> tuple:
+    return (tr.ranking_scores().tolist(), len(tr), tr.t_ref, tr.shift)
+
+
+def test_revert_undoes_updates_growth_a_rescale_and_forgetting() -> None:
+    """A batch's undo is the journal of what it changed (not a copy of every item's count);
+    reverting gives back exactly the state before, and the stream then goes on as if the
+    batch had not happened."""
+    tr, twin = Trending(half_life_seconds=1.0, capacity=4), Trending(half_life_seconds=1.0)
+    for t in (tr, twin):
+        t.update_many(np.array([0, 1, 2]), np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 2.0]))
+    before = snapshot(tr)
+    undo = tr.journal()
+    tr.update(1, 5.0, t=3.0)
+    tr.update_many(np.array([7, 2, 2]), np.array([1.0, 1.0, 1.0]), np.array([3.0, 4.0, 5.0]))
+    tr.update(9, 1.0, t=3.0 + 2 * RENORM_EXPONENT)  # grows past the capacity, rescales
+    tr.forget(0)
+    assert snapshot(tr) != before and tr.shift > 0
+    tr.revert(undo)
+    assert snapshot(tr) == before
+    for t in (tr, twin):  # and nothing of the batch is left behind the old length
+        t.update_many(np.array([5]), np.array([1.0]), np.array([3.0]))
+    assert snapshot(tr) == snapshot(twin)
+
+
+def test_a_journal_notes_only_what_changes() -> None:
+    tr = Trending(half_life_seconds=60.0, capacity=1_000_000)
+    tr.update_many(np.arange(1_000_000), np.ones(1_000_000), np.zeros(1_000_000))
+    undo = tr.journal()
+    tr.update_many(np.array([3, 5]), np.array([1.0, 1.0]), np.array([1.0, 2.0]))
+    tr.update(8, 1.0, t=3.0)
+    assert sum(np.size(values) for _, values in undo.before) == 3
