@@ -20,6 +20,7 @@ models.errors.ModelError: fold-in setting session_weight='x': expected float
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -213,15 +214,10 @@ class FoldInConfig:
         return cls(**values)
 
 
+@functools.cache
 def _hints() -> dict[str, Any]:
     """`FoldInConfig`'s field types, resolved once."""
-    global _HINTS
-    if _HINTS is None:
-        _HINTS = typing.get_type_hints(FoldInConfig)
-    return _HINTS
-
-
-_HINTS: dict[str, Any] | None = None
+    return typing.get_type_hints(FoldInConfig)
 
 
 def _fits(value: Any, hint: Any) -> bool:
