@@ -259,15 +259,19 @@ def _sift_down(hv: np.ndarray, hi: np.ndarray, p: int, m: int) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _heap_select(s: np.ndarray, k: int, stride: int, floor: float) -> tuple[np.ndarray, np.ndarray,
-                                                                             int]:
-    """The best `k` of s[::stride] at least `floor` in a heap whose root is the worst kept."""
+def _heap_select(s: np.ndarray, k: int, stride: int, floor: float, hidden: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """The best `k` of s[::stride] at least `floor` and not `hidden` (a mask, or empty: none)
+    in a heap whose root is the worst kept."""
     hv = np.empty(k, np.float64)
     hi = np.empty(k, np.int64)
     m = 0
+    masked = hidden.shape[0] > 0
     for i in range(0, s.shape[0], stride):
         v = float(s[i])
         if not v >= floor or v == -np.inf:  # NaN, below the floor, or never ranked
+            continue
+        if masked and hidden[i]:
             continue
         if m < k:
             p = m
@@ -283,8 +287,9 @@ def _heap_select(s: np.ndarray, k: int, stride: int, floor: float) -> tuple[np.n
 
 
 @njit(cache=True, nogil=True)
-def select_topk(s: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the best `k` finite scores of `s`, best first, ties by ascending index.
+def select_topk(s: np.ndarray, k: int, hidden: np.ndarray) -> np.ndarray:
+    """Indices of the best `k` finite scores of `s` not `hidden` (a boolean mask over `s`, or
+    empty: none hidden), best first, ties by ascending index.
 
     One pass with a heap of K (O(n log K)): unlike `np.partition`, it does not slow down on
     heavily tied scores (popularity counts, category affinities) or on mostly -inf ones. The
@@ -295,10 +300,10 @@ def select_topk(s: np.ndarray, k: int) -> np.ndarray:
         return np.zeros(0, np.int64)
     floor = -np.inf
     if s.shape[0] >= 16 * k:
-        hv, _, m = _heap_select(s, k, 8, -np.inf)
+        hv, _, m = _heap_select(s, k, 8, -np.inf, hidden)
         if m == k:
             floor = hv[0]
-    hv, hi, m = _heap_select(s, k, 1, floor)
+    hv, hi, m = _heap_select(s, k, 1, floor, hidden)
     for end in range(m - 1, 0, -1):  # heap sort: the worst kept goes to the end, in turn
         hv[0], hv[end] = hv[end], hv[0]
         hi[0], hi[end] = hi[end], hi[0]
@@ -328,7 +333,8 @@ def warm_up() -> None:
                                 np.ones(2))
     for cf in (np.zeros(2, np.float32), np.zeros(2, np.float64)):
         blend_topk(cf, np.zeros(0, np.int64), cols, terms, 1.0, 1)
-        select_topk(cf, 1)
+        select_topk(cf, 1, np.zeros(0, np.bool_))
+        select_topk(cf, 1, np.zeros(2, np.bool_))
 
 
 @njit(cache=True, nogil=True)

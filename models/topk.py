@@ -33,6 +33,7 @@ from models.kernels import select_topk
 
 Exclude = np.ndarray | Sequence[int] | None
 SAMPLE_STRIDE = 8
+_NONE = np.zeros(0, dtype=np.bool_)
 
 
 def topk(
@@ -44,13 +45,18 @@ def topk(
     restricts the selection to a subset, e.g. items that have a vector.
     """
     s = np.asarray(scores)
+    hidden = _NONE
     if exclude is not None and len(exclude):
-        s = s.copy()
-        s[np.asarray(exclude)] = -np.inf
+        hidden = np.asarray(exclude)
+        if hidden.dtype != np.bool_:  # indices: as a mask (a byte an item, not a copy of s)
+            hidden = np.zeros(s.shape[0], dtype=np.bool_)
+            hidden[np.asarray(exclude)] = True
+        elif hidden.shape != s.shape:
+            raise IndexError(f"exclusion mask of shape {hidden.shape} for {s.shape[0]} scores")
     if candidates is not None:
-        idx, val = topk(s[candidates], k)
+        idx, val = topk(s[candidates], k, hidden[candidates] if len(hidden) else None)
         return candidates[idx].astype(np.int64), val
-    idx = select_topk(s, min(int(k), s.shape[0]))
+    idx = select_topk(s, min(int(k), s.shape[0]), hidden)
     return idx, s[idx]
 
 

@@ -65,6 +65,26 @@ def test_topk_on_candidates_maps_back_to_indices() -> None:
     assert topk(s, 2, candidates=cand)[0].tolist() == [0, 2]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_topk_on_candidates_with_exclusions(kind: str) -> None:
+    rng = np.random.default_rng(2)
+    s = score_rows(kind, rng, 1, 3000)[0]
+    cand = np.unique(rng.choice(3000, 900))
+    banned = rng.choice(3000, 1200, replace=False)
+    mask = np.zeros(3000, dtype=bool)
+    mask[banned] = True
+    outside = np.setdiff1d(np.arange(3000), cand)
+    expected = brute(s, 30, np.concatenate([banned, outside]))
+    for exclude in (banned, mask):
+        idx, val = topk(s, 30, exclude=exclude, candidates=cand)
+        assert idx.tolist() == expected and val.tolist() == s[idx].tolist()
+
+
+def test_an_exclusion_mask_must_cover_the_scores() -> None:
+    with pytest.raises(IndexError, match="exclusion mask"):
+        topk(np.zeros(5), 2, exclude=np.zeros(4, dtype=bool))
+
+
 def test_excluded_and_minus_inf_are_never_returned() -> None:
     s = np.array([1.0, -np.inf, 2.0, 0.0], dtype=np.float32)
     assert topk(s, 10, exclude=[3])[0].tolist() == [2, 0]
