@@ -68,10 +68,23 @@ def rank_blend(
 
     -inf scores and excluded items are never ranked; an item ranked by no list is not returned.
     """
+    tops = [topk(s, depth, exclude)[0] if w > 0 else None
+            for s, w in zip(scores, weights, strict=True)]
+    return blend_ranks(tops, weights, k, depth)
+
+
+def blend_ranks(
+    tops: Sequence[np.ndarray | None], weights: Sequence[float], k: int, depth: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`rank_blend` of lists already ranked: `tops[j]`, the best `depth` items of list j best
+    first (None where its weight is 0), e.g. selected from a list's candidates only.
+
+    >>> blend_ranks([np.array([0, 1]), np.array([2, 1])], [0.75, 0.25], k=3, depth=2)[0].tolist()
+    [0, 1, 2]
+    """
     cands, gains = [], []
-    for s, w in zip(scores, weights, strict=True):
-        if w > 0:
-            idx, _ = topk(s, depth, exclude)
+    for idx, w in zip(tops, weights, strict=True):
+        if w > 0 and idx is not None:
             cands.append(idx)
             gains.append(w * (depth - np.arange(len(idx))) / depth)
     if not cands:

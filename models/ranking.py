@@ -9,15 +9,17 @@ model (`models.served.ServedModel`), the catalog and the configuration:
   blend and top-K are one compiled pass, `models.kernels.blend_topk`); new items' vectors of the
   user's partition (the *overlay*) are scored too;
 - everyone else: a truncated-rank blend of CF, content similarity and popularity
-  (`models.coldstart.rank_blend`). Content (`models.content_index`: text cosine and tag
-  Jaccard, categories being tags) compares the user's items and declared profile with every
-  item that has content, in the model or not: with no model at all, a user with a history or a
-  profile gets content-similar items blended with popularity (the cold-start ladder's second
-  step, before matrix factorisation).
+  (`models.coldstart.rank_blend`), each list's best `blend_depth` selected on its own
+  (`Ranker.cf_top` for CF with the session blend). Content (`models.content_index`: text
+  cosine and tag Jaccard, categories being tags) compares the user's items and declared
+  profile with every item that has content, in the model or not: with no model at all, a user
+  with a history or a profile gets content-similar items blended with popularity (the
+  cold-start ladder's second step, before matrix factorisation).
 
 When the served model has an approximate index (`models.ann`, large catalogs), the CF scores are
 computed for each user's retrieved candidates only, plus the partition's new items and the
-session's items, and everything after the retrieval is exact (`models.candidates`). A user for
+session's items, and everything after the retrieval is exact (`models.candidates`); a blended
+user's CF list is ranked over those too, never over an array the size of the catalog. A user for
 whom the candidates hold fewer than K shown items (most of them excluded) is scanned in full.
 
 Items never recommended: inactive ones, items without a vector, and each user's blocked and
@@ -241,19 +243,39 @@ class Ranker:
             out[r] = self._recs(plans[r], i, v, "collaborative", k_list)
         return out
 
-    def _cf_scores(self, x: np.ndarray, depth: int, excluded: np.ndarray) -> np.ndarray:
-        """x·y of every catalog item: exact, or from the index's candidates (-inf elsewhere)."""
+    def cf_top(self, x: np.ndarray, p: Plan, exclude: np.ndarray,
+               overlay: dict[int, np.ndarray], depth: int) -> np.ndarray:
+        """The user's best `depth` items by CF score blended with their session: what
+        `topk(covisit.blend(cf, *p.session, session_weight, exclude), depth, exclude)` over every
+        catalog item gives, in one compiled pass (`kernels.blend_topk`). With an index, the
+        scores are those of its candidates and of the partition's new items only (every other
+        item would score -inf), so the pass runs over those, not over the catalog."""
         m, index, n = self.served.current, self.served.index, len(self.catalog)
         assert m is not None
+        new, V, _ = self.served.overlay(overlay)
+        cols, terms = p.session or _NO_SESSION
+        weight = self.config.session_weight
         if index is None:
             cf = m.Y[:n] @ x
-        else:
-            cands = index.candidates(x[None].astype(np.float32), depth + len(excluded))
-            cf = np.full(n, -np.inf, dtype=np.float32)
-            ok = cands[0] >= 0
-            cf[cands[0][ok]] = candidate_scores(m.Y, x[None], cands)[0][ok]
-        cf[~m.has_vec[:n]] = -np.inf
-        return cf
+            cf[~m.has_vec[:n]] = -np.inf
+            if len(new):
+                cf[new] = V @ x
+            return kernels.blend_topk(cf, np.flatnonzero(exclude), cols, terms, weight, depth)[0]
+        cands = index.candidates(x[None].astype(np.float32), depth + len(p.history.excluded()))
+        ok = cands[0] >= 0
+        items, scores = cands[0][ok], candidate_scores(m.Y, x[None], cands)[0][ok]
+        has = m.has_vec[items]
+        items, scores = items[has], scores[has]
+        if len(new):  # a new item's vector is the one it is scored with
+            items, scores = np.concatenate([new, items]), np.concatenate([V @ x, scores])
+        items, first = np.unique(items, return_index=True)
+        cf = scores[first].astype(np.float32)
+        at = np.searchsorted(items, cols)
+        on = at < len(items)
+        on[on] = items[at[on]] == cols[on]  # session items outside these score -inf: dropped
+        top, _ = kernels.blend_topk(cf, np.flatnonzero(exclude[items]), at[on], terms[on],
+                                    weight, depth)
+        return items[top]
 
     def _with_session(self, scores: np.ndarray, p: Plan, exclude: np.ndarray) -> np.ndarray:
         if p.session is None:
@@ -294,15 +316,13 @@ class Ranker:
         if weights[2] == 1.0:
             idx, _ = topk(pop, k, exclude)
             return self._recs(p, idx, trending.scores(p.now)[idx], "popular", k_list)
-        cf = None
-        if x is not None and m is not None:
-            cf = self._cf_scores(x, max(cfg.blend_depth, k), p.history.excluded())
-            new, V, _ = self.served.overlay(overlay)
-            if len(new):
-                cf[new] = V @ x
-            cf = self._with_session(cf, p, exclude)
-        lists = [s if s is not None else pop for s in (cf, aff, pop)]
-        idx, val = coldstart.rank_blend(lists, weights, k, max(cfg.blend_depth, k), exclude)
+        depth = max(cfg.blend_depth, k)
+        top_pop = topk(pop, depth, exclude)[0]
+        top_cf = top_pop  # (no model: popularity takes CF's weight, as it takes content's)
+        if x is not None and m is not None and weights[0] > 0:
+            top_cf = self.cf_top(x, p, exclude, overlay, depth)
+        top_aff = topk(aff, depth, exclude)[0] if aff is not None and weights[1] > 0 else top_pop
+        idx, val = coldstart.blend_ranks([top_cf, top_aff, top_pop], weights, k, depth)
         return self._recs(p, idx, val, source, k_list)
 
     def rank_mixed(

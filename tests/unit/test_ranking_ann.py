@@ -8,8 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from models.candidates import scores as candidate_scores
+from models.covisit import blend
 from models.foldin import ItemFactors
 from models.recommender import FoldInConfig, OnlineRecommender
+from models.topk import topk
 
 pytest.importorskip("faiss", reason="the ann extra is not installed")
 N_ITEMS, K = 400, 8
@@ -82,3 +85,48 @@ def test_an_item_with_a_category_vector_is_recommended_at_once() -> None:
     new = approx.catalog.get("brand-new")
     assert new in before or new in approx.served.index.pending.tolist() or \
         len(approx.served.index) > N_ITEMS  # type: ignore[union-attr]
+
+
+def _dense_cf_top(ranker, x, p, exclude, overlay, depth):
+    """The CF list of a partly collaborative user as a full scan ranks it: the CF score of
+    every catalog item (-inf where the index found nothing), blended with the session."""
+    m, n, index = ranker.served.current, len(ranker.catalog), ranker.served.index
+    if index is None:
+        cf = m.Y[:n] @ x
+    else:
+        cands = index.candidates(x[None].astype(np.float32), depth + len(p.history.excluded()))
+        ok = cands[0] >= 0
+        cf = np.full(n, -np.inf, dtype=np.float32)
+        cf[cands[0][ok]] = candidate_scores(m.Y, x[None], cands)[0][ok]
+    cf[~m.has_vec[:n]] = -np.inf
+    new, V, _ = ranker.served.overlay(overlay)
+    if len(new):
+        cf[new] = V @ x
+    if p.session is not None:
+        cf = blend(cf, *p.session, ranker.config.session_weight, exclude)
+    return topk(cf, depth, exclude)[0]
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_a_blended_users_cf_list_is_the_full_scans(indexed: bool) -> None:
+    """With an index, a partly collaborative user's CF list is ranked over the candidates and
+    the new items only: the same items, in the same order, as over the whole catalog."""
+    exact, approx = _pair(full_events=6)
+    rec = approx if indexed else exact
+    rec.set_item_active(IDS[7], False)
+    seen = {"calls": 0, "sessions": 0, "new": 0}
+    real = rec.ranker.cf_top
+
+    def checked(x, p, exclude, overlay, depth):
+        got = real(x, p, exclude, overlay, depth)
+        assert got.tolist() == _dense_cf_top(rec.ranker, x, p, exclude, overlay, depth).tolist()
+        seen["calls"] += 1
+        seen["sessions"] += p.session is not None
+        seen["new"] += bool(overlay)
+        return got
+
+    rec.ranker.cf_top = checked  # type: ignore[method-assign]
+    stream = _events(900, 120, 5)
+    for lo in range(0, 900, 150):
+        rec.process_batch(stream[lo : lo + 150])
+    assert seen["calls"] > 50 and seen["sessions"] > 10 and seen["new"] > 10, seen
