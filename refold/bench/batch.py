@@ -17,11 +17,20 @@ worker to that file. `refold bench batch --json` prints
 count in their CPU). `fold_in` (`--fold-in KEY=VALUE`) changes fold-in settings in the fit and in
 every mode, so a feature's cost is this benchmark run with it switched off, next to a run
 without the flag (`--fold-in session_weight=0`: the session co-visits).
+
+`items` (`--items N`) grows the fitted model's catalog to N items with synthetic ones
+(`refold.bench.factors.padded`): the same events, every per-batch cost that grows with the
+catalog on top (scoring, popularity, records). From `ann_min_items` on, the worker ranks with
+the approximate index as it would in production; the index is built once before the runs (its
+build is not a batch's cost: a worker builds it off the processing thread) and every run
+serves its own copy.
 """
 
 from __future__ import annotations
 
+import copy
 import cProfile
+import logging
 import os
 import tempfile
 import time
@@ -35,11 +44,15 @@ from threadpoolctl import threadpool_limits
 from consumers.foldin_worker import FoldInWorker
 from consumers.model_source import fit_log, foldin_config
 from consumers.monitor import Monitor
+from models.ann import MipsIndex
+from models.foldin import ItemFactors
 from models.recommender import OnlineRecommender
 from producers.datasets import load_movielens
+from refold.bench.factors import padded
 from refold.core.config import Settings
 from refold.core.schemas import decode_event, encode
 
+log = logging.getLogger(__name__)
 MODES = ("worker", "worker, local stores", "worker, exploration none", "pass-through")
 
 
@@ -105,9 +118,11 @@ def messages(settings: Settings, events: list) -> list[Message]:
     return out
 
 
-def _worker(settings: Settings, factors: Any, fold_in: dict[str, Any]
-            ) -> tuple[FoldInWorker, Output]:
-    rec = OnlineRecommender(foldin_config(settings, **fold_in), factors)
+def _worker(settings: Settings, factors: ItemFactors, fold_in: dict[str, Any],
+            index: MipsIndex | None = None) -> tuple[FoldInWorker, Output]:
+    """A fresh worker serving `factors` (with a copy of `index`, built over them, if given)."""
+    rec = OnlineRecommender(foldin_config(settings, **fold_in))
+    rec.swap_factors(rec.served.prepare(factors, copy.deepcopy(index)))
     worker = FoldInWorker(settings, rec)
     if settings.state_store == "rocksdb":  # empty stores: nothing to restore from a changelog
         for p in range(settings.events_partitions):
@@ -119,9 +134,10 @@ def _worker(settings: Settings, factors: Any, fold_in: dict[str, Any]
     return worker, Output(settings.topic("changelog"))
 
 
-def _run_worker(settings: Settings, factors: Any, msgs: list[Message], batch: int,
-                profile: str | None, fold_in: dict[str, Any] | None = None) -> dict[str, Any]:
-    worker, out = _worker(settings, factors, fold_in or {})
+def _run_worker(settings: Settings, factors: ItemFactors, msgs: list[Message], batch: int,
+                profile: str | None, fold_in: dict[str, Any] | None = None,
+                index: MipsIndex | None = None) -> dict[str, Any]:
+    worker, out = _worker(settings, factors, fold_in or {}, index)
 
     def run() -> None:
         for b in range(0, len(msgs), batch):
@@ -150,20 +166,30 @@ def _run_passthrough(msgs: list[Message]) -> dict[str, Any]:
 
 def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: int = 6,
         rounds: int = 2, profile: str | None = None, progress: Any = None,
-        profile_mode: str = "worker", fold_in: dict[str, Any] | None = None) -> dict[str, Any]:
+        profile_mode: str = "worker", fold_in: dict[str, Any] | None = None,
+        items: int | None = None) -> dict[str, Any]:
     """Events per CPU second of each mode (`MODES`), best of `rounds` alternated runs;
     `profile` profiles one more run of `profile_mode`; `fold_in`: fold-in settings changed for
     the fit and every mode (e.g. `{"session_weight": 0}`: what the co-visits cost), exploration
-    aside in the mode without it."""
+    aside in the mode without it; `items`: the catalog grown to that many items (see the
+    module docstring)."""
     base = Settings(topic_prefix="bench-batch.", state_store="memory",
                     events_partitions=partitions)
-    log, _ = load_movielens(path)
-    log = log[:events]
+    events_log, _ = load_movielens(path)
+    events_log = events_log[:events]
     fold_in = dict(fold_in or {})
-    factors = fit_log(log, base, foldin_config(base, **fold_in))  # refuses bad settings
+    config = foldin_config(base, **fold_in)  # refuses bad settings
+    factors = fit_log(events_log, base, config)
+    fitted = len(factors)
+    factors = padded(factors, items or 0)
+    ann, index = config.ann_config(), None
+    if ann is not None and ann.enabled_for(len(factors)):
+        log.info("building the index over %d items (once; each run serves a copy)",
+                 len(factors))
+        index = MipsIndex(factors.Y, ann)
     changes = {m: {**fold_in, "exploration": "none"} if m == "worker, exploration none"
                else fold_in for m in MODES}
-    msgs = messages(base, list(log.iter_events("ml-100k")))
+    msgs = messages(base, list(events_log.iter_events("ml-100k")))
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     with threadpool_limits(1), tempfile.TemporaryDirectory(prefix="refold-bench-batch-") as d:
         n = iter(range(1 << 30))
@@ -177,13 +203,15 @@ def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: i
             for mode in MODES:
                 runs[mode].append(_run_passthrough(msgs) if mode == "pass-through" else
                                   _run_worker(settings(mode), factors, msgs, batch, None,
-                                              changes[mode]))
+                                              changes[mode], index))
                 if progress is not None:
                     progress(1)
         if profile:
             _run_worker(settings(profile_mode), factors, msgs, batch, profile,
-                        changes[profile_mode])
-    out: dict[str, Any] = {"events": len(msgs), "batch": batch, "partitions": partitions,
+                        changes[profile_mode], index)
+    out: dict[str, Any] = {"events": len(msgs), "items": len(factors),
+                           "synthetic_items": len(factors) - fitted, "ann": index is not None,
+                           "batch": batch, "partitions": partitions,
                            "rounds": rounds, "loadavg": os.getloadavg(),
                            "exploration": fold_in.get("exploration", base.exploration),
                            "fold_in": fold_in, "modes": {}}
@@ -209,8 +237,12 @@ def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: i
 
 
 def table(result: dict) -> str:
+    catalog = ""
+    if result.get("synthetic_items"):
+        catalog = (f", a catalog of {result['items']:,} items ({result['synthetic_items']:,} "
+                   f"synthetic; {'ANN' if result['ann'] else 'exact'} ranking)")
     lines = [f"{result['events']:,} ml-100k events in batches of {result['batch']} over "
-             f"{result['partitions']} partitions, best of "
+             f"{result['partitions']} partitions{catalog}, best of "
              f"{result['rounds']} alternated rounds (load {result['loadavg'][0]:.1f})"
              + "".join(f"; {k}={v}" for k, v in result.get("fold_in", {}).items()),
              "| mode | events per CPU second | µs per event (each round) | lists |",

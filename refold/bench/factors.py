@@ -9,6 +9,8 @@
   item's popularity (lower index = more popular, as `zipf_items` draws them).
 
 Users are folded in exactly (`models.foldin.fold_in_batch`) from a few long-tail items each.
+`padded` grows a fitted model's catalog with `als`-shaped items (a worker on a large catalog
+replaying a real dataset's events).
 
 >>> Y = item_factors(1000, 8, "als", seed=0)
 >>> norms = np.linalg.norm(Y, axis=1)
@@ -17,6 +19,9 @@ Users are folded in exactly (`models.foldin.fold_in_batch`) from a few long-tail
 >>> X, items = users(Y, 3, seed=0)
 >>> X.shape, len(items)
 ((3, 8), 3)
+>>> big = padded(ItemFactors(["a", "b"], Y[:2], version=1), 1000)
+>>> len(big), big.item_ids[:3], big.version
+(1000, ('a', 'b', 'synthetic-0'), 1)
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from models.foldin import fold_in_batch
+from models.foldin import ItemFactors, fold_in_batch
 
 Shape = Literal["gaussian", "als"]
 SHAPES: tuple[Shape, ...] = ("gaussian", "als")
@@ -69,3 +74,20 @@ def users(Y: np.ndarray, n_users: int, per_user: int = 10, seed: int = 0,
     X, _ = fold_in_batch(Y, gram, items, [np.full(len(i), 0.3) for i in items], alpha,
                          regularization, inv)
     return X, items
+
+
+def padded(factors: ItemFactors, n: int, seed: int = 0) -> ItemFactors:
+    """`factors` with `synthetic-<i>` items appended up to `n` items in all: `als`-shaped
+    vectors scaled to the fitted items' median norm, no training interactions (`counts` 0);
+    the fitted items keep their rows, `XtX`, mixer and idf."""
+    extra = n - len(factors)
+    if extra <= 0:
+        return factors
+    Y = item_factors(extra, factors.factors, "als", seed)
+    Y *= np.float32(np.median(np.linalg.norm(factors.Y, axis=1))
+                    / np.median(np.linalg.norm(Y, axis=1)))
+    counts = None if factors.counts is None else np.concatenate([factors.counts,
+                                                                 np.zeros(extra)])
+    return ItemFactors([*factors.item_ids, *(f"synthetic-{i}" for i in range(extra))],
+                       np.vstack([factors.Y, Y]), factors.version, XtX=factors.XtX,
+                       counts=counts, mixer=factors.mixer, idf=factors.idf)

@@ -58,10 +58,13 @@ def bench_exploration(lists: int, k: int, as_json: bool) -> None:
 @click.option("--fold-in", "fold_in", multiple=True, metavar="KEY=VALUE",
               help="A FoldInConfig setting for the fit and every mode (repeatable), e.g. "
                    "--fold-in session_weight=0 for the cost of the session co-visits.")
+@click.option("--items", type=click.IntRange(min=1), default=None,
+              help="Grow the fitted catalog to this many items with synthetic ones (the same "
+                   "events on a large catalog; from ann_min_items on, ranked with the index).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int,
                 profile: str | None, profile_stores: bool, fold_in: tuple[str, ...],
-                as_json: bool) -> None:
+                items: int | None, as_json: bool) -> None:
     """CPU per event of the worker's batch without the broker (every user in memory), next to
     the same worker with the local stores, without exploration, and to a pass-through's
     decode + encode."""
@@ -75,7 +78,8 @@ def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int
     with click.progressbar(length=rounds * len(batch_bench.MODES), label="batch",
                            file=sys.stderr) as bar:
         result = batch_bench.run(path, events, batch, partitions, rounds, profile, bar.update,
-                                 "worker, local stores" if profile_stores else "worker", changes)
+                                 "worker, local stores" if profile_stores else "worker", changes,
+                                 items)
     emit(result, as_json, batch_bench.table(result))
 
 

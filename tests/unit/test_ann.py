@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -55,6 +58,22 @@ def test_an_added_item_is_a_candidate_at_once_and_in_the_graph_after_drain() -> 
     assert idx[0, 0] == 500
     assert ix.drain(served) == 1 and len(ix.pending) == 0 and len(ix) == 501
     assert ix.search(q, 1)[0, 0] == 500
+
+
+def test_a_copy_answers_alike_and_goes_its_own_way() -> None:
+    rng = np.random.default_rng(3)
+    Y = rng.standard_normal((2000, 8)).astype(np.float32)
+    ix = MipsIndex(Y, AnnConfig(ef_search=40), labels=np.arange(2000) + 5)
+    ix.add([9000])
+    twin = copy.deepcopy(ix)
+    q = rng.standard_normal((20, 8)).astype(np.float32)
+    assert np.array_equal(twin.candidates(q, 30), ix.candidates(q, 30))
+    assert twin.config == ix.config and twin.pending.tolist() == [9000]
+    twin.labels[0] = -7  # the copy's labels, pending items and graph are its own
+    twin.add([9001])
+    assert twin.drain(np.ones((9002, 8), np.float32)) == 2
+    assert ix.labels[0] == 5 and ix.pending.tolist() == [9000] and len(ix) == 2000
+    assert len(pickle.loads(pickle.dumps(ix))) == 2000
 
 
 def test_score_range_is_the_largest_absolute_score_of_shown_items() -> None:

@@ -42,6 +42,27 @@ def test_bench_batch_prints_each_mode_and_the_ratio(tmp_path: Path) -> None:
     assert prof.stat().st_size > 0
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
+def test_bench_batch_on_a_grown_catalog_ranks_with_the_index() -> None:
+    """`--items` past `ann_min_items`: the catalog grows, the worker ranks with the index (built
+    once, a copy per run) and publishes as many lists as on the fitted catalog."""
+    pytest.importorskip("faiss", reason="the ann extra is not installed")
+    args = ["bench", "batch", "--path", str(ML100K), "--events", "2000", "--rounds", "1",
+            "--json"]
+    runs = {}
+    for name, extra in (("grown", ["--items", "6000", "--fold-in", "ann_min_items=5000"]),
+                        ("fitted", [])):
+        result = CliRunner().invoke(cli, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        runs[name] = json.loads(result.output[result.output.index("{"):])
+    grown, fitted = runs["grown"], runs["fitted"]
+    assert grown["items"] == 6000 and grown["ann"] is True
+    assert grown["synthetic_items"] == 6000 - fitted["items"] > 0
+    assert (fitted["synthetic_items"], fitted["ann"]) == (0, False)
+    assert grown["modes"]["worker"]["lists"] == fitted["modes"]["worker"]["lists"] > 0
+
+
 def test_bench_batch_refuses_a_missing_dataset(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["bench", "batch", "--path", str(tmp_path / "none")])
     assert result.exit_code == 2
