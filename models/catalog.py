@@ -32,6 +32,8 @@ class ItemIndex:
         self._member_arrays: dict[str, np.ndarray] = {}
         self.version = 0
         """Bumped whenever active flags or categories change (lets callers cache derived data)."""
+        self._names = np.full(1024, None, dtype=object)
+        self._named = 0
         for item_id in item_ids:
             self.index(item_id)
 
@@ -50,6 +52,24 @@ class ItemIndex:
             if i >= len(self._active):
                 self._active = np.concatenate([self._active, np.ones(i + 1, dtype=bool)])
         return i
+
+    def names(self) -> np.ndarray:
+        """The ids as an object array with None past the last one (index -1 names None), e.g.
+        to name many indices at once: `catalog.names()[idx].tolist()`. Kept with room to
+        spare: a growing catalog copies in only the ids that joined since the last call.
+
+        >>> ItemIndex(["a", "b"]).names()[[1, 0, -1]].tolist()
+        ['b', 'a', None]
+        """
+        names, named, n = self._names, self._named, len(self.ids)
+        if len(names) <= n:
+            grown = np.full(2 * n, None, dtype=object)
+            grown[:named] = names[:named]
+            names = self._names = grown
+        if named < n:
+            names[named:n] = self.ids[named:n]
+            self._named = n
+        return names
 
     def index_many(self, item_ids: Sequence[str]) -> np.ndarray:
         return np.fromiter(map(self.index, item_ids), dtype=np.intp, count=len(item_ids))

@@ -88,8 +88,8 @@ class CoVisits(CoVisitRecords):
     the buffer of updates not applied yet (its records: `models.covisit_plain`)."""
 
     __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_buf_s", "_by_row", "_changed", "_deg", "_flat",
-                 "_gen", "_ids", "_ids_known", "_inv", "_journal", "_nbr", "_pending", "_powers",
-                 "_recency", "_tracked", "_wt", "count", "decay", "max_neighbors", "window")
+                 "_gen", "_ids", "_inv", "_journal", "_nbr", "_pending", "_powers", "_recency",
+                 "_tracked", "_wt", "count", "decay", "max_neighbors", "window")
 
     def __init__(self, window: int = 10, decay: float = 0.8, max_neighbors: int = 256) -> None:
         if window < 1 or max_neighbors < 1 or not 0 < decay <= 1:
@@ -119,7 +119,6 @@ class CoVisits(CoVisitRecords):
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] = (
             np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool))
         self._ids: np.ndarray | None = None
-        self._ids_known = 0
         self._journal: Undo | None = None
         self._recency: dict[tuple[int, float], np.ndarray] = {}
         self._changed = np.zeros((0, max_neighbors), dtype=bool)

@@ -43,7 +43,6 @@ class CoVisitRecords:
     _deg: np.ndarray
     _inv: np.ndarray
     _ids: np.ndarray | None
-    _ids_known: int
     _by_row: dict[int, tuple[int, int]] | None
     _flat: tuple[np.ndarray, ...] | None
     _pending: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -269,19 +268,14 @@ class CoVisitRecords:
         self._tracked[np.fromiter(rows, np.intp)] = False
 
     def _names(self, ids: Sequence[str]) -> np.ndarray:
-        """`ids` (the catalog's, append-only) as an object array with None past the last id (so
-        that index -1, an event, names None). It keeps room to spare and copies in only the
-        ids that joined since the last call, not the whole catalog again."""
-        names, known, n = self._ids, self._ids_known, len(ids)
-        if names is None or len(names) <= n:
-            grown = np.full(max(2 * n, 1024), None, dtype=object)
-            if names is not None:
-                grown[:known] = names[:known]
-            names = self._ids = grown
-        if known < n:
-            names[known:n] = ids[known:n]
-            self._ids_known = n
-        return names
+        """`ids` as an object array with None past the last id (so that index -1, an event,
+        names None): `ids` itself when it is one already (`ItemIndex.names`, shared by every
+        partition of a catalog), else built once per catalog size."""
+        if isinstance(ids, np.ndarray):
+            return ids
+        if self._ids is None or len(self._ids) != len(ids) + 1:
+            self._ids = np.array([*ids, None], dtype=object)
+        return self._ids
 
     def _pending_slice(self, item: int) -> tuple[int, int]:
         """Where the item's buffered updates are in `_pending` (the buffer grouped by row, in

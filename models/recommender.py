@@ -299,7 +299,7 @@ class OnlineRecommender:
         """Plain data (item ids) of the partition's counters and its items and co-visit rows
         changed since the last call (`PartitionState.to_plain`), for a changelog."""
         part = self.partition(partition)
-        return part.to_plain(self.catalog.ids, self.model_version, *part.take_changed())
+        return part.to_plain(self.catalog.names(), self.model_version, *part.take_changed())
 
     def restore_partition(self, partition: int, plain: Mapping[str, Any]) -> None:
         """Install `partition_changes` data accumulated over time (after the partition's users:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from models.catalog import ItemIndex
 from models.covisit import CoVisits, blend
 from models.foldin import ItemFactors
 from models.packing import pack, unpack
@@ -336,19 +337,23 @@ def test_a_reverted_batch_writes_the_same_row_records_again() -> None:
 
 
 def test_records_name_items_that_joined_the_catalog_since() -> None:
-    """The records' neighbour names follow a growing catalog (past the names' spare room),
-    and an event's slot names None."""
-    cv, ids = CoVisits(window=2, max_neighbors=8), ["i0", "i1"]
-    cv.add(1, np.array([0]))
-    cv.refresh()
-    rows, _ = cv.records([0, 1], ids)
-    assert rows["i1"]["ids"] == ["i0"]
-    for n in range(2, 3000):  # the catalog grows by an item a step
-        ids.append(f"i{n}")
-        cv.add(n, np.array([n - 1]))
-    cv.refresh()
-    rows, _ = cv.records([2999, 1500], ids)
-    assert rows["i2999"]["ids"] == ["i2998"] and sorted(rows["i1500"]["ids"]) == ["i1499", "i1501"]
-    assert cv.pending_record(2999, ids) is None
-    cv.add(2999, np.array([1]))
-    assert cv.pending_record(2999, ids)["ids"] == [None, "i1"]  # None: the event itself
+    """The records' neighbour names follow a growing catalog, named by its shared array
+    (`ItemIndex.names`, past its spare room) or by a list of ids; an event's slot names None."""
+    for shared in (True, False):
+        catalog = ItemIndex(["i0", "i1"])
+        ids = catalog.names if shared else lambda c=catalog: c.ids
+        cv = CoVisits(window=2, max_neighbors=8)
+        cv.add(1, np.array([0]))
+        cv.refresh()
+        rows, _ = cv.records([0, 1], ids())
+        assert rows["i1"]["ids"] == ["i0"]
+        for n in range(2, 3000):  # the catalog grows by an item a step
+            catalog.index(f"i{n}")
+            cv.add(n, np.array([n - 1]))
+        cv.refresh()
+        rows, _ = cv.records([2999, 1500], ids())
+        assert rows["i2999"]["ids"] == ["i2998"]
+        assert sorted(rows["i1500"]["ids"]) == ["i1499", "i1501"]
+        assert cv.pending_record(2999, ids()) is None
+        cv.add(2999, np.array([1]))
+        assert cv.pending_record(2999, ids())["ids"] == [None, "i1"]  # None: the event itself
