@@ -331,6 +331,8 @@ def warm_up() -> None:
     slots_of(nbr, np.zeros(2, np.int32), np.zeros(1, np.int64), np.zeros(1, np.int64))
     cols, terms = contributions(np.zeros(1, np.intp), np.ones(1), nbr, np.zeros((2, 1)),
                                 np.ones(2))
+    ring = np.zeros(2, EVENT_DTYPE)  # a history's ring: its fields are strided views
+    last_positives(ring["item"], ring["weight"], 0, 0, 1)
     for cf in (np.zeros(2, np.float32), np.zeros(2, np.float64)):
         blend_topk(cf, np.zeros(0, np.int64), cols, terms, 1.0, 1)
         select_topk(cf, 1, np.zeros(0, np.bool_))

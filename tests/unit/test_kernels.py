@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -112,3 +116,40 @@ def test_last_positives_equal_the_numpy_ring_walk() -> None:
         expected = items[at][weights[at] > 0][-n:].astype(np.intp)
         got = kernels.last_positives(items, weights, seq, held, n)
         assert got.dtype == np.intp and got.tolist() == expected.tolist()
+
+
+WORKLOAD = """
+import json
+import numpy as np
+from models import kernels
+from models.foldin import ItemFactors
+from models.recommender import FoldInConfig, OnlineRecommender
+
+kernels.warm_up()
+def compiled():
+    return {n: sorted(map(str, getattr(kernels, n).signatures)) for n in dir(kernels)
+            if hasattr(getattr(kernels, n), "signatures")}
+before = compiled()
+rng = np.random.default_rng(0)
+ids = [f"i{n}" for n in range(300)]
+rec = OnlineRecommender(FoldInConfig(full_events=4, k=10),
+                        ItemFactors(ids, rng.normal(size=(300, 8)).astype(np.float32), 1))
+types = ["view", "click", "purchase", "dismiss", "rating"]
+for j in range(600):
+    rec.learn(f"u{j % 40}", ids[int(rng.integers(300))], types[j % 5], float(j),
+              value=4.0 if j % 5 == 4 else None, session_id=f"s{j // 6}")
+    if j % 50 == 0:
+        rec.recommend(f"u{j % 40}", float(j))
+for u in range(40):
+    rec.recommend(f"u{u}", 700.0)
+print(json.dumps({n: s for n, s in compiled().items() if s != before[n]}))
+"""
+
+
+def test_warm_up_compiles_every_kernel_a_recommender_calls() -> None:
+    """A kernel first compiled (or loaded from numba's cache) inside a batch stalls that batch
+    for up to seconds: `warm_up`, run when a recommender is made, must cover every signature
+    the learning and ranking paths use (a fresh process, where nothing else compiled them)."""
+    out = subprocess.run([sys.executable, "-c", WORKLOAD], check=True, capture_output=True,
+                         text=True, timeout=600)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {}
