@@ -276,7 +276,9 @@ class AdaptiveTrending:
         """Rung `r`'s top-K over all items, and their scores: among the items counted at all
         when K of them are (every other item is below them), as `Trending.top` otherwise."""
         scores = self.rungs[r].ranking_scores()
-        counted = np.flatnonzero(scores > 0)
+        counted = self.rungs[r].counted()
+        counted = counted[: np.searchsorted(counted, len(scores))]
+        counted = counted[scores[counted] > 0]
         if len(counted) < self.k:
             return self.rungs[r].top(self.k)[0], scores
         idx, _ = topk(scores[counted], self.k)
@@ -301,6 +303,9 @@ class AdaptiveTrending:
 
     def ranking_scores(self) -> np.ndarray:
         return self.served.ranking_scores()
+
+    def counted(self) -> np.ndarray:
+        return self.served.counted()
 
     def top(
         self, k: int, exclude: Exclude = None, now: float | None = None

@@ -55,7 +55,7 @@ from models.mixer import (
 from models.partition import PartitionState
 from models.profiles import DeclaredProfiles
 from models.served import ServedModel
-from models.topk import topk, topk_batch
+from models.topk import topk, topk_batch, topk_of_support
 
 Source = Literal["collaborative", "content", "popular"]
 SCORE_CHUNK = 128
@@ -314,10 +314,10 @@ class Ranker:
         weights, source = coldstart.list_weights(
             p.w_cf if x is not None else 0.0, aff is not None, cfg.content_weight)
         if weights[2] == 1.0:
-            idx, _ = topk(pop, k, exclude)
+            idx, _ = topk_of_support(pop, trending.counted(), k, exclude)
             return self._recs(p, idx, trending.scores(p.now)[idx], "popular", k_list)
         depth = max(cfg.blend_depth, k)
-        top_pop = topk(pop, depth, exclude)[0]
+        top_pop = topk_of_support(pop, trending.counted(), depth, exclude)[0]
         top_cf = top_pop  # (no model: popularity takes CF's weight, as it takes content's)
         if x is not None and m is not None and weights[0] > 0:
             top_cf = self.cf_top(x, p, exclude, overlay, depth)

@@ -45,19 +45,50 @@ def topk(
     restricts the selection to a subset, e.g. items that have a vector.
     """
     s = np.asarray(scores)
-    hidden = _NONE
-    if exclude is not None and len(exclude):
-        hidden = np.asarray(exclude)
-        if hidden.dtype != np.bool_:  # indices: as a mask (a byte an item, not a copy of s)
-            hidden = np.zeros(s.shape[0], dtype=np.bool_)
-            hidden[np.asarray(exclude)] = True
-        elif hidden.shape != s.shape:
-            raise IndexError(f"exclusion mask of shape {hidden.shape} for {s.shape[0]} scores")
+    hidden = _hidden(exclude, s.shape[0])
     if candidates is not None:
         idx, val = topk(s[candidates], k, hidden[candidates] if len(hidden) else None)
         return candidates[idx].astype(np.int64), val
     idx = select_topk(s, min(int(k), s.shape[0]), hidden)
     return idx, s[idx]
+
+
+def topk_of_support(
+    scores: np.ndarray, support: np.ndarray, k: int, exclude: Exclude = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`topk(scores, k, exclude)` when every score outside `support` (sorted indices; some may
+    be past `scores`) is 0, as with popularity counts: the `k` best of `support` are the
+    answer when the K-th of them is above 0 (no other item can tie or beat it), so the pass
+    runs over the support, not over every item; otherwise over every item.
+
+    >>> s = np.zeros(10); s[[2, 7]] = [1.0, 3.0]
+    >>> topk_of_support(s, np.array([2, 7]), 2)[0].tolist()   # from the support alone
+    [7, 2]
+    >>> topk_of_support(s, np.array([2, 7]), 3)[0].tolist()   # a 0 must fill: every item
+    [7, 2, 0]
+    """
+    n = len(scores)
+    support = support[: np.searchsorted(support, n)]
+    hidden = _hidden(exclude, n)
+    if len(support) >= k > 0:
+        idx, val = topk(scores[support], k, hidden[support] if len(hidden) else None)
+        if len(idx) == k and val[-1] > 0:
+            return support[idx], val
+    return topk(scores, k, hidden)
+
+
+def _hidden(exclude: Exclude, n: int) -> np.ndarray:
+    """`exclude` as a boolean mask over n scores (indices become one: a byte an item, not a
+    copy of the scores); empty when nothing is excluded."""
+    if exclude is None or not len(exclude):
+        return _NONE
+    hidden = np.asarray(exclude)
+    if hidden.dtype != np.bool_:
+        hidden = np.zeros(n, dtype=np.bool_)
+        hidden[np.asarray(exclude)] = True
+    elif hidden.shape != (n,):
+        raise IndexError(f"exclusion mask of shape {hidden.shape} for {n} scores")
+    return hidden
 
 
 def topk_batch(

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from models.topk import Exclude, topk
+from models.topk import Exclude, topk_of_support
 
 RENORM_EXPONENT = 600.0
 """Rescale when an event's weight factor would exceed e^600: float64 holds up to e^709, which
@@ -95,6 +95,10 @@ class Trending:
         self.half_life_seconds = half_life_seconds
         self._inv_tau = 0.0 if math.isinf(half_life_seconds) else math.log(2) / half_life_seconds
         self._acc = np.zeros(capacity, dtype=np.float64)
+        self._seen = np.zeros(capacity, dtype=bool)
+        """Items ever given a value: every other item's accumulator is 0 (`counted`)."""
+        self._counted = np.zeros(0, dtype=np.intp)
+        self._fresh: list[np.ndarray] = []
         self._n = 0
         self.t_ref: float | None = None
         self.shift = 0
@@ -117,6 +121,9 @@ class Trending:
             x = (t - self.t_ref) * self._inv_tau
         if self._undo is not None:
             self._undo.before.append((item, float(self._acc[item])))
+        if not self._seen[item]:
+            self._seen[item] = True
+            self._fresh.append(np.array([item], dtype=np.intp))
         self._acc[item] += weight * math.exp(x)
 
     def update_many(self, items: np.ndarray, weights: np.ndarray, times: np.ndarray) -> None:
@@ -129,6 +136,7 @@ class Trending:
         times = np.asarray(times, dtype=np.float64)
         weights = np.broadcast_to(np.asarray(weights, dtype=np.float64), times.shape)
         self._grow(int(items.max()) + 1)
+        self._mark(items)
         if self.t_ref is None:
             self.t_ref = float(times[0])
         start = 0
@@ -157,11 +165,20 @@ class Trending:
         """Scores proportional to `scores(now)` for any `now` (a view: do not modify)."""
         return self._acc[: self._n]
 
+    def counted(self) -> np.ndarray:
+        """Sorted indices of the items ever given a value (some may be 0 again, or past the
+        items after a revert): every other item's score is 0, so a top-K over these is the
+        top-K over all items when its K-th score is above 0 (`models.topk.topk_of_support`)."""
+        if self._fresh:
+            self._counted = np.union1d(self._counted, np.concatenate(self._fresh))
+            self._fresh = []
+        return self._counted
+
     def top(
         self, k: int, exclude: Exclude = None, now: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The `k` most popular items (ties by index) and their scores at `now` (or t_ref)."""
-        idx, _ = topk(self._acc[: self._n], k, exclude)
+        idx, _ = topk_of_support(self._acc[: self._n], self.counted(), k, exclude)
         return idx, self.scores(self.t_ref if now is None else now)[idx]
 
     def load(self, t_ref: float | None, items: np.ndarray, values: np.ndarray, shift: int = 0,
@@ -185,6 +202,7 @@ class Trending:
         if len(items):
             self._grow(int(items.max()) + 1)
             self._note(items)
+            self._mark(items)
         values = np.asarray(values, dtype=np.float64)
         if saved_at is not None:
             values = at_shift(values, saved_at, shift)
@@ -201,6 +219,8 @@ class Trending:
     def unshare(self) -> None:
         """Own a copy of the accumulators (after a shallow `copy.copy`)."""
         self._acc = self._acc.copy()
+        self._seen = self._seen.copy()
+        self._fresh = list(self._fresh)
         self._undo = None
 
     def journal(self) -> TrendingUndo:
@@ -227,6 +247,13 @@ class Trending:
             self._note(np.array([item]))
             self._acc[item] = 0.0
 
+    def _mark(self, items: np.ndarray) -> None:
+        """`items` (grown to) get values: note those never seen for `counted`."""
+        new = items[~self._seen[items]]
+        if len(new):
+            self._seen[new] = True
+            self._fresh.append(new)
+
     def _note(self, items: np.ndarray) -> None:
         """While journaling: the accumulators of `items` before they change."""
         if self._undo is not None:
@@ -250,6 +277,9 @@ class Trending:
             acc = np.zeros(max(n, 2 * len(self._acc)), dtype=np.float64)
             acc[: self._n] = self._acc[: self._n]
             self._acc = acc
+            seen = np.zeros(len(acc), dtype=bool)
+            seen[: len(self._seen)] = self._seen
+            self._seen = seen
         self._n = max(self._n, n)
 
     def resize(self, n: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.topk import topk, topk_batch
+from models.topk import topk, topk_batch, topk_of_support
 
 
 def brute(scores: np.ndarray, k: int, excluded: np.ndarray | None = None) -> list[int]:
@@ -124,3 +124,25 @@ def test_topk_batch_single_row_pads_like_the_rest() -> None:
     S = np.array([[3.0, 1.0, 2.0]], dtype=np.float32)
     idx, val = topk_batch(S, 5, [np.array([1])])
     assert idx.tolist() == [[0, 2, -1]] and val[0, 2] == -np.inf
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_topk_of_support_equals_topk_over_every_item(seed: int) -> None:
+    """Scores 0 outside the support (which may hold zeros, negatives and indices past the
+    scores), ties, exclusions as a mask or indices, K past the support's size."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    s = np.zeros(n)
+    support = np.unique(rng.integers(0, n + 20, int(rng.integers(0, n + 1))))
+    inside = support[support < n]
+    s[inside] = rng.choice([0.0, -1.0, 0.5, 1.0, 2.0], len(inside)) * (seed % 3 != 0) + \
+        rng.random(len(inside)) * (seed % 3 == 0)
+    banned = rng.choice(n, int(rng.integers(0, n // 2 + 1)), replace=False)
+    mask = np.zeros(n, dtype=bool)
+    mask[banned] = True
+    for k in (1, 5, 40, n + 3):
+        want = brute(s, k, banned)
+        for exclude in (banned, mask, None):
+            got, val = topk_of_support(s, support, k, exclude)
+            expected = want if exclude is not None else brute(s, k)
+            assert got.tolist() == expected and val.tolist() == s[got].tolist()

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from models.topk import topk
 from models.trending import RENORM_EXPONENT, Trending
 
 
@@ -121,3 +122,38 @@ def test_a_journal_notes_only_what_changes() -> None:
     tr.update_many(np.array([3, 5]), np.array([1.0, 1.0]), np.array([1.0, 2.0]))
     tr.update(8, 1.0, t=3.0)
     assert sum(np.size(values) for _, values in undo.before) == 3
+
+
+def test_every_item_with_a_score_is_counted() -> None:
+    """`counted` holds every item whose score is not 0, through updates, growth, loading,
+    reverts and copies; the top-K it speeds up is the top-K over every item."""
+    rng = np.random.default_rng(4)
+    tr = Trending(half_life_seconds=5.0, capacity=8)
+
+    def check(t: Trending) -> None:
+        counted = t.counted()
+        assert np.all(np.diff(counted) > 0)
+        assert set(np.flatnonzero(t.ranking_scores()).tolist()) <= set(counted.tolist())
+        for k in (1, 3, 50):
+            full = topk(t.ranking_scores(), k, np.array([1, 4]))
+            assert t.top(k, np.array([1, 4]))[0].tolist() == full[0].tolist()
+
+    for step in range(60):
+        items = rng.integers(0, 40 + step, int(rng.integers(1, 6)))
+        undo = tr.journal() if step % 7 == 0 else None
+        if step % 2:
+            tr.update_many(items, np.ones(len(items)), np.full(len(items), float(step)))
+        else:
+            tr.update(int(items[0]), float(rng.choice([1.0, -0.5])), float(step))
+        if step % 11 == 0:
+            tr.forget(int(items[0]))
+        if undo is not None and step % 2:
+            tr.revert(undo)
+        check(tr)
+    twin = tr.copy()
+    twin.update(500, 1.0, 60.0)
+    assert 500 in twin.counted() and 500 not in tr.counted()
+    loaded = Trending(half_life_seconds=5.0)
+    loaded.load(tr.t_ref, np.array([3, 90]), np.array([2.0, 1.0]), shift=tr.shift)
+    assert loaded.counted().tolist() == [3, 90]
+    check(loaded)
