@@ -282,7 +282,7 @@ class AdaptiveTrending:
         if len(counted) < self.k:
             return self.rungs[r].top(self.k)[0], scores
         idx, _ = topk(scores[counted], self.k)
-        return counted[idx], scores
+        return counted[idx], scores[counted]  # (every other item scores 0, below the K-th)
 
     def _publish(self, r: int, top: np.ndarray, scores: np.ndarray) -> None:
         """Publish `top` as rung `r`'s top-K; `scores` are those of every item it was chosen

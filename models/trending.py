@@ -32,8 +32,8 @@ from models.topk import Exclude, topk_of_support
 
 RENORM_EXPONENT = 600.0
 """Rescale when an event's weight factor would exceed e^600: float64 holds up to e^709, which
-leaves room for sums of a billion events. A rescale touches every item (once per ~866
-half-lives of event time: every 9 days at a 15-minute half-life)."""
+leaves room for sums of a billion events. A rescale touches every item ever counted (once per
+~866 half-lives of event time: every 9 days at a 15-minute half-life)."""
 FLUSH = 2.0**-900
 """Accumulators below this (900 half-lives below an event's weight) are 0 after a rescale: every
 value that remains is a normal float, so the rescale's multiplication by 2^-k is exact."""
@@ -64,7 +64,7 @@ def at_shift(values: np.ndarray, saved_at: np.ndarray | int, shift: np.ndarray |
 class TrendingUndo:
     """What `Trending.revert` needs to undo a batch: the scalars as `journal` found them and,
     oldest first, each accumulator change's indices and the values they held before it (an
-    index, an index array, or None for the whole array before a rescale)."""
+    index or an index array)."""
 
     n: int
     t_ref: float | None
@@ -234,10 +234,7 @@ class Trending:
         change first, so the oldest value of each wins) and stop journaling."""
         acc = self._acc
         for at, values in reversed(undo.before):
-            if at is None:
-                acc[: len(values)] = values
-            else:
-                acc[at] = values
+            acc[at] = values
         acc[undo.n : self._n] = 0.0  # items that arrived since: gone again
         self._n, self.t_ref, self.shift, self._undo = undo.n, undo.t_ref, undo.shift, None
 
@@ -264,11 +261,12 @@ class Trending:
         multiplied by 2^-k (exactly; the tiny ones are flushed to 0)."""
         assert self.t_ref is not None
         k = math.floor((t - self.t_ref) / self.half_life_seconds)
-        if self._undo is not None:
-            self._undo.before.append((None, self._acc[: self._n].copy()))
-        acc = self._acc[: self._n]
-        acc *= math.ldexp(1.0, -k)
+        counted = self.counted()  # every other accumulator is 0 and stays 0
+        counted = counted[: np.searchsorted(counted, self._n)]
+        self._note(counted)
+        acc = self._acc[counted] * math.ldexp(1.0, -k)
         acc[np.abs(acc) < FLUSH] = 0.0
+        self._acc[counted] = acc
         self.t_ref += k * self.half_life_seconds
         self.shift += k
 
