@@ -23,7 +23,8 @@ without the flag (`--fold-in session_weight=0`: the session co-visits).
 catalog on top (scoring, popularity, records). From `ann_min_items` on, the worker ranks with
 the approximate index as it would in production; the index is built once before the runs (its
 build is not a batch's cost: a worker builds it off the processing thread) and every run
-serves its own copy.
+serves its own copy. The JSON says `items` (the catalog's size), `synthetic_items` and `ann`
+(whether the worker ranked with the index).
 """
 
 from __future__ import annotations
@@ -50,9 +51,16 @@ from models.recommender import OnlineRecommender
 from producers.datasets import load_movielens
 from refold.bench.factors import padded
 from refold.core.config import Settings
+from refold.core.errors import AppError
 from refold.core.schemas import decode_event, encode
 
 log = logging.getLogger(__name__)
+
+
+class ShrinkingCatalog(AppError, ValueError):
+    """`items` below the catalog the events were fitted on."""
+
+
 MODES = ("worker", "worker, local stores", "worker, exploration none", "pass-through")
 
 
@@ -181,6 +189,9 @@ def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: i
     config = foldin_config(base, **fold_in)  # refuses bad settings
     factors = fit_log(events_log, base, config)
     fitted = len(factors)
+    if items is not None and items < fitted:
+        raise ShrinkingCatalog(f"--items {items} is below the {fitted} items the events were "
+                               "fitted on")
     factors = padded(factors, items or 0)
     ann, index = config.ann_config(), None
     if ann is not None and ann.enabled_for(len(factors)):

@@ -77,9 +77,12 @@ def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int
     changes = fold_in_changes(fold_in)
     with click.progressbar(length=rounds * len(batch_bench.MODES), label="batch",
                            file=sys.stderr) as bar:
-        result = batch_bench.run(path, events, batch, partitions, rounds, profile, bar.update,
-                                 "worker, local stores" if profile_stores else "worker", changes,
-                                 items)
+        try:
+            result = batch_bench.run(path, events, batch, partitions, rounds, profile,
+                                     bar.update, "worker, local stores" if profile_stores
+                                     else "worker", changes, items)
+        except batch_bench.ShrinkingCatalog as exc:
+            raise click.UsageError(str(exc)) from exc
     emit(result, as_json, batch_bench.table(result))
 
 

@@ -63,6 +63,13 @@ def test_bench_batch_on_a_grown_catalog_ranks_with_the_index() -> None:
     assert grown["modes"]["worker"]["lists"] == fitted["modes"]["worker"]["lists"] > 0
 
 
+@pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
+def test_bench_batch_refuses_to_shrink_the_catalog() -> None:
+    result = CliRunner().invoke(cli, ["bench", "batch", "--path", str(ML100K), "--events",
+                                      "500", "--items", "10"])
+    assert result.exit_code == 2 and "below the" in result.output
+
+
 def test_bench_batch_refuses_a_missing_dataset(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["bench", "batch", "--path", str(tmp_path / "none")])
     assert result.exit_code == 2
