@@ -277,7 +277,6 @@ class AdaptiveTrending:
         when K of them are (every other item is below them), as `Trending.top` otherwise."""
         scores = self.rungs[r].ranking_scores()
         counted = self.rungs[r].counted()
-        counted = counted[: np.searchsorted(counted, len(scores))]
         counted = counted[scores[counted] > 0]
         if len(counted) < self.k:
             return self.rungs[r].top(self.k)[0], scores

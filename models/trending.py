@@ -166,13 +166,13 @@ class Trending:
         return self._acc[: self._n]
 
     def counted(self) -> np.ndarray:
-        """Sorted indices of the items ever given a value (some may be 0 again, or past the
-        items after a revert): every other item's score is 0, so a top-K over these is the
-        top-K over all items when its K-th score is above 0 (`models.topk.topk_of_support`)."""
+        """Sorted indices of the items ever given a value (some may be 0 again): every other
+        item's score is 0, so a top-K over these is the top-K over all items when its K-th
+        score is above 0 (`models.topk.topk_of_support`)."""
         if self._fresh:
             self._counted = np.union1d(self._counted, np.concatenate(self._fresh))
             self._fresh = []
-        return self._counted
+        return self._counted[: np.searchsorted(self._counted, self._n)]  # (a revert cuts _n)
 
     def top(
         self, k: int, exclude: Exclude = None, now: float | None = None
@@ -262,7 +262,6 @@ class Trending:
         assert self.t_ref is not None
         k = math.floor((t - self.t_ref) / self.half_life_seconds)
         counted = self.counted()  # every other accumulator is 0 and stays 0
-        counted = counted[: np.searchsorted(counted, self._n)]
         self._note(counted)
         acc = self._acc[counted] * math.ldexp(1.0, -k)
         acc[np.abs(acc) < FLUSH] = 0.0
