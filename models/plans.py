@@ -18,13 +18,32 @@ in one pass over their histories (`models.history.confidences_many`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from models import coldstart, kernels
 from models.foldin_config import FoldInConfig
 from models.history import Decay, UserHistory, confidences_many
-from models.ranking import Plan
+
+
+@dataclass(slots=True)
+class Plan:
+    """What ranking needs of one user at one time: aggregated history, model rows, CF weight."""
+
+    user_id: str
+    now: float
+    history: UserHistory
+    items: np.ndarray
+    weights: np.ndarray
+    rows: np.ndarray
+    """Model rows of the items that are in the model, with their `row_weights`."""
+    row_weights: np.ndarray
+    w_cf: float
+    key: tuple[Any, ...]
+    session: tuple[np.ndarray, np.ndarray] | None = None
+    """Sparse session scores (`models.covisit`), None without."""
 
 
 def make_plans(

@@ -1,20 +1,18 @@
 """Ranking a user's list: scoring against the item factors, the session blend, exclusions.
 
-`Ranker` turns a user's `Plan` (their aggregated history, folded-in vector and cold-start
-weight, made by `models.recommender.OnlineRecommender`) into `Recs`, reading only the served
-model (`models.served.ServedModel`), the catalog and the configuration:
+`Ranker` turns a user's `Plan` (`models.plans`) and folded-in vector into `Recs`, reading
+only the served model (`models.served.ServedModel`), the catalog and the configuration:
 
 - pure collaborative filtering (w_cf = 1): one scoring product for all such users, the session
   co-visitation blend (`models.covisit`), then an exact top-K (`models.topk`; for a lone user,
   blend and top-K are one compiled pass, `models.kernels.blend_topk`); new items' vectors of the
   user's partition (the *overlay*) are scored too;
-- everyone else: a truncated-rank blend of CF, content similarity and popularity
-  (`models.coldstart.rank_blend`), each list's best `blend_depth` selected on its own
-  (`Ranker.cf_top` for CF with the session blend). Content (`models.content_index`: text
-  cosine and tag Jaccard, categories being tags) compares the user's items and declared
-  profile with every item that has content, in the model or not: with no model at all, a user
-  with a history or a profile gets content-similar items blended with popularity (the
-  cold-start ladder's second step, before matrix factorisation).
+- everyone else: a truncated-rank blend of CF (`Ranker.cf_top`, with the session blend),
+  content similarity and popularity (`models.coldstart.blend_ranks`). Content
+  (`models.content_index`: text cosine and tag Jaccard, categories being tags) compares the
+  user's items and declared profile with every item that has content, in the model or not:
+  with no model at all, a user with a history or a profile gets content-similar items blended
+  with popularity (the cold-start ladder's second step, before matrix factorisation).
 
 When the served model has an approximate index (`models.ann`, large catalogs), the CF scores are
 computed for each user's retrieved candidates only, plus the partition's new items and the
@@ -41,7 +39,6 @@ from models.content_index import ContentIndex
 from models.continuation import reserve
 from models.diversity import category_rows, mmr
 from models.foldin_config import FoldInConfig
-from models.history import UserHistory
 from models.item_age import ItemAges
 from models.mixer import (
     Candidates,
@@ -53,6 +50,7 @@ from models.mixer import (
     user_context,
 )
 from models.partition import PartitionState
+from models.plans import Plan
 from models.profiles import DeclaredProfiles
 from models.served import ServedModel
 from models.topk import topk, topk_batch, topk_of_support
@@ -74,24 +72,6 @@ class Recs:
     model_version: int | None
     reasons: list[str | None] | None = None
     """Per item, why it holds a reserved slot (`continue`), None elsewhere; None: no slot."""
-
-
-@dataclass(slots=True)
-class Plan:
-    """What ranking needs of one user at one time: aggregated history, model rows, CF weight."""
-
-    user_id: str
-    now: float
-    history: UserHistory
-    items: np.ndarray
-    weights: np.ndarray
-    rows: np.ndarray
-    """Model rows of the items that are in the model, with their `row_weights`."""
-    row_weights: np.ndarray
-    w_cf: float
-    key: tuple[Any, ...]
-    session: tuple[np.ndarray, np.ndarray] | None = None
-    """Sparse session scores (`models.covisit`), None without."""
 
 
 class Ranker:

@@ -55,9 +55,9 @@ from models.item_age import ItemAges
 from models.mixer import Candidates
 from models.partition import Partitions, PartitionState, PartitionUndo
 from models.pending_popularity import PendingPopularity
-from models.plans import make_plans
+from models.plans import Plan, make_plans
 from models.profiles import DeclaredProfiles
-from models.ranking import Plan, Ranker, Recs
+from models.ranking import Ranker, Recs
 from models.served import PreparedFactors, ServedModel
 from models.trending import Trending
 from models.users import UserHistories, Users
