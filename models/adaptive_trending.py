@@ -57,7 +57,6 @@ inf [0.0, 3.0]
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -134,17 +133,6 @@ class AdaptiveTrending:
 
     def __len__(self) -> int:
         return len(self.rungs[0])
-
-    def copy(self) -> AdaptiveTrending:
-        """An independent copy."""
-        new = copy.copy(self)
-        new.unshare()
-        return new
-
-    def unshare(self) -> None:
-        """Own copies of the rungs and the selector's state (after a shallow `copy.copy`)."""
-        self.rungs = [rung.copy() for rung in self.rungs]
-        vars(self).update(self._selector_copies())
 
     def journal(self) -> AdaptiveUndo:
         """Start noting the state before it changes, for `revert`: each rung notes the

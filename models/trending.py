@@ -21,7 +21,6 @@ today's scale exactly (`load`): a saved state need not be written again after a 
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,19 +208,6 @@ class Trending:
         self._acc[items] = values
         self.t_ref = t_ref
         self.shift = shift
-
-    def copy(self) -> Trending:
-        """An independent copy (not journaling)."""
-        new = copy.copy(self)
-        new.unshare()
-        return new
-
-    def unshare(self) -> None:
-        """Own a copy of the accumulators (after a shallow `copy.copy`)."""
-        self._acc = self._acc.copy()
-        self._seen = self._seen.copy()
-        self._fresh = list(self._fresh)
-        self._undo = None
 
     def journal(self) -> TrendingUndo:
         """Start noting the state before it changes (ending any earlier journal); `revert` with

@@ -235,7 +235,7 @@ def test_revert_gives_back_the_counts_and_the_selector_state() -> None:
 
     tr = AdaptiveTrending(half_lives=(600.0, 86400.0), k=3, refresh_events=10)
     feed(tr, 55, 0.0)
-    twin = tr.copy()
+    twin = copy.deepcopy(tr)
     before = copy.deepcopy(([r.ranking_scores().tolist() for r in tr.rungs],
                             tr.selector_state()))  # (the state's plain data shares lists)
     undo = tr.journal()

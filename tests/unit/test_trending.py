@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -150,7 +151,7 @@ def test_every_item_with_a_score_is_counted() -> None:
         if undo is not None and step % 2:
             tr.revert(undo)
         check(tr)
-    twin = tr.copy()
+    twin = copy.deepcopy(tr)
     twin.update(500, 1.0, 60.0)
     assert 500 in twin.counted() and 500 not in tr.counted()
     loaded = Trending(half_life_seconds=5.0)
