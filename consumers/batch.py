@@ -160,17 +160,24 @@ class LoopStats:
     aborts: int = 0
     first_batch: float | None = None
     last_commit: float | None = None
+    handle_seconds: float = 0.0
+    """Spent handling committed batches (with each transaction's begin)."""
     commit_seconds: float = 0.0
     """Spent making handled batches durable: offsets and commit (exactly once), or flushing
     the outputs and committing the offsets (at least once)."""
+    promote_seconds: float = 0.0
+    """Spent in the processor's `promote` after each commit (its state stores, its hooks)."""
     longest_handle_seconds: float = 0.0
     """The slowest handling of one committed batch (with the transaction's begin)."""
     longest_commit_seconds: float = 0.0
     """The slowest making-durable of one committed batch (what `commit_seconds` adds up)."""
 
-    def timed(self, handling: float, committing: float) -> None:
-        """A committed batch took `handling` seconds to handle, then `committing` to commit."""
+    def timed(self, handling: float, committing: float, promoting: float = 0.0) -> None:
+        """A committed batch took `handling` seconds to handle, then `committing` to commit and
+        `promoting` to promote."""
+        self.handle_seconds += handling
         self.commit_seconds += committing
+        self.promote_seconds += promoting
         self.longest_handle_seconds = max(self.longest_handle_seconds, handling)
         self.longest_commit_seconds = max(self.longest_commit_seconds, committing)
 

@@ -333,13 +333,15 @@ class TransactionalLoop:
         return all(tp.offset == want[(tp.topic, tp.partition)] for tp in got)
 
     def _committed(self, messages: list[Message], handled: float) -> None:
+        durable = time.monotonic()
         self.processor.promote()  # 6
         self.isolator.succeeded(len(messages))
         self._aborts_in_a_row = 0
         self.stats.batches += 1
         self.stats.messages += len(messages)
         self.stats.last_commit = time.monotonic()
-        self.stats.timed(handled - self._begun, self.stats.last_commit - handled)
+        self.stats.timed(handled - self._begun, durable - handled,
+                         self.stats.last_commit - durable)
 
     def _batch_at_least_once(self, messages: list[Message]) -> None:
         """handle → flush every output → commit the offsets: a crash between flush and commit

@@ -151,6 +151,7 @@ def serve(spec: dict[str, Any]) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
     settle_process(settings)  # as `refold consume` does
     try:
+        cpu = time.process_time()
         with GcClock() as clock:
             if spec["profile"] is None:
                 stats = loop.run()
@@ -164,7 +165,10 @@ def serve(spec: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": stats.busy_seconds, "messages": stats.messages, "batches": stats.batches,
             "aborts": stats.aborts, "outputs": counts[outputs], "counts": dict(counts),
             "longest_handle_ms": stats.longest_handle_seconds * 1000,
-            "longest_commit_ms": stats.longest_commit_seconds * 1000, **clock.summary()}
+            "longest_commit_ms": stats.longest_commit_seconds * 1000,
+            "handle_seconds": stats.handle_seconds, "commit_seconds": stats.commit_seconds,
+            "promote_seconds": stats.promote_seconds, "cpu_seconds": time.process_time() - cpu,
+            **clock.summary()}
 
 
 class ConsumerProcess:

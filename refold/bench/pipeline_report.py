@@ -14,6 +14,8 @@ LATENCY_KEYS = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_m
 STALL_KEYS = ("gc_gen2_collections", "gc_gen2_longest_ms", "gc_pause_ms", "longest_handle_ms",
               "longest_commit_ms")
 """What stopped a consumer during its latency run (`stalls`)."""
+SPLIT_KEYS = ("handle", "commit", "promote", "other", "cpu")
+"""Where a throughput run's time went (`split`)."""
 
 
 def result(settings: Settings, workload: Workload, runs: dict[str, list[dict]],
@@ -42,6 +44,7 @@ def result(settings: Settings, workload: Workload, runs: dict[str, list[dict]],
         out |= {f"{prefix}{key}": float(calm[kind][key]) for key in LATENCY_KEYS}
         out |= {f"{prefix}{key}": value for key, value in stalls(calm[kind]).items()}
         out |= {
+            f"{prefix or 'refold_'}ms_per_1000_events": split(best[kind]),
             f"{prefix or 'refold_'}transactions": best[kind]["batches"],
             f"{prefix or 'refold_'}outputs": best[kind]["outputs"],
             f"{prefix or 'refold_'}sent_events_per_s": calm[kind]["sent_events_per_s"],
@@ -61,6 +64,22 @@ def stalls(run: dict) -> dict:
             "gc_gen2_longest_ms": run["gc_longest_ms"][2], "gc_pause_ms": sum(run["gc_pause_ms"]),
             "longest_handle_ms": run["longest_handle_ms"],
             "longest_commit_ms": run["longest_commit_ms"]}
+
+
+def split(run: dict) -> dict[str, float]:
+    """Where a throughput run's time went, in ms per 1,000 events: handling its batches,
+    committing them, promoting them (the worker's stores and hooks), the rest of the loop
+    (fetching, merging, between batches), and the process's CPU time (every thread, the whole
+    run: more than the first four when the client's threads work beside the loop).
+
+    >>> split({"messages": 2000, "seconds": 1.0, "handle_seconds": 0.5, "commit_seconds": 0.2,
+    ...        "promote_seconds": 0.1, "cpu_seconds": 1.2})
+    {'handle': 250.0, 'commit': 100.0, 'promote': 50.0, 'other': 100.0, 'cpu': 600.0}
+    """
+    per = 1e6 / max(run["messages"], 1)
+    parts = {k: run[f"{k}_seconds"] * per for k in ("handle", "commit", "promote")}
+    return {**parts, "other": max(0.0, run["seconds"] * per - sum(parts.values())),
+            "cpu": run["cpu_seconds"] * per}
 
 
 def _changelog_per_event(run: dict) -> float:
@@ -100,6 +119,14 @@ def table(r: dict) -> str:
         f"{'  local stores / all in memory':62}{r['store_over_memory']:10.2f}",
         f"{'  refold state changelog, bytes per event (preloaded; live)':62}"
         f"{r['changelog_bytes_per_event']:10,.0f}{r['live_changelog_bytes_per_event']:8,.0f}",
+        f"{'  that run, ms per 1,000 events (other: fetch, merge, rest)':62}"
+        + "".join(f"{k:>8}" for k in SPLIT_KEYS),
+    ]
+    for name, prefix in (("refold", "refold_"), ("refold, every user in memory", "memory_"),
+                         ("pass-through", "passthrough_")):
+        lines.append(f"{'    ' + name:62}" + "".join(
+            f"{r[f'{prefix}ms_per_1000_events'][k]:8.0f}" for k in SPLIT_KEYS))
+    lines += [
         f"{f'latency, send -> read_committed output (lowest p99 of {n})':62}"
         f"{'p50':>7}{'p95':>7}{'p99':>7}{'max':>7} ms",
         f"  {r['latency_events']:,} events at {r['rate_events_per_s']:,.0f}/s "

@@ -36,6 +36,13 @@ def test_a_small_run_covers_every_event_and_cleans_up(bootstrap: str, unique_pre
     for prefix in ("", "memory_", "passthrough_"):
         assert r[f"{prefix}longest_handle_ms"] > 0 and r[f"{prefix}longest_commit_ms"] > 0
         assert r[f"{prefix}gc_gen2_collections"] >= 0 and r[f"{prefix}gc_pause_ms"] >= 0
+    # where each throughput run's time went adds up to its time (per 1,000 events)
+    for kind in ("refold", "memory", "passthrough"):
+        part = r[f"{kind}_ms_per_1000_events"]
+        assert part["handle"] > 0 and part["commit"] > 0 and part["cpu"] > 0, (kind, part)
+        busy = sum(part[k] for k in ("handle", "commit", "promote", "other"))
+        assert busy == pytest.approx(1e6 / r[f"{kind}_events_per_s"], rel=1e-6), (kind, part)
+    assert r["refold_ms_per_1000_events"]["promote"] > 0  # the stores take the batch
     assert "slowest batch" in pipeline_report.table(r)
     left = [t for t in make_admin(settings).list_topics(timeout=10).topics
             if t.startswith(unique_prefix)]
