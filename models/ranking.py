@@ -158,14 +158,8 @@ class Ranker:
             return self._rank_cf_ann(plans, [vecs[j] for j in at], k, new, V, never, old,
                                      k_list)
         if len(plans) == 1:  # the per-event path: a plain matrix-vector product
-            x = vecs[at[0]]
-            scores = Y @ x  # type: ignore[operator]
-            if len(new):
-                scores[new] = V @ x
             exclude = np.concatenate([never, plans[0].history.excluded()])
-            cols, terms = plans[0].session or _NO_SESSION
-            idx, val = kernels.blend_topk(scores, exclude, cols, terms,
-                                          self.config.session_weight, k)
+            idx, val = self._scan(vecs[at[0]], plans[0], new, V, exclude, k)  # type: ignore[arg-type]
             return [self._recs(plans[0], idx, val, "collaborative", k_list)]
         out = []
         for lo in range(0, len(plans), SCORE_CHUNK):
@@ -215,13 +209,21 @@ class Ranker:
                for p, i, v in zip(plans, idx, val, strict=True)]
         for r in short.tolist():  # too few shown candidates: scan every item
             exclude = np.concatenate([never, excluded[r]])
-            scores = m.Y[: len(self.catalog)] @ X[r]
-            if len(new):
-                scores[new] = V @ X[r]
-            cols, terms = plans[r].session or _NO_SESSION
-            i, v = kernels.blend_topk(scores, exclude, cols, terms, cfg.session_weight, k)
+            i, v = self._scan(X[r], plans[r], new, V, exclude, k)
             out[r] = self._recs(plans[r], i, v, "collaborative", k_list)
         return out
+
+    def _scan(self, x: np.ndarray, p: Plan, new: np.ndarray, V: np.ndarray,
+              exclude: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every item's CF score (new items': from `V`) blended with the session, the best `k`
+        outside `exclude` (indices): a lone user's list, and the index's fallback."""
+        m = self.served.current
+        assert m is not None
+        scores = m.Y[: len(self.catalog)] @ x
+        if len(new):
+            scores[new] = V @ x
+        cols, terms = p.session or _NO_SESSION
+        return kernels.blend_topk(scores, exclude, cols, terms, self.config.session_weight, k)
 
     def cf_top(self, x: np.ndarray, p: Plan, exclude: np.ndarray,
                overlay: dict[int, np.ndarray], depth: int) -> np.ndarray:
