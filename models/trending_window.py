@@ -67,7 +67,16 @@ class Window:
         return base * fade**n + np.asarray(held, dtype=np.float64)
 
     def to_plain(self) -> list[Any]:
-        return [self.held, self.newcomer_held, self.events, self.newcomers]
+        """The window as plain data: copies, so a window that goes on counting does not change
+        what was taken (`from_plain` reads it back).
+
+        >>> w = Window.empty(2)
+        >>> plain = w.to_plain()
+        >>> w.score(0b01, newcomer=False)
+        >>> plain[0], Window.from_plain(w.to_plain()).held
+        ([0, 0], [1, 0])
+        """
+        return [list(self.held), list(self.newcomer_held), self.events, self.newcomers]
 
     @classmethod
     def from_plain(cls, plain: Sequence[Any]) -> Window:
