@@ -11,7 +11,9 @@ its own so that neither shares an interpreter with the clients that measure it:
   recommendations topic. No model: the Kafka-bound ceiling (`refold.bench.pipeline_consumers`).
 
 Throughput: the events are preloaded into a fresh topic; each consumer reads all of them in a group
-of its own, timed from its first batch read to its last commit (the best of `repeat` runs).
+of its own, timed from its first batch read to its last commit (the best of `repeat` runs). That
+time is split, per 1,000 events, into handling, committing, promoting and the rest of the loop,
+next to the process's CPU time (`pipeline_report.split`: where the worker's time goes).
 
 Latency: events are sent at a fixed rate (`EventProducer`, as a service sends them) into a fresh
 topic while the consumer runs; a read_committed reader in this process records, per event, the time
