@@ -259,19 +259,14 @@ class Ranker:
                                     weight, depth)
         return items[top]
 
-    def _with_session(self, scores: np.ndarray, p: Plan, exclude: np.ndarray) -> np.ndarray:
-        if p.session is None:
-            return scores
-        return covisit.blend(scores, *p.session, self.config.session_weight, exclude)
-
     def _with_sessions(self, S: np.ndarray, plans: list[Plan], never: np.ndarray) -> np.ndarray:
-        """`_with_session` of each row of a scoring product."""
+        """Each row of a scoring product blended with its user's session (`covisit.blend`)."""
         if any(p.session is not None for p in plans):
             S = S.astype(np.float64)
             for r, p in enumerate(plans):
                 if p.session is not None:
                     exclude = np.concatenate([never, p.history.excluded()])
-                    S[r] = self._with_session(S[r], p, exclude)
+                    S[r] = covisit.blend(S[r], *p.session, self.config.session_weight, exclude)
         return S
 
     def rank_blend(
