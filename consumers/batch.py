@@ -172,12 +172,16 @@ class LoopStats:
     longest_commit_seconds: float = 0.0
     """The slowest making-durable of one committed batch (what `commit_seconds` adds up)."""
 
-    def timed(self, handling: float, committing: float, promoting: float = 0.0) -> None:
-        """A committed batch took `handling` seconds to handle, then `committing` to commit and
-        `promoting` to promote."""
+    def committed(self, messages: int, begun: float, handled: float, durable: float) -> None:
+        """A batch of `messages` committed: begun, handled and made durable at those
+        `time.monotonic()` times, promoted by now."""
+        self.batches += 1
+        self.messages += messages
+        self.last_commit = promoted = time.monotonic()
+        handling, committing = handled - begun, durable - handled
         self.handle_seconds += handling
         self.commit_seconds += committing
-        self.promote_seconds += promoting
+        self.promote_seconds += promoted - durable
         self.longest_handle_seconds = max(self.longest_handle_seconds, handling)
         self.longest_commit_seconds = max(self.longest_commit_seconds, committing)
 

@@ -337,11 +337,7 @@ class TransactionalLoop:
         self.processor.promote()  # 6
         self.isolator.succeeded(len(messages))
         self._aborts_in_a_row = 0
-        self.stats.batches += 1
-        self.stats.messages += len(messages)
-        self.stats.last_commit = time.monotonic()
-        self.stats.timed(handled - self._begun, durable - handled,
-                         self.stats.last_commit - durable)
+        self.stats.committed(len(messages), self._begun, handled, durable)
 
     def _batch_at_least_once(self, messages: list[Message]) -> None:
         """handle → flush every output → commit the offsets: a crash between flush and commit
