@@ -74,7 +74,7 @@ class TopicTail:
     def poll(self, timeout: float = 0.0) -> list[Message]:
         """The messages that arrived (up to `batch`), waiting at most `timeout` for the first."""
         out = []
-        for msg in self.consumer.consume(self.batch, timeout):
+        for msg in arrived(self.consumer, self.batch, timeout):
             if msg.error() is not None:
                 group = msg.error().code() == KafkaError.GROUP_AUTHORIZATION_FAILED
                 not_authorized(msg.error(), "DESCRIBE" if group else "READ",
@@ -117,3 +117,13 @@ class TopicTail:
             if client is not None:
                 client.close()
         self._consumer = self._offsets = None
+
+
+def arrived(consumer: Consumer, n: int, timeout: float) -> list[Message]:
+    """Up to `n` messages: wait at most `timeout` for the first, then take what is fetched.
+    (`consume(n, timeout)` returns early only once it has `n`: at low traffic it would hold
+    every message for up to `timeout`, which a reader timing its messages would count.)"""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(n - 1, 0)] if n > 1 else [first]

@@ -169,13 +169,8 @@ class OutputReader(threading.Thread):
             self.coverage.saw(*self.cause_of(msg.value()), at)
 
     def run(self) -> None:
-        # Wait for one message, then take what is fetched: `consume(n, timeout)` (TopicTail.poll)
-        # returns early only with n messages, which would add up to `timeout` to every latency.
-        consumer = self.tail.consumer
         while not self._done.is_set():
-            first = consumer.poll(0.05)
-            if first is not None and first.error() is None:
-                self.handle([first, *self.tail.poll(0)])
+            self.handle(self.tail.poll(0.05))  # as each message arrives (`tail.arrived`)
 
     def stop(self) -> None:
         self._done.set()

@@ -41,6 +41,7 @@ from confluent_kafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumers import model_source
+from consumers.tail import arrived
 from models.foldin import ItemFactors
 from producers.sdk import EventProducer
 from refold.core.config import Settings
@@ -186,7 +187,7 @@ class ListWatcher(threading.Thread):
         c.subscribe([recs, dead])
         try:
             while not self._halt.is_set():
-                for msg in c.consume(1000, 0.2):
+                for msg in arrived(c, 1000, 0.2):
                     if msg.error() is not None:
                         continue
                     if msg.topic() == dead:

@@ -93,3 +93,17 @@ def test_refold_recs_prints_a_user_or_everyone(settings):
         f"refold recs: no recommendations for user 'nobody' in {settings.topic_prefix}"
         "recommendations (read to its end: 2 user(s) have one; a user gets a list with their "
         "first event)")
+
+
+def test_a_poll_returns_once_a_message_has_arrived_not_when_a_batch_is_full(settings):
+    """A reader that times its messages (the benchmarks' latency readers, the serve views) must
+    see each one as it arrives: `consume(n, timeout)` would hold a lone message for `timeout`."""
+    with RecommendationsView(settings) as view:
+        assert view.catch_up(20)
+        Txn(settings).send([rec("u1", 1, "a")])
+        begun = time.monotonic()
+        got = view.poll(timeout=30)
+        while not got and time.monotonic() - begun < 30:  # (committed before this poll began)
+            got = view.poll(timeout=30)
+        assert got == 1 and view.get("u1") == rec("u1", 1, "a")
+        assert time.monotonic() - begun < 15, "the poll waited for a full batch"
