@@ -25,11 +25,14 @@ taken over the items the user may be shown: both signals then have a top score o
 products scale with the user's vector, counts with traffic). β = 0, or a user without
 co-visits, leaves f as it was.
 
-**Memory.** An item keeps at most `max_neighbors` neighbours, in fixed numpy rows (12 bytes
-a neighbour: 3 KB an item at 256). A refresh that overflows a row first makes the row forget its
-neighbours below its median count (lossy counting: the pairs seen once go, the strong ones
+**Memory.** An item keeps at most `max_neighbors` neighbours, in fixed numpy rows (13 bytes
+a neighbour: 3.3 KB an item at 256). A refresh that overflows a row first makes the row forget
+its neighbours below its median count (lossy counting: the pairs seen once go, the strong ones
 stay); new neighbours that still do not fit are dropped. Below the cap the counts are exact.
-The rows are per partition: items × partitions × 3 KB at 256 neighbours.
+Only an item with neighbours has a row (`_slot` maps item index -> row; row 0 stays empty for
+the others), so a partition holds co-visited items × 3.3 KB, plus 33 bytes per catalog item
+(counts, degrees, the row map): a million-item catalog does not cost a million rows per
+partition because one of its last items was clicked.
 
 **Cost.** About 35 µs per event on ml-100k's evaluation (two short reads of the user's history,
 the buffered update, the gather of ten rows and an O(items) blend, compiled for a lone user).
@@ -89,7 +92,8 @@ class CoVisits(CoVisitRecords):
 
     __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_buf_s", "_by_row", "_changed", "_deg", "_flat",
                  "_gen", "_ids", "_inv", "_journal", "_nbr", "_pending", "_powers", "_recency",
-                 "_tracked", "_wt", "count", "decay", "max_neighbors", "window")
+                 "_slot", "_tracked", "_used", "_wt", "count", "decay", "max_neighbors",
+                 "window")
 
     def __init__(self, window: int = 10, decay: float = 0.8, max_neighbors: int = 256) -> None:
         if window < 1 or max_neighbors < 1 or not 0 < decay <= 1:
@@ -98,8 +102,16 @@ class CoVisits(CoVisitRecords):
         self.decay = decay
         self.max_neighbors = max_neighbors
         self._powers = [decay**g for g in range(window)]
-        self._nbr = np.full((0, max_neighbors), -1, dtype=np.int32)
-        self._wt = np.zeros((0, max_neighbors))
+        # Rows of neighbours (by `_slot`; row 0 is the empty row of every item without one)
+        self._nbr = np.full((1, max_neighbors), -1, dtype=np.int32)
+        self._wt = np.zeros((1, max_neighbors))
+        self._changed = np.zeros((1, max_neighbors), dtype=bool)
+        """Per row, the slots changed since its last full record (of tracked rows)."""
+        self._used = 1
+        """Rows given out (row 0 included)."""
+        # Per item index
+        self._slot = np.zeros(0, dtype=np.int32)
+        """The item's row of `_nbr`, `_wt` and `_changed` (0: none, it has no neighbours)."""
         self._deg = np.zeros(0, dtype=np.int32)
         self.count = np.zeros(0)
         """Positive events per item (n_i), as of the last refresh."""
@@ -121,8 +133,6 @@ class CoVisits(CoVisitRecords):
         self._ids: np.ndarray | None = None
         self._journal: Undo | None = None
         self._recency: dict[tuple[int, float], np.ndarray] = {}
-        self._changed = np.zeros((0, max_neighbors), dtype=bool)
-        """Per row, the slots changed since its last full record (of tracked rows)."""
         self._tracked = np.zeros(0, dtype=bool)
         """Per row, whether its next record may be a delta (False: in full)."""
         self._gen = np.zeros(0, dtype=np.int64)
@@ -130,6 +140,12 @@ class CoVisits(CoVisitRecords):
 
     def __len__(self) -> int:
         return len(self._deg)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the counts' arrays (rows of neighbours, per-item arrays)."""
+        return sum(a.nbytes for a in (self._nbr, self._wt, self._changed, self._slot, self._deg,
+                                      self.count, self._inv, self._tracked, self._gen))
 
     def add(self, item: int, previous: np.ndarray) -> list[int]:
         """Buffer a positive event on `item` after the user's `previous` positive items (oldest
@@ -197,8 +213,8 @@ class CoVisits(CoVisitRecords):
         """The item's neighbours (ascending) and their counts, as of the last refresh."""
         if item >= len(self):
             return [], []
-        d = self._deg[item]
-        nbr, wt = self._nbr[item, :d], self._wt[item, :d]
+        d, s = self._deg[item], self._slot[item]
+        nbr, wt = self._nbr[s, :d], self._wt[s, :d]
         order = np.argsort(nbr)
         return nbr[order].tolist(), wt[order].tolist()
 
@@ -221,7 +237,8 @@ class CoVisits(CoVisitRecords):
         if recency is None:
             recency = np.exp2(np.arange(1 - len(items), 1) / half_life)
             self._recency[(len(items), half_life)] = recency
-        return kernels.contributions(items, recency, self._nbr, self._wt, self._inv)
+        return kernels.contributions(items, recency, self._slot, self._nbr, self._wt,
+                                     self._inv)
 
     # -- undo log of one batch
 
@@ -232,9 +249,10 @@ class CoVisits(CoVisitRecords):
 
     def revert(self, undo: Undo) -> None:
         for at, nbr, wt, deg, n, changed, tracked, gen in reversed(undo.rows):  # oldest wins
-            self._nbr[at], self._wt[at], self._deg[at], self.count[at] = nbr, wt, deg, n
+            s = self._slot[at]  # (rows given out in the batch stay, emptied)
+            self._nbr[s], self._wt[s], self._deg[at], self.count[at] = nbr, wt, deg, n
             self._inv[at] = 1.0 / np.sqrt(np.maximum(n, 1.0))
-            self._changed[at], self._tracked[at], self._gen[at] = changed, tracked, gen
+            self._changed[s], self._tracked[at], self._gen[at] = changed, tracked, gen
         if undo.buffer:
             self._buf_r, self._buf_c, self._buf_g, self._buf_s = (list(b) for b in undo.buffer[0])
         for buf in (self._buf_r, self._buf_c, self._buf_g, self._buf_s):
@@ -247,7 +265,8 @@ class CoVisits(CoVisitRecords):
         if item < len(self):
             self._remember([item])
             self.count[item], self._inv[item], self._deg[item] = 0.0, 1.0, 0
-            self._nbr[item], self._wt[item] = -1, 0.0
+            s = self._slot[item]
+            self._nbr[s], self._wt[s] = -1, 0.0
             self._untrack([item])
         keep = [k for k, (r, c) in enumerate(zip(self._buf_r, self._buf_c, strict=True))
                 if r != item and c != item]  # a buffered pair counts both ways at the refresh
@@ -269,8 +288,9 @@ class CoVisits(CoVisitRecords):
         new = [i for i in items if i not in saved]
         if new:  # one copy of the rows for all of them
             at = np.asarray(new, dtype=np.intp)
-            journal.rows.append((at, self._nbr[at], self._wt[at], self._deg[at],
-                                 self.count[at], self._changed[at], self._tracked[at],
+            s = self._slot[at]
+            journal.rows.append((at, self._nbr[s], self._wt[s], self._deg[at],
+                                 self.count[at], self._changed[s], self._tracked[at],
                                  self._gen[at]))
             saved.update(new)
 
@@ -279,53 +299,68 @@ class CoVisits(CoVisitRecords):
         neighbours first, then new ones into free slots (by column); a row that overflows first
         drops its neighbours below its median count, once, and then the new ones that still do
         not fit."""
-        pos = kernels.slots_of(self._nbr, self._deg, rows, cols)
+        pos = kernels.slots_of(self._nbr, self._deg, self._slot, rows, cols)
         found = pos >= 0
-        self._wt[rows[found], pos[found]] += gains[found]
+        self._wt[self._slot[rows[found]], pos[found]] += gains[found]
         self._track(rows[found], pos[found])
         rows, cols, gains = rows[~found], cols[~found], gains[~found]
         if not len(rows):
             return
+        self._own(rows)
         first = np.searchsorted(rows, rows)
         over = self._deg[rows] + np.arange(len(rows)) - first >= self.max_neighbors
         if over.any():
             self._halve(np.unique(rows[over]))
         slot = self._deg[rows] + np.arange(len(rows)) - first
         room = slot < self.max_neighbors
-        self._nbr[rows[room], slot[room]] = cols[room]
-        self._wt[rows[room], slot[room]] = gains[room]
+        at = self._slot[rows[room]]
+        self._nbr[at, slot[room]] = cols[room]
+        self._wt[at, slot[room]] = gains[room]
         self._track(rows[room], slot[room])
         self._deg += np.bincount(rows[room], minlength=len(self)).astype(np.int32)
 
     def _halve(self, rows: np.ndarray) -> None:
         """Full rows keep their neighbours with at least the median count, in slot order."""
-        wt, real = self._wt[rows], self._nbr[rows] >= 0
+        at = self._slot[rows]
+        wt, real = self._wt[at], self._nbr[at] >= 0
         counts = np.where(real, wt, -np.inf)
         median = np.partition(counts, self.max_neighbors // 2, axis=1)[:, self.max_neighbors // 2]
         keep = real & (wt >= median[:, None])
         # kept slots first, in their order: a stable sort of "dropped" flags
         order = np.argsort(~keep, axis=1, kind="stable")
-        self._nbr[rows] = np.where(np.take_along_axis(keep, order, axis=1),
-                                   np.take_along_axis(self._nbr[rows], order, axis=1), -1)
-        self._wt[rows] = np.where(np.take_along_axis(keep, order, axis=1),
-                                  np.take_along_axis(wt, order, axis=1), 0.0)
+        self._nbr[at] = np.where(np.take_along_axis(keep, order, axis=1),
+                                 np.take_along_axis(self._nbr[at], order, axis=1), -1)
+        self._wt[at] = np.where(np.take_along_axis(keep, order, axis=1),
+                                np.take_along_axis(wt, order, axis=1), 0.0)
         self._deg[rows] = keep.sum(axis=1)
         self._untrack(rows.tolist())
 
     def _grow(self, n: int) -> None:
+        """Room for items 0..n-1 in the per-item arrays (rows are given out by `_own`)."""
         old = len(self._deg)
         if n <= old:
             return
         extra = max(n, 2 * old, 64) - old
-        m = self.max_neighbors
-        self._nbr = np.concatenate([self._nbr, np.full((extra, m), -1, dtype=np.int32)])
-        self._wt = np.concatenate([self._wt, np.zeros((extra, m))])
+        self._slot = np.concatenate([self._slot, np.zeros(extra, dtype=np.int32)])
         self._deg = np.concatenate([self._deg, np.zeros(extra, dtype=np.int32)])
         self.count = np.concatenate([self.count, np.zeros(extra)])
         self._inv = np.concatenate([self._inv, np.ones(extra)])
-        self._changed = np.concatenate([self._changed, np.zeros((extra, m), dtype=bool)])
         self._tracked = np.concatenate([self._tracked, np.zeros(extra, dtype=bool)])
         self._gen = np.concatenate([self._gen, np.zeros(extra, dtype=np.int64)])
+
+    def _own(self, items: np.ndarray) -> np.ndarray:
+        """The rows of `items` (within the per-item arrays), given to those without one."""
+        new = np.unique(items[self._slot[items] == 0])
+        if len(new):
+            used, n = self._used, self._used + len(new)
+            if n > len(self._nbr):
+                extra, m = max(n, 2 * len(self._nbr), 64) - len(self._nbr), self.max_neighbors
+                self._nbr = np.concatenate([self._nbr, np.full((extra, m), -1, np.int32)])
+                self._wt = np.concatenate([self._wt, np.zeros((extra, m))])
+                self._changed = np.concatenate([self._changed, np.zeros((extra, m), bool)])
+            self._slot[new] = np.arange(used, n, dtype=np.int32)
+            self._used = n
+        return self._slot[items]
 
 
 def for_config(config: Any) -> CoVisits:

@@ -40,6 +40,7 @@ class CoVisitRecords:
     __slots__ = ()
     _nbr: np.ndarray
     _wt: np.ndarray
+    _slot: np.ndarray
     _deg: np.ndarray
     _inv: np.ndarray
     _ids: np.ndarray | None
@@ -66,6 +67,9 @@ class CoVisitRecords:
     def _remember(self, items: Iterable[int]) -> None:
         raise NotImplementedError
 
+    def _own(self, items: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     def items(self) -> list[int]:
         """The items with a count, neighbours or buffered updates."""
         return sorted(set(self.rows()) | set(self._buf_r))
@@ -85,8 +89,9 @@ class CoVisitRecords:
             return None
         # Flat lists and packed counts: each neighbour as its own small list, and its count as
         # a JSON number, was most of a worker's changelog time.
-        return {"n": n, "ids": self._names(ids)[self._nbr[item, :d]].tolist() if d else [],
-                "w": pack(self._wt[item, :d] if d else (), "<f8"), "g": int(self._gen[item])}
+        s = self._slot[item] if d else 0
+        return {"n": n, "ids": self._names(ids)[self._nbr[s, :d]].tolist() if d else [],
+                "w": pack(self._wt[s, :d] if d else (), "<f8"), "g": int(self._gen[item])}
 
     def records(self, items: Iterable[int], ids: Sequence[str], full: bool = False
                 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -101,13 +106,14 @@ class CoVisitRecords:
             return self._full_rows(self._written(at), ids), {}
         if int(at.max()) >= len(self):  # a forgotten item without a row counts a generation
             self._grow(int(at.max()) + 1)
-        delta = self._tracked[at] & (2 * self._changed[at].sum(axis=1) <= self._deg[at])
+        delta = self._tracked[at] & (2 * self._changed[self._slot[at]].sum(axis=1) <=
+                                     self._deg[at])
         whole = at[~delta]
         if len(whole):  # the next generation starts: nothing changed since its full record
             self._remember(whole.tolist())
             self._gen[whole] += 1
             self._tracked[whole] = True
-            self._changed[whole] = False
+            self._changed[self._slot[whole]] = False
         return self._full_rows(self._written(whole), ids), self._deltas(at[delta], ids)
 
     def _written(self, items: np.ndarray) -> np.ndarray:
@@ -130,7 +136,7 @@ class CoVisitRecords:
         """The deltas of the items `at`: each row's slots changed since its full record."""
         if not len(at):
             return {}
-        rows, slots = np.nonzero(self._changed[at])  # row by row, slots ascending
+        rows, slots = np.nonzero(self._changed[self._slot[at]])  # row by row, slots ascending
         names, weights, packed = self._gather(at, np.bincount(rows, minlength=len(at)), slots,
                                               ids)
         return {ids[i]: {"g": g, "n": n, "d": d, "s": s, "ids": nm, "w": w}
@@ -144,7 +150,7 @@ class CoVisitRecords:
         neighbours' ids, their counts packed (float64) and the slots packed (int32)."""
         ends = np.cumsum(lengths)
         a, b = (ends - lengths).tolist(), ends.tolist()
-        flat_rows = np.repeat(rows, lengths)
+        flat_rows = np.repeat(self._slot[rows], lengths)
         names = self._names(ids)[self._nbr[flat_rows, slots]].tolist()
         return ([names[x:y] for x, y in zip(a, b, strict=True)],
                 pack_slices(self._wt[flat_rows, slots], "<f8", a, b),
@@ -210,13 +216,14 @@ class CoVisitRecords:
         self.count[item] = row["n"]
         self._inv[item] = 1.0 / np.sqrt(max(row["n"], 1.0))
         d = self._deg[item] = len(pairs)
-        self._nbr[item] = -1
-        self._wt[item] = 0.0
+        s = self._own(np.array([item]))[0] if d else self._slot[item]
+        self._nbr[s] = -1
+        self._wt[s] = 0.0
         if d:
-            self._nbr[item, :d] = [j for j, _ in pairs]
-            self._wt[item, :d] = [w for _, w in pairs]
+            self._nbr[s, :d] = [j for j, _ in pairs]
+            self._wt[s, :d] = [w for _, w in pairs]
         self._gen[item] = int(row.get("g", 0))
-        self._changed[item] = False
+        self._changed[s] = False
         self._tracked[item] = not (trimmed or "ids" not in row or not own_record)  # else: full
 
     def load_deltas(self, deltas: Mapping[str, Mapping[str, Any]],
@@ -230,13 +237,14 @@ class CoVisitRecords:
             slots = unpack(delta["s"], "<i4").astype(np.intp)
             cols = [index(j) for j in delta["ids"]]
             self._grow(max([i, *cols]) + 1)
-            self._nbr[i, slots] = cols
-            self._wt[i, slots] = unpack(delta["w"], "<f8")
+            s = self._own(np.array([i]))[0]
+            self._nbr[s, slots] = cols
+            self._wt[s, slots] = unpack(delta["w"], "<f8")
             self._deg[i] = delta["d"]
             self.count[i] = delta["n"]
             self._inv[i] = 1.0 / np.sqrt(max(delta["n"], 1.0))
-            self._changed[i] = False
-            self._changed[i, slots] = True
+            self._changed[s] = False
+            self._changed[s, slots] = True
 
     def load_pending(
         self, item: int, pending: Iterable[Sequence[Any]] | Mapping[str, Any],
@@ -261,7 +269,7 @@ class CoVisitRecords:
     def _track(self, rows: np.ndarray, slots: np.ndarray) -> None:
         """Note changed `slots` of `rows` for the rows' next records (a row whose next record
         is in full starts again from none changed when it is written)."""
-        self._changed[rows, slots] = True
+        self._changed[self._slot[rows], slots] = True
 
     def _untrack(self, rows: Iterable[int]) -> None:
         """The next records of `rows` are in full."""

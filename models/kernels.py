@@ -28,19 +28,20 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def contributions(
-    items: np.ndarray, recency: np.ndarray, nbr: np.ndarray, wt: np.ndarray, inv: np.ndarray,
+    items: np.ndarray, recency: np.ndarray, slot: np.ndarray, nbr: np.ndarray, wt: np.ndarray,
+    inv: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`CoVisits.contributions`: per recent item a (weight `recency[a]`) that has a row, and per
-    slot b of that row, the column max(nbr[a, b], 0) and the term wt[a, b] · recency[a] · inv[a]
-    · inv[column] (empty slots give 0 on column 0). Empty when none of the items has a
-    neighbour."""
+    """`CoVisits.contributions`: per recent item a (weight `recency[a]`) within `slot` (item ->
+    its row of `nbr` and `wt`, 0: the empty row), and per slot b of its row r, the column
+    max(nbr[r, b], 0) and the term wt[r, b] · recency[a] · inv[a] · inv[column] (empty slots
+    give 0 on column 0). Empty when none of the items has a neighbour."""
     m = nbr.shape[1]
     known = 0
     co_visited = False
     for a in range(items.shape[0]):
-        if items[a] < nbr.shape[0]:  # items past the rows have none yet
+        if items[a] < slot.shape[0]:  # items past the per-item arrays have none yet
             known += 1
-            co_visited |= nbr[items[a], 0] >= 0  # rows fill from slot 0
+            co_visited |= nbr[slot[items[a]], 0] >= 0  # rows fill from slot 0
     if not co_visited:
         return np.zeros(0, np.intp), np.zeros(0)
     cols = np.empty(known * m, np.intp)
@@ -48,26 +49,30 @@ def contributions(
     at = 0
     for a in range(items.shape[0]):
         it = items[a]
-        if it >= nbr.shape[0]:
+        if it >= slot.shape[0]:
             continue
+        r = slot[it]
         ri = recency[a] * inv[it]
         for b in range(m):
-            c = max(nbr[it, b], 0)
+            c = max(nbr[r, b], 0)
             cols[at] = c
-            terms[at] = wt[it, b] * ri * inv[c]
+            terms[at] = wt[r, b] * ri * inv[c]
             at += 1
     return cols, terms
 
 
 @njit(cache=True, nogil=True)
-def slots_of(nbr: np.ndarray, deg: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """For each pair j, the slot of neighbour `cols[j]` among the `deg` filled slots of row
-    `rows[j]` of `nbr`, or -1: where `CoVisits` adds a co-visit to a known neighbour."""
+def slots_of(nbr: np.ndarray, deg: np.ndarray, slot: np.ndarray, rows: np.ndarray,
+             cols: np.ndarray) -> np.ndarray:
+    """For each pair j, the slot of neighbour `cols[j]` among the `deg` filled slots of item
+    `rows[j]`'s row of `nbr` (`slot`: item -> row), or -1: where `CoVisits` adds a co-visit to a
+    known neighbour."""
     pos = np.full(rows.shape[0], -1, np.intp)
     for j in range(rows.shape[0]):
         r, c = rows[j], cols[j]
+        s = slot[r]
         for b in range(deg[r]):
-            if nbr[r, b] == c:
+            if nbr[s, b] == c:
                 pos[j] = b
                 break
     return pos
@@ -327,9 +332,9 @@ def warm_up() -> None:
     model_rows(np.zeros(1, np.int32), np.ones(1, np.float32), np.zeros(1, np.intp))
     fold_in(np.ones((2, 2), np.float32), np.eye(2), np.zeros(1, np.intp), np.ones(1, np.float32),
             1.0, True)
-    nbr = np.full((2, 1), -1, dtype=np.int32)
-    slots_of(nbr, np.zeros(2, np.int32), np.zeros(1, np.int64), np.zeros(1, np.int64))
-    cols, terms = contributions(np.zeros(1, np.intp), np.ones(1), nbr, np.zeros((2, 1)),
+    nbr, slot = np.full((2, 1), -1, dtype=np.int32), np.zeros(2, np.int32)
+    slots_of(nbr, np.zeros(2, np.int32), slot, np.zeros(1, np.int64), np.zeros(1, np.int64))
+    cols, terms = contributions(np.zeros(1, np.intp), np.ones(1), slot, nbr, np.zeros((2, 1)),
                                 np.ones(2))
     ring = np.zeros(2, EVENT_DTYPE)  # a history's ring: its fields are strided views
     last_positives(ring["item"], ring["weight"], 0, 0, 1)

@@ -41,6 +41,18 @@ def test_blend_topk_is_topk_of_blend(case: int) -> None:
     assert got[1].tolist() == np.asarray(want[1], dtype=np.float64).tolist()
 
 
+def rows_of(nbr: np.ndarray, wt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-item rows laid out as `CoVisits` keeps them: (item -> row, rows of neighbours, rows
+    of counts), the rows in a shuffled order, row 0 empty and shared by items without one."""
+    has = np.flatnonzero(nbr[:, 0] >= 0)
+    slot = np.zeros(len(nbr), np.int32)
+    slot[rng.permutation(has)] = np.arange(1, len(has) + 1)
+    rows_nbr = np.full((len(has) + 1, nbr.shape[1]), -1, np.int32)
+    rows_wt = np.zeros((len(has) + 1, nbr.shape[1]))
+    rows_nbr[slot[has]], rows_wt[slot[has]] = nbr[has], wt[has]
+    return slot, rows_nbr, rows_wt
+
+
 def test_contributions_match_numpy() -> None:
     n, m = 50, 16
     nbr = np.full((n, m), -1, dtype=np.int32)
@@ -48,21 +60,24 @@ def test_contributions_match_numpy() -> None:
     deg[:3] = 0
     for r in range(n):
         nbr[r, : deg[r]] = rng.choice(n, deg[r], replace=False)
-    wt, inv = rng.random((n, m)), rng.random(n)
+    wt, inv = rng.random((n, m)) * (nbr >= 0), rng.random(n)
+    slot, rows_nbr, rows_wt = rows_of(nbr, wt)
     items, recency = rng.choice(n + 5, 10, replace=False), rng.random(10)
-    got = kernels.contributions(items, recency, nbr, wt, inv)
-    known = items < n  # items past the rows have no neighbours yet
+    got = kernels.contributions(items, recency, slot, rows_nbr, rows_wt, inv)
+    known = items < n  # items past the per-item arrays have no neighbours yet
     want = numpy_contributions(items[known], recency[known], nbr, wt, inv)
     assert got[0].tolist() == want[0].tolist()
     assert got[1].tolist() == want[1].tolist()
-    assert len(kernels.contributions(np.arange(3), recency[:3], nbr, wt, inv)[0]) == 0
+    assert len(kernels.contributions(np.arange(3), recency[:3], slot, rows_nbr, rows_wt,
+                                     inv)[0]) == 0
 
 
 def test_slots_of_finds_known_neighbours_only() -> None:
-    nbr = np.array([[4, 2, -1], [1, -1, -1]], dtype=np.int32)
-    deg = np.array([2, 1], dtype=np.int32)
-    rows, cols = np.array([0, 0, 0, 1, 1]), np.array([2, 4, 3, 1, -1])
-    assert kernels.slots_of(nbr, deg, rows, cols).tolist() == [1, 0, -1, 0, -1]
+    nbr = np.array([[-1, -1, -1], [1, -1, -1], [4, 2, -1]], dtype=np.int32)  # row 0: empty
+    deg = np.array([2, 1, 0], dtype=np.int32)
+    slot = np.array([2, 1, 0], dtype=np.int32)  # item 0 -> row 2, item 1 -> row 1, item 2: none
+    rows, cols = np.array([0, 0, 0, 1, 1, 2]), np.array([2, 4, 3, 1, -1, 4])
+    assert kernels.slots_of(nbr, deg, slot, rows, cols).tolist() == [1, 0, -1, 0, -1, -1]
 
 
 @pytest.mark.parametrize("decay", [Decay("events", 3.0), Decay("time", 5.0, 2.0),
