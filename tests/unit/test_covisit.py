@@ -370,8 +370,8 @@ def test_rows_are_held_for_co_visited_items_only_not_up_to_the_largest_index() -
     assert cv.neighbours(999_999) == ([999_998], [1.0])
     assert cv.neighbours(5) == ([999_998], [1.0]) and cv.neighbours(6) == ([], [])
     assert cv.nbytes < 64 << 20  # ~33 bytes per item and 3.3 KB per row held
-    idx, val = cv.scores(np.array([5, 999_998]), half_life=1.0)
-    assert idx.tolist() == [5, 999_998, 999_999]
+    idx, val = cv.scores(np.array([5, 999_998]), half_life=1.0)  # 5 half as recent
+    assert (idx.tolist(), val.tolist()) == ([5, 999_998, 999_999], [1.0, 0.5, 1.0])
 
 
 def test_rows_given_out_inside_a_reverted_batch_leave_no_trace() -> None:
