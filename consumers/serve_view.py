@@ -124,7 +124,7 @@ class ServeView:
         with self._lock:
             n = self.catalog.poll(0)
             for tail, apply in self._tails():
-                messages = tail.poll(timeout if tail is self.events else 0)
+                messages = tail.poll(timeout, fill=True) if tail is self.events else tail.poll(0)
                 apply(messages)
                 n += len(messages)
         self.last_poll = time.monotonic()

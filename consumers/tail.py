@@ -71,10 +71,13 @@ class TopicTail:
             self._consumer = consumer
         return self._consumer
 
-    def poll(self, timeout: float = 0.0) -> list[Message]:
-        """The messages that arrived (up to `batch`), waiting at most `timeout` for the first."""
+    def poll(self, timeout: float = 0.0, fill: bool = False) -> list[Message]:
+        """The messages that arrived (up to `batch`), waiting at most `timeout` for the first
+        (`fill`: for `batch` of them, which paces a loop that polls several tails in turn)."""
         out = []
-        for msg in arrived(self.consumer, self.batch, timeout):
+        fetched = self.consumer.consume(self.batch, timeout) if fill else \
+            arrived(self.consumer, self.batch, timeout)
+        for msg in fetched:
             if msg.error() is not None:
                 group = msg.error().code() == KafkaError.GROUP_AUTHORIZATION_FAILED
                 not_authorized(msg.error(), "DESCRIBE" if group else "READ",
