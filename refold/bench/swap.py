@@ -18,16 +18,21 @@ between two batches. Events are classed as
   it: the pause between batches, plus whatever the publication and the follower cost them);
 - *swap window*: sent between a publication's start and `SETTLE_S` after its swap.
 
+The catalog is scanned exactly (`ann_min_items` above it): the swap measured is the model's own.
+`ann=True` builds each version's candidate index too (`models.ann`, on the follower thread; with
+`inline`, between batches), so a version is served only once its index is built.
+
 The worker reports each swap's pause of its processing thread. `inline=True` builds the layout
 between batches instead (as before `OnlineRecommender.prepare_factors`), for comparison. The
 in-process figures time `swap_factors` alone on the same model: inline, and after preparation.
 
 Measured on 2 shared cores (broker, this process and the worker on the same host), 200K x 64,
-100 events/s, 10 swaps each: the pause went from p50 65 / p99 174 ms (inline) to 8 / 17 ms
-(prepared; what is left is freeing the old version); p99 latency of the events that waited on a
-swap, 441 -> 290 ms, against 270-330 ms without a swap. The publication and the follower's work
-(read, verify, build, lay out: ~0.9 s after the publication) share the cores and the GIL with
-the processing thread in both modes: events sent in that window see p99 of 440-650 ms.
+100 events/s, 10 swaps each, load average 2.5-2.9: the pause is p50 91 / p99 328 ms inline
+against 14 / 23 ms prepared (what is left is freeing the old version); the events that waited on
+a swap see p99 749 ms inline, 371 ms prepared, against 240-526 ms without a swap (p50 63-81
+ms). The publication and the follower's work (read, verify, lay out: ~1.2-1.3 s from the
+publication to the swap) share the cores and the GIL with the processing thread in both modes:
+events sent in that window see p99 of 550-730 ms.
 """
 
 from __future__ import annotations
@@ -53,6 +58,13 @@ from refold.core.topics import create_topics, delete_topics, topic_specs
 
 WARMUP_EVENTS = 200
 SETTLE_S = 1.0
+SERVED_WITHIN_S = 60.0
+"""How long a published version may take to be served (ten times that with `ann`)."""
+
+
+def _fold_in(items: int, ann: bool) -> dict[str, int]:
+    """The worker's fold-in settings: the index on or off whatever the catalog's size."""
+    return {"ann_min_items": 0 if ann else items + 1}
 """After a swap, the worker's queue drains and the follower's garbage goes: not a quiet time."""
 
 
@@ -65,13 +77,15 @@ def random_snapshot(version: int, items: int, factors: int) -> Snapshot:
 # -- the worker's process
 
 
-def _worker(settings: Settings, inline: bool, stop: Any, conn: Any) -> None:
+def _worker(settings: Settings, inline: bool, fold_in: dict[str, int], stop: Any,
+            conn: Any) -> None:
     """`refold consume` without the CLI: a monitored worker following snapshots; reports each
     swap as (version, start, end) in Unix seconds."""
     from consumers.assembly import WorkerOptions, assemble_worker
 
     logging.basicConfig(level=logging.WARNING)
-    options = WorkerOptions(fold_in={"full_events": 1}, serve_metrics=False, refit_on_drift=False,
+    options = WorkerOptions(fold_in={"full_events": 1, **fold_in}, serve_metrics=False,
+                            refit_on_drift=False,
                             snapshot_wait=60, prepare_swaps=not inline)
     swaps: list[tuple[int, float, float]] = []
     with assemble_worker(settings, options=options) as worker:
@@ -161,7 +175,7 @@ class Sender:
 
 def run(settings: Settings, *, items: int = 200_000, factors: int = 64, users: int = 2000,
         rate: float = 100.0, batch_size: int = 100, swaps: int = 6, interval: float = 6.0,
-        inline: bool = False) -> dict:
+        inline: bool = False, ann: bool = False) -> dict:
     """The figures of `refold bench swap` (see the module docstring)."""
     run_id = uuid.uuid4().hex[:8]
     settings = settings.replace(topic_prefix=f"bench-{run_id}.", events_partitions=2,
@@ -177,12 +191,14 @@ def run(settings: Settings, *, items: int = 200_000, factors: int = 64, users: i
     try:
         with SnapshotPublisher(settings) as publisher:
             publisher.publish(random_snapshot(1, items, factors))
-            proc = ctx.Process(target=_worker, args=(settings, inline, stop_worker, theirs))
+            proc = ctx.Process(target=_worker, args=(settings, inline, _fold_in(items, ann),
+                                                     stop_worker, theirs))
             proc.start()
             reader = threading.Thread(target=_read, args=(settings, coverage, stop_reading))
             reader.start()
             sender = Sender(settings, coverage, users, items)
-            if not coverage.wait(sender.send(WARMUP_EVENTS, rate), timeout=180):
+            wait = SERVED_WITHIN_S * (10 if ann else 1)
+            if not coverage.wait(sender.send(WARMUP_EVENTS, rate), timeout=3 * wait):
                 raise RuntimeError("the worker did not answer the warm-up events")
             measured_from = time.time()
             total = int(rate * (swaps * (interval + 4) + 60))
@@ -195,7 +211,7 @@ def run(settings: Settings, *, items: int = 200_000, factors: int = 64, users: i
                 publisher.publish(snap)
                 publications.append((v, t0, time.time()))
                 del snap
-                if not _wait_served(coverage, v, timeout=60):
+                if not _wait_served(coverage, v, timeout=wait):
                     raise RuntimeError(f"the worker did not serve v{v}")
             time.sleep(interval)
             done_sending.set()
@@ -210,7 +226,7 @@ def run(settings: Settings, *, items: int = 200_000, factors: int = 64, users: i
             proc.kill()
         delete_topics(admin, [s.name for s in topic_specs(settings)])
     return _result(coverage, publications, report, measured_from, items=items, factors=factors,
-                   users=users, rate=rate, batch_size=batch_size, mode=(
+                   users=users, rate=rate, batch_size=batch_size, ann=ann, mode=(
                        "inline" if inline else "prepared"))
 
 
@@ -263,17 +279,18 @@ def _result(c: Coverage, publications: list[tuple[int, float, float]], report: d
         "publish_seconds": float(np.mean([t1 - t0 for _, t0, t1 in publications])),
         "publish_to_swap_seconds": float(np.mean([swap_at[v][1] - p0 for v, p0, _ in
                                                   publications if v in swap_at])),
-        "swap_factors_ms": swap_costs(params["items"], params["factors"]),
+        "swap_factors_ms": swap_costs(params["items"], params["factors"], params["ann"]),
     }
 
 
-def swap_costs(items: int, factors: int, repeats: int = 5) -> dict[str, float]:
+def swap_costs(items: int, factors: int, ann: bool = False, repeats: int = 5
+               ) -> dict[str, float]:
     """In this process, median ms: `swap_factors` with the layout built inline; the layout alone
     (`prepare_factors`, the follower thread's share); the swap of a prepared layout."""
-    from models.recommender import OnlineRecommender
+    from models.recommender import FoldInConfig, OnlineRecommender
 
     snaps = [random_snapshot(v, items, factors).item_factors() for v in (1, 2)]
-    rec = OnlineRecommender(factors=snaps[0])
+    rec = OnlineRecommender(FoldInConfig(**_fold_in(items, ann)), factors=snaps[0])
     inline, prepare, prepared = [], [], []
     for n in range(repeats):
         f = snaps[(n + 1) % 2]
@@ -292,10 +309,10 @@ def swap_costs(items: int, factors: int, repeats: int = 5) -> dict[str, float]:
 
 
 def table(r: dict) -> str:
-    s = r["swap_factors_ms"]
+    s, index = r["swap_factors_ms"], ", with the index" if r["ann"] else ""
     return "\n".join([
         f"{r['items']:,} items x {r['factors']} factors, {r['rate']:g} events/s, batches of "
-        f"<= {r['batch_size']}, {r['swaps']} swaps ({r['mode']}), {r['events']:,} events",
+        f"<= {r['batch_size']}, {r['swaps']} swaps ({r['mode']}{index}), {r['events']:,} events",
         f"swap pause of the processing thread   p50 {r['swap_pause_p50_ms']:7.2f} ms  "
         f"p99 {r['swap_pause_p99_ms']:7.2f} ms",
         f"event latency, no swap                p50 {r['latency_p50_ms_no_swap']:7.1f} ms  "

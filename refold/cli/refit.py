@@ -137,10 +137,13 @@ def bench_refit(ctx: click.Context, path: str, synth_events: int | None, factors
               help="Quiet seconds before each publication.")
 @click.option("--inline", is_flag=True,
               help="Build the new version's layout between batches (the swap as it was).")
+@click.option("--ann", is_flag=True,
+              help="Build each version's candidate index too (off: the catalog is scanned).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def bench_swap(ctx: click.Context, items: int, factors: int, users: int, rate: float,
-               batch_size: int, swaps: int, interval: float, inline: bool, as_json: bool) -> None:
+               batch_size: int, swaps: int, interval: float, inline: bool, ann: bool,
+               as_json: bool) -> None:
     """Event latency during model swaps against without, under a steady rate, through the
     broker: a worker process follows the snapshots topic while new versions are published."""
     from refold.bench import swap
@@ -151,5 +154,6 @@ def bench_swap(ctx: click.Context, items: int, factors: int, users: int, rate: f
     settings = settings_from(ctx)
     ensure_bootstrap(settings)
     result = swap.run(settings, items=items, factors=factors, users=users, rate=rate,
-                      batch_size=batch_size, swaps=swaps, interval=interval, inline=inline)
+                      batch_size=batch_size, swaps=swaps, interval=interval, inline=inline,
+                      ann=ann)
     emit(result, as_json, swap.table(result))

@@ -22,3 +22,10 @@ def test_swap_bench_times_each_swap_and_the_events_that_waited(bootstrap):
         assert math.isfinite(r[key]) and r[key] > 0, key
     assert r["swap_factors_ms"]["prepared"] < r["swap_factors_ms"]["inline"]
     assert "swap pause" in swap.table(r)
+
+
+def test_with_the_index_each_version_is_served_once_its_index_is_built(bootstrap):
+    r = swap.run(Settings(bootstrap_servers=bootstrap), items=2000, factors=16, users=200,
+                 rate=100.0, batch_size=50, swaps=1, interval=1.5, ann=True)
+    assert r["ann"] and r["swaps"] == 1 and r["events_during_swap"] > 0
+    assert "with the index" in swap.table(r)
