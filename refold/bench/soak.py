@@ -347,7 +347,8 @@ def plot(samples: list[dict[str, float]], result: dict[str, Any], path: str) -> 
     axes[1].set_ylabel("lag (events)")
     axes[2].plot(m, [x["latency_p99_ms"] for x in samples], marker=".", label="p99")
     axes[2].plot(m, [x["latency_p50_ms"] for x in samples], marker=".", label="p50")
-    axes[2].set_ylabel("latency (ms)")
+    axes[2].set_ylabel("latency (ms, log scale)")
+    axes[2].set_yscale("log")  # the first minute's start-up would flatten the rest
     axes[2].set_xlabel("minutes")
     axes[2].legend()
     fig.suptitle(f"soak: {result['rate']:,.0f} events/s, {result['users']:,} users in the end, "
