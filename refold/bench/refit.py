@@ -7,8 +7,10 @@ bare fit is implicit's `AlternatingLeastSquares.fit` on the final full matrix, s
 and threads. Both are timed `repeats` times, interleaved, and the best of each is kept.
 Throughput is measured on a random `publish_items` × factors snapshot, and the swap pause is
 `OnlineRecommender.swap_factors` of a layout prepared beforehand, as the worker does between
-batches (the follower's thread prepares it: `swap_prepare_p50_ms`). `refold bench swap` measures
-what a swap costs the events in flight, through the broker.
+batches (the follower's thread prepares it: `swap_prepare_p50_ms`), with the catalog scanned
+exactly (at `ann_min_items` or more the preparation would build a candidate index each time:
+~100 s at 200K items here). `refold bench swap` measures what a swap costs the events in flight,
+through the broker.
 """
 
 from __future__ import annotations
@@ -59,9 +61,10 @@ def swap_pause_ms(snap: Snapshot, other: Snapshot, repeats: int = 30
                   ) -> tuple[list[float], list[float]]:
     """Durations of `OnlineRecommender.swap_factors` of a prepared layout (what the worker does
     between batches), and of `prepare_factors` (what its follower's thread does before)."""
-    from models.recommender import OnlineRecommender
+    from models.recommender import FoldInConfig, OnlineRecommender
 
-    rec = OnlineRecommender(factors=snap.item_factors())
+    exact = FoldInConfig(ann_min_items=len(snap.item_ids) + 1)  # the layout alone, no index
+    rec = OnlineRecommender(exact, factors=snap.item_factors())
     pauses, prepares = [], []
     for n in range(repeats):
         f = (other if n % 2 == 0 else snap).item_factors()
