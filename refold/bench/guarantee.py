@@ -14,7 +14,9 @@ machine single runs vary by a third).
 Restore: the changelog of `users` users as the worker writes it (full histories of
 `history_size` events, `2 * history_size` recent event ids each), with the group's committed
 offsets to match; then a worker's `on_partitions_assigned` for every partition, timed: read to the
-end (read_committed), decode, install in the recommender.
+end (read_committed), decode, install in the recommender. That is the restore of a worker with
+every user in memory (`state_store = "memory"`), which happens inside the assignment; a worker
+with local stores restores on a thread into its stores, measured by `refold bench state`.
 
 Every topic lives under a throwaway prefix and is deleted at the end.
 """
@@ -120,6 +122,7 @@ def _restore(s: Settings, users: int, made: list[Settings]) -> dict[str, Any]:
                  asynchronous=False)
     group.close()
 
+    s = s.replace(state_store="memory")  # restored inside the assignment (module docstring)
     with assemble_worker(s, options=WorkerOptions.bare()) as assembled:
         worker = assembled.worker
         t0 = time.perf_counter()
