@@ -58,6 +58,7 @@ from refold.core.topics import create_topics, delete_topics, topic_specs
 
 WARMUP_EVENTS = 200
 SETTLE_S = 1.0
+"""After a swap, the worker's queue drains and the follower's garbage goes: not a quiet time."""
 SERVED_WITHIN_S = 60.0
 """How long a published version may take to be served (ten times that with `ann`)."""
 
@@ -65,7 +66,6 @@ SERVED_WITHIN_S = 60.0
 def _fold_in(items: int, ann: bool) -> dict[str, int]:
     """The worker's fold-in settings: the index on or off whatever the catalog's size."""
     return {"ann_min_items": 0 if ann else items + 1}
-"""After a swap, the worker's queue drains and the follower's garbage goes: not a quiet time."""
 
 
 def random_snapshot(version: int, items: int, factors: int) -> Snapshot:
