@@ -62,8 +62,9 @@ def swap_pause_ms(snap: Snapshot, other: Snapshot, repeats: int = 30
     """Durations of `OnlineRecommender.swap_factors` of a prepared layout (what the worker does
     between batches), and of `prepare_factors` (what its follower's thread does before)."""
     from models.recommender import FoldInConfig, OnlineRecommender
+    from refold.bench.swap import index_setting
 
-    exact = FoldInConfig(ann_min_items=len(snap.item_ids) + 1)  # the layout alone, no index
+    exact = FoldInConfig(**index_setting(len(snap.item_ids)))  # the layout alone, no index
     rec = OnlineRecommender(exact, factors=snap.item_factors())
     pauses, prepares = [], []
     for n in range(repeats):

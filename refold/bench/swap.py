@@ -63,8 +63,9 @@ SERVED_WITHIN_S = 60.0
 """How long a published version may take to be served (ten times that with `ann`)."""
 
 
-def _fold_in(items: int, ann: bool) -> dict[str, int]:
-    """The worker's fold-in settings: the index on or off whatever the catalog's size."""
+def index_setting(items: int, ann: bool = False) -> dict[str, int]:
+    """Fold-in settings that switch a catalog of `items` items' candidate index on or off,
+    whatever its size (`ann_min_items`)."""
     return {"ann_min_items": 0 if ann else items + 1}
 
 
@@ -191,7 +192,7 @@ def run(settings: Settings, *, items: int = 200_000, factors: int = 64, users: i
     try:
         with SnapshotPublisher(settings) as publisher:
             publisher.publish(random_snapshot(1, items, factors))
-            proc = ctx.Process(target=_worker, args=(settings, inline, _fold_in(items, ann),
+            proc = ctx.Process(target=_worker, args=(settings, inline, index_setting(items, ann),
                                                      stop_worker, theirs))
             proc.start()
             reader = threading.Thread(target=_read, args=(settings, coverage, stop_reading))
@@ -290,7 +291,7 @@ def swap_costs(items: int, factors: int, ann: bool = False, repeats: int = 5
     from models.recommender import FoldInConfig, OnlineRecommender
 
     snaps = [random_snapshot(v, items, factors).item_factors() for v in (1, 2)]
-    rec = OnlineRecommender(FoldInConfig(**_fold_in(items, ann)), factors=snaps[0])
+    rec = OnlineRecommender(FoldInConfig(**index_setting(items, ann)), factors=snaps[0])
     inline, prepare, prepared = [], [], []
     for n in range(repeats):
         f = snaps[(n + 1) % 2]
