@@ -168,8 +168,9 @@ class Trending:
         """Sorted indices of the items ever given a value (some may be 0 again): every other
         item's score is 0, so a top-K over these is the top-K over all items when its K-th
         score is above 0 (`models.topk.topk_of_support`)."""
-        if self._fresh:
-            self._counted = np.union1d(self._counted, np.concatenate(self._fresh))
+        if self._fresh:  # none of them in `_counted` (`_seen`): a merge, not a union's sort
+            fresh = np.unique(np.concatenate(self._fresh))
+            self._counted = np.insert(self._counted, np.searchsorted(self._counted, fresh), fresh)
             self._fresh = []
         return self._counted[: np.searchsorted(self._counted, self._n)]  # (a revert cuts _n)
 
