@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from models import kernels
 from models.catalog import ItemIndex
 from models.foldin import ItemFactors, fold_in_batch
 from models.topk import Exclude, topk
@@ -82,17 +83,16 @@ def blend_ranks(
     >>> blend_ranks([np.array([0, 1]), np.array([2, 1])], [0.75, 0.25], k=3, depth=2)[0].tolist()
     [0, 1, 2]
     """
-    cands, gains = [], []
+    lists, gains, ends = [], [], []
     for idx, w in zip(tops, weights, strict=True):
         if w > 0 and idx is not None:
-            cands.append(idx)
-            gains.append(w * (depth - np.arange(len(idx))) / depth)
-    if not cands:
+            lists.append(idx)
+            gains.append(float(w))
+            ends.append(len(idx) + (ends[-1] if ends else 0))
+    if not ends or not ends[-1]:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    items, where = np.unique(np.concatenate(cands), return_inverse=True)
-    blended = np.bincount(where, weights=np.concatenate(gains), minlength=len(items))
-    sel, val = topk(blended, k)
-    return items[sel], val
+    items = np.concatenate(lists).astype(np.int64, copy=False)
+    return kernels.blend_ranks(items, np.array(ends, np.int64), np.array(gains), k, depth)
 
 
 def category_affinity(

@@ -133,6 +133,30 @@ def test_last_positives_equal_the_numpy_ring_walk() -> None:
         assert got.dtype == np.intp and got.tolist() == expected.tolist()
 
 
+
+def numpy_blend_ranks(tops, weights, k, depth):
+    """Truncated-rank blending in numpy: distinct items, gains summed in order, top-k."""
+    gains = [w * (depth - np.arange(len(idx))) / depth
+             for idx, w in zip(tops, weights, strict=True)]
+    items, where = np.unique(np.concatenate(tops), return_inverse=True)
+    blended = np.bincount(where, weights=np.concatenate(gains), minlength=len(items))
+    sel, val = topk(blended, k)
+    return items[sel], val
+
+
+def test_blend_ranks_matches_unique_and_bincount() -> None:
+    rng = np.random.default_rng(12)
+    for _ in range(500):  # weights that do not add up exactly: the order of the sums counts
+        n, depth, k = int(rng.integers(1, 400)), int(rng.integers(1, 120)), int(rng.integers(1, 30))
+        tops = [rng.choice(n, min(n, int(rng.integers(1, depth + 1))), replace=False)
+                for _ in range(int(rng.integers(1, 4)))]
+        weights = rng.choice([0.1234567, 1 / 3, 0.7, 1.0], len(tops))
+        ends = np.cumsum([len(t) for t in tops])
+        got = kernels.blend_ranks(np.concatenate(tops).astype(np.int64), ends, weights, k, depth)
+        expected = numpy_blend_ranks(tops, weights, k, depth)
+        assert got[0].tolist() == expected[0].tolist()
+        assert got[1].tolist() == expected[1].tolist()  # the same bits
+
 WORKLOAD = """
 import json
 import numpy as np
