@@ -18,6 +18,11 @@ count in their CPU). `fold_in` (`--fold-in KEY=VALUE`) changes fold-in settings 
 every mode, so a feature's cost is this benchmark run with it switched off, next to a run
 without the flag (`--fold-in session_weight=0`: the session co-visits).
 
+`dataset` (`--dataset synth`) replays the synthetic world instead of ml-100k: its users
+interleave as a live shop's do, so a batch publishes a list for about every 5th event where
+ml-100k's runs of one user's ratings give one for every 36th, and the per-list work (ranking,
+the exploration draw with its propensities) weighs more (`refold.bench.workload`).
+
 `items` (`--items N`) grows the fitted model's catalog to N items with synthetic ones
 (`refold.bench.factors.padded`): the same events, every per-batch cost that grows with the
 catalog on top (scoring, popularity, records). From `ann_min_items` on, the worker ranks with
@@ -48,8 +53,8 @@ from consumers.monitor import Monitor
 from models.ann import MipsIndex
 from models.foldin import ItemFactors
 from models.recommender import OnlineRecommender
-from producers.datasets import load_movielens
 from refold.bench.factors import padded
+from refold.bench.workload import event_log
 from refold.core.config import Settings
 from refold.core.errors import AppError
 from refold.core.schemas import decode_event, encode
@@ -172,19 +177,19 @@ def _run_passthrough(msgs: list[Message]) -> dict[str, Any]:
     return {"cpu_s": time.process_time() - c0}
 
 
-def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: int = 6,
+def run(path: str | Path | None, events: int = 100_000, batch: int = 500, partitions: int = 6,
         rounds: int = 2, profile: str | None = None, progress: Any = None,
         profile_mode: str = "worker", fold_in: dict[str, Any] | None = None,
-        items: int | None = None) -> dict[str, Any]:
+        items: int | None = None, dataset: str = "ml-100k") -> dict[str, Any]:
     """Events per CPU second of each mode (`MODES`), best of `rounds` alternated runs;
     `profile` profiles one more run of `profile_mode`; `fold_in`: fold-in settings changed for
     the fit and every mode (e.g. `{"session_weight": 0}`: what the co-visits cost), exploration
     aside in the mode without it; `items`: the catalog grown to that many items (see the
-    module docstring)."""
+    module docstring); `dataset`: ml-100k from `path`, or the synthetic world (users
+    interleave: `refold.bench.workload`)."""
     base = Settings(topic_prefix="bench-batch.", state_store="memory",
                     events_partitions=partitions)
-    events_log, _ = load_movielens(path)
-    events_log = events_log[:events]
+    events_log, _ = event_log(dataset, path, events)
     fold_in = dict(fold_in or {})
     config = foldin_config(base, **fold_in)  # refuses bad settings
     factors = fit_log(events_log, base, config)
@@ -200,7 +205,7 @@ def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: i
         index = MipsIndex(factors.Y, ann)
     changes = {m: {**fold_in, "exploration": "none"} if m == "worker, exploration none"
                else fold_in for m in MODES}
-    msgs = messages(base, list(events_log.iter_events("ml-100k")))
+    msgs = messages(base, list(events_log.iter_events(dataset)))
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     with threadpool_limits(1), tempfile.TemporaryDirectory(prefix="refold-bench-batch-") as d:
         n = iter(range(1 << 30))
@@ -220,7 +225,7 @@ def run(path: str | Path, events: int = 100_000, batch: int = 500, partitions: i
         if profile:
             _run_worker(settings(profile_mode), factors, msgs, batch, profile,
                         changes[profile_mode], index)
-    out: dict[str, Any] = {"events": len(msgs), "items": len(factors),
+    out: dict[str, Any] = {"dataset": dataset, "events": len(msgs), "items": len(factors),
                            "synthetic_items": len(factors) - fitted, "ann": index is not None,
                            "batch": batch, "partitions": partitions,
                            "rounds": rounds, "loadavg": os.getloadavg(),
@@ -252,8 +257,8 @@ def table(result: dict) -> str:
     if result.get("synthetic_items"):
         catalog = (f", a catalog of {result['items']:,} items ({result['synthetic_items']:,} "
                    f"synthetic; {'ANN' if result['ann'] else 'exact'} ranking)")
-    lines = [f"{result['events']:,} ml-100k events in batches of {result['batch']} over "
-             f"{result['partitions']} partitions{catalog}, best of "
+    lines = [f"{result['events']:,} {result.get('dataset', 'ml-100k')} events in batches of "
+             f"{result['batch']} over {result['partitions']} partitions{catalog}, best of "
              f"{result['rounds']} alternated rounds (load {result['loadavg'][0]:.1f})"
              + "".join(f"; {k}={v}" for k, v in result.get("fold_in", {}).items()),
              "| mode | events per CPU second | µs per event (each round) | lists |",

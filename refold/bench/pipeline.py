@@ -51,6 +51,7 @@ from producers.replay import replay
 from producers.sdk import EventProducer
 from refold.bench.pipeline_consumers import KINDS, BenchError, ConsumerProcess
 from refold.bench.pipeline_report import result
+from refold.bench.workload import event_log
 from refold.core.config import Settings
 from refold.core.kafka import make_admin
 from refold.core.schemas import Event, Item, decode_event, decode_recommendation
@@ -79,18 +80,7 @@ def load_workload(settings: Settings, dataset: str, path: str | Path | None = No
                   fold_in: dict[str, Any] | None = None) -> Workload:
     """ml-100k from `path` (its first `events`) or the synthetic world of `events` events, with
     implicit ALS fitted on those events as `refold consume --fit-from` fits it."""
-    from producers.datasets import load_movielens
-    from producers.synth import SynthConfig, generate
-
-    if dataset == "ml-100k":
-        if path is None:
-            raise ValueError("ml-100k needs a path")
-        log, catalog = load_movielens(path)
-        log = log[:events] if events else log
-    elif dataset == "synth":
-        log, catalog, _ = generate(SynthConfig(n_events=events or 100_000, seed=seed))
-    else:
-        raise ValueError(f"unknown dataset {dataset!r}")
+    log, catalog = event_log(dataset, path, events, seed)
     fold_in = dict(fold_in or {})
     f = fit_log(log, settings, foldin_config(settings, **fold_in))
     snap = Snapshot.build(f.version, time.time(), f.item_ids, f.Y, XtX=f.XtX)

@@ -43,6 +43,9 @@ def bench_exploration(lists: int, k: int, as_json: bool) -> None:
 
 
 @bench.command("batch")
+@click.option("--dataset", type=click.Choice(["ml-100k", "synth"]), default="ml-100k",
+              show_default=True, help="ml-100k in time order, or the synthetic world, whose "
+              "users interleave (a list for every ~5th event against every ~36th).")
 @click.option("--path", type=click.Path(file_okay=False), envvar="REFOLD_ML100K",
               default="../shared/datasets/ml-100k", show_default=True,
               help="The ml-100k directory (env REFOLD_ML100K).")
@@ -62,7 +65,7 @@ def bench_exploration(lists: int, k: int, as_json: bool) -> None:
               help="Grow the fitted catalog to this many items with synthetic ones (the same "
                    "events on a large catalog; from ann_min_items on, ranked with the index).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int,
+def bench_batch(dataset: str, path: str, events: int, batch: int, partitions: int, rounds: int,
                 profile: str | None, profile_stores: bool, fold_in: tuple[str, ...],
                 items: int | None, as_json: bool) -> None:
     """CPU per event of the worker's batch without the broker (every user in memory), next to
@@ -72,7 +75,7 @@ def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int
 
     from refold.bench import batch as batch_bench
 
-    if not Path(path).is_dir():
+    if dataset == "ml-100k" and not Path(path).is_dir():
         raise click.UsageError(f"no ml-100k directory at {path}: give --path")
     changes = fold_in_changes(fold_in)
     with click.progressbar(length=rounds * len(batch_bench.MODES), label="batch",
@@ -80,7 +83,7 @@ def bench_batch(path: str, events: int, batch: int, partitions: int, rounds: int
         try:
             result = batch_bench.run(path, events, batch, partitions, rounds, profile,
                                      bar.update, "worker, local stores" if profile_stores
-                                     else "worker", changes, items)
+                                     else "worker", changes, items, dataset)
         except batch_bench.ShrinkingCatalog as exc:
             raise click.UsageError(str(exc)) from exc
     emit(result, as_json, batch_bench.table(result))

@@ -63,6 +63,24 @@ def test_bench_batch_on_a_grown_catalog_ranks_with_the_index() -> None:
     assert grown["modes"]["worker"]["lists"] == fitted["modes"]["worker"]["lists"] > 0
 
 
+@pytest.mark.slow
+def test_bench_batch_on_the_synthetic_world_needs_no_dataset(tmp_path: Path) -> None:
+    """`--dataset synth` replays the synthetic world (no ml-100k directory needed), whose users
+    interleave: a list for every few events, where ml-100k's runs of one user give one for
+    every few dozen."""
+    result = CliRunner().invoke(cli, ["bench", "batch", "--dataset", "synth", "--path",
+                                      str(tmp_path / "none"), "--events", "3000", "--rounds",
+                                      "1", "--json"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.output[result.output.index("{"):])
+    assert (r["dataset"], r["events"]) == ("synth", 3000)
+    lists = r["modes"]["worker"]["lists"]
+    assert lists == r["modes"]["worker, local stores"]["lists"]
+    assert lists / r["events"] > 0.1
+    assert "3,000 synth events" in CliRunner().invoke(cli, [
+        "bench", "batch", "--dataset", "synth", "--events", "3000", "--rounds", "1"]).output
+
+
 @pytest.mark.skipif(not ML100K.is_dir(), reason=f"no ml-100k at {ML100K}")
 def test_bench_batch_refuses_to_shrink_the_catalog() -> None:
     result = CliRunner().invoke(cli, ["bench", "batch", "--path", str(ML100K), "--events",
