@@ -158,3 +158,13 @@ def test_every_item_with_a_score_is_counted() -> None:
     loaded.load(tr.t_ref, np.array([3, 90]), np.array([2.0, 1.0]), shift=tr.shift)
     assert loaded.counted().tolist() == [3, 90]
     check(loaded)
+
+
+def test_an_item_new_twice_in_one_run_is_counted_once() -> None:
+    """A run that brings a new item more than once marks it once: `counted` stays a set."""
+    tr = Trending(half_life_seconds=5.0, capacity=4)
+    tr.update_many(np.array([2, 0]), np.ones(2), np.zeros(2))
+    assert tr.counted().tolist() == [0, 2]
+    tr.update_many(np.array([7, 1, 7, 2, 1]), np.ones(5), np.ones(5))
+    tr.update(9, 1.0, t=2.0)
+    assert tr.counted().tolist() == [0, 1, 2, 7, 9]
