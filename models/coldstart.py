@@ -95,24 +95,6 @@ def blend_ranks(
     return kernels.blend_ranks(items, np.array(ends, np.int64), np.array(gains), k, depth)
 
 
-def category_affinity(
-    items: np.ndarray, weights: np.ndarray, catalog: ItemIndex
-) -> np.ndarray | None:
-    """Per item, the summed positive weight of the user's items sharing each of its categories;
-    -inf where there is none (so it is never ranked); None if the user's items have none."""
-    aff: np.ndarray | None = None
-    for i, w in zip(items.tolist(), weights.tolist(), strict=True):
-        if w <= 0:
-            continue
-        for cat in catalog.categories_of(i):
-            if aff is None:
-                aff = np.zeros(len(catalog))
-            aff[catalog.items_in_category(cat)] += w
-    if aff is not None:
-        aff[aff <= 0] = -np.inf
-    return aff
-
-
 def item_vector_from_users(
     X: np.ndarray, weights: np.ndarray, XtX: np.ndarray | None, alpha: float, regularization: float
 ) -> np.ndarray | None:
