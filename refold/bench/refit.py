@@ -29,6 +29,7 @@ from consumers.snapshots import load_latest
 from models.refit import RefitParams
 from models.snapshot import Snapshot
 from producers.datasets import InteractionLog
+from refold.bench.swap import swap_timings
 from refold.core.config import Settings
 from refold.core.kafka import make_admin
 from refold.core.topics import create_topics, delete_topics, topic_specs
@@ -55,27 +56,6 @@ def bare_fit_seconds(matrix, params: RefitParams) -> float:
         t0 = time.perf_counter()
         model.fit(matrix, show_progress=False)
         return time.perf_counter() - t0
-
-
-def swap_pause_ms(snap: Snapshot, other: Snapshot, repeats: int = 30
-                  ) -> tuple[list[float], list[float]]:
-    """Durations of `OnlineRecommender.swap_factors` of a prepared layout (what the worker does
-    between batches), and of `prepare_factors` (what its follower's thread does before)."""
-    from models.recommender import FoldInConfig, OnlineRecommender
-    from refold.bench.swap import index_setting
-
-    exact = FoldInConfig(**index_setting(len(snap.item_ids)))  # the layout alone, no index
-    rec = OnlineRecommender(exact, factors=snap.item_factors())
-    pauses, prepares = [], []
-    for n in range(repeats):
-        f = (other if n % 2 == 0 else snap).item_factors()
-        t0 = time.perf_counter()
-        ready = rec.prepare_factors(f)
-        t1 = time.perf_counter()
-        rec.swap_factors(ready)
-        pauses.append((time.perf_counter() - t1) * 1000)
-        prepares.append((t1 - t0) * 1000)
-    return pauses, prepares
 
 
 def run(settings: Settings, log: InteractionLog, publish_items: int = 200_000,
@@ -117,7 +97,8 @@ def run(settings: Settings, log: InteractionLog, publish_items: int = 200_000,
         loaded = load_latest(settings, timeout=120)
         load_seconds = time.perf_counter() - t0
         assert loaded is not None and loaded.version == 11
-        pauses, prepares = swap_pause_ms(big[0], big[1])
+        timed = swap_timings(big[0].item_factors(), big[1].item_factors(), 30, inline=False)
+        pauses, prepares = timed["prepared"], timed["prepare"]
     finally:
         delete_topics(admin, [s.name for s in topic_specs(settings)])
     return {

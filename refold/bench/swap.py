@@ -49,6 +49,7 @@ import numpy as np
 
 from consumers.snapshot_publisher import SnapshotPublisher
 from consumers.tail import TopicTail
+from models.foldin import ItemFactors
 from models.snapshot import Snapshot
 from producers.sdk import EventProducer
 from refold.core.config import Settings
@@ -284,29 +285,37 @@ def _result(c: Coverage, publications: list[tuple[int, float, float]], report: d
     }
 
 
-def swap_costs(items: int, factors: int, ann: bool = False, repeats: int = 5
-               ) -> dict[str, float]:
-    """In this process, median ms: `swap_factors` with the layout built inline; the layout alone
-    (`prepare_factors`, the follower thread's share); the swap of a prepared layout."""
+def swap_timings(first: ItemFactors, second: ItemFactors, repeats: int, ann: bool = False,
+                 inline: bool = True) -> dict[str, list[float]]:
+    """In this process, ms of each of `repeats` swaps back and forth between two versions of a
+    catalog (served from `first`): `swap_factors` with the layout built inline (skipped
+    without `inline`), the layout alone (`prepare_factors`, the follower thread's share) and
+    the swap of the prepared layout (the processing thread's pause)."""
     from models.recommender import FoldInConfig, OnlineRecommender
 
-    snaps = [random_snapshot(v, items, factors).item_factors() for v in (1, 2)]
-    rec = OnlineRecommender(FoldInConfig(**index_setting(items, ann)), factors=snaps[0])
-    inline, prepare, prepared = [], [], []
+    pair = (first, second)
+    rec = OnlineRecommender(FoldInConfig(**index_setting(len(first), ann)), factors=first)
+    out: dict[str, list[float]] = {"inline": [], "prepare": [], "prepared": []}
     for n in range(repeats):
-        f = snaps[(n + 1) % 2]
-        t0 = time.perf_counter()
-        rec.swap_factors(f)
+        if inline:
+            t0 = time.perf_counter()
+            rec.swap_factors(pair[(n + 1) % 2])
+            out["inline"].append((time.perf_counter() - t0) * 1000)
         t1 = time.perf_counter()
-        ready = rec.prepare_factors(snaps[n % 2])
+        ready = rec.prepare_factors(pair[n % 2] if inline else pair[(n + 1) % 2])
         t2 = time.perf_counter()
         rec.swap_factors(ready)
-        t3 = time.perf_counter()
-        inline.append(t1 - t0)
-        prepare.append(t2 - t1)
-        prepared.append(t3 - t2)
-    return {name: float(np.median(xs)) * 1000 for name, xs in (
-        ("inline", inline), ("prepare", prepare), ("prepared", prepared))}
+        out["prepared"].append((time.perf_counter() - t2) * 1000)
+        out["prepare"].append((t2 - t1) * 1000)
+    return out
+
+
+def swap_costs(items: int, factors: int, ann: bool = False, repeats: int = 5
+               ) -> dict[str, float]:
+    """`swap_timings` on random snapshots, the median ms of each."""
+    first, second = (random_snapshot(v, items, factors).item_factors() for v in (1, 2))
+    return {name: float(np.median(ms)) for name, ms in
+            swap_timings(first, second, repeats, ann).items()}
 
 
 def table(r: dict) -> str:
