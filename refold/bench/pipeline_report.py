@@ -4,6 +4,7 @@ during it, the checks that make the figures trustworthy, and the table."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,6 +17,31 @@ STALL_KEYS = ("gc_gen2_collections", "gc_gen2_longest_ms", "gc_pause_ms", "longe
 """What stopped a consumer during its latency run (`stalls`)."""
 SPLIT_KEYS = ("handle", "commit", "promote", "other", "cpu")
 """Where a throughput run's time went (`split`)."""
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One consumer as the report shows it: its kind, the prefix of its latency and stall keys
+    (none for refold: `latency_p99_ms` is refold's), the prefix of its other figures, and its
+    names in the table's throughput, split and latency rows."""
+
+    kind: str
+    prefix: str
+    figures: str
+    name: str
+    short: str
+    latency: str
+
+
+SHOWN = (
+    Shown("refold", "", "refold_", "refold (fold-in, top-K, publish, changelog; local stores)",
+          "refold", "refold (event -> its recommendation)"),
+    Shown("refold-memory", "memory_", "memory_",
+          "refold with every user in memory (state_store=memory)",
+          "refold, every user in memory", "refold, every user in memory"),
+    Shown("passthrough", "passthrough_", "passthrough_", "pass-through (decode, re-produce)",
+          "pass-through", "pass-through (event -> its copy)"),
+)
 
 
 def result(settings: Settings, workload: Workload, runs: dict[str, list[dict]],
@@ -39,19 +65,18 @@ def result(settings: Settings, workload: Workload, runs: dict[str, list[dict]],
         "changelog_bytes_per_event": _changelog_per_event(best["refold"]),
         "live_changelog_bytes_per_event": _changelog_per_event(calm["refold"]),
     }
-    for kind, prefix in (("refold", ""), ("refold-memory", "memory_"),
-                         ("passthrough", "passthrough_")):
-        out |= {f"{prefix}{key}": float(calm[kind][key]) for key in LATENCY_KEYS}
-        out |= {f"{prefix}{key}": value for key, value in stalls(calm[kind]).items()}
+    for c in SHOWN:
+        kind, fig = c.kind, c.figures
+        out |= {f"{c.prefix}{key}": float(calm[kind][key]) for key in LATENCY_KEYS}
+        out |= {f"{c.prefix}{key}": value for key, value in stalls(calm[kind]).items()}
         out |= {
-            f"{prefix or 'refold_'}ms_per_1000_events": split(best[kind]),
-            f"{prefix or 'refold_'}transactions": best[kind]["batches"],
-            f"{prefix or 'refold_'}outputs": best[kind]["outputs"],
-            f"{prefix or 'refold_'}sent_events_per_s": calm[kind]["sent_events_per_s"],
-            f"{prefix or 'refold_'}runs_events_per_s": [r["events_per_s"] for r in runs[kind]],
-            f"{prefix or 'refold_'}runs_latency_p50_p99_ms": [[float(r["latency_p50_ms"]),
-                                                 float(r["latency_p99_ms"])]
-                                                for r in live[kind]],
+            f"{fig}ms_per_1000_events": split(best[kind]),
+            f"{fig}transactions": best[kind]["batches"],
+            f"{fig}outputs": best[kind]["outputs"],
+            f"{fig}sent_events_per_s": calm[kind]["sent_events_per_s"],
+            f"{fig}runs_events_per_s": [r["events_per_s"] for r in runs[kind]],
+            f"{fig}runs_latency_p50_p99_ms": [[float(r["latency_p50_ms"]),
+                                               float(r["latency_p99_ms"])] for r in live[kind]],
         }
     out["checks"] = _verdict([r for rs in (*runs.values(), *live.values()) for r in rs])
     return out
@@ -108,12 +133,9 @@ def table(r: dict) -> str:
         f"{f'throughput, preloaded, first read to last commit (best of {n})':62}"
         f"{'events/s':>10}{'txns':>8}{'outputs':>10}",
     ]
-    for name, prefix in (("refold (fold-in, top-K, publish, changelog; local stores)",
-                          "refold_"),
-                         ("refold with every user in memory (state_store=memory)", "memory_"),
-                         ("pass-through (decode, re-produce)", "passthrough_")):
-        lines.append(f"{'  ' + name:62}{r[f'{prefix}events_per_s']:10,.0f}"
-                     f"{r[f'{prefix}transactions']:8,}{r[f'{prefix}outputs']:10,}")
+    for c in SHOWN:
+        lines.append(f"{'  ' + c.name:62}{r[f'{c.figures}events_per_s']:10,.0f}"
+                     f"{r[f'{c.figures}transactions']:8,}{r[f'{c.figures}outputs']:10,}")
     lines += [
         f"{'  refold / pass-through':62}{r['refold_over_passthrough']:10.2f}",
         f"{'  local stores / all in memory':62}{r['store_over_memory']:10.2f}",
@@ -122,10 +144,9 @@ def table(r: dict) -> str:
         f"{'  that run, ms per 1,000 events (other: fetch, merge, rest)':62}"
         + "".join(f"{k:>8}" for k in SPLIT_KEYS),
     ]
-    for name, prefix in (("refold", "refold_"), ("refold, every user in memory", "memory_"),
-                         ("pass-through", "passthrough_")):
-        lines.append(f"{'    ' + name:62}" + "".join(
-            f"{r[f'{prefix}ms_per_1000_events'][k]:8.0f}" for k in SPLIT_KEYS))
+    for c in SHOWN:
+        lines.append(f"{'    ' + c.short:62}" + "".join(
+            f"{r[f'{c.figures}ms_per_1000_events'][k]:8.0f}" for k in SPLIT_KEYS))
     lines += [
         f"{f'latency, send -> read_committed output (lowest p99 of {n})':62}"
         f"{'p50':>7}{'p95':>7}{'p99':>7}{'max':>7} ms",
@@ -134,17 +155,14 @@ def table(r: dict) -> str:
         f"{r['memory_sent_events_per_s']:,.0f}/s and "
         f"{r['passthrough_sent_events_per_s']:,.0f}/s)",
     ]
-    for name, prefix in (("refold (event -> its recommendation)", ""),
-                         ("refold, every user in memory", "memory_"),
-                         ("pass-through (event -> its copy)", "passthrough_")):
-        lines.append(f"{'  ' + name:62}" + "".join(
-            f"{r[f'{prefix}latency_{q}_ms']:7.1f}" for q in ("p50", "p95", "p99", "max")))
+    for c in SHOWN:
+        lines.append(f"{'  ' + c.latency:62}" + "".join(
+            f"{r[f'{c.prefix}latency_{q}_ms']:7.1f}" for q in ("p50", "p95", "p99", "max")))
     lines.append(f"{'  in that run: full GCs (longest), all GC pauses; slowest batch':62}"
                  f"{'GCs':>7}{'ms':>7}{'ms':>7}{'handle':>7}{'commit':>7}")
-    for name, prefix in (("refold", ""), ("refold, every user in memory", "memory_"),
-                         ("pass-through", "passthrough_")):
-        lines.append(f"{'  ' + name:62}{r[f'{prefix}gc_gen2_collections']:7d}" + "".join(
-            f"{r[prefix + key]:7.1f}" for key in STALL_KEYS[1:]))
+    for c in SHOWN:
+        lines.append(f"{'  ' + c.short:62}{r[f'{c.prefix}gc_gen2_collections']:7d}" + "".join(
+            f"{r[c.prefix + key]:7.1f}" for key in STALL_KEYS[1:]))
     failed = [k for k, ok in r["checks"].items() if not ok]
     lines.append("checks: " + (f"FAILED {', '.join(failed)}" if failed else
                                "every event covered by an output; outputs and commits add up"))
