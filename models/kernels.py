@@ -22,6 +22,8 @@ The functions compile on first use and cache the machine code next to this file 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -345,6 +347,25 @@ def blend_ranks(items: np.ndarray, ends: np.ndarray, weights: np.ndarray, k: int
     return distinct[sel], blended[sel]
 
 
+@njit(cache=True, nogil=True)
+def decayed_add(acc: np.ndarray, items: np.ndarray, weights: np.ndarray, times: np.ndarray,
+                t_ref: float, inv_tau: float, limit: float, before: np.ndarray) -> int:
+    """`Trending.update_many` between rescales: `acc[items[j]] += weights[j]·e^x`, x =
+    (times[j] − t_ref)·inv_tau (`math.exp`, as `Trending.update` adds), in the events' order,
+    up to the first event whose x exceeds `limit` (it needs a rescale first); `before[j]`: the
+    accumulator of `items[j]` before any of them was added to. Returns how many were added."""
+    end = items.shape[0]
+    for j in range(items.shape[0]):
+        if (times[j] - t_ref) * inv_tau > limit:
+            end = j
+            break
+    for j in range(end):
+        before[j] = acc[items[j]]
+    for j in range(end):
+        acc[items[j]] += weights[j] * math.exp((times[j] - t_ref) * inv_tau)
+    return end
+
+
 _warm = False
 
 
@@ -372,6 +393,8 @@ def warm_up() -> None:
         select_topk(cf, 1, np.zeros(0, np.bool_))
         select_topk(cf, 1, np.zeros(2, np.bool_))
     blend_ranks(np.zeros(1, np.int64), np.ones(1, np.int64), np.ones(1), 1, 1)
+    one = np.zeros(1)
+    decayed_add(one, np.zeros(1, np.intp), one, one, 0.0, 1.0, 600.0, np.zeros(1))
 
 
 @njit(cache=True, nogil=True)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from models import kernels
 from models.topk import Exclude, topk_of_support
 
 RENORM_EXPONENT = 600.0
@@ -36,12 +37,6 @@ leaves room for sums of a billion events. A rescale touches every item ever coun
 FLUSH = 2.0**-900
 """Accumulators below this (900 half-lives below an event's weight) are 0 after a rescale: every
 value that remains is a normal float, so the rescale's multiplication by 2^-k is exact."""
-
-
-def _exp(x: np.ndarray) -> np.ndarray:
-    """`math.exp` of each element: exactly what `Trending.update` adds (numpy's own `exp` may
-    differ from it in the last bit, and batches must not change the state)."""
-    return np.fromiter(map(math.exp, x.tolist()), dtype=np.float64, count=len(x))
 
 
 def at_shift(values: np.ndarray, saved_at: np.ndarray | int, shift: np.ndarray | int
@@ -133,20 +128,19 @@ class Trending:
         if not len(items):
             return
         times = np.asarray(times, dtype=np.float64)
-        weights = np.broadcast_to(np.asarray(weights, dtype=np.float64), times.shape)
+        weights = np.ascontiguousarray(np.broadcast_to(np.asarray(weights, dtype=np.float64),
+                                                       times.shape))
         self._grow(int(items.max()) + 1)
         self._mark(items)
         if self.t_ref is None:
             self.t_ref = float(times[0])
-        start = 0
+        start, before = 0, np.empty(len(items))
         while start < len(items):
-            x = (times[start:] - self.t_ref) * self._inv_tau
-            over = np.flatnonzero(x > RENORM_EXPONENT)
-            end = len(items) if not len(over) else start + int(over[0])
-            if end > start:
-                self._note(items[start:end])
-                np.add.at(self._acc, items[start:end],
-                          weights[start:end] * _exp(x[: end - start]))
+            end = start + kernels.decayed_add(
+                self._acc, items[start:], weights[start:], times[start:], self.t_ref,
+                self._inv_tau, RENORM_EXPONENT, before[start:])
+            if end > start and self._undo is not None:  # `_note`, with the values before
+                self._undo.before.append((items[start:end].copy(), before[start:end]))
             if end < len(items):
                 self._rescale(float(times[end]))
                 x = (float(times[end]) - self.t_ref) * self._inv_tau

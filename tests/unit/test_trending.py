@@ -68,6 +68,15 @@ def test_update_many_equals_sequential_updates() -> None:
     b.update_many(items, w, t)
     assert len(a) == len(b) == int(items.max()) + 1
     assert np.allclose(a.scores(10_000.0), b.scores(10_000.0), rtol=1e-9, atol=1e-300)
+    # bit for bit, across rescales too (each run's compiled additions are `update`'s)
+    c, d = Trending(60.0, capacity=4), Trending(60.0, capacity=4)
+    t = np.sort(rng.uniform(0, 200_000, 500))  # ~6 rescales
+    for e in zip(items.tolist(), w.tolist(), t.tolist(), strict=True):
+        c.update(*e)
+    for run in np.array_split(np.arange(500), 7):
+        d.update_many(items[run], w[run], t[run])
+    assert c.shift == d.shift > 0 and c.t_ref == d.t_ref
+    assert c.ranking_scores().tolist() == d.ranking_scores().tolist()
 
 
 def test_grows_for_new_items_and_top_excludes() -> None:
