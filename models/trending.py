@@ -124,10 +124,10 @@ class Trending:
         """`update` of each event in order, vectorised: the same accumulators, bit for bit (a
         rescale happens at the event that needs it, and each item's additions are made in the
         events' order), so a stream may be cut into batches anywhere."""
-        items = np.asarray(items, dtype=np.intp)
+        items = np.ascontiguousarray(items, dtype=np.intp)  # (contiguous: one compiled kernel)
         if not len(items):
             return
-        times = np.asarray(times, dtype=np.float64)
+        times = np.ascontiguousarray(times, dtype=np.float64)
         weights = np.ascontiguousarray(np.broadcast_to(np.asarray(weights, dtype=np.float64),
                                                        times.shape))
         self._grow(int(items.max()) + 1)
