@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from models import plackett_luce
 from models.errors import ModelError
@@ -174,14 +175,27 @@ def pl_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def _check(scores: np.ndarray) -> np.ndarray:
-    s = np.asarray(scores, dtype=np.float64)
+    s = np.ascontiguousarray(scores, dtype=np.float64)
     if s.ndim != 1:
         raise PolicyError("candidate scores must be 1-D")
-    if len(s) and not np.all(np.isfinite(s)):
+    fault = _fault(s)
+    if fault == 1:
         raise PolicyError("candidate scores must be finite")
-    if np.any(np.diff(s) > 0):
+    if fault == 2:
         raise PolicyError("candidate scores must be sorted best first")
     return s
+
+
+@njit(cache=True, nogil=True)
+def _fault(s: np.ndarray) -> int:
+    """1: a score is not finite, else 2: one is above the one before it, else 0."""
+    for x in s:
+        if not np.isfinite(x):
+            return 1
+    for i in range(1, s.shape[0]):
+        if s[i] > s[i - 1]:
+            return 2
+    return 0
 
 
 def _epsilon_slots(epsilon: float, pool: int, k: int) -> np.ndarray:

@@ -63,13 +63,30 @@ propensity): keeps the quadrature range bounded whatever the temperature."""
 
 def normalized(weights: np.ndarray) -> np.ndarray:
     """Weights scaled so the largest is 1, with those below `MIN_WEIGHT` set to 0."""
-    w = np.asarray(weights, dtype=np.float64)
+    w = np.ascontiguousarray(weights, dtype=np.float64)
     if w.ndim != 1 or len(w) == 0:
         raise ModelError("weights must be a non-empty 1-D array")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.max() <= 0:
+    out = _normalized(w, MIN_WEIGHT)
+    if out is None:
         raise ModelError("weights must be finite, non-negative and not all zero")
-    w = w / w.max()
-    return np.where(w >= MIN_WEIGHT, w, 0.0)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _normalized(w: np.ndarray, floor: float) -> np.ndarray | None:
+    """`normalized` in one pass (None: a weight is not finite or negative, or all are 0)."""
+    top = 0.0
+    for x in w:
+        if not (0.0 <= x < np.inf):
+            return None
+        top = max(top, x)
+    if top <= 0.0:
+        return None
+    out = np.empty_like(w)
+    for i in range(w.shape[0]):
+        x = w[i] / top
+        out[i] = x if x >= floor else 0.0
+    return out
 
 
 def sample(weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
