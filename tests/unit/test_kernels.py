@@ -192,3 +192,30 @@ def test_warm_up_compiles_every_kernel_a_recommender_calls() -> None:
     out = subprocess.run([sys.executable, "-c", WORKLOAD], check=True, capture_output=True,
                          text=True, timeout=600)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {}
+
+
+DRAW = """
+import json
+import numpy as np
+from models import exploration, kernels, plackett_luce
+
+kernels.warm_up()
+def compiled():
+    return {f"{m.__name__}.{n}": sorted(map(str, getattr(m, n).signatures))
+            for m in (exploration, plackett_luce) for n in dir(m)
+            if hasattr(getattr(m, n), "signatures")}
+before = compiled()
+rng = np.random.default_rng(0)
+for k in (1, 2, 5, 20):
+    scores = np.sort(rng.normal(size=2 * k))[::-1]
+    for policy in ("none", "epsilon", "plackett_luce"):
+        exploration.choose(exploration.Policy(policy), scores, k, exploration.rng_for(str(k)))
+print(json.dumps({n: s for n, s in compiled().items() if s != before[n]}))
+"""
+
+
+def test_warm_up_compiles_the_exploration_draw() -> None:
+    """Every published list is drawn by `exploration.choose`: its kernels are warmed too."""
+    out = subprocess.run([sys.executable, "-c", DRAW], check=True, capture_output=True,
+                         text=True, timeout=600)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {}
