@@ -108,8 +108,8 @@ class Feedback:
         fb = self._feedback(rec.users.get_or_create(recs.user_id, rec.users.partition_of(
             recs.user_id), ev.event_time))
         rec_id = make_rec_id(recs.user_id, ev.event_id, recs.model_version)
-        counts = None
-        if self.demotion.on:
+        counts = None  # (nothing unanswered: no candidate can be demoted, none is looked up)
+        if self.demotion.on and len(fb.exposure):
             counts = fb.counts(np.fromiter(map(rec.catalog.index, recs.items), np.int64,
                                            len(recs.items)))
         scores = np.asarray(recs.scores, dtype=np.float64)
