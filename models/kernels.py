@@ -85,8 +85,9 @@ def blend_topk(
     cf: np.ndarray, exclude: np.ndarray, cols: np.ndarray, terms: np.ndarray, weight: float,
     k: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`topk(covisit.blend(cf, cols, terms, weight, exclude), k, exclude)` in one pass over the
-    items.
+    """`topk(covisit.blend(cf, cols, terms, weight, exclude), k, exclude)` compiled: one pass
+    over the items blends, `select_topk`'s heap selects (an insertion into the best k cost
+    O(n·k) at the blend's depth of 200: 38 against 16 µs at 1,200 items).
 
     (`cols`, `terms`) are session scores as `CoVisits.contributions` gives them (empty: no
     blend). Returns (indices int64, scores float64), best first, ties by ascending index;
@@ -112,27 +113,16 @@ def blend_topk(
     blended = s_max > 0
     scale = weight / s_max if blended else 0.0
     f_top = cf.dtype.type(f_max)
-    top_i = np.full(k, -1, np.int64)
-    top_v = np.full(k, -np.inf)
-    filled = 0
+    vals = np.full(n, -np.inf)  # (-inf: never selected)
     for i in range(n):
         if hidden[i]:
             continue
         v = float(cf[i])
         if blended:
             v = s[i] * scale + (float(cf[i] / f_top) if f_max > 0 else v)
-        if filled == k and v <= top_v[k - 1]:
-            continue
-        if filled < k:
-            p = filled
-            filled += 1
-        else:
-            p = k - 1
-        while p > 0 and top_v[p - 1] < v:  # insertion: equal scores keep index order
-            top_v[p], top_i[p] = top_v[p - 1], top_i[p - 1]
-            p -= 1
-        top_v[p], top_i[p] = v, i
-    return top_i[:filled], top_v[:filled]
+        vals[i] = v
+    top = select_topk(vals, k, np.zeros(0, np.bool_))  # a heap: O(n log k), ties by index
+    return top, vals[top]
 
 
 @njit(cache=True, nogil=True)
