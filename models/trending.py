@@ -128,8 +128,9 @@ class Trending:
         if not len(items):
             return
         times = np.ascontiguousarray(times, dtype=np.float64)
-        weights = np.ascontiguousarray(np.broadcast_to(np.asarray(weights, dtype=np.float64),
-                                                       times.shape))
+        weights = np.ascontiguousarray(weights, dtype=np.float64)
+        if weights.shape != times.shape:  # one weight for every event
+            weights = np.ascontiguousarray(np.broadcast_to(weights, times.shape))
         self._grow(int(items.max()) + 1)
         self._mark(items)
         if self.t_ref is None:
