@@ -77,8 +77,9 @@ NEWCOMER_EVENTS = 3
 same first-list recall within noise; 3 triples the sample of the first event alone.)"""
 
 
-BATCHED_FROM = 8
-"""Fewer events than this between refreshes are counted one by one (the same result, sooner)."""
+BATCHED_FROM = 12
+"""Fewer events than this between refreshes are counted one by one (the same result, sooner:
+with the default 8 rungs a vectorised run costs ~90 µs whatever its length, one event ~10)."""
 
 
 @dataclass(frozen=True, slots=True)
