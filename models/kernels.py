@@ -385,10 +385,11 @@ def warm_up() -> None:
     blend_ranks(np.zeros(1, np.int64), np.ones(1, np.int64), np.ones(1), 1, 1)
     one = np.zeros(1)
     decayed_add(one, np.zeros(1, np.intp), one, one, 0.0, 1.0, 600.0, np.zeros(1))
-    from models import exploration  # its draw's kernels: every list a worker publishes
+    from models import exploration, guard  # their kernels: every list, every learned event
 
     exploration.choose(exploration.Policy("plackett_luce"), np.array([1.0, 0.5, 0.2, 0.1]), 3,
                        np.random.default_rng(0))
+    guard.shared_weight_ring(np.zeros(2, EVENT_DTYPE), 1, 1, guard.GuardConfig())
 
 
 @njit(cache=True, nogil=True)

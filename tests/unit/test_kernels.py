@@ -167,9 +167,10 @@ from models.foldin import ItemFactors
 from models.recommender import FoldInConfig, OnlineRecommender
 
 kernels.warm_up()
+from models import guard
 def compiled():
-    return {n: sorted(map(str, getattr(kernels, n).signatures)) for n in dir(kernels)
-            if hasattr(getattr(kernels, n), "signatures")}
+    return {f"{m.__name__}.{n}": sorted(map(str, getattr(m, n).signatures))
+            for m in (kernels, guard) for n in dir(m) if hasattr(getattr(m, n), "signatures")}
 before = compiled()
 rng = np.random.default_rng(0)
 ids = [f"i{n}" for n in range(300)]
