@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from models import kernels
+from models import selection
 from models.catalog import ItemIndex
 from models.foldin import ItemFactors, fold_in_batch
 from models.topk import Exclude, topk
@@ -92,7 +92,7 @@ def blend_ranks(
     if not ends or not ends[-1]:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     items = np.concatenate(lists).astype(np.int64, copy=False)
-    return kernels.blend_ranks(items, np.array(ends, np.int64), np.array(gains), k, depth)
+    return selection.blend_ranks(items, np.array(ends, np.int64), np.array(gains), k, depth)
 
 
 def item_vector_from_users(

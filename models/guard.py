@@ -261,3 +261,8 @@ def _judge(ring: np.ndarray, seq: int, n: int, knobs: np.ndarray
     if w > 0 and strongest > 0:
         share *= max(0.0, 1.0 - strongest / w)
     return share, mask, rate, cv, breadth
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the check run on every learned event."""
+    shared_weight_ring(np.zeros(2, EVENT_DTYPE), 1, 1, GuardConfig())

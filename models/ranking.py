@@ -5,7 +5,7 @@ only the served model (`models.served.ServedModel`), the catalog and the configu
 
 - pure collaborative filtering (w_cf = 1): one scoring product for all such users, the session
   co-visitation blend (`models.covisit`), then an exact top-K (`models.topk`; for a lone user,
-  blend and top-K are one compiled pass, `models.kernels.blend_topk`); new items' vectors of the
+  blend and top-K are one compiled pass, `models.selection.blend_topk`); new items' vectors of the
   user's partition (the *overlay*) are scored too;
 - everyone else: a truncated-rank blend of CF (`Ranker.cf_top`, with the session blend),
   content similarity and popularity (`models.coldstart.blend_ranks`). Content
@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models import coldstart, covisit, kernels
+from models import coldstart, covisit, selection
 from models.candidates import rescore
 from models.candidates import scores as candidate_scores
 from models.catalog import ItemIndex
@@ -223,13 +223,13 @@ class Ranker:
         if len(new):
             scores[new] = V @ x
         cols, terms = p.session or _NO_SESSION
-        return kernels.blend_topk(scores, exclude, cols, terms, self.config.session_weight, k)
+        return selection.blend_topk(scores, exclude, cols, terms, self.config.session_weight, k)
 
     def cf_top(self, x: np.ndarray, p: Plan, exclude: np.ndarray,
                overlay: dict[int, np.ndarray], depth: int) -> np.ndarray:
         """The user's best `depth` items by CF score blended with their session: what
         `topk(covisit.blend(cf, *p.session, session_weight, exclude), depth, exclude)` over every
-        catalog item gives, in one compiled pass (`kernels.blend_topk`). With an index, the
+        catalog item gives, in one compiled pass (`selection.blend_topk`). With an index, the
         scores are those of its candidates and of the partition's new items only (every other
         item would score -inf), so the pass runs over those, not over the catalog."""
         m, index, n = self.served.current, self.served.index, len(self.catalog)
@@ -242,7 +242,7 @@ class Ranker:
             cf[~m.has_vec[:n]] = -np.inf
             if len(new):
                 cf[new] = V @ x
-            return kernels.blend_topk(cf, np.flatnonzero(exclude), cols, terms, weight, depth)[0]
+            return selection.blend_topk(cf, np.flatnonzero(exclude), cols, terms, weight, depth)[0]
         cands = index.candidates(x[None].astype(np.float32), depth + len(p.history.excluded()))
         ok = cands[0] >= 0
         items, scores = cands[0][ok], candidate_scores(m.Y, x[None], cands)[0][ok]
@@ -255,7 +255,7 @@ class Ranker:
         at = np.searchsorted(items, cols)
         on = at < len(items)
         on[on] = items[at[on]] == cols[on]  # session items outside these score -inf: dropped
-        top, _ = kernels.blend_topk(cf, np.flatnonzero(exclude[items]), at[on], terms[on],
+        top, _ = selection.blend_topk(cf, np.flatnonzero(exclude[items]), at[on], terms[on],
                                     weight, depth)
         return items[top]
 

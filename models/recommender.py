@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from models import covisit, kernels
+from models import compiled, covisit
 from models.adaptive_trending import NEWCOMER_EVENTS
 from models.catalog import ItemIndex
 from models.content import attribute_tags
@@ -82,7 +82,7 @@ class OnlineRecommender:
         users: Users | None = None,
     ) -> None:
         """`users`: where per-user state lives (default: in memory, `UserHistories`)."""
-        kernels.warm_up()  # compiled once per process: the first event should not wait for it
+        compiled.warm_up()  # compiled once per process: the first event should not wait for it
         self.config = config or FoldInConfig()
         self.catalog = catalog if catalog is not None else ItemIndex()
         self._decay = self.config.decay_spec()

@@ -1,6 +1,6 @@
 """Exact top-K with exclusions, in the order score descending, then index ascending.
 
-One row (`topk`) is one compiled pass with a heap of K (`models.kernels.select_topk`): ties
+One row (`topk`) is one compiled pass with a heap of K (`models.selection.select_topk`): ties
 are broken by index as the heap orders them, and heavily tied or mostly -inf scores (popularity
 counts, category affinities, excluded items) cost no more than distinct ones, where
 `np.partition` slows down 10-100x on them (numpy 2.4: 5,000 scores of which 90% are zero, top
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.kernels import select_topk
+from models.selection import select_topk
 
 Exclude = np.ndarray | Sequence[int] | None
 SAMPLE_STRIDE = 8

@@ -38,7 +38,7 @@ def demo(ctx: click.Context, path: str | None, workers: int, rate: float, limit:
     metrics endpoints stay up until Ctrl-C (or --exit). SIGTERM and SIGHUP stop it like Ctrl-C:
     the child processes are stopped too, never left behind.
     """
-    from models import kernels
+    from models import compiled
     from refold.broker import ensure_bootstrap
     from refold.core.kafka import make_admin
     from refold.core.topics import create_topics
@@ -60,7 +60,7 @@ def demo(ctx: click.Context, path: str | None, workers: int, rate: float, limit:
     log_dir = Path(settings.home) / "demo" / run
     log_dir.mkdir(parents=True, exist_ok=True)
     env = child_env(settings)
-    kernels.warm_up()  # compiled (and cached) once here, not by every worker as it joins
+    compiled.warm_up()  # compiled (and cached) once here, not by every worker as it joins
     children: list = []  # filled inside the try: a signal between two spawns stops the first
     try:
         children.append(spawn("refitter", ["refit", "--every-events", str(refit_every)], env,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from models import kernels
+from models import compiled
 from models.baselines import Events, StreamModel
 from models.prequential import PrequentialMetrics
 from models.recommender import FoldInConfig
@@ -130,7 +130,7 @@ def replay(
     excluded: list[dict[int, None]] = [{} for _ in range(ev.n_users)]
     prior = [0] * ev.n_users
     rows, excl = ev.rows()[:stop], data.excluding[:stop].tolist()
-    kernels.warm_up()  # compiling is not any one model's compute (nor the search's first trial)
+    compiled.warm_up()  # compiling is not any one model's compute (nor the search's first trial)
     clock = Clock()
     with clock:
         model.fit(ev[:start])

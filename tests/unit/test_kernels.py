@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from models import kernels
+from models import kernels, selection
 from models.covisit import blend
 from models.history import Decay, UserHistory, confidences_many
 from models.topk import topk
@@ -38,7 +38,7 @@ def test_blend_topk_is_topk_of_blend(case: int) -> None:
     terms = rng.random(m) * (rng.random(m) < 0.8)
     weight = [0.0, 0.5, 1.0, 2.0][case % 4]
     want = topk(blend(cf, cols, terms, weight, exclude), k, exclude)
-    got = kernels.blend_topk(cf, exclude, cols, terms, weight, k)
+    got = selection.blend_topk(cf, exclude, cols, terms, weight, k)
     assert got[0].tolist() == want[0].tolist()
     assert got[1].tolist() == np.asarray(want[1], dtype=np.float64).tolist()
 
@@ -154,7 +154,7 @@ def test_blend_ranks_matches_unique_and_bincount() -> None:
                 for _ in range(int(rng.integers(1, 4)))]
         weights = rng.choice([0.1234567, 1 / 3, 0.7, 1.0], len(tops))
         ends = np.cumsum([len(t) for t in tops])
-        got = kernels.blend_ranks(np.concatenate(tops).astype(np.int64), ends, weights, k, depth)
+        got = selection.blend_ranks(np.concatenate(tops).astype(np.int64), ends, weights, k, depth)
         expected = numpy_blend_ranks(tops, weights, k, depth)
         assert got[0].tolist() == expected[0].tolist()
         assert got[1].tolist() == expected[1].tolist()  # the same bits
@@ -162,15 +162,15 @@ def test_blend_ranks_matches_unique_and_bincount() -> None:
 WORKLOAD = """
 import json
 import numpy as np
-from models import kernels
+from models import compiled as warm, guard, kernels, selection
 from models.foldin import ItemFactors
 from models.recommender import FoldInConfig, OnlineRecommender
 
-kernels.warm_up()
-from models import guard
+warm.warm_up()
 def compiled():
     return {f"{m.__name__}.{n}": sorted(map(str, getattr(m, n).signatures))
-            for m in (kernels, guard) for n in dir(m) if hasattr(getattr(m, n), "signatures")}
+            for m in (kernels, selection, guard) for n in dir(m)
+            if hasattr(getattr(m, n), "signatures")}
 before = compiled()
 rng = np.random.default_rng(0)
 ids = [f"i{n}" for n in range(300)]
@@ -200,9 +200,9 @@ def test_warm_up_compiles_every_kernel_a_recommender_calls() -> None:
 DRAW = """
 import json
 import numpy as np
-from models import exploration, kernels, plackett_luce
+from models import compiled, exploration, plackett_luce
 
-kernels.warm_up()
+compiled.warm_up()
 def compiled():
     return {f"{m.__name__}.{n}": sorted(map(str, getattr(m, n).signatures))
             for m in (exploration, plackett_luce) for n in dir(m)
