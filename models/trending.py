@@ -140,8 +140,8 @@ class Trending:
             end = start + kernels.decayed_add(
                 self._acc, items[start:], weights[start:], times[start:], self.t_ref,
                 self._inv_tau, RENORM_EXPONENT, before[start:])
-            if end > start and self._undo is not None:  # `_note`, with the values before
-                self._undo.before.append((items[start:end].copy(), before[start:end]))
+            if end > start:
+                self._note(items[start:end], before[start:end])
             if end < len(items):
                 self._rescale(float(times[end]))
                 x = (float(times[end]) - self.t_ref) * self._inv_tau
@@ -233,10 +233,11 @@ class Trending:
             self._seen[new] = True
             self._fresh.append(new)
 
-    def _note(self, items: np.ndarray) -> None:
-        """While journaling: the accumulators of `items` before they change."""
+    def _note(self, items: np.ndarray, before: np.ndarray | None = None) -> None:
+        """While journaling: the accumulators of `items` before they change (`before`: those
+        values, when already read)."""
         if self._undo is not None:
-            self._undo.before.append((items.copy(), self._acc[items]))
+            self._undo.before.append((items.copy(), self._acc[items] if before is None else before))
 
     def _rescale(self, t: float) -> None:
         """Move `t_ref` forward by the whole half-lives it is behind `t`: each accumulator is

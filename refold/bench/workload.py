@@ -14,19 +14,18 @@ from pathlib import Path
 from producers.datasets import load_movielens
 from producers.interactions import Catalog, InteractionLog
 from producers.synth import SynthConfig, generate
-
-DATASETS = ("ml-100k", "synth")
+from refold.bench import DATASETS
 
 
 def event_log(dataset: str, path: str | Path | None = None, events: int | None = None,
               seed: int = 0) -> tuple[InteractionLog, Catalog]:
-    """ml-100k from `path` (its first `events`, default all) or the synthetic world of `events`
-    events (default 100,000) drawn with `seed`; with its catalog."""
+    """ml-100k from `path` (its first `events`; None: all) or the synthetic world of `events`
+    events (None: 100,000) drawn with `seed`; with its catalog."""
     if dataset == "ml-100k":
         if path is None:
             raise ValueError("ml-100k needs a path")
         log, catalog = load_movielens(path)
-        return (log[:events] if events else log), catalog
+        return (log if events is None else log[:events]), catalog
     if dataset == "synth":
         log, catalog, _ = generate(SynthConfig(n_events=100_000 if events is None else events,
                                                seed=seed))

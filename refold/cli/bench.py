@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from refold.bench import DATASETS
 from refold.cli import cli, fold_in_changes, typed_pairs
 
 
@@ -43,7 +44,7 @@ def bench_exploration(lists: int, k: int, as_json: bool) -> None:
 
 
 @bench.command("batch")
-@click.option("--dataset", type=click.Choice(["ml-100k", "synth"]), default="ml-100k",
+@click.option("--dataset", type=click.Choice(DATASETS), default="ml-100k",
               show_default=True, help="ml-100k in time order, or the synthetic world, whose "
               "users interleave (a list for every ~5th event against every ~36th).")
 @click.option("--path", type=click.Path(file_okay=False), envvar="REFOLD_ML100K",
@@ -163,7 +164,7 @@ def bench_foldin(items: tuple[int, ...], factors: int, events: int, k: int, ann:
 
 
 @bench.command("pipeline")
-@click.option("--dataset", type=click.Choice(["ml-100k", "synth"]), default="ml-100k",
+@click.option("--dataset", type=click.Choice(DATASETS), default="ml-100k",
               show_default=True)
 @click.option("--path", type=click.Path(file_okay=False), envvar="REFOLD_ML100K",
               default="../shared/datasets/ml-100k", show_default=True,
