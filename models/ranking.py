@@ -237,12 +237,10 @@ class Ranker:
         new, V, _ = self.served.overlay(overlay)
         cols, terms = p.session or _NO_SESSION
         weight = self.config.session_weight
-        if index is None:
-            cf = m.Y[:n] @ x
-            cf[~m.has_vec[:n]] = -np.inf
-            if len(new):
-                cf[new] = V @ x
-            return selection.blend_topk(cf, np.flatnonzero(exclude), cols, terms, weight, depth)[0]
+        if index is None:  # every item scored: the model's items with a vector, the new ones
+            hidden = exclude | ~m.has_vec[:n]
+            hidden[new] = exclude[new]
+            return self._scan(x, p, new, V, np.flatnonzero(hidden), depth)[0]
         cands = index.candidates(x[None].astype(np.float32), depth + len(p.history.excluded()))
         ok = cands[0] >= 0
         items, scores = cands[0][ok], candidate_scores(m.Y, x[None], cands)[0][ok]
