@@ -91,7 +91,7 @@ class CoVisits(CoVisitRecords):
     the buffer of updates not applied yet (its records: `models.covisit_plain`)."""
 
     __slots__ = ("_buf_c", "_buf_g", "_buf_r", "_buf_s", "_by_row", "_changed", "_deg", "_flat",
-                 "_gen", "_ids", "_inv", "_journal", "_nbr", "_pending", "_powers", "_recency",
+                 "_gen", "_grouped", "_ids", "_inv", "_journal", "_nbr", "_powers", "_recency",
                  "_slot", "_tracked", "_used", "_wt", "count", "decay", "max_neighbors",
                  "window")
 
@@ -124,12 +124,12 @@ class CoVisits(CoVisitRecords):
         self._buf_c: list[int] = []
         self._buf_g: list[float] = []
         self._buf_s: list[bool] = []
-        self._by_row: dict[int, tuple[int, int]] | None = None
+        self._by_row: dict[int, list[int]] | None = None
+        self._grouped = 0
+        """Each row's entries in the buffer, its first `_grouped` entries grouped (`_groups`)."""
         self._flat: tuple[np.ndarray, ...] | None = None
         """The buffer's first entries as arrays (rows, cols, gains, symmetric), kept while it
-        is only appended to (`_pending_slice` converts just the new tail)."""
-        self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] = (
-            np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool))
+        is only appended to (`_buffer_arrays` converts just the new tail)."""
         self._ids: np.ndarray | None = None
         self._journal: Undo | None = None
         self._recency: dict[tuple[int, float], np.ndarray] = {}
@@ -170,7 +170,6 @@ class CoVisits(CoVisitRecords):
         self._buf_g += values
         self._buf_s.append(False)
         self._buf_s += [True] * n
-        self._by_row = None
         return [item]
 
     def pending(self) -> int:

@@ -27,6 +27,7 @@ restored partition goes on writing what the original would have.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -44,9 +45,9 @@ class CoVisitRecords:
     _deg: np.ndarray
     _inv: np.ndarray
     _ids: np.ndarray | None
-    _by_row: dict[int, tuple[int, int]] | None
+    _by_row: dict[int, list[int]] | None
+    _grouped: int
     _flat: tuple[np.ndarray, ...] | None
-    _pending: tuple[np.ndarray, np.ndarray, np.ndarray]
     _buf_r: list[int]
     _buf_c: list[int]
     _buf_g: list[float]
@@ -161,13 +162,13 @@ class CoVisitRecords:
         event of the item, `(neighbour id, gain, 1)` for a co-visit counted both ways (this
         version writes these), `(neighbour id, gain)` for the item's side alone (as earlier
         versions wrote them, each side in its own item's record)."""
-        start, end = self._pending_slice(item)
-        if start == end:
+        at = np.asarray(self._groups().get(item, ()), dtype=np.intp)
+        if not len(at):
             return []
-        cols, gains, sym = self._pending
-        names = self._names(ids)[cols[start:end]].tolist()
+        _, cols, gains, sym = self._buffer_arrays()
+        names = self._names(ids)[cols[at]].tolist()
         return [(j, g, 1) if s else (j, g) for j, g, s in
-                zip(names, gains[start:end].tolist(), sym[start:end].tolist(), strict=True)]
+                zip(names, gains[at].tolist(), sym[at].tolist(), strict=True)]
 
     def pending_record(self, item: int, ids: Sequence[str]) -> dict[str, Any] | None:
         """`pending_of` packed in columns, as item records hold it (None: nothing buffered):
@@ -181,17 +182,15 @@ class CoVisitRecords:
         partition's write asks for each item its batch changed)."""
         if not items:
             return []
-        self._pending_slice(items[0])  # groups the buffer by row, once
-        get, none = self._by_row.get, (0, 0)  # type: ignore[union-attr]
-        spans = [get(i, none) for i in items]
-        starts = np.fromiter((s for s, _ in spans), np.intp, len(spans))
-        lengths = np.fromiter((e for _, e in spans), np.intp, len(spans)) - starts
+        get = self._groups().get
+        spans = [get(i, ()) for i in items]
+        lengths = np.fromiter(map(len, spans), np.intp, len(spans))
         ends = np.cumsum(lengths)
         if not len(ends) or not ends[-1]:
             return [None] * len(spans)
         firsts = ends - lengths
-        at = np.repeat(starts - firsts, lengths) + np.arange(ends[-1])
-        cols, gains, sym = self._pending
+        at = np.fromiter(chain.from_iterable(spans), np.intp, int(ends[-1]))
+        _, cols, gains, sym = self._buffer_arrays()
         names = self._names(ids)[cols[at]].tolist()
         a, b = firsts.tolist(), ends.tolist()
         packed = zip(a, b, pack_slices(gains[at], "<f8", a, b), pack_slices(sym[at], "<u1", a, b),
@@ -285,20 +284,18 @@ class CoVisitRecords:
             self._ids = np.array([*ids, None], dtype=object)
         return self._ids
 
-    def _pending_slice(self, item: int) -> tuple[int, int]:
-        """Where the item's buffered updates are in `_pending` (the buffer grouped by row, in
-        arrival order within a row)."""
+    def _groups(self) -> dict[int, list[int]]:
+        """Each row's buffered updates: their positions in the buffer, in arrival order. Kept
+        while the buffer is only appended to: the entries appended since the last call are
+        grouped (refresh, revert, forget and a restore start it again), not the whole buffer,
+        which a partition's write asks for after every batch."""
         if self._by_row is None:
-            rows, cols, gains, sym = self._buffer_arrays()
-            order = np.argsort(rows, kind="stable")
-            rows = rows[order]
-            self._pending = (cols[order], gains[order], sym[order])
-            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
-            ends = np.r_[starts[1:], len(rows)] if len(rows) else rows
-            self._by_row = dict(zip(rows[starts].tolist(),
-                                    zip(starts.tolist(), ends.tolist(), strict=True),
-                                    strict=True))
-        return self._by_row.get(item, (0, 0))
+            self._by_row, self._grouped = {}, 0
+        rows, by_row = self._buf_r, self._by_row
+        for p in range(self._grouped, len(rows)):
+            by_row.setdefault(rows[p], []).append(p)
+        self._grouped = len(rows)
+        return by_row
 
     def _buffer_arrays(self) -> tuple[np.ndarray, ...]:
         """The buffer as arrays (rows, cols, gains, symmetric): only the entries appended since

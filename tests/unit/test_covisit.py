@@ -391,3 +391,45 @@ def test_rows_given_out_inside_a_reverted_batch_leave_no_trace() -> None:
     assert cv.records(cv.refresh(), ids) == fresh.records(fresh.refresh(), ids)
     assert cv.scores(np.array([4999]), 1.0)[1].tolist() == \
         fresh.scores(np.array([4999]), 1.0)[1].tolist()
+
+
+def test_buffered_records_follow_the_buffer_while_it_is_asked_for_between_changes() -> None:
+    """A partition's write asks for the buffered records after every batch, and the buffer is
+    grouped by item as it grows: asked between adds, after a forget, a restore and a reverted
+    batch, the records equal those of a twin asked only once, at the end."""
+    rng = np.random.default_rng(11)
+    asked, twin = CoVisits(window=3, max_neighbors=8), CoVisits(window=3, max_neighbors=8)
+
+    def records(cv: CoVisits) -> list:
+        return cv.pending_records(list(range(N_ITEMS)), IDS)
+
+    def add(n: int, ask: bool) -> None:
+        for _ in range(n):
+            item, previous = int(rng.integers(N_ITEMS)), rng.integers(N_ITEMS, size=3)
+            asked.add(item, previous)
+            twin.add(item, previous)
+            if ask and rng.random() < 0.3:
+                records(asked)
+
+    add(40, ask=True)
+    for cv in (asked, twin):
+        cv.forget(5)
+    add(20, ask=True)
+    undo = asked.journal()
+    before = records(asked)
+    for _ in range(15):
+        item = int(rng.integers(N_ITEMS))
+        asked.add(item, rng.integers(N_ITEMS, size=3))
+        records(asked)
+    asked.revert(undo)
+    assert records(asked) == before
+    restored = CoVisits(window=3, max_neighbors=8)
+    index = {item_id: n for n, item_id in enumerate(IDS)}.__getitem__
+    for i in asked.items():
+        restored.load_pending(i, asked.pending_of(i, IDS), index)
+        records(restored)
+    add(25, ask=True)
+    for i in range(N_ITEMS):
+        assert asked.pending_of(i, IDS) == twin.pending_of(i, IDS)
+    assert records(asked) == records(twin)
+    assert records(restored) == before
