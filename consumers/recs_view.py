@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 from confluent_kafka import Message
 
+from consumers.following import Following
 from consumers.tail import TopicTail
 from refold.core.config import Settings
 from refold.core.kafka import where
@@ -39,8 +40,7 @@ class RecommendationsView:
         self.latest: dict[str, Recommendation] = {}
         self.read = 0
         self._lock = threading.Lock()  # one reader of the consumer at a time
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._following: Following | None = None
 
     def get(self, user_id: str) -> Recommendation | None:
         return self.latest.get(user_id)
@@ -81,31 +81,19 @@ class RecommendationsView:
 
     def start(self, poll_interval: float = 0.2) -> RecommendationsView:
         """Follow new messages in a daemon thread until `stop()`."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._follow, args=(poll_interval,), name="recs-view", daemon=True)
-            self._thread.start()
+        if self._following is None:
+            self._following = Following("recs-view", lambda _: self.poll(poll_interval)).start()
         return self
-
-    def _follow(self, poll_interval: float) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll(poll_interval)
-            except Exception:  # keep following: a reader must not die on one bad poll
-                log.exception("recommendations view: poll failed")
-                self._stop.wait(1.0)
 
     @property
     def following(self) -> bool:
         """Whether the background thread of `start` is following the topic."""
-        return self._thread is not None
+        return self._following is not None
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
+        if self._following is not None:
+            self._following.stop()
+            self._following = None
 
     def close(self) -> None:
         self.stop()

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 
 from consumers.catalog_reader import CatalogReader
+from consumers.following import Following
 from consumers.serve_state import ServeState
 from consumers.tail import StartOffsets, TopicTail
 from refold.core.config import Settings
@@ -86,8 +87,7 @@ class ServeView:
         self.caught_up = False
         self.error: str | None = None
         self.last_poll = time.monotonic()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._following = Following("serve-view", self._step)
         self._lock = threading.Lock()
 
     # -- status, for /healthz and /ready
@@ -96,10 +96,10 @@ class ServeView:
             return False, self.error
         # while reading to the end at start (a minute per million users) it is alive: /ready
         # says it is not ready yet, and a liveness probe must not restart it for that
-        if self._thread is not None and self.caught_up and \
+        if self._following.running and self.caught_up and \
                 time.monotonic() - self.last_poll > 30:
             return False, f"no poll for {time.monotonic() - self.last_poll:.0f} s"
-        return True, "following" if self._thread is not None else "not following"
+        return True, "following" if self._following.running else "not following"
 
     def ready(self) -> tuple[bool, str]:
         if not self.caught_up:
@@ -188,33 +188,25 @@ class ServeView:
 
     # -- following
     def start(self) -> ServeView:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._follow, name="serve-view",
-                                            daemon=True)
-            self._thread.start()
+        self._following.start()
         return self
 
-    def _follow(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if not self.caught_up:  # however long it takes: /ready says 503 meanwhile
-                    self.catch_up(timeout=3600.0)
-                elif not self.poll():
-                    self._stop.wait(0.005)
-            except KafkaFatalError as exc:
-                self.error = str(exc)
-                log.error("serve view stopped: %s", exc)
-                return
-            except Exception:  # keep following: one bad poll must not stop the view
-                log.exception("serve view: poll failed")
-                self._stop.wait(1.0)
+    def _step(self, stop: threading.Event) -> bool:
+        """Read to the end first (however long it takes: /ready says 503 meanwhile), then what
+        arrives; False (the thread ends) on an error no retry fixes."""
+        try:
+            if not self.caught_up:
+                self.catch_up(timeout=3600.0)
+            elif not self.poll():
+                stop.wait(0.005)
+        except KafkaFatalError as exc:
+            self.error = str(exc)
+            log.error("serve view stopped: %s", exc)
+            return False
+        return True
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
+        self._following.stop()
 
     def close(self) -> None:
         self.stop()

@@ -241,7 +241,6 @@ def _epsilon_draw(epsilon: float, m: int, k: int, rng: np.random.Generator) -> n
     return ranks
 
 
-
 def warm_up() -> None:
     """Compile (or load from numba's cache) the draw's kernels: every published list is drawn."""
     choose(Policy("plackett_luce"), np.array([1.0, 0.5, 0.2, 0.1]), 3, np.random.default_rng(0))

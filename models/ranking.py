@@ -254,7 +254,7 @@ class Ranker:
         on = at < len(items)
         on[on] = items[at[on]] == cols[on]  # session items outside these score -inf: dropped
         top, _ = selection.blend_topk(cf, np.flatnonzero(exclude[items]), at[on], terms[on],
-                                    weight, depth)
+                                      weight, depth)
         return items[top]
 
     def _with_sessions(self, S: np.ndarray, plans: list[Plan], never: np.ndarray) -> np.ndarray:
