@@ -142,11 +142,8 @@ class Trending:
                 self._inv_tau, RENORM_EXPONENT, before[start:])
             if end > start:
                 self._note(items[start:end], before[start:end])
-            if end < len(items):
-                self._rescale(float(times[end]))
-                x = (float(times[end]) - self.t_ref) * self._inv_tau
-                self._note(items[end:end + 1])
-                self._acc[items[end]] += float(weights[end]) * math.exp(x)
+            if end < len(items):  # the event that needs a rescale first: `update` does both
+                self.update(int(items[end]), float(weights[end]), float(times[end]))
             start = end + 1
 
     def scores(self, now: float) -> np.ndarray:
