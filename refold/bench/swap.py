@@ -293,16 +293,18 @@ def swap_timings(first: ItemFactors, second: ItemFactors, repeats: int, ann: boo
     the swap of the prepared layout (the processing thread's pause)."""
     from models.recommender import FoldInConfig, OnlineRecommender
 
-    pair = (first, second)
+    pair, serving = (first, second), 0  # each swap serves the version not served
     rec = OnlineRecommender(FoldInConfig(**index_setting(len(first), ann)), factors=first)
     out: dict[str, list[float]] = {"inline": [], "prepare": [], "prepared": []}
-    for n in range(repeats):
+    for _ in range(repeats):
         if inline:
+            serving = 1 - serving
             t0 = time.perf_counter()
-            rec.swap_factors(pair[(n + 1) % 2])
+            rec.swap_factors(pair[serving])
             out["inline"].append((time.perf_counter() - t0) * 1000)
+        serving = 1 - serving
         t1 = time.perf_counter()
-        ready = rec.prepare_factors(pair[n % 2] if inline else pair[(n + 1) % 2])
+        ready = rec.prepare_factors(pair[serving])
         t2 = time.perf_counter()
         rec.swap_factors(ready)
         out["prepared"].append((time.perf_counter() - t2) * 1000)
