@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 REFOLD := $(BIN)/refold
 DATA   ?= ../shared/datasets/ml-100k
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: help install broker broker-stop topics demo test test-unit lint bench clean
 
@@ -33,11 +34,14 @@ topics: broker ## create the topics (idempotent)
 demo: topics ## the main job: run the pipeline on the local broker (ml-100k if DATA exists)
 	$(REFOLD) demo $(if $(wildcard $(DATA)),--path $(DATA),)
 
+# The suite waits more than it computes (brokers, processes, restores): TEST_WORKERS processes
+# (pytest-xdist) share it out by file, so a module's fixtures are built once; 0 runs it in one.
 test: broker ## run the whole test suite (unit, integration against the real broker)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: install ## the fast tier: unit tests and docstring examples not marked slow, no broker
-	$(BIN)/python -m pytest -q -m "not slow" tests/unit models consumers producers refold $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile \
+		tests/unit models consumers producers refold $(PYTEST_ARGS)
 
 lint: install ## ruff
 	$(BIN)/ruff check .
