@@ -208,7 +208,10 @@ def test_an_aborted_batch_is_rolled_back_and_read_again(settings, data, monkeypa
     w.thread.join(60)
     w.stop()
     assert isinstance(w.worker, FailOnce)
-    assert w.loop.stats.aborts == 1
+    # the injected abort, and at most one more: when the abort purged lists still queued in
+    # the producer, its next transaction fails on the skipped sequence numbers
+    # (OUT_OF_ORDER_SEQUENCE_NUMBER, an epoch bump) and is aborted and redone too
+    assert 1 <= w.loop.stats.aborts <= 2
     assert w.worker.counts["events"] == len(events)
     assert w.worker.counts["duplicates"] == len(dup)
     assert_matches_offline(settings, events, catalog, factors)
