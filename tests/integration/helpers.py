@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from refold.core.config import Settings
-from refold.core.kafka import make_consumer
+from refold.core.kafka import make_consumer, watermarks
 
 
 def free_port() -> int:
@@ -65,7 +65,8 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
 def committed(settings: Settings, partitions: int | None = None,
               topics: tuple[str, ...] = ("events",)) -> int:
     """Input messages the worker group committed, over all partitions of `topics` (not waiting
-    for a pending transaction: a killed worker's stays open until its successor starts)."""
+    for a pending transaction: a killed worker's stays open until a successor of the same
+    instance id starts or the broker aborts it; `open_transactions` says where)."""
     consumer = make_consumer(settings, settings.consumer_group,
                              {"isolation.level": "read_uncommitted"})
     try:
@@ -75,6 +76,26 @@ def committed(settings: Settings, partitions: int | None = None,
         return sum(max(tp.offset, 0) for tp in tps)
     finally:
         consumer.close()
+
+
+def open_transactions(settings: Settings, topics: tuple[str, ...]) -> list[str]:
+    """The partitions of `topics` (settings' names) whose last stable offset is short of the
+    high watermark: a transaction is still open there, and a read_committed reader sees
+    nothing past its first record. A killed worker that is not restarted leaves one open
+    until the broker aborts it (`transaction.timeout.ms`, checked every 10 s by default)."""
+    out = []
+    clients = [make_consumer(settings, "refold-test-marks", {"isolation.level": level})
+               for level in ("read_committed", "read_uncommitted")]
+    try:
+        for name in topics:
+            topic = settings.topic(name)
+            stable, high = (watermarks(c, topic) for c in clients)
+            out += [f"{topic}[{p}] {stable[p][1]} < {high[p][1]}" for p in sorted(high)
+                    if stable[p][1] < high[p][1]]
+    finally:
+        for c in clients:
+            c.close()
+    return out
 
 
 def delete_topics(prefix: str) -> None:
