@@ -160,7 +160,8 @@ class Worker:
                        categories=categories, catalog_size=lambda: int(catalog.active.sum()),
                        request_refit=self.requester,
                        refit_cooldown=self.options.refit_request_interval,
-                       max_users=self.settings.state_cache_users)
+                       max_users=self.settings.state_cache_users,
+                       summary_interval=self.settings.metrics_summary_seconds)
 
     def start(self) -> Self:
         """Read the side inputs (the catalog) to their end, then load and follow snapshots."""
@@ -184,7 +185,11 @@ class Worker:
         self.start()
         if freeze_heap:
             settle_process(self.settings)
-        return self.loop.run()
+        try:
+            return self.loop.run()
+        finally:
+            if self.monitor is not None:  # the gauges end on every batch, not a second before
+                self.monitor.summarise()
 
     def stop(self) -> None:
         """Finish the current batch, commit it and return from `run` (any thread, signals)."""

@@ -142,7 +142,8 @@ def _worker(settings: Settings, factors: ItemFactors, fold_in: dict[str, Any],
             worker.state.local.open(p)  # type: ignore[union-attr]
     catalog = rec.catalog
     monitor = Monitor(settings.k, weights=rec.config.weights, categories=lambda i: (),
-                      catalog_size=lambda: int(catalog.active.sum()))
+                      catalog_size=lambda: int(catalog.active.sum()),
+                      summary_interval=settings.metrics_summary_seconds)
     worker.on_commit = monitor.on_commit
     return worker, Output(settings.topic("changelog"))
 

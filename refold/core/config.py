@@ -235,6 +235,9 @@ class Settings(HybridSettings, BridgeSettings):
     metrics_host: str = Field("127.0.0.1", description="where /metrics, /healthz, /ready listen")
     metrics_port: int | None = Field(None, ge=0, le=65535, description=(
         "metrics port; unset: the role's (worker 9400, refitter 9401, bridge 9402); 0: a free one"))
+    metrics_summary_seconds: float = Field(1.0, ge=0, le=3600, description=(
+        "a worker tests input drift and sets its quality gauges at most this often (0: every "
+        "batch)"))
     batch_size: int = Field(500, ge=1, le=1_000_000,
                             description="events per micro-batch and transaction")
     instance_id: str = Field(default_factory=_default_instance_id, min_length=1, max_length=200,

@@ -115,6 +115,30 @@ def test_monitor_counts_judges_and_exports(reg):
     assert reg.get_sample_value("refold_drift_statistic", {"detector": "event_type_psi"}) == 0
 
 
+def test_summaries_wait_for_their_interval_while_counters_move_every_batch(reg):
+    m = Monitor(k=2, catalog_size=4, summary_interval=3600.0, clock=lambda: 0.0)
+    batches = value(reg, "refold_batches_total")
+    m.on_batch([ev(0, "u1", "a")], [Published("u1", ["a", "b"], "collaborative", 1)])
+    assert value(reg, "refold_catalog_coverage_ratio") == pytest.approx(2 / 4)  # the first: now
+    m.on_batch([ev(1, "u2", "a")], [Published("u2", ["c", "d"], "collaborative", 1)])
+    assert value(reg, "refold_batches_total") - batches == 2
+    assert value(reg, "refold_catalog_coverage_ratio") == pytest.approx(2 / 4)  # not yet
+    m.summarise()
+    assert value(reg, "refold_catalog_coverage_ratio") == pytest.approx(4 / 4)
+
+
+def test_input_drift_found_by_a_later_summary_still_requests_a_refit(reg):
+    asked: list[str] = []
+    m = Monitor(request_refit=asked.append, refit_on={"event_type"}, input_window=50,
+                summary_interval=0.0, clock=lambda: 0.0)
+    m.on_batch([ev(i, f"u{i}", "a") for i in range(100)], [])
+    m.summary_interval = 3600.0
+    m.on_batch([ev(i, f"u{i}", "a", "dismiss") for i in range(100, 150)], [])
+    assert asked == []  # the shift is in the window, not yet tested
+    m.summary_interval = 0.0
+    assert m.on_batch([], []).detections == ["event_type"] and asked == ["event_type"]
+
+
 def test_a_hit_rate_drop_requests_one_refit_per_cooldown(reg):
     now = [0.0]
     asked: list[str] = []
