@@ -103,7 +103,6 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
     total.inc(float(np.sum(values)))
 
 
-
 def item_ids(items: Iterable[Any]) -> list[str]:
     """Ids of a list's items, whether given as ids or as objects with `item_id`."""
     return [getattr(it, "item_id", it) for it in items]
