@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -151,7 +152,7 @@ class Monitor:
         self._last_request: float | None = None
         self.summary_interval = summary_interval
         """Seconds between two `summarise` calls from `on_batch` (0: every batch)."""
-        self._summarised: float | None = None
+        self._summarised = -math.inf
 
     # -- the batch hook ----------------------------------------------------------------------
     def on_batch(
@@ -195,7 +196,7 @@ class Monitor:
                 if self.shifts[name].update(value):
                     self._detected(name, "change", report)
         now = time.monotonic()
-        if self._summarised is None or now - self._summarised >= self.summary_interval:
+        if now - self._summarised >= self.summary_interval:
             self._summarised = now
             self.summarise(report)
         M.BATCHES.inc()
