@@ -92,16 +92,16 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
         return
     # observe() counts v in the first bucket whose bound is >= v: bisect/searchsorted, left
     if len(values) <= SMALL:
-        at = Counter(bisect.bisect_left(bounds, v) for v in values)
-        for b, count in at.items():
-            buckets[b].inc(count)
-        total.inc(float(sum(values)))
-        return
-    found, n = np.unique(np.searchsorted(bounds, np.asarray(values, dtype=np.float64)),
-                         return_counts=True)
-    for b, count in zip(found.tolist(), n.tolist(), strict=True):
+        counts: Iterable[tuple[int, int]] = Counter(
+            bisect.bisect_left(bounds, v) for v in values).items()
+        added = sum(values)
+    else:
+        found, n = np.unique(np.searchsorted(bounds, np.asarray(values, dtype=np.float64)),
+                             return_counts=True)
+        counts, added = zip(found.tolist(), n.tolist(), strict=True), np.sum(values)
+    for b, count in counts:
         buckets[b].inc(count)
-    total.inc(float(np.sum(values)))
+    total.inc(float(added))
 
 
 def item_ids(items: Iterable[Any]) -> list[str]:
